@@ -1,1 +1,43 @@
-//! x
+//! # mmssl
+//!
+//! Multimodal self-supervised representation learning on [burn](https://burn.dev): every
+//! objective of the CR/XX/CC/RR taxonomy of Fedorov et al., "On self-supervised multimodal
+//! representation learning: an application to Alzheimer's disease" (ISBI 2021), the baselines
+//! they compare against, and the evaluation (linear probes, CCA/SVCCA/PWCCA/CKA similarity),
+//! on CPU, wgpu or CUDA with the same code.
+//!
+//! This facade re-exports the member crates:
+//!
+//! | module | crate | job |
+//! | --- | --- | --- |
+//! | [`data`] | `mmssl-data` | datasets, pairing, splits, volumes |
+//! | [`encoders`] | `mmssl-encoders` | DCGAN encoders/decoders, projection heads |
+//! | [`objectives`] | `mmssl-objectives` | critics, estimators, edges, objective specs |
+//! | [`baselines`] | `mmssl-baselines` | supervised, AE, deep CCA family, MMVAE, linear CCA |
+//! | [`similarity`] | `mmssl-similarity` | CCA, SVCCA, PWCCA, linear CKA |
+//! | [`train`] | `mmssl-train` | the training loop, evaluation, experiments |
+//!
+//! Backends are cargo features of this crate: the `flex` CPU backend is always built; `wgpu`
+//! and `cuda` are opt-in, and `lapack` switches the similarity metrics' linear algebra to
+//! LAPACK (see `docs/backends.md`). Libraries take a [`burn::tensor::Device`]; only the
+//! `mmssl` binary chooses one.
+//!
+//! # Example
+//!
+//! ```
+//! use mmssl::similarity::Similarity;
+//! use ndarray::Array2;
+//!
+//! let a = Array2::from_shape_fn((100, 8), |(i, j)| ((i * 13 + j * 7) % 17) as f64);
+//! let report = Similarity::new().report(a.view(), a.view()).unwrap();
+//! assert!((report.cka.unwrap() - 1.0).abs() < 1e-12);
+//! ```
+#![deny(missing_docs)]
+
+pub use burn;
+pub use mmssl_baselines as baselines;
+pub use mmssl_data as data;
+pub use mmssl_encoders as encoders;
+pub use mmssl_objectives as objectives;
+pub use mmssl_similarity as similarity;
+pub use mmssl_train as train;

@@ -1,1 +1,79 @@
-//! x
+//! # mmssl-cli
+//!
+//! The `mmssl` command-line tool: the one place where a compute backend is chosen
+//! ([`backend::select_device`]) and where user-facing commands live. The binary is a thin
+//! wrapper over [`Cli`] and [`run`], so the commands can be driven (and tested) from Rust too.
+//!
+//! Commands so far: `mmssl similarity` (CCA, SVCCA, PWCCA, CKA between two `.npy`
+//! representations) and `mmssl info` (what this build can run on).
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod similarity;
+
+use backend::{BackendKind, select_device};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Multimodal self-supervised representation learning.
+#[derive(Debug, Parser)]
+#[command(name = "mmssl", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `mmssl` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare two representations (.npy, rows = samples): CCA, SVCCA, PWCCA, linear CKA.
+    Similarity(similarity::SimilarityArgs),
+    /// Show the backends this build supports and check that one works.
+    Info {
+        /// Also run a test computation on this backend.
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
+    },
+}
+
+/// Runs a parsed command line: prints results to stdout, errors to stderr, and returns the
+/// process exit code (0 on success, 2 on bad input or an unusable backend).
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Similarity(args) => match similarity::run(&args) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Info { backend } => {
+            println!("mmssl {}", env!("CARGO_PKG_VERSION"));
+            for kind in BackendKind::all() {
+                let state = if kind.compiled() {
+                    "compiled in"
+                } else {
+                    "not compiled in"
+                };
+                println!("backend {:<5} {state}", kind.name());
+            }
+            println!(
+                "similarity linear algebra: {:?}",
+                mmssl_similarity::linalg::LinalgBackend::default()
+            );
+            if let Some(kind) = backend {
+                match select_device(kind) {
+                    Ok(device) => println!("backend {} works: {device:?}", kind.name()),
+                    Err(e) => return fail(&e),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}

@@ -1,1 +1,7 @@
-fn main(){}
+//! The `mmssl` binary. Everything lives in the `mmssl_cli` library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    mmssl_cli::run(mmssl_cli::Cli::parse())
+}

@@ -20,7 +20,9 @@ pub(crate) fn centred(matrix: &'static str, a: ArrayView2<f64>) -> Result<Array2
             value,
         });
     }
-    let mean = a.mean_axis(Axis(0)).expect("n >= 1 was checked by the caller");
+    let mean = a
+        .mean_axis(Axis(0))
+        .expect("n >= 1 was checked by the caller");
     let c = &a - &mean;
     let raw = a.iter().map(|x| x * x).sum::<f64>().sqrt();
     let cen = c.iter().map(|x| x * x).sum::<f64>().sqrt();

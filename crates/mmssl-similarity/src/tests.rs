@@ -215,7 +215,12 @@ fn pwcca_matches_reference_and_weighs_by_a() {
     for (i, &(n, da, db)) in SHAPES.iter().enumerate() {
         let (a, b) = views(10 + i as u64, n, da, db);
         let r = Pwcca::new().fit(a.view(), b.view()).unwrap();
-        assert!(close(r.value, ref_pwcca(&a, &b), 1e-9), "{} vs {}", r.value, ref_pwcca(&a, &b));
+        assert!(
+            close(r.value, ref_pwcca(&a, &b), 1e-9),
+            "{} vs {}",
+            r.value,
+            ref_pwcca(&a, &b)
+        );
         assert!(close(r.weights.sum(), 1.0, 1e-12));
         assert!(r.weights.iter().all(|&w| w >= 0.0));
         // Asymmetric: weights come from the first argument.
@@ -225,7 +230,10 @@ fn pwcca_matches_reference_and_weighs_by_a() {
     let (a, b) = views(20, 200, 6, 9);
     let ab = pwcca(a.view(), b.view()).unwrap();
     let ba = pwcca(b.view(), a.view()).unwrap();
-    assert!((ab - ba).abs() > 1e-4, "PWCCA should not be symmetric here: {ab} {ba}");
+    assert!(
+        (ab - ba).abs() > 1e-4,
+        "PWCCA should not be symmetric here: {ab} {ba}"
+    );
 }
 
 #[test]
@@ -233,7 +241,11 @@ fn svcca_matches_reference() {
     for (i, &(n, da, db)) in SHAPES.iter().enumerate() {
         let (a, b) = views(30 + i as u64, n, da, db);
         for t in [0.5, 0.9, 0.99] {
-            let r = Svcca::new().threshold(t).unwrap().fit(a.view(), b.view()).unwrap();
+            let r = Svcca::new()
+                .threshold(t)
+                .unwrap()
+                .fit(a.view(), b.view())
+                .unwrap();
             let (m, ka, kb) = ref_svcca(&a, &b, t);
             assert_eq!((r.kept_a, r.kept_b), (ka, kb), "threshold {t}");
             assert!(close(r.mean, m, 1e-9), "{} vs {m}", r.mean);
@@ -246,9 +258,17 @@ fn cka_matches_gram_matrix_definition() {
     for (i, &(n, da, db)) in SHAPES[..3].iter().enumerate() {
         let (a, b) = views(40 + i as u64, n, da, db);
         let v = linear_cka(a.view(), b.view()).unwrap();
-        assert!(close(v, ref_cka(&a, &b), 1e-10), "{v} vs {}", ref_cka(&a, &b));
+        assert!(
+            close(v, ref_cka(&a, &b), 1e-10),
+            "{v} vs {}",
+            ref_cka(&a, &b)
+        );
         let d = linear_cka_debiased(a.view(), b.view()).unwrap();
-        assert!(close(d, ref_cka_debiased(&a, &b), 1e-9), "{d} vs {}", ref_cka_debiased(&a, &b));
+        assert!(
+            close(d, ref_cka_debiased(&a, &b), 1e-9),
+            "{d} vs {}",
+            ref_cka_debiased(&a, &b)
+        );
     }
 }
 
@@ -312,7 +332,11 @@ fn cca_and_cka_are_invariant_to_orthogonal_maps_and_isotropic_scaling() {
     let deb0 = linear_cka_debiased(a.view(), b.view()).unwrap();
     assert!(close(cca(a2.view(), b.view()).unwrap(), cca0, 1e-10));
     assert!(close(linear_cka(a2.view(), b.view()).unwrap(), cka0, 1e-10));
-    assert!(close(linear_cka_debiased(a2.view(), b.view()).unwrap(), deb0, 1e-10));
+    assert!(close(
+        linear_cka_debiased(a2.view(), b.view()).unwrap(),
+        deb0,
+        1e-10
+    ));
     // CCA, but not CKA, is invariant to any invertible map.
     let mut m = orthogonal(72, 6);
     m.column_mut(0).mapv_inplace(|x| x * 10.0);
@@ -342,8 +366,19 @@ fn svcca_keeps_the_directions_that_explain_the_variance() {
     let s = ndarray::arr1(&[90.0f64, 5.0, 4.5, 0.3, 0.2]).mapv(f64::sqrt);
     let a = (&u * &s).dot(&orthogonal(91, 5));
     let b = gaussian(&mut rng, (n, 3));
-    for (t, k) in [(0.89, 1), (0.93, 2), (0.96, 3), (0.99, 3), (0.998, 4), (1.0, 5)] {
-        let r = Svcca::new().threshold(t).unwrap().fit(a.view(), b.view()).unwrap();
+    for (t, k) in [
+        (0.89, 1),
+        (0.93, 2),
+        (0.96, 3),
+        (0.99, 3),
+        (0.998, 4),
+        (1.0, 5),
+    ] {
+        let r = Svcca::new()
+            .threshold(t)
+            .unwrap()
+            .fit(a.view(), b.view())
+            .unwrap();
         assert_eq!(r.kept_a, k, "threshold {t}");
     }
 }
@@ -352,7 +387,10 @@ fn svcca_keeps_the_directions_that_explain_the_variance() {
 fn svcca_works_when_cca_is_underdetermined() {
     let (a, b) = views(100, 20, 50, 30);
     let err = Cca::new().fit(a.view(), b.view()).unwrap_err();
-    assert!(matches!(err, SimilarityError::Underdetermined { n: 20, d: 50, .. }));
+    assert!(matches!(
+        err,
+        SimilarityError::Underdetermined { n: 20, d: 50, .. }
+    ));
     let msg = err.to_string();
     assert!(msg.contains("SVCCA") && msg.contains("CKA"), "{msg}");
     let r = Svcca::new().fit(a.view(), b.view()).unwrap();
@@ -406,11 +444,27 @@ fn bad_inputs_are_errors() {
     let mut nan = a.clone();
     nan[[4, 2]] = f64::NAN;
     let e = linear_cka(nan.view(), b.view()).unwrap_err();
-    assert!(matches!(e, SimilarityError::NonFinite { matrix: "A", row: 4, col: 2, .. }));
+    assert!(matches!(
+        e,
+        SimilarityError::NonFinite {
+            matrix: "A",
+            row: 4,
+            col: 2,
+            ..
+        }
+    ));
     let mut inf = b.clone();
     inf[[7, 0]] = f64::NEG_INFINITY;
     let e = svcca(a.view(), inf.view()).unwrap_err();
-    assert!(matches!(e, SimilarityError::NonFinite { matrix: "B", row: 7, col: 0, .. }));
+    assert!(matches!(
+        e,
+        SimilarityError::NonFinite {
+            matrix: "B",
+            row: 7,
+            col: 0,
+            ..
+        }
+    ));
     let constant = Array2::from_elem((30, 3), 0.1);
     for f in [cca, svcca, pwcca, linear_cka, linear_cka_debiased] {
         assert!(matches!(
@@ -425,7 +479,11 @@ fn bad_inputs_are_errors() {
     ));
     assert!(matches!(
         linear_cka_debiased(a.slice(s![..3, ..]), b.slice(s![..3, ..])),
-        Err(SimilarityError::TooFewSamples { needed: 4, n: 3, .. })
+        Err(SimilarityError::TooFewSamples {
+            needed: 4,
+            n: 3,
+            ..
+        })
     ));
     for t in [0.0, -0.5, 1.5, f64::NAN] {
         assert!(matches!(
@@ -437,7 +495,12 @@ fn bad_inputs_are_errors() {
     let sq = a.slice(s![..3, ..]);
     assert!(matches!(
         pwcca(sq, b.slice(s![..3, ..])),
-        Err(SimilarityError::Underdetermined { metric: "PWCCA", n: 3, d: 3, .. })
+        Err(SimilarityError::Underdetermined {
+            metric: "PWCCA",
+            n: 3,
+            d: 3,
+            ..
+        })
     ));
     // The report refuses input no metric can use.
     assert!(Similarity::new().report(nan.view(), b.view()).is_err());
@@ -448,7 +511,10 @@ fn small_samples_never_give_nan() {
     for seed in 0..40 {
         let (a, b) = views(200 + seed, 4 + (seed as usize % 4), 2, 3);
         let r = Similarity::new().report(a.view(), b.view()).unwrap();
-        for v in [r.cca, r.svcca, r.pwcca, r.cka, r.cka_debiased].into_iter().flatten() {
+        for v in [r.cca, r.svcca, r.pwcca, r.cka, r.cka_debiased]
+            .into_iter()
+            .flatten()
+        {
             assert!(v.is_finite());
         }
         if r.cka_debiased.is_none() {
@@ -486,7 +552,10 @@ fn npy_errors_name_the_file_and_problem() {
     let garbage = dir.path().join("garbage.npy");
     std::fs::write(&garbage, b"this is not numpy").unwrap();
     let e = read_matrix(&garbage).unwrap_err().to_string();
-    assert!(e.contains("garbage.npy") && e.contains("not a valid .npy"), "{e}");
+    assert!(
+        e.contains("garbage.npy") && e.contains("not a valid .npy"),
+        "{e}"
+    );
 
     let one_d = dir.path().join("vec.npy");
     ndarray::arr1(&[1.0f64, 2.0])
@@ -500,11 +569,16 @@ fn npy_errors_name_the_file_and_problem() {
         .write_npy(std::fs::File::create(&ints).unwrap())
         .unwrap();
     let e = read_matrix(&ints).unwrap_err().to_string();
-    assert!(e.contains("ints.npy") && e.contains("float32 or float64"), "{e}");
+    assert!(
+        e.contains("ints.npy") && e.contains("float32 or float64"),
+        "{e}"
+    );
 
     let trunc = dir.path().join("trunc.npy");
     let mut bytes = Vec::new();
-    Array2::<f64>::zeros((10, 10)).write_npy(&mut bytes).unwrap();
+    Array2::<f64>::zeros((10, 10))
+        .write_npy(&mut bytes)
+        .unwrap();
     bytes.truncate(bytes.len() - 8);
     std::fs::write(&trunc, bytes).unwrap();
     let e = read_matrix(&trunc).unwrap_err().to_string();
@@ -516,10 +590,20 @@ fn npy_errors_name_the_file_and_problem() {
 #[cfg(feature = "lapack")]
 #[test]
 fn faer_and_lapack_agree_to_1e10() {
-    let cases = [views(140, 500, 16, 24), views(141, 60, 10, 3), views(142, 30, 40, 20)];
+    let cases = [
+        views(140, 500, 16, 24),
+        views(141, 60, 10, 3),
+        views(142, 30, 40, 20),
+    ];
     for (a, b) in cases {
-        let rf = Similarity::new().backend(LinalgBackend::Faer).report(a.view(), b.view()).unwrap();
-        let rl = Similarity::new().backend(LinalgBackend::Lapack).report(a.view(), b.view()).unwrap();
+        let rf = Similarity::new()
+            .backend(LinalgBackend::Faer)
+            .report(a.view(), b.view())
+            .unwrap();
+        let rl = Similarity::new()
+            .backend(LinalgBackend::Lapack)
+            .report(a.view(), b.view())
+            .unwrap();
         for (x, y) in [
             (rf.cca, rl.cca),
             (rf.svcca, rl.svcca),

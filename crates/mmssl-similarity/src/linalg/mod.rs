@@ -122,7 +122,10 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -176,10 +179,10 @@ mod tests {
     /// The spectrum of a known matrix: diag(3, 2, 1) rotated.
     #[test]
     fn known_spectrum() {
-        let (q, _) = LinalgBackend::Faer
-            .thin_qr(random(3, 3, 4).view())
-            .unwrap();
-        let a = q.dot(&Array2::from_diag(&ndarray::arr1(&[3.0, 2.0, 1.0]))).dot(&q.t());
+        let (q, _) = LinalgBackend::Faer.thin_qr(random(3, 3, 4).view()).unwrap();
+        let a = q
+            .dot(&Array2::from_diag(&ndarray::arr1(&[3.0, 2.0, 1.0])))
+            .dot(&q.t());
         for backend in LinalgBackend::available() {
             let s = backend.singular_values(a.view()).unwrap();
             assert!((s[0] - 3.0).abs() < 1e-12 && (s[1] - 2.0).abs() < 1e-12);

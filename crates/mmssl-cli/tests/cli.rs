@@ -1,0 +1,151 @@
+//! End-to-end tests of the `mmssl` binary.
+
+use ndarray::Array2;
+use ndarray_npy::WriteNpyExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mmssl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmssl"))
+        .args(args)
+        .output()
+        .expect("the mmssl binary runs")
+}
+
+fn write<T: ndarray_npy::WritableElement>(dir: &Path, name: &str, a: &Array2<T>) -> PathBuf {
+    let p = dir.join(name);
+    a.write_npy(std::fs::File::create(&p).unwrap()).unwrap();
+    p
+}
+
+/// Deterministic pseudo-random views sharing two latent factors.
+fn views(n: usize, d_a: usize, d_b: usize) -> (Array2<f64>, Array2<f64>) {
+    let noise = |i: usize, j: usize, s: usize| {
+        (((i * 7919 + j * 104_729 + s) % 1009) as f64) / 1009.0 - 0.5
+    };
+    let z = Array2::from_shape_fn((n, 2), |(i, j)| noise(i, j, 1) * 4.0);
+    let a = Array2::from_shape_fn((n, d_a), |(i, j)| {
+        z[[i, j % 2]] * (j + 1) as f64 + noise(i, j, 2)
+    });
+    let b = Array2::from_shape_fn((n, d_b), |(i, j)| z[[i, (j + 1) % 2]] - noise(i, j, 3));
+    (a, b)
+}
+
+#[test]
+fn similarity_prints_every_index_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = views(300, 6, 4);
+    let pa = write(dir.path(), "a.npy", &a);
+    // B as float32: the CLI reads both element types.
+    let pb = write(dir.path(), "b.npy", &b.mapv(|x| x as f32));
+    let out = mmssl(&[
+        "similarity",
+        "--a",
+        pa.to_str().unwrap(),
+        "--b",
+        pb.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["cca", "svcca", "pwcca", "cka", "cka_debiased"] {
+        let v = json[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {json}"));
+        assert!((-0.1..=1.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(json["n"], 300);
+    assert_eq!(json["d_a"], 6);
+    assert_eq!(json["d_b"], 4);
+    // The same numbers as the library on the same (f32-rounded) data.
+    let b32 = b.mapv(|x| x as f32 as f64);
+    let lib = mmssl_similarity::Similarity::new()
+        .report(a.view(), b32.view())
+        .unwrap();
+    assert!((json["cka"].as_f64().unwrap() - lib.cka.unwrap()).abs() < 1e-12);
+    assert!((json["pwcca"].as_f64().unwrap() - lib.pwcca.unwrap()).abs() < 1e-12);
+}
+
+#[test]
+fn underdetermined_cca_is_null_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = views(10, 20, 3);
+    let pa = write(dir.path(), "a.npy", &a);
+    let pb = write(dir.path(), "b.npy", &b);
+    let out = mmssl(&[
+        "similarity",
+        "--a",
+        pa.to_str().unwrap(),
+        "--b",
+        pb.to_str().unwrap(),
+        "--compact",
+    ]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["cca"].is_null() && json["pwcca"].is_null());
+    assert!(json["cka"].is_f64() && json["svcca"].is_f64());
+    let warnings = json["warnings"].to_string();
+    assert!(warnings.contains("SVCCA"), "{warnings}");
+}
+
+#[test]
+fn bad_files_exit_2_and_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = views(50, 3, 3);
+    let pa = write(dir.path(), "a.npy", &a);
+    let short = write(
+        dir.path(),
+        "short.npy",
+        &b.slice(ndarray::s![..40, ..]).to_owned(),
+    );
+    let bogus = dir.path().join("bogus.npy");
+    std::fs::write(&bogus, "not an array").unwrap();
+    let missing = dir.path().join("nope.npy");
+    for (other, expect) in [
+        (&bogus, "bogus.npy"),
+        (&missing, "nope.npy"),
+        (&short, "same number of rows"),
+    ] {
+        let out = mmssl(&[
+            "similarity",
+            "--a",
+            pa.to_str().unwrap(),
+            "--b",
+            other.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: ") && err.contains(expect), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = mmssl(&[
+        "similarity",
+        "--a",
+        pa.to_str().unwrap(),
+        "--b",
+        pa.to_str().unwrap(),
+        "--svcca-threshold",
+        "1.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("svcca_threshold"));
+}
+
+#[test]
+fn info_lists_backends_and_refuses_missing_ones_clearly() {
+    let out = mmssl(&["info", "--backend", "cpu"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backend cpu   compiled in") && text.contains("backend cpu works"),
+        "{text}"
+    );
+    if !cfg!(feature = "cuda") {
+        let out = mmssl(&["info", "--backend", "cuda"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
+    }
+}
