@@ -1,10 +1,77 @@
 //! # mmssl-encoders
 //!
 //! Model components for mmssl on any burn device: DCGAN encoders (2D for 32x32 images, 3D for
-//! 64^3 volumes) that expose both the tapped convolutional feature map and the 64-d latent,
+//! 64^3 volumes) that expose both the tapped convolutional feature map and the latent,
 //! matching DCGAN decoders for the autoencoder baselines, and the AMDIM-style projection heads
-//! (conv head and latent head).
+//! ([`ConvHead`] for feature maps, [`LatentHead`] for latents).
 //!
-//! This crate is being built up (see the project's issue on encoders and objectives); it
-//! exposes no items yet.
+//! Every `init` takes the device and a random generator: weights are drawn on the host, so the
+//! same seed gives the same model on every backend.
+//!
+//! # Example
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use mmssl_encoders::{ConvHeadConfig, DcganEncoder2dConfig, LatentHeadConfig};
+//! use rand::{SeedableRng, rngs::StdRng};
+//!
+//! let device = Device::flex();
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let encoder = DcganEncoder2dConfig::new().init(&device, &mut rng).unwrap();
+//! let conv_head = ConvHeadConfig::new(64).init(&device, &mut rng).unwrap();
+//! let latent_head = LatentHeadConfig::new().init(&device, &mut rng).unwrap();
+//!
+//! let images = Tensor::<4>::zeros([2, 1, 32, 32], &device);
+//! let out = encoder.forward(images);
+//! assert_eq!(out.conv.dims(), [2, 64, 64]); // 64 channels x 8x8 locations
+//! assert_eq!(out.z.dims(), [2, 64]);
+//! assert_eq!(conv_head.forward(out.conv).dims(), [2, 64, 64]);
+//! assert_eq!(latent_head.forward(out.z).dims(), [2, 64]);
+//! ```
 #![deny(missing_docs)]
+
+mod conv_head;
+mod dcgan2d;
+mod dcgan3d;
+mod decoder2d;
+mod decoder3d;
+pub mod init;
+mod latent_head;
+mod output;
+
+pub use conv_head::{ConvHead, ConvHeadConfig};
+pub use dcgan2d::{DcganEncoder2d, DcganEncoder2dConfig};
+pub use dcgan3d::{DcganEncoder3d, DcganEncoder3dConfig};
+pub use decoder2d::{DcganDecoder2d, DcganDecoder2dConfig};
+pub use decoder3d::{DcganDecoder3d, DcganDecoder3dConfig};
+pub use latent_head::{LatentHead, LatentHeadConfig};
+pub use output::EncoderOutput;
+
+/// Negative slope of the LeakyReLU used throughout the DCGAN encoders and decoders.
+pub const LEAKY_SLOPE: f64 = 0.2;
+
+/// Invalid model configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// A size that must be positive is zero.
+    #[error("{name} must be at least 1, got {value}")]
+    ZeroSize {
+        /// The configuration field.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+    },
+}
+
+impl EncoderError {
+    fn check_positive(name: &'static str, value: usize) -> Result<(), EncoderError> {
+        if value == 0 {
+            Err(EncoderError::ZeroSize { name, value })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,56 @@
 //! # mmssl-objectives
 //!
-//! The contrastive objectives of the CR/XX/CC/RR taxonomy: critics (scaled dot product,
-//! cosine, bilinear), estimators (AMDIM-style InfoNCE, Jensen-Shannon, Donsker-Varadhan,
-//! NWJ), the four edges between convolutional maps and latents of n modalities, and parsed
-//! objective specs such as `CR-XX-CC` or `CR:1,XX:0.5`.
+//! The contrastive objectives of the CR/XX/CC/RR taxonomy (Fedorov et al., "On self-supervised
+//! multimodal representation learning", ISBI 2021) on any burn device.
 //!
-//! This crate is being built up (see the project's issue on encoders and objectives); it
-//! exposes no items yet.
+//! - [`ObjectiveSpec`]: parsed from `CR-XX-CC`, `RR`, `CR:1,XX:0.5`; all 15 combinations.
+//! - [`Edge`] and [`edge_terms`]: which embeddings each edge pairs, over ordered modality pairs.
+//! - [`Scores`]: every anchor against every target with one matrix product, clipping and the
+//!   score penalty; positives by a gather, negatives by a `[B L_a, B]` sample mask.
+//! - [`Estimator`]: InfoNCE (AMDIM style), Jensen-Shannon, Donsker-Varadhan, NWJ.
+//! - [`CriticKind`]: scaled dot product, cosine with temperature, bilinear.
+//! - [`Objective`]: a configured objective over `n` modalities, returning the total loss and
+//!   named terms; [`contrast`] is the single-term building block for custom objectives.
+//!
+//! # Example
+//!
+//! ```
+//! use burn::tensor::{Device, Distribution, Tensor};
+//! use mmssl_objectives::{ModalityEmbeddings, ObjectiveConfig};
+//! use rand::{SeedableRng, rngs::StdRng};
+//!
+//! let device = Device::flex();
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let objective = ObjectiveConfig::new("CR-XX-CC".parse().unwrap())
+//!     .init(&device, &mut rng)
+//!     .unwrap();
+//! let view = || ModalityEmbeddings {
+//!     conv: Tensor::<3>::random([8, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+//!     latent: Tensor::<2>::random([8, 64], Distribution::Normal(0.0, 1.0), &device),
+//! };
+//! let out = objective.forward(&[view(), view()], &mut rng).unwrap();
+//! assert_eq!(out.terms.len(), 6); // CR[0], CR[1], XX[0->1], XX[1->0], CC[0->1], CC[1->0]
+//! assert_eq!(out.terms[2].term.to_string(), "XX[0->1]");
+//! ```
 #![deny(missing_docs)]
+
+mod critic;
+mod edge;
+mod error;
+mod estimator;
+mod objective;
+mod scores;
+mod spec;
+
+pub use critic::{BilinearCritic, Critic, CriticKind};
+pub use edge::{EdgeTerm, EmbeddingKind, edge_terms};
+pub use error::{ObjectiveError, Result};
+pub use estimator::Estimator;
+pub use objective::{
+    ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveOutput, TermOutput, contrast,
+};
+pub use scores::{Scores, softplus};
+pub use spec::{Edge, ObjectiveSpec};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The projection head for convolutional feature maps (AMDIM style; Bachman et al., NeurIPS
+//! 2019): a 1x1 residual block with BatchNorm on the sum.
+
+use crate::EncoderError;
+use crate::init::{near_identity, xavier_param};
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+
+/// Configuration of [`ConvHead`].
+#[derive(Config, Debug)]
+pub struct ConvHeadConfig {
+    /// Channels of the feature map (64 for the 2D encoder, 128 for the 3D one).
+    pub in_channels: usize,
+    /// Embedding size.
+    #[config(default = 64)]
+    pub out_channels: usize,
+}
+
+/// 1x1 residual block on a feature map `[B, C, L]` (every location independently):
+/// `BN(conv2(ReLU(BN(conv1(x)))) + shortcut(x))`, with `conv1: C -> 64`, `conv2: 64 -> 64`
+/// (no bias) and `shortcut: C -> 64` (with bias). When `C == 64` the shortcut starts near the
+/// identity (`I + U(-0.01, 0.01)`), so the head starts close to a normalised copy of its input.
+/// A 1x1 convolution is a linear map over channels, computed as a matrix product.
+#[derive(Module, Debug)]
+pub struct ConvHead {
+    pub(crate) conv1: Linear,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Linear,
+    pub(crate) shortcut: Linear,
+    pub(crate) bn_out: BatchNorm,
+}
+
+pub(crate) fn linear<R: Rng + ?Sized>(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    gain: f64,
+    rng: &mut R,
+    device: &Device,
+) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    layer.weight = xavier_param([d_in, d_out], d_in, d_out, gain, rng, device);
+    layer
+}
+
+impl ConvHeadConfig {
+    /// Builds the head on `device`, drawing weights from `rng`.
+    pub fn init<R: Rng + ?Sized>(
+        &self,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<ConvHead, EncoderError> {
+        EncoderError::check_positive("in_channels", self.in_channels)?;
+        EncoderError::check_positive("out_channels", self.out_channels)?;
+        let (c, o) = (self.in_channels, self.out_channels);
+        let mut shortcut = linear(c, o, true, 1.0, rng, device);
+        if c == o {
+            shortcut.weight = near_identity(c, 0.01, rng, device);
+        }
+        Ok(ConvHead {
+            conv1: linear(c, o, false, 2f64.sqrt(), rng, device),
+            bn1: BatchNormConfig::new(o).init(device),
+            conv2: linear(o, o, false, 1.0, rng, device),
+            shortcut,
+            bn_out: BatchNormConfig::new(o).init(device),
+        })
+    }
+}
+
+impl ConvHead {
+    /// Embeds every location of a feature map.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, in_channels, L]`
+    /// - output: `[B, out_channels, L]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.swap_dims(1, 2); // [B, L, C]
+        let h = self.conv1.forward(x.clone()).swap_dims(1, 2);
+        let h = relu(self.bn1.forward(h)).swap_dims(1, 2);
+        let h = self.conv2.forward(h) + self.shortcut.forward(x);
+        self.bn_out.forward(h.swap_dims(1, 2))
+    }
+}

@@ -1,0 +1,116 @@
+//! Critics: how an anchor embedding and a target embedding are scored.
+//!
+//! Every critic here is *separable*, `f(u, v) = s * <g(u), h(v)>`, so all scores of a batch
+//! come from one matrix product.
+
+use crate::error::{ObjectiveError, Result};
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+
+/// Which critic an objective uses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CriticKind {
+    /// `f(u, v) = u . v / sqrt(d)` (AMDIM; the paper's default).
+    #[default]
+    ScaledDot,
+    /// `f(u, v) = cos(u, v) / temperature` (SimCLR-style).
+    Cosine {
+        /// The temperature, > 0 (0.1 is common).
+        temperature: f64,
+    },
+    /// `f(u, v) = u^T W v / sqrt(d)` with a learnable `d x d` matrix `W`, initialised at the
+    /// identity (so it starts as the scaled dot product).
+    Bilinear,
+}
+
+impl CriticKind {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        if let CriticKind::Cosine { temperature } = *self
+            && !(temperature > 0.0 && temperature.is_finite())
+        {
+            return Err(ObjectiveError::InvalidParameter {
+                name: "temperature",
+                value: temperature,
+                reason: "the cosine critic's temperature must be finite and > 0",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The learnable matrix of the bilinear critic.
+#[derive(Module, Debug)]
+pub struct BilinearCritic {
+    /// `W`, `[d, d]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+impl BilinearCritic {
+    /// `W = I + U(-0.01, 0.01)` of size `d`.
+    pub fn init<R: Rng + ?Sized>(d: usize, device: &Device, rng: &mut R) -> Self {
+        let values: Vec<f32> = (0..d * d)
+            .map(|k| {
+                let eye = if k / d == k % d { 1.0 } else { 0.0 };
+                eye + rng.random_range(-0.01f32..0.01)
+            })
+            .collect();
+        BilinearCritic {
+            weight: Param::from_data(TensorData::new(values, [d, d]), device),
+        }
+    }
+}
+
+/// A critic ready to score: the kind plus, for the bilinear one, its matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Critic<'a> {
+    /// The kind.
+    pub kind: CriticKind,
+    /// The bilinear matrix, required when `kind` is `Bilinear`.
+    pub bilinear: Option<&'a BilinearCritic>,
+}
+
+impl Critic<'_> {
+    /// Maps anchors and targets (`[N, d]` rows) to the factors of the score matrix:
+    /// scores = `scale * g(anchors) h(targets)^T`. Returns `(g, h, scale)`.
+    pub fn factors(
+        &self,
+        anchors: Tensor<2>,
+        targets: Tensor<2>,
+    ) -> Result<(Tensor<2>, Tensor<2>, f64)> {
+        let d = anchors.dims()[1];
+        match self.kind {
+            CriticKind::ScaledDot => Ok((anchors, targets, 1.0 / (d as f64).sqrt())),
+            CriticKind::Cosine { temperature } => Ok((
+                l2_normalise(anchors),
+                l2_normalise(targets),
+                1.0 / temperature,
+            )),
+            CriticKind::Bilinear => {
+                let w = self.bilinear.ok_or_else(|| {
+                    ObjectiveError::Shape("the bilinear critic has no weight matrix".into())
+                })?;
+                let wd = w.weight.dims();
+                if wd != [d, d] {
+                    return Err(ObjectiveError::Shape(format!(
+                        "bilinear critic matrix is {wd:?} but embeddings have d = {d}"
+                    )));
+                }
+                Ok((
+                    anchors.matmul(w.weight.val()),
+                    targets,
+                    1.0 / (d as f64).sqrt(),
+                ))
+            }
+        }
+    }
+}
+
+/// Rows scaled to unit norm (norms floored at 1e-8, as PyTorch's `cosine_similarity`).
+fn l2_normalise(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-8);
+    x / norm
+}

@@ -1,0 +1,322 @@
+//! A whole objective: the weighted sum of its edge terms over the modalities.
+
+use crate::critic::{BilinearCritic, Critic, CriticKind};
+use crate::edge::{EdgeTerm, EmbeddingKind, edge_terms};
+use crate::error::{ObjectiveError, Result};
+use crate::estimator::Estimator;
+use crate::scores::Scores;
+use crate::spec::ObjectiveSpec;
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of an [`Objective`]: the spec plus the estimator settings shared by its terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveConfig {
+    /// Which edges, with which weights.
+    pub spec: ObjectiveSpec,
+    /// The mutual-information estimator (default InfoNCE).
+    #[serde(default)]
+    pub estimator: Estimator,
+    /// The critic (default scaled dot product).
+    #[serde(default)]
+    pub critic: CriticKind,
+    /// Scores are clipped to `clip * tanh(f / clip)` (AMDIM); `None` disables clipping.
+    #[serde(default = "default_clip")]
+    pub clip: Option<f64>,
+    /// The score penalty `lambda` in `lambda * mean(f^2)`, computed before clipping.
+    #[serde(default = "default_penalty")]
+    pub penalty: f64,
+    /// Whether the penalty of a term is multiplied by the edge's weight. Default `false`: each
+    /// term adds `weight * loss + penalty`, so the penalty regularises every score matrix
+    /// equally whatever the weights.
+    #[serde(default)]
+    pub penalty_weighted: bool,
+    /// Embedding size (needed only to build the bilinear critic's matrix).
+    #[serde(default = "default_dim")]
+    pub embedding_dim: usize,
+}
+
+fn default_clip() -> Option<f64> {
+    Some(20.0)
+}
+fn default_penalty() -> f64 {
+    4e-2
+}
+fn default_dim() -> usize {
+    64
+}
+
+impl ObjectiveConfig {
+    /// The paper's settings for `spec`: InfoNCE, scaled dot critic, clip 20, penalty 4e-2.
+    pub fn new(spec: ObjectiveSpec) -> Self {
+        ObjectiveConfig {
+            spec,
+            estimator: Estimator::default(),
+            critic: CriticKind::default(),
+            clip: default_clip(),
+            penalty: default_penalty(),
+            penalty_weighted: false,
+            embedding_dim: default_dim(),
+        }
+    }
+
+    /// Sets the estimator.
+    pub fn with_estimator(mut self, estimator: Estimator) -> Self {
+        self.estimator = estimator;
+        self
+    }
+
+    /// Sets the critic.
+    pub fn with_critic(mut self, critic: CriticKind) -> Self {
+        self.critic = critic;
+        self
+    }
+
+    /// Sets the clipping constant (`None`: no clipping).
+    pub fn with_clip(mut self, clip: Option<f64>) -> Self {
+        self.clip = clip;
+        self
+    }
+
+    /// Sets the penalty coefficient.
+    pub fn with_penalty(mut self, penalty: f64) -> Self {
+        self.penalty = penalty;
+        self
+    }
+
+    /// Whether the penalty is weighted with its edge.
+    pub fn with_penalty_weighted(mut self, weighted: bool) -> Self {
+        self.penalty_weighted = weighted;
+        self
+    }
+
+    /// Sets the embedding size.
+    pub fn with_embedding_dim(mut self, dim: usize) -> Self {
+        self.embedding_dim = dim;
+        self
+    }
+
+    /// Checks the settings and builds the objective (and the bilinear critic's matrix, if any).
+    pub fn init<R: Rng + ?Sized>(&self, device: &Device, rng: &mut R) -> Result<Objective> {
+        self.critic.validate()?;
+        if let Some(c) = self.clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(ObjectiveError::InvalidParameter {
+                name: "clip",
+                value: c,
+                reason: "the clipping constant must be finite and > 0 (or absent)",
+            });
+        }
+        if !(self.penalty >= 0.0 && self.penalty.is_finite()) {
+            return Err(ObjectiveError::InvalidParameter {
+                name: "penalty",
+                value: self.penalty,
+                reason: "the penalty coefficient must be finite and >= 0",
+            });
+        }
+        if self.embedding_dim == 0 {
+            return Err(ObjectiveError::InvalidParameter {
+                name: "embedding_dim",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
+        let bilinear = (self.critic == CriticKind::Bilinear)
+            .then(|| BilinearCritic::init(self.embedding_dim, device, rng));
+        Ok(Objective {
+            bilinear,
+            config: self.clone(),
+        })
+    }
+}
+
+/// The embeddings of one modality that the edges use.
+#[derive(Debug, Clone)]
+pub struct ModalityEmbeddings {
+    /// The conv head's output: `[B, d, L]`.
+    pub conv: Tensor<3>,
+    /// The latent head's output: `[B, d]`.
+    pub latent: Tensor<2>,
+}
+
+/// One evaluated term.
+#[derive(Debug, Clone)]
+pub struct TermOutput {
+    /// Which edge between which modalities.
+    pub term: EdgeTerm,
+    /// The edge's weight.
+    pub weight: f64,
+    /// The estimator's loss: `[1]`.
+    pub loss: Tensor<1>,
+    /// The score penalty `lambda * mean(f^2)`: `[1]`.
+    pub penalty: Tensor<1>,
+}
+
+/// The value of an objective on a batch.
+#[derive(Debug, Clone)]
+pub struct ObjectiveOutput {
+    /// `sum over terms of weight * loss + (weight if penalty_weighted else 1) * penalty`: `[1]`.
+    pub total: Tensor<1>,
+    /// Every term, in spec order then modality order.
+    pub terms: Vec<TermOutput>,
+}
+
+impl ObjectiveOutput {
+    /// Named scalars for logging: `XX[0->1]` (loss) and `XX[0->1].penalty` per term, and
+    /// `total`. Reads the values back from the device.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        let read = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
+        let mut out = Vec::with_capacity(2 * self.terms.len() + 1);
+        for t in &self.terms {
+            out.push((t.term.to_string(), read(&t.loss)));
+            out.push((format!("{}.penalty", t.term), read(&t.penalty)));
+        }
+        out.push(("total".into(), read(&self.total)));
+        out
+    }
+}
+
+/// A contrastive objective over `n` modalities: the edges of its spec, evaluated with one
+/// estimator and critic. Holds the bilinear critic's matrix when that critic is chosen (its
+/// only parameters); otherwise it has none.
+#[derive(Module, Debug)]
+pub struct Objective {
+    bilinear: Option<BilinearCritic>,
+    #[module(skip)]
+    config: ObjectiveConfig,
+}
+
+impl Objective {
+    /// The configuration.
+    pub fn config(&self) -> &ObjectiveConfig {
+        &self.config
+    }
+
+    /// The terms for `modalities` modalities; an error if a cross-modal edge has fewer than 2.
+    pub fn terms(&self, modalities: usize) -> Result<Vec<(EdgeTerm, f64)>> {
+        let mut out = Vec::new();
+        for &(edge, weight) in self.config.spec.edges() {
+            if edge.is_cross_modal() && modalities < 2 {
+                return Err(ObjectiveError::TooFewModalities {
+                    edge: edge.to_string(),
+                    modalities,
+                });
+            }
+            out.extend(
+                edge_terms(edge, modalities)
+                    .into_iter()
+                    .map(|t| (t, weight)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Evaluates the objective. `rng` draws the anchor locations of CC edges.
+    pub fn forward<R: Rng + ?Sized>(
+        &self,
+        views: &[ModalityEmbeddings],
+        rng: &mut R,
+    ) -> Result<ObjectiveOutput> {
+        if views.is_empty() {
+            return Err(ObjectiveError::TooFewModalities {
+                edge: self.config.spec.to_string(),
+                modalities: 0,
+            });
+        }
+        let critic = Critic {
+            kind: self.config.critic,
+            bilinear: self.bilinear.as_ref(),
+        };
+        let mut terms = Vec::new();
+        let mut total: Option<Tensor<1>> = None;
+        for (term, weight) in self.terms(views.len())? {
+            let anchors = embedding(&views[term.anchor], term.anchor_kind(), rng)?;
+            let targets = embedding(&views[term.target], term.target_kind(), rng)?;
+            let (loss, penalty) = contrast(
+                anchors,
+                targets,
+                critic,
+                self.config.estimator,
+                self.config.clip,
+                self.config.penalty,
+            )?;
+            let pw = if self.config.penalty_weighted {
+                weight
+            } else {
+                1.0
+            };
+            let contribution = loss.clone().mul_scalar(weight) + penalty.clone().mul_scalar(pw);
+            total = Some(match total {
+                Some(t) => t + contribution,
+                None => contribution,
+            });
+            terms.push(TermOutput {
+                term,
+                weight,
+                loss,
+                penalty,
+            });
+        }
+        let total = total.ok_or(ObjectiveError::EmptySpec)?;
+        Ok(ObjectiveOutput { total, terms })
+    }
+}
+
+/// The estimator's loss and the score penalty for one (anchors, targets) pair: the building
+/// block of every edge, usable on any embeddings.
+///
+/// # Shapes
+/// - `anchors`: `[B, d, L_a]`; `targets`: `[B, d, L_t]`; outputs: `[1]` each
+pub fn contrast(
+    anchors: Tensor<3>,
+    targets: Tensor<3>,
+    critic: Critic<'_>,
+    estimator: Estimator,
+    clip: Option<f64>,
+    penalty: f64,
+) -> Result<(Tensor<1>, Tensor<1>)> {
+    let scores = Scores::new(anchors, targets, critic, clip)?;
+    let loss = estimator.loss(&scores);
+    Ok((loss, scores.raw_square_mean.clone().mul_scalar(penalty)))
+}
+
+fn embedding<R: Rng + ?Sized>(
+    view: &ModalityEmbeddings,
+    kind: EmbeddingKind,
+    rng: &mut R,
+) -> Result<Tensor<3>> {
+    match kind {
+        EmbeddingKind::Latent => Ok(view.latent.clone().unsqueeze_dim(2)),
+        EmbeddingKind::ConvMap => Ok(view.conv.clone()),
+        EmbeddingKind::SampledLocation => {
+            let [b, d, l] = view.conv.dims();
+            if l == 0 {
+                return Err(ObjectiveError::Shape(
+                    "a feature map has no locations".into(),
+                ));
+            }
+            let index: Vec<i64> = (0..b)
+                .flat_map(|_| {
+                    let loc = rng.random_range(0..l) as i64;
+                    std::iter::repeat_n(loc, d)
+                })
+                .collect();
+            let device = view.conv.device();
+            let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, d, 1]), &device);
+            Ok(view.conv.clone().gather(2, index))
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The CC anchor sampler, for tests.
+    pub fn sampled<R: Rng + ?Sized>(view: &ModalityEmbeddings, rng: &mut R) -> Tensor<3> {
+        embedding(view, EmbeddingKind::SampledLocation, rng).unwrap()
+    }
+}
