@@ -1,10 +1,55 @@
 //! # mmssl-data
 //!
-//! Everything between files on disk and batches of tensors for mmssl: readers for MNIST and
-//! Fashion-MNIST (IDX), SVHN (MATLAB v5 `.mat`) and NIfTI volumes; the paired-modality
-//! datasets of the paper (Two-View MNIST, label-paired MNIST-SVHN, OASIS-3 T1 + fALFF);
-//! stratified folds, samplers and batching.
+//! Everything between files on disk and batches of tensors for mmssl.
 //!
-//! This crate is being built up (see the project's issue on data loading); it exposes no
-//! items yet.
+//! - Readers: [`read_idx`] / [`load_mnist_dir`] (MNIST, Fashion-MNIST; raw or `.gz`),
+//!   [`read_mat`] / [`load_svhn_mat`] (MATLAB v5 `.mat` as SVHN ships it).
+//! - Paired datasets ([`PairedDataset`]): [`TwoViewMnist`] (rotated view + noisy view, or the
+//!   noisy-MNIST variant with view 2 from another image of the class) and [`LabelPaired`]
+//!   (MNIST-SVHN style pairing of any two labelled image sets).
+//! - Splits: [`stratified_k_fold`] (any fold), [`Subset`].
+//! - Batching: [`collate`] / [`load_batch`] into per-modality tensors on any device.
+//!
+//! Every random choice draws from [`item_rng`]`(seed, epoch, index)`: reproducible, different
+//! per epoch, and independent of loading order.
+//!
+//! # Example
+//!
+//! ```
+//! use mmssl_data::{ImageSet, PairedDataset, TwoViewConfig, TwoViewMnist};
+//!
+//! // Four 28x28 "digits" (real data comes from `load_mnist_dir`).
+//! let pixels: Vec<u8> = (0..4 * 28 * 28).map(|i| (i % 251) as u8).collect();
+//! let images = ImageSet::new(pixels, vec![0, 1, 0, 1], 1, 28, 28, "example").unwrap();
+//! let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
+//! let item = data.get(2, 0).unwrap();
+//! assert_eq!(item.views.len(), 2);
+//! assert_eq!(item.views[0].len(), 32 * 32);
+//! assert_eq!(item.label, Some(0));
+//! assert_eq!(item, data.get(2, 0).unwrap()); // same seed, epoch and index: same draw
+//! assert_ne!(item, data.get(2, 1).unwrap()); // another epoch: another draw
+//! ```
 #![deny(missing_docs)]
+
+mod batch;
+mod dataset;
+mod error;
+mod idx;
+mod images;
+mod mat;
+mod paired;
+mod split;
+mod two_view;
+
+pub use batch::{Batch, ViewBatch, collate, load_batch};
+pub use dataset::{PairedDataset, PairedItem, item_rng};
+pub use error::{DataError, Result};
+pub use idx::{IdxArray, MnistSplit, load_mnist_dir, read_idx, read_idx_images};
+pub use images::{Image, ImageSet};
+pub use mat::{MatArray, MatData, load_svhn_mat, read_mat};
+pub use paired::{LabelPaired, LabelPairedConfig};
+pub use split::{Subset, stratified_k_fold};
+pub use two_view::{NoiseRange, SecondView, TwoViewConfig, TwoViewMnist};
+
+#[cfg(test)]
+mod tests;

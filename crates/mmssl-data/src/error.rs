@@ -1,0 +1,79 @@
+//! The error type of this crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong between files on disk and batches.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not what it should be (bad magic, truncated, inconsistent sizes, ...).
+    #[error("{path}: {problem}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        problem: String,
+    },
+    /// A dataset file is missing; `hint` says how to get it.
+    #[error("{path} not found; {hint}")]
+    Missing {
+        /// The expected file.
+        path: PathBuf,
+        /// How to obtain it.
+        hint: String,
+    },
+    /// Two files that belong together disagree.
+    #[error("{what}")]
+    Mismatch {
+        /// The disagreement, naming both files.
+        what: String,
+    },
+    /// A parameter out of range.
+    #[error("invalid {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// Its value, as written.
+        value: String,
+        /// The valid range.
+        reason: String,
+    },
+    /// An index past the end of a dataset.
+    #[error("index {index} is out of range for a dataset of {len} items")]
+    OutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The dataset's length.
+        len: usize,
+    },
+}
+
+impl DataError {
+    /// A format error for `path`.
+    pub fn format(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An I/O error for `path` (a missing file becomes [`DataError::Missing`] when `hint` is
+    /// given).
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, DataError>;
