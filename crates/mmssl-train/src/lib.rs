@@ -1,9 +1,36 @@
 //! # mmssl-train
 //!
-//! The one training loop of mmssl (every objective and baseline through one method trait),
-//! RAdam with the one-cycle schedule, checkpoints and resumption, linear evaluation, the
-//! similarity analysis of trained models, and the experiment runner with its reports.
+//! The one training loop of mmssl and what surrounds it:
 //!
-//! This crate is being built up (see the project's issue on training); it exposes no items
-//! yet.
+//! - [`Method`]: the interface every method implements (batch in, loss and named terms out;
+//!   representations for evaluation). [`ContrastiveModel`] implements it for any objective of
+//!   the taxonomy over image or volume encoders ([`AnyEncoder`]).
+//! - [`fit`]: seeded epoch order, [`RAdam`] with the [`OneCycle`] schedule stepped per batch
+//!   (the momentum cycled through [`RAdamHandle`]), validation loss per epoch, best and last
+//!   checkpoints written atomically, exact resumption, a NaN/Inf guard.
+//! - [`metrics`]: accuracy, balanced accuracy, ROC-AUC for linear evaluation.
+//!
+//! burn's `Learner` (burn-train) is not used: it cannot cycle Adam's momentum per batch, its
+//! checkpointing does not restore a run to bit-identical weights after a kill, and its
+//! progress rendering assumes one loss; the loop here is small and does exactly that.
 #![deny(missing_docs)]
+
+mod contrastive;
+mod encoder;
+mod error;
+mod fit;
+mod method;
+pub mod metrics;
+mod onecycle;
+mod radam;
+
+pub use contrastive::ContrastiveModel;
+pub use encoder::AnyEncoder;
+pub use error::{Result, TrainError};
+pub use fit::{
+    Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, TrainConfig, epoch_order,
+    evaluate_loss, fit,
+};
+pub use method::{Method, StepOutput};
+pub use onecycle::{OneCycle, OneCycleConfig, ScheduleError};
+pub use radam::{RAdam, RAdamConfig, RAdamHandle, RAdamState};

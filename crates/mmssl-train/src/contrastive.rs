@@ -1,0 +1,122 @@
+//! A contrastive method: one encoder and two heads per modality, and an objective of the
+//! CR/XX/CC/RR taxonomy over them.
+
+use crate::encoder::AnyEncoder;
+use crate::error::{Result, TrainError};
+use crate::method::{Method, StepOutput};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use mmssl_data::Batch;
+use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
+use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+/// Encoders, heads and objective of a contrastive run.
+#[derive(Module, Debug)]
+pub struct ContrastiveModel {
+    encoders: Vec<AnyEncoder>,
+    conv_heads: Vec<ConvHead>,
+    latent_heads: Vec<LatentHead>,
+    objective: Objective,
+}
+
+impl ContrastiveModel {
+    /// A model for modalities whose items have `shapes` (`[C, 32, 32]` or `[C, 64, 64, 64]`),
+    /// with `latent_dim`-dimensional representations and `objective`.
+    pub fn new<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        objective: &ObjectiveConfig,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if shapes.is_empty() {
+            return Err(TrainError::Batch(
+                "a model needs at least one modality".into(),
+            ));
+        }
+        let mut encoders = Vec::new();
+        let mut conv_heads = Vec::new();
+        let mut latent_heads = Vec::new();
+        for shape in shapes {
+            let enc = AnyEncoder::for_shape(shape, latent_dim, device, rng)?;
+            conv_heads.push(
+                ConvHeadConfig::new(enc.tapped_channels())
+                    .with_out_channels(objective.embedding_dim)
+                    .init(device, rng)?,
+            );
+            latent_heads.push(
+                LatentHeadConfig::new()
+                    .with_in_features(latent_dim)
+                    .with_out_features(objective.embedding_dim)
+                    .init(device, rng)?,
+            );
+            encoders.push(enc);
+        }
+        let objective = objective.init(device, rng)?;
+        // Fail now, not at the first step, if the spec needs more modalities.
+        objective.terms(shapes.len())?;
+        Ok(ContrastiveModel {
+            encoders,
+            conv_heads,
+            latent_heads,
+            objective,
+        })
+    }
+
+    /// The objective.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    fn check(&self, batch: &Batch) -> Result<()> {
+        if batch.views.len() != self.encoders.len() {
+            return Err(TrainError::Batch(format!(
+                "the model has {} modalities but the batch has {}",
+                self.encoders.len(),
+                batch.views.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Method for ContrastiveModel {
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutput> {
+        self.check(batch)?;
+        let mut views = Vec::with_capacity(self.encoders.len());
+        for (i, view) in batch.views.iter().enumerate() {
+            let out = self.encoders[i].forward(view)?;
+            views.push(ModalityEmbeddings {
+                conv: self.conv_heads[i].forward(out.conv),
+                latent: self.latent_heads[i].forward(out.z),
+            });
+        }
+        let out = self.objective.forward(&views, rng)?;
+        let terms = out
+            .terms
+            .iter()
+            .map(|t| (t.term.to_string(), t.loss.clone()))
+            .collect();
+        Ok(StepOutput {
+            loss: out.total,
+            terms,
+        })
+    }
+
+    fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
+        self.check(batch)?;
+        let view = batch.views.get(modality).ok_or_else(|| {
+            TrainError::Batch(format!(
+                "no modality {modality} in a batch of {}",
+                batch.views.len()
+            ))
+        })?;
+        Ok(self.encoders[modality].forward(view)?.z)
+    }
+
+    fn modalities(&self) -> usize {
+        self.encoders.len()
+    }
+}

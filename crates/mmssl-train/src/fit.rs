@@ -1,0 +1,354 @@
+//! The training loop shared by every method: seeded epoch order, RAdam with the one-cycle
+//! schedule stepped per batch, validation loss per epoch, best and last checkpoints written
+//! atomically, exact resumption, and a guard that stops on a NaN or infinite loss.
+
+use crate::error::{Result, TrainError};
+use crate::method::Method;
+use crate::onecycle::OneCycleConfig;
+use crate::radam::RAdamConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use mmssl_data::{PairedDataset, item_rng, load_batch};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Settings of [`fit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Items per batch (64). The last incomplete batch of an epoch is dropped (contrastive
+    /// estimation and BatchNorm need more than one item).
+    pub batch_size: usize,
+    /// Seed of the epoch order and the methods' random draws.
+    pub seed: u64,
+    /// The optimiser.
+    pub optimizer: RAdamConfig,
+    /// Learning rate when no schedule is used (4e-4).
+    pub lr: f64,
+    /// The one-cycle schedule (on by default), stepped per batch.
+    pub schedule: Option<OneCycleConfig>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 50,
+            batch_size: 64,
+            seed: 0,
+            optimizer: RAdamConfig::default(),
+            lr: 4e-4,
+            schedule: Some(OneCycleConfig::default()),
+        }
+    }
+}
+
+/// What one epoch measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch number, from 0.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Mean training value of each named term.
+    pub terms: BTreeMap<String, f64>,
+    /// Mean validation loss, if a validation set was given.
+    pub valid_loss: Option<f64>,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// Training pairs processed per second.
+    pub pairs_per_second: f64,
+}
+
+/// Receives progress from [`fit`] (progress bars, logs).
+pub trait Progress {
+    /// After every training step.
+    fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64) {}
+    /// After every epoch.
+    fn epoch(&mut self, _metrics: &EpochMetrics) {}
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// The loop's own state, saved beside the checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LoopState {
+    /// Epochs completed.
+    epochs_done: usize,
+    /// Steps taken.
+    steps_done: usize,
+    /// Best validation (or training) loss so far, and its epoch.
+    best: Option<(f64, usize)>,
+    /// Metrics of completed epochs.
+    history: Vec<EpochMetrics>,
+    /// The configuration the run was started with.
+    config: TrainConfig,
+}
+
+/// Where checkpoints go: `last.bpk` + `optimizer.bpk` + `state.json` after every epoch,
+/// `best.bpk` when the validation loss improves.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    dir: PathBuf,
+    resume: bool,
+}
+
+impl Checkpoints {
+    /// Checkpoints in `dir` (created if needed).
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(Checkpoints { dir, resume: false })
+    }
+
+    /// Continue the run these checkpoints hold (if any) instead of starting over.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// The file of the best model.
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.bpk")
+    }
+
+    /// The file of the last model.
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.bpk")
+    }
+
+    fn optimizer(&self) -> PathBuf {
+        self.dir.join("optimizer.bpk")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint(format!("{}: {e}", path.display()))
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a partial file.
+fn atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> std::result::Result<(), String>,
+{
+    let tmp = path.with_extension("tmp");
+    write(&tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// The order of the training items in `epoch`: a permutation seeded by `(seed, epoch)`.
+pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut item_rng(seed, epoch as u64, u64::MAX));
+    order
+}
+
+/// The result of [`fit`].
+pub struct FitOutcome<M> {
+    /// The model after the last epoch.
+    pub last: M,
+    /// Per-epoch metrics, including epochs done before a resume.
+    pub history: Vec<EpochMetrics>,
+    /// Epoch with the lowest validation loss (training loss without a validation set).
+    pub best_epoch: Option<usize>,
+}
+
+/// Trains `model` on `train`, validating on `valid` after every epoch.
+///
+/// With `checkpoints`, the model, the optimiser and the loop state are saved after every epoch
+/// (atomically), and `best.bpk` holds the model of the best validation loss. With
+/// [`Checkpoints::resume`], a
+/// run continues after the last completed epoch of those checkpoints; since the epoch order,
+/// the methods' draws and the optimiser state are all restored, on the CPU backend it ends
+/// with the same weights and metrics as a run that was never interrupted.
+///
+/// A NaN or infinite loss stops training with [`TrainError::NonFinite`] naming the epoch, step
+/// and the first non-finite term; checkpoints of earlier epochs are kept.
+pub fn fit<M: Method>(
+    mut model: M,
+    train: &dyn PairedDataset,
+    valid: Option<&dyn PairedDataset>,
+    config: &TrainConfig,
+    checkpoints: Option<&Checkpoints>,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<FitOutcome<M>> {
+    if config.batch_size < 2 {
+        return Err(TrainError::Config(format!(
+            "batch_size = {} but contrastive training needs at least 2",
+            config.batch_size
+        )));
+    }
+    let steps_per_epoch = train.len() / config.batch_size;
+    if steps_per_epoch == 0 {
+        return Err(TrainError::Config(format!(
+            "the training set has {} items, fewer than one batch of {}",
+            train.len(),
+            config.batch_size
+        )));
+    }
+    let total_steps = steps_per_epoch * config.epochs;
+    let schedule = match &config.schedule {
+        Some(s) => Some(s.init(total_steps.max(1))?),
+        None => None,
+    };
+    let (mut optim, beta) = config.optimizer.init();
+    let mut state = LoopState {
+        epochs_done: 0,
+        steps_done: 0,
+        best: None,
+        history: Vec::new(),
+        config: config.clone(),
+    };
+    if let Some(ck) = checkpoints
+        && ck.resume
+        && ck.state().exists()
+    {
+        let text = std::fs::read_to_string(ck.state()).map_err(|e| io(&ck.state(), e))?;
+        let saved: LoopState = serde_json::from_str(&text).map_err(|e| io(&ck.state(), e))?;
+        if saved.config != *config {
+            return Err(TrainError::Config(format!(
+                "cannot resume from {}: it was started with another configuration",
+                ck.state().display()
+            )));
+        }
+        model = model
+            .try_load_file(ck.last())
+            .map_err(|e| io(&ck.last(), format!("{e:?}")))?;
+        optim = optim
+            .load(ck.optimizer())
+            .map_err(|e| io(&ck.optimizer(), format!("{e:?}")))?;
+        state = saved;
+    }
+    for epoch in state.epochs_done..config.epochs {
+        let started = Instant::now();
+        let order = epoch_order(train.len(), config.seed, epoch);
+        let (mut loss_sum, mut term_sums) = (0.0, BTreeMap::<String, f64>::new());
+        let mut lr = config.lr;
+        for step in 0..steps_per_epoch {
+            let global = state.steps_done;
+            if let Some(s) = &schedule {
+                let (l, momentum) = s.at(global);
+                lr = l;
+                beta.set_beta_1(momentum);
+            }
+            let indices = &order[step * config.batch_size..(step + 1) * config.batch_size];
+            let batch = load_batch(train, indices, epoch as u64, device)?;
+            let mut rng = item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
+            let out = model.loss(&batch, &mut rng)?;
+            let value = out.loss.clone().into_scalar::<f32>() as f64;
+            let mut term_values = Vec::with_capacity(out.terms.len());
+            for (name, t) in &out.terms {
+                term_values.push((name.clone(), t.clone().into_scalar::<f32>() as f64));
+            }
+            if !value.is_finite() {
+                let culprit = term_values
+                    .iter()
+                    .find(|(_, v)| !v.is_finite())
+                    .map(|(n, v)| format!("term {n} = {v}"))
+                    .unwrap_or_else(|| "no single term (their sum overflowed)".into());
+                return Err(TrainError::NonFinite {
+                    epoch,
+                    step,
+                    value,
+                    culprit,
+                });
+            }
+            loss_sum += value;
+            for (n, v) in term_values {
+                *term_sums.entry(n).or_default() += v;
+            }
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.steps_done += 1;
+            progress.step(epoch, step, steps_per_epoch, value);
+        }
+        let train_loss = loss_sum / steps_per_epoch as f64;
+        let valid_loss = match valid {
+            Some(v) => Some(evaluate_loss(&model, v, config, epoch, device)?),
+            None => None,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss,
+            terms: term_sums
+                .into_iter()
+                .map(|(k, v)| (k, v / steps_per_epoch as f64))
+                .collect(),
+            valid_loss,
+            lr,
+            seconds,
+            pairs_per_second: (steps_per_epoch * config.batch_size) as f64 / seconds.max(1e-9),
+        };
+        let score = valid_loss.unwrap_or(train_loss);
+        let improved = state.best.is_none_or(|(b, _)| score < b);
+        if improved {
+            state.best = Some((score, epoch));
+        }
+        state.epochs_done = epoch + 1;
+        state.history.push(metrics.clone());
+        if let Some(ck) = checkpoints {
+            let m = model.clone();
+            atomic(&ck.last(), |p| m.save_file(p).map_err(|e| format!("{e:?}")))?;
+            if improved {
+                let m = model.clone();
+                atomic(&ck.best(), |p| m.save_file(p).map_err(|e| format!("{e:?}")))?;
+            }
+            atomic(&ck.optimizer(), |p| {
+                optim.save(p).map_err(|e| format!("{e:?}"))
+            })?;
+            let text = serde_json::to_string_pretty(&state).map_err(|e| io(&ck.state(), e))?;
+            atomic(&ck.state(), |p| {
+                std::fs::write(p, text).map_err(|e| e.to_string())
+            })?;
+        }
+        progress.epoch(&metrics);
+    }
+    Ok(FitOutcome {
+        last: model,
+        history: state.history,
+        best_epoch: state.best.map(|(_, e)| e),
+    })
+}
+
+/// Mean loss of `model` (in evaluation mode: BatchNorm running statistics, no autodiff) over
+/// the full batches of `data`, with the draws of `epoch`.
+pub fn evaluate_loss<M: Method>(
+    model: &M,
+    data: &dyn PairedDataset,
+    config: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+) -> Result<f64> {
+    let eval = model.valid();
+    let plain = device.clone().without_autodiff();
+    let steps = data.len() / config.batch_size;
+    if steps == 0 {
+        return Err(TrainError::Config(format!(
+            "the validation set has {} items, fewer than one batch of {}",
+            data.len(),
+            config.batch_size
+        )));
+    }
+    let mut sum = 0.0;
+    for step in 0..steps {
+        let indices: Vec<usize> =
+            (step * config.batch_size..(step + 1) * config.batch_size).collect();
+        let batch = load_batch(data, &indices, epoch as u64, &plain)?;
+        let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
+        sum += eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
+    }
+    Ok(sum / steps as f64)
+}

@@ -1,0 +1,259 @@
+//! The training loop end to end on real MNIST pairs: the loss goes down, an interrupted and
+//! resumed run ends exactly where an uninterrupted one does, and a NaN stops training with a
+//! precise error while keeping the last good checkpoint.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use mmssl_data::{
+    ImageSet, MnistSplit, PairedDataset, TwoViewConfig, TwoViewMnist, load_mnist_dir,
+};
+use mmssl_objectives::ObjectiveConfig;
+use mmssl_train::{
+    Checkpoints, ContrastiveModel, EpochMetrics, Method, OneCycleConfig, Progress, Quiet,
+    TrainConfig, TrainError, fit,
+};
+use rand::{SeedableRng, rngs::StdRng};
+use std::path::PathBuf;
+
+fn mnist(n: usize) -> Option<ImageSet> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
+    if !dir.exists() {
+        eprintln!("skipping: {} is absent", dir.display());
+        return None;
+    }
+    Some(load_mnist_dir(&dir, MnistSplit::Test).unwrap().truncate(n))
+}
+
+fn model(data: &dyn PairedDataset, device: &Device) -> ContrastiveModel {
+    let shapes: Vec<Vec<usize>> = (0..2).map(|m| data.shape(m)).collect();
+    let objective = ObjectiveConfig::new("CR-XX".parse().unwrap());
+    ContrastiveModel::new(
+        &shapes,
+        64,
+        &objective,
+        device,
+        &mut StdRng::seed_from_u64(3),
+    )
+    .unwrap()
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        seed: 11,
+        schedule: Some(OneCycleConfig {
+            max_lr: 0.005,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn weights(m: &ContrastiveModel) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            self.0
+                .extend(p.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
+/// An epoch without its timings: (train loss, validation loss, terms).
+type Comparable = (f64, Option<f64>, Vec<(String, f64)>);
+
+/// Timings differ between runs; everything else must not.
+fn comparable(h: &[EpochMetrics]) -> Vec<Comparable> {
+    h.iter()
+        .map(|m| {
+            (
+                m.train_loss,
+                m.valid_loss,
+                m.terms.clone().into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn loss_decreases_on_real_two_view_mnist() {
+    let Some(images) = mnist(256) else { return };
+    let device = Device::flex().autodiff();
+    let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
+    let out = fit(
+        model(&data, &device),
+        &data,
+        None,
+        &config(4),
+        None,
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let first = out.history[0].train_loss;
+    let last = out.history.last().unwrap().train_loss;
+    assert!(last < first, "training loss {first} -> {last}");
+    assert!(
+        out.history
+            .iter()
+            .all(|m| m.terms.contains_key("XX[0->1]") && m.terms.contains_key("CR[1]"))
+    );
+}
+
+struct DieAfter(usize);
+impl Progress for DieAfter {
+    fn epoch(&mut self, m: &EpochMetrics) {
+        if m.epoch + 1 == self.0 {
+            panic!("simulated kill after epoch {}", m.epoch);
+        }
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted_run() {
+    let Some(images) = mnist(96) else { return };
+    let device = Device::flex().autodiff();
+    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
+    let valid = TwoViewMnist::new(
+        images,
+        TwoViewConfig {
+            seed: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = config(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let ck_a = Checkpoints::new(tmp.path().join("a")).unwrap();
+    let straight = fit(
+        model(&data, &device),
+        &data,
+        Some(&valid),
+        &cfg,
+        Some(&ck_a),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+
+    let ck_b = Checkpoints::new(tmp.path().join("b")).unwrap();
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fit(
+            model(&data, &device),
+            &data,
+            Some(&valid),
+            &cfg,
+            Some(&ck_b),
+            &device,
+            &mut DieAfter(2),
+        )
+    }));
+    assert!(killed.is_err(), "the simulated kill must interrupt the run");
+    let ck_b = ck_b.resume(true);
+    let resumed = fit(
+        model(&data, &device),
+        &data,
+        Some(&valid),
+        &cfg,
+        Some(&ck_b),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+
+    assert_eq!(weights(&straight.last), weights(&resumed.last));
+    assert_eq!(comparable(&straight.history), comparable(&resumed.history));
+    assert_eq!(straight.best_epoch, resumed.best_epoch);
+    assert!(ck_b.best().exists() && ck_b.last().exists());
+    // A different configuration refuses to resume.
+    let other = config(4);
+    let err = fit(
+        model(&data, &device),
+        &data,
+        Some(&valid),
+        &other,
+        Some(&ck_b),
+        &device,
+        &mut Quiet,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("another configuration"), "{err}");
+}
+
+/// Wraps a dataset and poisons one item of epoch 1 with NaN.
+struct Poisoned<D>(D);
+impl<D: PairedDataset> PairedDataset for Poisoned<D> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn modalities(&self) -> usize {
+        self.0.modalities()
+    }
+    fn shape(&self, m: usize) -> Vec<usize> {
+        self.0.shape(m)
+    }
+    fn classes(&self) -> usize {
+        self.0.classes()
+    }
+    fn label(&self, i: usize) -> Option<usize> {
+        self.0.label(i)
+    }
+    fn get(&self, i: usize, epoch: u64) -> mmssl_data::Result<mmssl_data::PairedItem> {
+        let mut item = self.0.get(i, epoch)?;
+        if epoch == 1 {
+            item.views[1][3] = f32::NAN;
+        }
+        Ok(item)
+    }
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let Some(images) = mnist(32) else { return };
+    let device = Device::flex().autodiff();
+    let data = Poisoned(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = Checkpoints::new(tmp.path()).unwrap();
+    let err = fit(
+        model(&data, &device),
+        &data,
+        None,
+        &config(3),
+        Some(&ck),
+        &device,
+        &mut Quiet,
+    )
+    .err()
+    .expect("NaN input must stop training");
+    match &err {
+        TrainError::NonFinite {
+            epoch,
+            step,
+            culprit,
+            ..
+        } => {
+            assert_eq!((*epoch, *step), (1, 0));
+            assert!(
+                culprit.contains("CR[") || culprit.contains("XX["),
+                "{culprit}"
+            );
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+    assert!(err.to_string().contains("epoch 1, step 0"), "{err}");
+    // The epoch-0 checkpoint is intact and loads.
+    let fresh = model(&data, &device);
+    let loaded = fresh
+        .try_load_file(ck.last())
+        .expect("last good checkpoint loads");
+    assert!(weights(&loaded).iter().all(|w| w.is_finite()));
+    let _ = loaded.modalities();
+}
