@@ -8,7 +8,10 @@
 //! - [`fit`]: seeded epoch order, [`RAdam`] with the [`OneCycle`] schedule stepped per batch
 //!   (the momentum cycled through [`RAdamHandle`]), validation loss per epoch, best and last
 //!   checkpoints written atomically, exact resumption, a NaN/Inf guard.
-//! - [`metrics`]: accuracy, balanced accuracy, ROC-AUC for linear evaluation.
+//! - [`linear_eval`] on [`extract_features`]: the paper's linear evaluation (frozen encoder,
+//!   raw `z`, linear classifier, epoch chosen by validation loss, test accuracy / balanced
+//!   accuracy / ROC-AUC), with the encoder's BatchNorm in evaluation mode by default.
+//! - [`metrics`]: accuracy, balanced accuracy, ROC-AUC.
 //!
 //! burn's `Learner` (burn-train) is not used: it cannot cycle Adam's momentum per batch, its
 //! checkpointing does not restore a run to bit-identical weights after a kill, and its
@@ -19,6 +22,7 @@ mod contrastive;
 mod encoder;
 mod error;
 mod fit;
+mod linear_eval;
 mod method;
 pub mod metrics;
 mod onecycle;
@@ -30,6 +34,9 @@ pub use error::{Result, TrainError};
 pub use fit::{
     Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, TrainConfig, epoch_order,
     evaluate_loss, fit,
+};
+pub use linear_eval::{
+    Features, LinearEvalConfig, LinearEvalResult, extract_features, linear_eval,
 };
 pub use method::{Method, StepOutput};
 pub use onecycle::{OneCycle, OneCycleConfig, ScheduleError};

@@ -257,3 +257,65 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     assert!(weights(&loaded).iter().all(|w| w.is_finite()));
     let _ = loaded.modalities();
 }
+
+#[test]
+fn frozen_features_feed_linear_evaluation() {
+    use mmssl_data::Subset;
+    use mmssl_train::{LinearEvalConfig, extract_features, linear_eval};
+    use std::sync::Arc;
+    let Some(images) = mnist(640) else { return };
+    let device = Device::flex().autodiff();
+    let all: Arc<dyn PairedDataset> =
+        Arc::new(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
+    let part = |r: std::ops::Range<usize>| Subset::new(all.clone(), r.collect()).unwrap();
+    let (train, valid, test) = (part(0..384), part(384..512), part(512..640));
+    let out = fit(
+        model(&train, &device),
+        &train,
+        None,
+        &config(1),
+        None,
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let feats = |d: &Subset, bn_train: bool| {
+        extract_features(&out.last, d, 0, 64, bn_train, &device).unwrap()
+    };
+    let (ftr, fva, fte) = (
+        feats(&train, false),
+        feats(&valid, false),
+        feats(&test, false),
+    );
+    assert_eq!((ftr.len(), ftr.dim, ftr.values.len()), (384, 64, 384 * 64));
+    assert_eq!(
+        fte.labels,
+        (512..640)
+            .map(|i| all.label(i).unwrap())
+            .collect::<Vec<_>>()
+    );
+    // Evaluation-mode features do not depend on the batch; training-mode ones do.
+    let eval_a = extract_features(&out.last, &test, 0, 64, false, &device).unwrap();
+    let eval_b = extract_features(&out.last, &test, 0, 32, false, &device).unwrap();
+    let max_diff = eval_a
+        .values
+        .iter()
+        .zip(&eval_b.values)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        max_diff < 1e-4,
+        "eval-mode features changed with the batch size: {max_diff}"
+    );
+    assert_ne!(feats(&test, true).values, fte.values);
+    let cfg = LinearEvalConfig {
+        epochs: 30,
+        schedule: Some(OneCycleConfig {
+            max_lr: 0.05,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = linear_eval(&ftr, &fva, &fte, 10, &cfg, &device).unwrap();
+    assert!(r.accuracy > 0.3, "{r:?}");
+    assert!(r.roc_auc.unwrap() > 0.7, "{r:?}");
+}
