@@ -149,3 +149,93 @@ fn info_lists_backends_and_refuses_missing_ones_clearly() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
     }
 }
+
+#[test]
+fn run_pretrains_evaluates_and_writes_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let res = mmssl(&[
+        "run",
+        "--objective",
+        "XX-RR",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "128",
+        "--eval-epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        o,
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("XX-RR on TwoViewMnist: 128 train"),
+        "{stdout}"
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let modalities = eval["linear_eval"].as_array().unwrap();
+    assert_eq!(modalities.len(), 2);
+    for m in modalities {
+        for which in ["pretrained", "random_init"] {
+            let acc = m[which]["accuracy"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc));
+        }
+    }
+    assert!(eval["similarity"]["cka"].is_f64());
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("objective = \"XX-RR\""), "{config}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["seed"], 0);
+    for f in ["best.bpk", "last.bpk", "optimizer.bpk", "state.json"] {
+        assert!(out.join("checkpoints").join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn run_rejects_bad_objectives_and_missing_data_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("run");
+    let res = mmssl(&[
+        "run",
+        "--objective",
+        "CR-QQ",
+        "--out",
+        o.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("unknown edge `QQ`"));
+    let missing = dir.path().join("nowhere");
+    let res = mmssl(&[
+        "run",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("nowhere") && err.contains("IDX files"),
+        "{err}"
+    );
+}

@@ -40,6 +40,37 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     }
 }
 
+/// Parses an IDX array held in memory (`.gz` or raw); `name` labels errors.
+pub fn read_idx_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<IdxArray> {
+    let path = name.as_ref();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        parse(path, GzDecoder::new(bytes), None)
+    } else {
+        parse(path, bytes, Some(bytes.len() as u64))
+    }
+}
+
+/// The real MNIST test split (10,000 images, `t10k`), shipped inside this crate so that a
+/// fresh clone can train without downloading anything.
+pub fn embedded_mnist_test() -> Result<ImageSet> {
+    let images = read_idx_bytes(
+        "embedded t10k-images-idx3-ubyte.gz",
+        include_bytes!("../data/mnist/t10k-images-idx3-ubyte.gz"),
+    )?;
+    let labels = read_idx_bytes(
+        "embedded t10k-labels-idx1-ubyte.gz",
+        include_bytes!("../data/mnist/t10k-labels-idx1-ubyte.gz"),
+    )?;
+    ImageSet::new(
+        images.data,
+        labels.data,
+        1,
+        images.dims[1],
+        images.dims[2],
+        "embedded MNIST t10k",
+    )
+}
+
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -206,9 +237,9 @@ pub fn load_mnist_dir(dir: impl AsRef<Path>, split: MnistSplit) -> Result<ImageS
             Err(DataError::Missing {
                 path: gz,
                 hint: format!(
-                    "expected the IDX files of MNIST or Fashion-MNIST in {} \
-                     (fetch them with `mmssl data download mnist --dir {}`)",
-                    dir.display(),
+                    "expected the four official IDX files of MNIST or Fashion-MNIST \
+                     ({prefix}-images-idx3-ubyte.gz, {prefix}-labels-idx1-ubyte.gz and their \
+                     train/t10k counterparts, .gz or raw) in {}",
                     dir.display()
                 ),
             })

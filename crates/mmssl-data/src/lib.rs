@@ -44,7 +44,10 @@ mod two_view;
 pub use batch::{Batch, ViewBatch, collate, load_batch};
 pub use dataset::{PairedDataset, PairedItem, item_rng};
 pub use error::{DataError, Result};
-pub use idx::{IdxArray, MnistSplit, load_mnist_dir, read_idx, read_idx_images};
+pub use idx::{
+    IdxArray, MnistSplit, embedded_mnist_test, load_mnist_dir, read_idx, read_idx_bytes,
+    read_idx_images,
+};
 pub use images::{Image, ImageSet};
 pub use mat::{MatArray, MatData, load_svhn_mat, read_mat};
 pub use paired::{LabelPaired, LabelPairedConfig};

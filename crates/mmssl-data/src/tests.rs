@@ -44,6 +44,19 @@ fn mnist_and_fashion_have_the_official_class_counts() {
     );
 }
 
+#[test]
+fn the_embedded_test_split_is_real_mnist() {
+    let e = embedded_mnist_test().unwrap();
+    assert_eq!((e.len(), e.height(), e.width()), (10_000, 28, 28));
+    assert_eq!(e.class_counts(), MNIST_TEST);
+    if let Some(dir) = shared("mnist") {
+        assert_eq!(
+            e.image(1234),
+            load_mnist_dir(&dir, MnistSplit::Test).unwrap().image(1234)
+        );
+    }
+}
+
 fn gunzip(path: &std::path::Path) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
@@ -127,7 +140,10 @@ fn bad_idx_files_are_errors_naming_the_file() {
     let missing = load_mnist_dir(d, MnistSplit::Train)
         .unwrap_err()
         .to_string();
-    assert!(missing.contains("mmssl data download mnist"), "{missing}");
+    assert!(
+        missing.contains("official IDX files") && missing.contains("train-images-idx3-ubyte.gz"),
+        "{missing}"
+    );
 }
 
 #[test]
