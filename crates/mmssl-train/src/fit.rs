@@ -7,7 +7,7 @@ use crate::method::Method;
 use crate::onecycle::OneCycleConfig;
 use crate::radam::RAdamConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use mmssl_data::{PairedDataset, item_rng, load_batch};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -247,11 +247,21 @@ pub fn fit<M: Method>(
             let batch = load_batch(train, indices, epoch as u64, device)?;
             let mut rng = item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
             let out = model.loss(&batch, &mut rng)?;
-            let value = out.loss.clone().into_scalar::<f32>() as f64;
-            let mut term_values = Vec::with_capacity(out.terms.len());
-            for (name, t) in &out.terms {
-                term_values.push((name.clone(), t.clone().into_scalar::<f32>() as f64));
-            }
+            // One read-back per step for the loss and every term (each read is a device sync).
+            let mut parts = vec![out.loss.clone().detach()];
+            parts.extend(out.terms.iter().map(|(_, t)| t.clone().detach()));
+            let read: Vec<f32> = Tensor::cat(parts, 0)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Batch(format!("cannot read the loss back: {e:?}")))?;
+            let value = read[0] as f64;
+            let term_values: Vec<(String, f64)> = out
+                .terms
+                .iter()
+                .zip(&read[1..])
+                .map(|((name, _), v)| (name.clone(), *v as f64))
+                .collect();
             if !value.is_finite() {
                 let culprit = term_values
                     .iter()
