@@ -4,7 +4,7 @@
 
 use crate::error::{Result, TrainError};
 use crate::method::Method;
-use crate::onecycle::OneCycleConfig;
+use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
@@ -199,11 +199,12 @@ pub fn fit<M: Method>(
         )));
     }
     let total_steps = steps_per_epoch * config.epochs;
-    let schedule = match &config.schedule {
-        Some(s) => Some(s.init(total_steps.max(1))?),
-        None => None,
-    };
-    let (mut optim, beta) = config.optimizer.init();
+    let (mut optim, driver) = LrDriver::new(
+        &config.optimizer,
+        config.lr,
+        config.schedule.as_ref(),
+        total_steps,
+    )?;
     let mut state = LoopState {
         epochs_done: 0,
         steps_done: 0,
@@ -237,12 +238,7 @@ pub fn fit<M: Method>(
         let (mut loss_sum, mut term_sums) = (0.0, BTreeMap::<String, f64>::new());
         let mut lr = config.lr;
         for step in 0..steps_per_epoch {
-            let global = state.steps_done;
-            if let Some(s) = &schedule {
-                let (l, momentum) = s.at(global);
-                lr = l;
-                beta.set_beta_1(momentum);
-            }
+            lr = driver.lr_at(state.steps_done);
             let indices = &order[step * config.batch_size..(step + 1) * config.batch_size];
             let batch = load_batch(train, indices, epoch as u64, device)?;
             let mut rng = item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);

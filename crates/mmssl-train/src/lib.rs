@@ -39,5 +39,5 @@ pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, extract_features, linear_eval,
 };
 pub use method::{Method, StepOutput};
-pub use onecycle::{OneCycle, OneCycleConfig, ScheduleError};
+pub use onecycle::{LrDriver, OneCycle, OneCycleConfig, ScheduleError};
 pub use radam::{RAdam, RAdamConfig, RAdamHandle, RAdamState};

@@ -6,7 +6,7 @@
 use crate::error::{Result, TrainError};
 use crate::method::Method;
 use crate::metrics::{accuracy, balanced_accuracy, roc_auc};
-use crate::onecycle::OneCycleConfig;
+use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -197,11 +197,12 @@ pub fn linear_eval(
     ));
     let mut model = Classifier { linear };
     let steps_per_epoch = train.len().div_ceil(config.batch_size.max(1));
-    let schedule = match &config.schedule {
-        Some(s) => Some(s.init(steps_per_epoch * config.epochs.max(1))?),
-        None => None,
-    };
-    let (mut optim, beta) = config.optimizer.init();
+    let (mut optim, driver) = LrDriver::new(
+        &config.optimizer,
+        config.lr,
+        config.schedule.as_ref(),
+        steps_per_epoch * config.epochs.max(1),
+    )?;
     let plain = device.clone().without_autodiff();
     let loss_on = |m: &Classifier, f: &Features| -> f64 {
         let idx: Vec<usize> = (0..f.len()).collect();
@@ -215,14 +216,7 @@ pub fn linear_eval(
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut item_rng(config.seed, epoch as u64, u64::MAX));
         for chunk in order.chunks(config.batch_size.max(1)) {
-            let lr = match &schedule {
-                Some(s) => {
-                    let (lr, m) = s.at(step);
-                    beta.set_beta_1(m);
-                    lr
-                }
-                None => config.lr,
-            };
+            let lr = driver.lr_at(step);
             let (x, y) = train.rows(chunk, &device);
             let loss = cross_entropy(model.linear.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -134,6 +134,50 @@ impl OneCycle {
     }
 }
 
+/// RAdam driven by an optional one-cycle schedule: gives the learning rate of each step and
+/// sets the optimiser's first beta to the schedule's momentum. Shared by pretraining and
+/// linear evaluation.
+#[derive(Debug, Clone)]
+pub struct LrDriver {
+    schedule: Option<OneCycle>,
+    handle: crate::radam::RAdamHandle,
+    lr: f64,
+}
+
+impl LrDriver {
+    /// The optimiser and its driver for `total_steps` steps; without a schedule, the constant
+    /// learning rate `lr` and the configured first beta.
+    pub fn new(
+        optimizer: &crate::radam::RAdamConfig,
+        lr: f64,
+        schedule: Option<&OneCycleConfig>,
+        total_steps: usize,
+    ) -> Result<(burn::optim::ModuleOptimizer, Self), ScheduleError> {
+        let schedule = schedule.map(|s| s.init(total_steps.max(1))).transpose()?;
+        let (optim, handle) = optimizer.init();
+        Ok((
+            optim,
+            LrDriver {
+                schedule,
+                handle,
+                lr,
+            },
+        ))
+    }
+
+    /// The learning rate of step `step` (from 0); sets the first beta for that step.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        match &self.schedule {
+            Some(s) => {
+                let (lr, momentum) = s.at(step);
+                self.handle.set_beta_1(momentum);
+                lr
+            }
+            None => self.lr,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
