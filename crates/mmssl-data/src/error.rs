@@ -46,6 +46,26 @@ pub enum DataError {
         /// The valid range.
         reason: String,
     },
+    /// A voxel of a volume is NaN or infinite.
+    #[error("{path}: voxel {voxel:?} is {value}; volumes must hold finite values")]
+    NonFinite {
+        /// The file (or the description of an in-memory volume).
+        path: PathBuf,
+        /// The voxel's index `(x, y, z)` or `(x, y, z, t)`.
+        voxel: Vec<usize>,
+        /// The offending value.
+        value: f64,
+    },
+    /// A row of a CSV manifest is wrong (missing column, missing file, duplicate, bad label).
+    #[error("{path}, line {line}: {problem}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The 1-based line of the file (the header is line 1).
+        line: u64,
+        /// What is wrong, in words.
+        problem: String,
+    },
     /// An index past the end of a dataset.
     #[error("index {index} is out of range for a dataset of {len} items")]
     OutOfRange {

@@ -37,9 +37,11 @@ mod error;
 mod idx;
 mod images;
 mod mat;
+mod nifti_io;
 mod paired;
 mod split;
 mod two_view;
+mod volume;
 
 pub use batch::{Batch, ViewBatch, collate, load_batch};
 pub use dataset::{PairedDataset, PairedItem, item_rng};
@@ -50,9 +52,16 @@ pub use idx::{
 };
 pub use images::{Image, ImageSet};
 pub use mat::{MatArray, MatData, load_svhn_mat, read_mat};
+pub use nifti_io::{
+    NiftiHeaderInfo, VoxelType, parse_nifti_header, read_nifti, read_nifti_bytes,
+    read_nifti_header, write_nifti,
+};
 pub use paired::{LabelPaired, LabelPairedConfig};
 pub use split::{Subset, stratified_k_fold};
 pub use two_view::{NoiseRange, SecondView, TwoViewConfig, TwoViewMnist};
+pub use volume::{Affine, Volume};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;
