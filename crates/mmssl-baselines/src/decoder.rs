@@ -1,0 +1,76 @@
+//! A decoder for either kind of modality, and the pieces of reconstruction losses.
+
+use crate::error::{BaselineError, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use mmssl_data::ViewBatch;
+use mmssl_encoders::{DcganDecoder2d, DcganDecoder2dConfig, DcganDecoder3d, DcganDecoder3dConfig};
+use rand::Rng;
+
+/// A DCGAN decoder to 32x32 images or 64^3 volumes (the mirror of `AnyEncoder`).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum AnyDecoder {
+    /// To `[B, C, 32, 32]` images.
+    Images(DcganDecoder2d),
+    /// To `[B, C, 64, 64, 64]` volumes.
+    Volumes(DcganDecoder3d),
+}
+
+impl AnyDecoder {
+    /// The decoder producing items of `shape` (`[C, 32, 32]` or `[C, 64, 64, 64]`) from
+    /// `latent_dim`-dimensional latents.
+    pub fn for_shape<R: Rng + ?Sized>(
+        shape: &[usize],
+        latent_dim: usize,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        match shape {
+            [c, 32, 32] => Ok(AnyDecoder::Images(
+                DcganDecoder2dConfig::new()
+                    .with_out_channels(*c)
+                    .with_latent_dim(latent_dim)
+                    .init(device, rng)?,
+            )),
+            [c, 64, 64, 64] => Ok(AnyDecoder::Volumes(
+                DcganDecoder3dConfig::new()
+                    .with_out_channels(*c)
+                    .with_latent_dim(latent_dim)
+                    .init(device, rng)?,
+            )),
+            other => Err(BaselineError::Shape(format!(
+                "no decoder for items of shape {other:?}: images must be [C, 32, 32] and volumes [C, 64, 64, 64]"
+            ))),
+        }
+    }
+
+    /// Decodes latents `[N, latent_dim]` into `N` items, values in `(0, 1)`.
+    pub fn forward(&self, z: Tensor<2>) -> ViewBatch {
+        match self {
+            AnyDecoder::Images(d) => ViewBatch::Images(d.forward(z)),
+            AnyDecoder::Volumes(d) => ViewBatch::Volumes(d.forward(z)),
+        }
+    }
+}
+
+/// A batch of one modality flattened to `[B, C * spatial]`.
+pub fn flatten_view(view: &ViewBatch) -> Tensor<2> {
+    match view {
+        ViewBatch::Images(t) => t.clone().flatten(1, 3),
+        ViewBatch::Volumes(t) => t.clone().flatten(1, 4),
+    }
+}
+
+/// Mean squared error between a reconstruction and its target (same kind and shape).
+pub fn mse(reconstruction: &ViewBatch, target: &ViewBatch) -> Result<Tensor<1>> {
+    let (a, b) = (flatten_view(reconstruction), flatten_view(target));
+    if a.dims() != b.dims() {
+        return Err(BaselineError::Shape(format!(
+            "reconstruction {:?} does not match its target {:?}",
+            a.dims(),
+            b.dims()
+        )));
+    }
+    Ok((a - b).square().mean())
+}

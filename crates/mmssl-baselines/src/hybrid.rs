@@ -1,0 +1,268 @@
+//! The reconstruction and CCA baselines: AE, DCCAE, CR-CCA and RR-AE, as one model with
+//! optional parts.
+
+use crate::decoder::{AnyDecoder, mse};
+use crate::deep_cca::{DeepCca, DeepCcaConfig};
+use crate::error::{BaselineError, Result};
+use crate::supervised::{check_views, train_err, view};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use mmssl_data::Batch;
+use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
+use mmssl_objectives::{Edge, ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
+use mmssl_train::{AnyEncoder, Method, StepOutput};
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+/// Which parts a [`Hybrid`] model has and how its loss terms are weighted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HybridConfig {
+    /// Weight of the reconstruction error (`None`: no decoders).
+    pub reconstruction: Option<f64>,
+    /// The deep CCA loss between the latent heads of modalities 0 and 1, with its weight
+    /// (`None`: no CCA term).
+    pub cca: Option<(DeepCcaConfig, f64)>,
+    /// A contrastive objective over conv and latent heads (`None`: none).
+    pub objective: Option<ObjectiveConfig>,
+    /// Size of the encoders' `z`.
+    pub latent_dim: usize,
+    /// Size of the heads' outputs.
+    pub embedding_dim: usize,
+}
+
+impl HybridConfig {
+    fn base(latent_dim: usize) -> Self {
+        HybridConfig {
+            reconstruction: None,
+            cca: None,
+            objective: None,
+            latent_dim,
+            embedding_dim: 64,
+        }
+    }
+
+    /// AE: per-modality encoder and decoder; the mean squared reconstruction error summed over
+    /// modalities.
+    pub fn ae(latent_dim: usize) -> Self {
+        HybridConfig {
+            reconstruction: Some(1.0),
+            ..Self::base(latent_dim)
+        }
+    }
+
+    /// DCCAE (Wang et al., ICML 2015): AE plus the deep CCA loss between the two modalities'
+    /// latent heads.
+    pub fn dccae(latent_dim: usize) -> Self {
+        HybridConfig {
+            reconstruction: Some(1.0),
+            cca: Some((DeepCcaConfig::default(), 1.0)),
+            ..Self::base(latent_dim)
+        }
+    }
+
+    /// CR-CCA: the unimodal CR edge of each modality plus the deep CCA loss between them.
+    pub fn cr_cca(latent_dim: usize) -> Self {
+        HybridConfig {
+            cca: Some((DeepCcaConfig::default(), 1.0)),
+            objective: Some(ObjectiveConfig::new(edge_spec(Edge::CR))),
+            ..Self::base(latent_dim)
+        }
+    }
+
+    /// RR-AE: the cross-modal RR edge plus the AE reconstruction.
+    pub fn rr_ae(latent_dim: usize) -> Self {
+        HybridConfig {
+            reconstruction: Some(1.0),
+            objective: Some(ObjectiveConfig::new(edge_spec(Edge::RR))),
+            ..Self::base(latent_dim)
+        }
+    }
+
+    /// Builds the model for modalities whose items have `shapes`.
+    pub fn init<R: Rng + ?Sized>(
+        &self,
+        shapes: &[Vec<usize>],
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Hybrid> {
+        if shapes.is_empty() {
+            return Err(BaselineError::Config(
+                "a model needs at least one modality".into(),
+            ));
+        }
+        if self.reconstruction.is_none() && self.cca.is_none() && self.objective.is_none() {
+            return Err(BaselineError::Config(
+                "a hybrid model needs a reconstruction, CCA or contrastive term".into(),
+            ));
+        }
+        for (name, w) in [
+            ("reconstruction", self.reconstruction),
+            ("cca", self.cca.map(|c| c.1)),
+        ] {
+            if let Some(w) = w
+                && !(w.is_finite() && w >= 0.0)
+            {
+                return Err(BaselineError::Config(format!(
+                    "the {name} weight must be a non-negative number, got {w}"
+                )));
+            }
+        }
+        if self.cca.is_some() && shapes.len() != 2 {
+            return Err(BaselineError::Config(format!(
+                "the deep CCA loss is defined between two modalities, the data has {}",
+                shapes.len()
+            )));
+        }
+        let mut encoders = Vec::new();
+        let mut decoders = Vec::new();
+        let mut conv_heads = Vec::new();
+        let mut latent_heads = Vec::new();
+        let needs_heads = self.cca.is_some() || self.objective.is_some();
+        for shape in shapes {
+            let enc =
+                AnyEncoder::for_shape(shape, self.latent_dim, device, rng).map_err(train_err)?;
+            if self.reconstruction.is_some() {
+                decoders.push(AnyDecoder::for_shape(shape, self.latent_dim, device, rng)?);
+            }
+            if needs_heads {
+                conv_heads.push(
+                    ConvHeadConfig::new(enc.tapped_channels())
+                        .with_out_channels(self.embedding_dim)
+                        .init(device, rng)?,
+                );
+                latent_heads.push(
+                    LatentHeadConfig::new()
+                        .with_in_features(self.latent_dim)
+                        .with_out_features(self.embedding_dim)
+                        .init(device, rng)?,
+                );
+            }
+            encoders.push(enc);
+        }
+        let objective = match &self.objective {
+            Some(cfg) => {
+                let mut cfg = cfg.clone();
+                cfg.embedding_dim = self.embedding_dim;
+                let o = cfg.init(device, rng)?;
+                o.terms(shapes.len())?;
+                Some(o)
+            }
+            None => None,
+        };
+        Ok(Hybrid {
+            encoders,
+            decoders,
+            conv_heads,
+            latent_heads,
+            objective,
+            settings: self.clone(),
+        })
+    }
+}
+
+fn edge_spec(edge: Edge) -> ObjectiveSpec {
+    ObjectiveSpec::new(&[(edge, 1.0)]).expect("a single edge of weight 1 is a valid spec")
+}
+
+/// Encoders with optional decoders (reconstruction), heads and a contrastive objective, and an
+/// optional deep CCA term: AE, DCCAE, CR-CCA and RR-AE are configurations of it
+/// ([`HybridConfig::ae`], ...). The representation is the encoder's `z`.
+#[derive(Module, Debug)]
+pub struct Hybrid {
+    encoders: Vec<AnyEncoder>,
+    decoders: Vec<AnyDecoder>,
+    conv_heads: Vec<ConvHead>,
+    latent_heads: Vec<LatentHead>,
+    objective: Option<Objective>,
+    #[module(skip)]
+    settings: HybridConfig,
+}
+
+impl Hybrid {
+    /// The settings the model was built with.
+    pub fn config(&self) -> &HybridConfig {
+        &self.settings
+    }
+
+    /// Reconstructions of every modality of `batch` from its own `z`.
+    pub fn reconstruct(&self, batch: &Batch) -> mmssl_train::Result<Vec<mmssl_data::ViewBatch>> {
+        check_views(batch, self.encoders.len())?;
+        if self.decoders.is_empty() {
+            return Err(mmssl_train::TrainError::Config(
+                "this model has no decoders (no reconstruction term)".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for (m, v) in batch.views.iter().enumerate() {
+            out.push(self.decoders[m].forward(self.encoders[m].forward(v)?.z));
+        }
+        Ok(out)
+    }
+}
+
+fn add(total: Option<Tensor<1>>, t: Tensor<1>) -> Option<Tensor<1>> {
+    Some(match total {
+        Some(a) => a + t,
+        None => t,
+    })
+}
+
+impl Method for Hybrid {
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
+        check_views(batch, self.encoders.len())?;
+        let mut terms = Vec::new();
+        let mut total = None;
+        let mut outs = Vec::new();
+        for (m, v) in batch.views.iter().enumerate() {
+            outs.push(self.encoders[m].forward(v)?);
+        }
+        if let Some(w) = self.settings.reconstruction {
+            for (m, v) in batch.views.iter().enumerate() {
+                let rec = self.decoders[m].forward(outs[m].z.clone());
+                let e = mse(&rec, v)?;
+                terms.push((format!("recon[{m}]"), e.clone()));
+                total = add(total, e.mul_scalar(w));
+            }
+        }
+        let mut latents = Vec::new();
+        if !self.latent_heads.is_empty() {
+            for (m, out) in outs.iter().enumerate() {
+                latents.push(self.latent_heads[m].forward(out.z.clone()));
+            }
+        }
+        if let Some(objective) = &self.objective {
+            let views: Vec<ModalityEmbeddings> = outs
+                .iter()
+                .enumerate()
+                .map(|(m, out)| ModalityEmbeddings {
+                    conv: self.conv_heads[m].forward(out.conv.clone()),
+                    latent: latents[m].clone(),
+                })
+                .collect();
+            let o = objective.forward(&views, rng)?;
+            for t in &o.terms {
+                terms.push((t.term.to_string(), t.loss.clone()));
+            }
+            total = add(total, o.total);
+        }
+        if let Some((cfg, w)) = self.settings.cca {
+            let out = DeepCca::new(cfg).forward(latents[0].clone(), latents[1].clone())?;
+            terms.push(("CCA[0,1]".to_string(), out.loss.clone()));
+            total = add(total, out.loss.mul_scalar(w));
+        }
+        Ok(StepOutput {
+            loss: total.expect("the configuration has at least one term"),
+            terms,
+        })
+    }
+
+    fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
+        check_views(batch, self.encoders.len())?;
+        Ok(self.encoders[modality].forward(view(batch, modality)?)?.z)
+    }
+
+    fn modalities(&self) -> usize {
+        self.encoders.len()
+    }
+}

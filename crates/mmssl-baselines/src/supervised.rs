@@ -1,0 +1,168 @@
+//! The supervised baseline: the encoder trained with labels (the discriminative reference).
+
+use crate::error::{BaselineError, Result};
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use mmssl_data::Batch;
+use mmssl_encoders::init::xavier_param;
+use mmssl_train::{AnyEncoder, Method, StepOutput};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+/// One encoder and one linear classifier per modality, trained with cross-entropy on the
+/// labels.
+///
+/// The paper's supervised reference trains one model per modality. Here each modality has its
+/// own encoder and classifier and the losses are summed: no parameter is shared, so the
+/// gradient of each model is exactly that of training it alone (and RAdam's update is
+/// per-parameter), while one run serves every modality. The representation is the encoder's
+/// `z`, as for every other method.
+#[derive(Module, Debug)]
+pub struct Supervised {
+    encoders: Vec<AnyEncoder>,
+    classifiers: Vec<Linear>,
+}
+
+impl Supervised {
+    /// A supervised model for modalities of `shapes`, `latent_dim`-dimensional `z` and
+    /// `classes` classes. Classifiers are `Linear(latent_dim, classes)` with Xavier-uniform
+    /// weights and every bias `1 / classes`.
+    pub fn new<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        classes: usize,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if shapes.is_empty() {
+            return Err(BaselineError::Config(
+                "a model needs at least one modality".into(),
+            ));
+        }
+        if classes < 2 {
+            return Err(BaselineError::Config(format!(
+                "the supervised baseline needs at least 2 classes, got {classes}"
+            )));
+        }
+        let mut encoders = Vec::new();
+        let mut classifiers = Vec::new();
+        for shape in shapes {
+            encoders
+                .push(AnyEncoder::for_shape(shape, latent_dim, device, rng).map_err(train_err)?);
+            classifiers.push(classifier(latent_dim, classes, device, rng));
+        }
+        Ok(Supervised {
+            encoders,
+            classifiers,
+        })
+    }
+
+    /// Class logits `[B, classes]` of `modality`.
+    pub fn logits(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
+        let z = self.represent(batch, modality)?;
+        Ok(self.classifiers[modality].forward(z))
+    }
+}
+
+/// `Linear(d, classes)`: Xavier-uniform weights (gain 1), bias `1 / classes`.
+pub(crate) fn classifier<R: Rng + ?Sized>(
+    d: usize,
+    classes: usize,
+    device: &Device,
+    rng: &mut R,
+) -> Linear {
+    let mut linear = LinearConfig::new(d, classes).init(device);
+    // burn stores the weight as [in, out].
+    linear.weight = xavier_param([d, classes], d, classes, 1.0, rng, device);
+    linear.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(vec![1.0f32 / classes as f32; classes], [classes]),
+        device,
+    )));
+    linear
+}
+
+pub(crate) fn train_err(e: mmssl_train::TrainError) -> BaselineError {
+    BaselineError::Config(e.to_string())
+}
+
+/// Mean cross-entropy of `logits` `[B, K]` against `labels`.
+pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Result<Tensor<1>> {
+    let device = logits.device();
+    let [b, k] = logits.dims();
+    let targets = batch.label_tensor(&device).ok_or_else(|| {
+        mmssl_train::TrainError::Batch(
+            "the supervised baseline needs a label for every item of the batch".into(),
+        )
+    })?;
+    if let Some(bad) = batch.labels.iter().flatten().find(|&&l| l >= k) {
+        return Err(mmssl_train::TrainError::Batch(format!(
+            "label {bad} is out of range for {k} classes"
+        )));
+    }
+    Ok(log_softmax(logits, 1)
+        .gather(1, targets.reshape([b, 1]))
+        .mean()
+        .neg())
+}
+
+pub(crate) fn check_views(batch: &Batch, expected: usize) -> mmssl_train::Result<()> {
+    if batch.views.len() != expected {
+        return Err(mmssl_train::TrainError::Batch(format!(
+            "the model has {expected} modalities but the batch has {}",
+            batch.views.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn view(batch: &Batch, modality: usize) -> mmssl_train::Result<&mmssl_data::ViewBatch> {
+    batch.views.get(modality).ok_or_else(|| {
+        mmssl_train::TrainError::Batch(format!(
+            "no modality {modality} in a batch of {}",
+            batch.views.len()
+        ))
+    })
+}
+
+impl Method for Supervised {
+    fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
+        check_views(batch, self.encoders.len())?;
+        let mut total: Option<Tensor<1>> = None;
+        let mut terms = Vec::new();
+        for m in 0..self.encoders.len() {
+            let ce = cross_entropy(self.logits(batch, m)?, batch)?;
+            terms.push((format!("CE[{m}]"), ce.clone()));
+            total = Some(match total {
+                Some(t) => t + ce,
+                None => ce,
+            });
+        }
+        Ok(StepOutput {
+            loss: total.expect("at least one modality"),
+            terms,
+        })
+    }
+
+    fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
+        check_views(batch, self.encoders.len())?;
+        Ok(self.encoders[modality].forward(view(batch, modality)?)?.z)
+    }
+
+    fn modalities(&self) -> usize {
+        self.encoders.len()
+    }
+}
+
+#[cfg(test)]
+impl Supervised {
+    /// The bias of modality `m`'s classifier (tests).
+    pub(crate) fn classifier_bias(&self, m: usize) -> Vec<f32> {
+        self.classifiers[m]
+            .bias
+            .as_ref()
+            .map(|b| b.val().into_data().try_to_vec::<f32>().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}

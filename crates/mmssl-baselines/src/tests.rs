@@ -1,0 +1,742 @@
+//! Unit tests: the deep CCA loss against an independent float64 reference (own Jacobi
+//! eigensolver, finite differences), MMVAE's estimators and shapes, linear CCA, names.
+
+use crate::*;
+use burn::tensor::{Device, Tensor, TensorData};
+use mmssl_data::{Batch, ViewBatch};
+use mmssl_train::Method;
+use ndarray::{Array1, Array2, Axis};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+// ---------------------------------------------------------------- independent reference
+
+/// Cyclic Jacobi eigendecomposition of a symmetric matrix, eigenvalues descending.
+fn jacobi_eigh(a: &Array2<f64>) -> (Array1<f64>, Array2<f64>) {
+    let n = a.nrows();
+    let mut a = a.clone();
+    let mut v = Array2::<f64>::eye(n);
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[[i, j]] * a[[i, j]])
+            .sum();
+        let scale: f64 = a.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * scale {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                if a[[p, q]].abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[[q, q]] - a[[p, p]]) / (2.0 * a[[p, q]]);
+                let t = if theta == 0.0 {
+                    1.0
+                } else {
+                    theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt())
+                };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let sn = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[[k, p]], a[[k, q]]);
+                    a[[k, p]] = c * akp - sn * akq;
+                    a[[k, q]] = sn * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[[p, k]], a[[q, k]]);
+                    a[[p, k]] = c * apk - sn * aqk;
+                    a[[q, k]] = sn * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[[k, p]], v[[k, q]]);
+                    v[[k, p]] = c * vkp - sn * vkq;
+                    v[[k, q]] = sn * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| a[[j, j]].total_cmp(&a[[i, i]]));
+    let vals = Array1::from_iter(order.iter().map(|&i| a[[i, i]]));
+    let vecs = Array2::from_shape_fn((n, n), |(r, c)| v[[r, order[c]]]);
+    (vals, vecs)
+}
+
+/// Singular values of T (descending) from the eigenvalues of Tᵀ T.
+fn reference_singular_values(h1: &Array2<f64>, h2: &Array2<f64>, r: f64) -> Vec<f64> {
+    let m = h1.nrows() as f64;
+    let c1 = h1 - &h1.mean_axis(Axis(0)).unwrap();
+    let c2 = h2 - &h2.mean_axis(Axis(0)).unwrap();
+    let inv_sqrt = |s: Array2<f64>| {
+        let (vals, vecs) = jacobi_eigh(&s);
+        let d = vals.mapv(|x| 1.0 / x.sqrt());
+        (&vecs * &d).dot(&vecs.t())
+    };
+    let s11 = c1.t().dot(&c1) / (m - 1.0) + Array2::<f64>::eye(c1.ncols()) * r;
+    let s22 = c2.t().dot(&c2) / (m - 1.0) + Array2::<f64>::eye(c2.ncols()) * r;
+    let s12 = c1.t().dot(&c2) / (m - 1.0);
+    let t = inv_sqrt(s11).dot(&s12).dot(&inv_sqrt(s22));
+    // Singular values as the positive eigenvalues of [[0, T], [Tᵀ, 0]]: accurate to
+    // eps * ||T|| even for zero singular values (sqrt(eig(TᵀT)) would give ~1e-8 there).
+    let (p, q) = t.dim();
+    let mut aug = Array2::<f64>::zeros((p + q, p + q));
+    aug.slice_mut(ndarray::s![..p, p..]).assign(&t);
+    aug.slice_mut(ndarray::s![p.., ..p]).assign(&t.t());
+    let (vals, _) = jacobi_eigh(&aug);
+    let k = p.min(q);
+    vals.iter().take(k).map(|&x| x.max(0.0)).collect()
+}
+
+fn reference_correlation(h1: &Array2<f64>, h2: &Array2<f64>, cfg: &DeepCcaConfig) -> f64 {
+    let s = reference_singular_values(h1, h2, cfg.reg);
+    let k = cfg.top_k.unwrap_or(s.len()).min(s.len());
+    match cfg.norm {
+        CorrelationNorm::TraceNorm => s[..k].iter().sum(),
+        CorrelationNorm::Frobenius => s[..k].iter().map(|x| x * x).sum::<f64>().sqrt(),
+    }
+}
+
+/// Inputs whose values are exact in f32 (so the burn path sees the same numbers).
+fn random_matrix(m: usize, o: usize, seed: u64) -> Array2<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((m, o), |_| {
+        (rng.random_range(-1.0f64..1.0) * 1024.0).round() / 512.0
+    })
+}
+
+/// (name, H1, H2): n > d with correlated views, n <= d, and rank-deficient inputs.
+fn cases() -> Vec<(&'static str, Array2<f64>, Array2<f64>)> {
+    let a = random_matrix(40, 6, 1);
+    let noise = random_matrix(40, 5, 2);
+    let mut b = Array2::zeros((40, 5));
+    for i in 0..40 {
+        for j in 0..5 {
+            b[[i, j]] = a[[i, j]] + 0.5 * a[[i, (j + 1) % 6]] + 0.25 * noise[[i, j]];
+        }
+    }
+    let small1 = random_matrix(5, 8, 3);
+    let small2 = random_matrix(5, 7, 4);
+    let mut def1 = random_matrix(30, 6, 5);
+    for i in 0..30 {
+        def1[[i, 4]] = def1[[i, 0]]; // duplicated unit
+        def1[[i, 5]] = 0.75; // dead unit
+    }
+    let def2 = random_matrix(30, 6, 6);
+    vec![
+        ("n > d", a, b),
+        ("n <= d", small1, small2),
+        ("rank-deficient", def1, def2),
+    ]
+}
+
+fn configs() -> Vec<DeepCcaConfig> {
+    vec![
+        DeepCcaConfig::default(),
+        DeepCcaConfig {
+            norm: CorrelationNorm::Frobenius,
+            ..Default::default()
+        },
+        DeepCcaConfig {
+            top_k: Some(3),
+            ..Default::default()
+        },
+        DeepCcaConfig {
+            reg: 1e-1,
+            norm: CorrelationNorm::Frobenius,
+            top_k: Some(2),
+        },
+    ]
+}
+
+fn tensor(a: &Array2<f64>, device: &Device) -> Tensor<2> {
+    let (m, o) = a.dim();
+    Tensor::from_data(
+        TensorData::new(a.iter().map(|&x| x as f32).collect::<Vec<_>>(), [m, o]),
+        device,
+    )
+}
+
+#[test]
+fn deep_cca_matches_an_independent_f64_reference() {
+    for (name, h1, h2) in cases() {
+        for cfg in configs() {
+            let ours = DeepCca::new(cfg)
+                .evaluate_f64(h1.view(), h2.view())
+                .unwrap();
+            let reference = reference_correlation(&h1, &h2, &cfg);
+            assert!(
+                (ours.correlation - reference).abs() <= 1e-9 * reference.max(1.0),
+                "{name} {cfg:?}: {} vs {reference}",
+                ours.correlation
+            );
+            // The burn path sees the same (f32-exact) numbers: same f64 value, and the loss
+            // tensor is its negative rounded once to f32.
+            let device = Device::flex();
+            let out = DeepCca::new(cfg)
+                .forward(tensor(&h1, &device), tensor(&h2, &device))
+                .unwrap();
+            assert!((out.correlation - reference).abs() <= 1e-9 * reference.max(1.0));
+            let loss = out.loss.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+            assert!(
+                (loss + reference).abs() <= 1e-6 * reference.max(1.0),
+                "{name}: {loss} vs {}",
+                -reference
+            );
+        }
+    }
+}
+
+#[test]
+fn deep_cca_gradients_match_finite_differences_and_stay_finite() {
+    for (name, h1, h2) in cases() {
+        for cfg in configs() {
+            let ours = DeepCca::new(cfg)
+                .evaluate_f64(h1.view(), h2.view())
+                .unwrap();
+            for (which, grad) in [(0, &ours.grad_h1), (1, &ours.grad_h2)] {
+                assert!(
+                    grad.iter().all(|g| g.is_finite()),
+                    "{name}: non-finite gradient"
+                );
+                let base = if which == 0 { &h1 } else { &h2 };
+                let scale = grad.iter().fold(0.0f64, |a, g| a.max(g.abs())).max(1e-3);
+                // A handful of entries per matrix.
+                for (i, j) in [(0, 0), (1, 2), (base.nrows() - 1, base.ncols() - 1), (2, 1)] {
+                    let step = 1e-5;
+                    let mut plus = base.clone();
+                    plus[[i, j]] += step;
+                    let mut minus = base.clone();
+                    minus[[i, j]] -= step;
+                    let f = |x: &Array2<f64>| {
+                        if which == 0 {
+                            -reference_correlation(x, &h2, &cfg)
+                        } else {
+                            -reference_correlation(&h1, x, &cfg)
+                        }
+                    };
+                    let numeric = (f(&plus) - f(&minus)) / (2.0 * step);
+                    assert!(
+                        (numeric - grad[[i, j]]).abs() <= 1e-5 * scale + 1e-7,
+                        "{name} {cfg:?} H{} [{i},{j}]: analytic {} vs numeric {numeric}",
+                        which + 1,
+                        grad[[i, j]]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_cca_autodiff_gradient_is_the_analytic_one() {
+    let device = Device::flex().autodiff();
+    for (name, h1, h2) in cases() {
+        let cfg = DeepCcaConfig::default();
+        let expected = DeepCca::new(cfg)
+            .evaluate_f64(h1.view(), h2.view())
+            .unwrap();
+        let t1 = tensor(&h1, &device).require_grad();
+        let t2 = tensor(&h2, &device).require_grad();
+        let out = DeepCca::new(cfg).forward(t1.clone(), t2.clone()).unwrap();
+        let grads = out.loss.backward();
+        for (t, g) in [(&t1, &expected.grad_h1), (&t2, &expected.grad_h2)] {
+            let got: Vec<f32> = t.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            let scale = g.iter().fold(0.0f64, |a, x| a.max(x.abs())).max(1e-6);
+            for (a, b) in got.iter().zip(g.iter()) {
+                assert!(a.is_finite());
+                assert!((*a as f64 - b).abs() <= 1e-5 * scale, "{name}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_cca_identical_views_reach_the_ridge_bound_and_invariances_hold() {
+    // T = S^(-1/2) S0 S^(-1/2) with S = S0 + rI: singular values λ/(λ + r) for eigenvalues λ
+    // of S0.
+    let h = random_matrix(50, 4, 9);
+    let cfg = DeepCcaConfig::default();
+    let out = DeepCca::new(cfg).evaluate_f64(h.view(), h.view()).unwrap();
+    let c = &h - &h.mean_axis(Axis(0)).unwrap();
+    let (vals, _) = jacobi_eigh(&(c.t().dot(&c) / 49.0));
+    let expected: f64 = vals.iter().map(|l| l / (l + cfg.reg)).sum();
+    assert!((out.correlation - expected).abs() < 1e-10);
+    // Invariant to a shift and to an invertible linear map of either view (up to the ridge,
+    // so use an orthogonal map, which commutes with it).
+    let shifted = &h + 3.0;
+    let rotated = {
+        let (t, s) = (0.3f64.cos(), 0.3f64.sin());
+        let mut r = Array2::<f64>::eye(4);
+        r[[0, 0]] = t;
+        r[[0, 1]] = -s;
+        r[[1, 0]] = s;
+        r[[1, 1]] = t;
+        h.dot(&r)
+    };
+    let other = random_matrix(50, 3, 10) + h.slice(ndarray::s![.., ..3]);
+    let base = DeepCca::new(cfg)
+        .evaluate_f64(h.view(), other.view())
+        .unwrap()
+        .correlation;
+    for v in [shifted, rotated] {
+        let x = DeepCca::new(cfg)
+            .evaluate_f64(v.view(), other.view())
+            .unwrap()
+            .correlation;
+        assert!((x - base).abs() < 1e-9, "{x} vs {base}");
+    }
+    // Independent views correlate less than dependent ones.
+    let indep = random_matrix(50, 3, 11);
+    let low = DeepCca::new(cfg)
+        .evaluate_f64(h.view(), indep.view())
+        .unwrap()
+        .correlation;
+    assert!(low < base);
+}
+
+#[test]
+fn deep_cca_rejects_bad_inputs() {
+    let a = random_matrix(10, 3, 1);
+    let b = random_matrix(9, 3, 2);
+    let cca = DeepCca::default();
+    assert!(matches!(
+        cca.evaluate_f64(a.view(), b.view()),
+        Err(BaselineError::Shape(_))
+    ));
+    let one = random_matrix(1, 3, 3);
+    assert!(matches!(
+        cca.evaluate_f64(one.view(), one.view()),
+        Err(BaselineError::Shape(_))
+    ));
+    let mut nan = a.clone();
+    nan[[2, 1]] = f64::NAN;
+    let err = cca.evaluate_f64(nan.view(), a.view()).unwrap_err();
+    assert!(err.to_string().contains("row 2, column 1"), "{err}");
+    for cfg in [
+        DeepCcaConfig {
+            reg: 0.0,
+            ..Default::default()
+        },
+        DeepCcaConfig {
+            reg: f64::NAN,
+            ..Default::default()
+        },
+        DeepCcaConfig {
+            top_k: Some(0),
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(
+            DeepCca::new(cfg).evaluate_f64(a.view(), a.view()),
+            Err(BaselineError::Config(_))
+        ));
+    }
+    let empty = Array2::<f64>::zeros((10, 0));
+    assert!(cca.evaluate_f64(empty.view(), a.view()).is_err());
+}
+
+// ---------------------------------------------------------------- MMVAE
+
+fn image_batch(b: usize, channels: &[usize], seed: u64, device: &Device) -> Batch {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let views = channels
+        .iter()
+        .map(|&c| {
+            let v: Vec<f32> = (0..b * c * 32 * 32).map(|_| rng.random::<f32>()).collect();
+            ViewBatch::Images(Tensor::from_data(
+                TensorData::new(v, [b, c, 32, 32]),
+                device,
+            ))
+        })
+        .collect();
+    Batch {
+        views,
+        labels: (0..b).map(|i| Some(i % 3)).collect(),
+    }
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()[0] as f64
+}
+
+fn mmvae(shapes: &[Vec<usize>], device: &Device) -> Mmvae {
+    MmvaeConfig {
+        latent_dim: 8,
+        k: 2,
+        ..Default::default()
+    }
+    .init(shapes, device, &mut StdRng::seed_from_u64(4))
+    .unwrap()
+}
+
+#[test]
+fn mmvae_shapes_scaling_and_cross_generation() {
+    let device = Device::flex();
+    let shapes = vec![vec![1, 32, 32], vec![3, 32, 32]];
+    let model = mmvae(&shapes, &device);
+    assert_eq!(model.likelihood_scaling(), &[3.0, 1.0]);
+    let batch = image_batch(4, &[1, 3], 1, &device);
+    let q = model.posteriors(&batch).unwrap();
+    assert_eq!(q.len(), 2);
+    for p in &q {
+        assert_eq!(p.loc.dims(), [4, 8]);
+        let s: Vec<f32> = p.scale.clone().into_data().try_to_vec().unwrap();
+        assert!(s.iter().all(|&x| x > 0.0));
+        // softmax * D sums to D (+ D * eps) per item.
+        for row in s.chunks(8) {
+            assert!((row.iter().sum::<f32>() - 8.0).abs() < 1e-4);
+        }
+    }
+    assert_eq!(model.represent(&batch, 1).unwrap().dims(), [4, 8]);
+    let rec = model.reconstruct(&batch).unwrap();
+    let gen_ = model.generate(5, &mut StdRng::seed_from_u64(2), &device);
+    let mut all = Vec::new();
+    for row in &rec {
+        all.extend(row.iter().cloned());
+    }
+    all.extend(gen_.iter().cloned());
+    for (i, v) in all.iter().enumerate() {
+        let ViewBatch::Images(t) = v else {
+            panic!("images expected")
+        };
+        let c = if i % 2 == 0 { 1 } else { 3 };
+        assert_eq!(t.dims()[1..], [c, 32, 32]);
+        let values: Vec<f32> = t.clone().into_data().try_to_vec().unwrap();
+        assert!(values.iter().all(|&x| (0.0..=1.0).contains(&x)));
+    }
+    assert_eq!(rec[0][1].batch_size(), 4);
+    assert_eq!(gen_[0].batch_size(), 5);
+}
+
+#[test]
+fn mmvae_iwae_with_one_sample_is_the_elbo_and_grows_with_k() {
+    let device = Device::flex();
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    let model = mmvae(&shapes, &device);
+    let batch = image_batch(6, &[1, 1], 3, &device);
+    for seed in 0..3 {
+        let elbo = model
+            .estimate(
+                &batch,
+                MmvaeEstimator::Elbo,
+                1,
+                &mut StdRng::seed_from_u64(seed),
+            )
+            .unwrap();
+        let iwae = model
+            .estimate(
+                &batch,
+                MmvaeEstimator::Iwae,
+                1,
+                &mut StdRng::seed_from_u64(seed),
+            )
+            .unwrap();
+        let (e, i) = (scalar(elbo.bound), scalar(iwae.bound));
+        assert!((e - i).abs() <= 1e-6 * e.abs(), "{e} vs {i}");
+        // DReG reports the same bound as IWAE on the same draw, and minus it as its loss.
+        let dreg = model
+            .estimate(
+                &batch,
+                MmvaeEstimator::Dreg,
+                1,
+                &mut StdRng::seed_from_u64(seed),
+            )
+            .unwrap();
+        let d = scalar(dreg.bound);
+        assert!((d - i).abs() <= 1e-6 * i.abs());
+        assert!((scalar(dreg.loss) + d).abs() <= 1e-6 * d.abs());
+    }
+    // E[IWAE_K] is non-decreasing in K: average over seeds (BatchNorm in evaluation mode so
+    // items are decoded independently of K).
+    let mean_bound = |k: usize| {
+        (0..24)
+            .map(|seed| {
+                scalar(
+                    model
+                        .estimate(
+                            &batch,
+                            MmvaeEstimator::Iwae,
+                            k,
+                            &mut StdRng::seed_from_u64(100 + seed),
+                        )
+                        .unwrap()
+                        .bound,
+                )
+            })
+            .sum::<f64>()
+            / 24.0
+    };
+    let (b1, b4, b16) = (mean_bound(1), mean_bound(4), mean_bound(16));
+    assert!(b1 < b4 && b4 < b16, "{b1} {b4} {b16}");
+    // The ELBO is the same at any K in expectation; IWAE_K >= ELBO on average.
+    assert!(b16 > b1);
+}
+
+#[test]
+fn mmvae_gradients_are_finite_for_every_estimator() {
+    let device = Device::flex().autodiff();
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    let model = MmvaeConfig {
+        latent_dim: 8,
+        k: 3,
+        learn_prior: true,
+        ..Default::default()
+    }
+    .init(&shapes, &device, &mut StdRng::seed_from_u64(4))
+    .unwrap();
+    let batch = image_batch(4, &[1, 1], 5, &device);
+    for est in [
+        MmvaeEstimator::Elbo,
+        MmvaeEstimator::Iwae,
+        MmvaeEstimator::Dreg,
+    ] {
+        let out = model
+            .estimate(&batch, est, 3, &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        let grads = out.loss.backward();
+        let g = model.prior_logits_grad(&grads);
+        assert!(g.iter().all(|x| x.is_finite()), "{est:?}");
+        assert!(
+            g.iter().any(|&x| x != 0.0),
+            "{est:?}: the learnable prior gets no gradient"
+        );
+    }
+}
+
+#[test]
+fn mmvae_rejects_bad_settings() {
+    let device = Device::flex();
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    for cfg in [
+        MmvaeConfig {
+            k: 0,
+            ..Default::default()
+        },
+        MmvaeConfig {
+            latent_dim: 0,
+            ..Default::default()
+        },
+        MmvaeConfig {
+            likelihood_scale: 0.0,
+            ..Default::default()
+        },
+        MmvaeConfig {
+            likelihood_scaling: Some(vec![1.0]),
+            ..Default::default()
+        },
+        MmvaeConfig {
+            likelihood_scaling: Some(vec![1.0, -1.0]),
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            cfg.init(&shapes, &device, &mut StdRng::seed_from_u64(0))
+                .is_err(),
+            "{cfg:?}"
+        );
+    }
+    assert!(
+        MmvaeConfig::default()
+            .init(&[vec![1, 28, 28]], &device, &mut StdRng::seed_from_u64(0))
+            .is_err()
+    );
+}
+
+// ---------------------------------------------------------------- other baselines
+
+#[test]
+fn supervised_classifier_init_and_label_errors() {
+    let device = Device::flex();
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    let model = Supervised::new(&shapes, 64, 10, &device, &mut StdRng::seed_from_u64(0)).unwrap();
+    let bias = model.classifier_bias(0);
+    assert!(bias.iter().all(|&b| (b - 0.1).abs() < 1e-7));
+    let mut batch = image_batch(4, &[1, 1], 1, &device);
+    let out = model.loss(&batch, &mut StdRng::seed_from_u64(0)).unwrap();
+    assert_eq!(out.terms.len(), 2);
+    let total = scalar(out.loss);
+    let parts: f64 = out.terms.into_iter().map(|(_, t)| scalar(t)).sum();
+    assert!((total - parts).abs() < 1e-5);
+    batch.labels[2] = None;
+    assert!(model.loss(&batch, &mut StdRng::seed_from_u64(0)).is_err());
+    batch.labels[2] = Some(12);
+    let err = model
+        .loss(&batch, &mut StdRng::seed_from_u64(0))
+        .unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert!(Supervised::new(&shapes, 64, 1, &device, &mut StdRng::seed_from_u64(0)).is_err());
+}
+
+#[test]
+fn hybrid_terms_add_up_for_every_configuration() {
+    let device = Device::flex();
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    let batch = image_batch(8, &[1, 1], 2, &device);
+    for (cfg, names) in [
+        (HybridConfig::ae(16), vec!["recon[0]", "recon[1]"]),
+        (
+            HybridConfig::dccae(16),
+            vec!["recon[0]", "recon[1]", "CCA[0,1]"],
+        ),
+        (HybridConfig::cr_cca(16), vec!["CR[0]", "CR[1]", "CCA[0,1]"]),
+        (
+            HybridConfig::rr_ae(16),
+            vec!["recon[0]", "recon[1]", "RR[0->1]", "RR[1->0]"],
+        ),
+    ] {
+        let model = cfg
+            .init(&shapes, &device, &mut StdRng::seed_from_u64(1))
+            .unwrap();
+        let out = model.loss(&batch, &mut StdRng::seed_from_u64(0)).unwrap();
+        let got: Vec<&str> = out.terms.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(got, names);
+        assert_eq!(model.represent(&batch, 0).unwrap().dims(), [8, 16]);
+        let total = scalar(out.loss);
+        assert!(total.is_finite());
+        if !names
+            .iter()
+            .any(|n| n.starts_with("CR") || n.starts_with("RR"))
+        {
+            // Without an objective (whose penalty adds to the total) the total is the sum.
+            let parts: f64 = out.terms.into_iter().map(|(_, t)| scalar(t)).sum();
+            assert!(
+                (total - parts).abs() < 1e-4 * total.abs().max(1.0),
+                "{total} vs {parts}"
+            );
+        }
+    }
+    // CCA is defined for two modalities.
+    let three = vec![vec![1, 32, 32]; 3];
+    assert!(
+        HybridConfig::dccae(16)
+            .init(&three, &device, &mut StdRng::seed_from_u64(1))
+            .is_err()
+    );
+    let nothing = HybridConfig {
+        reconstruction: None,
+        ..HybridConfig::ae(16)
+    };
+    assert!(
+        nothing
+            .init(&shapes, &device, &mut StdRng::seed_from_u64(1))
+            .is_err()
+    );
+}
+
+#[test]
+fn baseline_names_parse_and_round_trip() {
+    for k in BaselineKind::ALL {
+        assert_eq!(k.name().parse::<BaselineKind>().unwrap(), k);
+        assert_eq!(
+            k.to_string()
+                .to_uppercase()
+                .parse::<BaselineKind>()
+                .unwrap(),
+            k
+        );
+    }
+    assert_eq!(
+        "cr_cca".parse::<BaselineKind>().unwrap(),
+        BaselineKind::CrCca
+    );
+    assert_eq!("L-CCA".parse::<BaselineKind>().unwrap(), BaselineKind::Lcca);
+    let err = "vae".parse::<BaselineKind>().unwrap_err().to_string();
+    assert!(err.contains("dccae") && err.contains("mmvae"), "{err}");
+    assert!(
+        BaselineKind::Lcca
+            .build(
+                &[vec![1, 32, 32]],
+                64,
+                10,
+                &Device::flex(),
+                &mut StdRng::seed_from_u64(0)
+            )
+            .is_err()
+    );
+}
+
+// ---------------------------------------------------------------- linear CCA
+
+#[test]
+fn linear_cca_recovers_known_correlations() {
+    // Two views sharing 2 latent signals with known correlations, plus independent dims.
+    let n = 4000;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut gauss = || {
+        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    };
+    let rho = [0.9, 0.5];
+    let mut x1 = Array2::zeros((n, 4));
+    let mut x2 = Array2::zeros((n, 3));
+    for i in 0..n {
+        for (j, &r) in rho.iter().enumerate() {
+            let s = gauss();
+            let e = gauss();
+            x1[[i, j]] = s;
+            x2[[i, j]] = r * s + (1.0 - r * r).sqrt() * e;
+        }
+        x1[[i, 2]] = gauss();
+        x1[[i, 3]] = gauss();
+        x2[[i, 2]] = gauss();
+    }
+    // Mix the columns so the directions are not the axes.
+    let mix = ndarray::array![
+        [1.0, 0.5, 0.0, 0.2],
+        [0.0, 1.0, 0.3, 0.0],
+        [0.4, 0.0, 1.0, 0.0],
+        [0.0, 0.1, 0.0, 1.0]
+    ];
+    let x1 = x1.dot(&mix);
+    let fit = LinearCcaConfig {
+        components: 3,
+        reg: 1e-9,
+    }
+    .fit(x1.view(), x2.view())
+    .unwrap();
+    let c = fit.correlations();
+    assert!(
+        (c[0] - 0.9).abs() < 0.02 && (c[1] - 0.5).abs() < 0.04 && c[2] < 0.1,
+        "{c}"
+    );
+    // Same as mmssl-similarity's CCA (QR route) on the same data.
+    let cca = mmssl_similarity::Cca::new()
+        .fit(x1.view(), x2.view())
+        .unwrap();
+    for i in 0..3 {
+        assert!((c[i] - cca.correlations[i]).abs() < 1e-6);
+    }
+    // The variates have unit variance and the reported correlations.
+    let z1 = fit.transform(0, x1.view()).unwrap();
+    let z2 = fit.transform(1, x2.view()).unwrap();
+    for i in 0..3 {
+        let (a, b) = (z1.column(i), z2.column(i));
+        let var_a = a.dot(&a) / (n as f64 - 1.0);
+        let cov = a.dot(&b) / (n as f64 - 1.0);
+        let var_b = b.dot(&b) / (n as f64 - 1.0);
+        assert!((var_a - 1.0).abs() < 1e-6 && (var_b - 1.0).abs() < 1e-6);
+        assert!((cov - c[i]).abs() < 1e-6);
+    }
+    // Errors.
+    assert!(fit.transform(0, x2.view()).is_err());
+    assert!(fit.transform(2, x1.view()).is_err());
+    assert!(
+        LinearCcaConfig {
+            components: 4,
+            reg: 1e-3
+        }
+        .fit(x1.view(), x2.view())
+        .is_err()
+    );
+    assert!(
+        LinearCcaConfig {
+            components: 0,
+            reg: 1e-3
+        }
+        .fit(x1.view(), x2.view())
+        .is_err()
+    );
+    let short = x2.slice(ndarray::s![..10, ..]);
+    assert!(LinearCcaConfig::default().fit(x1.view(), short).is_err());
+}
