@@ -34,11 +34,13 @@
 mod batch;
 mod dataset;
 mod error;
+mod histogram;
 mod idx;
 mod images;
 mod mat;
 mod nifti_io;
 mod paired;
+mod preprocess;
 mod split;
 mod two_view;
 mod volume;
@@ -46,6 +48,7 @@ mod volume;
 pub use batch::{Batch, ViewBatch, collate, load_batch};
 pub use dataset::{PairedDataset, PairedItem, item_rng};
 pub use error::{DataError, Result};
+pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
 pub use idx::{
     IdxArray, MnistSplit, embedded_mnist_test, load_mnist_dir, read_idx, read_idx_bytes,
     read_idx_images,
@@ -57,6 +60,10 @@ pub use nifti_io::{
     read_nifti_header, write_nifti,
 };
 pub use paired::{LabelPaired, LabelPairedConfig};
+pub use preprocess::{
+    AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
+    augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
+};
 pub use split::{Subset, stratified_k_fold};
 pub use two_view::{NoiseRange, SecondView, TwoViewConfig, TwoViewMnist};
 pub use volume::{Affine, Volume};
