@@ -34,6 +34,7 @@
 mod batch;
 mod dataset;
 mod error;
+mod falff;
 mod histogram;
 mod idx;
 mod images;
@@ -48,6 +49,7 @@ mod volume;
 pub use batch::{Batch, ViewBatch, collate, load_batch};
 pub use dataset::{PairedDataset, PairedItem, item_rng};
 pub use error::{DataError, Result};
+pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
 pub use idx::{
     IdxArray, MnistSplit, embedded_mnist_test, load_mnist_dir, read_idx, read_idx_bytes,
