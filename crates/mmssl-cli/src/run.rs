@@ -1,11 +1,11 @@
-//! `mmssl run`: pretrain a contrastive objective, evaluate each modality linearly (and, for
-//! comparison, the same encoders at their random initialisation), and compare the modalities'
-//! representations; everything goes to a run directory.
+//! `mmssl run`: pretrain a contrastive objective or a baseline, evaluate each modality linearly
+//! (and, for comparison, the same encoders at their random initialisation), and compare the
+//! modalities' representations; everything goes to a run directory.
 
 use crate::backend::{BackendKind, select_device};
-use burn::module::Module;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use mmssl_baselines::{BaselineKind, LinearCcaConfig, dataset_matrix};
 use mmssl_data::{
     ImageSet, MnistSplit, PairedDataset, Subset, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
     load_mnist_dir, stratified_k_fold,
@@ -13,8 +13,8 @@ use mmssl_data::{
 use mmssl_objectives::{ObjectiveConfig, ObjectiveSpec};
 use mmssl_similarity::{Similarity, SimilarityReport};
 use mmssl_train::{
-    Checkpoints, ContrastiveModel, EpochMetrics, LinearEvalConfig, LinearEvalResult, Progress,
-    TrainConfig, extract_features, fit, linear_eval,
+    Checkpoints, ContrastiveModel, EpochMetrics, Features, LinearEvalConfig, LinearEvalResult,
+    Method, Progress, TrainConfig, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// The objective, e.g. `CR-XX-CC`, `RR`, `CR:1,XX:0.5`.
     #[arg(long, default_value = "CR-XX-CC")]
     pub objective: String,
+    /// A baseline instead of an objective: supervised, ae, dccae, cr-cca, rr-ae, mmvae or
+    /// lcca.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Folder with the MNIST IDX files (train and t10k). Without it, the MNIST test split
     /// shipped with mmssl is split into 8,000 training, 1,000 validation and 1,000 test images.
     #[arg(long)]
@@ -81,6 +86,7 @@ impl RunArgs {
         RunArgs {
             dataset: DatasetKind::TwoViewMnist,
             objective: "CR-XX-CC".into(),
+            method: None,
             data_dir: None,
             out: PathBuf::from("runs/demo"),
             epochs: 2,
@@ -116,6 +122,9 @@ pub enum RunError {
     /// Similarity problem.
     #[error(transparent)]
     Similarity(#[from] mmssl_similarity::SimilarityError),
+    /// Baseline problem.
+    #[error(transparent)]
+    Baseline(#[from] mmssl_baselines::BaselineError),
     /// Writing results.
     #[error("cannot write {path}: {reason}")]
     Write {
@@ -133,15 +142,16 @@ pub struct ModalityEval {
     pub modality: usize,
     /// The pretrained encoder.
     pub pretrained: LinearEvalResult,
-    /// The same architecture at its random initialisation.
-    pub random_init: LinearEvalResult,
+    /// The same architecture at its random initialisation (`None` for linear CCA, which has
+    /// no random initialisation).
+    pub random_init: Option<LinearEvalResult>,
 }
 
 /// Everything `eval.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    /// The objective.
-    pub objective: String,
+    /// The method: an objective spec (`CR-XX-CC`) or a baseline name (`dccae`).
+    pub method: String,
     /// The dataset.
     pub dataset: DatasetKind,
     /// Items in the training, validation and test sets.
@@ -252,7 +262,10 @@ fn git_revision() -> Option<String> {
 /// Runs pretraining, linear evaluation and the similarity analysis; writes the run directory
 /// and returns the report.
 pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
-    let spec: ObjectiveSpec = args.objective.parse()?;
+    let method = match &args.method {
+        Some(name) => MethodChoice::Baseline(name.parse()?),
+        None => MethodChoice::Objective(args.objective.parse()?),
+    };
     let device = select_device(args.backend)?.autodiff();
     std::fs::create_dir_all(&args.out).map_err(|e| RunError::Write {
         path: args.out.clone(),
@@ -278,15 +291,11 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
     let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
         .map(|m| data.train.shape(m))
         .collect();
-    let objective = ObjectiveConfig::new(spec.clone());
-    let build = || {
-        ContrastiveModel::new(
-            &shapes,
-            64,
-            &objective,
-            &device,
-            &mut StdRng::seed_from_u64(args.seed),
-        )
+    let classes = data.train.classes();
+    let eval_config = LinearEvalConfig {
+        epochs: args.eval_epochs,
+        seed: args.seed,
+        ..Default::default()
     };
     let train_config = TrainConfig {
         epochs: args.epochs,
@@ -294,80 +303,40 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
         seed: args.seed,
         ..Default::default()
     };
-    let checkpoints = Checkpoints::new(args.out.join("checkpoints"))?.resume(args.resume);
-    let metrics_path = args.out.join("metrics.jsonl");
-    let metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(args.resume)
-        .write(true)
-        .truncate(!args.resume)
-        .open(&metrics_path)
-        .map_err(|e| RunError::Write {
-            path: metrics_path.clone(),
-            reason: e.to_string(),
-        })?;
-    let bar = (!args.quiet).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut progress = Bars { bar, metrics };
-    let t0 = Instant::now();
-    let outcome = fit(
-        build()?,
-        &data.train,
-        Some(&data.valid),
-        &train_config,
-        Some(&checkpoints),
-        &device,
-        &mut progress,
-    )?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
-    let pretrain_seconds = t0.elapsed().as_secs_f64();
-    // Evaluate the model of the best validation loss.
-    let best = build()?
-        .try_load_file(checkpoints.best())
-        .map_err(|e| RunError::Write {
-            path: checkpoints.best(),
-            reason: format!("{e:?}"),
-        })?;
-    let random = build()?;
-    let t1 = Instant::now();
-    let eval_config = LinearEvalConfig {
-        epochs: args.eval_epochs,
-        seed: args.seed,
-        ..Default::default()
+    let ctx = Context {
+        args,
+        data: &data,
+        device: &device,
+        train_config: &train_config,
+        eval_config: &eval_config,
+        classes,
     };
-    let classes = data.train.classes();
-    let mut linear = Vec::new();
-    let mut test_z = Vec::new();
-    for m in 0..shapes.len() {
-        let mut results = Vec::new();
-        for model in [&best, &random] {
-            let f = |d: &Subset| extract_features(model, d, m, 256, false, &device);
-            let (tr, va, te) = (f(&data.train)?, f(&data.valid)?, f(&data.test)?);
-            results.push(linear_eval(&tr, &va, &te, classes, &eval_config, &device)?);
-            if std::ptr::eq(model, &best) {
-                test_z.push(te);
-            }
+    let (linear, test_z, pretrain_seconds, eval_seconds) = match &method {
+        MethodChoice::Objective(spec) => {
+            let objective = ObjectiveConfig::new(spec.clone());
+            ctx.pretrain_and_evaluate(|| {
+                ContrastiveModel::new(
+                    &shapes,
+                    64,
+                    &objective,
+                    &device,
+                    &mut StdRng::seed_from_u64(args.seed),
+                )
+                .map_err(RunError::from)
+            })?
         }
-        let random_init = results.pop().expect("two results");
-        let pretrained = results.pop().expect("two results");
-        linear.push(ModalityEval {
-            modality: m,
-            pretrained,
-            random_init,
-        });
-    }
-    let eval_seconds = t1.elapsed().as_secs_f64();
+        MethodChoice::Baseline(BaselineKind::Lcca) => ctx.linear_cca()?,
+        MethodChoice::Baseline(kind) => ctx.pretrain_and_evaluate(|| {
+            kind.build(
+                &shapes,
+                64,
+                classes,
+                &device,
+                &mut StdRng::seed_from_u64(args.seed),
+            )
+            .map_err(RunError::from)
+        })?,
+    };
     let t2 = Instant::now();
     let to_nd = |f: &mmssl_train::Features| {
         ndarray::Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
@@ -375,14 +344,13 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
     let similarity =
         Similarity::new().report(to_nd(&test_z[0]).view(), to_nd(&test_z[1]).view())?;
     let report = RunReport {
-        objective: spec.to_string(),
+        method: method.to_string(),
         dataset: args.dataset,
         sizes,
         linear_eval: linear,
         similarity,
         seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
     };
-    let _ = outcome.best_epoch;
     write_file(
         &args.out.join("eval.json"),
         &serde_json::to_string_pretty(&report).unwrap_or_default(),
@@ -394,16 +362,18 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
 pub fn table(r: &RunReport) -> String {
     let mut s = format!(
         "{} on {:?}: {} train / {} valid / {} test pairs\n\n",
-        r.objective, r.dataset, r.sizes[0], r.sizes[1], r.sizes[2]
+        r.method, r.dataset, r.sizes[0], r.sizes[1], r.sizes[2]
     );
     s += "modality | test accuracy (pretrained) | test accuracy (random init) | ROC-AUC (pretrained)\n";
     s += "---------+----------------------------+-----------------------------+---------------------\n";
     for m in &r.linear_eval {
         s += &format!(
-            "{:>8} | {:>26.4} | {:>27.4} | {:>20}\n",
+            "{:>8} | {:>26.4} | {:>27} | {:>20}\n",
             m.modality,
             m.pretrained.accuracy,
-            m.random_init.accuracy,
+            m.random_init
+                .as_ref()
+                .map_or("-".into(), |r| format!("{:.4}", r.accuracy)),
             m.pretrained
                 .roc_auc
                 .map_or("-".into(), |v| format!("{v:.4}"))
@@ -422,4 +392,157 @@ pub fn table(r: &RunReport) -> String {
         r.seconds[0], r.seconds[1], r.seconds[2]
     );
     s
+}
+
+/// What `mmssl run` trains.
+enum MethodChoice {
+    Objective(ObjectiveSpec),
+    Baseline(BaselineKind),
+}
+
+impl std::fmt::Display for MethodChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MethodChoice::Objective(spec) => write!(f, "{spec}"),
+            MethodChoice::Baseline(kind) => write!(f, "{kind}"),
+        }
+    }
+}
+
+/// Per-modality evaluations, test-set features of each modality, pretraining and evaluation
+/// seconds.
+type Evaluated = (Vec<ModalityEval>, Vec<Features>, f64, f64);
+
+struct Context<'a> {
+    args: &'a RunArgs,
+    data: &'a Datasets,
+    device: &'a burn::tensor::Device,
+    train_config: &'a TrainConfig,
+    eval_config: &'a LinearEvalConfig,
+    classes: usize,
+}
+
+impl Context<'_> {
+    fn progress(&self) -> Result<Bars, RunError> {
+        let metrics_path = self.args.out.join("metrics.jsonl");
+        let metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(self.args.resume)
+            .write(true)
+            .truncate(!self.args.resume)
+            .open(&metrics_path)
+            .map_err(|e| RunError::Write {
+                path: metrics_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let bar = (!self.args.quiet).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Ok(Bars { bar, metrics })
+    }
+
+    /// Pretrains the model `build` makes, then evaluates the best checkpoint and a fresh
+    /// (randomly initialised) model per modality.
+    fn pretrain_and_evaluate<M: Method>(
+        &self,
+        build: impl Fn() -> Result<M, RunError>,
+    ) -> Result<Evaluated, RunError> {
+        let (args, data, device) = (self.args, self.data, self.device);
+        let checkpoints = Checkpoints::new(args.out.join("checkpoints"))?.resume(args.resume);
+        let mut progress = self.progress()?;
+        let t0 = Instant::now();
+        fit(
+            build()?,
+            &data.train,
+            Some(&data.valid),
+            self.train_config,
+            Some(&checkpoints),
+            device,
+            &mut progress,
+        )?;
+        if let Some(bar) = &progress.bar {
+            bar.finish_and_clear();
+        }
+        let pretrain_seconds = t0.elapsed().as_secs_f64();
+        // Evaluate the model of the best validation loss.
+        let best = build()?
+            .try_load_file(checkpoints.best())
+            .map_err(|e| RunError::Write {
+                path: checkpoints.best(),
+                reason: format!("{e:?}"),
+            })?;
+        let random = build()?;
+        let t1 = Instant::now();
+        let mut linear = Vec::new();
+        let mut test_z = Vec::new();
+        for m in 0..best.modalities() {
+            let mut results = Vec::new();
+            for model in [&best, &random] {
+                let f = |d: &Subset| extract_features(model, d, m, 256, false, device);
+                let (tr, va, te) = (f(&data.train)?, f(&data.valid)?, f(&data.test)?);
+                results.push(linear_eval(
+                    &tr,
+                    &va,
+                    &te,
+                    self.classes,
+                    self.eval_config,
+                    device,
+                )?);
+                if std::ptr::eq(model, &best) {
+                    test_z.push(te);
+                }
+            }
+            let random_init = results.pop();
+            let pretrained = results.pop().expect("two results");
+            linear.push(ModalityEval {
+                modality: m,
+                pretrained,
+                random_init,
+            });
+        }
+        Ok((linear, test_z, pretrain_seconds, t1.elapsed().as_secs_f64()))
+    }
+
+    /// Fits linear CCA on the flattened training pairs and evaluates its canonical variates.
+    fn linear_cca(&self) -> Result<Evaluated, RunError> {
+        let data = self.data;
+        let t0 = Instant::now();
+        let (x1, _) = dataset_matrix(&data.train, 0)?;
+        let (x2, _) = dataset_matrix(&data.train, 1)?;
+        let fitted = LinearCcaConfig::default().fit(x1.view(), x2.view())?;
+        let fit_seconds = t0.elapsed().as_secs_f64();
+        let correlations: Vec<f64> = fitted.correlations().to_vec();
+        write_file(
+            &self.args.out.join("lcca.json"),
+            &serde_json::to_string_pretty(&serde_json::json!({
+                "config": LinearCcaConfig::default(),
+                "canonical_correlations": correlations,
+            }))
+            .unwrap_or_default(),
+        )?;
+        let t1 = Instant::now();
+        let mut linear = Vec::new();
+        let mut test_z = Vec::new();
+        for m in 0..2 {
+            let f = |d: &Subset| fitted.features(d, m);
+            let (tr, va, te) = (f(&data.train)?, f(&data.valid)?, f(&data.test)?);
+            let pretrained =
+                linear_eval(&tr, &va, &te, self.classes, self.eval_config, self.device)?;
+            test_z.push(te);
+            linear.push(ModalityEval {
+                modality: m,
+                pretrained,
+                random_init: None,
+            });
+        }
+        Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
+    }
 }

@@ -239,3 +239,71 @@ fn run_rejects_bad_objectives_and_missing_data_clearly() {
         "{err}"
     );
 }
+
+/// A tiny run of `--method NAME`; returns eval.json.
+fn method_run(name: &str, dir: &Path) -> serde_json::Value {
+    let out = dir.join(name);
+    let res = mmssl(&[
+        "run",
+        "--method",
+        name,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--eval-epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains(&format!("{name} on TwoViewMnist: 64 train")),
+        "{stdout}"
+    );
+    serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn run_trains_and_evaluates_baselines_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["dccae", "mmvae", "supervised"] {
+        let eval = method_run(name, dir.path());
+        assert_eq!(eval["method"], name);
+        for m in eval["linear_eval"].as_array().unwrap() {
+            for which in ["pretrained", "random_init"] {
+                let acc = m[which]["accuracy"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&acc), "{name}: {m}");
+            }
+        }
+        assert!(dir.path().join(name).join("checkpoints/best.bpk").exists());
+    }
+    // Linear CCA is fitted, not trained: no random-init comparison, canonical correlations saved.
+    let eval = method_run("lcca", dir.path());
+    for m in eval["linear_eval"].as_array().unwrap() {
+        assert!((0.0..=1.0).contains(&m["pretrained"]["accuracy"].as_f64().unwrap()));
+        assert!(m["random_init"].is_null());
+    }
+    let lcca: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("lcca/lcca.json")).unwrap())
+            .unwrap();
+    let rho = lcca["canonical_correlations"].as_array().unwrap();
+    assert_eq!(rho.len(), 64);
+    assert!(rho[0].as_f64().unwrap() > 0.5);
+    // Unknown names list the baselines.
+    let res = mmssl(&["run", "--method", "vae", "--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("unknown method") && err.contains("mmvae"),
+        "{err}"
+    );
+}
