@@ -740,3 +740,45 @@ fn linear_cca_recovers_known_correlations() {
     let short = x2.slice(ndarray::s![..10, ..]);
     assert!(LinearCcaConfig::default().fit(x1.view(), short).is_err());
 }
+
+#[test]
+fn volume_variants_build_and_run() {
+    // 3D: DCGAN 3D encoders and decoders on [B, 1, 64, 64, 64] volumes.
+    let device = Device::flex();
+    let shapes = vec![vec![1, 64, 64, 64], vec![1, 64, 64, 64]];
+    let mut rng = StdRng::seed_from_u64(8);
+    let vol = |seed: u64| {
+        let mut r = StdRng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..2 * 64 * 64 * 64).map(|_| r.random::<f32>()).collect();
+        ViewBatch::Volumes(Tensor::from_data(
+            TensorData::new(v, [2, 1, 64, 64, 64]),
+            &device,
+        ))
+    };
+    let batch = Batch {
+        views: vec![vol(1), vol(2)],
+        labels: vec![Some(0), Some(1)],
+    };
+    let model = MmvaeConfig {
+        latent_dim: 8,
+        k: 1,
+        estimator: MmvaeEstimator::Elbo,
+        ..Default::default()
+    }
+    .init(&shapes, &device, &mut rng)
+    .unwrap();
+    assert_eq!(model.likelihood_scaling(), &[1.0, 1.0]);
+    let out = model.loss(&batch, &mut rng).unwrap();
+    assert!(scalar(out.loss).is_finite());
+    let rec = model.reconstruct(&batch).unwrap();
+    let ViewBatch::Volumes(t) = &rec[0][1] else {
+        panic!("volumes expected")
+    };
+    assert_eq!(t.dims(), [2, 1, 64, 64, 64]);
+    let ae = HybridConfig::ae(8)
+        .init(&shapes, &device, &mut rng)
+        .unwrap();
+    let out = ae.loss(&batch, &mut rng).unwrap();
+    assert!(scalar(out.loss).is_finite());
+    assert_eq!(ae.represent(&batch, 1).unwrap().dims(), [2, 8]);
+}
