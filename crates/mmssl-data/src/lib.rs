@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod cohort;
 mod dataset;
 mod error;
 mod falff;
@@ -43,10 +44,16 @@ mod nifti_io;
 mod paired;
 mod preprocess;
 mod split;
+mod synth;
 mod two_view;
 mod volume;
 
 pub use batch::{Batch, ViewBatch, collate, load_batch};
+pub use cohort::{
+    CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
+    Subject, VolumeCohort, VolumePipeline, balanced_upsample, evaluation_items, pretraining_items,
+    split_subjects,
+};
 pub use dataset::{PairedDataset, PairedItem, item_rng};
 pub use error::{DataError, Result};
 pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
@@ -67,9 +74,15 @@ pub use preprocess::{
     augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
 };
 pub use split::{Subset, stratified_k_fold};
+pub use synth::{
+    HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
+    SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,
+};
 pub use two_view::{NoiseRange, SecondView, TwoViewConfig, TwoViewMnist};
 pub use volume::{Affine, Volume};
 
+#[cfg(test)]
+mod cohort_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
