@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_baselines::{BaselineKind, LinearCcaConfig, dataset_matrix};
 use mmssl_data::{
-    ImageSet, MnistSplit, PairedDataset, Subset, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
-    load_mnist_dir, stratified_k_fold,
+    ImageSet, LabelPaired, LabelPairedConfig, MnistSplit, PairedDataset, Subset, TwoViewConfig,
+    TwoViewMnist, embedded_mnist_test, load_mnist_dir, stratified_k_fold,
 };
 use mmssl_objectives::{ObjectiveConfig, ObjectiveSpec};
 use mmssl_similarity::{Similarity, SimilarityReport};
@@ -18,6 +18,7 @@ use mmssl_train::{
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,12 @@ use std::time::Instant;
 pub enum DatasetKind {
     /// Two-View MNIST: a rotated view and a noisy view of each digit.
     TwoViewMnist,
+    /// MNIST paired by label with Fashion-MNIST (the stand-in for MNIST-SVHN when SVHN is
+    /// absent): `--data-dir` holds MNIST, `--second-data-dir` Fashion-MNIST.
+    MnistFashion,
+    /// MNIST paired by label with SVHN (MMVAE's MNIST-SVHN): `--data-dir` holds MNIST,
+    /// `--second-data-dir` SVHN's `train_32x32.mat` and `test_32x32.mat`.
+    MnistSvhn,
 }
 
 /// Arguments of `mmssl run`.
@@ -56,7 +63,13 @@ pub struct RunArgs {
     /// Pretraining epochs.
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
-    /// Use only the first N training pairs.
+    /// The second modality's folder for the label-paired datasets (Fashion-MNIST IDX files
+    /// or SVHN .mat files); default: `fashion-mnist` or `svhn` beside `--data-dir`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_data_dir: Option<PathBuf>,
+    /// Use only N training pairs: the first N for Two-View MNIST, a seeded random N for the
+    /// label-paired datasets (whose pairs are ordered by class).
     #[arg(long)]
     pub train_limit: Option<usize>,
     /// Compute backend.
@@ -88,6 +101,7 @@ impl RunArgs {
             objective: "CR-XX-CC".into(),
             method: None,
             data_dir: None,
+            second_data_dir: None,
             out: PathBuf::from("runs/demo"),
             epochs: 2,
             train_limit: None,
@@ -178,6 +192,13 @@ struct Datasets {
 }
 
 fn datasets(args: &RunArgs) -> Result<Datasets, RunError> {
+    match args.dataset {
+        DatasetKind::TwoViewMnist => two_view_datasets(args),
+        DatasetKind::MnistFashion | DatasetKind::MnistSvhn => label_paired_datasets(args),
+    }
+}
+
+fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     let two_view = |images: ImageSet, seed: u64| -> Result<Arc<dyn PairedDataset>, RunError> {
         Ok(Arc::new(TwoViewMnist::new(
             images,
@@ -211,6 +232,87 @@ fn datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     let train = match args.train_limit {
         Some(n) => Subset::first(Arc::new(train), n),
         None => train,
+    };
+    Ok(Datasets { train, valid, test })
+}
+
+/// MNIST paired by label with Fashion-MNIST or SVHN. Each side's training split is divided
+/// (stratified, a twelfth validates) before pairing, so no image is in both the training and
+/// the validation pairs. Training pairs use 30 random pairings per class (MMVAE's protocol);
+/// validation and test pairs one, so each image is evaluated once.
+fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
+    let svhn = args.dataset == DatasetKind::MnistSvhn;
+    let second_name = if svhn { "svhn" } else { "fashion-mnist" };
+    let mnist_dir = args.data_dir.clone().ok_or_else(|| {
+        RunError::Args(format!(
+            "--dataset {} needs --data-dir with the MNIST IDX files (train and t10k) and \
+             --second-data-dir with the {} files",
+            if svhn { "mnist-svhn" } else { "mnist-fashion" },
+            if svhn {
+                "SVHN train_32x32.mat and test_32x32.mat"
+            } else {
+                "Fashion-MNIST IDX"
+            }
+        ))
+    })?;
+    let second_dir = match &args.second_data_dir {
+        Some(d) => d.clone(),
+        None => mnist_dir
+            .parent()
+            .map(|p| p.join(second_name))
+            .unwrap_or_else(|| PathBuf::from(second_name)),
+    };
+    let load_second = |train: bool| -> Result<ImageSet, RunError> {
+        if svhn {
+            let file = if train {
+                "train_32x32.mat"
+            } else {
+                "test_32x32.mat"
+            };
+            Ok(mmssl_data::load_svhn_mat(second_dir.join(file))?)
+        } else {
+            let split = if train {
+                MnistSplit::Train
+            } else {
+                MnistSplit::Test
+            };
+            Ok(load_mnist_dir(&second_dir, split)?)
+        }
+    };
+    let split = |set: &ImageSet| -> Result<(ImageSet, ImageSet), RunError> {
+        let labels: Vec<usize> = set.labels().iter().map(|&l| l as usize).collect();
+        let (tr, va) = stratified_k_fold(&labels, 12, 0, args.seed)?;
+        Ok((set.select(&tr)?, set.select(&va)?))
+    };
+    let (a_train, a_valid) = split(&load_mnist_dir(&mnist_dir, MnistSplit::Train)?)?;
+    let (b_train, b_valid) = split(&load_second(true)?)?;
+    let a_test = load_mnist_dir(&mnist_dir, MnistSplit::Test)?;
+    let b_test = load_second(false)?;
+    let pair = |a: ImageSet, b: ImageSet, repeats: usize, seed: u64| -> Result<Subset, RunError> {
+        let paired: Arc<dyn PairedDataset> = Arc::new(LabelPaired::new(
+            a,
+            b,
+            LabelPairedConfig {
+                repeats,
+                seed,
+                ..Default::default()
+            },
+        )?);
+        let n = paired.len();
+        Ok(Subset::new(paired, (0..n).collect())?)
+    };
+    let train = pair(a_train, b_train, 30, args.seed)?;
+    let valid = pair(a_valid, b_valid, 1, args.seed ^ 0x7a11d)?;
+    let test = pair(a_test, b_test, 1, args.seed ^ 0x7e57)?;
+    let train = match args.train_limit {
+        Some(n) if n < train.len() => {
+            let mut idx: Vec<usize> = (0..train.len()).collect();
+            idx.shuffle(&mut StdRng::seed_from_u64(args.seed ^ 0x1173));
+            idx.truncate(n);
+            idx.sort_unstable();
+            Subset::new(Arc::new(train), idx)?
+        }
+        _ => train,
     };
     Ok(Datasets { train, valid, test })
 }

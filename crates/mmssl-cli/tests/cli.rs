@@ -307,3 +307,61 @@ fn run_trains_and_evaluates_baselines_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn run_pairs_mnist_with_fashion_mnist_by_label() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if !shared.join("fashion-mnist").exists() {
+        eprintln!("skipping: {} is absent", shared.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mf");
+    let res = mmssl(&[
+        "run",
+        "--dataset",
+        "mnist-fashion",
+        "--data-dir",
+        shared.join("mnist").to_str().unwrap(),
+        "--objective",
+        "XX",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "96",
+        "--eval-epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    // 96 random training pairs; validation pairs one per image of the smaller side of each
+    // class in a stratified twelfth (5,000 images each side); test pairs from t10k.
+    let sizes: Vec<u64> = eval["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes[0], 96);
+    assert!(sizes[1] > 4000 && sizes[1] <= 5000, "{sizes:?}");
+    assert!(sizes[2] > 8000 && sizes[2] <= 10_000, "{sizes:?}");
+    assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+    // Without the MNIST folder the error says what is needed.
+    let res = mmssl(&["run", "--dataset", "mnist-svhn", "--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("--data-dir") && err.contains("train_32x32.mat"),
+        "{err}"
+    );
+}

@@ -106,6 +106,40 @@ impl ImageSet {
         counts
     }
 
+    /// The images at `indices`, in that order (for splitting a set before pairing it).
+    ///
+    /// ```
+    /// use mmssl_data::ImageSet;
+    /// let set = ImageSet::new(vec![1, 2, 3], vec![0, 1, 2], 1, 1, 1, "three").unwrap();
+    /// let picked = set.select(&[2, 0]).unwrap();
+    /// assert_eq!(picked.labels(), &[2, 0]);
+    /// assert_eq!(picked.image(0), &[3]);
+    /// assert!(set.select(&[3]).is_err());
+    /// ```
+    pub fn select(&self, indices: &[usize]) -> Result<ImageSet> {
+        let per = self.channels * self.height * self.width;
+        let mut pixels = Vec::with_capacity(indices.len() * per);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            if i >= self.len() {
+                return Err(DataError::OutOfRange {
+                    index: i,
+                    len: self.len(),
+                });
+            }
+            pixels.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+        Ok(ImageSet {
+            pixels,
+            labels,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            source: self.source.clone(),
+        })
+    }
+
     /// The first `n` images (or all if fewer).
     pub fn truncate(mut self, n: usize) -> Self {
         let n = n.min(self.len());
