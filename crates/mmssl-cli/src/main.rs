@@ -3,5 +3,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    mmssl_cli::run(mmssl_cli::Cli::parse())
+    let argv = match mmssl_cli::expand_config(std::env::args().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    mmssl_cli::run(mmssl_cli::Cli::parse_from(argv))
 }

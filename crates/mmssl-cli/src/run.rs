@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// A TOML file of settings (keys as the flags, e.g. `train_limit = 1000`, or a run's
+    /// `config.toml`); flags given on the command line win.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -111,8 +116,48 @@ impl RunArgs {
             eval_epochs: 10,
             resume: false,
             quiet: false,
+            config: None,
         }
     }
+}
+
+/// Which parts of a run a command does: `mmssl run` all three, `mmssl pretrain`,
+/// `mmssl linear-eval` and `mmssl analyze` one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// Train the method (or fit linear CCA) and write the checkpoints.
+    pub pretrain: bool,
+    /// Linear evaluation of each modality (pretrained and at random initialisation).
+    pub evaluate: bool,
+    /// Similarity of the modalities' test-set representations.
+    pub analyze: bool,
+}
+
+impl Phases {
+    /// All three phases.
+    pub const ALL: Phases = Phases {
+        pretrain: true,
+        evaluate: true,
+        analyze: true,
+    };
+    /// Pretraining only.
+    pub const PRETRAIN: Phases = Phases {
+        pretrain: true,
+        evaluate: false,
+        analyze: false,
+    };
+    /// Linear evaluation of a pretrained run.
+    pub const EVALUATE: Phases = Phases {
+        pretrain: false,
+        evaluate: true,
+        analyze: false,
+    };
+    /// Similarity analysis of a pretrained run.
+    pub const ANALYZE: Phases = Phases {
+        pretrain: false,
+        evaluate: false,
+        analyze: true,
+    };
 }
 
 /// Why `mmssl run` failed.
@@ -172,10 +217,12 @@ pub struct RunReport {
     pub sizes: [usize; 3],
     /// Per-modality linear evaluation.
     pub linear_eval: Vec<ModalityEval>,
-    /// Similarity of the two modalities' representations on the test set.
-    pub similarity: SimilarityReport,
-    /// Seconds spent pretraining, evaluating and comparing.
+    /// Similarity of the two modalities' representations on the test set (when analysed).
+    pub similarity: Option<SimilarityReport>,
+    /// Seconds spent pretraining, evaluating and comparing (0 for a phase not run).
     pub seconds: [f64; 3],
+    /// Linear-evaluation epochs used.
+    pub eval_epochs: usize,
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
@@ -364,6 +411,29 @@ fn git_revision() -> Option<String> {
 /// Runs pretraining, linear evaluation and the similarity analysis; writes the run directory
 /// and returns the report.
 pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
+    run_phases(args, Phases::ALL)
+}
+
+/// The settings a run directory was made with (`RUN/config.toml`).
+pub fn load_run_config(run_dir: &Path) -> Result<RunArgs, RunError> {
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RunError::Args(format!(
+            "cannot read {}: {e}; is {} a run directory made by `mmssl pretrain` or `mmssl run`?",
+            path.display(),
+            run_dir.display()
+        ))
+    })?;
+    let mut args: RunArgs =
+        toml::from_str(&text).map_err(|e| RunError::Args(format!("{}: {e}", path.display())))?;
+    args.out = run_dir.to_path_buf();
+    Ok(args)
+}
+
+/// Runs the chosen `phases` of a run in `args.out`; evaluation and analysis use the best
+/// checkpoint there. Writes `eval.json` (evaluation, with the similarity when analysed too) or
+/// `similarity.json` (analysis alone).
+pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError> {
     let method = match &args.method {
         Some(name) => MethodChoice::Baseline(name.parse()?),
         None => MethodChoice::Objective(args.objective.parse()?),
@@ -375,20 +445,24 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
     })?;
     let data = datasets(args)?;
     let sizes = [data.train.len(), data.valid.len(), data.test.len()];
-    let config = toml::to_string_pretty(args).map_err(|e| RunError::Args(e.to_string()))?;
-    write_file(&args.out.join("config.toml"), &config)?;
-    let run_info = serde_json::json!({
-        "mmssl_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": git_revision(),
-        "backend": args.backend,
-        "device": format!("{device:?}"),
-        "seed": args.seed,
-        "sizes": sizes,
-    });
-    write_file(
-        &args.out.join("run.json"),
-        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
-    )?;
+    if phases.pretrain {
+        let mut saved = args.clone();
+        saved.config = None;
+        let config = toml::to_string_pretty(&saved).map_err(|e| RunError::Args(e.to_string()))?;
+        write_file(&args.out.join("config.toml"), &config)?;
+        let run_info = serde_json::json!({
+            "mmssl_version": env!("CARGO_PKG_VERSION"),
+            "git_revision": git_revision(),
+            "backend": args.backend,
+            "device": format!("{device:?}"),
+            "seed": args.seed,
+            "sizes": sizes,
+        });
+        write_file(
+            &args.out.join("run.json"),
+            &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
+        )?;
+    }
 
     let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
         .map(|m| data.train.shape(m))
@@ -412,6 +486,7 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
         train_config: &train_config,
         eval_config: &eval_config,
         classes,
+        phases,
     };
     let (linear, test_z, pretrain_seconds, eval_seconds) = match &method {
         MethodChoice::Objective(spec) => {
@@ -443,8 +518,11 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
     let to_nd = |f: &mmssl_train::Features| {
         ndarray::Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
     };
-    let similarity =
-        Similarity::new().report(to_nd(&test_z[0]).view(), to_nd(&test_z[1]).view())?;
+    let similarity = if phases.analyze && test_z.len() >= 2 {
+        Some(Similarity::new().report(to_nd(&test_z[0]).view(), to_nd(&test_z[1]).view())?)
+    } else {
+        None
+    };
     let report = RunReport {
         method: method.to_string(),
         dataset: args.dataset,
@@ -452,11 +530,14 @@ pub fn run(args: &RunArgs) -> Result<RunReport, RunError> {
         linear_eval: linear,
         similarity,
         seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
+        eval_epochs: args.eval_epochs,
     };
-    write_file(
-        &args.out.join("eval.json"),
-        &serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )?;
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if phases.evaluate {
+        write_file(&args.out.join("eval.json"), &json)?;
+    } else if phases.analyze {
+        write_file(&args.out.join("similarity.json"), &json)?;
+    }
     Ok(report)
 }
 
@@ -466,8 +547,10 @@ pub fn table(r: &RunReport) -> String {
         "{} on {:?}: {} train / {} valid / {} test pairs\n\n",
         r.method, r.dataset, r.sizes[0], r.sizes[1], r.sizes[2]
     );
-    s += "modality | test accuracy (pretrained) | test accuracy (random init) | ROC-AUC (pretrained)\n";
-    s += "---------+----------------------------+-----------------------------+---------------------\n";
+    if !r.linear_eval.is_empty() {
+        s += "modality | test accuracy (pretrained) | test accuracy (random init) | ROC-AUC (pretrained)\n";
+        s += "---------+----------------------------+-----------------------------+---------------------\n";
+    }
     for m in &r.linear_eval {
         s += &format!(
             "{:>8} | {:>26.4} | {:>27} | {:>20}\n",
@@ -482,13 +565,15 @@ pub fn table(r: &RunReport) -> String {
         );
     }
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    s += &format!(
-        "\nsimilarity of the two modalities' z on the test set: CCA {}, SVCCA {}, PWCCA {}, CKA {}\n",
-        f(r.similarity.cca),
-        f(r.similarity.svcca),
-        f(r.similarity.pwcca),
-        f(r.similarity.cka)
-    );
+    if let Some(sim) = &r.similarity {
+        s += &format!(
+            "\nsimilarity of the two modalities' z on the test set: CCA {}, SVCCA {}, PWCCA {}, CKA {}\n",
+            f(sim.cca),
+            f(sim.svcca),
+            f(sim.pwcca),
+            f(sim.cka)
+        );
+    }
     s += &format!(
         "time: pretraining {:.0} s, linear evaluation {:.0} s, similarity {:.1} s\n",
         r.seconds[0], r.seconds[1], r.seconds[2]
@@ -522,6 +607,7 @@ struct Context<'a> {
     train_config: &'a TrainConfig,
     eval_config: &'a LinearEvalConfig,
     classes: usize,
+    phases: Phases,
 }
 
 impl Context<'_> {
@@ -559,32 +645,51 @@ impl Context<'_> {
     ) -> Result<Evaluated, RunError> {
         let (args, data, device) = (self.args, self.data, self.device);
         let checkpoints = Checkpoints::new(args.out.join("checkpoints"))?.resume(args.resume);
-        let mut progress = self.progress()?;
-        let t0 = Instant::now();
-        fit(
-            build()?,
-            &data.train,
-            Some(&data.valid),
-            self.train_config,
-            Some(&checkpoints),
-            device,
-            &mut progress,
-        )?;
-        if let Some(bar) = &progress.bar {
-            bar.finish_and_clear();
+        let mut pretrain_seconds = 0.0;
+        if self.phases.pretrain {
+            let mut progress = self.progress()?;
+            let t0 = Instant::now();
+            fit(
+                build()?,
+                &data.train,
+                Some(&data.valid),
+                self.train_config,
+                Some(&checkpoints),
+                device,
+                &mut progress,
+            )?;
+            if let Some(bar) = &progress.bar {
+                bar.finish_and_clear();
+            }
+            pretrain_seconds = t0.elapsed().as_secs_f64();
         }
-        let pretrain_seconds = t0.elapsed().as_secs_f64();
+        if !self.phases.evaluate && !self.phases.analyze {
+            return Ok((Vec::new(), Vec::new(), pretrain_seconds, 0.0));
+        }
         // Evaluate the model of the best validation loss.
+        if !checkpoints.best().exists() {
+            return Err(RunError::Args(format!(
+                "{} does not exist: pretrain first (`mmssl pretrain --out {}`)",
+                checkpoints.best().display(),
+                args.out.display()
+            )));
+        }
         let best = build()?
             .try_load_file(checkpoints.best())
             .map_err(|e| RunError::Write {
                 path: checkpoints.best(),
                 reason: format!("{e:?}"),
             })?;
-        let random = build()?;
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();
+        if !self.phases.evaluate {
+            for m in 0..best.modalities() {
+                test_z.push(extract_features(&best, &data.test, m, 256, false, device)?);
+            }
+            return Ok((linear, test_z, pretrain_seconds, 0.0));
+        }
+        let random = build()?;
         for m in 0..best.modalities() {
             let mut results = Vec::new();
             for model in [&best, &random] {
@@ -616,20 +721,45 @@ impl Context<'_> {
     /// Fits linear CCA on the flattened training pairs and evaluates its canonical variates.
     fn linear_cca(&self) -> Result<Evaluated, RunError> {
         let data = self.data;
-        let t0 = Instant::now();
-        let (x1, _) = dataset_matrix(&data.train, 0)?;
-        let (x2, _) = dataset_matrix(&data.train, 1)?;
-        let fitted = LinearCcaConfig::default().fit(x1.view(), x2.view())?;
-        let fit_seconds = t0.elapsed().as_secs_f64();
-        let correlations: Vec<f64> = fitted.correlations().to_vec();
-        write_file(
-            &self.args.out.join("lcca.json"),
-            &serde_json::to_string_pretty(&serde_json::json!({
-                "config": LinearCcaConfig::default(),
-                "canonical_correlations": correlations,
-            }))
-            .unwrap_or_default(),
-        )?;
+        let path = self.args.out.join("lcca.json");
+        let mut fit_seconds = 0.0;
+        let fitted = if self.phases.pretrain {
+            let t0 = Instant::now();
+            let (x1, _) = dataset_matrix(&data.train, 0)?;
+            let (x2, _) = dataset_matrix(&data.train, 1)?;
+            let fitted = LinearCcaConfig::default().fit(x1.view(), x2.view())?;
+            fit_seconds = t0.elapsed().as_secs_f64();
+            write_file(
+                &path,
+                &serde_json::to_string(&serde_json::json!({
+                    "config": LinearCcaConfig::default(),
+                    "canonical_correlations": fitted.correlations().to_vec(),
+                    "model": fitted,
+                }))
+                .unwrap_or_default(),
+            )?;
+            fitted
+        } else {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                RunError::Args(format!(
+                    "cannot read {}: {e}; fit linear CCA first (`mmssl pretrain --method lcca`)",
+                    path.display()
+                ))
+            })?;
+            let mut v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| RunError::Args(format!("{}: {e}", path.display())))?;
+            serde_json::from_value(v["model"].take())
+                .map_err(|e| RunError::Args(format!("{}: {e}", path.display())))?
+        };
+        if !self.phases.evaluate {
+            let mut test_z = Vec::new();
+            if self.phases.analyze {
+                for m in 0..2 {
+                    test_z.push(fitted.features(&data.test, m)?);
+                }
+            }
+            return Ok((Vec::new(), test_z, fit_seconds, 0.0));
+        }
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();

@@ -365,3 +365,103 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         "{err}"
     );
 }
+
+#[test]
+fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("phases");
+    let config = dir.path().join("settings.toml");
+    std::fs::write(
+        &config,
+        "objective = \"CR\"\nepochs = 1\ntrain_limit = 64\nbatch_size = 32\neval_epochs = 3\nquiet = true\nseed = 4\n",
+    )
+    .unwrap();
+    // The command line's --epochs 2 overrides the file's 1.
+    let res = mmssl(&[
+        "pretrain",
+        "--config",
+        config.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("objective = \"CR\"") && saved.contains("epochs = 2"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("seed = 4") && !saved.contains("settings.toml"),
+        "{saved}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert!(out.join("checkpoints/best.bpk").exists());
+    assert!(!out.join("eval.json").exists());
+
+    let res = mmssl(&[
+        "linear-eval",
+        "--run",
+        out.to_str().unwrap(),
+        "--eval-epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["eval_epochs"], 1);
+    assert_eq!(eval["method"], "CR");
+    assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+    assert!(eval["similarity"].is_null());
+    // linear-eval did not train again.
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+
+    let res = mmssl(&["analyze", "--run", out.to_str().unwrap(), "--quiet"]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let sim: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("similarity.json")).unwrap())
+            .unwrap();
+    let cka = sim["similarity"]["cka"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&cka));
+
+    // Errors: a directory without a run, an unknown key in a config file.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let res = mmssl(&["linear-eval", "--run", empty.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("config.toml"));
+    std::fs::write(&config, "epochz = 3\n").unwrap();
+    let res = mmssl(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("settings.toml") && err.contains("epochz"),
+        "{err}"
+    );
+}
