@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod experiment;
+pub mod plots;
 pub mod run;
 pub mod similarity;
 
@@ -43,6 +45,9 @@ pub enum Command {
     LinearEval(PhaseArgs),
     /// Similarity (CCA, SVCCA, PWCCA, CKA) of a pretrained run's modalities on the test set.
     Analyze(PhaseArgs),
+    /// A grid of runs from a TOML file (methods x datasets x folds x seeds), resumable,
+    /// aggregated into results.csv, results.md and figures.
+    Experiment(experiment::ExperimentArgs),
     /// Compare two representations (.npy, rows = samples): CCA, SVCCA, PWCCA, linear CKA.
     Similarity(similarity::SimilarityArgs),
     /// Show the backends this build supports and check that one works.
@@ -200,6 +205,19 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Experiment(args) => match experiment::experiment(&args) {
+            Ok((rows, out)) => {
+                let summaries = experiment::summarise(&rows);
+                println!("{}", experiment::markdown(&summaries));
+                println!(
+                    "{} result rows; tables and figures in {}",
+                    rows.len(),
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Similarity(args) => match similarity::run(&args) {
             Ok(json) => {
                 println!("{json}");

@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Which fold of the stratified 12-fold split of the training data validates (with the
+    /// embedded MNIST subset: which of its nine 1,000-image blocks).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub fold: usize,
     /// Pretraining batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -112,6 +117,7 @@ impl RunArgs {
             train_limit: None,
             backend: BackendKind::Cpu,
             seed: 0,
+            fold: 0,
             batch_size: 64,
             eval_epochs: 10,
             resume: false,
@@ -257,15 +263,28 @@ fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     };
     let (train, valid, test) = match &args.data_dir {
         None => {
+            if args.fold >= 9 {
+                return Err(RunError::Args(format!(
+                    "--fold {} is out of range: the embedded MNIST subset has 9 validation blocks (0-8)",
+                    args.fold
+                )));
+            }
             let all = two_view(embedded_mnist_test()?, args.seed)?;
-            let sub = |r: std::ops::Range<usize>| Subset::new(all.clone(), r.collect());
-            (sub(0..8000)?, sub(8000..9000)?, sub(9000..10_000)?)
+            // Fold 0 validates on images 8,000-8,999, fold f on block (8 + f) mod 9.
+            let block = (8 + args.fold) % 9;
+            let valid: Vec<usize> = (block * 1000..(block + 1) * 1000).collect();
+            let train: Vec<usize> = (0..9000).filter(|i| i / 1000 != block).collect();
+            (
+                Subset::new(all.clone(), train)?,
+                Subset::new(all.clone(), valid)?,
+                Subset::new(all, (9000..10_000).collect())?,
+            )
         }
         Some(dir) => {
             let train_images = load_mnist_dir(dir, MnistSplit::Train)?;
             let labels: Vec<usize> = train_images.labels().iter().map(|&l| l as usize).collect();
             // A stratified twelfth of the training split (5,000 images) validates.
-            let (tr, va) = stratified_k_fold(&labels, 12, 0, args.seed)?;
+            let (tr, va) = stratified_k_fold(&labels, 12, args.fold, args.seed)?;
             let all = two_view(train_images, args.seed)?;
             let test = two_view(load_mnist_dir(dir, MnistSplit::Test)?, args.seed ^ 0x7e57)?;
             let n_test = test.len();
@@ -328,7 +347,7 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     };
     let split = |set: &ImageSet| -> Result<(ImageSet, ImageSet), RunError> {
         let labels: Vec<usize> = set.labels().iter().map(|&l| l as usize).collect();
-        let (tr, va) = stratified_k_fold(&labels, 12, 0, args.seed)?;
+        let (tr, va) = stratified_k_fold(&labels, 12, args.fold, args.seed)?;
         Ok((set.select(&tr)?, set.select(&va)?))
     };
     let (a_train, a_valid) = split(&load_mnist_dir(&mnist_dir, MnistSplit::Train)?)?;

@@ -1,0 +1,210 @@
+//! Figures of an experiment, as SVG and PNG (plotters): linear-evaluation accuracy per method
+//! and modality (like Figures 4-6 of Fedorov et al. 2021) and the similarity of the modalities
+//! per method (like their Figure 7). Bars are means over folds and seeds, whiskers one
+//! standard deviation.
+//!
+//! Text is drawn with the DejaVu Sans font shipped in `assets/` (Bitstream Vera licence, see
+//! `assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
+
+use crate::experiment::Summary;
+use crate::run::RunError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The font is a fixed, valid file; a failure here would be a build defect.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// One series of a grouped bar chart: its name and a (mean, std) per group.
+type Series = (String, Vec<Option<(f64, f64)>>);
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    groups: &[String],
+    series: &[Series],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let n = groups.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..n, 0.0..1.05)
+        .map_err(err)?;
+    let labels = groups.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len().max(1) * 2 + 1)
+        .x_label_formatter(&move |x| {
+            let i = x.floor() as usize;
+            let centre = (x - x.floor() - 0.5).abs() < 1e-6;
+            if centre {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    let k = series.len().max(1) as f64;
+    let width = 0.8 / k;
+    for (s, (name, values)) in series.iter().enumerate() {
+        let colour = COLOURS[s % COLOURS.len()];
+        let bars = values.iter().enumerate().filter_map(|(g, v)| {
+            v.map(|(mean, _)| {
+                let x0 = g as f64 + 0.1 + s as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.9, mean)], colour.filled())
+            })
+        });
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+        let whiskers = values.iter().enumerate().filter_map(|(g, v)| {
+            v.filter(|(_, sd)| *sd > 0.0).map(|(mean, sd)| {
+                let xc = g as f64 + 0.1 + s as f64 * width + width * 0.45;
+                PathElement::new(
+                    vec![(xc, mean - sd), (xc, mean + sd)],
+                    BLACK.stroke_width(2),
+                )
+            })
+        });
+        chart.draw_series(whiskers).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn both(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    groups: &[String],
+    series: &[Series],
+) -> Result<(), RunError> {
+    register_font();
+    let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400);
+    let size = (width, 480);
+    let svg = stem.with_extension("svg");
+    draw(
+        SVGBackend::new(&svg, size).into_drawing_area(),
+        title,
+        y_label,
+        groups,
+        series,
+    )
+    .map_err(|reason| RunError::Write { path: svg, reason })?;
+    let png = stem.with_extension("png");
+    draw(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        title,
+        y_label,
+        groups,
+        series,
+    )
+    .map_err(|reason| RunError::Write { path: png, reason })?;
+    Ok(())
+}
+
+/// Test accuracy per method (groups) and modality (bars), with random-init accuracy of
+/// modality 0 as a reference series when known. Writes `stem.svg` and `stem.png`.
+pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<(), RunError> {
+    let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
+    let modalities = summaries
+        .iter()
+        .map(|s| s.accuracy.len())
+        .max()
+        .unwrap_or(0);
+    let mut series: Vec<Series> = (0..modalities)
+        .map(|m| {
+            (
+                format!("modality {m}"),
+                summaries
+                    .iter()
+                    .map(|s| s.accuracy.get(m).copied())
+                    .collect(),
+            )
+        })
+        .collect();
+    for m in 0..modalities {
+        let values: Vec<Option<(f64, f64)>> = summaries
+            .iter()
+            .map(|s| s.random_init.get(m).copied().flatten())
+            .collect();
+        if values.iter().any(Option::is_some) {
+            series.push((format!("modality {m}, random init"), values));
+        }
+    }
+    let dataset = summaries.first().map_or("", |s| s.dataset.as_str());
+    both(
+        stem,
+        &format!("Linear evaluation on {dataset}"),
+        "test accuracy",
+        &groups,
+        &series,
+    )
+}
+
+/// CCA, SVCCA, PWCCA and CKA between the modalities per method. Writes `stem.svg` and
+/// `stem.png`.
+pub fn similarity_chart(summaries: &[&Summary], stem: &Path) -> Result<(), RunError> {
+    let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
+    let series: Vec<Series> = ["CCA", "SVCCA", "PWCCA", "CKA"]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                summaries
+                    .iter()
+                    .map(|s| {
+                        s.similarity
+                            .iter()
+                            .find(|x| x.0 == *name)
+                            .map(|&(_, m, sd)| (m, sd))
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let dataset = summaries.first().map_or("", |s| s.dataset.as_str());
+    both(
+        stem,
+        &format!("Similarity of the modalities on {dataset}"),
+        "similarity",
+        &groups,
+        &series,
+    )
+}
