@@ -38,6 +38,7 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "burn")]
 mod batch;
 mod cohort;
 mod dataset;
@@ -55,6 +56,7 @@ mod synth;
 mod two_view;
 mod volume;
 
+#[cfg(feature = "burn")]
 pub use batch::{Batch, ViewBatch, collate, load_batch};
 pub use cohort::{
     CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
@@ -70,7 +72,7 @@ pub use idx::{
     read_idx_images,
 };
 pub use images::{Image, ImageSet};
-pub use mat::{MatArray, MatData, load_svhn_mat, read_mat};
+pub use mat::{MatArray, MatData, load_svhn_mat, read_mat, read_mat_bytes};
 pub use nifti_io::{
     NiftiHeaderInfo, VoxelType, parse_nifti_header, read_nifti, read_nifti_bytes,
     read_nifti_header, write_nifti,

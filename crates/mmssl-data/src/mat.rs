@@ -123,6 +123,12 @@ impl<'a> Cursor<'a> {
 pub fn read_mat(path: impl AsRef<Path>) -> Result<Vec<MatArray>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    read_mat_bytes(path, &bytes)
+}
+
+/// Parses a MATLAB v5/v7 `.mat` file held in memory, like [`read_mat`]; `name` labels errors.
+pub fn read_mat_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<Vec<MatArray>> {
+    let path = name.as_ref();
     if bytes.len() >= 8 && bytes.starts_with(b"\x89HDF\r\n\x1a\n")
         || bytes.len() >= 19 && bytes.starts_with(b"MATLAB 7.3 MAT-file")
         || bytes.len() > 520 && &bytes[512..520] == b"\x89HDF\r\n\x1a\n"
@@ -151,7 +157,7 @@ pub fn read_mat(path: impl AsRef<Path>) -> Result<Vec<MatArray>> {
     };
     let mut top = Cursor {
         path,
-        buf: &bytes,
+        buf: bytes,
         pos: 128,
         big_endian,
     };

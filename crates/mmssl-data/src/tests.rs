@@ -388,6 +388,7 @@ fn stratified_folds_partition_and_balance() {
     assert!(stratified_k_fold(&[0, 1], 3, 2, 0).is_err());
 }
 
+#[cfg(feature = "burn")]
 #[test]
 fn batches_have_per_modality_tensors_and_labels() {
     use burn::tensor::Device;
