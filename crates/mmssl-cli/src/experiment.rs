@@ -17,7 +17,7 @@
 //! ```
 
 use crate::plots;
-use crate::run::{RunArgs, RunError, RunReport, load_run_config, run};
+use crate::run::{RunArgs, RunError, run};
 use clap::Args;
 use mmssl_baselines::BaselineKind;
 use serde::{Deserialize, Serialize};
@@ -243,11 +243,10 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), Ru
                         .join(slug(method))
                         .join(format!("fold{fold}-seed{seed}"));
                     let finished = dir.join("eval.json");
-                    let report: Option<RunReport> = if finished.exists() {
-                        None
-                    } else if args.aggregate_only {
-                        continue;
-                    } else {
+                    if !finished.exists() {
+                        if args.aggregate_only {
+                            continue;
+                        }
                         let mut run_args =
                             run_args(&grid, dataset, method, fold, seed, &dir, args.quiet)?;
                         run_args.resume = dir.join("checkpoints").join("state.json").exists();
@@ -257,15 +256,10 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), Ru
                                 dir.display()
                             );
                         }
-                        Some(run(&run_args)?)
-                    };
-                    let eval: serde_json::Value = match report {
-                        Some(r) => serde_json::to_value(&r).unwrap_or_default(),
-                        None => {
-                            let _ = load_run_config(&dir)?;
-                            read_json(&finished)?
-                        }
-                    };
+                        run(&run_args)?;
+                    }
+                    // Always from the file, so a rerun aggregates exactly the same numbers.
+                    let eval = read_json(&finished)?;
                     rows.extend(rows_of(&eval, dataset, method, fold, seed));
                 }
             }

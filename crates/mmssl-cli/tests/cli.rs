@@ -465,3 +465,66 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         "{err}"
     );
 }
+
+#[test]
+fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.toml");
+    let out = dir.path().join("exp");
+    std::fs::write(
+        &grid,
+        "methods = [\"XX\", \"ae\"]\nseeds = [0, 1]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
+    )
+    .unwrap();
+    let args = [
+        "experiment",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    let res = mmssl(&args);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("| two-view-mnist | XX | 2 |"), "{stdout}");
+    assert!(stdout.contains("8 result rows"), "{stdout}");
+    let run_dir = out.join("two-view-mnist/ae/fold0-seed1");
+    assert!(run_dir.join("eval.json").exists());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("dataset,method,fold,seed,modality,accuracy")
+    );
+    for f in [
+        "results.md",
+        "accuracy_two-view-mnist.svg",
+        "accuracy_two-view-mnist.png",
+        "similarity_two-view-mnist.png",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // A second invocation finds every run finished: nothing is trained again.
+    let before = std::fs::metadata(run_dir.join("eval.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let res = mmssl(&args);
+    assert!(res.status.success());
+    let after = std::fs::metadata(run_dir.join("eval.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        csv
+    );
+}
