@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// Pretraining batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Importance samples per modality for `--method mmvae` (a step's cost grows linearly).
+    #[arg(long, default_value_t = 10)]
+    #[serde(default = "default_mmvae_k")]
+    pub mmvae_k: usize,
     /// Linear-evaluation epochs.
     #[arg(long, default_value_t = 50)]
     pub eval_epochs: usize,
@@ -100,6 +104,10 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
+}
+
+fn default_mmvae_k() -> usize {
+    10
 }
 
 impl RunArgs {
@@ -118,6 +126,7 @@ impl RunArgs {
             backend: BackendKind::Cpu,
             seed: 0,
             fold: 0,
+            mmvae_k: 10,
             batch_size: 64,
             eval_epochs: 10,
             resume: false,
@@ -386,18 +395,35 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
 struct Bars {
     bar: Option<ProgressBar>,
     metrics: std::fs::File,
+    batch_size: usize,
+    epoch_start: Instant,
 }
 
 impl Progress for Bars {
-    fn step(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) {
+    fn step_terms(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        terms: &[(String, f64)],
+    ) {
         if let Some(bar) = &self.bar {
             if step == 0 {
+                self.epoch_start = Instant::now();
                 bar.set_length(steps as u64);
                 bar.set_position(0);
                 bar.set_prefix(format!("epoch {}", epoch + 1));
             }
             bar.set_position(step as u64 + 1);
-            bar.set_message(format!("loss {loss:.4}"));
+            let pairs = ((step + 1) * self.batch_size) as f64;
+            let rate = pairs / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let mut msg = format!("loss {loss:.4}");
+            for (name, v) in terms.iter().take(8) {
+                msg += &format!(" {name} {v:.3}");
+            }
+            msg += &format!(" | {rate:.0} pairs/s");
+            bar.set_message(msg);
         }
     }
 
@@ -406,10 +432,12 @@ impl Progress for Bars {
             let _ = writeln!(self.metrics, "{line}");
         }
         if let Some(bar) = &self.bar {
+            let terms: Vec<String> = m.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
             bar.println(format!(
-                "epoch {:>3}: train loss {:.4}, valid loss {}, {:.0} pairs/s",
+                "epoch {:>3}: train loss {:.4} ({}), valid loss {}, {:.0} pairs/s",
                 m.epoch + 1,
                 m.train_loss,
+                terms.join(", "),
                 m.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),
                 m.pairs_per_second
             ));
@@ -522,6 +550,16 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
             })?
         }
         MethodChoice::Baseline(BaselineKind::Lcca) => ctx.linear_cca()?,
+        MethodChoice::Baseline(BaselineKind::Mmvae) => ctx.pretrain_and_evaluate(|| {
+            Ok(mmssl_baselines::Baseline::Mmvae(
+                mmssl_baselines::MmvaeConfig {
+                    latent_dim: 64,
+                    k: args.mmvae_k,
+                    ..Default::default()
+                }
+                .init(&shapes, &device, &mut StdRng::seed_from_u64(args.seed))?,
+            ))
+        })?,
         MethodChoice::Baseline(kind) => ctx.pretrain_and_evaluate(|| {
             kind.build(
                 &shapes,
@@ -646,14 +684,19 @@ impl Context<'_> {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+                    "{prefix} [{bar:25}] {pos}/{len} steps, eta {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
             bar
         });
-        Ok(Bars { bar, metrics })
+        Ok(Bars {
+            bar,
+            metrics,
+            batch_size: self.train_config.batch_size,
+            epoch_start: Instant::now(),
+        })
     }
 
     /// Pretrains the model `build` makes, then evaluates the best checkpoint and a fresh

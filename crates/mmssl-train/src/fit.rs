@@ -69,6 +69,18 @@ pub struct EpochMetrics {
 pub trait Progress {
     /// After every training step.
     fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64) {}
+    /// After every training step, with the named loss terms of the step; calls
+    /// [`Progress::step`] unless overridden.
+    fn step_terms(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        _terms: &[(String, f64)],
+    ) {
+        self.step(epoch, step, steps, loss);
+    }
     /// After every epoch.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
 }
@@ -272,13 +284,13 @@ pub fn fit<M: Method>(
                 });
             }
             loss_sum += value;
-            for (n, v) in term_values {
-                *term_sums.entry(n).or_default() += v;
+            for (n, v) in &term_values {
+                *term_sums.entry(n.clone()).or_default() += v;
             }
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             model = optim.step(lr, model, grads);
             state.steps_done += 1;
-            progress.step(epoch, step, steps_per_epoch, value);
+            progress.step_terms(epoch, step, steps_per_epoch, value, &term_values);
         }
         let train_loss = loss_sum / steps_per_epoch as f64;
         let valid_loss = match valid {
