@@ -37,6 +37,10 @@ pub enum DatasetKind {
     /// MNIST paired by label with SVHN (MMVAE's MNIST-SVHN): `--data-dir` holds MNIST,
     /// `--second-data-dir` SVHN's `train_32x32.mat` and `test_32x32.mat`.
     MnistSvhn,
+    /// OASIS-3 (or any paired T1 + fALFF cohort) from a CSV manifest (`--manifest`):
+    /// subject-level 5-fold split plus a hold-out set; pretraining on every session of the
+    /// training subjects, linear evaluation (HC vs AD) on one labelled session per subject.
+    Oasis3,
 }
 
 /// Arguments of `mmssl run`.
@@ -68,6 +72,10 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_data_dir: Option<PathBuf>,
+    /// The cohort manifest for `--dataset oasis3` (CSV: subject, session, t1, falff, label).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
     /// Use only N training pairs: the first N for Two-View MNIST, a seeded random N for the
     /// label-paired datasets (whose pairs are ordered by class).
     #[arg(long)]
@@ -120,6 +128,7 @@ impl RunArgs {
             method: None,
             data_dir: None,
             second_data_dir: None,
+            manifest: None,
             out: PathBuf::from("runs/demo"),
             epochs: 2,
             train_limit: None,
@@ -251,13 +260,116 @@ struct Datasets {
     train: Subset,
     valid: Subset,
     test: Subset,
+    /// Labelled training and validation sets for linear evaluation when they differ from the
+    /// pretraining sets (OASIS-3: one labelled session per subject, class-balanced training).
+    eval: Option<(Subset, Subset)>,
+}
+
+impl Datasets {
+    fn eval_train(&self) -> &Subset {
+        self.eval.as_ref().map_or(&self.train, |e| &e.0)
+    }
+    fn eval_valid(&self) -> &Subset {
+        self.eval.as_ref().map_or(&self.valid, |e| &e.1)
+    }
 }
 
 fn datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     match args.dataset {
         DatasetKind::TwoViewMnist => two_view_datasets(args),
         DatasetKind::MnistFashion | DatasetKind::MnistSvhn => label_paired_datasets(args),
+        DatasetKind::Oasis3 => cohort_datasets(args),
     }
+}
+
+/// A paired-volume cohort: subjects split into 5 stratified folds (`--fold` validates) and a
+/// hold-out fifth (the test set, saved as `split.json` in the run directory); histogram
+/// landmarks learnt on the training subjects only (saved as `landmarks.json`); pretraining on
+/// every session of the training subjects with paired crop/flip augmentation; linear
+/// evaluation on one labelled (HC or AD) session per subject, class-balanced for training.
+fn cohort_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
+    use mmssl_data::{
+        AugmentConfig, CohortSplit, CohortVolumes, Manifest, VolumeCohort, VolumePipeline,
+        pretraining_items, split_subjects,
+    };
+    let path = args.manifest.clone().ok_or_else(|| {
+        RunError::Args(
+            "--dataset oasis3 needs --manifest FILE: a CSV with columns subject, session, t1, \
+             falff, label (HC, AD, other or empty); `mmssl data synth-cohort --out DIR` writes \
+             a synthetic cohort and its manifest"
+                .into(),
+        )
+    })?;
+    let manifest = Manifest::read(&path)?;
+    let split_path = args.out.join("split.json");
+    let split = if split_path.exists() {
+        CohortSplit::load(&split_path)?
+    } else {
+        let s = split_subjects(&manifest, 5, 0.2, args.seed)?;
+        s.save(&split_path)?;
+        s
+    };
+    let train_subjects = split.train(args.fold)?;
+    let valid_subjects = split.validation(args.fold)?;
+    let volumes = CohortVolumes::new(manifest, VolumePipeline::default())?;
+    let rows: Vec<usize> = pretraining_items(volumes.manifest(), &train_subjects)?
+        .iter()
+        .map(|i| i.row)
+        .collect();
+    let standardizers = volumes.fit_standardizers(&rows)?;
+    let landmarks = args.out.join("landmarks.json");
+    write_file(
+        &landmarks,
+        &serde_json::to_string_pretty(&standardizers).unwrap_or_default(),
+    )?;
+    let volumes = Arc::new(volumes.with_standardizers(standardizers));
+    let whole = |c: VolumeCohort| -> Result<Subset, RunError> {
+        let n = c.len();
+        Ok(Subset::new(Arc::new(c), (0..n).collect())?)
+    };
+    let seed = args.seed;
+    let mut train = whole(VolumeCohort::pretraining(
+        volumes.clone(),
+        &train_subjects,
+        Some(AugmentConfig::default()),
+        seed,
+    )?)?;
+    if let Some(n) = args.train_limit {
+        train = Subset::first(Arc::new(train), n);
+    }
+    let valid = whole(VolumeCohort::pretraining(
+        volumes.clone(),
+        &valid_subjects,
+        None,
+        seed,
+    )?)?;
+    let test = whole(VolumeCohort::labelled(
+        volumes.clone(),
+        &split.holdout,
+        false,
+        None,
+        seed,
+    )?)?;
+    let eval_train = whole(VolumeCohort::labelled(
+        volumes.clone(),
+        &train_subjects,
+        true,
+        None,
+        seed,
+    )?)?;
+    let eval_valid = whole(VolumeCohort::labelled(
+        volumes,
+        &valid_subjects,
+        false,
+        None,
+        seed,
+    )?)?;
+    Ok(Datasets {
+        train,
+        valid,
+        test,
+        eval: Some((eval_train, eval_valid)),
+    })
 }
 
 fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
@@ -308,7 +420,12 @@ fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
         Some(n) => Subset::first(Arc::new(train), n),
         None => train,
     };
-    Ok(Datasets { train, valid, test })
+    Ok(Datasets {
+        train,
+        valid,
+        test,
+        eval: None,
+    })
 }
 
 /// MNIST paired by label with Fashion-MNIST or SVHN. Each side's training split is divided
@@ -389,7 +506,12 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
         }
         _ => train,
     };
-    Ok(Datasets { train, valid, test })
+    Ok(Datasets {
+        train,
+        valid,
+        test,
+        eval: None,
+    })
 }
 
 struct Bars {
@@ -514,7 +636,7 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
     let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
         .map(|m| data.train.shape(m))
         .collect();
-    let classes = data.train.classes();
+    let classes = data.eval_train().classes();
     let eval_config = LinearEvalConfig {
         epochs: args.eval_epochs,
         seed: args.seed,
@@ -756,7 +878,7 @@ impl Context<'_> {
             let mut results = Vec::new();
             for model in [&best, &random] {
                 let f = |d: &Subset| extract_features(model, d, m, 256, false, device);
-                let (tr, va, te) = (f(&data.train)?, f(&data.valid)?, f(&data.test)?);
+                let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
                 results.push(linear_eval(
                     &tr,
                     &va,

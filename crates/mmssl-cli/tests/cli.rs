@@ -528,3 +528,69 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         csv
     );
 }
+
+#[test]
+fn run_on_a_synthetic_volume_cohort() {
+    let mri = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mri");
+    if !mri.exists() {
+        eprintln!("skipping: {} is absent", mri.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = mmssl_data::SynthConfig::new(
+        mri.join("mni152_t1_1mm.nii.gz"),
+        Some(mri.join("mni152_gm_1mm.nii.gz")),
+    );
+    cfg.subjects = 16;
+    cfg.sessions = [1, 2];
+    cfg.seed = 3;
+    let report = mmssl_data::synth_cohort(&cfg, dir.path().join("cohort")).unwrap();
+    let out = dir.path().join("run3d");
+    let res = mmssl(&[
+        "run",
+        "--dataset",
+        "oasis3",
+        "--manifest",
+        report.manifest.to_str().unwrap(),
+        "--objective",
+        "CR-XX",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let ms = eval["linear_eval"].as_array().unwrap();
+    assert_eq!(ms.len(), 2);
+    for m in ms {
+        // HC vs AD: a binary ROC-AUC is reported.
+        assert!(m["pretrained"]["roc_auc"].is_f64(), "{m}");
+    }
+    // The subject split and the landmarks learnt on the training subjects are saved.
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    let holdout = split["holdout"].as_array().unwrap().len();
+    let in_folds: usize = split["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_array().unwrap().len())
+        .sum();
+    assert_eq!(holdout + in_folds, 16);
+    assert!(out.join("landmarks.json").exists());
+    // Without a manifest the error says what is needed.
+    let res = mmssl(&["run", "--dataset", "oasis3", "--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--manifest"));
+}
