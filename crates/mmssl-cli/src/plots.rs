@@ -50,7 +50,8 @@ fn draw<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(70)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..n, 0.0..1.05)
+        // Headroom above 1 keeps the legend clear of the bars.
+        .build_cartesian_2d(0.0..n, 0.0..1.3)
         .map_err(err)?;
     let labels = groups.to_vec();
     chart
