@@ -7,13 +7,16 @@
 //! Commands: `mmssl run` (pretrain an objective or a baseline, linear evaluation per modality
 //! against the random-init encoder, similarity of the modalities), its phases alone
 //! (`mmssl pretrain`, `mmssl linear-eval --run RUN`, `mmssl analyze --run RUN`),
-//! `mmssl similarity` (CCA, SVCCA, PWCCA, CKA between two `.npy` representations) and
-//! `mmssl info` (what this build can run on). Without a command, `mmssl` runs the quick
+//! `mmssl similarity` (CCA, SVCCA, PWCCA, CKA between two `.npy` representations),
+//! `mmssl data info|synth-cohort|download` (describe a dataset file, write a synthetic
+//! OASIS-3-style cohort from the bundled MNI152 template, download MNIST, Fashion-MNIST or SVHN
+//! with MD5 verification) and `mmssl info` (what this build can run on). Without a command, `mmssl` runs the quick
 //! demonstration. `--config FILE` (a TOML file of flag values) works with every command that
 //! trains; flags on the command line win.
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod data;
 pub mod experiment;
 pub mod plots;
 pub mod run;
@@ -50,6 +53,9 @@ pub enum Command {
     Experiment(experiment::ExperimentArgs),
     /// Compare two representations (.npy, rows = samples): CCA, SVCCA, PWCCA, linear CKA.
     Similarity(similarity::SimilarityArgs),
+    /// Dataset files: describe one (`info`), write a synthetic cohort (`synth-cohort`),
+    /// download MNIST, Fashion-MNIST or SVHN with checksums (`download`).
+    Data(data::DataArgs),
     /// Show the backends this build supports and check that one works.
     Info {
         /// Also run a test computation on this backend.
@@ -221,6 +227,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Similarity(args) => match similarity::run(&args) {
             Ok(json) => {
                 println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Data(args) => match data::run(&args) {
+            Ok(text) => {
+                println!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
