@@ -461,7 +461,18 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
             } else {
                 "test_32x32.mat"
             };
-            Ok(mmssl_data::load_svhn_mat(second_dir.join(file))?)
+            let path = second_dir.join(file);
+            if !path.exists() {
+                return Err(RunError::Data(mmssl_data::DataError::Missing {
+                    path,
+                    hint: format!(
+                        "fetch SVHN with `mmssl data download svhn --dir {}` or pass \
+                         --second-data-dir",
+                        second_dir.display()
+                    ),
+                }));
+            }
+            Ok(mmssl_data::load_svhn_mat(path)?)
         } else {
             let split = if train {
                 MnistSplit::Train

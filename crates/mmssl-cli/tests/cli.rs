@@ -235,7 +235,9 @@ fn run_rejects_bad_objectives_and_missing_data_clearly() {
     assert_eq!(res.status.code(), Some(2));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
-        err.contains("nowhere") && err.contains("IDX files"),
+        err.contains("nowhere")
+            && err.contains("IDX files")
+            && err.contains("mmssl data download mnist"),
         "{err}"
     );
 }

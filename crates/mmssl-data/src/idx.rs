@@ -239,7 +239,9 @@ pub fn load_mnist_dir(dir: impl AsRef<Path>, split: MnistSplit) -> Result<ImageS
                 hint: format!(
                     "expected the four official IDX files of MNIST or Fashion-MNIST \
                      ({prefix}-images-idx3-ubyte.gz, {prefix}-labels-idx1-ubyte.gz and their \
-                     train/t10k counterparts, .gz or raw) in {}",
+                     train/t10k counterparts, .gz or raw) in {}; fetch them with \
+                     `mmssl data download mnist --dir {}` (or `fashion-mnist`)",
+                    dir.display(),
                     dir.display()
                 ),
             })
