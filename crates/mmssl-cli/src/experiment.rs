@@ -189,22 +189,7 @@ fn run_args(
     // Go through the command line parser, so the grid accepts exactly the flags of `run`
     // with their defaults.
     let mut argv = vec!["mmssl".to_string(), "run".to_string()];
-    for (k, v) in table {
-        let flag = format!("--{}", k.replace('_', "-"));
-        match v {
-            toml::Value::Boolean(true) => argv.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::String(s) => argv.extend([flag, s]),
-            toml::Value::Integer(i) => argv.extend([flag, i.to_string()]),
-            toml::Value::Float(f) => argv.extend([flag, f.to_string()]),
-            other => {
-                return Err(RunError::Args(format!(
-                    "grid setting `{k}` must be a string, number or boolean, not {}",
-                    other.type_str()
-                )));
-            }
-        }
-    }
+    argv.extend(crate::toml_flags(table).map_err(|e| RunError::Args(format!("grid setting {e}")))?);
     use clap::Parser;
     let cli = crate::Cli::try_parse_from(&argv)
         .map_err(|e| RunError::Args(format!("grid settings: {e}")))?;

@@ -131,34 +131,45 @@ pub fn expand_config(argv: Vec<String>) -> Result<Vec<String>, String> {
         .unwrap_or_default();
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let mut flags = Vec::new();
-    for (key, value) in table {
-        let flag = key.replace('_', "-");
-        if flag == "config" || !known.contains(&flag) {
-            return Err(format!(
-                "{path}: `{key}` is not a setting of `mmssl {sub}` (see `mmssl {sub} --help`)"
-            ));
-        }
-        match value {
-            toml::Value::Boolean(true) => flags.push(format!("--{flag}")),
-            toml::Value::Boolean(false) => {}
-            toml::Value::String(v) => flags.extend([format!("--{flag}"), v]),
-            toml::Value::Integer(v) => flags.extend([format!("--{flag}"), v.to_string()]),
-            toml::Value::Float(v) => flags.extend([format!("--{flag}"), v.to_string()]),
-            other => {
-                return Err(format!(
-                    "{path}: `{key}` must be a string, number or boolean, not {}",
-                    other.type_str()
-                ));
-            }
-        }
+    if let Some(key) = table
+        .keys()
+        .find(|k| *k == "config" || !known.contains(&k.replace('_', "-")))
+    {
+        return Err(format!(
+            "{path}: `{key}` is not a setting of `mmssl {sub}` (see `mmssl {sub} --help`)"
+        ));
     }
+    let flags = toml_flags(table).map_err(|e| format!("{path}: {e}"))?;
     let mut out = argv;
     out.drain(pos..pos + remove);
     let rest = out.split_off(sub_pos + 1);
     out.extend(flags);
     out.extend(rest);
     Ok(out)
+}
+
+/// Command-line flags for a table of settings (keys as the flags, `_` or `-`): `true` becomes
+/// `--key`, `false` nothing, strings and numbers `--key value`. Shared by `--config` files and
+/// experiment grids, so both accept exactly what the command line does.
+pub fn toml_flags(table: toml::Table) -> Result<Vec<String>, String> {
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            toml::Value::Boolean(true) => flags.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(v) => flags.extend([flag, v]),
+            toml::Value::Integer(v) => flags.extend([flag, v.to_string()]),
+            toml::Value::Float(v) => flags.extend([flag, v.to_string()]),
+            other => {
+                return Err(format!(
+                    "`{key}` must be a string, number or boolean, not {}",
+                    other.type_str()
+                ));
+            }
+        }
+    }
+    Ok(flags)
 }
 
 /// Runs a parsed command line: prints results to stdout, errors to stderr, and returns the
