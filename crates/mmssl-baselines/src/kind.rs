@@ -70,12 +70,14 @@ impl BaselineKind {
     }
 
     /// Builds the trainable model with the paper's defaults for modalities of `shapes`,
-    /// `latent_dim`-dimensional representations and `classes` classes.
+    /// `latent_dim`-dimensional representations and `classes` classes; `mmvae_k` is MMVAE's
+    /// number of importance samples (ignored by the others).
     pub fn build<R: Rng + ?Sized>(
         self,
         shapes: &[Vec<usize>],
         latent_dim: usize,
         classes: usize,
+        mmvae_k: usize,
         device: &Device,
         rng: &mut R,
     ) -> Result<Baseline> {
@@ -98,6 +100,7 @@ impl BaselineKind {
             BaselineKind::Mmvae => Baseline::Mmvae(
                 MmvaeConfig {
                     latent_dim,
+                    k: mmvae_k,
                     ..MmvaeConfig::default()
                 }
                 .init(shapes, device, rng)?,

@@ -649,6 +649,7 @@ fn baseline_names_parse_and_round_trip() {
                 &[vec![1, 32, 32]],
                 64,
                 10,
+                10,
                 &Device::flex(),
                 &mut StdRng::seed_from_u64(0)
             )

@@ -683,21 +683,12 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
             })?
         }
         MethodChoice::Baseline(BaselineKind::Lcca) => ctx.linear_cca()?,
-        MethodChoice::Baseline(BaselineKind::Mmvae) => ctx.pretrain_and_evaluate(|| {
-            Ok(mmssl_baselines::Baseline::Mmvae(
-                mmssl_baselines::MmvaeConfig {
-                    latent_dim: 64,
-                    k: args.mmvae_k,
-                    ..Default::default()
-                }
-                .init(&shapes, &device, &mut StdRng::seed_from_u64(args.seed))?,
-            ))
-        })?,
         MethodChoice::Baseline(kind) => ctx.pretrain_and_evaluate(|| {
             kind.build(
                 &shapes,
                 64,
                 classes,
+                args.mmvae_k,
                 &device,
                 &mut StdRng::seed_from_u64(args.seed),
             )
