@@ -3,7 +3,6 @@
 use crate::error::{BaselineError, Result};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::Batch;
 use mmssl_encoders::init::xavier_param;
@@ -87,10 +86,11 @@ pub(crate) fn train_err(e: mmssl_train::TrainError) -> BaselineError {
     BaselineError::Config(e.to_string())
 }
 
-/// Mean cross-entropy of `logits` `[B, K]` against `labels`.
+/// Mean cross-entropy of `logits` `[B, K]` against the batch's labels, which must all be
+/// present and below `K`.
 pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Result<Tensor<1>> {
     let device = logits.device();
-    let [b, k] = logits.dims();
+    let k = logits.dims()[1];
     let targets = batch.label_tensor(&device).ok_or_else(|| {
         mmssl_train::TrainError::Batch(
             "the supervised baseline needs a label for every item of the batch".into(),
@@ -101,10 +101,7 @@ pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Re
             "label {bad} is out of range for {k} classes"
         )));
     }
-    Ok(log_softmax(logits, 1)
-        .gather(1, targets.reshape([b, 1]))
-        .mean()
-        .neg())
+    Ok(mmssl_train::cross_entropy(logits, targets))
 }
 
 pub(crate) fn check_views(batch: &Batch, expected: usize) -> mmssl_train::Result<()> {

@@ -36,7 +36,7 @@ pub use fit::{
     evaluate_loss, fit,
 };
 pub use linear_eval::{
-    Features, LinearEvalConfig, LinearEvalResult, extract_features, linear_eval,
+    Features, LinearEvalConfig, LinearEvalResult, cross_entropy, extract_features, linear_eval,
 };
 pub use method::{Method, StepOutput};
 pub use onecycle::{LrDriver, OneCycle, OneCycleConfig, ScheduleError};

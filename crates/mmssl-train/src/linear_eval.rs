@@ -156,7 +156,9 @@ struct Classifier {
     linear: Linear,
 }
 
-fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+/// Mean cross-entropy of `logits` `[B, K]` against class indices `targets` `[B]` (used by
+/// linear evaluation and by the supervised baseline).
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     let n = targets.dims()[0];
     log_softmax(logits, 1)
         .gather(1, targets.reshape([n, 1]))
