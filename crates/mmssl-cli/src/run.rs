@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_baselines::{BaselineKind, LinearCcaConfig, dataset_matrix};
 use mmssl_data::{
-    ImageSet, LabelPaired, LabelPairedConfig, MnistSplit, PairedDataset, Subset, TwoViewConfig,
-    TwoViewMnist, embedded_mnist_test, load_mnist_dir, stratified_k_fold,
+    ImageSet, LabelPaired, LabelPairedConfig, LoaderConfig, MnistSplit, PairedDataset, Subset,
+    TwoViewConfig, TwoViewMnist, embedded_mnist_test, load_mnist_dir, stratified_k_fold,
 };
 use mmssl_objectives::{ObjectiveConfig, ObjectiveSpec};
 use mmssl_similarity::{Similarity, SimilarityReport};
@@ -101,6 +101,11 @@ pub struct RunArgs {
     /// Linear-evaluation epochs.
     #[arg(long, default_value_t = 50)]
     pub eval_epochs: usize,
+    /// Loader threads preparing the next batches while a step trains (0: load in the training
+    /// thread). Changes speed only, never results.
+    #[arg(long, default_value_t = 2)]
+    #[serde(default = "default_workers")]
+    pub workers: usize,
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -116,6 +121,10 @@ pub struct RunArgs {
 
 fn default_mmvae_k() -> usize {
     10
+}
+
+fn default_workers() -> usize {
+    2
 }
 
 impl RunArgs {
@@ -138,6 +147,7 @@ impl RunArgs {
             mmvae_k: 10,
             batch_size: 64,
             eval_epochs: 10,
+            workers: default_workers(),
             resume: false,
             quiet: false,
             config: None,
@@ -567,12 +577,13 @@ impl Progress for Bars {
         if let Some(bar) = &self.bar {
             let terms: Vec<String> = m.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
             bar.println(format!(
-                "epoch {:>3}: train loss {:.4} ({}), valid loss {}, {:.0} pairs/s",
+                "epoch {:>3}: train loss {:.4} ({}), valid loss {}, {:.0} pairs/s, {:.1} s waiting for data",
                 m.epoch + 1,
                 m.train_loss,
                 terms.join(", "),
                 m.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),
-                m.pairs_per_second
+                m.pairs_per_second,
+                m.data_wait_seconds
             ));
         }
     }
@@ -657,6 +668,10 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
         epochs: args.epochs,
         batch_size: args.batch_size,
         seed: args.seed,
+        loader: LoaderConfig {
+            workers: args.workers,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let ctx = Context {

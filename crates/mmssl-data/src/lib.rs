@@ -15,7 +15,8 @@
 //!   folds + hold-out), [`VolumeCohort`] (cached, augmented [`PairedDataset`] of pairs) and
 //!   [`synth_cohort`] (a synthetic cohort from the MNI template). See `docs/data.md`.
 //! - Splits: [`stratified_k_fold`] (any fold), [`Subset`].
-//! - Batching: [`collate`] / [`load_batch`] into per-modality tensors on any device.
+//! - Batching: [`collate`] / [`load_batch`] into per-modality tensors on any device;
+//!   [`prefetch`] loads upcoming batches on worker threads while the caller trains.
 //!
 //! Every random choice draws from [`item_rng`]`(seed, epoch, index)`: reproducible, different
 //! per epoch, and independent of loading order.
@@ -47,6 +48,7 @@ mod falff;
 mod histogram;
 mod idx;
 mod images;
+mod loader;
 mod mat;
 mod nifti_io;
 mod paired;
@@ -72,6 +74,7 @@ pub use idx::{
     read_idx_images,
 };
 pub use images::{Image, ImageSet};
+pub use loader::{BatchPlan, LoadedBatch, LoaderConfig, Prefetch, load_items, prefetch};
 pub use mat::{MatArray, MatData, load_svhn_mat, read_mat, read_mat_bytes};
 pub use nifti_io::{
     NiftiHeaderInfo, VoxelType, parse_nifti_header, read_nifti, read_nifti_bytes,

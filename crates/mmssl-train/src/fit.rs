@@ -8,7 +8,7 @@ use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use mmssl_data::{PairedDataset, item_rng, load_batch};
+use mmssl_data::{BatchPlan, LoaderConfig, PairedDataset, collate, item_rng, prefetch};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +31,19 @@ pub struct TrainConfig {
     pub lr: f64,
     /// The one-cycle schedule (on by default), stepped per batch.
     pub schedule: Option<OneCycleConfig>,
+    /// Background loading of upcoming batches (2 workers by default). It changes speed only:
+    /// any setting gives the same numbers, and a run may resume with another one.
+    #[serde(default)]
+    pub loader: LoaderConfig,
+}
+
+impl TrainConfig {
+    /// Whether `other` describes the same run (everything but the loader settings equal).
+    fn same_run(&self, other: &TrainConfig) -> bool {
+        let mut a = self.clone();
+        a.loader = other.loader;
+        a == *other
+    }
 }
 
 impl Default for TrainConfig {
@@ -42,6 +55,7 @@ impl Default for TrainConfig {
             optimizer: RAdamConfig::default(),
             lr: 4e-4,
             schedule: Some(OneCycleConfig::default()),
+            loader: LoaderConfig::default(),
         }
     }
 }
@@ -63,6 +77,11 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training pairs processed per second.
     pub pairs_per_second: f64,
+    /// Seconds the training steps spent waiting for data (the loader's workers had not yet
+    /// loaded the next batch, or, without workers, loading it). Near zero when loading keeps
+    /// up with training.
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 /// Receives progress from [`fit`] (progress bars, logs).
@@ -230,7 +249,7 @@ pub fn fit<M: Method>(
     {
         let text = std::fs::read_to_string(ck.state()).map_err(|e| io(&ck.state(), e))?;
         let saved: LoopState = serde_json::from_str(&text).map_err(|e| io(&ck.state(), e))?;
-        if saved.config != *config {
+        if !saved.config.same_run(config) {
             return Err(TrainError::Config(format!(
                 "cannot resume from {}: it was started with another configuration",
                 ck.state().display()
@@ -244,54 +263,66 @@ pub fn fit<M: Method>(
             .map_err(|e| io(&ck.optimizer(), format!("{e:?}")))?;
         state = saved;
     }
+    let shapes: Vec<Vec<usize>> = (0..train.modalities()).map(|m| train.shape(m)).collect();
     for epoch in state.epochs_done..config.epochs {
         let started = Instant::now();
         let order = epoch_order(train.len(), config.seed, epoch);
+        let plan = BatchPlan {
+            order: &order,
+            batch_size: config.batch_size,
+        };
         let (mut loss_sum, mut term_sums) = (0.0, BTreeMap::<String, f64>::new());
         let mut lr = config.lr;
-        for step in 0..steps_per_epoch {
-            lr = driver.lr_at(state.steps_done);
-            let indices = &order[step * config.batch_size..(step + 1) * config.batch_size];
-            let batch = load_batch(train, indices, epoch as u64, device)?;
-            let mut rng = item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
-            let out = model.loss(&batch, &mut rng)?;
-            // One read-back per step for the loss and every term (each read is a device sync).
-            let mut parts = vec![out.loss.clone().detach()];
-            parts.extend(out.terms.iter().map(|(_, t)| t.clone().detach()));
-            let read: Vec<f32> = Tensor::cat(parts, 0)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Batch(format!("cannot read the loss back: {e:?}")))?;
-            let value = read[0] as f64;
-            let term_values: Vec<(String, f64)> = out
-                .terms
-                .iter()
-                .zip(&read[1..])
-                .map(|((name, _), v)| (name.clone(), *v as f64))
-                .collect();
-            if !value.is_finite() {
-                let culprit = term_values
+        let (trained, waited) = prefetch(train, plan, epoch as u64, config.loader, |batches| {
+            for step in 0..steps_per_epoch {
+                lr = driver.lr_at(state.steps_done);
+                let items = batches
+                    .next()
+                    .ok_or_else(|| TrainError::Batch(format!("batch {step} was not loaded")))??;
+                let batch = collate(&items, &shapes, device)?;
+                let mut rng = item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
+                let out = model.loss(&batch, &mut rng)?;
+                // One read-back per step for the loss and every term (each read is a device
+                // sync).
+                let mut parts = vec![out.loss.clone().detach()];
+                parts.extend(out.terms.iter().map(|(_, t)| t.clone().detach()));
+                let read: Vec<f32> = Tensor::cat(parts, 0)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| TrainError::Batch(format!("cannot read the loss back: {e:?}")))?;
+                let value = read[0] as f64;
+                let term_values: Vec<(String, f64)> = out
+                    .terms
                     .iter()
-                    .find(|(_, v)| !v.is_finite())
-                    .map(|(n, v)| format!("term {n} = {v}"))
-                    .unwrap_or_else(|| "no single term (their sum overflowed)".into());
-                return Err(TrainError::NonFinite {
-                    epoch,
-                    step,
-                    value,
-                    culprit,
-                });
+                    .zip(&read[1..])
+                    .map(|((name, _), v)| (name.clone(), *v as f64))
+                    .collect();
+                if !value.is_finite() {
+                    let culprit = term_values
+                        .iter()
+                        .find(|(_, v)| !v.is_finite())
+                        .map(|(n, v)| format!("term {n} = {v}"))
+                        .unwrap_or_else(|| "no single term (their sum overflowed)".into());
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step,
+                        value,
+                        culprit,
+                    });
+                }
+                loss_sum += value;
+                for (n, v) in &term_values {
+                    *term_sums.entry(n.clone()).or_default() += v;
+                }
+                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                state.steps_done += 1;
+                progress.step_terms(epoch, step, steps_per_epoch, value, &term_values);
             }
-            loss_sum += value;
-            for (n, v) in &term_values {
-                *term_sums.entry(n.clone()).or_default() += v;
-            }
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            state.steps_done += 1;
-            progress.step_terms(epoch, step, steps_per_epoch, value, &term_values);
-        }
+            Ok((model, batches.waited()))
+        })?;
+        model = trained;
         let train_loss = loss_sum / steps_per_epoch as f64;
         let valid_loss = match valid {
             Some(v) => Some(evaluate_loss(&model, v, config, epoch, device)?),
@@ -309,6 +340,7 @@ pub fn fit<M: Method>(
             lr,
             seconds,
             pairs_per_second: (steps_per_epoch * config.batch_size) as f64 / seconds.max(1e-9),
+            data_wait_seconds: waited.as_secs_f64(),
         };
         let score = valid_loss.unwrap_or(train_loss);
         let improved = state.best.is_none_or(|(b, _)| score < b);
@@ -360,13 +392,19 @@ pub fn evaluate_loss<M: Method>(
             config.batch_size
         )));
     }
-    let mut sum = 0.0;
-    for step in 0..steps {
-        let indices: Vec<usize> =
-            (step * config.batch_size..(step + 1) * config.batch_size).collect();
-        let batch = load_batch(data, &indices, epoch as u64, &plain)?;
-        let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
-        sum += eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
-    }
-    Ok(sum / steps as f64)
+    let order: Vec<usize> = (0..data.len()).collect();
+    let plan = BatchPlan {
+        order: &order,
+        batch_size: config.batch_size,
+    };
+    let shapes: Vec<Vec<usize>> = (0..data.modalities()).map(|m| data.shape(m)).collect();
+    prefetch(data, plan, epoch as u64, config.loader, |batches| {
+        let mut sum = 0.0;
+        for (step, items) in batches.enumerate() {
+            let batch = collate(&items?, &shapes, &plain)?;
+            let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
+            sum += eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
+        }
+        Ok(sum / steps as f64)
+    })
 }

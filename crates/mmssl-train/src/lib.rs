@@ -39,5 +39,7 @@ pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, cross_entropy, extract_features, linear_eval,
 };
 pub use method::{Method, StepOutput};
+/// Loader settings of [`TrainConfig::loader`] (from `mmssl-data`).
+pub use mmssl_data::LoaderConfig;
 pub use onecycle::{LrDriver, OneCycle, OneCycleConfig, ScheduleError};
 pub use radam::{RAdam, RAdamConfig, RAdamHandle, RAdamState};

@@ -9,8 +9,8 @@ use mmssl_data::{
 };
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::{
-    Checkpoints, ContrastiveModel, EpochMetrics, Method, OneCycleConfig, Progress, Quiet,
-    TrainConfig, TrainError, fit,
+    Checkpoints, ContrastiveModel, EpochMetrics, LoaderConfig, Method, OneCycleConfig, Progress,
+    Quiet, TrainConfig, TrainError, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
 use std::path::PathBuf;
@@ -143,13 +143,27 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     )
     .unwrap();
 
+    // The interrupted run loads on the training thread and the resumed one with three
+    // workers (the straight run: the default two): loader settings change speed, not numbers,
+    // and a run may resume with other ones.
     let ck_b = Checkpoints::new(tmp.path().join("b")).unwrap();
+    let inline = TrainConfig {
+        loader: LoaderConfig::synchronous(),
+        ..cfg.clone()
+    };
+    let three = TrainConfig {
+        loader: LoaderConfig {
+            workers: 3,
+            prefetch: 1,
+        },
+        ..cfg.clone()
+    };
     let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         fit(
             model(&data, &device),
             &data,
             Some(&valid),
-            &cfg,
+            &inline,
             Some(&ck_b),
             &device,
             &mut DieAfter(2),
@@ -161,7 +175,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         model(&data, &device),
         &data,
         Some(&valid),
-        &cfg,
+        &three,
         Some(&ck_b),
         &device,
         &mut Quiet,
