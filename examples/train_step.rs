@@ -1,0 +1,249 @@
+//! Times mmssl's training step, the InfoNCE objective and an f32 GEMM, for the side-by-side
+//! comparison with PyTorch in `benches/compare/` (see `docs/performance.md`).
+//!
+//! ```text
+//! cargo run --release --example train_step -- step --objective CR-XX-CC --dims 2 --batch 64
+//! cargo run --release --example train_step -- step --objective CR --modalities 1
+//! cargo run --release --example train_step -- step --dims 3 --batch 4
+//! cargo run --release --example train_step -- infonce --locations 64
+//! cargo run --release --example train_step -- gemm --size 1024
+//! ```
+//!
+//! A step is what `mmssl_train::fit` does per batch: the encoders, conv and latent heads and
+//! the objective forward, backward, and one RAdam update (lr 4e-4, no schedule), on a fixed
+//! batch of uniform [0, 1) inputs. Prints one JSON line: every timed repetition in ms and
+//! their median. `--backend wgpu` (with `--features wgpu`) times the GPU path.
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use mmssl::burn;
+use mmssl::data::{Batch, ViewBatch};
+use mmssl::objectives::{Critic, CriticKind, Estimator, ObjectiveConfig, contrast};
+use mmssl::train::{ContrastiveModel, Method, RAdamConfig};
+use rand::{SeedableRng, rngs::StdRng};
+use std::time::Instant;
+
+struct Args {
+    what: String,
+    objective: String,
+    modalities: usize,
+    dims: usize,
+    batch: usize,
+    locations: usize,
+    size: usize,
+    warmup: usize,
+    reps: usize,
+    backend: String,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut argv = std::env::args().skip(1);
+    let what = argv
+        .next()
+        .ok_or("usage: train_step step|infonce|gemm [--flag value ...]")?;
+    let mut a = Args {
+        what,
+        objective: "CR-XX-CC".into(),
+        modalities: 2,
+        dims: 2,
+        batch: 64,
+        locations: 64,
+        size: 1024,
+        warmup: 3,
+        reps: 10,
+        backend: "cpu".into(),
+    };
+    while let Some(flag) = argv.next() {
+        let value = argv.next().ok_or(format!("{flag} needs a value"))?;
+        let num = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        match flag.as_str() {
+            "--objective" => a.objective = value.clone(),
+            "--modalities" => a.modalities = num()?,
+            "--dims" => a.dims = num()?,
+            "--batch" => a.batch = num()?,
+            "--locations" => a.locations = num()?,
+            "--size" => a.size = num()?,
+            "--warmup" => a.warmup = num()?,
+            "--reps" => a.reps = num()?,
+            "--backend" => a.backend = value.clone(),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if !matches!(a.what.as_str(), "step" | "infonce" | "gemm") {
+        return Err(format!("unknown benchmark {}", a.what));
+    }
+    if a.dims != 2 && a.dims != 3 {
+        return Err(format!("--dims {}: 2 or 3", a.dims));
+    }
+    Ok(a)
+}
+
+fn device(backend: &str) -> Result<Device, String> {
+    match backend {
+        "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        other => Err(format!(
+            "--backend {other}: this build has cpu{}",
+            if cfg!(feature = "wgpu") { ", wgpu" } else { "" }
+        )),
+    }
+}
+
+/// Runs `f` `warmup` times untimed, then `reps` times timed; returns the times in ms.
+fn time(warmup: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn step(a: &Args, device: &Device) -> Result<Vec<f64>, String> {
+    let ad = device.clone().autodiff();
+    let shape: Vec<usize> = if a.dims == 2 {
+        vec![1, 32, 32]
+    } else {
+        vec![1, 64, 64, 64]
+    };
+    let shapes = vec![shape.clone(); a.modalities];
+    let spec = a.objective.parse().map_err(|e| format!("{e}"))?;
+    let objective = ObjectiveConfig::new(spec);
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut model =
+        ContrastiveModel::new(&shapes, 64, &objective, &ad, &mut rng).map_err(|e| e.to_string())?;
+    let views = (0..a.modalities)
+        .map(|_| {
+            let dist = Distribution::Uniform(0.0, 1.0);
+            if a.dims == 2 {
+                ViewBatch::Images(Tensor::random([a.batch, 1, 32, 32], dist, &ad))
+            } else {
+                ViewBatch::Volumes(Tensor::random([a.batch, 1, 64, 64, 64], dist, &ad))
+            }
+        })
+        .collect();
+    let batch = Batch {
+        views,
+        labels: vec![None; a.batch],
+    };
+    let (mut optim, _) = RAdamConfig::default().init();
+    let mut error = None;
+    let times = time(a.warmup, a.reps, || {
+        let out = match model.loss(&batch, &mut StdRng::seed_from_u64(1)) {
+            Ok(o) => o,
+            Err(e) => {
+                error = Some(e.to_string());
+                return;
+            }
+        };
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        model = optim.step(4e-4, model.clone(), grads);
+        // Wait for the device (a no-op on the CPU, a sync on a GPU).
+        let _ = device.sync();
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(times),
+    }
+}
+
+fn infonce(a: &Args, device: &Device) -> Vec<f64> {
+    let ad = device.clone().autodiff();
+    let dot = Critic {
+        kind: CriticKind::ScaledDot,
+        bilinear: None,
+    };
+    let dist = Distribution::Normal(0.0, 1.0);
+    let anchors = Tensor::<3>::random([a.batch, 64, 1], dist, &ad).require_grad();
+    let targets = Tensor::<3>::random([a.batch, 64, a.locations], dist, &ad).require_grad();
+    time(a.warmup, a.reps, || {
+        let (l, p) = contrast(
+            anchors.clone(),
+            targets.clone(),
+            dot,
+            Estimator::InfoNce,
+            Some(20.0),
+            0.04,
+        )
+        .expect("valid shapes");
+        let grads = (l + p).backward();
+        let _ = targets.grad(&grads).map(|g| g.into_data());
+    })
+}
+
+fn gemm(a: &Args, device: &Device) -> Vec<f64> {
+    let dist = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<2>::random([a.size, a.size], dist, device);
+    let y = Tensor::<2>::random([a.size, a.size], dist, device);
+    time(a.warmup, a.reps, || {
+        let _ = x.clone().matmul(y.clone()).slice([0..1, 0..1]).into_data();
+    })
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("train_step: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = device(&a.backend).and_then(|d| match a.what.as_str() {
+        "step" => step(&a, &d),
+        "infonce" => Ok(infonce(&a, &d)),
+        _ => Ok(gemm(&a, &d)),
+    });
+    let times = match result {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("train_step: {e}");
+            std::process::exit(1);
+        }
+    };
+    // FLOPs of the one matrix product that dominates, for throughput figures.
+    let flops = match a.what.as_str() {
+        "gemm" => 2.0 * (a.size as f64).powi(3),
+        // Score matrix [B, B L] with d = 64: forward plus the two backward products.
+        "infonce" => 3.0 * 2.0 * (a.batch * a.batch * a.locations * 64) as f64,
+        _ => 0.0,
+    };
+    let m = median(&times);
+    let gflops = if flops > 0.0 { flops / (m * 1e6) } else { 0.0 };
+    println!(
+        "{{\"impl\":\"mmssl\",\"what\":\"{}\",\"objective\":\"{}\",\"modalities\":{},\"dims\":{},\"batch\":{},\"locations\":{},\"size\":{},\"backend\":\"{}\",\"median_ms\":{m:.3},\"gflops\":{gflops:.2},\"times_ms\":{:?}}}",
+        a.what,
+        a.objective,
+        a.modalities,
+        a.dims,
+        a.batch,
+        a.locations,
+        a.size,
+        a.backend,
+        times
+            .iter()
+            .map(|t| (t * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
+}
