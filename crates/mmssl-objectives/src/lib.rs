@@ -38,6 +38,7 @@ mod critic;
 mod edge;
 mod error;
 mod estimator;
+mod fused;
 mod objective;
 mod scores;
 mod spec;
@@ -48,6 +49,7 @@ pub use error::{ObjectiveError, Result};
 pub use estimator::Estimator;
 pub use objective::{
     ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveOutput, TermOutput, contrast,
+    contrast_unfused,
 };
 pub use scores::{Scores, softplus};
 pub use spec::{Edge, ObjectiveSpec};

@@ -268,9 +268,46 @@ impl Objective {
 /// The estimator's loss and the score penalty for one (anchors, targets) pair: the building
 /// block of every edge, usable on any embeddings.
 ///
+/// InfoNCE on the CPU backend takes a fused kernel (one matrix product and one pass over the
+/// scores forward, two matrix products backward; see `docs/performance.md`); every other
+/// estimator and backend takes [`contrast_unfused`]. Both give the same values to float
+/// rounding.
+///
 /// # Shapes
 /// - `anchors`: `[B, d, L_a]`; `targets`: `[B, d, L_t]`; outputs: `[1]` each
 pub fn contrast(
+    anchors: Tensor<3>,
+    targets: Tensor<3>,
+    critic: Critic<'_>,
+    estimator: Estimator,
+    clip: Option<f64>,
+    penalty: f64,
+) -> Result<(Tensor<1>, Tensor<1>)> {
+    if estimator == Estimator::InfoNce {
+        let [b, d, la] = anchors.dims();
+        let [bt, dt, lt] = targets.dims();
+        if b == bt && d == dt && b >= 2 {
+            let a = anchors.clone().swap_dims(1, 2).reshape([b * la, d]);
+            let t = targets.clone().swap_dims(1, 2).reshape([b * lt, d]);
+            let (g, h, scale) = critic.factors(a, t)?;
+            let layout = crate::fused::Layout {
+                anchor_locations: la,
+                target_locations: lt,
+                scale: scale as f32,
+                clip: clip.map(|c| c as f32),
+                penalty: penalty as f32,
+            };
+            if let Some(out) = crate::fused::infonce(&g, &h, layout) {
+                return Ok((out.clone().slice([0..1]), out.slice([1..2])));
+            }
+        }
+    }
+    contrast_unfused(anchors, targets, critic, estimator, clip, penalty)
+}
+
+/// [`contrast`] through the generic tensor operations on every backend (the reference the
+/// fused CPU kernel is tested against).
+pub fn contrast_unfused(
     anchors: Tensor<3>,
     targets: Tensor<3>,
     critic: Critic<'_>,

@@ -1,0 +1,343 @@
+//! InfoNCE fused into one operation on the CPU backend (`flex`).
+//!
+//! The generic path ([`Scores`](crate::Scores) + [`Estimator::loss`](crate::Estimator::loss))
+//! builds the loss from about fifteen tensor operations over the `[B L_a, B L_t]` score matrix,
+//! each a pass over memory forward and again backward (and burn's autodiff recomputes `tanh` in
+//! its backward). On the CPU that elementwise traffic, not the score matrix product, dominated
+//! the objective. Here the forward is one matrix product and one pass per row that computes
+//! the clipped scores, the log-sum-exp over the negatives, the softplus over the positives and
+//! the penalty, and, when gradients are needed, the derivative of the loss with respect to every
+//! raw score; the backward is two matrix products.
+//!
+//! With `P = B L_a L_t` positives, raw scores `r = s a t^T`, clipped scores
+//! `S = c tanh(r / c)`, `lse_i = log sum_{j in neg(i)} e^{S_ij}` and
+//! `w_i = (1/P) sum_{j in pos(i)} sigmoid(lse_i - S_ij)`:
+//!
+//! - loss `= (1/P) sum_i sum_{j in pos(i)} softplus(lse_i - S_ij)`,
+//!   penalty `= lambda mean(r^2)`;
+//! - `dloss/dS_ij = w_i e^{S_ij - lse_i}` for a negative and
+//!   `-(1/P) sigmoid(lse_i - S_ij)` for a positive; `dS/dr = 1 - (S/c)^2`;
+//!   `dpenalty/dr = 2 lambda r / (M N)`;
+//! - with `D = g_loss dloss/dr + g_penalty dpenalty/dr`: `da = s D t`, `dt = s D^T a`.
+//!
+//! Values agree with the generic path to float rounding (tested); other backends (wgpu, CUDA)
+//! keep the generic path, whose operations their compilers fuse.
+
+use burn::tensor::{Tensor, TensorData};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_backend::ops::FloatTensorOps;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
+
+/// The shape and constants of one InfoNCE term.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Anchor locations per sample.
+    pub anchor_locations: usize,
+    /// Target locations per sample.
+    pub target_locations: usize,
+    /// Critic scale `s` (raw score = `s a . t`).
+    pub scale: f32,
+    /// Clipping constant `c`, if any.
+    pub clip: Option<f32>,
+    /// Penalty coefficient `lambda` on the mean squared raw score.
+    pub penalty: f32,
+}
+
+/// InfoNCE loss and penalty of anchors `a` `[B L_a, d]` against targets `t` `[B L_t, d]` as
+/// a `[2]` tensor `[loss, penalty]`, when both live on the CPU backend (with or without
+/// autodiff); `None` otherwise (the caller takes the generic path).
+pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<2>, layout: Layout) -> Option<Tensor<1>> {
+    if let (Ok(pa), Ok(pt)) = (
+        a.clone().try_into_primitive::<AdFlex>(),
+        t.clone().try_into_primitive::<AdFlex>(),
+    ) {
+        return Some(Tensor::from_primitive::<AdFlex>(tracked(pa, pt, layout)));
+    }
+    if let (Ok(pa), Ok(pt)) = (
+        a.clone().try_into_primitive::<Flex>(),
+        t.clone().try_into_primitive::<Flex>(),
+    ) {
+        let (out, _) = forward(&pa, &pt, layout, false);
+        return Some(Tensor::from_primitive::<Flex>(out));
+    }
+    None
+}
+
+type AdTensor = <AdFlex as burn_backend::BackendTypes>::FloatTensorPrimitive;
+
+#[derive(Debug)]
+struct FusedInfoNce;
+
+/// What the backward needs: the inputs and the two `[M, N]` derivative matrices.
+#[derive(Debug, Clone)]
+struct Saved {
+    a: FlexTensor,
+    t: FlexTensor,
+    /// `dloss/dr`, row-major `[M, N]`.
+    dloss: Arc<Vec<f32>>,
+    /// `r`, row-major `[M, N]` (`dpenalty/dr` is `2 lambda r / (M N)`).
+    raw: Arc<Vec<f32>>,
+    layout: Layout,
+}
+
+impl Backward<Flex, 2> for FusedInfoNce {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        let upstream = grads.consume::<Flex>(&ops.node);
+        let g = to_vec(&upstream);
+        let (m, n) = (s.a.layout().shape()[0], s.t.layout().shape()[0]);
+        let g_loss = g[0];
+        let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
+        let d: Vec<f32> = s
+            .dloss
+            .par_iter()
+            .zip(s.raw.par_iter())
+            .map(|(dl, r)| g_loss * dl + g_pen * r)
+            .collect();
+        let d = FlexTensor::from_data(TensorData::new(d, [m, n]));
+        let [pa, pt] = ops.parents;
+        if let Some(node) = pa {
+            let da = Flex::float_matmul(d.clone(), s.t.clone());
+            grads.register::<Flex>(node.id, Flex::float_mul_scalar(da, s.layout.scale.into()));
+        }
+        if let Some(node) = pt {
+            let dt = Flex::float_matmul(Flex::float_transpose(d), s.a.clone());
+            grads.register::<Flex>(node.id, Flex::float_mul_scalar(dt, s.layout.scale.into()));
+        }
+    }
+}
+
+fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> AdTensor {
+    let kind = FusedInfoNce
+        .prepare::<NoCheckpointing>([a.node(), t.node()])
+        .compute_bound()
+        .stateful();
+    let (pa, pt) = (a.primitive().clone(), t.primitive().clone());
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let (out, saved) = forward(&pa, &pt, layout, true);
+            let (dloss, raw) = saved.expect("derivatives were requested");
+            let state = Saved {
+                a: pa,
+                t: pt,
+                dloss: Arc::new(dloss),
+                raw: Arc::new(raw),
+                layout,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&pa, &pt, layout, false).0),
+    }
+}
+
+fn to_vec(t: &FlexTensor) -> Vec<f32> {
+    let c = t.to_contiguous();
+    match c.as_slice::<f32>() {
+        Some(s) => s.to_vec(),
+        None => c
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default(),
+    }
+}
+
+/// Loss and penalty `[2]`, and with `derivatives` the matrices `dloss/dr` and `r`.
+fn forward(
+    a: &FlexTensor,
+    t: &FlexTensor,
+    layout: Layout,
+    derivatives: bool,
+) -> (FlexTensor, Option<(Vec<f32>, Vec<f32>)>) {
+    let (m, n) = (a.layout().shape()[0], t.layout().shape()[0]);
+    let raw = Flex::float_mul_scalar(
+        Flex::float_matmul(a.clone(), Flex::float_transpose(t.clone())),
+        layout.scale.into(),
+    );
+    let raw = to_vec(&raw);
+    let Layout {
+        anchor_locations: la,
+        target_locations: lt,
+        clip,
+        ..
+    } = layout;
+    let positives = (m * lt) as f32;
+    let mut dloss = if derivatives {
+        vec![0.0f32; m * n]
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<(f64, f64)> = if derivatives {
+        raw.par_chunks(n)
+            .zip(dloss.par_chunks_mut(n))
+            .enumerate()
+            .map(|(i, (r, d))| row(r, Some(d), i / la, lt, clip, positives))
+            .collect()
+    } else {
+        raw.par_chunks(n)
+            .enumerate()
+            .map(|(i, r)| row(r, None, i / la, lt, clip, positives))
+            .collect()
+    };
+    let (loss, square): (f64, f64) = rows
+        .iter()
+        .fold((0.0, 0.0), |(l, q), (rl, rq)| (l + rl, q + rq));
+    let loss = (loss / positives as f64) as f32;
+    let penalty = (layout.penalty as f64 * square / (m * n) as f64) as f32;
+    let out = FlexTensor::from_data(TensorData::new(vec![loss, penalty], [2]));
+    (out, derivatives.then_some((dloss, raw)))
+}
+
+/// One anchor row: `(sum of softplus over its positives, sum of r^2)`; fills `dloss/dr`.
+fn row(
+    raw: &[f32],
+    dloss: Option<&mut [f32]>,
+    sample: usize,
+    lt: usize,
+    clip: Option<f32>,
+    positives: f32,
+) -> (f64, f64) {
+    let pos = sample * lt..(sample + 1) * lt;
+    let mut scores = vec![0.0f32; raw.len()];
+    let mut square = 0.0f64;
+    for (s, &r) in scores.iter_mut().zip(raw) {
+        square += (r * r) as f64;
+        *s = match clip {
+            Some(c) => c * fast_tanh(r / c),
+            None => r,
+        };
+    }
+    // Log-sum-exp over the negatives (every column outside the sample's block).
+    let neg_max = scores[..pos.start]
+        .iter()
+        .chain(&scores[pos.end..])
+        .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0f32;
+    let mut exps = vec![0.0f32; raw.len()];
+    for (e, &s) in exps.iter_mut().zip(&scores) {
+        *e = fast_exp(s - neg_max);
+    }
+    for (j, e) in exps.iter().enumerate() {
+        if !pos.contains(&j) {
+            sum += e;
+        }
+    }
+    let lse = neg_max + sum.ln();
+    let mut loss = 0.0f64;
+    let mut weight = 0.0f32;
+    for &s in &scores[pos.clone()] {
+        let x = lse - s;
+        loss += softplus(x) as f64;
+        weight += sigmoid(x);
+    }
+    if let Some(d) = dloss {
+        let w = weight / positives;
+        let inv_sum = 1.0 / sum;
+        let slope = |s: f32| match clip {
+            Some(c) => {
+                let u = s / c;
+                1.0 - u * u
+            }
+            None => 1.0,
+        };
+        for ((d, &e), &s) in d.iter_mut().zip(&exps).zip(&scores) {
+            // e^{S - lse} = e^{S - max} / sum.
+            *d = w * e * inv_sum * slope(s);
+        }
+        for j in pos {
+            let s = scores[j];
+            d[j] = -sigmoid(lse - s) / positives * slope(s);
+        }
+    }
+    (loss, square)
+}
+
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `e^x` for `x <= 0` down to underflow, branch-free so loops over it vectorise: Cody-Waite
+/// reduction `x = k ln 2 + r`, `|r| <= ln 2 / 2`, and a degree-6 Taylor polynomial for `e^r`
+/// (relative error below 2e-7).
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * LOG2E + SHIFTER) - SHIFTER;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
+/// `tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|})`, through [`fast_exp`] (absolute error
+/// below 3e-7).
+#[inline(always)]
+fn fast_tanh(x: f32) -> f32 {
+    let e = fast_exp(-2.0 * x.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn flex_tensors_take_the_fused_path() {
+        let layout = Layout {
+            anchor_locations: 1,
+            target_locations: 3,
+            scale: 0.5,
+            clip: Some(20.0),
+            penalty: 0.04,
+        };
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let a = Tensor::<2>::random([4, 8], Distribution::Default, &device);
+            let t = Tensor::<2>::random([12, 8], Distribution::Default, &device);
+            let out = infonce(&a, &t, layout).expect("flex is fused");
+            assert_eq!(out.dims(), [2]);
+        }
+    }
+
+    #[test]
+    fn fast_exp_and_tanh_match_the_standard_library() {
+        let mut worst_exp = 0.0f32;
+        let mut worst_tanh = 0.0f32;
+        for i in 0..=200_000 {
+            let x = -80.0 + i as f32 * 0.0005;
+            let (e, want) = (fast_exp(x), x.exp());
+            worst_exp = worst_exp.max(((e - want) / want).abs());
+            let y = x / 4.0;
+            worst_tanh = worst_tanh.max((fast_tanh(y) - y.tanh()).abs());
+        }
+        assert!(worst_exp < 5e-7, "exp relative error {worst_exp}");
+        assert!(worst_tanh < 5e-7, "tanh absolute error {worst_tanh}");
+        assert!(fast_exp(-200.0) < 1e-37);
+        assert_eq!(fast_tanh(0.0), 0.0);
+        assert!((fast_tanh(30.0) - 1.0).abs() < 1e-7 && (fast_tanh(-30.0) + 1.0).abs() < 1e-7);
+    }
+}
