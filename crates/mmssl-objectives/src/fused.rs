@@ -151,13 +151,16 @@ fn to_vec(t: &FlexTensor) -> Vec<f32> {
     }
 }
 
+/// `dloss/dr` and `r`, row-major `[M, N]`.
+type Derivatives = (Vec<f32>, Vec<f32>);
+
 /// Loss and penalty `[2]`, and with `derivatives` the matrices `dloss/dr` and `r`.
 fn forward(
     a: &FlexTensor,
     t: &FlexTensor,
     layout: Layout,
     derivatives: bool,
-) -> (FlexTensor, Option<(Vec<f32>, Vec<f32>)>) {
+) -> (FlexTensor, Option<Derivatives>) {
     let (m, n) = (a.layout().shape()[0], t.layout().shape()[0]);
     let raw = Flex::float_mul_scalar(
         Flex::float_matmul(a.clone(), Flex::float_transpose(t.clone())),

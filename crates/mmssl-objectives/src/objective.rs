@@ -298,7 +298,7 @@ pub fn contrast(
                 penalty: penalty as f32,
             };
             if let Some(out) = crate::fused::infonce(&g, &h, layout) {
-                return Ok((out.clone().slice([0..1]), out.slice([1..2])));
+                return Ok((out.clone().narrow(0, 0, 1), out.narrow(0, 1, 1)));
             }
         }
     }
