@@ -1,12 +1,11 @@
 //! The projection head for convolutional feature maps (AMDIM style; Bachman et al., NeurIPS
 //! 2019): a 1x1 residual block with BatchNorm on the sum.
 
-use crate::EncoderError;
 use crate::init::{near_identity, xavier_param};
+use crate::{Activation, EncoderError, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
@@ -83,8 +82,8 @@ impl ConvHead {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.swap_dims(1, 2); // [B, L, C]
         let h = self.conv1.forward(x.clone()).swap_dims(1, 2);
-        let h = relu(self.bn1.forward(h)).swap_dims(1, 2);
+        let h = batch_norm(&self.bn1, h, Activation::Relu).swap_dims(1, 2);
         let h = self.conv2.forward(h) + self.shortcut.forward(x);
-        self.bn_out.forward(h.swap_dims(1, 2))
+        batch_norm(&self.bn_out, h.swap_dims(1, 2), Activation::Identity)
     }
 }

@@ -2,7 +2,7 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{EncoderError, EncoderOutput, LEAKY_SLOPE};
+use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -93,8 +93,16 @@ impl DcganEncoder2d {
     pub fn forward(&self, x: Tensor<4>) -> EncoderOutput {
         let h = leaky_relu(self.conv1.forward(x), LEAKY_SLOPE);
         let tapped = self.conv2.forward(h);
-        let h = leaky_relu(self.bn2.forward(tapped.clone()), LEAKY_SLOPE);
-        let h = leaky_relu(self.bn3.forward(self.conv3.forward(h)), LEAKY_SLOPE);
+        let h = batch_norm(
+            &self.bn2,
+            tapped.clone(),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let h = batch_norm(
+            &self.bn3,
+            self.conv3.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
         let z = self.conv4.forward(h);
         let [b, c, hh, ww] = tapped.dims();
         EncoderOutput {

@@ -2,7 +2,7 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{EncoderError, EncoderOutput, LEAKY_SLOPE};
+use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -93,10 +93,22 @@ impl DcganEncoder3d {
     /// - output `conv`: `[B, 128, 512]`, output `z`: `[B, latent_dim]`
     pub fn forward(&self, x: Tensor<5>) -> EncoderOutput {
         let h = leaky_relu(self.conv1.forward(x), LEAKY_SLOPE);
-        let h = leaky_relu(self.bn2.forward(self.conv2.forward(h)), LEAKY_SLOPE);
+        let h = batch_norm(
+            &self.bn2,
+            self.conv2.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
         let tapped = self.conv3.forward(h);
-        let h = leaky_relu(self.bn3.forward(tapped.clone()), LEAKY_SLOPE);
-        let h = leaky_relu(self.bn4.forward(self.conv4.forward(h)), LEAKY_SLOPE);
+        let h = batch_norm(
+            &self.bn3,
+            tapped.clone(),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let h = batch_norm(
+            &self.bn4,
+            self.conv4.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
         let z = self.conv5.forward(h);
         let [b, c, d, hh, ww] = tapped.dims();
         EncoderOutput {

@@ -2,12 +2,12 @@
 //! autoencoder baselines (AE, DCCAE, RR-AE) and MMVAE.
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{EncoderError, LEAKY_SLOPE};
+use crate::{Activation, EncoderError, LEAKY_SLOPE, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer};
-use burn::tensor::activation::{leaky_relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
@@ -88,9 +88,21 @@ impl DcganDecoder2d {
     pub fn forward(&self, z: Tensor<2>) -> Tensor<4> {
         let [b, d] = z.dims();
         let h = z.reshape([b, d, 1, 1]);
-        let h = leaky_relu(self.bn1.forward(self.deconv1.forward(h)), LEAKY_SLOPE);
-        let h = leaky_relu(self.bn2.forward(self.deconv2.forward(h)), LEAKY_SLOPE);
-        let h = leaky_relu(self.bn3.forward(self.deconv3.forward(h)), LEAKY_SLOPE);
+        let h = batch_norm(
+            &self.bn1,
+            self.deconv1.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let h = batch_norm(
+            &self.bn2,
+            self.deconv2.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let h = batch_norm(
+            &self.bn3,
+            self.deconv3.forward(h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
         sigmoid(self.deconv4.forward(h))
     }
 }

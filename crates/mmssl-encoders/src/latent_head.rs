@@ -1,11 +1,10 @@
 //! The projection head for latents: `Linear -> BN -> ReLU -> Linear`.
 
-use crate::EncoderError;
 use crate::conv_head::linear;
+use crate::{Activation, EncoderError, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
@@ -53,6 +52,7 @@ impl LatentHead {
     /// - `z`: `[B, in_features]`
     /// - output: `[B, out_features]`
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(relu(self.bn.forward(self.fc1.forward(z))))
+        self.fc2
+            .forward(batch_norm(&self.bn, self.fc1.forward(z), Activation::Relu))
     }
 }

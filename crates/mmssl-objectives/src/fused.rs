@@ -213,8 +213,7 @@ fn row(
     positives: f32,
 ) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
         return unsafe { row_avx2(raw, dloss, sample, lt, clip, positives) };
     }
@@ -260,7 +259,9 @@ fn lane_max(values: &[f32]) -> f32 {
             acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
         }
     }
-    acc.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 #[inline(always)]

@@ -1,0 +1,424 @@
+//! Batch normalisation fused with the activation after it, on the CPU backend (`flex`).
+//!
+//! burn computes training-mode batch normalisation from generic operations (transposes to
+//! `[C, B L]`, means, a variance, the affine map) and the activation after it as a masked select,
+//! each a pass over memory forward and backward. On the CPU those passes cost as much as the
+//! convolutions around them. Here the forward is two passes over the input (statistics, then
+//! normalise + affine + activation) and the backward two passes (per-channel sums, then the input
+//! gradient), with the standard batch-norm gradient (Ioffe and Szegedy, 2015):
+//!
+//! `dx = gamma / sigma (dz - mean(dz) - x_hat mean(dz x_hat))`, `dgamma = sum(dz x_hat)`,
+//! `dbeta = sum(dz)`, where `dz = dy act'(z)` and `act'(z)` is 1 for `z > 0` and the slope
+//! otherwise (0 for ReLU).
+//!
+//! The running statistics are updated exactly as burn's `BatchNorm` updates them (momentum,
+//! biased batch variance). Other backends, inference mode and non-`f32` tensors use burn's
+//! `BatchNorm::forward` and the activation functions unchanged.
+
+use burn::nn::BatchNorm;
+use burn::tensor::activation::{leaky_relu, relu};
+use burn::tensor::{Tensor, TensorData};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_backend::BackendTypes;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
+type AdTensor = <AdFlex as BackendTypes>::FloatTensorPrimitive;
+
+/// The activation applied after a batch normalisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// None.
+    Identity,
+    /// `max(z, 0)`.
+    Relu,
+    /// `z` for `z > 0`, `slope z` otherwise.
+    LeakyRelu(f64),
+}
+
+impl Activation {
+    /// Slope below zero, or `None` for the identity.
+    fn slope(self) -> Option<f32> {
+        match self {
+            Activation::Identity => None,
+            Activation::Relu => Some(0.0),
+            Activation::LeakyRelu(s) => Some(s as f32),
+        }
+    }
+
+    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => relu(x),
+            Activation::LeakyRelu(s) => leaky_relu(x, s),
+        }
+    }
+}
+
+/// `activation(bn(x))` for `x` `[B, C, ...]`: identical in value, gradient and running-statistics
+/// update to `activation(bn.forward(x))`, fused into one operation in training mode on the CPU
+/// backend.
+pub fn batch_norm<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    match fused(bn, &x, activation) {
+        Some(y) => y,
+        None => activation.apply(bn.forward(x)),
+    }
+}
+
+/// The fused path, when it applies (training mode, autodiff CPU backend, `f32`).
+fn fused<const D: usize>(
+    bn: &BatchNorm,
+    x: &Tensor<D>,
+    activation: Activation,
+) -> Option<Tensor<D>> {
+    let device = x.device();
+    if D < 2 || !device.is_autodiff() || !bn.training.is_enabled() {
+        return None;
+    }
+    let px = x.clone().try_into_primitive::<AdFlex>().ok()?;
+    let pg = bn.gamma.val().try_into_primitive::<AdFlex>().ok()?;
+    let pb = bn.beta.val().try_into_primitive::<AdFlex>().ok()?;
+    if px.primitive().dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let dims = x.dims();
+    let (out, mean, var) = tracked(px, pg, pb, dims[0], dims[1], bn.epsilon, activation.slope());
+    let m = bn.momentum;
+    let blend = |old: Tensor<1>, batch: Vec<f32>| {
+        let old: Vec<f32> = old
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default();
+        let new: Vec<f32> = old
+            .iter()
+            .zip(&batch)
+            .map(|(o, b)| ((1.0 - m) * *o as f64 + m * *b as f64) as f32)
+            .collect();
+        let n = new.len();
+        Tensor::<1>::from_data(TensorData::new(new, [n]), &device)
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), var));
+    Some(Tensor::from_primitive::<AdFlex>(out))
+}
+
+#[derive(Debug)]
+struct FusedBatchNorm;
+
+/// What the backward needs.
+#[derive(Debug, Clone)]
+struct Saved {
+    /// The input, contiguous `[B, C, L]`.
+    x: Arc<Vec<f32>>,
+    /// The output (its sign gives the activation's derivative).
+    y: Arc<Vec<f32>>,
+    gamma: Vec<f32>,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    batch: usize,
+    shape: burn::tensor::Shape,
+    slope: Option<f32>,
+}
+
+impl Backward<Flex, 3> for FusedBatchNorm {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let s = ops.state;
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let channels = s.gamma.len();
+        let l = s.x.len() / (s.batch * channels);
+        let n = (s.batch * l) as f32;
+        // dz = dy act'(z); act'(z) from the sign of y (same sign as z for slope > 0; y = 0
+        // exactly where ReLU cut).
+        let dz: Vec<f32> = match s.slope {
+            None => dy,
+            Some(slope) => dy
+                .par_iter()
+                .zip(s.y.par_iter())
+                .map(|(g, y)| if *y > 0.0 { *g } else { g * slope })
+                .collect(),
+        };
+        // Per channel: sum(dz) and sum(dz x_hat).
+        let sums: Vec<(f32, f32)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let (mut sd, mut sdx) = (0.0f64, 0.0f64);
+                for b in 0..s.batch {
+                    let o = (b * channels + c) * l;
+                    for k in o..o + l {
+                        let xh = (s.x[k] - s.mean[c]) * s.inv_std[c];
+                        sd += dz[k] as f64;
+                        sdx += (dz[k] * xh) as f64;
+                    }
+                }
+                (sd as f32, sdx as f32)
+            })
+            .collect();
+        let [px, pg, pb] = ops.parents;
+        if let Some(node) = px {
+            let mut dx = vec![0.0f32; s.x.len()];
+            dx.par_chunks_mut(l)
+                .zip(dz.par_chunks(l))
+                .zip(s.x.par_chunks(l))
+                .enumerate()
+                .for_each(|(row, ((dx, dz), x))| {
+                    let c = row % channels;
+                    let (mean_dz, mean_dzx) = (sums[c].0 / n, sums[c].1 / n);
+                    let (mu, is) = (s.mean[c], s.inv_std[c]);
+                    let scale = s.gamma[c] * is;
+                    for ((o, &g), &v) in dx.iter_mut().zip(dz).zip(x) {
+                        let xh = (v - mu) * is;
+                        *o = scale * (g - mean_dz - xh * mean_dzx);
+                    }
+                });
+            let t = FlexTensor::from_data(TensorData::new(dx, s.shape.clone()));
+            grads.register::<Flex>(node.id, t);
+        }
+        if let Some(node) = pg {
+            let g: Vec<f32> = sums.iter().map(|p| p.1).collect();
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(g, [channels])),
+            );
+        }
+        if let Some(node) = pb {
+            let g: Vec<f32> = sums.iter().map(|p| p.0).collect();
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(g, [channels])),
+            );
+        }
+    }
+}
+
+fn contiguous(t: &FlexTensor) -> Vec<f32> {
+    let c = t.to_contiguous();
+    match c.as_slice::<f32>() {
+        Some(s) => s.to_vec(),
+        None => c
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default(),
+    }
+}
+
+/// The output, and the batch mean and (biased) variance per channel.
+fn tracked(
+    x: AdTensor,
+    gamma: AdTensor,
+    beta: AdTensor,
+    batch: usize,
+    channels: usize,
+    epsilon: f64,
+    slope: Option<f32>,
+) -> (AdTensor, Vec<f32>, Vec<f32>) {
+    let shape = x.primitive().layout().shape().clone();
+    let xs = Arc::new(contiguous(x.primitive()));
+    let gs = contiguous(gamma.primitive());
+    let bs = contiguous(beta.primitive());
+    let l = xs.len() / (batch * channels).max(1);
+    let n = (batch * l) as f64;
+    // Two passes per channel (mean, then centred squares) for accuracy.
+    let stats: Vec<(f32, f32)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let rows = (0..batch).map(|b| (b * channels + c) * l);
+            let sum: f64 = rows
+                .clone()
+                .map(|o| xs[o..o + l].iter().map(|&v| v as f64).sum::<f64>())
+                .sum();
+            let mean = sum / n;
+            let sq: f64 = rows
+                .map(|o| {
+                    xs[o..o + l]
+                        .iter()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>()
+                })
+                .sum();
+            (mean as f32, (sq / n) as f32)
+        })
+        .collect();
+    let mean: Vec<f32> = stats.iter().map(|s| s.0).collect();
+    let var: Vec<f32> = stats.iter().map(|s| s.1).collect();
+    let inv_std: Vec<f32> = var
+        .iter()
+        .map(|v| (1.0 / (*v as f64 + epsilon).sqrt()) as f32)
+        .collect();
+    let mut y = vec![0.0f32; xs.len()];
+    y.par_chunks_mut(l)
+        .zip(xs.par_chunks(l))
+        .enumerate()
+        .for_each(|(row, (y, x))| {
+            let c = row % channels;
+            let a = gs[c] * inv_std[c];
+            let b = bs[c] - mean[c] * a;
+            match slope {
+                None => {
+                    for (o, &v) in y.iter_mut().zip(x) {
+                        *o = v * a + b;
+                    }
+                }
+                Some(s) => {
+                    for (o, &v) in y.iter_mut().zip(x) {
+                        let z = v * a + b;
+                        *o = if z > 0.0 { z } else { z * s };
+                    }
+                }
+            }
+        });
+    let y = Arc::new(y);
+    let out = || FlexTensor::from_data(TensorData::new(y.as_ref().clone(), shape.clone()));
+    let kind = FusedBatchNorm
+        .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
+        .compute_bound()
+        .stateful();
+    let result = match kind {
+        OpsKind::Tracked(prep) => {
+            let state = Saved {
+                x: xs,
+                y: y.clone(),
+                gamma: gs,
+                mean: mean.clone(),
+                inv_std,
+                batch,
+                shape: shape.clone(),
+                slope,
+            };
+            prep.finish(state, out())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out()),
+    };
+    (result, mean, var)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= tol * scale,
+                "{what}: {x} vs {y} (scale {scale})"
+            );
+        }
+    }
+
+    /// Output, input/gamma/beta gradients and running statistics after two steps.
+    fn run<const D: usize>(
+        x: &Tensor<D>,
+        upstream: &Tensor<D>,
+        act: Activation,
+        fused: bool,
+    ) -> Vec<Vec<f32>> {
+        let device = x.device();
+        let c = x.dims()[1];
+        let mut bn = BatchNormConfig::new(c).with_momentum(0.3).init(&device);
+        bn.gamma = Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device));
+        bn.beta = Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device));
+        let mut out = Vec::new();
+        for step in 0..2 {
+            let xi = x.clone().mul_scalar(1.0 + step as f64).require_grad();
+            let y = if fused {
+                super::fused(&bn, &xi, act).expect("the fused path applies")
+            } else {
+                act.apply(bn.forward(xi.clone()))
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            if step == 1 {
+                out.push(read(y));
+                out.push(read(xi.grad(&grads).unwrap()));
+                out.push(read(bn.gamma.val().grad(&grads).unwrap()));
+                out.push(read(bn.beta.val().grad(&grads).unwrap()));
+            }
+        }
+        out.push(read(bn.running_mean.value_sync()));
+        out.push(read(bn.running_var.value_sync()));
+        out
+    }
+
+    fn check<const D: usize>(x: Tensor<D>, what: &str) {
+        let upstream = Tensor::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+        ] {
+            // Same seed for both runs: gamma and beta are drawn identically.
+            burn::tensor::Device::flex().seed(7);
+            let fused = run(&x, &upstream, act, true);
+            burn::tensor::Device::flex().seed(7);
+            let plain = run(&x, &upstream, act, false);
+            let names = [
+                "output",
+                "dx",
+                "dgamma",
+                "dbeta",
+                "running mean",
+                "running var",
+            ];
+            for ((f, p), name) in fused.iter().zip(&plain).zip(names) {
+                close(f, p, 2e-5, &format!("{what} {act:?} {name}"));
+            }
+        }
+    }
+
+    #[test]
+    fn fused_batch_norm_equals_burns_in_value_gradient_and_running_statistics() {
+        let device = Device::flex().autodiff();
+        let n = |shape: Vec<usize>| {
+            Tensor::<1>::random(
+                [shape.iter().product::<usize>()],
+                Distribution::Normal(0.5, 2.0),
+                &device,
+            )
+        };
+        check(n(vec![6, 5]).reshape([6, 5]), "[6, 5]");
+        check(n(vec![4, 3, 7]).reshape([4, 3, 7]), "[4, 3, 7]");
+        check(n(vec![2, 3, 4, 5]).reshape([2, 3, 4, 5]), "[2, 3, 4, 5]");
+        check(
+            n(vec![2, 2, 3, 2, 2]).reshape([2, 2, 3, 2, 2]),
+            "[2, 2, 3, 2, 2]",
+        );
+        // A transposed (non-contiguous) input, as the conv head passes it.
+        check(
+            n(vec![3, 4, 5]).reshape([3, 4, 5]).swap_dims(1, 2),
+            "[3, 5, 4]^T",
+        );
+    }
+
+    #[test]
+    fn inference_and_plain_devices_use_burns_path() {
+        let device = Device::flex();
+        let bn = BatchNormConfig::new(3).init(&device);
+        let x = Tensor::<3>::random([2, 3, 4], Distribution::Default, &device);
+        assert!(super::fused(&bn, &x, Activation::Relu).is_none());
+        let a = read(batch_norm(&bn, x.clone(), Activation::Relu));
+        let b = read(relu(bn.forward(x)));
+        assert_eq!(a, b);
+    }
+}
