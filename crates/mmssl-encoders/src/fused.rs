@@ -158,10 +158,10 @@ impl Backward<Flex, 3> for FusedBatchNorm {
                 let (mut sd, mut sdx) = (0.0f64, 0.0f64);
                 for b in 0..s.batch {
                     let o = (b * channels + c) * l;
-                    for k in o..o + l {
-                        let xh = (s.x[k] - s.mean[c]) * s.inv_std[c];
-                        sd += dz[k] as f64;
-                        sdx += (dz[k] * xh) as f64;
+                    for (&g, &v) in dz[o..o + l].iter().zip(&s.x[o..o + l]) {
+                        let xh = (v - s.mean[c]) * s.inv_std[c];
+                        sd += g as f64;
+                        sdx += (g * xh) as f64;
                     }
                 }
                 (sd as f32, sdx as f32)
