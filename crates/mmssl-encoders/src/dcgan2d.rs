@@ -2,12 +2,11 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, batch_norm};
+use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
@@ -91,7 +90,7 @@ impl DcganEncoder2d {
     /// - `x`: `[B, in_channels, 32, 32]`
     /// - output `conv`: `[B, 64, 64]`, output `z`: `[B, latent_dim]`
     pub fn forward(&self, x: Tensor<4>) -> EncoderOutput {
-        let h = leaky_relu(self.conv1.forward(x), LEAKY_SLOPE);
+        let h = activate(self.conv1.forward(x), Activation::LeakyRelu(LEAKY_SLOPE));
         let tapped = self.conv2.forward(h);
         let h = batch_norm(
             &self.bn2,

@@ -2,12 +2,11 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, batch_norm};
+use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig3d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
@@ -92,7 +91,7 @@ impl DcganEncoder3d {
     /// - `x`: `[B, in_channels, 64, 64, 64]`
     /// - output `conv`: `[B, 128, 512]`, output `z`: `[B, latent_dim]`
     pub fn forward(&self, x: Tensor<5>) -> EncoderOutput {
-        let h = leaky_relu(self.conv1.forward(x), LEAKY_SLOPE);
+        let h = activate(self.conv1.forward(x), Activation::LeakyRelu(LEAKY_SLOPE));
         let h = batch_norm(
             &self.bn2,
             self.conv2.forward(h),

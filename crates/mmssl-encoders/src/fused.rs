@@ -114,6 +114,64 @@ fn fused<const D: usize>(
     Some(Tensor::from_primitive::<AdFlex>(out))
 }
 
+/// `activation(x)`, one pass forward and one backward in training mode on the CPU backend
+/// (burn's `leaky_relu` is a comparison and a masked select each way); identical in value and
+/// gradient to [`Activation`]'s burn function, which other backends use.
+pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    let Some(slope) = activation.slope() else {
+        return x;
+    };
+    if x.device().is_autodiff()
+        && let Ok(px) = x.clone().try_into_primitive::<AdFlex>()
+        && px.primitive().dtype() == burn::tensor::DType::F32
+    {
+        let shape = px.primitive().layout().shape().clone();
+        let xs = contiguous(px.primitive());
+        let y: Vec<f32> = xs
+            .par_iter()
+            .map(|&v| if v > 0.0 { v } else { v * slope })
+            .collect();
+        let out = FlexTensor::from_data(TensorData::new(y, shape));
+        let kind = FusedActivation
+            .prepare::<NoCheckpointing>([px.node()])
+            .compute_bound()
+            .stateful();
+        let result = match kind {
+            OpsKind::Tracked(prep) => {
+                let state = (Arc::new(xs), slope);
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        return Tensor::from_primitive::<AdFlex>(result);
+    }
+    activation.apply(x)
+}
+
+#[derive(Debug)]
+struct FusedActivation;
+
+impl Backward<Flex, 1> for FusedActivation {
+    /// The input and the slope below zero.
+    type State = (Arc<Vec<f32>>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, slope) = ops.state;
+        let upstream = grads.consume::<Flex>(&ops.node);
+        let shape = upstream.layout().shape().clone();
+        let dy = contiguous(&upstream);
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            let dx: Vec<f32> = dy
+                .par_iter()
+                .zip(x.par_iter())
+                .map(|(g, v)| if *v > 0.0 { *g } else { g * slope })
+                .collect();
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
 #[derive(Debug)]
 struct FusedBatchNorm;
 
@@ -409,6 +467,34 @@ mod tests {
             n(vec![3, 4, 5]).reshape([3, 4, 5]).swap_dims(1, 2),
             "[3, 5, 4]^T",
         );
+    }
+
+    #[test]
+    fn fused_activations_equal_burns() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<1>::random([2 * 3 * 4 * 5], Distribution::Normal(0.0, 1.0), &device)
+            .reshape([2, 3, 4, 5])
+            .swap_dims(1, 3);
+        let w = Tensor::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+        for act in [
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+            Activation::Identity,
+        ] {
+            let run = |fused: bool| {
+                let xi = x.clone().require_grad();
+                let y = if fused {
+                    activate(xi.clone(), act)
+                } else {
+                    act.apply(xi.clone())
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                (read(y), read(xi.grad(&g).unwrap()))
+            };
+            let (a, b) = (run(true), run(false));
+            assert_eq!(a.0, b.0, "{act:?} value");
+            close(&a.1, &b.1, 1e-6, &format!("{act:?} gradient"));
+        }
     }
 
     #[test]

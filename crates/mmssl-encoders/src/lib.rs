@@ -45,7 +45,7 @@ pub use dcgan2d::{DcganEncoder2d, DcganEncoder2dConfig};
 pub use dcgan3d::{DcganEncoder3d, DcganEncoder3dConfig};
 pub use decoder2d::{DcganDecoder2d, DcganDecoder2dConfig};
 pub use decoder3d::{DcganDecoder3d, DcganDecoder3dConfig};
-pub use fused::{Activation, batch_norm};
+pub use fused::{Activation, activate, batch_norm};
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
 
