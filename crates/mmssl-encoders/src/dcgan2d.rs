@@ -2,7 +2,9 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm};
+use crate::{
+    Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm, conv2d_forward,
+};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -90,8 +92,11 @@ impl DcganEncoder2d {
     /// - `x`: `[B, in_channels, 32, 32]`
     /// - output `conv`: `[B, 64, 64]`, output `z`: `[B, latent_dim]`
     pub fn forward(&self, x: Tensor<4>) -> EncoderOutput {
-        let h = activate(self.conv1.forward(x), Activation::LeakyRelu(LEAKY_SLOPE));
-        let tapped = self.conv2.forward(h);
+        let h = activate(
+            conv2d_forward(&self.conv1, x),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let tapped = conv2d_forward(&self.conv2, h);
         let h = batch_norm(
             &self.bn2,
             tapped.clone(),
@@ -99,10 +104,10 @@ impl DcganEncoder2d {
         );
         let h = batch_norm(
             &self.bn3,
-            self.conv3.forward(h),
+            conv2d_forward(&self.conv3, h),
             Activation::LeakyRelu(LEAKY_SLOPE),
         );
-        let z = self.conv4.forward(h);
+        let z = conv2d_forward(&self.conv4, h);
         let [b, c, hh, ww] = tapped.dims();
         EncoderOutput {
             conv: tapped.reshape([b, c, hh * ww]),

@@ -2,7 +2,9 @@
 //! (ISBI 2021).
 
 use crate::init::{leaky_relu_gain, xavier_conv};
-use crate::{Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm};
+use crate::{
+    Activation, EncoderError, EncoderOutput, LEAKY_SLOPE, activate, batch_norm, conv3d_forward,
+};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -91,13 +93,16 @@ impl DcganEncoder3d {
     /// - `x`: `[B, in_channels, 64, 64, 64]`
     /// - output `conv`: `[B, 128, 512]`, output `z`: `[B, latent_dim]`
     pub fn forward(&self, x: Tensor<5>) -> EncoderOutput {
-        let h = activate(self.conv1.forward(x), Activation::LeakyRelu(LEAKY_SLOPE));
-        let h = batch_norm(
-            &self.bn2,
-            self.conv2.forward(h),
+        let h = activate(
+            conv3d_forward(&self.conv1, x),
             Activation::LeakyRelu(LEAKY_SLOPE),
         );
-        let tapped = self.conv3.forward(h);
+        let h = batch_norm(
+            &self.bn2,
+            conv3d_forward(&self.conv2, h),
+            Activation::LeakyRelu(LEAKY_SLOPE),
+        );
+        let tapped = conv3d_forward(&self.conv3, h);
         let h = batch_norm(
             &self.bn3,
             tapped.clone(),
@@ -105,10 +110,10 @@ impl DcganEncoder3d {
         );
         let h = batch_norm(
             &self.bn4,
-            self.conv4.forward(h),
+            conv3d_forward(&self.conv4, h),
             Activation::LeakyRelu(LEAKY_SLOPE),
         );
-        let z = self.conv5.forward(h);
+        let z = conv3d_forward(&self.conv5, h);
         let [b, c, d, hh, ww] = tapped.dims();
         EncoderOutput {
             conv: tapped.reshape([b, c, d * hh * ww]),

@@ -36,6 +36,7 @@ mod dcgan3d;
 mod decoder2d;
 mod decoder3d;
 mod fused;
+mod fused_conv;
 pub mod init;
 mod latent_head;
 mod output;
@@ -46,6 +47,7 @@ pub use dcgan3d::{DcganEncoder3d, DcganEncoder3dConfig};
 pub use decoder2d::{DcganDecoder2d, DcganDecoder2dConfig};
 pub use decoder3d::{DcganDecoder3d, DcganDecoder3dConfig};
 pub use fused::{Activation, activate, batch_norm};
+pub use fused_conv::{conv2d_forward, conv3d_forward};
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
 
