@@ -171,7 +171,7 @@ fn apply<const D: usize>(
     if px.dtype() != burn::tensor::DType::F32 || pw.dtype() != burn::tensor::DType::F32 {
         return None;
     }
-    let y = forward(&contiguous(&px), &contiguous(&pw), &dims);
+    let (y, _) = forward(&contiguous(&px), &contiguous(&pw), &dims, false);
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
         TensorData::new(y, out_shape),
     )))
@@ -189,6 +189,23 @@ fn contiguous(t: &FlexTensor) -> Vec<f32> {
     }
 }
 
+thread_local! {
+    /// Per-thread column buffer, reused across samples, layers and steps (the columns of one
+    /// 3D sample are tens of MB: allocating them each time cost page faults and zeroing).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer of `len` values (contents unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
 #[derive(Debug)]
 struct FusedConv;
 
@@ -196,6 +213,8 @@ struct FusedConv;
 struct Saved {
     x: Arc<Vec<f32>>,
     w: Arc<Vec<f32>>,
+    /// Columns of every sample `[B, K, P]`, when small enough to keep.
+    cols: Option<Arc<Vec<f32>>>,
     dims: Dims,
     in_shape: burn::tensor::Shape,
     w_shape: burn::tensor::Shape,
@@ -206,23 +225,25 @@ fn tracked(x: AdTensor, w: AdTensor, dims: Dims, out_shape: Vec<usize>) -> AdTen
     let w_shape = w.primitive().layout().shape().clone();
     let xs = Arc::new(contiguous(x.primitive()));
     let ws = Arc::new(contiguous(w.primitive()));
-    let y = FlexTensor::from_data(TensorData::new(forward(&xs, &ws, &dims), out_shape));
     let kind = FusedConv
         .prepare::<NoCheckpointing>([x.node(), w.node()])
         .compute_bound()
         .stateful();
+    let output = |y: Vec<f32>| FlexTensor::from_data(TensorData::new(y, out_shape));
     match kind {
-        OpsKind::Tracked(prep) => prep.finish(
-            Saved {
+        OpsKind::Tracked(prep) => {
+            let (y, cols) = forward(&xs, &ws, &dims, true);
+            let saved = Saved {
                 x: xs,
                 w: ws,
+                cols: cols.map(Arc::new),
                 dims,
                 in_shape,
                 w_shape,
-            },
-            y,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(y),
+            };
+            prep.finish(saved, output(y))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output(forward(&xs, &ws, &dims, false).0)),
     }
 }
 
@@ -236,12 +257,7 @@ impl Backward<Flex, 2> for FusedConv {
         let [px, pw] = ops.parents;
         let (k, p, o) = (d.k(), d.p(), d.c_out);
         let threads = rayon::current_num_threads().max(1);
-        let per_sample = d.batch >= threads;
-        let inner = if per_sample {
-            Parallelism::None
-        } else {
-            Parallelism::Rayon(0)
-        };
+        let (per_sample, inner) = split(d.batch);
         if let Some(node) = pw {
             // dW = sum_b dY_b [O, P] x cols_b^T [P, K], one partial sum per chunk of samples.
             let chunk = d.batch.div_ceil(if per_sample { threads } else { 1 });
@@ -250,35 +266,42 @@ impl Backward<Flex, 2> for FusedConv {
                 .par_chunks(chunk)
                 .map(|samples| {
                     let mut dw = vec![0.0f32; o * k];
-                    let mut cols = vec![0.0f32; k * p];
-                    for &b in samples {
-                        im2col(&s.x[b * d.in_len()..(b + 1) * d.in_len()], &d, &mut cols);
-                        let dyb = &dy[b * o * p..(b + 1) * o * p];
-                        // SAFETY: dims and strides describe the slices' row-major layouts.
-                        unsafe {
-                            gemm::gemm(
-                                o,
-                                k,
-                                p,
-                                dw.as_mut_ptr(),
-                                1,
-                                k as isize,
-                                true,
-                                dyb.as_ptr(),
-                                1,
-                                p as isize,
-                                cols.as_ptr(),
-                                p as isize,
-                                1,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                inner,
-                            );
+                    with_scratch(k * p, |scratch| {
+                        for &b in samples {
+                            let cols: &[f32] = match &s.cols {
+                                Some(all) => &all[b * k * p..(b + 1) * k * p],
+                                None => {
+                                    im2col(&s.x[b * d.in_len()..(b + 1) * d.in_len()], &d, scratch);
+                                    scratch
+                                }
+                            };
+                            let dyb = &dy[b * o * p..(b + 1) * o * p];
+                            // SAFETY: dims and strides describe the slices' row-major layouts.
+                            unsafe {
+                                gemm::gemm(
+                                    o,
+                                    k,
+                                    p,
+                                    dw.as_mut_ptr(),
+                                    1,
+                                    k as isize,
+                                    true,
+                                    dyb.as_ptr(),
+                                    1,
+                                    p as isize,
+                                    cols.as_ptr(),
+                                    p as isize,
+                                    1,
+                                    1.0,
+                                    1.0,
+                                    false,
+                                    false,
+                                    false,
+                                    inner,
+                                );
+                            }
                         }
-                    }
+                    });
                     dw
                 })
                 .collect();
@@ -297,33 +320,34 @@ impl Backward<Flex, 2> for FusedConv {
             // dcols_b = W^T [K, O] x dY_b [O, P], folded back onto the input.
             let mut dx = vec![0.0f32; d.batch * d.in_len()];
             let work = |(b, dxb): (usize, &mut [f32])| {
-                let mut dcols = vec![0.0f32; k * p];
-                let dyb = &dy[b * o * p..(b + 1) * o * p];
-                // SAFETY: as above; W^T is read through swapped strides.
-                unsafe {
-                    gemm::gemm(
-                        k,
-                        p,
-                        o,
-                        dcols.as_mut_ptr(),
-                        1,
-                        p as isize,
-                        false,
-                        s.w.as_ptr(),
-                        k as isize,
-                        1,
-                        dyb.as_ptr(),
-                        1,
-                        p as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        inner,
-                    );
-                }
-                col2im(&dcols, &d, dxb);
+                with_scratch(k * p, |dcols| {
+                    let dyb = &dy[b * o * p..(b + 1) * o * p];
+                    // SAFETY: as above; W^T is read through swapped strides.
+                    unsafe {
+                        gemm::gemm(
+                            k,
+                            p,
+                            o,
+                            dcols.as_mut_ptr(),
+                            1,
+                            p as isize,
+                            false,
+                            s.w.as_ptr(),
+                            k as isize,
+                            1,
+                            dyb.as_ptr(),
+                            1,
+                            p as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            inner,
+                        );
+                    }
+                    col2im(dcols, &d, dxb);
+                })
             };
             if per_sample {
                 dx.par_chunks_mut(d.in_len()).enumerate().for_each(work);
@@ -338,51 +362,91 @@ impl Backward<Flex, 2> for FusedConv {
     }
 }
 
-/// The output `[B, O, P]` of `x` `[B, C, D, H, W]` with weights `w` `[O, K]`.
-fn forward(x: &[f32], w: &[f32], d: &Dims) -> Vec<f32> {
+/// Columns of all samples are kept from the forward for the backward up to this many values
+/// (32 MiB per layer: every 2D layer); beyond, the backward recomputes them.
+const KEEP_COLUMNS: usize = 8 << 20;
+
+/// [`KEEP_COLUMNS`], lowered by a test to cover the recomputing backward (either path gives the
+/// same numbers, so other threads reading it meanwhile are unaffected).
+static KEEP_LIMIT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(KEEP_COLUMNS);
+
+/// One sample: unfold `xb` into `cols`, then `yb [O, P] = w [O, K] x cols [K, P]`.
+fn sample(xb: &[f32], w: &[f32], d: &Dims, cols: &mut [f32], yb: &mut [f32], inner: Parallelism) {
     let (k, p, o) = (d.k(), d.p(), d.c_out);
-    let mut y = vec![0.0f32; d.batch * o * p];
+    im2col(xb, d, cols);
+    // SAFETY: dims and strides describe the slices' row-major layouts.
+    unsafe {
+        gemm::gemm(
+            o,
+            p,
+            k,
+            yb.as_mut_ptr(),
+            1,
+            p as isize,
+            false,
+            w.as_ptr(),
+            1,
+            k as isize,
+            cols.as_ptr(),
+            1,
+            p as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            inner,
+        );
+    }
+}
+
+/// Samples go to threads when there are at least as many as threads; otherwise each product
+/// runs in parallel.
+fn split(batch: usize) -> (bool, Parallelism) {
     let threads = rayon::current_num_threads().max(1);
-    let per_sample = d.batch >= threads;
-    let inner = if per_sample {
-        Parallelism::None
+    if batch >= threads {
+        (true, Parallelism::None)
     } else {
-        Parallelism::Rayon(0)
-    };
-    let work = |(b, yb): (usize, &mut [f32])| {
-        let mut cols = vec![0.0f32; k * p];
-        im2col(&x[b * d.in_len()..(b + 1) * d.in_len()], d, &mut cols);
-        // SAFETY: dims and strides describe the slices' row-major layouts.
-        unsafe {
-            gemm::gemm(
-                o,
-                p,
-                k,
-                yb.as_mut_ptr(),
-                1,
-                p as isize,
-                false,
-                w.as_ptr(),
-                1,
-                k as isize,
-                cols.as_ptr(),
-                1,
-                p as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                inner,
-            );
+        (false, Parallelism::Rayon(0))
+    }
+}
+
+/// The output `[B, O, P]` of `x` `[B, C, D, H, W]` with weights `w` `[O, K]`, and with `keep`
+/// (and at most [`KEEP_COLUMNS`] values) the columns of every sample `[B, K, P]`.
+fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+    let (k, p, o, n) = (d.k(), d.p(), d.c_out, d.in_len());
+    let mut y = vec![0.0f32; d.batch * o * p];
+    let (per_sample, inner) = split(d.batch);
+    if keep && d.batch * k * p <= KEEP_LIMIT.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut cols = vec![0.0f32; d.batch * k * p];
+        let work = |(b, (c, yb)): (usize, (&mut [f32], &mut [f32]))| {
+            sample(&x[b * n..(b + 1) * n], w, d, c, yb, inner)
+        };
+        if per_sample {
+            cols.par_chunks_mut(k * p)
+                .zip(y.par_chunks_mut(o * p))
+                .enumerate()
+                .for_each(work);
+        } else {
+            cols.chunks_mut(k * p)
+                .zip(y.chunks_mut(o * p))
+                .enumerate()
+                .for_each(work);
         }
+        return (y, Some(cols));
+    }
+    let work = |(b, yb): (usize, &mut [f32])| {
+        with_scratch(k * p, |cols| {
+            sample(&x[b * n..(b + 1) * n], w, d, cols, yb, inner)
+        })
     };
     if per_sample {
         y.par_chunks_mut(o * p).enumerate().for_each(work);
     } else {
         y.chunks_mut(o * p).enumerate().for_each(work);
     }
-    y
+    (y, None)
 }
 
 /// Calls `f(row, input offset, output offset, count)` for every run of output locations along
@@ -433,18 +497,56 @@ fn runs(d: &Dims, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
 }
 
 /// Unfolds one sample `[C, D, H, W]` into `cols` `[K, P]` (zero where the kernel overlaps the
-/// padding).
+/// padding). Every value of `cols` is written once, so a reused buffer needs no clearing.
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
-    cols.fill(0.0);
-    runs(d, |_, input, out, n, stride| {
-        if stride == 1 {
-            cols[out..out + n].copy_from_slice(&x[input..input + n]);
-        } else {
-            for (i, c) in cols[out..out + n].iter_mut().enumerate() {
-                *c = x[input + i * stride];
+    let [kd, kh, kw] = d.g.kernel;
+    let [sd, sh, sw] = d.g.stride;
+    let [pd, ph, pw] = d.g.padding;
+    let [id, ih, iw] = d.input;
+    let [od, oh, ow] = d.output;
+    let mut segments = cols.chunks_exact_mut(ow);
+    for c in 0..d.c_in {
+        for kz in 0..kd {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let lo = (pw.saturating_sub(kx)).div_ceil(sw).min(ow);
+                    let hi = if iw + pw > kx {
+                        ((iw + pw - kx - 1) / sw + 1).min(ow)
+                    } else {
+                        0
+                    }
+                    .max(lo);
+                    for oz in 0..od {
+                        let iz = (oz * sd + kz) as isize - pd as isize;
+                        for oy in 0..oh {
+                            let seg = segments.next().expect("cols has K x P values");
+                            let iy = (oy * sh + ky) as isize - ph as isize;
+                            if iz < 0 || iz >= id as isize || iy < 0 || iy >= ih as isize {
+                                seg.fill(0.0);
+                                continue;
+                            }
+                            seg[..lo].fill(0.0);
+                            seg[hi..].fill(0.0);
+                            if hi > lo {
+                                let start =
+                                    ((c * id + iz as usize) * ih + iy as usize) * iw + lo * sw + kx
+                                        - pw;
+                                if sw == 1 {
+                                    seg[lo..hi].copy_from_slice(&x[start..start + hi - lo]);
+                                } else {
+                                    for (o, v) in
+                                        seg[lo..hi].iter_mut().zip(x[start..].iter().step_by(sw))
+                                    {
+                                        *o = *v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
-    });
+    }
 }
 
 /// Adds the columns' gradient `dcols` `[K, P]` back onto one sample's input gradient.
@@ -546,6 +648,8 @@ mod tests {
     #[test]
     fn fused_conv3d_equals_burns_in_value_and_gradients() {
         let device = Device::flex().autodiff();
+        // Recompute the columns in the backward here (the 2D test keeps them).
+        KEEP_LIMIT.store(0, std::sync::atomic::Ordering::Relaxed);
         for (b, ci, co, n, k, s, p) in [
             (2, 1, 3, 8, 4, 2, 1),
             (1, 2, 4, 5, 3, 2, 1),
@@ -576,6 +680,7 @@ mod tests {
                 &what,
             );
         }
+        KEEP_LIMIT.store(KEEP_COLUMNS, std::sync::atomic::Ordering::Relaxed);
     }
 
     #[test]
