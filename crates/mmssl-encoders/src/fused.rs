@@ -28,6 +28,10 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
+
+/// Fewest values a thread takes in the elementwise passes (smaller pieces cost more in
+/// scheduling than they save).
+const GRAIN: usize = 1 << 14;
 type AdTensor = <AdFlex as BackendTypes>::FloatTensorPrimitive;
 
 /// The activation applied after a batch normalisation.
@@ -129,6 +133,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
         let xs = contiguous(px.primitive());
         let y: Vec<f32> = xs
             .par_iter()
+            .with_min_len(GRAIN)
             .map(|&v| if v > 0.0 { v } else { v * slope })
             .collect();
         let out = FlexTensor::from_data(TensorData::new(y, shape));
@@ -165,6 +170,7 @@ impl Backward<Flex, 1> for FusedActivation {
             let dx: Vec<f32> = dy
                 .par_iter()
                 .zip(x.par_iter())
+                .with_min_len(GRAIN)
                 .map(|(g, v)| if *v > 0.0 { *g } else { g * slope })
                 .collect();
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
@@ -206,6 +212,7 @@ impl Backward<Flex, 3> for FusedBatchNorm {
             Some(slope) => dy
                 .par_iter()
                 .zip(s.y.par_iter())
+                .with_min_len(GRAIN)
                 .map(|(g, y)| if *y > 0.0 { *g } else { g * slope })
                 .collect(),
         };
@@ -231,6 +238,7 @@ impl Backward<Flex, 3> for FusedBatchNorm {
             dx.par_chunks_mut(l)
                 .zip(dz.par_chunks(l))
                 .zip(s.x.par_chunks(l))
+                .with_min_len(GRAIN.div_ceil(l))
                 .enumerate()
                 .for_each(|(row, ((dx, dz), x))| {
                     let c = row % channels;
@@ -320,6 +328,7 @@ fn tracked(
     let mut y = vec![0.0f32; xs.len()];
     y.par_chunks_mut(l)
         .zip(xs.par_chunks(l))
+        .with_min_len(GRAIN.div_ceil(l.max(1)))
         .enumerate()
         .for_each(|(row, (y, x))| {
             let c = row % channels;
