@@ -21,9 +21,9 @@ pub struct LoaderConfig {
 }
 
 impl Default for LoaderConfig {
-    /// Two workers, two batches ahead each: image pairs load two orders of magnitude faster
-    /// than a training step consumes them, and volumes need the second worker (see
-    /// `docs/data.md`).
+    /// Two workers, two batches ahead each: one worker already loads image pairs two orders of
+    /// magnitude faster than a CPU training step consumes them (see `docs/data.md`); the second
+    /// overlaps the slower first epoch of a volume cohort, which reads and resamples files.
     fn default() -> Self {
         LoaderConfig {
             workers: 2,
