@@ -28,7 +28,6 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_backend::ops::FloatTensorOps;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -38,6 +37,8 @@ type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
 /// The shape and constants of one InfoNCE term.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
+    /// Embedding dimension `d` (columns of the anchors and targets).
+    pub dim: usize,
     /// Anchor locations per sample.
     pub anchor_locations: usize,
     /// Target locations per sample.
@@ -64,7 +65,7 @@ pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<2>, layout: Layout) -> Option<Te
         a.clone().try_into_primitive::<Flex>(),
         t.clone().try_into_primitive::<Flex>(),
     ) {
-        let (out, _) = forward(&pa, &pt, layout, false);
+        let (out, _) = forward(&to_vec(&pa), &to_vec(&pt), layout, false);
         return Some(Tensor::from_primitive::<Flex>(out));
     }
     None
@@ -78,8 +79,10 @@ struct FusedInfoNce;
 /// What the backward needs: the inputs and the two `[M, N]` derivative matrices.
 #[derive(Debug, Clone)]
 struct Saved {
-    a: FlexTensor,
-    t: FlexTensor,
+    /// Anchors, row-major `[M, d]`.
+    a: Arc<Vec<f32>>,
+    /// Targets, row-major `[N, d]`.
+    t: Arc<Vec<f32>>,
     /// `dloss/dr`, row-major `[M, N]`.
     dloss: Arc<Vec<f32>>,
     /// `r`, row-major `[M, N]` (`dpenalty/dr` is `2 lambda r / (M N)`).
@@ -94,25 +97,113 @@ impl Backward<Flex, 2> for FusedInfoNce {
         let s = ops.state;
         let upstream = grads.consume::<Flex>(&ops.node);
         let g = to_vec(&upstream);
-        let (m, n) = (s.a.layout().shape()[0], s.t.layout().shape()[0]);
+        let (m, n) = (s.a.len() / s.layout.dim, s.t.len() / s.layout.dim);
+        let dim = s.layout.dim;
         let g_loss = g[0];
         let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
         let d: Vec<f32> = s
             .dloss
             .par_iter()
             .zip(s.raw.par_iter())
+            .with_min_len(1 << 14)
             .map(|(dl, r)| g_loss * dl + g_pen * r)
             .collect();
-        let d = FlexTensor::from_data(TensorData::new(d, [m, n]));
         let [pa, pt] = ops.parents;
         if let Some(node) = pa {
-            let da = Flex::float_matmul(d.clone(), s.t.clone());
-            grads.register::<Flex>(node.id, Flex::float_mul_scalar(da, s.layout.scale.into()));
+            // da = s D t: [M, N] x [N, d].
+            let mut da = vec![0.0f32; m * dim];
+            let (lhs, rhs) = (Operand::rows(&d, n), Operand::rows(&s.t, dim));
+            matmul(&mut da, (m, dim, n), lhs, rhs, s.layout.scale);
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(da, [m, dim])),
+            );
         }
         if let Some(node) = pt {
-            let dt = Flex::float_matmul(Flex::float_transpose(d), s.a.clone());
-            grads.register::<Flex>(node.id, Flex::float_mul_scalar(dt, s.layout.scale.into()));
+            // dt = s D^T a: [N, M] x [M, d].
+            let mut dt = vec![0.0f32; n * dim];
+            let (lhs, rhs) = (Operand::transposed(&d, n), Operand::rows(&s.a, dim));
+            matmul(&mut dt, (n, dim, m), lhs, rhs, s.layout.scale);
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(dt, [n, dim])),
+            );
         }
+    }
+}
+
+/// A row-major operand of [`matmul`]: its values and its column and row strides.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    col_stride: usize,
+    row_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// A row-major `[rows, cols]` matrix.
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Operand {
+            data,
+            col_stride: 1,
+            row_stride: cols,
+        }
+    }
+
+    /// The transpose of a row-major `[cols, rows]` matrix.
+    fn transposed(data: &'a [f32], rows: usize) -> Self {
+        Operand {
+            data,
+            col_stride: rows,
+            row_stride: 1,
+        }
+    }
+}
+
+/// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (`dst` row-major) through the `gemm` crate,
+/// transposed operands read through their strides (no copy).
+fn matmul(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    scale: f32,
+) {
+    let reach = |o: &Operand<'_>, rows: usize, cols: usize| {
+        (rows.max(1) - 1) * o.row_stride + (cols.max(1) - 1) * o.col_stride
+    };
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    assert!(
+        m * k == 0 || reach(&lhs, m, k) < lhs.data.len(),
+        "matmul: left operand too small"
+    );
+    assert!(
+        k * n == 0 || reach(&rhs, k, n) < rhs.data.len(),
+        "matmul: right operand too small"
+    );
+    // SAFETY: the assertions keep every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
     }
 }
 
@@ -121,21 +212,21 @@ fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> AdTensor {
         .prepare::<NoCheckpointing>([a.node(), t.node()])
         .compute_bound()
         .stateful();
-    let (pa, pt) = (a.primitive().clone(), t.primitive().clone());
+    let (av, tv) = (to_vec(a.primitive()), to_vec(t.primitive()));
     match kind {
         OpsKind::Tracked(prep) => {
-            let (out, saved) = forward(&pa, &pt, layout, true);
+            let (out, saved) = forward(&av, &tv, layout, true);
             let (dloss, raw) = saved.expect("derivatives were requested");
             let state = Saved {
-                a: pa,
-                t: pt,
+                a: Arc::new(av),
+                t: Arc::new(tv),
                 dloss: Arc::new(dloss),
                 raw: Arc::new(raw),
                 layout,
             };
             prep.finish(state, out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&pa, &pt, layout, false).0),
+        OpsKind::UnTracked(prep) => prep.finish(forward(&av, &tv, layout, false).0),
     }
 }
 
@@ -156,17 +247,22 @@ type Derivatives = (Vec<f32>, Vec<f32>);
 
 /// Loss and penalty `[2]`, and with `derivatives` the matrices `dloss/dr` and `r`.
 fn forward(
-    a: &FlexTensor,
-    t: &FlexTensor,
+    a: &[f32],
+    t: &[f32],
     layout: Layout,
     derivatives: bool,
 ) -> (FlexTensor, Option<Derivatives>) {
-    let (m, n) = (a.layout().shape()[0], t.layout().shape()[0]);
-    let raw = Flex::float_mul_scalar(
-        Flex::float_matmul(a.clone(), Flex::float_transpose(t.clone())),
-        layout.scale.into(),
+    let dim = layout.dim;
+    let (m, n) = (a.len() / dim, t.len() / dim);
+    // r = s a t^T: [M, d] x [d, N].
+    let mut raw = vec![0.0f32; m * n];
+    matmul(
+        &mut raw,
+        (m, n, dim),
+        Operand::rows(a, dim),
+        Operand::transposed(t, dim),
+        layout.scale,
     );
-    let raw = to_vec(&raw);
     let Layout {
         anchor_locations: la,
         target_locations: lt,
@@ -376,6 +472,7 @@ mod tests {
     #[test]
     fn flex_tensors_take_the_fused_path() {
         let layout = Layout {
+            dim: 8,
             anchor_locations: 1,
             target_locations: 3,
             scale: 0.5,

@@ -291,6 +291,7 @@ pub fn contrast(
             let t = targets.clone().swap_dims(1, 2).reshape([b * lt, d]);
             let (g, h, scale) = critic.factors(a, t)?;
             let layout = crate::fused::Layout {
+                dim: g.dims()[1],
                 anchor_locations: la,
                 target_locations: lt,
                 scale: scale as f32,
