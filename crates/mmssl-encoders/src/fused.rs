@@ -15,6 +15,7 @@
 //! biased batch variance). Other backends, inference mode and non-`f32` tensors use burn's
 //! `BatchNorm::forward` and the activation functions unchanged.
 
+use crate::cpu::{AdTensor, HostTensor, autodiff_primitive};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Tensor, TensorData};
@@ -22,17 +23,12 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_backend::BackendTypes;
-use burn_flex::{Flex, FlexTensor};
+use burn_flex::Flex;
 use rayon::prelude::*;
-use std::sync::Arc;
-
-type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
 
 /// Fewest values a thread takes in the elementwise passes (smaller pieces cost more in
 /// scheduling than they save).
 const GRAIN: usize = 1 << 14;
-type AdTensor = <AdFlex as BackendTypes>::FloatTensorPrimitive;
 
 /// The activation applied after a batch normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +60,17 @@ impl Activation {
     }
 }
 
+/// `value` for `reference > 0`, `slope value` otherwise: the activation (`reference` = `value`)
+/// and its backward (`reference` = input or output, `value` = gradient).
+#[inline(always)]
+fn leaky(value: f32, reference: f32, slope: f32) -> f32 {
+    if reference > 0.0 {
+        value
+    } else {
+        value * slope
+    }
+}
+
 /// `activation(bn(x))` for `x` `[B, C, ...]`: identical in value, gradient and running-statistics
 /// update to `activation(bn.forward(x))`, fused into one operation in training mode on the CPU
 /// backend.
@@ -88,34 +95,26 @@ fn fused<const D: usize>(
     if D < 2 || !device.is_autodiff() || !bn.training.is_enabled() {
         return None;
     }
-    let px = x.clone().try_into_primitive::<AdFlex>().ok()?;
-    let pg = bn.gamma.val().try_into_primitive::<AdFlex>().ok()?;
-    let pb = bn.beta.val().try_into_primitive::<AdFlex>().ok()?;
-    if px.primitive().dtype() != burn::tensor::DType::F32 {
-        return None;
-    }
+    let px = autodiff_primitive(x)?;
+    let pg = autodiff_primitive(&bn.gamma.val())?;
+    let pb = autodiff_primitive(&bn.beta.val())?;
     let dims = x.dims();
-    let (out, mean, var) = tracked(px, pg, pb, dims[0], dims[1], bn.epsilon, activation.slope());
-    let m = bn.momentum;
-    let blend = |old: Tensor<1>, batch: Vec<f32>| {
-        let old: Vec<f32> = old
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .unwrap_or_default();
-        let new: Vec<f32> = old
-            .iter()
-            .zip(&batch)
-            .map(|(o, b)| ((1.0 - m) * *o as f64 + m * *b as f64) as f32)
-            .collect();
-        let n = new.len();
-        Tensor::<1>::from_data(TensorData::new(new, [n]), &device)
+    let (out, mean, var) = tracked(px, pg, pb, dims[0], dims[1], bn.epsilon, activation.slope())?;
+    // The running statistics, with burn's own expression (`BatchNorm::forward_train`).
+    let blend = |running: Tensor<1>, batch: Vec<f32>| {
+        let n = batch.len();
+        let batch = Tensor::<1>::from_data(TensorData::new(batch, [n]), &device);
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(batch.mul_scalar(bn.momentum))
+            .detach()
     };
     bn.running_mean
         .update(blend(bn.running_mean.value_sync(), mean));
     bn.running_var
         .update(blend(bn.running_var.value_sync(), var));
-    Some(Tensor::from_primitive::<AdFlex>(out))
+    Some(Tensor::from_primitive::<crate::cpu::AdFlex>(out))
 }
 
 /// `activation(x)`, one pass forward and one backward in training mode on the CPU backend
@@ -125,32 +124,33 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
     let Some(slope) = activation.slope() else {
         return x;
     };
-    if x.device().is_autodiff()
-        && let Ok(px) = x.clone().try_into_primitive::<AdFlex>()
-        && px.primitive().dtype() == burn::tensor::DType::F32
-    {
-        let shape = px.primitive().layout().shape().clone();
-        let xs = contiguous(px.primitive());
-        let y: Vec<f32> = xs
-            .par_iter()
-            .with_min_len(GRAIN)
-            .map(|&v| if v > 0.0 { v } else { v * slope })
-            .collect();
-        let out = FlexTensor::from_data(TensorData::new(y, shape));
-        let kind = FusedActivation
-            .prepare::<NoCheckpointing>([px.node()])
-            .compute_bound()
-            .stateful();
-        let result = match kind {
-            OpsKind::Tracked(prep) => {
-                let state = (Arc::new(xs), slope);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        return Tensor::from_primitive::<AdFlex>(result);
+    let fused = x
+        .device()
+        .is_autodiff()
+        .then(|| autodiff_primitive(&x))
+        .flatten()
+        .and_then(|px| {
+            let xs = HostTensor::new(px.primitive())?;
+            let y: Vec<f32> = xs
+                .values()
+                .par_iter()
+                .with_min_len(GRAIN)
+                .map(|&v| leaky(v, v, slope))
+                .collect();
+            let out = HostTensor::from_vec(y, xs.shape().clone()).into_flex();
+            let kind = FusedActivation
+                .prepare::<NoCheckpointing>([px.node()])
+                .compute_bound()
+                .stateful();
+            Some(match kind {
+                OpsKind::Tracked(prep) => prep.finish((xs, slope), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            })
+        });
+    match fused {
+        Some(out) => Tensor::from_primitive::<crate::cpu::AdFlex>(out),
+        None => activation.apply(x),
     }
-    activation.apply(x)
 }
 
 #[derive(Debug)]
@@ -158,22 +158,22 @@ struct FusedActivation;
 
 impl Backward<Flex, 1> for FusedActivation {
     /// The input and the slope below zero.
-    type State = (Arc<Vec<f32>>, f32);
+    type State = (HostTensor, f32);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, slope) = ops.state;
-        let upstream = grads.consume::<Flex>(&ops.node);
-        let shape = upstream.layout().shape().clone();
-        let dy = contiguous(&upstream);
+        let dy = grads.consume::<Flex>(&ops.node);
         let [parent] = ops.parents;
-        if let Some(node) = parent {
+        if let (Some(node), Some(dy)) = (parent, HostTensor::new(&dy)) {
             let dx: Vec<f32> = dy
+                .values()
                 .par_iter()
-                .zip(x.par_iter())
+                .zip(x.values().par_iter())
                 .with_min_len(GRAIN)
-                .map(|(g, v)| if *v > 0.0 { *g } else { g * slope })
+                .map(|(&g, &v)| leaky(g, v, slope))
                 .collect();
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+            let dx = HostTensor::from_vec(dx, x.shape().clone());
+            grads.register::<Flex>(node.id, dx.into_flex());
         }
     }
 }
@@ -185,14 +185,13 @@ struct FusedBatchNorm;
 #[derive(Debug, Clone)]
 struct Saved {
     /// The input, contiguous `[B, C, L]`.
-    x: Arc<Vec<f32>>,
+    x: HostTensor,
     /// The output (its sign gives the activation's derivative).
-    y: Arc<Vec<f32>>,
+    y: HostTensor,
     gamma: Vec<f32>,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
     batch: usize,
-    shape: burn::tensor::Shape,
     slope: Option<f32>,
 }
 
@@ -201,19 +200,22 @@ impl Backward<Flex, 3> for FusedBatchNorm {
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = ops.state;
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let Some(dy) = HostTensor::new(&grads.consume::<Flex>(&ops.node)) else {
+            return;
+        };
+        let (x, dy) = (s.x.values(), dy.values());
         let channels = s.gamma.len();
-        let l = s.x.len() / (s.batch * channels);
+        let l = x.len() / (s.batch * channels);
         let n = (s.batch * l) as f32;
         // dz = dy act'(z); act'(z) from the sign of y (same sign as z for slope > 0; y = 0
         // exactly where ReLU cut).
         let dz: Vec<f32> = match s.slope {
-            None => dy,
+            None => dy.to_vec(),
             Some(slope) => dy
                 .par_iter()
-                .zip(s.y.par_iter())
+                .zip(s.y.values().par_iter())
                 .with_min_len(GRAIN)
-                .map(|(g, y)| if *y > 0.0 { *g } else { g * slope })
+                .map(|(&g, &y)| leaky(g, y, slope))
                 .collect(),
         };
         // Per channel: sum(dz) and sum(dz x_hat).
@@ -223,7 +225,7 @@ impl Backward<Flex, 3> for FusedBatchNorm {
                 let (mut sd, mut sdx) = (0.0f64, 0.0f64);
                 for b in 0..s.batch {
                     let o = (b * channels + c) * l;
-                    for (&g, &v) in dz[o..o + l].iter().zip(&s.x[o..o + l]) {
+                    for (&g, &v) in dz[o..o + l].iter().zip(&x[o..o + l]) {
                         let xh = (v - s.mean[c]) * s.inv_std[c];
                         sd += g as f64;
                         sdx += (g * xh) as f64;
@@ -234,10 +236,10 @@ impl Backward<Flex, 3> for FusedBatchNorm {
             .collect();
         let [px, pg, pb] = ops.parents;
         if let Some(node) = px {
-            let mut dx = vec![0.0f32; s.x.len()];
+            let mut dx = vec![0.0f32; x.len()];
             dx.par_chunks_mut(l)
                 .zip(dz.par_chunks(l))
-                .zip(s.x.par_chunks(l))
+                .zip(x.par_chunks(l))
                 .with_min_len(GRAIN.div_ceil(l))
                 .enumerate()
                 .for_each(|(row, ((dx, dz), x))| {
@@ -250,35 +252,18 @@ impl Backward<Flex, 3> for FusedBatchNorm {
                         *o = scale * (g - mean_dz - xh * mean_dzx);
                     }
                 });
-            let t = FlexTensor::from_data(TensorData::new(dx, s.shape.clone()));
-            grads.register::<Flex>(node.id, t);
+            let dx = HostTensor::from_vec(dx, s.x.shape().clone());
+            grads.register::<Flex>(node.id, dx.into_flex());
         }
+        let per_channel = |pick: fn(&(f32, f32)) -> f32| {
+            HostTensor::from_vec(sums.iter().map(pick).collect(), [channels]).into_flex()
+        };
         if let Some(node) = pg {
-            let g: Vec<f32> = sums.iter().map(|p| p.1).collect();
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(g, [channels])),
-            );
+            grads.register::<Flex>(node.id, per_channel(|p| p.1));
         }
         if let Some(node) = pb {
-            let g: Vec<f32> = sums.iter().map(|p| p.0).collect();
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(g, [channels])),
-            );
+            grads.register::<Flex>(node.id, per_channel(|p| p.0));
         }
-    }
-}
-
-fn contiguous(t: &FlexTensor) -> Vec<f32> {
-    let c = t.to_contiguous();
-    match c.as_slice::<f32>() {
-        Some(s) => s.to_vec(),
-        None => c
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default(),
     }
 }
 
@@ -291,11 +276,11 @@ fn tracked(
     channels: usize,
     epsilon: f64,
     slope: Option<f32>,
-) -> (AdTensor, Vec<f32>, Vec<f32>) {
-    let shape = x.primitive().layout().shape().clone();
-    let xs = Arc::new(contiguous(x.primitive()));
-    let gs = contiguous(gamma.primitive());
-    let bs = contiguous(beta.primitive());
+) -> Option<(AdTensor, Vec<f32>, Vec<f32>)> {
+    let host = HostTensor::new(x.primitive())?;
+    let gs = HostTensor::new(gamma.primitive())?.values().to_vec();
+    let bs = HostTensor::new(beta.primitive())?;
+    let (xs, bs) = (host.values(), bs.values());
     let l = xs.len() / (batch * channels).max(1);
     let n = (batch * l) as f64;
     // Two passes per channel (mean, then centred squares) for accuracy.
@@ -343,34 +328,32 @@ fn tracked(
                 Some(s) => {
                     for (o, &v) in y.iter_mut().zip(x) {
                         let z = v * a + b;
-                        *o = if z > 0.0 { z } else { z * s };
+                        *o = leaky(z, z, s);
                     }
                 }
             }
         });
-    let y = Arc::new(y);
-    let out = || FlexTensor::from_data(TensorData::new(y.as_ref().clone(), shape.clone()));
+    let y = HostTensor::from_vec(y, host.shape().clone());
     let kind = FusedBatchNorm
         .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
         .compute_bound()
         .stateful();
-    let result = match kind {
+    let out = match kind {
         OpsKind::Tracked(prep) => {
             let state = Saved {
-                x: xs,
+                x: host,
                 y: y.clone(),
                 gamma: gs,
                 mean: mean.clone(),
                 inv_std,
                 batch,
-                shape: shape.clone(),
                 slope,
             };
-            prep.finish(state, out())
+            prep.finish(state, y.into_flex())
         }
-        OpsKind::UnTracked(prep) => prep.finish(out()),
+        OpsKind::UnTracked(prep) => prep.finish(y.into_flex()),
     };
-    (result, mean, var)
+    Some((out, mean, var))
 }
 
 #[cfg(test)]

@@ -13,21 +13,18 @@
 //! `Conv2d::forward` / `Conv3d::forward` unchanged. Values and gradients are tested against
 //! burn's.
 
+use crate::cpu::{
+    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
+};
 use burn::nn::conv::{Conv2d, Conv3d};
 use burn::nn::{PaddingConfig2d, PaddingConfig3d};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_backend::BackendTypes;
-use burn_flex::{Flex, FlexTensor};
-use gemm::Parallelism;
+use burn_flex::Flex;
 use rayon::prelude::*;
-use std::sync::Arc;
-
-type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
-type AdTensor = <AdFlex as BackendTypes>::FloatTensorPrimitive;
 
 /// `conv.forward(x)`, through the fused CPU convolution where it applies.
 pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -143,50 +140,20 @@ fn apply<const D: usize>(
 ) -> Option<Tensor<D>> {
     let c_out = weight.dims()[0];
     let dims = Dims::new(input, c_out, g)?;
-    let out_shape: Vec<usize> = if D == 4 {
-        vec![dims.batch, c_out, dims.output[1], dims.output[2]]
-    } else {
-        vec![
-            dims.batch,
-            c_out,
-            dims.output[0],
-            dims.output[1],
-            dims.output[2],
-        ]
-    };
+    let mut out_shape = vec![dims.batch, c_out];
+    out_shape.extend_from_slice(&dims.output[3 - (D - 2)..]);
     if x.device().is_autodiff() {
-        let px = x.clone().try_into_primitive::<AdFlex>().ok()?;
-        let pw = weight.clone().try_into_primitive::<AdFlex>().ok()?;
-        if px.primitive().dtype() != burn::tensor::DType::F32
-            || pw.primitive().dtype() != burn::tensor::DType::F32
-        {
-            return None;
-        }
+        let (px, pw) = (autodiff_primitive(x)?, autodiff_primitive(weight)?);
         return Some(Tensor::from_primitive::<AdFlex>(tracked(
             px, pw, dims, out_shape,
-        )));
+        )?));
     }
-    let px = x.clone().try_into_primitive::<Flex>().ok()?;
-    let pw = weight.clone().try_into_primitive::<Flex>().ok()?;
-    if px.dtype() != burn::tensor::DType::F32 || pw.dtype() != burn::tensor::DType::F32 {
-        return None;
-    }
-    let (y, _) = forward(&contiguous(&px), &contiguous(&pw), &dims, false);
-    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
-        TensorData::new(y, out_shape),
-    )))
-}
-
-fn contiguous(t: &FlexTensor) -> Vec<f32> {
-    let c = t.to_contiguous();
-    match c.as_slice::<f32>() {
-        Some(s) => s.to_vec(),
-        None => c
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default(),
-    }
+    let px = HostTensor::new(&plain_primitive(x)?)?;
+    let pw = HostTensor::new(&plain_primitive(weight)?)?;
+    let (y, _) = forward(px.values(), pw.values(), &dims, false);
+    Some(Tensor::from_primitive::<Flex>(
+        HostTensor::from_vec(y, out_shape).into_flex(),
+    ))
 }
 
 thread_local! {
@@ -211,40 +178,36 @@ struct FusedConv;
 
 #[derive(Debug, Clone)]
 struct Saved {
-    x: Arc<Vec<f32>>,
-    w: Arc<Vec<f32>>,
+    x: HostTensor,
+    w: HostTensor,
     /// Columns of every sample `[B, K, P]`, when small enough to keep.
-    cols: Option<Arc<Vec<f32>>>,
+    cols: Option<std::sync::Arc<Vec<f32>>>,
     dims: Dims,
-    in_shape: burn::tensor::Shape,
-    w_shape: burn::tensor::Shape,
 }
 
-fn tracked(x: AdTensor, w: AdTensor, dims: Dims, out_shape: Vec<usize>) -> AdTensor {
-    let in_shape = x.primitive().layout().shape().clone();
-    let w_shape = w.primitive().layout().shape().clone();
-    let xs = Arc::new(contiguous(x.primitive()));
-    let ws = Arc::new(contiguous(w.primitive()));
+fn tracked(x: AdTensor, w: AdTensor, dims: Dims, out_shape: Vec<usize>) -> Option<AdTensor> {
+    let xs = HostTensor::new(x.primitive())?;
+    let ws = HostTensor::new(w.primitive())?;
     let kind = FusedConv
         .prepare::<NoCheckpointing>([x.node(), w.node()])
         .compute_bound()
         .stateful();
-    let output = |y: Vec<f32>| FlexTensor::from_data(TensorData::new(y, out_shape));
-    match kind {
+    let output = |y: Vec<f32>| HostTensor::from_vec(y, out_shape).into_flex();
+    Some(match kind {
         OpsKind::Tracked(prep) => {
-            let (y, cols) = forward(&xs, &ws, &dims, true);
+            let (y, cols) = forward(xs.values(), ws.values(), &dims, true);
             let saved = Saved {
                 x: xs,
                 w: ws,
-                cols: cols.map(Arc::new),
+                cols: cols.map(std::sync::Arc::new),
                 dims,
-                in_shape,
-                w_shape,
             };
             prep.finish(saved, output(y))
         }
-        OpsKind::UnTracked(prep) => prep.finish(output(forward(&xs, &ws, &dims, false).0)),
-    }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(output(forward(xs.values(), ws.values(), &dims, false).0))
+        }
+    })
 }
 
 impl Backward<Flex, 2> for FusedConv {
@@ -253,11 +216,14 @@ impl Backward<Flex, 2> for FusedConv {
     fn backward(self, ops: Ops<Saved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = ops.state;
         let d = s.dims;
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let Some(dy) = HostTensor::new(&grads.consume::<Flex>(&ops.node)) else {
+            return;
+        };
+        let (x, w, dy) = (s.x.values(), s.w.values(), dy.values());
         let [px, pw] = ops.parents;
-        let (k, p, o) = (d.k(), d.p(), d.c_out);
+        let (k, p, o, n) = (d.k(), d.p(), d.c_out, d.in_len());
         let threads = rayon::current_num_threads().max(1);
-        let (per_sample, inner) = split(d.batch);
+        let (per_sample, parallel_products) = split(d.batch);
         if let Some(node) = pw {
             // dW = sum_b dY_b [O, P] x cols_b^T [P, K], one partial sum per chunk of samples.
             let chunk = d.batch.div_ceil(if per_sample { threads } else { 1 });
@@ -271,35 +237,13 @@ impl Backward<Flex, 2> for FusedConv {
                             let cols: &[f32] = match &s.cols {
                                 Some(all) => &all[b * k * p..(b + 1) * k * p],
                                 None => {
-                                    im2col(&s.x[b * d.in_len()..(b + 1) * d.in_len()], &d, scratch);
+                                    im2col(&x[b * n..(b + 1) * n], &d, scratch);
                                     scratch
                                 }
                             };
-                            let dyb = &dy[b * o * p..(b + 1) * o * p];
-                            // SAFETY: dims and strides describe the slices' row-major layouts.
-                            unsafe {
-                                gemm::gemm(
-                                    o,
-                                    k,
-                                    p,
-                                    dw.as_mut_ptr(),
-                                    1,
-                                    k as isize,
-                                    true,
-                                    dyb.as_ptr(),
-                                    1,
-                                    p as isize,
-                                    cols.as_ptr(),
-                                    p as isize,
-                                    1,
-                                    1.0,
-                                    1.0,
-                                    false,
-                                    false,
-                                    false,
-                                    inner,
-                                );
-                            }
+                            let dyb = Operand::rows(&dy[b * o * p..(b + 1) * o * p], p);
+                            let colst = Operand::transposed(cols, p);
+                            matmul(&mut dw, (o, k, p), dyb, colst, 1.0, true, parallel_products);
                         }
                     });
                     dw
@@ -311,53 +255,27 @@ impl Backward<Flex, 2> for FusedConv {
                     *a += v;
                 }
             }
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(dw, s.w_shape.clone())),
-            );
+            let dw = HostTensor::from_vec(dw, s.w.shape().clone());
+            grads.register::<Flex>(node.id, dw.into_flex());
         }
         if let Some(node) = px {
             // dcols_b = W^T [K, O] x dY_b [O, P], folded back onto the input.
-            let mut dx = vec![0.0f32; d.batch * d.in_len()];
+            let mut dx = vec![0.0f32; d.batch * n];
             let work = |(b, dxb): (usize, &mut [f32])| {
                 with_scratch(k * p, |dcols| {
-                    let dyb = &dy[b * o * p..(b + 1) * o * p];
-                    // SAFETY: as above; W^T is read through swapped strides.
-                    unsafe {
-                        gemm::gemm(
-                            k,
-                            p,
-                            o,
-                            dcols.as_mut_ptr(),
-                            1,
-                            p as isize,
-                            false,
-                            s.w.as_ptr(),
-                            k as isize,
-                            1,
-                            dyb.as_ptr(),
-                            1,
-                            p as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            inner,
-                        );
-                    }
+                    let wt = Operand::transposed(w, k);
+                    let dyb = Operand::rows(&dy[b * o * p..(b + 1) * o * p], p);
+                    matmul(dcols, (k, p, o), wt, dyb, 1.0, false, parallel_products);
                     col2im(dcols, &d, dxb);
                 })
             };
             if per_sample {
-                dx.par_chunks_mut(d.in_len()).enumerate().for_each(work);
+                dx.par_chunks_mut(n).enumerate().for_each(work);
             } else {
-                dx.chunks_mut(d.in_len()).enumerate().for_each(work);
+                dx.chunks_mut(n).enumerate().for_each(work);
             }
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(dx, s.in_shape.clone())),
-            );
+            let dx = HostTensor::from_vec(dx, s.x.shape().clone());
+            grads.register::<Flex>(node.id, dx.into_flex());
         }
     }
 }
@@ -371,58 +289,27 @@ const KEEP_COLUMNS: usize = 8 << 20;
 static KEEP_LIMIT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(KEEP_COLUMNS);
 
-/// One sample: unfold `xb` into `cols`, then `yb [O, P] = w [O, K] x cols [K, P]`.
-fn sample(xb: &[f32], w: &[f32], d: &Dims, cols: &mut [f32], yb: &mut [f32], inner: Parallelism) {
-    let (k, p, o) = (d.k(), d.p(), d.c_out);
-    im2col(xb, d, cols);
-    // SAFETY: dims and strides describe the slices' row-major layouts.
-    unsafe {
-        gemm::gemm(
-            o,
-            p,
-            k,
-            yb.as_mut_ptr(),
-            1,
-            p as isize,
-            false,
-            w.as_ptr(),
-            1,
-            k as isize,
-            cols.as_ptr(),
-            1,
-            p as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            inner,
-        );
-    }
-}
-
-/// Samples go to threads when there are at least as many as threads; otherwise each product
-/// runs in parallel.
-fn split(batch: usize) -> (bool, Parallelism) {
-    let threads = rayon::current_num_threads().max(1);
-    if batch >= threads {
-        (true, Parallelism::None)
-    } else {
-        (false, Parallelism::Rayon(0))
-    }
+/// Whether samples go to threads (at least as many samples as threads, each product on one
+/// thread) or, with fewer samples, each product runs on all threads.
+fn split(batch: usize) -> (bool, bool) {
+    let per_sample = batch >= rayon::current_num_threads().max(1);
+    (per_sample, !per_sample)
 }
 
 /// The output `[B, O, P]` of `x` `[B, C, D, H, W]` with weights `w` `[O, K]`, and with `keep`
-/// (and at most [`KEEP_COLUMNS`] values) the columns of every sample `[B, K, P]`.
+/// (and at most [`KEEP_LIMIT`] values) the columns of every sample `[B, K, P]`.
 fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let (k, p, o, n) = (d.k(), d.p(), d.c_out, d.in_len());
     let mut y = vec![0.0f32; d.batch * o * p];
-    let (per_sample, inner) = split(d.batch);
+    let (per_sample, parallel_products) = split(d.batch);
+    let sample = |b: usize, cols: &mut [f32], yb: &mut [f32]| {
+        im2col(&x[b * n..(b + 1) * n], d, cols);
+        let (wm, c) = (Operand::rows(w, k), Operand::rows(cols, p));
+        matmul(yb, (o, p, k), wm, c, 1.0, false, parallel_products);
+    };
     if keep && d.batch * k * p <= KEEP_LIMIT.load(std::sync::atomic::Ordering::Relaxed) {
         let mut cols = vec![0.0f32; d.batch * k * p];
-        let work = |(b, (c, yb)): (usize, (&mut [f32], &mut [f32]))| {
-            sample(&x[b * n..(b + 1) * n], w, d, c, yb, inner)
-        };
+        let work = |(b, (c, yb)): (usize, (&mut [f32], &mut [f32]))| sample(b, c, yb);
         if per_sample {
             cols.par_chunks_mut(k * p)
                 .zip(y.par_chunks_mut(o * p))
@@ -436,11 +323,7 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<
         }
         return (y, Some(cols));
     }
-    let work = |(b, yb): (usize, &mut [f32])| {
-        with_scratch(k * p, |cols| {
-            sample(&x[b * n..(b + 1) * n], w, d, cols, yb, inner)
-        })
-    };
+    let work = |(b, yb): (usize, &mut [f32])| with_scratch(k * p, |cols| sample(b, cols, yb));
     if per_sample {
         y.par_chunks_mut(o * p).enumerate().for_each(work);
     } else {
@@ -449,66 +332,37 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<
     (y, None)
 }
 
-/// Calls `f(row, input offset, output offset, count)` for every run of output locations along
-/// the width whose input positions are inside the (unpadded) input, for every row
-/// `(c, kz, ky, kx)` of the columns and every output `(z, y)`; locations outside stay as they
-/// are (zero).
+/// One stretch of a column row along the output width: output locations `out..out + count` of
+/// the row read input values `input, input + stride, ...`.
+struct Run {
+    out: usize,
+    input: usize,
+    count: usize,
+    stride: usize,
+}
+
+/// A piece of the `[K, P]` columns: a [`Run`] that reads the input, or a range of column
+/// locations that read padding.
+enum Piece {
+    Inside(Run),
+    Padding(std::ops::Range<usize>),
+}
+
+/// Calls `f` with every [`Piece`] of every column row `(c, kz, ky, kx)` and output `(z, y)`;
+/// together the pieces cover the `[K, P]` columns exactly once.
 #[inline(always)]
-fn runs(d: &Dims, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+fn walk(d: &Dims, mut f: impl FnMut(Piece)) {
     let [kd, kh, kw] = d.g.kernel;
     let [sd, sh, sw] = d.g.stride;
     let [pd, ph, pw] = d.g.padding;
     let [id, ih, iw] = d.input;
     let [od, oh, ow] = d.output;
-    let p = d.p();
-    let mut row = 0;
+    let mut seg = 0;
     for c in 0..d.c_in {
         for kz in 0..kd {
             for ky in 0..kh {
                 for kx in 0..kw {
                     // Output x range whose input x = ox*sw + kx - pw lies in [0, iw).
-                    let lo = (pw.saturating_sub(kx)).div_ceil(sw);
-                    let hi = if iw + pw > kx {
-                        ((iw + pw - kx - 1) / sw + 1).min(ow)
-                    } else {
-                        0
-                    };
-                    for oz in 0..od {
-                        let iz = (oz * sd + kz) as isize - pd as isize;
-                        if iz < 0 || iz >= id as isize {
-                            continue;
-                        }
-                        for oy in 0..oh {
-                            let iy = (oy * sh + ky) as isize - ph as isize;
-                            if iy < 0 || iy >= ih as isize || lo >= hi {
-                                continue;
-                            }
-                            let ix0 = lo * sw + kx - pw;
-                            let input = ((c * id + iz as usize) * ih + iy as usize) * iw + ix0;
-                            let out = row * p + (oz * oh + oy) * ow + lo;
-                            f(row, input, out, hi - lo, sw);
-                        }
-                    }
-                    row += 1;
-                }
-            }
-        }
-    }
-}
-
-/// Unfolds one sample `[C, D, H, W]` into `cols` `[K, P]` (zero where the kernel overlaps the
-/// padding). Every value of `cols` is written once, so a reused buffer needs no clearing.
-fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
-    let [kd, kh, kw] = d.g.kernel;
-    let [sd, sh, sw] = d.g.stride;
-    let [pd, ph, pw] = d.g.padding;
-    let [id, ih, iw] = d.input;
-    let [od, oh, ow] = d.output;
-    let mut segments = cols.chunks_exact_mut(ow);
-    for c in 0..d.c_in {
-        for kz in 0..kd {
-            for ky in 0..kh {
-                for kx in 0..kw {
                     let lo = (pw.saturating_sub(kx)).div_ceil(sw).min(ow);
                     let hi = if iw + pw > kx {
                         ((iw + pw - kx - 1) / sw + 1).min(ow)
@@ -517,29 +371,24 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
                     }
                     .max(lo);
                     for oz in 0..od {
-                        let iz = (oz * sd + kz) as isize - pd as isize;
+                        let iz = (oz * sd + kz).checked_sub(pd).filter(|&z| z < id);
                         for oy in 0..oh {
-                            let seg = segments.next().expect("cols has K x P values");
-                            let iy = (oy * sh + ky) as isize - ph as isize;
-                            if iz < 0 || iz >= id as isize || iy < 0 || iy >= ih as isize {
-                                seg.fill(0.0);
+                            let start = seg * ow;
+                            seg += 1;
+                            let iy = (oy * sh + ky).checked_sub(ph).filter(|&y| y < ih);
+                            let (Some(iz), Some(iy)) = (iz, iy) else {
+                                f(Piece::Padding(start..start + ow));
                                 continue;
-                            }
-                            seg[..lo].fill(0.0);
-                            seg[hi..].fill(0.0);
+                            };
+                            f(Piece::Padding(start..start + lo));
+                            f(Piece::Padding(start + hi..start + ow));
                             if hi > lo {
-                                let start =
-                                    ((c * id + iz as usize) * ih + iy as usize) * iw + lo * sw + kx
-                                        - pw;
-                                if sw == 1 {
-                                    seg[lo..hi].copy_from_slice(&x[start..start + hi - lo]);
-                                } else {
-                                    for (o, v) in
-                                        seg[lo..hi].iter_mut().zip(x[start..].iter().step_by(sw))
-                                    {
-                                        *o = *v;
-                                    }
-                                }
+                                f(Piece::Inside(Run {
+                                    out: start + lo,
+                                    input: ((c * id + iz) * ih + iy) * iw + lo * sw + kx - pw,
+                                    count: hi - lo,
+                                    stride: sw,
+                                }));
                             }
                         }
                     }
@@ -549,11 +398,31 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
     }
 }
 
+/// Unfolds one sample `[C, D, H, W]` into `cols` `[K, P]`; every value is written once (zero
+/// where the kernel overlaps the padding), so a reused buffer needs no clearing.
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
+    walk(d, |piece| match piece {
+        Piece::Padding(range) => cols[range].fill(0.0),
+        Piece::Inside(r) => {
+            let dst = &mut cols[r.out..r.out + r.count];
+            if r.stride == 1 {
+                dst.copy_from_slice(&x[r.input..r.input + r.count]);
+            } else {
+                for (o, v) in dst.iter_mut().zip(x[r.input..].iter().step_by(r.stride)) {
+                    *o = *v;
+                }
+            }
+        }
+    });
+}
+
 /// Adds the columns' gradient `dcols` `[K, P]` back onto one sample's input gradient.
 fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
-    runs(d, |_, input, out, n, stride| {
-        for (i, g) in dcols[out..out + n].iter().enumerate() {
-            dx[input + i * stride] += g;
+    walk(d, |piece| {
+        if let Piece::Inside(r) = piece {
+            for (i, g) in dcols[r.out..r.out + r.count].iter().enumerate() {
+                dx[r.input + i * r.stride] += g;
+            }
         }
     });
 }

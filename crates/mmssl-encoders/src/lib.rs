@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod conv_head;
+pub mod cpu;
 mod dcgan2d;
 mod dcgan3d;
 mod decoder2d;

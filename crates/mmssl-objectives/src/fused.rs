@@ -23,16 +23,17 @@
 //! Values agree with the generic path to float rounding (tested); other backends (wgpu, CUDA)
 //! keep the generic path, whose operations their compilers fuse.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
+use mmssl_encoders::cpu::{
+    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
+};
 use rayon::prelude::*;
 use std::sync::Arc;
-
-type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
 
 /// The shape and constants of one InfoNCE term.
 #[derive(Debug, Clone, Copy)]
@@ -55,23 +56,14 @@ pub(crate) struct Layout {
 /// a `[2]` tensor `[loss, penalty]`, when both live on the CPU backend (with or without
 /// autodiff); `None` otherwise (the caller takes the generic path).
 pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<2>, layout: Layout) -> Option<Tensor<1>> {
-    if let (Ok(pa), Ok(pt)) = (
-        a.clone().try_into_primitive::<AdFlex>(),
-        t.clone().try_into_primitive::<AdFlex>(),
-    ) {
-        return Some(Tensor::from_primitive::<AdFlex>(tracked(pa, pt, layout)));
+    if let (Some(pa), Some(pt)) = (autodiff_primitive(a), autodiff_primitive(t)) {
+        return Some(Tensor::from_primitive::<AdFlex>(tracked(pa, pt, layout)?));
     }
-    if let (Ok(pa), Ok(pt)) = (
-        a.clone().try_into_primitive::<Flex>(),
-        t.clone().try_into_primitive::<Flex>(),
-    ) {
-        let (out, _) = forward(&to_vec(&pa), &to_vec(&pt), layout, false);
-        return Some(Tensor::from_primitive::<Flex>(out));
-    }
-    None
+    let a = HostTensor::new(&plain_primitive(a)?)?;
+    let t = HostTensor::new(&plain_primitive(t)?)?;
+    let (out, _) = forward(a.values(), t.values(), layout, false);
+    Some(Tensor::from_primitive::<Flex>(out))
 }
-
-type AdTensor = <AdFlex as burn_backend::BackendTypes>::FloatTensorPrimitive;
 
 #[derive(Debug)]
 struct FusedInfoNce;
@@ -80,9 +72,9 @@ struct FusedInfoNce;
 #[derive(Debug, Clone)]
 struct Saved {
     /// Anchors, row-major `[M, d]`.
-    a: Arc<Vec<f32>>,
+    a: HostTensor,
     /// Targets, row-major `[N, d]`.
-    t: Arc<Vec<f32>>,
+    t: HostTensor,
     /// `dloss/dr`, row-major `[M, N]`.
     dloss: Arc<Vec<f32>>,
     /// `r`, row-major `[M, N]` (`dpenalty/dr` is `2 lambda r / (M N)`).
@@ -95,10 +87,12 @@ impl Backward<Flex, 2> for FusedInfoNce {
 
     fn backward(self, ops: Ops<Saved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = ops.state;
-        let upstream = grads.consume::<Flex>(&ops.node);
-        let g = to_vec(&upstream);
-        let (m, n) = (s.a.len() / s.layout.dim, s.t.len() / s.layout.dim);
+        let Some(g) = HostTensor::new(&grads.consume::<Flex>(&ops.node)) else {
+            return;
+        };
+        let (a, t, g) = (s.a.values(), s.t.values(), g.values());
         let dim = s.layout.dim;
+        let (m, n) = (a.len() / dim, t.len() / dim);
         let g_loss = g[0];
         let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
         let d: Vec<f32> = s
@@ -108,138 +102,55 @@ impl Backward<Flex, 2> for FusedInfoNce {
             .with_min_len(1 << 14)
             .map(|(dl, r)| g_loss * dl + g_pen * r)
             .collect();
+        // da = s D t: [M, N] x [N, d]; dt = s D^T a: [N, M] x [M, d].
         let [pa, pt] = ops.parents;
-        if let Some(node) = pa {
-            // da = s D t: [M, N] x [N, d].
-            let mut da = vec![0.0f32; m * dim];
-            let (lhs, rhs) = (Operand::rows(&d, n), Operand::rows(&s.t, dim));
-            matmul(&mut da, (m, dim, n), lhs, rhs, s.layout.scale);
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(da, [m, dim])),
-            );
-        }
-        if let Some(node) = pt {
-            // dt = s D^T a: [N, M] x [M, d].
-            let mut dt = vec![0.0f32; n * dim];
-            let (lhs, rhs) = (Operand::transposed(&d, n), Operand::rows(&s.a, dim));
-            matmul(&mut dt, (n, dim, m), lhs, rhs, s.layout.scale);
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(dt, [n, dim])),
-            );
-        }
-    }
-}
-
-/// A row-major operand of [`matmul`]: its values and its column and row strides.
-#[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    col_stride: usize,
-    row_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Operand {
-            data,
-            col_stride: 1,
-            row_stride: cols,
-        }
-    }
-
-    /// The transpose of a row-major `[cols, rows]` matrix.
-    fn transposed(data: &'a [f32], rows: usize) -> Self {
-        Operand {
-            data,
-            col_stride: rows,
-            row_stride: 1,
+        let gradients = [
+            (pa, m, Operand::rows(&d, n), Operand::rows(t, dim), n),
+            (pt, n, Operand::transposed(&d, n), Operand::rows(a, dim), m),
+        ];
+        for (parent, rows, lhs, rhs, inner) in gradients {
+            if let Some(node) = parent {
+                let mut grad = vec![0.0f32; rows * dim];
+                matmul(
+                    &mut grad,
+                    (rows, dim, inner),
+                    lhs,
+                    rhs,
+                    s.layout.scale,
+                    false,
+                    true,
+                );
+                let grad = HostTensor::from_vec(grad, [rows, dim]).into_flex();
+                grads.register::<Flex>(node.id, grad);
+            }
         }
     }
 }
 
-/// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (`dst` row-major) through the `gemm` crate,
-/// transposed operands read through their strides (no copy).
-fn matmul(
-    dst: &mut [f32],
-    (m, n, k): (usize, usize, usize),
-    lhs: Operand<'_>,
-    rhs: Operand<'_>,
-    scale: f32,
-) {
-    let reach = |o: &Operand<'_>, rows: usize, cols: usize| {
-        (rows.max(1) - 1) * o.row_stride + (cols.max(1) - 1) * o.col_stride
-    };
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    assert!(
-        m * k == 0 || reach(&lhs, m, k) < lhs.data.len(),
-        "matmul: left operand too small"
+fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> Option<AdTensor> {
+    let (ah, th) = (
+        HostTensor::new(a.primitive())?,
+        HostTensor::new(t.primitive())?,
     );
-    assert!(
-        k * n == 0 || reach(&rhs, k, n) < rhs.data.len(),
-        "matmul: right operand too small"
-    );
-    // SAFETY: the assertions keep every index the strides reach inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
-}
-
-fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> AdTensor {
     let kind = FusedInfoNce
         .prepare::<NoCheckpointing>([a.node(), t.node()])
         .compute_bound()
         .stateful();
-    let (av, tv) = (to_vec(a.primitive()), to_vec(t.primitive()));
-    match kind {
+    Some(match kind {
         OpsKind::Tracked(prep) => {
-            let (out, saved) = forward(&av, &tv, layout, true);
+            let (out, saved) = forward(ah.values(), th.values(), layout, true);
             let (dloss, raw) = saved.expect("derivatives were requested");
             let state = Saved {
-                a: Arc::new(av),
-                t: Arc::new(tv),
+                a: ah,
+                t: th,
                 dloss: Arc::new(dloss),
                 raw: Arc::new(raw),
                 layout,
             };
             prep.finish(state, out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&av, &tv, layout, false).0),
-    }
-}
-
-fn to_vec(t: &FlexTensor) -> Vec<f32> {
-    let c = t.to_contiguous();
-    match c.as_slice::<f32>() {
-        Some(s) => s.to_vec(),
-        None => c
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default(),
-    }
+        OpsKind::UnTracked(prep) => prep.finish(forward(ah.values(), th.values(), layout, false).0),
+    })
 }
 
 /// `dloss/dr` and `r`, row-major `[M, N]`.
@@ -256,13 +167,8 @@ fn forward(
     let (m, n) = (a.len() / dim, t.len() / dim);
     // r = s a t^T: [M, d] x [d, N].
     let mut raw = vec![0.0f32; m * n];
-    matmul(
-        &mut raw,
-        (m, n, dim),
-        Operand::rows(a, dim),
-        Operand::transposed(t, dim),
-        layout.scale,
-    );
+    let (lhs, rhs) = (Operand::rows(a, dim), Operand::transposed(t, dim));
+    matmul(&mut raw, (m, n, dim), lhs, rhs, layout.scale, false, true);
     let Layout {
         anchor_locations: la,
         target_locations: lt,
@@ -292,7 +198,7 @@ fn forward(
         .fold((0.0, 0.0), |(l, q), (rl, rq)| (l + rl, q + rq));
     let loss = (loss / positives as f64) as f32;
     let penalty = (layout.penalty as f64 * square / (m * n) as f64) as f32;
-    let out = FlexTensor::from_data(TensorData::new(vec![loss, penalty], [2]));
+    let out = HostTensor::from_vec(vec![loss, penalty], [2]).into_flex();
     (out, derivatives.then_some((dloss, raw)))
 }
 

@@ -1,0 +1,219 @@
+//! Plumbing shared by mmssl's fused operations on burn's CPU backend (`flex`): the fused batch
+//! norm, activation and convolution here, and the fused InfoNCE of `mmssl-objectives`.
+//!
+//! A fused operation takes its tensors down to the backend primitive ([`autodiff_primitive`],
+//! [`plain_primitive`]), reads them in place as [`HostTensor`]s, multiplies with [`matmul`] and
+//! hands a [`HostTensor`] back to burn. Anything that is not an `f32` tensor on `flex` gives
+//! `None`, and the caller takes burn's generic path.
+
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_backend::BackendTypes;
+use burn_flex::{Flex, FlexTensor};
+
+/// burn's CPU backend with autodiff, as `Device::flex().autodiff()` creates it.
+pub type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
+/// A float tensor primitive of [`AdFlex`].
+pub type AdTensor = <AdFlex as BackendTypes>::FloatTensorPrimitive;
+
+/// The autodiff CPU primitive of `x`, if `x` is an `f32` tensor on `Device::flex().autodiff()`.
+pub fn autodiff_primitive<const D: usize>(x: &Tensor<D>) -> Option<AdTensor> {
+    let p = x.clone().try_into_primitive::<AdFlex>().ok()?;
+    (p.primitive().dtype() == DType::F32).then_some(p)
+}
+
+/// The CPU primitive of `x`, if `x` is an `f32` tensor on `Device::flex()` (no autodiff).
+pub fn plain_primitive<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
+    let p = x.clone().try_into_primitive::<Flex>().ok()?;
+    (p.dtype() == DType::F32).then_some(p)
+}
+
+/// A contiguous `f32` CPU tensor whose values are read in place: made without a copy from a
+/// tensor that is already contiguous, and cheap to clone (the storage is shared).
+#[derive(Debug, Clone)]
+pub struct HostTensor(FlexTensor);
+
+impl HostTensor {
+    /// `t` as a contiguous tensor (copied only if it is a strided view); `None` unless `f32`.
+    pub fn new(t: &FlexTensor) -> Option<Self> {
+        if t.dtype() != DType::F32 {
+            return None;
+        }
+        let c = t.to_contiguous();
+        c.as_slice::<f32>()?;
+        Some(HostTensor(c))
+    }
+
+    /// A tensor of `shape` holding `values` (row-major).
+    pub fn from_vec(values: Vec<f32>, shape: impl Into<Shape>) -> Self {
+        HostTensor(FlexTensor::from_data(TensorData::new(values, shape)))
+    }
+
+    /// The values, row-major.
+    pub fn values(&self) -> &[f32] {
+        self.0
+            .as_slice::<f32>()
+            .expect("a HostTensor is contiguous f32 by construction")
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        self.0.layout().shape()
+    }
+
+    /// The backend tensor, for handing back to burn.
+    pub fn into_flex(self) -> FlexTensor {
+        self.0
+    }
+}
+
+/// A matrix operand of [`matmul`]: values and the strides between columns and between rows, so
+/// a transposed matrix is read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Operand<'a> {
+    data: &'a [f32],
+    col_stride: usize,
+    row_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// A row-major `[rows, cols]` matrix.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Operand {
+            data,
+            col_stride: 1,
+            row_stride: cols,
+        }
+    }
+
+    /// The transpose of a row-major `[cols, rows]` matrix: a `[rows, cols]` operand.
+    pub fn transposed(data: &'a [f32], rows: usize) -> Self {
+        Operand {
+            data,
+            col_stride: rows,
+            row_stride: 1,
+        }
+    }
+
+    /// Index of the last element of an `[rows, cols]` view, or `None` for an empty one.
+    fn reach(&self, rows: usize, cols: usize) -> Option<usize> {
+        (rows > 0 && cols > 0).then(|| (rows - 1) * self.row_stride + (cols - 1) * self.col_stride)
+    }
+}
+
+/// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (or `dst += ...` with `accumulate`), `dst`
+/// row-major, through the `gemm` crate (the one burn's CPU backend uses), with its own threads
+/// when `parallel`.
+///
+/// # Panics
+/// If an operand is too short for its shape and strides.
+pub fn matmul(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    scale: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(
+        dst.len() >= m * n,
+        "matmul: destination shorter than {m} x {n}"
+    );
+    let fits = |o: &Operand<'_>, r, c| o.reach(r, c).is_none_or(|last| last < o.data.len());
+    assert!(
+        fits(&lhs, m, k),
+        "matmul: left operand shorter than {m} x {k}"
+    );
+    assert!(
+        fits(&rhs, k, n),
+        "matmul: right operand shorter than {k} x {n}"
+    );
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assertions keep every index the shapes and strides reach inside the slices,
+    // and `dst` is exclusively borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_matches_a_loop_with_transposed_operands_and_accumulation() {
+        let (m, n, k) = (3, 4, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect(); // [m, k]
+        let bt: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect(); // [n, k]
+        let mut want = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = 2.0 * (0..k).map(|q| a[i * k + q] * bt[j * k + q]).sum::<f32>();
+            }
+        }
+        let mut got = vec![0.0f32; m * n];
+        let (lhs, rhs) = (Operand::rows(&a, k), Operand::transposed(&bt, k));
+        matmul(&mut got, (m, n, k), lhs, rhs, 2.0, false, true);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        matmul(&mut got, (m, n, k), lhs, rhs, 2.0, true, false);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - 2.0 * w).abs() < 1e-5, "accumulated {g} vs {}", 2.0 * w);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "right operand shorter")]
+    fn matmul_rejects_short_operands() {
+        let a = [1.0f32; 6];
+        let mut d = [0.0f32; 4];
+        matmul(
+            &mut d,
+            (2, 2, 3),
+            Operand::rows(&a, 3),
+            Operand::rows(&a[..5], 2),
+            1.0,
+            false,
+            false,
+        );
+    }
+
+    #[test]
+    fn host_tensors_read_strided_views_and_refuse_other_dtypes() {
+        let t = FlexTensor::from_data(TensorData::new(
+            vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0],
+            [2, 3],
+        ));
+        let h = HostTensor::new(&t.transpose(0, 1)).unwrap();
+        assert_eq!(h.values(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(h.shape().dims::<2>(), [3, 2]);
+        let ints = FlexTensor::from_data(TensorData::new(vec![1i64, 2], [2]));
+        assert!(HostTensor::new(&ints).is_none());
+    }
+}
