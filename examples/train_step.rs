@@ -23,63 +23,50 @@ use mmssl::train::{ContrastiveModel, Method, RAdamConfig};
 use rand::{SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
-struct Args {
-    what: String,
-    objective: String,
-    modalities: usize,
-    dims: usize,
-    batch: usize,
-    locations: usize,
-    size: usize,
-    warmup: usize,
-    reps: usize,
-    backend: String,
+/// What to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum What {
+    /// One training step of a contrastive model.
+    Step,
+    /// One InfoNCE term, forward and backward.
+    Infonce,
+    /// One square f32 matrix product.
+    Gemm,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut argv = std::env::args().skip(1);
-    let what = argv
-        .next()
-        .ok_or("usage: train_step step|infonce|gemm [--flag value ...]")?;
-    let mut a = Args {
-        what,
-        objective: "CR-XX-CC".into(),
-        modalities: 2,
-        dims: 2,
-        batch: 64,
-        locations: 64,
-        size: 1024,
-        warmup: 3,
-        reps: 10,
-        backend: "cpu".into(),
-    };
-    while let Some(flag) = argv.next() {
-        let value = argv.next().ok_or(format!("{flag} needs a value"))?;
-        let num = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
-        match flag.as_str() {
-            "--objective" => a.objective = value.clone(),
-            "--modalities" => a.modalities = num()?,
-            "--dims" => a.dims = num()?,
-            "--batch" => a.batch = num()?,
-            "--locations" => a.locations = num()?,
-            "--size" => a.size = num()?,
-            "--warmup" => a.warmup = num()?,
-            "--reps" => a.reps = num()?,
-            "--backend" => a.backend = value.clone(),
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    if !matches!(a.what.as_str(), "step" | "infonce" | "gemm") {
-        return Err(format!("unknown benchmark {}", a.what));
-    }
-    if a.dims != 2 && a.dims != 3 {
-        return Err(format!("--dims {}: 2 or 3", a.dims));
-    }
-    Ok(a)
+/// Times mmssl's training step, the InfoNCE objective and an f32 GEMM (JSON line on stdout).
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// What to time.
+    #[arg(value_enum)]
+    what: What,
+    /// The objective of `step`.
+    #[arg(long, default_value = "CR-XX-CC")]
+    objective: String,
+    /// Modalities of `step` (1 for the unimodal CR).
+    #[arg(long, default_value_t = 2)]
+    modalities: usize,
+    /// 2 (1x32x32 images) or 3 (1x64^3 volumes).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    dims: u8,
+    /// Batch size (B).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Target locations per sample of `infonce` (L_t).
+    #[arg(long, default_value_t = 64)]
+    locations: usize,
+    /// Side of the square matrices of `gemm`.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Untimed repetitions first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// cpu, or wgpu in a build with `--features wgpu`.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
 }
 
 fn device(backend: &str) -> Result<Device, String> {
@@ -203,17 +190,11 @@ fn gemm(a: &Args, device: &Device) -> Vec<f64> {
 }
 
 fn main() {
-    let a = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("train_step: {e}");
-            std::process::exit(2);
-        }
-    };
-    let result = device(&a.backend).and_then(|d| match a.what.as_str() {
-        "step" => step(&a, &d),
-        "infonce" => Ok(infonce(&a, &d)),
-        _ => Ok(gemm(&a, &d)),
+    let a = <Args as clap::Parser>::parse();
+    let result = device(&a.backend).and_then(|d| match a.what {
+        What::Step => step(&a, &d),
+        What::Infonce => Ok(infonce(&a, &d)),
+        What::Gemm => Ok(gemm(&a, &d)),
     });
     let times = match result {
         Ok(t) => t,
@@ -223,17 +204,17 @@ fn main() {
         }
     };
     // FLOPs of the one matrix product that dominates, for throughput figures.
-    let flops = match a.what.as_str() {
-        "gemm" => 2.0 * (a.size as f64).powi(3),
+    let flops = match a.what {
+        What::Gemm => 2.0 * (a.size as f64).powi(3),
         // Score matrix [B, B L] with d = 64: forward plus the two backward products.
-        "infonce" => 3.0 * 2.0 * (a.batch * a.batch * a.locations * 64) as f64,
-        _ => 0.0,
+        What::Infonce => 3.0 * 2.0 * (a.batch * a.batch * a.locations * 64) as f64,
+        What::Step => 0.0,
     };
     let m = median(&times);
     let gflops = if flops > 0.0 { flops / (m * 1e6) } else { 0.0 };
     println!(
         "{{\"impl\":\"mmssl\",\"what\":\"{}\",\"objective\":\"{}\",\"modalities\":{},\"dims\":{},\"batch\":{},\"locations\":{},\"size\":{},\"backend\":\"{}\",\"median_ms\":{m:.3},\"gflops\":{gflops:.2},\"times_ms\":{:?}}}",
-        a.what,
+        format!("{:?}", a.what).to_lowercase(),
         a.objective,
         a.modalities,
         a.dims,
