@@ -97,8 +97,13 @@ impl<'a> Operand<'a> {
 
     /// Index of the last element of an `[rows, cols]` view, or `None` for an empty one.
     fn reach(&self, rows: usize, cols: usize) -> Option<usize> {
-        (rows > 0 && cols > 0).then(|| (rows - 1) * self.row_stride + (cols - 1) * self.col_stride)
+        reach(rows, cols, self.row_stride, self.col_stride)
     }
+}
+
+/// Index of the last element of an `[rows, cols]` view with these strides, `None` if empty.
+fn reach(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
+    (rows > 0 && cols > 0).then(|| (rows - 1) * row_stride + (cols - 1) * col_stride)
 }
 
 /// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (or `dst += ...` with `accumulate`), `dst`
@@ -116,9 +121,42 @@ pub fn matmul(
     accumulate: bool,
     parallel: bool,
 ) {
+    matmul_strided(
+        dst,
+        (n, 1),
+        (m, n, k),
+        lhs,
+        rhs,
+        scale,
+        accumulate,
+        parallel,
+    );
+}
+
+/// [`matmul`] into a destination with its own `(row, column)` strides: `dst[i * row + j *
+/// column]` receives element `(i, j)`, so a product can be written transposed in place.
+///
+/// # Panics
+/// If an operand or the destination is too short for its shape and strides, or if distinct
+/// destination elements would share a slot (a zero stride with more than one row or column).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    dst: &mut [f32],
+    (row_stride, col_stride): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    scale: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert!(
-        dst.len() >= m * n,
+        reach(m, n, row_stride, col_stride).is_none_or(|last| last < dst.len()),
         "matmul: destination shorter than {m} x {n}"
+    );
+    assert!(
+        (row_stride > 0 || m <= 1) && (col_stride > 0 || n <= 1),
+        "matmul: a zero destination stride would alias elements"
     );
     let fits = |o: &Operand<'_>, r, c| o.reach(r, c).is_none_or(|last| last < o.data.len());
     assert!(
@@ -135,15 +173,17 @@ pub fn matmul(
         gemm::Parallelism::None
     };
     // SAFETY: the assertions keep every index the shapes and strides reach inside the slices,
-    // and `dst` is exclusively borrowed.
+    // and `dst` is exclusively borrowed. Distinct (i, j) may still share a slot when the
+    // strides overlap (e.g. row 1, column 1): the products are then summed in an unspecified
+    // order, which is wrong but not undefined behaviour; callers pass disjoint layouts.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            col_stride as isize,
+            row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,

@@ -64,11 +64,77 @@ impl Activation {
 /// and its backward (`reference` = input or output, `value` = gradient).
 #[inline(always)]
 fn leaky(value: f32, reference: f32, slope: f32) -> f32 {
-    if reference > 0.0 {
-        value
-    } else {
-        value * slope
+    // A product with a selected factor rather than a branch: the compiler vectorises it, and
+    // the signs are random (a branch would mispredict half the time). `value * 1.0` is exact.
+    value * if reference > 0.0 { 1.0 } else { slope }
+}
+
+/// `leaky(value[i], reference[i], slope)` for every `i`, in parallel pieces of [`GRAIN`] values
+/// written as plain loops the compiler vectorises.
+fn leaky_map(value: &[f32], reference: &[f32], slope: f32) -> Vec<f32> {
+    let mut out = vec![0.0f32; value.len()];
+    out.par_chunks_mut(GRAIN)
+        .zip(value.par_chunks(GRAIN).zip(reference.par_chunks(GRAIN)))
+        .for_each(|(o, (v, r))| {
+            for ((o, &v), &r) in o.iter_mut().zip(v).zip(r) {
+                *o = leaky(v, r, slope);
+            }
+        });
+    out
+}
+
+/// Independent partial sums per lane, so that the sums below vectorise (a single running sum
+/// is a chain of dependent additions); each row is at most a few thousand values, and the rows
+/// are added in `f64`.
+const LANES: usize = 8;
+
+/// `sum(x)`.
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
     }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `sum((x - mean)^2)`.
+fn lane_squared_deviation(x: &[f32], mean: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += (v - mean) * (v - mean);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `(sum(g), sum(g (x - mean)))`.
+fn lane_sum_and_dot(g: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
+    let (mut sg, mut sd) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (gt, xt) = (gc.remainder(), xc.remainder());
+    for (gc, xc) in gc.zip(xc) {
+        for j in 0..LANES {
+            sg[j] += gc[j];
+            sd[j] += gc[j] * (xc[j] - mean);
+        }
+    }
+    let tail_g: f32 = gt.iter().sum();
+    let tail_d: f32 = gt.iter().zip(xt).map(|(g, x)| g * (x - mean)).sum();
+    (
+        sg.iter().sum::<f32>() + tail_g,
+        sd.iter().sum::<f32>() + tail_d,
+    )
 }
 
 /// `activation(bn(x))` for `x` `[B, C, ...]`: identical in value, gradient and running-statistics
@@ -131,12 +197,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
         .flatten()
         .and_then(|px| {
             let xs = HostTensor::new(px.primitive())?;
-            let y: Vec<f32> = xs
-                .values()
-                .par_iter()
-                .with_min_len(GRAIN)
-                .map(|&v| leaky(v, v, slope))
-                .collect();
+            let y = leaky_map(xs.values(), xs.values(), slope);
             let out = HostTensor::from_vec(y, xs.shape().clone()).into_flex();
             let kind = FusedActivation
                 .prepare::<NoCheckpointing>([px.node()])
@@ -165,13 +226,7 @@ impl Backward<Flex, 1> for FusedActivation {
         let dy = grads.consume::<Flex>(&ops.node);
         let [parent] = ops.parents;
         if let (Some(node), Some(dy)) = (parent, HostTensor::new(&dy)) {
-            let dx: Vec<f32> = dy
-                .values()
-                .par_iter()
-                .zip(x.values().par_iter())
-                .with_min_len(GRAIN)
-                .map(|(&g, &v)| leaky(g, v, slope))
-                .collect();
+            let dx = leaky_map(dy.values(), x.values(), slope);
             let dx = HostTensor::from_vec(dx, x.shape().clone());
             grads.register::<Flex>(node.id, dx.into_flex());
         }
@@ -209,29 +264,26 @@ impl Backward<Flex, 3> for FusedBatchNorm {
         let n = (s.batch * l) as f32;
         // dz = dy act'(z); act'(z) from the sign of y (same sign as z for slope > 0; y = 0
         // exactly where ReLU cut).
-        let dz: Vec<f32> = match s.slope {
-            None => dy.to_vec(),
-            Some(slope) => dy
-                .par_iter()
-                .zip(s.y.values().par_iter())
-                .with_min_len(GRAIN)
-                .map(|(&g, &y)| leaky(g, y, slope))
-                .collect(),
+        let dz_owned;
+        let dz: &[f32] = match s.slope {
+            None => dy,
+            Some(slope) => {
+                dz_owned = leaky_map(dy, s.y.values(), slope);
+                &dz_owned
+            }
         };
-        // Per channel: sum(dz) and sum(dz x_hat).
+        // Per channel: sum(dz) and sum(dz x_hat) = sum(dz (x - mean)) / sigma.
         let sums: Vec<(f32, f32)> = (0..channels)
             .into_par_iter()
             .map(|c| {
                 let (mut sd, mut sdx) = (0.0f64, 0.0f64);
                 for b in 0..s.batch {
                     let o = (b * channels + c) * l;
-                    for (&g, &v) in dz[o..o + l].iter().zip(&x[o..o + l]) {
-                        let xh = (v - s.mean[c]) * s.inv_std[c];
-                        sd += g as f64;
-                        sdx += (g * xh) as f64;
-                    }
+                    let (g, d) = lane_sum_and_dot(&dz[o..o + l], &x[o..o + l], s.mean[c]);
+                    sd += g as f64;
+                    sdx += d as f64;
                 }
-                (sd as f32, sdx as f32)
+                (sd as f32, (sdx * s.inv_std[c] as f64) as f32)
             })
             .collect();
         let [px, pg, pb] = ops.parents;
@@ -287,21 +339,11 @@ fn tracked(
     let stats: Vec<(f32, f32)> = (0..channels)
         .into_par_iter()
         .map(|c| {
-            let rows = (0..batch).map(|b| (b * channels + c) * l);
-            let sum: f64 = rows
-                .clone()
-                .map(|o| xs[o..o + l].iter().map(|&v| v as f64).sum::<f64>())
-                .sum();
-            let mean = sum / n;
-            let sq: f64 = rows
-                .map(|o| {
-                    xs[o..o + l]
-                        .iter()
-                        .map(|&v| (v as f64 - mean).powi(2))
-                        .sum::<f64>()
-                })
-                .sum();
-            (mean as f32, (sq / n) as f32)
+            let rows = (0..batch).map(|b| &xs[(b * channels + c) * l..][..l]);
+            let sum: f64 = rows.clone().map(|r| lane_sum(r) as f64).sum();
+            let mean = (sum / n) as f32;
+            let sq: f64 = rows.map(|r| lane_squared_deviation(r, mean) as f64).sum();
+            (mean, (sq / n) as f32)
         })
         .collect();
     let mean: Vec<f32> = stats.iter().map(|s| s.0).collect();
