@@ -2,7 +2,7 @@
 //! 2019): a 1x1 residual block with BatchNorm on the sum.
 
 use crate::init::{near_identity, xavier_param};
-use crate::{Activation, EncoderError, batch_norm};
+use crate::{Activation, EncoderError, batch_norm, pointwise};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
@@ -23,7 +23,7 @@ pub struct ConvHeadConfig {
 /// `BN(conv2(ReLU(BN(conv1(x)))) + shortcut(x))`, with `conv1: C -> 64`, `conv2: 64 -> 64`
 /// (no bias) and `shortcut: C -> 64` (with bias). When `C == 64` the shortcut starts near the
 /// identity (`I + U(-0.01, 0.01)`), so the head starts close to a normalised copy of its input.
-/// A 1x1 convolution is a linear map over channels, computed as a matrix product.
+/// A 1x1 convolution is a linear map over channels ([`pointwise`]).
 #[derive(Module, Debug)]
 pub struct ConvHead {
     pub(crate) conv1: Linear,
@@ -80,10 +80,9 @@ impl ConvHead {
     /// - `x`: `[B, in_channels, L]`
     /// - output: `[B, out_channels, L]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.swap_dims(1, 2); // [B, L, C]
-        let h = self.conv1.forward(x.clone()).swap_dims(1, 2);
-        let h = batch_norm(&self.bn1, h, Activation::Relu).swap_dims(1, 2);
-        let h = self.conv2.forward(h) + self.shortcut.forward(x);
-        batch_norm(&self.bn_out, h.swap_dims(1, 2), Activation::Identity)
+        let h = pointwise(&self.conv1, x.clone());
+        let h = batch_norm(&self.bn1, h, Activation::Relu);
+        let h = pointwise(&self.conv2, h) + pointwise(&self.shortcut, x);
+        batch_norm(&self.bn_out, h, Activation::Identity)
     }
 }

@@ -10,6 +10,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_backend::BackendTypes;
 use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
 
 /// burn's CPU backend with autodiff, as `Device::flex().autodiff()` creates it.
 pub type AdFlex = burn_autodiff::Autodiff<Flex, NoCheckpointing>;
@@ -65,6 +66,22 @@ impl HostTensor {
     pub fn into_flex(self) -> FlexTensor {
         self.0
     }
+}
+
+/// `len` zeros; a large buffer is zeroed by all of rayon's threads (a serial `vec![0.0; len]`
+/// left the other core idle for ~10% of a 2D step across the fused operations' buffers).
+pub fn zeros(len: usize) -> Vec<f32> {
+    const PIECE: usize = 1 << 15;
+    if len < 2 * PIECE {
+        return vec![0.0; len];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(PIECE)
+        .for_each(|piece| piece.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the first `len` values were all just written.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// A matrix operand of [`matmul`]: values and the strides between columns and between rows, so
@@ -226,6 +243,66 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - 2.0 * w).abs() < 1e-5, "accumulated {g} vs {}", 2.0 * w);
         }
+    }
+
+    #[test]
+    fn zeros_are_zeros_at_every_size() {
+        for len in [0, 1, 1000, (1 << 16) - 1, 1 << 16, 3 * (1 << 15) + 7] {
+            let z = zeros(len);
+            assert_eq!(z.len(), len);
+            assert!(z.iter().all(|&v| v.to_bits() == 0), "len {len}");
+        }
+    }
+
+    #[test]
+    fn a_strided_destination_receives_the_transposed_product() {
+        let (m, n, k) = (3, 2, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 - 5.0).collect(); // [m, k]
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32).sqrt()).collect(); // [k, n]
+        let mut row_major = vec![0.0f32; m * n];
+        matmul(
+            &mut row_major,
+            (m, n, k),
+            Operand::rows(&a, k),
+            Operand::rows(&b, n),
+            1.0,
+            false,
+            false,
+        );
+        // Element (i, j) to slot j * m + i: the transpose, row-major [n, m].
+        let mut transposed = vec![0.0f32; m * n];
+        matmul_strided(
+            &mut transposed,
+            (1, m),
+            (m, n, k),
+            Operand::rows(&a, k),
+            Operand::rows(&b, n),
+            1.0,
+            false,
+            false,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                assert_eq!(transposed[j * m + i], row_major[i * n + j]);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "destination shorter")]
+    fn a_short_strided_destination_is_refused() {
+        let a = [1.0f32; 4];
+        let mut d = [0.0f32; 3];
+        matmul_strided(
+            &mut d,
+            (1, 2),
+            (2, 2, 1),
+            Operand::rows(&a, 1),
+            Operand::rows(&a, 2),
+            1.0,
+            false,
+            false,
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! biased batch variance). Other backends, inference mode and non-`f32` tensors use burn's
 //! `BatchNorm::forward` and the activation functions unchanged.
 
-use crate::cpu::{AdTensor, HostTensor, autodiff_primitive};
+use crate::cpu::{AdTensor, HostTensor, autodiff_primitive, zeros};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Tensor, TensorData};
@@ -72,7 +72,7 @@ fn leaky(value: f32, reference: f32, slope: f32) -> f32 {
 /// `leaky(value[i], reference[i], slope)` for every `i`, in parallel pieces of [`GRAIN`] values
 /// written as plain loops the compiler vectorises.
 fn leaky_map(value: &[f32], reference: &[f32], slope: f32) -> Vec<f32> {
-    let mut out = vec![0.0f32; value.len()];
+    let mut out = zeros(value.len());
     out.par_chunks_mut(GRAIN)
         .zip(value.par_chunks(GRAIN).zip(reference.par_chunks(GRAIN)))
         .for_each(|(o, (v, r))| {
@@ -288,7 +288,7 @@ impl Backward<Flex, 3> for FusedBatchNorm {
             .collect();
         let [px, pg, pb] = ops.parents;
         if let Some(node) = px {
-            let mut dx = vec![0.0f32; x.len()];
+            let mut dx = zeros(x.len());
             dx.par_chunks_mut(l)
                 .zip(dz.par_chunks(l))
                 .zip(x.par_chunks(l))
@@ -352,7 +352,7 @@ fn tracked(
         .iter()
         .map(|v| (1.0 / (*v as f64 + epsilon).sqrt()) as f32)
         .collect();
-    let mut y = vec![0.0f32; xs.len()];
+    let mut y = zeros(xs.len());
     y.par_chunks_mut(l)
         .zip(xs.par_chunks(l))
         .with_min_len(GRAIN.div_ceil(l.max(1)))

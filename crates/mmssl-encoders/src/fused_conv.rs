@@ -23,7 +23,7 @@
 
 use crate::cpu::{
     AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, matmul_strided,
-    plain_primitive,
+    plain_primitive, zeros,
 };
 use burn::nn::conv::{Conv2d, Conv3d};
 use burn::nn::{PaddingConfig2d, PaddingConfig3d};
@@ -321,9 +321,9 @@ impl Groups {
 fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let (k, p, o) = (d.k(), d.p(), d.c_out);
     let g = Groups::new(d);
-    let mut y = vec![0.0f32; d.batch * o * p];
+    let mut y = zeros(d.batch * o * p);
     let keep = keep && !d.direct() && d.batch * k * p <= KEEP_LIMIT.load(Relaxed);
-    let mut cols = keep.then(|| vec![0.0f32; d.batch * k * p]);
+    let mut cols = keep.then(|| zeros(d.batch * k * p));
     let work = |(i, (yg, cols)): (usize, (&mut [f32], Option<&mut [f32]>))| {
         let (first, n) = g.range(i, d.batch);
         forward_group(x, w, d, first, n, cols, yg, !g.spread);
@@ -419,7 +419,7 @@ fn backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (k, p, o, len) = (d.k(), d.p(), d.c_out, d.in_len());
     let g = Groups::new(d);
-    let mut dx = want_dx.then(|| vec![0.0f32; d.batch * len]);
+    let mut dx = want_dx.then(|| zeros(d.batch * len));
     let mut slots: Vec<Option<&mut [f32]>> = match dx.as_mut() {
         Some(dx) => dx.chunks_mut(g.size * len).map(Some).collect(),
         None => (0..g.count).map(|_| None).collect(),

@@ -41,6 +41,7 @@ mod fused_conv;
 pub mod init;
 mod latent_head;
 mod output;
+mod pointwise;
 
 pub use conv_head::{ConvHead, ConvHeadConfig};
 pub use dcgan2d::{DcganEncoder2d, DcganEncoder2dConfig};
@@ -51,6 +52,7 @@ pub use fused::{Activation, activate, batch_norm};
 pub use fused_conv::{conv2d_forward, conv3d_forward};
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
+pub use pointwise::pointwise;
 
 /// Negative slope of the LeakyReLU used throughout the DCGAN encoders and decoders.
 pub const LEAKY_SLOPE: f64 = 0.2;

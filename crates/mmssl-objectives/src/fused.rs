@@ -30,7 +30,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use mmssl_encoders::cpu::{
-    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
+    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive, zeros,
 };
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl Backward<Flex, 2> for FusedInfoNce {
         ];
         for (parent, rows, lhs, rhs, inner) in gradients {
             if let Some(node) = parent {
-                let mut grad = vec![0.0f32; rows * dim];
+                let mut grad = zeros(rows * dim);
                 matmul(
                     &mut grad,
                     (rows, dim, inner),
@@ -166,7 +166,7 @@ fn forward(
     let dim = layout.dim;
     let (m, n) = (a.len() / dim, t.len() / dim);
     // r = s a t^T: [M, d] x [d, N].
-    let mut raw = vec![0.0f32; m * n];
+    let mut raw = zeros(m * n);
     let (lhs, rhs) = (Operand::rows(a, dim), Operand::transposed(t, dim));
     matmul(&mut raw, (m, n, dim), lhs, rhs, layout.scale, false, true);
     let Layout {
@@ -177,7 +177,7 @@ fn forward(
     } = layout;
     let positives = (m * lt) as f32;
     let mut dloss = if derivatives {
-        vec![0.0f32; m * n]
+        zeros(m * n)
     } else {
         Vec::new()
     };
@@ -279,7 +279,7 @@ fn row_generic(
     let square = lane_sum(raw, |r| r * r) as f64;
     // Explicit loops over preallocated buffers: they inline into the AVX2 instance (iterator
     // `collect`s would not).
-    let mut scores = vec![0.0f32; raw.len()];
+    let mut scores = zeros(raw.len());
     match clip {
         Some(c) => {
             let inv_c = 1.0 / c;
@@ -291,7 +291,7 @@ fn row_generic(
     }
     // Log-sum-exp over the negatives (every column outside the sample's block).
     let neg_max = lane_max(&scores[..pos.start]).max(lane_max(&scores[pos.end..]));
-    let mut exps = vec![0.0f32; raw.len()];
+    let mut exps = zeros(raw.len());
     for (e, &s) in exps.iter_mut().zip(&scores) {
         *e = fast_exp(s - neg_max);
     }
