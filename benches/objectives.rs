@@ -18,6 +18,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use std::hint::black_box;
 
 fn infonce(c: &mut Criterion) {
+    mmssl::encoders::cpu::tune_allocator();
     let dot = Critic {
         kind: CriticKind::ScaledDot,
         bilinear: None,
@@ -67,6 +68,7 @@ fn infonce(c: &mut Criterion) {
 }
 
 fn objective_and_encoders(c: &mut Criterion) {
+    mmssl::encoders::cpu::tune_allocator();
     let device = Device::flex().autodiff();
     let mut rng = StdRng::seed_from_u64(0);
     let enc: Vec<_> = (0..2)

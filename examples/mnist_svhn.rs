@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn main() -> Result<(), Box<dyn Error>> {
+    mmssl::encoders::cpu::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mnist_dir = PathBuf::from(args.first().map_or("../shared/data/mnist", String::as_str));
     let second = |split_train: bool| -> Result<ImageSet, Box<dyn Error>> {

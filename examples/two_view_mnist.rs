@@ -28,6 +28,7 @@ use std::error::Error;
 use std::sync::Arc;
 
 fn main() -> Result<(), Box<dyn Error>> {
+    mmssl::encoders::cpu::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let epochs: usize = args.get(1).map(|e| e.parse()).transpose()?.unwrap_or(1);
     let views = |images, seed| -> Result<Arc<dyn PairedDataset>, Box<dyn Error>> {

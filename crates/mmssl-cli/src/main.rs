@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Keep freed buffers for reuse across training steps (see the function's documentation).
+    mmssl_encoders::cpu::tune_allocator();
     let argv = match mmssl_cli::expand_config(std::env::args().collect()) {
         Ok(argv) => argv,
         Err(e) => {

@@ -324,9 +324,17 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<
     let mut y = zeros(d.batch * o * p);
     let keep = keep && !d.direct() && d.batch * k * p <= KEEP_LIMIT.load(Relaxed);
     let mut cols = keep.then(|| zeros(d.batch * k * p));
+    let unfold = Unfold::new(d);
+    let ctx = Ctx {
+        x,
+        w,
+        d,
+        unfold: &unfold,
+        parallel: !g.spread,
+    };
     let work = |(i, (yg, cols)): (usize, (&mut [f32], Option<&mut [f32]>))| {
         let (first, n) = g.range(i, d.batch);
-        forward_group(x, w, d, first, n, cols, yg, !g.spread);
+        forward_group(&ctx, first, n, cols, yg);
     };
     let y_parts = y.chunks_mut(g.size * o * p);
     let col_parts: Vec<Option<&mut [f32]>> = match cols.as_mut() {
@@ -342,19 +350,29 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<
     (y, cols)
 }
 
+/// What every group of one convolution shares.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    /// Input `[B, C, D, H, W]`.
+    x: &'a [f32],
+    /// Weights `[O, K]`.
+    w: &'a [f32],
+    d: &'a Dims,
+    unfold: &'a Unfold,
+    /// Whether each product uses every thread (fewer groups than threads).
+    parallel: bool,
+}
+
 /// One group's output: `yg` `[n, O, P]` for samples `first..first + n`; the group's columns go
 /// to `cols` when given (kept for the backward), else to scratch.
-#[allow(clippy::too_many_arguments)]
-fn forward_group(
-    x: &[f32],
-    w: &[f32],
-    d: &Dims,
-    first: usize,
-    n: usize,
-    cols: Option<&mut [f32]>,
-    yg: &mut [f32],
-    parallel: bool,
-) {
+fn forward_group(ctx: &Ctx<'_>, first: usize, n: usize, cols: Option<&mut [f32]>, yg: &mut [f32]) {
+    let Ctx {
+        x,
+        w,
+        d,
+        unfold,
+        parallel,
+    } = *ctx;
     let (k, p, o, len) = (d.k(), d.p(), d.c_out, d.in_len());
     let xs = &x[first * len..(first + n) * len];
     let wm = Operand::rows(w, k);
@@ -373,9 +391,8 @@ fn forward_group(
             Some(c) => c,
             None => scratch_cols,
         };
-        let unfold = Unfold::new(d, np);
         for b in 0..n {
-            unfold.im2col(&xs[b * len..(b + 1) * len], cols, b * p);
+            unfold.im2col(&xs[b * len..(b + 1) * len], cols, np, b * p);
         }
         if n == 1 {
             matmul(
@@ -424,6 +441,14 @@ fn backward(
         Some(dx) => dx.chunks_mut(g.size * len).map(Some).collect(),
         None => (0..g.count).map(|_| None).collect(),
     };
+    let unfold = Unfold::new(d);
+    let ctx = Ctx {
+        x,
+        w,
+        d,
+        unfold: &unfold,
+        parallel: !g.spread,
+    };
     // dW partial sums, one per run of groups, added in a fixed order (deterministic).
     let run = |(r, slots): (usize, &mut [Option<&mut [f32]>])| -> Vec<f32> {
         let mut dw = vec![0.0f32; if want_dw { o * k } else { 0 }];
@@ -432,18 +457,7 @@ fn backward(
             let (first, n) = g.range(i, d.batch);
             let cols = kept.map(|c| &c[first * k * p..(first + n) * k * p]);
             let dw = want_dw.then_some(&mut dw[..]);
-            backward_group(
-                x,
-                w,
-                dy,
-                d,
-                first,
-                n,
-                cols,
-                dw,
-                slot.as_deref_mut(),
-                !g.spread,
-            );
+            backward_group(&ctx, dy, first, n, cols, dw, slot.as_deref_mut());
         }
         dw
     };
@@ -475,19 +489,22 @@ fn backward(
 
 /// One group's share of the gradients: adds `dY_g cols_g^T` to `dw` and writes the group's
 /// input gradient `dxg` `[n, C, D, H, W]`.
-#[allow(clippy::too_many_arguments)]
 fn backward_group(
-    x: &[f32],
-    w: &[f32],
+    ctx: &Ctx<'_>,
     dy: &[f32],
-    d: &Dims,
     first: usize,
     n: usize,
     kept: Option<&[f32]>,
     dw: Option<&mut [f32]>,
     dxg: Option<&mut [f32]>,
-    parallel: bool,
 ) {
+    let Ctx {
+        x,
+        w,
+        d,
+        unfold,
+        parallel,
+    } = *ctx;
     let (k, p, o, len) = (d.k(), d.p(), d.c_out, d.in_len());
     let dys = &dy[first * o * p..(first + n) * o * p];
     let xs = &x[first * len..(first + n) * len];
@@ -534,13 +551,12 @@ fn backward_group(
             dyg
         };
         let dym = Operand::rows(dyg, np);
-        let unfold = Unfold::new(d, np);
         if let Some(dw) = dw {
             let cols: &[f32] = match kept {
                 Some(c) => c,
                 None => {
                     for b in 0..n {
-                        unfold.im2col(&xs[b * len..(b + 1) * len], cols_buf, b * p);
+                        unfold.im2col(&xs[b * len..(b + 1) * len], cols_buf, np, b * p);
                     }
                     cols_buf
                 }
@@ -553,32 +569,36 @@ fn backward_group(
             let wt = Operand::transposed(w, k);
             matmul(dcols, (k, np, o), wt, dym, 1.0, false, parallel);
             for b in 0..n {
-                unfold.col2im(dcols, b * p, &mut dxg[b * len..(b + 1) * len]);
+                unfold.col2im(dcols, np, b * p, &mut dxg[b * len..(b + 1) * len]);
             }
         }
     });
 }
 
-/// One stretch of a column row along the output width: output locations `out..out + count` of
-/// the row read input values `input, input + stride, ...`.
+/// One stretch of a column row along the output width: columns `col..col + count` of kernel row
+/// `row` (of a sample's `[K, P]` columns, first input channel) read input values `input, input +
+/// stride, ...` of the channel.
 struct Run {
-    out: usize,
+    row: usize,
+    col: usize,
     input: usize,
     count: usize,
     stride: usize,
 }
 
-/// A piece of the columns: a [`Run`] that reads the input, or a range of column slots that read
-/// padding.
+/// A piece of one input channel's columns: a [`Run`] that reads the input, or columns of a
+/// kernel row that read padding.
 enum Piece {
     Inside(Run),
-    Padding(std::ops::Range<usize>),
+    Padding {
+        row: usize,
+        cols: std::ops::Range<usize>,
+    },
 }
 
-/// Calls `f` with every [`Piece`] of the first input channel's column rows `(kz, ky, kx)`, in a
-/// matrix with `ld` values per row (row `(kz, ky, kx)`, column `(z, y, x)`); the other channels'
-/// pieces are the same shifted by whole rows and channels (see [`Unfold`]).
-fn walk_channel(d: &Dims, ld: usize, mut f: impl FnMut(Piece)) {
+/// Calls `f` with every [`Piece`] of the first input channel's kernel rows `(kz, ky, kx)`; the
+/// other channels' pieces are the same shifted by whole channels (see [`Unfold`]).
+fn walk_channel(d: &Dims, mut f: impl FnMut(Piece)) {
     let [kd, kh, kw] = d.g.kernel;
     let [sd, sh, sw] = d.g.stride;
     let [pd, ph, pw] = d.g.padding;
@@ -588,8 +608,6 @@ fn walk_channel(d: &Dims, ld: usize, mut f: impl FnMut(Piece)) {
     for kz in 0..kd {
         for ky in 0..kh {
             for kx in 0..kw {
-                let base = row * ld;
-                row += 1;
                 // Output x range whose input x = ox*sw + kx - pw lies in [0, iw).
                 let lo = (pw.saturating_sub(kx)).div_ceil(sw).min(ow);
                 let hi = if iw + pw > kx {
@@ -601,21 +619,31 @@ fn walk_channel(d: &Dims, ld: usize, mut f: impl FnMut(Piece)) {
                 for oz in 0..od {
                     let iz = (oz * sd + kz).checked_sub(pd).filter(|&z| z < id);
                     for oy in 0..oh {
-                        let start = base + (oz * oh + oy) * ow;
+                        let start = (oz * oh + oy) * ow;
                         let iy = (oy * sh + ky).checked_sub(ph).filter(|&y| y < ih);
                         let (Some(iz), Some(iy)) = (iz, iy) else {
-                            f(Piece::Padding(start..start + ow));
+                            f(Piece::Padding {
+                                row,
+                                cols: start..start + ow,
+                            });
                             continue;
                         };
                         if lo > 0 {
-                            f(Piece::Padding(start..start + lo));
+                            f(Piece::Padding {
+                                row,
+                                cols: start..start + lo,
+                            });
                         }
                         if hi < ow {
-                            f(Piece::Padding(start + hi..start + ow));
+                            f(Piece::Padding {
+                                row,
+                                cols: start + hi..start + ow,
+                            });
                         }
                         if hi > lo {
                             f(Piece::Inside(Run {
-                                out: start + lo,
+                                row,
+                                col: start + lo,
                                 input: (iz * ih + iy) * iw + lo * sw + kx - pw,
                                 count: hi - lo,
                                 stride: sw,
@@ -623,47 +651,52 @@ fn walk_channel(d: &Dims, ld: usize, mut f: impl FnMut(Piece)) {
                         }
                     }
                 }
+                row += 1;
             }
         }
     }
 }
 
-/// The unfolding of samples into columns `[K, P]` placed in a matrix of `ld` values per row:
-/// the pieces of one input channel, computed once and replayed for every channel and sample.
+/// The unfolding of samples into columns `[K, P]` within a column matrix: the pieces of one
+/// input channel, computed once per operation and replayed for every channel and sample.
 struct Unfold {
     pieces: Vec<Piece>,
-    /// Column-matrix values between one channel's rows and the next channel's.
-    channel_rows: usize,
+    /// Kernel rows per channel (`kd kh kw`).
+    rows: usize,
     /// Input values per channel.
     channel_len: usize,
     c_in: usize,
 }
 
 impl Unfold {
-    fn new(d: &Dims, ld: usize) -> Unfold {
+    fn new(d: &Dims) -> Unfold {
         let mut pieces = Vec::new();
-        walk_channel(d, ld, |p| pieces.push(p));
+        walk_channel(d, |p| pieces.push(p));
         Unfold {
             pieces,
-            channel_rows: d.g.kernel.iter().product::<usize>() * ld,
+            rows: d.g.kernel.iter().product(),
             channel_len: d.input.iter().product(),
             c_in: d.c_in,
         }
     }
 
-    /// Unfolds one sample `x` `[C, D, H, W]` into `cols` at column `col0`; every slot is
-    /// written once (zero where the kernel overlaps the padding), so a reused buffer needs no
-    /// clearing.
-    fn im2col(&self, x: &[f32], cols: &mut [f32], col0: usize) {
+    /// Unfolds one sample `x` `[C, D, H, W]` into `cols`, a matrix of `ld` values per row, at
+    /// column `col0`; every slot is written once (zero where the kernel overlaps the padding),
+    /// so a reused buffer needs no clearing.
+    fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
         for c in 0..self.c_in {
-            let rows = c * self.channel_rows + col0;
+            let first_row = c * self.rows;
             let x = &x[c * self.channel_len..(c + 1) * self.channel_len];
             for piece in &self.pieces {
                 match piece {
-                    Piece::Padding(range) => cols[range.start + rows..range.end + rows].fill(0.0),
+                    Piece::Padding { row, cols: range } => {
+                        let at = (first_row + row) * ld + col0;
+                        cols[at + range.start..at + range.end].fill(0.0);
+                    }
                     Piece::Inside(r) => {
+                        let at = (first_row + r.row) * ld + col0 + r.col;
                         let span = (r.count - 1) * r.stride + 1;
-                        let dst = &mut cols[r.out + rows..r.out + rows + r.count];
+                        let dst = &mut cols[at..at + r.count];
                         let src = &x[r.input..r.input + span];
                         match r.stride {
                             1 => dst.copy_from_slice(src),
@@ -688,14 +721,15 @@ impl Unfold {
 
     /// Adds one sample's column gradient (laid out as in [`Unfold::im2col`]) onto its input
     /// gradient `dx` `[C, D, H, W]`.
-    fn col2im(&self, dcols: &[f32], col0: usize, dx: &mut [f32]) {
+    fn col2im(&self, dcols: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
         for c in 0..self.c_in {
-            let rows = c * self.channel_rows + col0;
+            let first_row = c * self.rows;
             let dx = &mut dx[c * self.channel_len..(c + 1) * self.channel_len];
             for piece in &self.pieces {
                 let Piece::Inside(r) = piece else { continue };
+                let at = (first_row + r.row) * ld + col0 + r.col;
                 let span = (r.count - 1) * r.stride + 1;
-                let src = &dcols[r.out + rows..r.out + rows + r.count];
+                let src = &dcols[at..at + r.count];
                 let dst = &mut dx[r.input..r.input + span];
                 match r.stride {
                     1 => {
