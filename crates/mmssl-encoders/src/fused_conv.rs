@@ -196,7 +196,7 @@ struct Saved {
     x: HostTensor,
     w: HostTensor,
     /// Columns of every sample `[B, K, P]`, when small enough to keep.
-    cols: Option<std::sync::Arc<Vec<f32>>>,
+    cols: Option<std::sync::Arc<Columns>>,
     dims: Dims,
 }
 
@@ -235,7 +235,7 @@ impl Backward<Flex, 2> for FusedConv {
             return;
         };
         let [px, pw] = ops.parents;
-        let kept = s.cols.as_deref().map(Vec::as_slice);
+        let kept = s.cols.as_deref().map(|c| &c.0[..]);
         let (dx, dw) = backward(
             s.x.values(),
             s.w.values(),
@@ -263,6 +263,48 @@ const KEEP_COLUMNS: usize = 8 << 20;
 /// [`KEEP_COLUMNS`], lowered by a test to cover the recomputing backward (either path gives the
 /// same numbers, so other threads reading it meanwhile are unaffected).
 static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(KEEP_COLUMNS);
+
+/// Columns kept from the forward for the backward, recycled across steps: allocating (and
+/// zeroing) 1-8 MB per layer and step cost a pass over memory and page faults. The unfolding
+/// writes every value, so a recycled buffer needs no clearing.
+#[derive(Debug)]
+struct Columns(Vec<f32>);
+
+/// Buffers of dropped [`Columns`], for reuse.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Most values the pool holds (1 GiB); a buffer beyond it is freed.
+const POOL_LIMIT: usize = 1 << 28;
+
+impl Columns {
+    /// A buffer of `len` values (contents unspecified): a pooled one of that length if any,
+    /// else new.
+    fn take(len: usize) -> Columns {
+        let mut pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match pool.iter().position(|v| v.len() == len) {
+            Some(i) => Columns(pool.swap_remove(i)),
+            None => {
+                drop(pool);
+                Columns(zeros(len))
+            }
+        }
+    }
+}
+
+impl Drop for Columns {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        let mut pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held: usize = pool.iter().map(Vec::len).sum();
+        if held + buf.len() <= POOL_LIMIT {
+            pool.push(buf);
+        }
+    }
+}
 
 /// Output locations one product aims to cover. Samples with fewer locations are multiplied
 /// together in groups: the product's cost of packing the weights is then paid once per group
@@ -318,12 +360,12 @@ impl Groups {
 /// The output `[B, O, P]` of `x` `[B, C, D, H, W]` with weights `w` `[O, K]`, and with `keep`
 /// (and at most [`KEEP_LIMIT`] values) the columns of every group (`[K, size P]` each, one
 /// after the other).
-fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Columns>) {
     let (k, p, o) = (d.k(), d.p(), d.c_out);
     let g = Groups::new(d);
     let mut y = zeros(d.batch * o * p);
     let keep = keep && !d.direct() && d.batch * k * p <= KEEP_LIMIT.load(Relaxed);
-    let mut cols = keep.then(|| zeros(d.batch * k * p));
+    let mut cols = keep.then(|| Columns::take(d.batch * k * p));
     let unfold = Unfold::new(d);
     let ctx = Ctx {
         x,
@@ -338,7 +380,7 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Vec<
     };
     let y_parts = y.chunks_mut(g.size * o * p);
     let col_parts: Vec<Option<&mut [f32]>> = match cols.as_mut() {
-        Some(c) => c.chunks_mut(g.size * k * p).map(Some).collect(),
+        Some(c) => c.0.chunks_mut(g.size * k * p).map(Some).collect(),
         None => (0..g.count).map(|_| None).collect(),
     };
     let parts: Vec<_> = y_parts.zip(col_parts).enumerate().collect();

@@ -95,13 +95,15 @@ impl Backward<Flex, 2> for FusedInfoNce {
         let (m, n) = (a.len() / dim, t.len() / dim);
         let g_loss = g[0];
         let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
-        let d: Vec<f32> = s
-            .dloss
-            .par_iter()
-            .zip(s.raw.par_iter())
-            .with_min_len(1 << 14)
-            .map(|(dl, r)| g_loss * dl + g_pen * r)
-            .collect();
+        const PIECE: usize = 1 << 14;
+        let mut d = zeros(m * n);
+        d.par_chunks_mut(PIECE)
+            .zip(s.dloss.par_chunks(PIECE).zip(s.raw.par_chunks(PIECE)))
+            .for_each(|(d, (dl, r))| {
+                for ((d, dl), r) in d.iter_mut().zip(dl).zip(r) {
+                    *d = g_loss * dl + g_pen * r;
+                }
+            });
         // da = s D t: [M, N] x [N, d]; dt = s D^T a: [N, M] x [M, d].
         let [pa, pt] = ops.parents;
         let gradients = [
