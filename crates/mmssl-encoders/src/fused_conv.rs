@@ -925,6 +925,37 @@ mod tests {
     }
 
     #[test]
+    fn kept_columns_are_recycled_and_stale_values_do_not_leak_into_results() {
+        // A length no other test uses, so a parallel test cannot take the buffer.
+        let len = 12_345;
+        let mut first = Columns::take(len);
+        first.0.fill(7.0);
+        let address = first.0.as_ptr();
+        drop(first);
+        let again = Columns::take(len);
+        assert_eq!(again.0.as_ptr(), address, "the dropped buffer is reused");
+        assert_eq!(again.0.len(), len);
+        drop(again);
+
+        // Two identical steps: the second unfolds into the first one's recycled columns.
+        let device = Device::flex().autodiff();
+        let conv = Conv2dConfig::new([3, 4], [4, 4])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(&device);
+        let x = Tensor::<4>::random([5, 3, 10, 10], Distribution::Normal(0.0, 1.0), &device);
+        let step = || {
+            let xi = x.clone().require_grad();
+            let y = conv2d_forward(&conv, xi.clone());
+            let g = (y.clone() * y.clone()).sum().backward();
+            (read(y), read(xi.grad(&g).unwrap()))
+        };
+        let (a, b) = (step(), step());
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn inference_on_the_plain_device_matches_and_unsupported_layers_fall_back() {
         let device = Device::flex();
         let conv = Conv2dConfig::new([2, 3], [4, 4])
