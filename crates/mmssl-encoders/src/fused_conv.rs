@@ -617,142 +617,128 @@ fn backward_group(
     });
 }
 
-/// One stretch of a column row along the output width: columns `col..col + count` of kernel row
-/// `row` (of a sample's `[K, P]` columns, first input channel) read input values `input, input +
-/// stride, ...` of the channel.
-struct Run {
-    row: usize,
-    col: usize,
-    input: usize,
-    count: usize,
-    stride: usize,
+thread_local! {
+    /// Per-thread buffer for one zero-padded sample (or its gradient).
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A piece of one input channel's columns: a [`Run`] that reads the input, or columns of a
-/// kernel row that read padding.
-enum Piece {
-    Inside(Run),
-    Padding {
-        row: usize,
-        cols: std::ops::Range<usize>,
-    },
-}
-
-/// Calls `f` with every [`Piece`] of the first input channel's kernel rows `(kz, ky, kx)`; the
-/// other channels' pieces are the same shifted by whole channels (see [`Unfold`]).
-fn walk_channel(d: &Dims, mut f: impl FnMut(Piece)) {
-    let [kd, kh, kw] = d.g.kernel;
-    let [sd, sh, sw] = d.g.stride;
-    let [pd, ph, pw] = d.g.padding;
-    let [id, ih, iw] = d.input;
-    let [od, oh, ow] = d.output;
-    let mut row = 0;
-    for kz in 0..kd {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                // Output x range whose input x = ox*sw + kx - pw lies in [0, iw).
-                let lo = (pw.saturating_sub(kx)).div_ceil(sw).min(ow);
-                let hi = if iw + pw > kx {
-                    ((iw + pw - kx - 1) / sw + 1).min(ow)
-                } else {
-                    0
-                }
-                .max(lo);
-                for oz in 0..od {
-                    let iz = (oz * sd + kz).checked_sub(pd).filter(|&z| z < id);
-                    for oy in 0..oh {
-                        let start = (oz * oh + oy) * ow;
-                        let iy = (oy * sh + ky).checked_sub(ph).filter(|&y| y < ih);
-                        let (Some(iz), Some(iy)) = (iz, iy) else {
-                            f(Piece::Padding {
-                                row,
-                                cols: start..start + ow,
-                            });
-                            continue;
-                        };
-                        if lo > 0 {
-                            f(Piece::Padding {
-                                row,
-                                cols: start..start + lo,
-                            });
-                        }
-                        if hi < ow {
-                            f(Piece::Padding {
-                                row,
-                                cols: start + hi..start + ow,
-                            });
-                        }
-                        if hi > lo {
-                            f(Piece::Inside(Run {
-                                row,
-                                col: start + lo,
-                                input: (iz * ih + iy) * iw + lo * sw + kx - pw,
-                                count: hi - lo,
-                                stride: sw,
-                            }));
-                        }
-                    }
-                }
-                row += 1;
-            }
-        }
-    }
-}
-
-/// The unfolding of samples into columns `[K, P]` within a column matrix: the pieces of one
-/// input channel, computed once per operation and replayed for every channel and sample.
+/// The unfolding of samples into columns `[K, P]` within a column matrix. Each sample is first
+/// copied into a zero-padded buffer, so that every column row is a plain strided read (no
+/// padding cases, which as many one-value fills cost more than the reads); the reads of one
+/// input channel are computed once per operation and replayed for every channel and sample.
 struct Unfold {
-    pieces: Vec<Piece>,
-    /// Kernel rows per channel (`kd kh kw`).
-    rows: usize,
-    /// Input values per channel.
-    channel_len: usize,
+    /// Offset in a padded channel of the first value each kernel row `(kz, ky, kx)` reads.
+    kernel_rows: Vec<usize>,
+    /// Output sizes `(D', H', W')`.
+    output: [usize; 3],
+    /// Padded-input strides between consecutive outputs along `(D', H', W')`.
+    steps: [usize; 3],
     c_in: usize,
+    /// Input sizes `(D, H, W)` and padded ones.
+    input: [usize; 3],
+    padded: [usize; 3],
+    pad: [usize; 3],
 }
 
 impl Unfold {
     fn new(d: &Dims) -> Unfold {
-        let mut pieces = Vec::new();
-        walk_channel(d, |p| pieces.push(p));
+        let [kd, kh, kw] = d.g.kernel;
+        let [sd, sh, sw] = d.g.stride;
+        let pad = d.g.padding;
+        let padded = [0, 1, 2].map(|a| d.input[a] + 2 * pad[a]);
+        let [_, ph, pw] = padded;
+        let mut kernel_rows = Vec::with_capacity(kd * kh * kw);
+        for kz in 0..kd {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    kernel_rows.push((kz * ph + ky) * pw + kx);
+                }
+            }
+        }
         Unfold {
-            pieces,
-            rows: d.g.kernel.iter().product(),
-            channel_len: d.input.iter().product(),
+            kernel_rows,
+            output: d.output,
+            steps: [sd * ph * pw, sh * pw, sw],
             c_in: d.c_in,
+            input: d.input,
+            padded,
+            pad,
+        }
+    }
+
+    /// Output locations per sample.
+    fn p(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Checks that every read of a kernel row starting at `base` stays inside a channel of
+    /// `len` values (once per row, so that the loops over its values need no checks).
+    fn check_row(&self, base: usize, len: usize) {
+        let [od, oh, ow] = self.output;
+        let [zs, ys, xs] = self.steps;
+        let last = base + (od - 1) * zs + (oh - 1) * ys + (ow - 1) * xs;
+        assert!(last < len, "unfolding reads past the padded channel");
+    }
+
+    fn padded_len(&self) -> usize {
+        self.c_in * self.padded.iter().product::<usize>()
+    }
+
+    /// Calls `f(source offset, padded offset, length)` for every input row of one sample.
+    fn rows_of(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let [id, ih, iw] = self.input;
+        let [pd, ph, pw] = self.padded;
+        let [zd, zh, zw] = self.pad;
+        for c in 0..self.c_in {
+            for z in 0..id {
+                for y in 0..ih {
+                    let src = ((c * id + z) * ih + y) * iw;
+                    let dst = ((c * pd + z + zd) * ph + y + zh) * pw + zw;
+                    f(src, dst, iw);
+                }
+            }
         }
     }
 
     /// Unfolds one sample `x` `[C, D, H, W]` into `cols`, a matrix of `ld` values per row, at
-    /// column `col0`; every slot is written once (zero where the kernel overlaps the padding),
-    /// so a reused buffer needs no clearing.
+    /// column `col0`; every slot is written, so a reused buffer needs no clearing.
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+        if self.pad == [0, 0, 0] {
+            self.gather(x, cols, ld, col0);
+            return;
+        }
+        PADDED.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.resize(self.padded_len(), 0.0);
+            self.rows_of(|src, dst, n| buf[dst..dst + n].copy_from_slice(&x[src..src + n]));
+            self.gather(&buf, cols, ld, col0);
+        });
+    }
+
+    /// The strided reads of [`Unfold::im2col`] from the (padded) sample `xp`.
+    fn gather(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+        let channel = self.padded.iter().product::<usize>();
+        let [od, oh, ow] = self.output;
+        let [zs, ys, xs] = self.steps;
+        let p = self.p();
+        let rows = self.kernel_rows.len();
         for c in 0..self.c_in {
-            let first_row = c * self.rows;
-            let x = &x[c * self.channel_len..(c + 1) * self.channel_len];
-            for piece in &self.pieces {
-                match piece {
-                    Piece::Padding { row, cols: range } => {
-                        let at = (first_row + row) * ld + col0;
-                        cols[at + range.start..at + range.end].fill(0.0);
-                    }
-                    Piece::Inside(r) => {
-                        let at = (first_row + r.row) * ld + col0 + r.col;
-                        let span = (r.count - 1) * r.stride + 1;
-                        let dst = &mut cols[at..at + r.count];
-                        let src = &x[r.input..r.input + span];
-                        match r.stride {
-                            1 => dst.copy_from_slice(src),
-                            // The encoders' stride, with slice lengths that let the compiler
-                            // drop the bounds checks.
-                            2 => {
-                                for (j, o) in dst.iter_mut().enumerate() {
-                                    *o = src[2 * j];
-                                }
-                            }
-                            s => {
-                                for (o, v) in dst.iter_mut().zip(src.iter().step_by(s)) {
-                                    *o = *v;
-                                }
+            let xp = &xp[c * channel..(c + 1) * channel];
+            for (r, &base) in self.kernel_rows.iter().enumerate() {
+                let at = (c * rows + r) * ld + col0;
+                let dst = &mut cols[at..at + p];
+                self.check_row(base, xp.len());
+                let (src, mut out) = (xp.as_ptr(), dst.as_mut_ptr());
+                // SAFETY: `check_row` bounds the largest read index below `xp.len()`, and
+                // `dst` holds exactly the `od oh ow` values written, in order.
+                unsafe {
+                    for z in 0..od {
+                        for y in 0..oh {
+                            let row = src.add(base + z * zs + y * ys);
+                            for x in 0..ow {
+                                *out = *row.add(x * xs);
+                                out = out.add(1);
                             }
                         }
                     }
@@ -761,32 +747,46 @@ impl Unfold {
         }
     }
 
-    /// Adds one sample's column gradient (laid out as in [`Unfold::im2col`]) onto its input
-    /// gradient `dx` `[C, D, H, W]`.
+    /// Writes one sample's input gradient `dx` `[C, D, H, W]` from its column gradient (laid
+    /// out as in [`Unfold::im2col`]), overwriting `dx`.
     fn col2im(&self, dcols: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
+        if self.pad == [0, 0, 0] {
+            dx.fill(0.0);
+            self.scatter(dcols, ld, col0, dx);
+            return;
+        }
+        PADDED.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.resize(self.padded_len(), 0.0);
+            self.scatter(dcols, ld, col0, &mut buf);
+            self.rows_of(|src, dst, n| dx[src..src + n].copy_from_slice(&buf[dst..dst + n]));
+        });
+    }
+
+    /// Adds the column gradient onto the (padded) sample gradient `dxp`.
+    fn scatter(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
+        let channel = self.padded.iter().product::<usize>();
+        let [od, oh, ow] = self.output;
+        let [zs, ys, xs] = self.steps;
+        let p = self.p();
+        let rows = self.kernel_rows.len();
         for c in 0..self.c_in {
-            let first_row = c * self.rows;
-            let dx = &mut dx[c * self.channel_len..(c + 1) * self.channel_len];
-            for piece in &self.pieces {
-                let Piece::Inside(r) = piece else { continue };
-                let at = (first_row + r.row) * ld + col0 + r.col;
-                let span = (r.count - 1) * r.stride + 1;
-                let src = &dcols[at..at + r.count];
-                let dst = &mut dx[r.input..r.input + span];
-                match r.stride {
-                    1 => {
-                        for (o, g) in dst.iter_mut().zip(src) {
-                            *o += g;
-                        }
-                    }
-                    2 => {
-                        for (j, g) in src.iter().enumerate() {
-                            dst[2 * j] += g;
-                        }
-                    }
-                    s => {
-                        for (o, g) in dst.iter_mut().step_by(s).zip(src) {
-                            *o += g;
+            let dxp = &mut dxp[c * channel..(c + 1) * channel];
+            for (r, &base) in self.kernel_rows.iter().enumerate() {
+                let at = (c * rows + r) * ld + col0;
+                let src = &dcols[at..at + p];
+                self.check_row(base, dxp.len());
+                let (mut g, dst) = (src.as_ptr(), dxp.as_mut_ptr());
+                // SAFETY: as in `gather`, with the roles of the two buffers exchanged.
+                unsafe {
+                    for z in 0..od {
+                        for y in 0..oh {
+                            let row = dst.add(base + z * zs + y * ys);
+                            for x in 0..ow {
+                                *row.add(x * xs) += *g;
+                                g = g.add(1);
+                            }
                         }
                     }
                 }
