@@ -82,13 +82,19 @@ impl Critic<'_> {
         targets: Tensor<2>,
     ) -> Result<(Tensor<2>, Tensor<2>, f64)> {
         let d = anchors.dims()[1];
+        Ok((
+            self.anchor_factor(anchors)?,
+            self.target_factor(targets, 1),
+            self.scale(d),
+        ))
+    }
+
+    /// `g(anchors)` for anchors `[N, d]`.
+    pub(crate) fn anchor_factor(&self, anchors: Tensor<2>) -> Result<Tensor<2>> {
+        let d = anchors.dims()[1];
         match self.kind {
-            CriticKind::ScaledDot => Ok((anchors, targets, 1.0 / (d as f64).sqrt())),
-            CriticKind::Cosine { temperature } => Ok((
-                l2_normalise(anchors),
-                l2_normalise(targets),
-                1.0 / temperature,
-            )),
+            CriticKind::ScaledDot => Ok(anchors),
+            CriticKind::Cosine { .. } => Ok(l2_normalise(anchors, 1)),
             CriticKind::Bilinear => {
                 let w = self.bilinear.ok_or_else(|| {
                     ObjectiveError::Shape("the bilinear critic has no weight matrix".into())
@@ -99,18 +105,36 @@ impl Critic<'_> {
                         "bilinear critic matrix is {wd:?} but embeddings have d = {d}"
                     )));
                 }
-                Ok((
-                    anchors.matmul(w.weight.val()),
-                    targets,
-                    1.0 / (d as f64).sqrt(),
-                ))
+                Ok(anchors.matmul(w.weight.val()))
             }
+        }
+    }
+
+    /// `h(targets)` for targets whose embedding dimension is `dim` (1 for `[N, d]` rows and
+    /// for `[B, d, L]` maps).
+    pub(crate) fn target_factor<const D: usize>(
+        &self,
+        targets: Tensor<D>,
+        dim: usize,
+    ) -> Tensor<D> {
+        match self.kind {
+            CriticKind::Cosine { .. } => l2_normalise(targets, dim),
+            CriticKind::ScaledDot | CriticKind::Bilinear => targets,
+        }
+    }
+
+    /// The scale `s` of the scores for embeddings of size `d`.
+    pub(crate) fn scale(&self, d: usize) -> f64 {
+        match self.kind {
+            CriticKind::Cosine { temperature } => 1.0 / temperature,
+            CriticKind::ScaledDot | CriticKind::Bilinear => 1.0 / (d as f64).sqrt(),
         }
     }
 }
 
-/// Rows scaled to unit norm (norms floored at 1e-8, as PyTorch's `cosine_similarity`).
-fn l2_normalise(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-8);
+/// `x` scaled to unit norm along `dim` (norms floored at 1e-8, as PyTorch's
+/// `cosine_similarity`).
+fn l2_normalise<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let norm = x.clone().powi_scalar(2).sum_dim(dim).sqrt().clamp_min(1e-8);
     x / norm
 }

@@ -52,17 +52,35 @@ pub(crate) struct Layout {
     pub penalty: f32,
 }
 
-/// InfoNCE loss and penalty of anchors `a` `[B L_a, d]` against targets `t` `[B L_t, d]` as
-/// a `[2]` tensor `[loss, penalty]`, when both live on the CPU backend (with or without
-/// autodiff); `None` otherwise (the caller takes the generic path).
-pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<2>, layout: Layout) -> Option<Tensor<1>> {
+/// InfoNCE loss and penalty of anchors `a` `[B L_a, d]` against targets `t` `[B, d, L_t]`
+/// (the feature maps' own layout: each sample's targets are a `[d, L_t]` block, so the score
+/// products read them in place) as a `[2]` tensor `[loss, penalty]`, when both live on the CPU
+/// backend (with or without autodiff); `None` otherwise (the caller takes the generic path).
+pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<3>, layout: Layout) -> Option<Tensor<1>> {
     if let (Some(pa), Some(pt)) = (autodiff_primitive(a), autodiff_primitive(t)) {
         return Some(Tensor::from_primitive::<AdFlex>(tracked(pa, pt, layout)?));
     }
     let a = HostTensor::new(&plain_primitive(a)?)?;
     let t = HostTensor::new(&plain_primitive(t)?)?;
-    let (out, _) = forward(a.values(), t.values(), layout, false);
+    let t_rows = target_rows(t.values(), layout.dim, layout.target_locations);
+    let (out, _) = forward(a.values(), &t_rows, layout, false);
     Some(Tensor::from_primitive::<Flex>(out))
+}
+
+/// Targets `[B, d, L_t]` as rows `[B L_t, d]` (a transpose per sample, samples in parallel),
+/// for the score products.
+fn target_rows(t: &[f32], dim: usize, lt: usize) -> Vec<f32> {
+    let mut rows = zeros(t.len());
+    rows.par_chunks_mut(lt * dim)
+        .zip(t.par_chunks(dim * lt))
+        .for_each(|(rows, block)| {
+            for (k, channel) in block.chunks(lt).enumerate() {
+                for (l, &v) in channel.iter().enumerate() {
+                    rows[l * dim + k] = v;
+                }
+            }
+        });
+    rows
 }
 
 #[derive(Debug)]
@@ -73,8 +91,10 @@ struct FusedInfoNce;
 struct Saved {
     /// Anchors, row-major `[M, d]`.
     a: HostTensor,
-    /// Targets, row-major `[N, d]`.
-    t: HostTensor,
+    /// Targets as rows `[N, d]` (`N = B L_t`).
+    t_rows: Arc<Vec<f32>>,
+    /// The targets' shape `[B, d, L_t]`.
+    t_shape: burn::tensor::Shape,
     /// `dloss/dr`, row-major `[M, N]`.
     dloss: Arc<Vec<f32>>,
     /// `r`, row-major `[M, N]` (`dpenalty/dr` is `2 lambda r / (M N)`).
@@ -90,9 +110,8 @@ impl Backward<Flex, 2> for FusedInfoNce {
         let Some(g) = HostTensor::new(&grads.consume::<Flex>(&ops.node)) else {
             return;
         };
-        let (a, t, g) = (s.a.values(), s.t.values(), g.values());
-        let dim = s.layout.dim;
-        let (m, n) = (a.len() / dim, t.len() / dim);
+        let (a, t, g) = (s.a.values(), &s.t_rows[..], g.values());
+        let (m, n) = (a.len() / s.layout.dim, t.len() / s.layout.dim);
         let g_loss = g[0];
         let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
         const PIECE: usize = 1 << 14;
@@ -104,27 +123,26 @@ impl Backward<Flex, 2> for FusedInfoNce {
                     *d = g_loss * dl + g_pen * r;
                 }
             });
-        // da = s D t: [M, N] x [N, d]; dt = s D^T a: [N, M] x [M, d].
+        let (dim, lt) = (s.layout.dim, s.layout.target_locations);
         let [pa, pt] = ops.parents;
-        let gradients = [
-            (pa, m, Operand::rows(&d, n), Operand::rows(t, dim), n),
-            (pt, n, Operand::transposed(&d, n), Operand::rows(a, dim), m),
-        ];
-        for (parent, rows, lhs, rhs, inner) in gradients {
-            if let Some(node) = parent {
-                let mut grad = zeros(rows * dim);
-                matmul(
-                    &mut grad,
-                    (rows, dim, inner),
-                    lhs,
-                    rhs,
-                    s.layout.scale,
-                    false,
-                    true,
-                );
-                let grad = HostTensor::from_vec(grad, [rows, dim]).into_flex();
-                grads.register::<Flex>(node.id, grad);
-            }
+        if let Some(node) = pa {
+            // da = s D t: [M, N] x [N, d].
+            let mut da = zeros(m * dim);
+            let (dm, tm) = (Operand::rows(&d, n), Operand::rows(t, dim));
+            matmul(&mut da, (m, dim, n), dm, tm, s.layout.scale, false, true);
+            grads.register::<Flex>(node.id, HostTensor::from_vec(da, [m, dim]).into_flex());
+        }
+        if let Some(node) = pt {
+            // dT_b [d, L_t] = s a^T [d, M] x D[:, block b] [M, L_t], one block per sample.
+            let mut dt = zeros(n * dim);
+            dt.par_chunks_mut(dim * lt)
+                .enumerate()
+                .for_each(|(b, dtb)| {
+                    let (at, db) = (Operand::transposed(a, dim), Operand::rows(&d[b * lt..], n));
+                    matmul(dtb, (dim, lt, m), at, db, s.layout.scale, false, false);
+                });
+            let dt = HostTensor::from_vec(dt, s.t_shape.clone()).into_flex();
+            grads.register::<Flex>(node.id, dt);
         }
     }
 }
@@ -138,27 +156,30 @@ fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> Option<AdTensor> {
         .prepare::<NoCheckpointing>([a.node(), t.node()])
         .compute_bound()
         .stateful();
+    let t_rows = target_rows(th.values(), layout.dim, layout.target_locations);
     Some(match kind {
         OpsKind::Tracked(prep) => {
-            let (out, saved) = forward(ah.values(), th.values(), layout, true);
+            let (out, saved) = forward(ah.values(), &t_rows, layout, true);
             let (dloss, raw) = saved.expect("derivatives were requested");
             let state = Saved {
                 a: ah,
-                t: th,
+                t_rows: Arc::new(t_rows),
+                t_shape: th.shape().clone(),
                 dloss: Arc::new(dloss),
                 raw: Arc::new(raw),
                 layout,
             };
             prep.finish(state, out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(ah.values(), th.values(), layout, false).0),
+        OpsKind::UnTracked(prep) => prep.finish(forward(ah.values(), &t_rows, layout, false).0),
     })
 }
 
 /// `dloss/dr` and `r`, row-major `[M, N]`.
 type Derivatives = (Vec<f32>, Vec<f32>);
 
-/// Loss and penalty `[2]`, and with `derivatives` the matrices `dloss/dr` and `r`.
+/// Loss and penalty `[2]` of anchors `a` `[M, d]` against target rows `t` `[N, d]`, and with
+/// `derivatives` the matrices `dloss/dr` and `r`.
 fn forward(
     a: &[f32],
     t: &[f32],
@@ -389,7 +410,7 @@ mod tests {
         };
         for device in [Device::flex(), Device::flex().autodiff()] {
             let a = Tensor::<2>::random([4, 8], Distribution::Default, &device);
-            let t = Tensor::<2>::random([12, 8], Distribution::Default, &device);
+            let t = Tensor::<3>::random([4, 8, 3], Distribution::Default, &device);
             let out = infonce(&a, &t, layout).expect("flex is fused");
             assert_eq!(out.dims(), [2]);
         }

@@ -287,9 +287,11 @@ pub fn contrast(
         let [b, d, la] = anchors.dims();
         let [bt, dt, lt] = targets.dims();
         if b == bt && d == dt && b >= 2 {
+            // Anchors as rows (a reshape when L_a = 1); targets stay [B, d, L_t].
             let a = anchors.clone().swap_dims(1, 2).reshape([b * la, d]);
-            let t = targets.clone().swap_dims(1, 2).reshape([b * lt, d]);
-            let (g, h, scale) = critic.factors(a, t)?;
+            let g = critic.anchor_factor(a)?;
+            let h = critic.target_factor(targets.clone(), 1);
+            let scale = critic.scale(d);
             let layout = crate::fused::Layout {
                 dim: g.dims()[1],
                 anchor_locations: la,
