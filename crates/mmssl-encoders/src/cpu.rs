@@ -109,6 +109,66 @@ pub fn zeros(len: usize) -> Vec<f32> {
     v
 }
 
+/// A buffer of `f32`s that goes back to a process-wide pool when dropped, and is taken from it
+/// again by the next [`Recycled::take`] of the same length: the fused operations' large
+/// intermediates kept from forward to backward (convolution columns, InfoNCE score matrices)
+/// are then neither allocated nor zeroed again every step. The contents of a taken buffer are
+/// unspecified (zeros when new, stale values when recycled): for buffers that are overwritten
+/// whole.
+#[derive(Debug)]
+pub struct Recycled(Vec<f32>);
+
+/// Buffers of dropped [`Recycled`]s.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Most values the pool holds (1 GiB); a buffer beyond it is freed.
+const POOL_LIMIT: usize = 1 << 28;
+
+impl Recycled {
+    /// A buffer of `len` values: a pooled one of that length if any, else new (zeroed).
+    pub fn take(len: usize) -> Recycled {
+        let mut pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match pool.iter().position(|v| v.len() == len) {
+            Some(i) => Recycled(pool.swap_remove(i)),
+            None => {
+                drop(pool);
+                Recycled(zeros(len))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Recycled {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Recycled {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.is_empty() {
+            return;
+        }
+        let mut pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held: usize = pool.iter().map(Vec::len).sum();
+        if held + buf.len() <= POOL_LIMIT {
+            pool.push(buf);
+        }
+    }
+}
+
 /// A matrix operand of [`matmul`]: values and the strides between columns and between rows, so
 /// a transposed matrix is read in place.
 #[derive(Debug, Clone, Copy)]

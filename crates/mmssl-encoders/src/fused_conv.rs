@@ -22,7 +22,7 @@
 //! burn's.
 
 use crate::cpu::{
-    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, matmul_strided,
+    AdFlex, AdTensor, HostTensor, Operand, Recycled, autodiff_primitive, matmul, matmul_strided,
     plain_primitive, zeros,
 };
 use burn::nn::conv::{Conv2d, Conv3d};
@@ -196,7 +196,7 @@ struct Saved {
     x: HostTensor,
     w: HostTensor,
     /// Columns of every sample `[B, K, P]`, when small enough to keep.
-    cols: Option<std::sync::Arc<Columns>>,
+    cols: Option<std::sync::Arc<Recycled>>,
     dims: Dims,
 }
 
@@ -235,7 +235,7 @@ impl Backward<Flex, 2> for FusedConv {
             return;
         };
         let [px, pw] = ops.parents;
-        let kept = s.cols.as_deref().map(|c| &c.0[..]);
+        let kept = s.cols.as_deref().map(|c| &c[..]);
         let (dx, dw) = backward(
             s.x.values(),
             s.w.values(),
@@ -263,48 +263,6 @@ const KEEP_COLUMNS: usize = 8 << 20;
 /// [`KEEP_COLUMNS`], lowered by a test to cover the recomputing backward (either path gives the
 /// same numbers, so other threads reading it meanwhile are unaffected).
 static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(KEEP_COLUMNS);
-
-/// Columns kept from the forward for the backward, recycled across steps: allocating (and
-/// zeroing) 1-8 MB per layer and step cost a pass over memory and page faults. The unfolding
-/// writes every value, so a recycled buffer needs no clearing.
-#[derive(Debug)]
-struct Columns(Vec<f32>);
-
-/// Buffers of dropped [`Columns`], for reuse.
-static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-
-/// Most values the pool holds (1 GiB); a buffer beyond it is freed.
-const POOL_LIMIT: usize = 1 << 28;
-
-impl Columns {
-    /// A buffer of `len` values (contents unspecified): a pooled one of that length if any,
-    /// else new.
-    fn take(len: usize) -> Columns {
-        let mut pool = POOL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match pool.iter().position(|v| v.len() == len) {
-            Some(i) => Columns(pool.swap_remove(i)),
-            None => {
-                drop(pool);
-                Columns(zeros(len))
-            }
-        }
-    }
-}
-
-impl Drop for Columns {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        let mut pool = POOL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held: usize = pool.iter().map(Vec::len).sum();
-        if held + buf.len() <= POOL_LIMIT {
-            pool.push(buf);
-        }
-    }
-}
 
 /// Output locations one product aims to cover. Samples with fewer locations are multiplied
 /// together in groups: the product's cost of packing the weights is then paid once per group
@@ -360,12 +318,13 @@ impl Groups {
 /// The output `[B, O, P]` of `x` `[B, C, D, H, W]` with weights `w` `[O, K]`, and with `keep`
 /// (and at most [`KEEP_LIMIT`] values) the columns of every group (`[K, size P]` each, one
 /// after the other).
-fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Columns>) {
+fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Recycled>) {
     let (k, p, o) = (d.k(), d.p(), d.c_out);
     let g = Groups::new(d);
     let mut y = zeros(d.batch * o * p);
     let keep = keep && !d.direct() && d.batch * k * p <= KEEP_LIMIT.load(Relaxed);
-    let mut cols = keep.then(|| Columns::take(d.batch * k * p));
+    // Recycled: the unfolding writes every value, so stale contents do not matter.
+    let mut cols = keep.then(|| Recycled::take(d.batch * k * p));
     let unfold = Unfold::new(d);
     let ctx = Ctx {
         x,
@@ -380,7 +339,7 @@ fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, Option<Colu
     };
     let y_parts = y.chunks_mut(g.size * o * p);
     let col_parts: Vec<Option<&mut [f32]>> = match cols.as_mut() {
-        Some(c) => c.0.chunks_mut(g.size * k * p).map(Some).collect(),
+        Some(c) => c.chunks_mut(g.size * k * p).map(Some).collect(),
         None => (0..g.count).map(|_| None).collect(),
     };
     let parts: Vec<_> = y_parts.zip(col_parts).enumerate().collect();
@@ -928,13 +887,13 @@ mod tests {
     fn kept_columns_are_recycled_and_stale_values_do_not_leak_into_results() {
         // A length no other test uses, so a parallel test cannot take the buffer.
         let len = 12_345;
-        let mut first = Columns::take(len);
-        first.0.fill(7.0);
-        let address = first.0.as_ptr();
+        let mut first = Recycled::take(len);
+        first.fill(7.0);
+        let address = first.as_ptr();
         drop(first);
-        let again = Columns::take(len);
-        assert_eq!(again.0.as_ptr(), address, "the dropped buffer is reused");
-        assert_eq!(again.0.len(), len);
+        let again = Recycled::take(len);
+        assert_eq!(again.as_ptr(), address, "the dropped buffer is reused");
+        assert_eq!(again.len(), len);
         drop(again);
 
         // Two identical steps: the second unfolds into the first one's recycled columns.

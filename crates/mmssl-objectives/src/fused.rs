@@ -30,7 +30,8 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use mmssl_encoders::cpu::{
-    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive, zeros,
+    AdFlex, AdTensor, HostTensor, Operand, Recycled, autodiff_primitive, matmul, plain_primitive,
+    zeros,
 };
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -96,9 +97,9 @@ struct Saved {
     /// The targets' shape `[B, d, L_t]`.
     t_shape: burn::tensor::Shape,
     /// `dloss/dr`, row-major `[M, N]`.
-    dloss: Arc<Vec<f32>>,
+    dloss: Arc<Recycled>,
     /// `r`, row-major `[M, N]` (`dpenalty/dr` is `2 lambda r / (M N)`).
-    raw: Arc<Vec<f32>>,
+    raw: Arc<Recycled>,
     layout: Layout,
 }
 
@@ -114,13 +115,18 @@ impl Backward<Flex, 2> for FusedInfoNce {
         let (m, n) = (a.len() / s.layout.dim, t.len() / s.layout.dim);
         let g_loss = g[0];
         let g_pen = g[1] * 2.0 * s.layout.penalty / (m * n) as f32;
+        // D = g_loss dloss/dr + g_penalty dpenalty/dr, in place of dloss/dr.
         const PIECE: usize = 1 << 14;
-        let mut d = zeros(m * n);
+        let mut d = Arc::try_unwrap(s.dloss).unwrap_or_else(|shared| {
+            let mut copy = Recycled::take(shared.len());
+            copy.copy_from_slice(&shared);
+            copy
+        });
         d.par_chunks_mut(PIECE)
-            .zip(s.dloss.par_chunks(PIECE).zip(s.raw.par_chunks(PIECE)))
-            .for_each(|(d, (dl, r))| {
-                for ((d, dl), r) in d.iter_mut().zip(dl).zip(r) {
-                    *d = g_loss * dl + g_pen * r;
+            .zip(s.raw.par_chunks(PIECE))
+            .for_each(|(d, r)| {
+                for (d, r) in d.iter_mut().zip(r) {
+                    *d = g_loss * *d + g_pen * r;
                 }
             });
         let (dim, lt) = (s.layout.dim, s.layout.target_locations);
@@ -176,7 +182,7 @@ fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> Option<AdTensor> {
 }
 
 /// `dloss/dr` and `r`, row-major `[M, N]`.
-type Derivatives = (Vec<f32>, Vec<f32>);
+type Derivatives = (Recycled, Recycled);
 
 /// Loss and penalty `[2]` of anchors `a` `[M, d]` against target rows `t` `[N, d]`, and with
 /// `derivatives` the matrices `dloss/dr` and `r`.
@@ -189,7 +195,8 @@ fn forward(
     let dim = layout.dim;
     let (m, n) = (a.len() / dim, t.len() / dim);
     // r = s a t^T: [M, d] x [d, N].
-    let mut raw = zeros(m * n);
+    // Both matrices are overwritten whole: recycled buffers need no zeroing.
+    let mut raw = Recycled::take(m * n);
     let (lhs, rhs) = (Operand::rows(a, dim), Operand::transposed(t, dim));
     matmul(&mut raw, (m, n, dim), lhs, rhs, layout.scale, false, true);
     let Layout {
@@ -199,21 +206,21 @@ fn forward(
         ..
     } = layout;
     let positives = (m * lt) as f32;
-    let mut dloss = if derivatives {
-        zeros(m * n)
-    } else {
-        Vec::new()
-    };
+    let mut dloss = Recycled::take(if derivatives { m * n } else { 0 });
     let rows: Vec<(f64, f64)> = if derivatives {
         raw.par_chunks(n)
             .zip(dloss.par_chunks_mut(n))
             .enumerate()
-            .map(|(i, (r, d))| row(r, Some(d), i / la, lt, clip, positives))
+            .map_init(Vec::new, |scratch, (i, (r, d))| {
+                row(r, Some(d), scratch, i / la, lt, clip, positives)
+            })
             .collect()
     } else {
         raw.par_chunks(n)
             .enumerate()
-            .map(|(i, r)| row(r, None, i / la, lt, clip, positives))
+            .map_init(Vec::new, |scratch, (i, r)| {
+                row(r, None, scratch, i / la, lt, clip, positives)
+            })
             .collect()
     };
     let (loss, square): (f64, f64) = rows
@@ -226,99 +233,129 @@ fn forward(
 }
 
 /// One anchor row: `(sum of softplus over its positives, sum of r^2)`; fills `dloss/dr`.
+/// `scratch` holds the row's clipped scores and exponentials (grown as needed, reused across
+/// rows).
 ///
 /// On x86-64 with AVX2 and FMA (checked at run time) the same code is compiled for 8-lane
 /// vectors; otherwise for the SSE2 baseline.
 fn row(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
+    scratch: &mut Vec<f32>,
     sample: usize,
     lt: usize,
     clip: Option<f32>,
     positives: f32,
 ) -> (f64, f64) {
+    if scratch.len() < 2 * raw.len() {
+        scratch.resize(2 * raw.len(), 0.0);
+    }
+    let (scores, exps) = scratch.split_at_mut(raw.len());
+    let exps = &mut exps[..raw.len()];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { row_avx2(raw, dloss, sample, lt, clip, positives) };
+        return unsafe { row_avx2(raw, dloss, scores, exps, sample, lt, clip, positives) };
     }
-    row_generic(raw, dloss, sample, lt, clip, positives)
+    row_generic(raw, dloss, scores, exps, sample, lt, clip, positives)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 fn row_avx2(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
+    scores: &mut [f32],
+    exps: &mut [f32],
     sample: usize,
     lt: usize,
     clip: Option<f32>,
     positives: f32,
 ) -> (f64, f64) {
-    row_generic(raw, dloss, sample, lt, clip, positives)
+    row_generic(raw, dloss, scores, exps, sample, lt, clip, positives)
 }
 
 /// Lanes of the vectorised reductions (independent partial sums / maxima).
 const LANES: usize = 16;
 
+/// Clipped scores of `raw` into `scores`; returns `(sum of raw^2, max of the scores)`, in one
+/// pass with lane-wise partial sums and maxima.
 #[inline(always)]
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+fn clip_pass(raw: &[f32], scores: &mut [f32], clip: Option<f32>) -> (f32, f32) {
+    let (mut sq, mut mx) = ([0.0f32; LANES], [f32::NEG_INFINITY; LANES]);
+    let score = |r: f32| match clip {
+        Some(c) => c * fast_tanh(r * (1.0 / c)),
+        None => r,
+    };
+    let whole = raw.len() / LANES * LANES;
+    for (rc, sc) in raw[..whole]
+        .chunks_exact(LANES)
+        .zip(scores[..whole].chunks_exact_mut(LANES))
+    {
+        for k in 0..LANES {
+            let s = score(rc[k]);
+            sc[k] = s;
+            sq[k] += rc[k] * rc[k];
+            mx[k] = if s > mx[k] { s } else { mx[k] };
+        }
+    }
+    let (mut tail_sq, mut tail_mx) = (0.0f32, f32::NEG_INFINITY);
+    for (r, s) in raw[whole..].iter().zip(&mut scores[whole..]) {
+        *s = score(*r);
+        tail_sq += r * r;
+        tail_mx = tail_mx.max(*s);
+    }
+    let max = mx.iter().fold(tail_mx, |m, &v| m.max(v));
+    (sq.iter().sum::<f32>() + tail_sq, max)
+}
+
+/// `exps = e^{scores - shift}`; returns their sum, in one pass.
+#[inline(always)]
+fn exp_pass(scores: &[f32], exps: &mut [f32], shift: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
+    let whole = scores.len() / LANES * LANES;
+    for (sc, ec) in scores[..whole]
+        .chunks_exact(LANES)
+        .zip(exps[..whole].chunks_exact_mut(LANES))
+    {
         for k in 0..LANES {
-            acc[k] += f(c[k]);
+            let e = fast_exp(sc[k] - shift);
+            ec[k] = e;
+            acc[k] += e;
         }
     }
-    acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
+    let mut tail = 0.0f32;
+    for (s, e) in scores[whole..].iter().zip(&mut exps[whole..]) {
+        *e = fast_exp(s - shift);
+        tail += *e;
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]
-fn lane_max(values: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for k in 0..LANES {
-            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
-        }
-    }
-    acc.iter()
-        .chain(tail)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-}
-
-#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn row_generic(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
+    scores: &mut [f32],
+    exps: &mut [f32],
     sample: usize,
     lt: usize,
     clip: Option<f32>,
     positives: f32,
 ) -> (f64, f64) {
     let pos = sample * lt..(sample + 1) * lt;
-    let square = lane_sum(raw, |r| r * r) as f64;
-    // Explicit loops over preallocated buffers: they inline into the AVX2 instance (iterator
-    // `collect`s would not).
-    let mut scores = zeros(raw.len());
-    match clip {
-        Some(c) => {
-            let inv_c = 1.0 / c;
-            for (s, &r) in scores.iter_mut().zip(raw) {
-                *s = c * fast_tanh(r * inv_c);
-            }
-        }
-        None => scores.copy_from_slice(raw),
-    }
-    // Log-sum-exp over the negatives (every column outside the sample's block).
-    let neg_max = lane_max(&scores[..pos.start]).max(lane_max(&scores[pos.end..]));
-    let mut exps = zeros(raw.len());
-    for (e, &s) in exps.iter_mut().zip(&scores) {
-        *e = fast_exp(s - neg_max);
-    }
-    let sum = lane_sum(&exps[..pos.start], |e| e) + lane_sum(&exps[pos.end..], |e| e);
+    let (n, (p0, p1)) = (raw.len(), (pos.start, pos.end));
+    // Clipped scores, sum of squares and the maximum over the negatives (every column outside
+    // the sample's block), then the exponentials and their sum over the negatives.
+    let (sq_a, max_a) = clip_pass(&raw[..p0], &mut scores[..p0], clip);
+    let (sq_p, _) = clip_pass(&raw[p0..p1], &mut scores[p0..p1], clip);
+    let (sq_b, max_b) = clip_pass(&raw[p1..], &mut scores[p1..n], clip);
+    let square = (sq_a + sq_p + sq_b) as f64;
+    let neg_max = max_a.max(max_b);
+    let sum = exp_pass(&scores[..p0], &mut exps[..p0], neg_max)
+        + exp_pass(&scores[p1..n], &mut exps[p1..n], neg_max);
     let lse = neg_max + sum.ln();
     let mut loss = 0.0f64;
     let mut weight = 0.0f32;
@@ -328,18 +365,18 @@ fn row_generic(
         weight += sigmoid(x);
     }
     if let Some(d) = dloss {
-        // e^{S - lse} = e^{S - max} / sum.
+        // e^{S - lse} = e^{S - max} / sum, for the negatives.
         let w = weight / positives / sum;
         match clip {
             Some(c) => {
                 let inv_c = 1.0 / c;
-                for ((d, &e), &s) in d.iter_mut().zip(&exps).zip(&scores) {
+                for ((d, &e), &s) in d.iter_mut().zip(&exps[..n]).zip(&scores[..n]) {
                     let u = s * inv_c;
                     *d = w * e * (1.0 - u * u);
                 }
             }
             None => {
-                for (d, &e) in d.iter_mut().zip(&exps) {
+                for (d, &e) in d.iter_mut().zip(&exps[..n]) {
                     *d = w * e;
                 }
             }
@@ -376,13 +413,18 @@ fn fast_exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + SHIFTER) - SHIFTER;
+    let shifted = x * LOG2E + SHIFTER;
+    let k = shifted - SHIFTER;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // The integer k sits in the low mantissa bits of `shifted` (its ulp is 1): taking it from
+    // the bits, rather than with a float-to-int cast (saturating in Rust, which does not
+    // vectorise), keeps the whole function in vector registers. k is in [-126, 127].
+    let k_int = shifted.to_bits().wrapping_sub(SHIFTER.to_bits()) as i32;
+    p * f32::from_bits(((k_int + 127) as u32) << 23)
 }
 
 /// `tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|})`, through [`fast_exp`] (absolute error
