@@ -17,6 +17,12 @@ use mmssl::objectives::{
 use rand::{SeedableRng, rngs::StdRng};
 use std::hint::black_box;
 
+/// Runs `f` on a thread of rayon's pool, as `mmssl_train::fit` runs its steps (the fused CPU
+/// kernels' parallel loops then start from inside the pool).
+fn on_pool(f: impl FnOnce() + Send) {
+    rayon::scope(|_| f());
+}
+
 fn infonce(c: &mut Criterion) {
     mmssl::encoders::cpu::tune_allocator();
     let dot = Critic {
@@ -31,16 +37,18 @@ fn infonce(c: &mut Criterion) {
         let t = Tensor::<3>::random([64, 64, lt], Distribution::Normal(0.0, 1.0), &device);
         group.bench_function(format!("forward/{name}"), |b| {
             b.iter(|| {
-                let (l, p) = contrast(
-                    a.clone(),
-                    t.clone(),
-                    dot,
-                    Estimator::InfoNce,
-                    Some(20.0),
-                    0.04,
-                )
-                .unwrap();
-                black_box((l + p).into_scalar::<f32>())
+                on_pool(|| {
+                    let (l, p) = contrast(
+                        a.clone(),
+                        t.clone(),
+                        dot,
+                        Estimator::InfoNce,
+                        Some(20.0),
+                        0.04,
+                    )
+                    .unwrap();
+                    black_box((l + p).into_scalar::<f32>());
+                })
             })
         });
         let ad = Device::flex().autodiff();
@@ -50,17 +58,19 @@ fn infonce(c: &mut Criterion) {
             Tensor::<3>::random([64, 64, lt], Distribution::Normal(0.0, 1.0), &ad).require_grad();
         group.bench_function(format!("forward_backward/{name}"), |b| {
             b.iter(|| {
-                let (l, p) = contrast(
-                    a.clone(),
-                    t.clone(),
-                    dot,
-                    Estimator::InfoNce,
-                    Some(20.0),
-                    0.04,
-                )
-                .unwrap();
-                let grads = (l + p).backward();
-                black_box(a.grad(&grads).unwrap().into_data())
+                on_pool(|| {
+                    let (l, p) = contrast(
+                        a.clone(),
+                        t.clone(),
+                        dot,
+                        Estimator::InfoNce,
+                        Some(20.0),
+                        0.04,
+                    )
+                    .unwrap();
+                    let grads = (l + p).backward();
+                    black_box(a.grad(&grads).unwrap().into_data());
+                })
             })
         });
     }
@@ -100,37 +110,45 @@ fn objective_and_encoders(c: &mut Criterion) {
             })
             .collect();
         b.iter(|| {
-            let out = objective.forward(&views, &mut rng).unwrap();
-            black_box(out.total.backward())
+            on_pool(|| {
+                let out = objective.forward(&views, &mut rng).unwrap();
+                black_box(out.total.backward());
+            })
         })
     });
     group.bench_function("two_encoders_heads_cr_xx_cc_forward_backward_B64", |b| {
         b.iter(|| {
-            let views: Vec<ModalityEmbeddings> = (0..2)
-                .map(|i| {
-                    let out = enc[i].forward(x[i].clone());
-                    ModalityEmbeddings {
-                        conv: ch[i].forward(out.conv),
-                        latent: lh[i].forward(out.z),
-                    }
-                })
-                .collect();
-            let out = objective.forward(&views, &mut rng).unwrap();
-            black_box(out.total.backward())
+            on_pool(|| {
+                let views: Vec<ModalityEmbeddings> = (0..2)
+                    .map(|i| {
+                        let out = enc[i].forward(x[i].clone());
+                        ModalityEmbeddings {
+                            conv: ch[i].forward(out.conv),
+                            latent: lh[i].forward(out.z),
+                        }
+                    })
+                    .collect();
+                let out = objective.forward(&views, &mut rng).unwrap();
+                black_box(out.total.backward());
+            })
         })
     });
     group.bench_function("encoder2d_forward_backward_B64", |b| {
         b.iter(|| {
-            let out = enc[0].forward(x[0].clone());
-            black_box((out.z.mean() + out.conv.mean()).backward())
+            on_pool(|| {
+                let out = enc[0].forward(x[0].clone());
+                black_box((out.z.mean() + out.conv.mean()).backward());
+            })
         })
     });
     let enc3 = DcganEncoder3dConfig::new().init(&device, &mut rng).unwrap();
     let vol = Tensor::<5>::random([4, 1, 64, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
     group.bench_function("encoder3d_forward_backward_B4", |b| {
         b.iter(|| {
-            let out = enc3.forward(vol.clone());
-            black_box((out.z.mean() + out.conv.mean()).backward())
+            on_pool(|| {
+                let out = enc3.forward(vol.clone());
+                black_box((out.z.mean() + out.conv.mean()).backward());
+            })
         })
     });
     group.finish();
