@@ -195,7 +195,8 @@ struct FusedConv;
 struct Saved {
     x: HostTensor,
     w: HostTensor,
-    /// Columns of every sample `[B, K, P]`, when small enough to keep.
+    /// The columns of every group (`[K, size P]` each, one after the other), when small enough
+    /// to keep.
     cols: Option<std::sync::Arc<Recycled>>,
     dims: Dims,
 }
@@ -267,8 +268,8 @@ static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(KEEP_COLUMNS);
 /// Output locations one product aims to cover. Samples with fewer locations are multiplied
 /// together in groups: the product's cost of packing the weights is then paid once per group
 /// instead of once per sample, which dominated the thin per-sample products of the deeper
-/// layers (16 locations in the third 2D layer, 1 in the last).
-static GROUP_COLUMNS: AtomicUsize = AtomicUsize::new(256);
+/// layers (16 locations in the third 2D layer, 1 in the last). 128 and 512 measured the same.
+const GROUP_COLUMNS: usize = 256;
 
 /// How a batch is cut into groups of consecutive samples, one product per group.
 #[derive(Debug, Clone, Copy)]
@@ -287,8 +288,7 @@ struct Groups {
 impl Groups {
     fn new(d: &Dims) -> Groups {
         let threads = rayon::current_num_threads().max(1);
-        let target = GROUP_COLUMNS.load(Relaxed).max(1);
-        let size = target
+        let size = GROUP_COLUMNS
             .div_ceil(d.p().max(1))
             .min(d.batch.div_ceil(threads))
             .max(1);
@@ -395,34 +395,23 @@ fn forward_group(ctx: &Ctx<'_>, first: usize, n: usize, cols: Option<&mut [f32]>
         for b in 0..n {
             unfold.im2col(&xs[b * len..(b + 1) * len], cols, np, b * p);
         }
-        if n == 1 {
-            matmul(
-                yg,
-                (o, p, k),
-                wm,
-                Operand::rows(cols, p),
-                1.0,
-                false,
-                parallel,
-            );
-            return;
-        }
-        matmul(
-            out,
-            (o, np, k),
-            wm,
-            Operand::rows(cols, np),
-            1.0,
-            false,
-            parallel,
-        );
-        // out [O, n P] -> yg [n, O, P]: moves of whole P-long rows.
-        for b in 0..n {
-            for c in 0..o {
-                yg[(b * o + c) * p..][..p].copy_from_slice(&out[c * np + b * p..][..p]);
+        // One sample: the product is its output; several: the product goes to scratch and
+        // its [O, n P] rows are moved to [n, O, P].
+        let dst: &mut [f32] = if n == 1 { &mut *yg } else { &mut *out };
+        let cm = Operand::rows(cols, np);
+        matmul(dst, (o, np, k), wm, cm, 1.0, false, parallel);
+        if n > 1 {
+            for (sample, group) in regrouped_rows(n, o, p) {
+                yg[sample..sample + p].copy_from_slice(&out[group..group + p]);
             }
         }
     });
+}
+
+/// The `(offset in [n, O, P], offset in [O, n P])` of every `P`-long row of `n` samples'
+/// `[O, P]` blocks, between the per-sample layout and a group's side-by-side layout.
+fn regrouped_rows(n: usize, o: usize, p: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).flat_map(move |b| (0..o).map(move |c| ((b * o + c) * p, c * n * p + b * p)))
 }
 
 /// Gradients `(dx, dw)` (each when asked) from the upstream gradient `dy` `[B, O, P]`.
@@ -544,10 +533,8 @@ fn backward_group(
         let dyg: &[f32] = if n == 1 {
             dys
         } else {
-            for b in 0..n {
-                for c in 0..o {
-                    dyg[c * np + b * p..][..p].copy_from_slice(&dys[(b * o + c) * p..][..p]);
-                }
+            for (sample, group) in regrouped_rows(n, o, p) {
+                dyg[group..group + p].copy_from_slice(&dys[sample..sample + p]);
             }
             dyg
         };
@@ -625,20 +612,6 @@ impl Unfold {
         }
     }
 
-    /// Output locations per sample.
-    fn p(&self) -> usize {
-        self.output.iter().product()
-    }
-
-    /// Checks that every read of a kernel row starting at `base` stays inside a channel of
-    /// `len` values (once per row, so that the loops over its values need no checks).
-    fn check_row(&self, base: usize, len: usize) {
-        let [od, oh, ow] = self.output;
-        let [zs, ys, xs] = self.steps;
-        let last = base + (od - 1) * zs + (oh - 1) * ys + (ow - 1) * xs;
-        assert!(last < len, "unfolding reads past the padded channel");
-    }
-
     fn padded_len(&self) -> usize {
         self.c_in * self.padded.iter().product::<usize>()
     }
@@ -675,35 +648,34 @@ impl Unfold {
         });
     }
 
-    /// The strided reads of [`Unfold::im2col`] from the (padded) sample `xp`.
-    fn gather(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+    /// Calls `f(slot, read)` for every column slot of one sample (index into a column matrix of
+    /// `ld` values per row, at column `col0`) with the index, in the sample's padded values,
+    /// of the value the slot reads; each kernel row's slots are visited in order.
+    #[inline(always)]
+    fn pairs(&self, ld: usize, col0: usize, mut f: impl FnMut(usize, usize)) {
         let channel = self.padded.iter().product::<usize>();
         let [od, oh, ow] = self.output;
         let [zs, ys, xs] = self.steps;
-        let p = self.p();
         let rows = self.kernel_rows.len();
         for c in 0..self.c_in {
-            let xp = &xp[c * channel..(c + 1) * channel];
             for (r, &base) in self.kernel_rows.iter().enumerate() {
-                let at = (c * rows + r) * ld + col0;
-                let dst = &mut cols[at..at + p];
-                self.check_row(base, xp.len());
-                let (src, mut out) = (xp.as_ptr(), dst.as_mut_ptr());
-                // SAFETY: `check_row` bounds the largest read index below `xp.len()`, and
-                // `dst` holds exactly the `od oh ow` values written, in order.
-                unsafe {
-                    for z in 0..od {
-                        for y in 0..oh {
-                            let row = src.add(base + z * zs + y * ys);
-                            for x in 0..ow {
-                                *out = *row.add(x * xs);
-                                out = out.add(1);
-                            }
+                let mut slot = (c * rows + r) * ld + col0;
+                for z in 0..od {
+                    for y in 0..oh {
+                        let read = c * channel + base + z * zs + y * ys;
+                        for x in 0..ow {
+                            f(slot, read + x * xs);
+                            slot += 1;
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The strided reads of [`Unfold::im2col`] from the (padded) sample `xp`.
+    fn gather(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+        self.pairs(ld, col0, |slot, read| cols[slot] = xp[read]);
     }
 
     /// Writes one sample's input gradient `dx` `[C, D, H, W]` from its column gradient (laid
@@ -725,32 +697,7 @@ impl Unfold {
 
     /// Adds the column gradient onto the (padded) sample gradient `dxp`.
     fn scatter(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
-        let channel = self.padded.iter().product::<usize>();
-        let [od, oh, ow] = self.output;
-        let [zs, ys, xs] = self.steps;
-        let p = self.p();
-        let rows = self.kernel_rows.len();
-        for c in 0..self.c_in {
-            let dxp = &mut dxp[c * channel..(c + 1) * channel];
-            for (r, &base) in self.kernel_rows.iter().enumerate() {
-                let at = (c * rows + r) * ld + col0;
-                let src = &dcols[at..at + p];
-                self.check_row(base, dxp.len());
-                let (mut g, dst) = (src.as_ptr(), dxp.as_mut_ptr());
-                // SAFETY: as in `gather`, with the roles of the two buffers exchanged.
-                unsafe {
-                    for z in 0..od {
-                        for y in 0..oh {
-                            let row = dst.add(base + z * zs + y * ys);
-                            for x in 0..ow {
-                                *row.add(x * xs) += *g;
-                                g = g.add(1);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        self.pairs(ld, col0, |slot, read| dxp[read] += dcols[slot]);
     }
 }
 
