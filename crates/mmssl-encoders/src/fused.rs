@@ -401,24 +401,10 @@ fn tracked(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{close, read};
     use burn::module::Param;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        for (x, y) in a.iter().zip(b) {
-            assert!(
-                (x - y).abs() <= tol * scale,
-                "{what}: {x} vs {y} (scale {scale})"
-            );
-        }
-    }
 
     /// Output, input/gamma/beta gradients and running statistics after two steps.
     fn run<const D: usize>(

@@ -704,24 +704,13 @@ impl Unfold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{close, read};
+
+    /// Relative tolerance of the fused convolution against burn's.
+    const TOL: f32 = 1e-4;
     use burn::module::Param;
     use burn::nn::conv::{Conv2dConfig, Conv3dConfig};
     use burn::tensor::{Device, Distribution};
-
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * scale,
-                "{what}[{i}]: {x} vs {y} (scale {scale})"
-            );
-        }
-    }
 
     /// (output, dx, dw) of the fused path and of burn's, with a random upstream gradient.
     fn compare<const D: usize>(
@@ -742,9 +731,9 @@ mod tests {
                 read(weight().grad(&g).unwrap()),
             ));
         }
-        close(&results[0].0, &results[1].0, &format!("{what} output"));
-        close(&results[0].1, &results[1].1, &format!("{what} dx"));
-        close(&results[0].2, &results[1].2, &format!("{what} dw"));
+        close(&results[0].0, &results[1].0, TOL, &format!("{what} output"));
+        close(&results[0].1, &results[1].1, TOL, &format!("{what} dx"));
+        close(&results[0].2, &results[1].2, TOL, &format!("{what} dw"));
     }
 
     #[test]
@@ -873,6 +862,7 @@ mod tests {
         close(
             &read(conv2d_forward(&conv, x.clone())),
             &read(conv.forward(x.clone())),
+            TOL,
             "plain",
         );
         // With a bias the fused path does not apply; the result is still burn's.

@@ -81,4 +81,6 @@ impl EncoderError {
 }
 
 #[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;

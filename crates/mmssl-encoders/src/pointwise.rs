@@ -221,24 +221,10 @@ impl<const N: usize> Backward<Flex, N> for FusedPointwise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{close, read};
     use burn::module::Param;
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 * scale,
-                "{what}[{i}]: {x} vs {y} (scale {scale})"
-            );
-        }
-    }
 
     #[test]
     fn fused_pointwise_equals_burns_linear_in_value_and_gradients() {
@@ -285,7 +271,12 @@ mod tests {
                 .enumerate()
                 .take(results[0].len())
             {
-                close(&results[0][i], &results[1][i], &format!("{what} {name}"));
+                close(
+                    &results[0][i],
+                    &results[1][i],
+                    1e-5,
+                    &format!("{what} {name}"),
+                );
             }
         }
     }
@@ -298,6 +289,7 @@ mod tests {
         close(
             &read(pointwise(&linear, x.clone())),
             &read(linear.forward(x.swap_dims(1, 2)).swap_dims(1, 2)),
+            1e-5,
             "plain",
         );
         let other = Tensor::<3>::random([2, 5, 5], Distribution::Default, &device);
