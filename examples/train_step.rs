@@ -177,21 +177,19 @@ fn infonce(a: &Args, device: &Device) -> Vec<f64> {
 /// One InfoNCE term forward and backward; reads one value of the target gradient back (as the
 /// PyTorch side reads the sum of its gradient).
 fn infonce_once(anchors: &Tensor<3>, targets: &Tensor<3>, dot: Critic<'_>) {
-    {
-        let (l, p) = contrast(
-            anchors.clone(),
-            targets.clone(),
-            dot,
-            Estimator::InfoNce,
-            Some(20.0),
-            0.04,
-        )
-        .expect("valid shapes");
-        let grads = (l + p).backward();
-        let _ = targets
-            .grad(&grads)
-            .map(|g| g.slice([0..1, 0..1, 0..1]).into_data());
-    }
+    let (l, p) = contrast(
+        anchors.clone(),
+        targets.clone(),
+        dot,
+        Estimator::InfoNce,
+        Some(20.0),
+        0.04,
+    )
+    .expect("valid shapes");
+    let grads = (l + p).backward();
+    let _ = targets
+        .grad(&grads)
+        .map(|g| g.slice([0..1, 0..1, 0..1]).into_data());
 }
 
 fn gemm(a: &Args, device: &Device) -> Vec<f64> {
