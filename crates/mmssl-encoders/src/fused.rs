@@ -88,31 +88,15 @@ fn leaky_map(value: &[f32], reference: &[f32], slope: f32) -> Vec<f32> {
 /// are added in `f64`.
 const LANES: usize = 8;
 
-/// `sum(x)`.
-fn lane_sum(x: &[f32]) -> f32 {
+/// `sum(f(x_i))`.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
     for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `sum((x - mean)^2)`.
-fn lane_squared_deviation(x: &[f32], mean: f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += (v - mean) * (v - mean);
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -340,9 +324,10 @@ fn tracked(
         .into_par_iter()
         .map(|c| {
             let rows = (0..batch).map(|b| &xs[(b * channels + c) * l..][..l]);
-            let sum: f64 = rows.clone().map(|r| lane_sum(r) as f64).sum();
+            let sum: f64 = rows.clone().map(|r| lane_sum(r, |v| v) as f64).sum();
             let mean = (sum / n) as f32;
-            let sq: f64 = rows.map(|r| lane_squared_deviation(r, mean) as f64).sum();
+            let squares = |v: f32| (v - mean) * (v - mean);
+            let sq: f64 = rows.map(|r| lane_sum(r, squares) as f64).sum();
             (mean, (sq / n) as f32)
         })
         .collect();
