@@ -14,14 +14,9 @@ use mmssl::encoders::{
 use mmssl::objectives::{
     Critic, CriticKind, Estimator, ModalityEmbeddings, ObjectiveConfig, contrast,
 };
+use mmssl::train::on_pool;
 use rand::{SeedableRng, rngs::StdRng};
 use std::hint::black_box;
-
-/// Runs `f` on a thread of rayon's pool, as `mmssl_train::fit` runs its steps (the fused CPU
-/// kernels' parallel loops then start from inside the pool).
-fn on_pool(f: impl FnOnce() + Send) {
-    rayon::scope(|_| f());
-}
 
 /// One InfoNCE term (loss + penalty) at the paper's settings: scaled dot critic, clip 20,
 /// penalty 4e-2.

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use mmssl::burn;
 use mmssl::data::{Batch, ViewBatch};
 use mmssl::objectives::{Critic, CriticKind, Estimator, ObjectiveConfig, contrast};
-use mmssl::train::{ContrastiveModel, Method, RAdamConfig};
+use mmssl::train::{ContrastiveModel, Method, RAdamConfig, on_pool};
 use rand::{SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
@@ -152,7 +152,7 @@ fn step(a: &Args, device: &Device) -> Result<Vec<f64>, String> {
     };
     // On a worker of rayon's pool, as `fit` runs its steps: the fused operations' parallel
     // loops then start without waking a pool thread and putting this one to sleep.
-    let times = time(a.warmup, a.reps, || rayon::scope(|_| body()));
+    let times = time(a.warmup, a.reps, || on_pool(&mut body));
     match error {
         Some(e) => Err(e),
         None => Ok(times),
@@ -170,7 +170,7 @@ fn infonce(a: &Args, device: &Device) -> Vec<f64> {
     let targets = Tensor::<3>::random([a.batch, 64, a.locations], dist, &ad).require_grad();
     // On rayon's pool, as the step (and `fit`) runs.
     time(a.warmup, a.reps, || {
-        rayon::scope(|_| infonce_once(&anchors, &targets, dot));
+        on_pool(|| infonce_once(&anchors, &targets, dot));
     })
 }
 
@@ -197,7 +197,7 @@ fn gemm(a: &Args, device: &Device) -> Vec<f64> {
     let x = Tensor::<2>::random([a.size, a.size], dist, device);
     let y = Tensor::<2>::random([a.size, a.size], dist, device);
     time(a.warmup, a.reps, || {
-        rayon::scope(|_| {
+        on_pool(|| {
             let _ = x.clone().matmul(y.clone()).slice([0..1, 0..1]).into_data();
         })
     })

@@ -33,7 +33,7 @@ pub use encoder::AnyEncoder;
 pub use error::{Result, TrainError};
 pub use fit::{
     Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, TrainConfig, epoch_order,
-    evaluate_loss, fit,
+    evaluate_loss, fit, on_pool,
 };
 pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, cross_entropy, extract_features, linear_eval,
