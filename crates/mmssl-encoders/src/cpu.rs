@@ -109,6 +109,23 @@ pub fn zeros(len: usize) -> Vec<f32> {
     v
 }
 
+/// The element-wise sum of `parts` (each `len` values), added in the order given: parallel
+/// loops keep one partial sum per fixed run of work and add them here, so that the result is
+/// the same on every run. `len` zeros when there are no parts.
+pub fn sum_in_order<T>(parts: impl IntoIterator<Item = Vec<T>>, len: usize) -> Vec<T>
+where
+    T: Copy + Default + std::ops::AddAssign,
+{
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![T::default(); len]);
+    for part in parts {
+        for (a, &v) in total.iter_mut().zip(&part) {
+            *a += v;
+        }
+    }
+    total
+}
+
 /// A buffer of `f32`s that goes back to a process-wide pool when dropped, and is taken from it
 /// again by the next [`Recycled::take`] of the same length: the fused operations' large
 /// intermediates kept from forward to backward (convolution columns, InfoNCE score matrices)
@@ -340,6 +357,13 @@ mod tests {
         );
         // Allocation still works afterwards, small and large.
         assert_eq!(zeros(40 << 20).len(), 40 << 20);
+    }
+
+    #[test]
+    fn partial_sums_add_element_wise_and_none_give_zeros() {
+        let parts = vec![vec![1.0f32, 2.0], vec![0.5, -1.0], vec![0.25, 4.0]];
+        assert_eq!(sum_in_order(parts, 2), vec![1.75, 5.0]);
+        assert_eq!(sum_in_order(Vec::<Vec<f64>>::new(), 3), vec![0.0; 3]);
     }
 
     #[test]

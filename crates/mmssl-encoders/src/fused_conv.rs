@@ -23,7 +23,7 @@
 
 use crate::cpu::{
     AdFlex, AdTensor, HostTensor, Operand, Recycled, autodiff_primitive, matmul, matmul_strided,
-    plain_primitive, zeros,
+    plain_primitive, sum_in_order, zeros,
 };
 use burn::nn::conv::{Conv2d, Conv3d};
 use burn::nn::{PaddingConfig2d, PaddingConfig3d};
@@ -464,16 +464,7 @@ fn backward(
             .map(run)
             .collect()
     };
-    let dw = want_dw.then(|| {
-        let mut parts = partials.into_iter();
-        let mut dw = parts.next().unwrap_or_else(|| vec![0.0f32; o * k]);
-        for part in parts {
-            for (a, v) in dw.iter_mut().zip(&part) {
-                *a += v;
-            }
-        }
-        dw
-    });
+    let dw = want_dw.then(|| sum_in_order(partials, o * k));
     (dx, dw)
 }
 

@@ -10,7 +10,8 @@
 //! `Linear::forward` on the transposed map; values and gradients are tested against it.
 
 use crate::cpu::{
-    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive, zeros,
+    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
+    sum_in_order, zeros,
 };
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -199,14 +200,9 @@ impl<const N: usize> Backward<Flex, N> for FusedPointwise {
                 (dw, db)
             })
             .collect();
-        let mut parts = partials.into_iter();
-        let (mut dw, mut db) = parts
-            .next()
-            .unwrap_or_else(|| (vec![0.0; if want_w { c * o } else { 0 }], vec![0.0; o]));
-        for (pw_part, pb_part) in parts {
-            dw.iter_mut().zip(&pw_part).for_each(|(a, v)| *a += v);
-            db.iter_mut().zip(&pb_part).for_each(|(a, v)| *a += v);
-        }
+        let (dw_parts, db_parts): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
+        let dw = sum_in_order(dw_parts, if want_w { c * o } else { 0 });
+        let db = sum_in_order(db_parts, o);
         if let Some(node) = pw {
             let dw = HostTensor::from_vec(dw, w.shape().clone());
             grads.register::<Flex>(node.id, dw.into_flex());
