@@ -607,13 +607,18 @@ fn errors_are_values() {
 #[test]
 fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     // (B, d, L_a, L_t, clip, scale of the inputs): the paper's 2D and RR shapes, several anchor
-    // locations, no clipping with large scores, and a batch smaller than the dimension.
+    // locations, no clipping with large scores, a batch smaller than the dimension, more
+    // target rows than one piece of the anchor gradient's product (1024), saturated clipping
+    // at the largest constant shifted by `c` (30) and a larger one (shifted by the maximum).
     let cases = [
         (16, 64, 1, 64, Some(20.0), 1.0),
         (8, 16, 1, 1, Some(20.0), 2.0),
         (5, 7, 3, 4, Some(5.0), 3.0),
         (6, 4, 2, 3, None, 6.0),
         (3, 32, 1, 9, Some(20.0), 0.1),
+        (20, 8, 1, 60, Some(20.0), 1.0),
+        (6, 16, 1, 5, Some(30.0), 12.0),
+        (6, 16, 1, 5, Some(50.0), 12.0),
     ];
     let ad = Device::flex().autodiff();
     let mut rng = StdRng::seed_from_u64(42);
@@ -634,7 +639,12 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
                 bilinear: Some(&bilinear),
             });
         }
-        for critic in critics {
+        // Loss and penalty weighted alike (the objectives' sum) and differently, so both ways
+        // the backward combines the upstream gradients are checked.
+        for (critic, (wl, wp)) in critics
+            .into_iter()
+            .flat_map(|c| [(c, (1.5, 0.7)), (c, (0.5, 0.5))])
+        {
             let run = |fused: bool| {
                 let a = ha.tensor(&ad).require_grad();
                 let t = ht.tensor(&ad).require_grad();
@@ -642,8 +652,7 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
                 let (loss, pen) =
                     f(a.clone(), t.clone(), critic, Estimator::InfoNce, clip, 0.04).unwrap();
                 let values = (scalar(loss.clone()), scalar(pen.clone()));
-                // Weight the two outputs differently so both upstream gradients are checked.
-                let grads = (loss.mul_scalar(1.5) + pen.mul_scalar(0.7)).backward();
+                let grads = (loss.mul_scalar(wl) + pen.mul_scalar(wp)).backward();
                 let read = |x: &Tensor<3>| -> Vec<f32> {
                     x.grad(&grads)
                         .unwrap()
@@ -655,7 +664,7 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
             };
             let ((l1, p1), ga1, gt1) = run(true);
             let ((l0, p0), ga0, gt0) = run(false);
-            let ctx = format!("case {i} critic {:?}", critic.kind);
+            let ctx = format!("case {i} critic {:?} weights {wl}/{wp}", critic.kind);
             assert!(rel_close(l1, l0, 1e-5), "{ctx}: loss {l1} vs {l0}");
             assert!(rel_close(p1, p0, 1e-5), "{ctx}: penalty {p1} vs {p0}");
             for (g1, g0) in [(&ga1, &ga0), (&gt1, &gt0)] {
