@@ -55,7 +55,12 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scaling", action="store_true", help="also the batch-size scaling table")
-    p.add_argument("--only", default=None, help="only cases whose label contains this text")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="only cases whose label contains this text (repeat for several)",
+    )
     args = p.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--example", "train_step"], cwd=ROOT, check=True)
@@ -69,7 +74,7 @@ def main():
 
     cases = CASES + (SCALING if args.scaling else [])
     if args.only:
-        cases = [c for c in cases if args.only in c[0]]
+        cases = [c for c in cases if any(text in c[0] for text in args.only)]
     rows = []
     for label, case in cases:
         med = {"mmssl": [], "pytorch": []}
