@@ -7,7 +7,8 @@
 //! the objective. Here the forward is one matrix product and one pass per row that computes
 //! the clipped scores, the log-sum-exp over the negatives, the softplus over the positives and
 //! the penalty, and, when gradients are needed, the derivative of the loss with respect to every
-//! raw score; the backward is two matrix products.
+//! raw score; the backward is two matrix products. Terms that contrast several anchor sets
+//! against the same targets run as one operation, the sets stacked along the score rows.
 //!
 //! With `P = B L_a L_t` positives, raw scores `r = s a t^T`, clipped scores
 //! `S = c tanh(r / c)`, `lse_i = log sum_{j in neg(i)} e^{S_ij}` and
@@ -51,12 +52,17 @@ pub(crate) struct Layout {
     pub clip: Option<f32>,
     /// Penalty coefficient `lambda` on the mean squared raw score.
     pub penalty: f32,
+    /// Anchor sets stacked along the rows (terms sharing the targets, each `[B L_a, d]`):
+    /// each has its own loss and penalty.
+    pub sets: usize,
 }
 
-/// InfoNCE loss and penalty of anchors `a` `[B L_a, d]` against targets `t` `[B, d, L_t]`
-/// (the feature maps' own layout: each sample's targets are a `[d, L_t]` block, so the score
-/// products read them in place) as a `[2]` tensor `[loss, penalty]`, when both live on the CPU
-/// backend (with or without autodiff); `None` otherwise (the caller takes the generic path).
+/// InfoNCE losses and penalties of `layout.sets` anchor sets stacked in `a`
+/// `[sets B L_a, d]` against targets `t` `[B, d, L_t]` (the feature maps' own layout: each
+/// sample's targets are a `[d, L_t]` block) as a `[2 sets]` tensor
+/// `[loss_0, penalty_0, loss_1, ...]`, when both live on the CPU backend (with or without
+/// autodiff); `None` otherwise (the caller takes the generic path). The sets share one score
+/// product (and one transpose of the targets) forward and two backward.
 pub(crate) fn infonce(a: &Tensor<2>, t: &Tensor<3>, layout: Layout) -> Option<Tensor<1>> {
     if let (Some(pa), Some(pt)) = (autodiff_primitive(a), autodiff_primitive(t)) {
         return Some(Tensor::from_primitive::<AdFlex>(tracked(pa, pt, layout)?));
@@ -136,30 +142,42 @@ impl Backward<Flex, 2> for FusedInfoNce {
         };
         let (a, t, g) = (s.a.values(), &s.t_rows[..], g.values());
         let (m, n) = (a.len() / s.layout.dim, t.len() / s.layout.dim);
-        // D = g_loss dloss/dr + g_penalty dpenalty/dr. The forward stored
-        // E = dloss/dr + dpenalty/dr, so D = g_loss E when both outputs have the same
-        // gradient (the objectives sum them): g_loss goes into the products' scale. Otherwise
-        // D = g_loss E + (g_penalty - g_loss) dpenalty/dr, combined in place.
-        let (g_loss, g_pen) = (g[0], g[1]);
+        let per_set = m / s.layout.sets;
+        // D = g_loss dloss/dr + g_penalty dpenalty/dr, per set. The forward stored
+        // E = dloss/dr + dpenalty/dr, so D = g_loss E for a set whose two outputs have the same
+        // gradient (the objectives sum them): then g_loss scales the set's rows of the small
+        // factors (the anchors, the anchor gradient) instead of D. Otherwise that set's rows of
+        // D become g_loss E + (g_penalty - g_loss) dpenalty/dr, in place, with factor 1.
         let mut d = Arc::try_unwrap(s.dloss).unwrap_or_else(|shared| {
             let mut copy = Recycled::take(shared.len());
             copy.copy_from_slice(&shared);
             copy
         });
-        let mut scale = s.layout.scale * g_loss;
-        if g_pen != g_loss {
-            let kappa = (g_pen - g_loss) * penalty_slope(s.layout.penalty, m, n);
+        let kappa = penalty_slope(s.layout.penalty, per_set, n);
+        let factors: Vec<f32> = g
+            .chunks_exact(2)
+            .map(|g| if g[0] == g[1] { g[0] } else { 1.0 })
+            .collect();
+        for (set, g) in g.chunks_exact(2).enumerate() {
+            let (g_loss, g_pen) = (g[0], g[1]);
+            if g_loss == g_pen {
+                continue;
+            }
+            let rows = set * per_set * n..(set + 1) * per_set * n;
+            let shift = (g_pen - g_loss) * kappa;
             const PIECE: usize = 1 << 14;
-            d.par_chunks_mut(PIECE)
-                .zip(s.raw.par_chunks(PIECE))
+            d[rows.clone()]
+                .par_chunks_mut(PIECE)
+                .zip(s.raw[rows].par_chunks(PIECE))
                 .for_each(|(d, r)| {
                     for (d, r) in d.iter_mut().zip(r) {
-                        *d = g_loss * *d + kappa * r;
+                        *d = g_loss * *d + shift * r;
                     }
                 });
-            scale = s.layout.scale;
         }
-        let (dim, lt) = (s.layout.dim, s.layout.target_locations);
+        let (scale, dim, lt) = (s.layout.scale, s.layout.dim, s.layout.target_locations);
+        // The factor of element i of an [M, d] matrix (its row's set).
+        let row_factor = |i: usize| factors[i / (per_set * dim)];
         let [pa, pt] = ops.parents;
         if let Some(node) = pa {
             // da = s D t: [M, N] x [N, d], the long inner dimension cut into fixed pieces
@@ -177,11 +195,21 @@ impl Backward<Flex, 2> for FusedInfoNce {
                     part
                 })
                 .collect();
-            let da = sum_in_order(partials, m * dim);
+            let mut da = sum_in_order(partials, m * dim);
+            for (i, v) in da.iter_mut().enumerate() {
+                *v *= row_factor(i);
+            }
             grads.register::<Flex>(node.id, HostTensor::from_vec(da, [m, dim]).into_flex());
         }
         if let Some(node) = pt {
-            // dT_b [d, L_t] = s a^T [d, M] x D[:, block b] [M, L_t], one block per sample.
+            // dT_b [d, L_t] = s a'^T [d, M] x D[:, block b] [M, L_t], one block per sample,
+            // with a' the anchors scaled by their set's factor.
+            let scaled: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v * row_factor(i))
+                .collect();
+            let a = &scaled[..];
             let mut dt = zeros(n * dim);
             dt.par_chunks_mut(dim * lt)
                 .enumerate()
@@ -226,8 +254,8 @@ fn tracked(a: AdTensor, t: AdTensor, layout: Layout) -> Option<AdTensor> {
 /// `dloss/dr + dpenalty/dr` and `r`, row-major `[M, N]`.
 type Derivatives = (Recycled, Recycled);
 
-/// Loss and penalty `[2]` of anchors `a` `[M, d]` against target rows `t` `[N, d]`, and with
-/// `derivatives` the matrices `dloss/dr + dpenalty/dr` and `r`.
+/// Losses and penalties `[2 sets]` of the anchor sets stacked in `a` `[M, d]` against target
+/// rows `t` `[N, d]`, and with `derivatives` the matrices `dloss/dr + dpenalty/dr` and `r`.
 fn forward(
     a: &[f32],
     t: &[f32],
@@ -247,31 +275,37 @@ fn forward(
         clip,
         ..
     } = layout;
-    let positives = (m * lt) as f32;
-    let kappa = penalty_slope(layout.penalty, m, n);
+    // Each set is B L_a rows; its row i belongs to sample (i mod B L_a) / L_a.
+    let per_set = m / layout.sets;
+    let positives = (per_set * lt) as f32;
+    let kappa = penalty_slope(layout.penalty, per_set, n);
+    let sample = |i: usize| (i % per_set) / la;
     let mut dloss = Recycled::take(if derivatives { m * n } else { 0 });
     let rows: Vec<(f64, f64)> = if derivatives {
         raw.par_chunks(n)
             .zip(dloss.par_chunks_mut(n))
             .enumerate()
             .map_init(Vec::new, |scratch, (i, (r, d))| {
-                row(r, Some(d), scratch, i / la, lt, clip, positives, kappa)
+                row(r, Some(d), scratch, sample(i), lt, clip, positives, kappa)
             })
             .collect()
     } else {
         raw.par_chunks(n)
             .enumerate()
             .map_init(Vec::new, |scratch, (i, r)| {
-                row(r, None, scratch, i / la, lt, clip, positives, kappa)
+                row(r, None, scratch, sample(i), lt, clip, positives, kappa)
             })
             .collect()
     };
-    let (loss, square): (f64, f64) = rows
-        .iter()
-        .fold((0.0, 0.0), |(l, q), (rl, rq)| (l + rl, q + rq));
-    let loss = (loss / positives as f64) as f32;
-    let penalty = (layout.penalty as f64 * square / (m * n) as f64) as f32;
-    let out = HostTensor::from_vec(vec![loss, penalty], [2]).into_flex();
+    let mut out = Vec::with_capacity(2 * layout.sets);
+    for set in rows.chunks(per_set.max(1)) {
+        let (loss, square): (f64, f64) = set
+            .iter()
+            .fold((0.0, 0.0), |(l, q), (rl, rq)| (l + rl, q + rq));
+        out.push((loss / positives as f64) as f32);
+        out.push((layout.penalty as f64 * square / (per_set * n) as f64) as f32);
+    }
+    let out = HostTensor::from_vec(out, [2 * layout.sets]).into_flex();
     (out, derivatives.then_some((dloss, raw)))
 }
 
@@ -624,6 +658,7 @@ mod tests {
             scale: 0.5,
             clip: Some(20.0),
             penalty: 0.04,
+            sets: 1,
         };
         for device in [Device::flex(), Device::flex().autodiff()] {
             let a = Tensor::<2>::random([4, 8], Distribution::Default, &device);

@@ -10,7 +10,8 @@
 //! - [`Estimator`]: InfoNCE (AMDIM style), Jensen-Shannon, Donsker-Varadhan, NWJ.
 //! - [`CriticKind`]: scaled dot product, cosine with temperature, bilinear.
 //! - [`Objective`]: a configured objective over `n` modalities, returning the total loss and
-//!   named terms; [`contrast`] is the single-term building block for custom objectives.
+//!   named terms; [`contrast`] is the single-term building block for custom objectives
+//!   ([`contrast_shared_targets`] for several anchor sets against one target).
 //!
 //! # Example
 //!
@@ -49,7 +50,7 @@ pub use error::{ObjectiveError, Result};
 pub use estimator::Estimator;
 pub use objective::{
     ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveOutput, TermOutput, contrast,
-    contrast_unfused,
+    contrast_shared_targets, contrast_unfused,
 };
 pub use scores::{Scores, softplus};
 pub use spec::{Edge, ObjectiveSpec};

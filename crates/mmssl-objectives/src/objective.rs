@@ -230,19 +230,45 @@ impl Objective {
             kind: self.config.critic,
             bilinear: self.bilinear.as_ref(),
         };
-        let mut terms = Vec::new();
-        let mut total: Option<Tensor<1>> = None;
-        for (term, weight) in self.terms(views.len())? {
+        // Embeddings in term order (the order of the CC edges' location draws), then the terms
+        // that contrast against the same deterministic target (a view's conv map or latent)
+        // evaluated together.
+        let specs = self.terms(views.len())?;
+        let mut pairs = Vec::with_capacity(specs.len());
+        for (term, _) in &specs {
             let anchors = embedding(&views[term.anchor], term.anchor_kind(), rng)?;
             let targets = embedding(&views[term.target], term.target_kind(), rng)?;
-            let (loss, penalty) = contrast(
-                anchors,
+            pairs.push((anchors, targets));
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, (term, _)) in specs.iter().enumerate() {
+            let shared = term.target_kind() != EmbeddingKind::SampledLocation;
+            let key = |j: usize| (specs[j].0.target, specs[j].0.target_kind());
+            match groups.iter_mut().find(|g| shared && key(g[0]) == key(i)) {
+                Some(group) => group.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let mut results: Vec<Option<(Tensor<1>, Tensor<1>)>> = vec![None; specs.len()];
+        for group in groups {
+            let anchors: Vec<Tensor<3>> = group.iter().map(|&i| pairs[i].0.clone()).collect();
+            let targets = pairs[group[0]].1.clone();
+            let outs = contrast_shared_targets(
+                &anchors,
                 targets,
                 critic,
                 self.config.estimator,
                 self.config.clip,
                 self.config.penalty,
             )?;
+            for (&i, out) in group.iter().zip(outs) {
+                results[i] = Some(out);
+            }
+        }
+        let mut terms = Vec::new();
+        let mut total: Option<Tensor<1>> = None;
+        for ((term, weight), result) in specs.into_iter().zip(results) {
+            let (loss, penalty) = result.expect("every term belongs to a group");
             let pw = if self.config.penalty_weighted {
                 weight
             } else {
@@ -299,6 +325,7 @@ pub fn contrast(
                 scale: scale as f32,
                 clip: clip.map(|c| c as f32),
                 penalty: penalty as f32,
+                sets: 1,
             };
             if let Some(out) = crate::fused::infonce(&g, &h, layout) {
                 return Ok((out.clone().narrow(0, 0, 1), out.narrow(0, 1, 1)));
@@ -306,6 +333,61 @@ pub fn contrast(
         }
     }
     contrast_unfused(anchors, targets, critic, estimator, clip, penalty)
+}
+
+/// [`contrast`] of several anchor sets against the same targets: one `(loss, penalty)` per
+/// anchor set, in order, equal to calling [`contrast`] for each.
+///
+/// On the CPU backend, InfoNCE terms whose anchors have the same shape run as one fused
+/// operation: the anchor sets are stacked into one score product against the targets (one
+/// transpose and one packing of the targets instead of one per term, larger products), each
+/// keeping its own loss, penalty and gradients. Objectives whose edges share a target map
+/// (CR, XX and CC all contrast against the conv maps) go through here.
+///
+/// # Shapes
+/// - `anchors`: each `[B, d, L_a]`; `targets`: `[B, d, L_t]`; outputs: `[1]` each
+pub fn contrast_shared_targets(
+    anchors: &[Tensor<3>],
+    targets: Tensor<3>,
+    critic: Critic<'_>,
+    estimator: Estimator,
+    clip: Option<f64>,
+    penalty: f64,
+) -> Result<Vec<(Tensor<1>, Tensor<1>)>> {
+    if estimator == Estimator::InfoNce && anchors.len() > 1 {
+        let [b, d, la] = anchors[0].dims();
+        let [bt, dt, lt] = targets.dims();
+        let same = anchors.iter().all(|a| a.dims() == [b, d, la]);
+        if same && b == bt && d == dt && b >= 2 {
+            let factors = anchors
+                .iter()
+                .map(|a| critic.anchor_factor(a.clone().swap_dims(1, 2).reshape([b * la, d])))
+                .collect::<Result<Vec<_>>>()?;
+            let g = Tensor::cat(factors, 0);
+            let h = critic.target_factor(targets.clone(), 1);
+            let layout = crate::fused::Layout {
+                dim: g.dims()[1],
+                anchor_locations: la,
+                target_locations: lt,
+                scale: critic.scale(d) as f32,
+                clip: clip.map(|c| c as f32),
+                penalty: penalty as f32,
+                sets: anchors.len(),
+            };
+            if let Some(out) = crate::fused::infonce(&g, &h, layout) {
+                return Ok((0..anchors.len())
+                    .map(|k| {
+                        let loss = out.clone().narrow(0, 2 * k, 1);
+                        (loss, out.clone().narrow(0, 2 * k + 1, 1))
+                    })
+                    .collect());
+            }
+        }
+    }
+    anchors
+        .iter()
+        .map(|a| contrast(a.clone(), targets.clone(), critic, estimator, clip, penalty))
+        .collect()
 }
 
 /// [`contrast`] through the generic tensor operations on every backend (the reference the
