@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Runs mmssl and PyTorch side by side on the same machine and reports median step times.
 
-    python3 benches/compare/run.py [--python PATH] [--rounds 5] [--reps 10] [--quick]
+    python3 benches/compare/run.py [--python PATH] [--rounds 5] [--reps 10] [--scaling]
+                                   [--only TEXT ...]
 
 Builds `cargo build --release --example train_step`, then for every case runs the two
 implementations in alternation (`--rounds` times each, `--reps` timed steps per run after
-warm-up), each pinned to 2 threads (RAYON_NUM_THREADS=2 for mmssl, torch.set_num_threads(2)),
+warm-up, times a per-case factor for the short cases), each pinned to 2 threads (RAYON_NUM_THREADS=2 for mmssl, torch.set_num_threads(2)),
 and prints a Markdown table of medians and the ratio mmssl / PyTorch. Raw JSON lines go to
 target/compare/results.jsonl. PyTorch comes from `--python` (default: `python3`); install it
 with `pip install torch numpy` (see docs/performance.md).
@@ -22,20 +23,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 CASES = [
-    # (label, arguments shared by both implementations)
-    ("2D CR-XX-CC step, batch 64", ["step", "--objective", "CR-XX-CC", "--dims", "2", "--batch", "64"]),
-    ("2D unimodal CR step, batch 64", ["step", "--objective", "CR", "--modalities", "1", "--dims", "2", "--batch", "64"]),
-    ("3D CR-XX-CC step, batch 4 of 64^3", ["step", "--objective", "CR-XX-CC", "--dims", "3", "--batch", "4"]),
-    ("InfoNCE fwd+bwd, B 64, L_t 64", ["infonce", "--batch", "64", "--locations", "64"]),
-    ("InfoNCE fwd+bwd, B 64, L_t 512", ["infonce", "--batch", "64", "--locations", "512"]),
-    ("f32 GEMM 1024^3", ["gemm", "--size", "1024"]),
+    # (label, arguments shared by both implementations, repetition factor: the short cases run
+    # that many times `--reps` timed repetitions and `--warmup` warm-up ones, so that a run
+    # measures a few hundred milliseconds rather than ten calls of ~1 ms)
+    ("2D CR-XX-CC step, batch 64", ["step", "--objective", "CR-XX-CC", "--dims", "2", "--batch", "64"], 1),
+    ("2D unimodal CR step, batch 64", ["step", "--objective", "CR", "--modalities", "1", "--dims", "2", "--batch", "64"], 1),
+    ("3D CR-XX-CC step, batch 4 of 64^3", ["step", "--objective", "CR-XX-CC", "--dims", "3", "--batch", "4"], 1),
+    ("InfoNCE fwd+bwd, B 64, L_t 64", ["infonce", "--batch", "64", "--locations", "64"], 20),
+    ("InfoNCE fwd+bwd, B 64, L_t 512", ["infonce", "--batch", "64", "--locations", "512"], 3),
+    ("f32 GEMM 1024^3", ["gemm", "--size", "1024"], 2),
 ]
 
 SCALING = [
-    (f"2D CR-XX-CC step, batch {b}", ["step", "--objective", "CR-XX-CC", "--dims", "2", "--batch", str(b)])
+    (f"2D CR-XX-CC step, batch {b}", ["step", "--objective", "CR-XX-CC", "--dims", "2", "--batch", str(b)], 1)
     for b in (16, 32, 64, 128, 256)
 ] + [
-    (f"3D CR-XX-CC step, batch {b} of 64^3", ["step", "--objective", "CR-XX-CC", "--dims", "3", "--batch", str(b)])
+    (f"3D CR-XX-CC step, batch {b} of 64^3", ["step", "--objective", "CR-XX-CC", "--dims", "3", "--batch", str(b)], 1)
     for b in (2, 4, 8)
 ]
 
@@ -67,7 +70,6 @@ def main():
     ours = [str(ROOT / "target/release/examples/train_step")]
     theirs = [args.python, str(ROOT / "benches/compare/torch_step.py"), "--threads", str(args.threads)]
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
-    common = ["--reps", str(args.reps), "--warmup", str(args.warmup)]
     out_dir = ROOT / "target/compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     log = open(out_dir / "results.jsonl", "a")
@@ -76,7 +78,8 @@ def main():
     if args.only:
         cases = [c for c in cases if any(text in c[0] for text in args.only)]
     rows = []
-    for label, case in cases:
+    for label, case, factor in cases:
+        common = ["--reps", str(args.reps * factor), "--warmup", str(args.warmup * factor)]
         med = {"mmssl": [], "pytorch": []}
         gf = {"mmssl": [], "pytorch": []}
         for _ in range(args.rounds):
