@@ -59,6 +59,11 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scaling", action="store_true", help="also the batch-size scaling table")
     p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="mmssl on wgpu (built with --features wgpu) against PyTorch on CUDA",
+    )
+    p.add_argument(
         "--only",
         action="append",
         default=None,
@@ -66,9 +71,13 @@ def main():
     )
     args = p.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--example", "train_step"], cwd=ROOT, check=True)
+    build = ["cargo", "build", "--release", "--example", "train_step"]
+    subprocess.run(build + (["--features", "wgpu"] if args.gpu else []), cwd=ROOT, check=True)
     ours = [str(ROOT / "target/release/examples/train_step")]
     theirs = [args.python, str(ROOT / "benches/compare/torch_step.py"), "--threads", str(args.threads)]
+    if args.gpu:
+        ours += ["--backend", "wgpu"]
+        theirs += ["--backend", "cuda"]
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     out_dir = ROOT / "target/compare"
     out_dir.mkdir(parents=True, exist_ok=True)
