@@ -309,28 +309,9 @@ pub fn contrast(
     clip: Option<f64>,
     penalty: f64,
 ) -> Result<(Tensor<1>, Tensor<1>)> {
-    if estimator == Estimator::InfoNce {
-        let [b, d, la] = anchors.dims();
-        let [bt, dt, lt] = targets.dims();
-        if b == bt && d == dt && b >= 2 {
-            // Anchors as rows (a reshape when L_a = 1); targets stay [B, d, L_t].
-            let a = anchors.clone().swap_dims(1, 2).reshape([b * la, d]);
-            let g = critic.anchor_factor(a)?;
-            let h = critic.target_factor(targets.clone(), 1);
-            let scale = critic.scale(d);
-            let layout = crate::fused::Layout {
-                dim: g.dims()[1],
-                anchor_locations: la,
-                target_locations: lt,
-                scale: scale as f32,
-                clip: clip.map(|c| c as f32),
-                penalty: penalty as f32,
-                sets: 1,
-            };
-            if let Some(out) = crate::fused::infonce(&g, &h, layout) {
-                return Ok((out.clone().narrow(0, 0, 1), out.narrow(0, 1, 1)));
-            }
-        }
+    let sets = std::slice::from_ref(&anchors);
+    if let Some(mut out) = fused_infonce(sets, &targets, critic, estimator, clip, penalty)? {
+        return Ok(out.remove(0));
     }
     contrast_unfused(anchors, targets, critic, estimator, clip, penalty)
 }
@@ -354,40 +335,63 @@ pub fn contrast_shared_targets(
     clip: Option<f64>,
     penalty: f64,
 ) -> Result<Vec<(Tensor<1>, Tensor<1>)>> {
-    if estimator == Estimator::InfoNce && anchors.len() > 1 {
-        let [b, d, la] = anchors[0].dims();
-        let [bt, dt, lt] = targets.dims();
-        let same = anchors.iter().all(|a| a.dims() == [b, d, la]);
-        if same && b == bt && d == dt && b >= 2 {
-            let factors = anchors
-                .iter()
-                .map(|a| critic.anchor_factor(a.clone().swap_dims(1, 2).reshape([b * la, d])))
-                .collect::<Result<Vec<_>>>()?;
-            let g = Tensor::cat(factors, 0);
-            let h = critic.target_factor(targets.clone(), 1);
-            let layout = crate::fused::Layout {
-                dim: g.dims()[1],
-                anchor_locations: la,
-                target_locations: lt,
-                scale: critic.scale(d) as f32,
-                clip: clip.map(|c| c as f32),
-                penalty: penalty as f32,
-                sets: anchors.len(),
-            };
-            if let Some(out) = crate::fused::infonce(&g, &h, layout) {
-                return Ok((0..anchors.len())
-                    .map(|k| {
-                        let loss = out.clone().narrow(0, 2 * k, 1);
-                        (loss, out.clone().narrow(0, 2 * k + 1, 1))
-                    })
-                    .collect());
-            }
-        }
+    if let Some(out) = fused_infonce(anchors, &targets, critic, estimator, clip, penalty)? {
+        return Ok(out);
     }
     anchors
         .iter()
         .map(|a| contrast(a.clone(), targets.clone(), critic, estimator, clip, penalty))
         .collect()
+}
+
+/// The fused CPU InfoNCE of `anchors` (one or more sets of the same shape) against `targets`,
+/// or `None` where it does not apply (another estimator or backend, mismatched shapes, no
+/// sets, a batch of one): the caller then takes the generic path.
+fn fused_infonce(
+    anchors: &[Tensor<3>],
+    targets: &Tensor<3>,
+    critic: Critic<'_>,
+    estimator: Estimator,
+    clip: Option<f64>,
+    penalty: f64,
+) -> Result<Option<Vec<(Tensor<1>, Tensor<1>)>>> {
+    let Some(first) = anchors.first() else {
+        return Ok(None);
+    };
+    let [b, d, la] = first.dims();
+    let [bt, dt, lt] = targets.dims();
+    let same = anchors.iter().all(|a| a.dims() == [b, d, la]);
+    if estimator != Estimator::InfoNce || !same || b != bt || d != dt || b < 2 {
+        return Ok(None);
+    }
+    // Anchors as rows (a reshape when L_a = 1), the sets stacked; targets stay [B, d, L_t].
+    let mut factors = anchors
+        .iter()
+        .map(|a| critic.anchor_factor(a.clone().swap_dims(1, 2).reshape([b * la, d])))
+        .collect::<Result<Vec<_>>>()?;
+    let g = if factors.len() == 1 {
+        factors.remove(0)
+    } else {
+        Tensor::cat(factors, 0)
+    };
+    let h = critic.target_factor(targets.clone(), 1);
+    let layout = crate::fused::Layout {
+        dim: g.dims()[1],
+        anchor_locations: la,
+        target_locations: lt,
+        scale: critic.scale(d) as f32,
+        clip: clip.map(|c| c as f32),
+        penalty: penalty as f32,
+        sets: anchors.len(),
+    };
+    Ok(crate::fused::infonce(&g, &h, layout).map(|out| {
+        (0..anchors.len())
+            .map(|k| {
+                let loss = out.clone().narrow(0, 2 * k, 1);
+                (loss, out.clone().narrow(0, 2 * k + 1, 1))
+            })
+            .collect()
+    }))
 }
 
 /// [`contrast`] through the generic tensor operations on every backend (the reference the
