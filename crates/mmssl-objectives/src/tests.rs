@@ -604,6 +604,46 @@ fn errors_are_values() {
     );
 }
 
+/// Gradients of `x` as host values.
+fn grad_of<const D: usize>(x: &Tensor<D>, grads: &burn::tensor::Gradients) -> Vec<f32> {
+    x.grad(grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+/// `x` close to `y` relative to the largest magnitude in `y`.
+fn assert_all_close(x: &[f32], y: &[f32], tol: f32, ctx: &str) {
+    assert_eq!(x.len(), y.len(), "{ctx}: lengths");
+    let norm = y.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-12);
+    for (a, b) in x.iter().zip(y) {
+        assert!(
+            (a - b).abs() <= tol * norm,
+            "{ctx}: {a} vs {b} (max {norm})"
+        );
+    }
+}
+
+/// The critics the fused-path tests cover: scaled dot and cosine, plus bilinear (whose matrix
+/// is `bilinear`, 7 x 7) when `d` is 7.
+fn fused_critics(d: usize, bilinear: &BilinearCritic) -> Vec<Critic<'_>> {
+    let mut critics = vec![
+        dot(),
+        Critic {
+            kind: CriticKind::Cosine { temperature: 0.5 },
+            bilinear: None,
+        },
+    ];
+    if d == 7 {
+        critics.push(Critic {
+            kind: CriticKind::Bilinear,
+            bilinear: Some(bilinear),
+        });
+    }
+    critics
+}
+
 #[test]
 fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     // (B, d, L_a, L_t, clip, scale of the inputs): the paper's 2D and RR shapes, several anchor
@@ -626,19 +666,7 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     for (i, &(b, d, la, lt, clip, scale)) in cases.iter().enumerate() {
         let ha = Host::random(b, d, la, 100 + i as u64, scale);
         let ht = Host::random(b, d, lt, 200 + i as u64, scale);
-        let mut critics = vec![
-            dot(),
-            Critic {
-                kind: CriticKind::Cosine { temperature: 0.5 },
-                bilinear: None,
-            },
-        ];
-        if d == 7 {
-            critics.push(Critic {
-                kind: CriticKind::Bilinear,
-                bilinear: Some(&bilinear),
-            });
-        }
+        let critics = fused_critics(d, &bilinear);
         // Loss and penalty weighted alike (the objectives' sum) and differently, so both ways
         // the backward combines the upstream gradients are checked.
         for (critic, (wl, wp)) in critics
@@ -653,29 +681,15 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
                     f(a.clone(), t.clone(), critic, Estimator::InfoNce, clip, 0.04).unwrap();
                 let values = (scalar(loss.clone()), scalar(pen.clone()));
                 let grads = (loss.mul_scalar(wl) + pen.mul_scalar(wp)).backward();
-                let read = |x: &Tensor<3>| -> Vec<f32> {
-                    x.grad(&grads)
-                        .unwrap()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .unwrap()
-                };
-                (values, read(&a), read(&t))
+                (values, grad_of(&a, &grads), grad_of(&t, &grads))
             };
             let ((l1, p1), ga1, gt1) = run(true);
             let ((l0, p0), ga0, gt0) = run(false);
             let ctx = format!("case {i} critic {:?} weights {wl}/{wp}", critic.kind);
             assert!(rel_close(l1, l0, 1e-5), "{ctx}: loss {l1} vs {l0}");
             assert!(rel_close(p1, p0, 1e-5), "{ctx}: penalty {p1} vs {p0}");
-            for (g1, g0) in [(&ga1, &ga0), (&gt1, &gt0)] {
-                let norm = g0.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-12);
-                for (x, y) in g1.iter().zip(g0) {
-                    assert!(
-                        (x - y).abs() <= 1e-4 * norm,
-                        "{ctx}: gradient {x} vs {y} (max {norm})"
-                    );
-                }
-            }
+            assert_all_close(&ga1, &ga0, 1e-4, &format!("{ctx}: anchor gradient"));
+            assert_all_close(&gt1, &gt0, 1e-4, &format!("{ctx}: target gradient"));
         }
     }
     // Without autodiff the fused forward gives the same values.
@@ -703,27 +717,6 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     assert!(rel_close(scalar(f.1), scalar(g.1), 1e-5));
 }
 
-/// Gradients of `x` as host values.
-fn grad_of<const D: usize>(x: &Tensor<D>, grads: &burn::tensor::Gradients) -> Vec<f32> {
-    x.grad(grads)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
-}
-
-/// `x` close to `y` relative to the largest magnitude in `y`.
-fn assert_all_close(x: &[f32], y: &[f32], tol: f32, ctx: &str) {
-    assert_eq!(x.len(), y.len(), "{ctx}: lengths");
-    let norm = y.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-12);
-    for (a, b) in x.iter().zip(y) {
-        assert!(
-            (a - b).abs() <= tol * norm,
-            "{ctx}: {a} vs {b} (max {norm})"
-        );
-    }
-}
-
 #[test]
 fn shared_target_terms_equal_separate_generic_terms_in_value_and_gradient() {
     // (B, d, L_a, L_t, clip, scale of the inputs), three anchor sets against one target; the
@@ -742,19 +735,7 @@ fn shared_target_terms_equal_separate_generic_terms_in_value_and_gradient() {
             .map(|k| Host::random(b, d, la, 300 + 10 * i as u64 + k, scale))
             .collect();
         let ht = Host::random(b, d, lt, 400 + i as u64, scale);
-        let mut critics = vec![
-            dot(),
-            Critic {
-                kind: CriticKind::Cosine { temperature: 0.5 },
-                bilinear: None,
-            },
-        ];
-        if d == 7 {
-            critics.push(Critic {
-                kind: CriticKind::Bilinear,
-                bilinear: Some(&bilinear),
-            });
-        }
+        let critics = fused_critics(d, &bilinear);
         for critic in critics {
             let run = |shared: bool| {
                 let anchors: Vec<Tensor<3>> =
