@@ -280,20 +280,26 @@ fn forward(
     let positives = (per_set * lt) as f32;
     let kappa = penalty_slope(layout.penalty, per_set, n);
     let sample = |i: usize| (i % per_set) / la;
+    let consts = RowConsts {
+        lt,
+        clip,
+        positives,
+        kappa,
+    };
     let mut dloss = Recycled::take(if derivatives { m * n } else { 0 });
     let rows: Vec<(f64, f64)> = if derivatives {
         raw.par_chunks(n)
             .zip(dloss.par_chunks_mut(n))
             .enumerate()
             .map_init(Vec::new, |scratch, (i, (r, d))| {
-                row(r, Some(d), scratch, sample(i), lt, clip, positives, kappa)
+                row(r, Some(d), scratch, sample(i), consts)
             })
             .collect()
     } else {
         raw.par_chunks(n)
             .enumerate()
             .map_init(Vec::new, |scratch, (i, r)| {
-                row(r, None, scratch, sample(i), lt, clip, positives, kappa)
+                row(r, None, scratch, sample(i), consts)
             })
             .collect()
     };
@@ -309,6 +315,19 @@ fn forward(
     (out, derivatives.then_some((dloss, raw)))
 }
 
+/// What the row pass of one operation shares across its rows.
+#[derive(Debug, Clone, Copy)]
+struct RowConsts {
+    /// Target locations per sample (a row's positives are its sample's block of columns).
+    lt: usize,
+    /// Clipping constant `c`, if any.
+    clip: Option<f32>,
+    /// Positives per anchor set `P`, the loss's normaliser.
+    positives: f32,
+    /// The penalty's slope: `dpenalty/dr = kappa r`.
+    kappa: f32,
+}
+
 /// One anchor row: `(sum of softplus over its positives, sum of r^2)`; fills
 /// `dloss/dr + kappa r` (the penalty's derivative is `kappa r`).
 /// `scratch` holds the row's clipped scores and exponentials (grown as needed, reused across
@@ -316,16 +335,12 @@ fn forward(
 ///
 /// On x86-64 with AVX2 and FMA (checked at run time) the same code is compiled for 8-lane
 /// vectors; otherwise for the SSE2 baseline.
-#[allow(clippy::too_many_arguments)]
 fn row(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
     scratch: &mut Vec<f32>,
     sample: usize,
-    lt: usize,
-    clip: Option<f32>,
-    positives: f32,
-    kappa: f32,
+    consts: RowConsts,
 ) -> (f64, f64) {
     if scratch.len() < 2 * raw.len() {
         scratch.resize(2 * raw.len(), 0.0);
@@ -335,26 +350,22 @@ fn row(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { row_avx2(raw, dloss, scores, exps, sample, lt, clip, positives, kappa) };
+        return unsafe { row_avx2(raw, dloss, scores, exps, sample, consts) };
     }
-    row_generic::<false>(raw, dloss, scores, exps, sample, lt, clip, positives, kappa)
+    row_generic::<false>(raw, dloss, scores, exps, sample, consts)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 fn row_avx2(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
     scores: &mut [f32],
     exps: &mut [f32],
     sample: usize,
-    lt: usize,
-    clip: Option<f32>,
-    positives: f32,
-    kappa: f32,
+    consts: RowConsts,
 ) -> (f64, f64) {
-    row_generic::<true>(raw, dloss, scores, exps, sample, lt, clip, positives, kappa)
+    row_generic::<true>(raw, dloss, scores, exps, sample, consts)
 }
 
 /// Lanes of the vectorised reductions (independent partial sums / maxima).
@@ -415,22 +426,24 @@ fn exp_pass<const FMA: bool>(scores: &[f32], exps: &mut [f32], shift: f32) -> f3
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn row_generic<const FMA: bool>(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
     scores: &mut [f32],
     exps: &mut [f32],
     sample: usize,
-    lt: usize,
-    clip: Option<f32>,
-    positives: f32,
-    kappa: f32,
+    consts: RowConsts,
 ) -> (f64, f64) {
+    let RowConsts {
+        lt,
+        clip,
+        positives,
+        kappa,
+    } = consts;
     let pos = sample * lt..(sample + 1) * lt;
     let (n, (p0, p1)) = (raw.len(), (pos.start, pos.end));
     if let Some(c) = clip.filter(|&c| c <= MAX_FIXED_SHIFT_CLIP) {
-        return clipped_row::<FMA>(raw, dloss, scores, exps, pos, c, positives, kappa);
+        return clipped_row::<FMA>(raw, dloss, scores, exps, pos, c, consts);
     }
     // Clipped scores, sum of squares and the maximum over the negatives (every column outside
     // the sample's block), then the exponentials and their sum over the negatives.
@@ -461,7 +474,7 @@ fn row_generic<const FMA: bool>(
                 }
             }
         }
-        positive_derivatives(d, raw, scores, exps, pos, clip, positives, kappa);
+        positive_derivatives(d, raw, scores, exps, pos, consts);
     }
     (loss, square)
 }
@@ -471,14 +484,13 @@ fn row_generic<const FMA: bool>(
 /// stays a normal `f32` and no term overflows.
 const MAX_FIXED_SHIFT_CLIP: f32 = 30.0;
 
-/// [`row_generic`] for clipped scores with `c <= MAX_FIXED_SHIFT_CLIP`: the exponentials are
+/// [`row_generic`] for clipped scores with `c` (= `consts.clip`) `<= MAX_FIXED_SHIFT_CLIP`: the exponentials are
 /// shifted by `c` (an upper bound of every clipped score) rather than by the row's maximum,
 /// which needs no pass of its own, so one pass over the negatives computes the clipped score,
 /// the square, the exponential, its sum and the unscaled derivative `e^{S - c} (1 - (S/c)^2)`
 /// (into `dloss`, or into the scratch when no derivatives are wanted); a second pass scales it
 /// by the row's weight and adds the penalty's derivative.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn clipped_row<const FMA: bool>(
     raw: &[f32],
     dloss: Option<&mut [f32]>,
@@ -486,9 +498,11 @@ fn clipped_row<const FMA: bool>(
     exps: &mut [f32],
     pos: std::ops::Range<usize>,
     c: f32,
-    positives: f32,
-    kappa: f32,
+    consts: RowConsts,
 ) -> (f64, f64) {
+    let RowConsts {
+        positives, kappa, ..
+    } = consts;
     let (n, (p0, p1)) = (raw.len(), (pos.start, pos.end));
     let mut out = dloss;
     let (sq_p, _) = clip_pass::<FMA>(&raw[p0..p1], &mut scores[p0..p1], Some(c));
@@ -504,7 +518,7 @@ fn clipped_row<const FMA: bool>(
         for (d, &r) in out.iter_mut().zip(raw) {
             *d = w * *d + kappa * r;
         }
-        positive_derivatives(out, raw, scores, exps, pos, Some(c), positives, kappa);
+        positive_derivatives(out, raw, scores, exps, pos, consts);
     }
     (loss, square)
 }
@@ -587,17 +601,20 @@ fn positive_terms<const FMA: bool>(
 /// `dloss/dr + kappa r` at the positives: `-(1/P) sigmoid(lse - S) dS/dr + kappa r`, from the
 /// sigmoids [`positive_terms`] kept.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn positive_derivatives(
     d: &mut [f32],
     raw: &[f32],
     scores: &[f32],
     sigmoids: &[f32],
     pos: std::ops::Range<usize>,
-    clip: Option<f32>,
-    positives: f32,
-    kappa: f32,
+    consts: RowConsts,
 ) {
+    let RowConsts {
+        clip,
+        positives,
+        kappa,
+        ..
+    } = consts;
     for j in pos {
         let s = scores[j];
         let slope = clip.map_or(1.0, |c| 1.0 - (s / c) * (s / c));
