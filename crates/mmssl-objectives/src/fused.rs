@@ -82,21 +82,8 @@ fn target_rows(t: &[f32], dim: usize, lt: usize) -> Recycled {
     rows.par_chunks_mut(lt * dim)
         .zip(t.par_chunks(dim * lt))
         .for_each(|(rows, block)| {
-            // Eight channels at a time: each location's eight values are one contiguous
-            // write, read from eight sequential streams.
-            const W: usize = 8;
-            let whole = dim / W * W;
-            for k0 in (0..whole).step_by(W) {
-                let src: [&[f32]; W] = std::array::from_fn(|j| &block[(k0 + j) * lt..][..lt]);
-                for (l, dst) in rows.chunks_exact_mut(dim).enumerate() {
-                    let dst = &mut dst[k0..k0 + W];
-                    for j in 0..W {
-                        dst[j] = src[j][l];
-                    }
-                }
-            }
-            for k in whole..dim {
-                for (l, &v) in block[k * lt..(k + 1) * lt].iter().enumerate() {
+            for (k, channel) in block.chunks(lt).enumerate() {
+                for (l, &v) in channel.iter().enumerate() {
                     rows[l * dim + k] = v;
                 }
             }
