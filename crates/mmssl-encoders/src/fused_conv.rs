@@ -623,6 +623,17 @@ impl Unfold {
         }
     }
 
+    /// Runs `f` on this thread's zero-padded sample buffer, zeroed and sized for one padded
+    /// sample.
+    fn with_padded(&self, f: impl FnOnce(&mut [f32])) {
+        PADDED.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.resize(self.padded_len(), 0.0);
+            f(&mut buf);
+        });
+    }
+
     /// Unfolds one sample `x` `[C, D, H, W]` into `cols`, a matrix of `ld` values per row, at
     /// column `col0`; every slot is written, so a reused buffer needs no clearing.
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
@@ -630,12 +641,9 @@ impl Unfold {
             self.gather(x, cols, ld, col0);
             return;
         }
-        PADDED.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            buf.clear();
-            buf.resize(self.padded_len(), 0.0);
+        self.with_padded(|buf| {
             self.rows_of(|src, dst, n| buf[dst..dst + n].copy_from_slice(&x[src..src + n]));
-            self.gather(&buf, cols, ld, col0);
+            self.gather(buf, cols, ld, col0);
         });
     }
 
@@ -677,11 +685,8 @@ impl Unfold {
             self.scatter(dcols, ld, col0, dx);
             return;
         }
-        PADDED.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            buf.clear();
-            buf.resize(self.padded_len(), 0.0);
-            self.scatter(dcols, ld, col0, &mut buf);
+        self.with_padded(|buf| {
+            self.scatter(dcols, ld, col0, buf);
             self.rows_of(|src, dst, n| dx[src..src + n].copy_from_slice(&buf[dst..dst + n]));
         });
     }
