@@ -39,13 +39,13 @@
 //!   `H2`, projected onto centred matrices.
 //! - The loss handed back to burn is `value + (s - detach(s))` with `s = <H1, G1> + <H2, G2>`
 //!   and `G` the host gradients as constants: its value is exactly the float64 loss (rounded
-//!   once to float32) and its gradient is exactly the analytic one, on any backend.
+//!   once to the inputs' float type) and its gradient is exactly the analytic one, on any backend.
 //!
 //! The exact float64 correlation is returned alongside the tensor ([`DeepCcaOutput`]), and
 //! [`DeepCca::evaluate_f64`] evaluates the loss and gradients on plain float64 matrices.
 
 use crate::error::{BaselineError, Result};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use mmssl_similarity::linalg::LinalgBackend;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
@@ -144,12 +144,15 @@ impl DeepCca {
         let a = to_host(&h1, "H1")?;
         let b = to_host(&h2, "H2")?;
         let r = self.evaluate_f64(a.view(), b.view())?;
+        // The constants take the inputs' float type, so a float64 model gets the float64 loss
+        // and gradients unrounded.
         let device = h1.device();
-        let g1 = from_host(&r.grad_h1, &device);
-        let g2 = from_host(&r.grad_h2, &device);
+        let dtype = h1.dtype();
+        let g1 = from_host(&r.grad_h1, &device, dtype);
+        let g2 = from_host(&r.grad_h2, &device, h2.dtype());
         let s = (h1 * g1).sum() + (h2 * g2).sum();
         let value =
-            Tensor::<1>::from_data(TensorData::new(vec![-r.correlation as f32], [1]), &device);
+            Tensor::<1>::from_data(TensorData::new(vec![-r.correlation], [1]), (&device, dtype));
         Ok(DeepCcaOutput {
             loss: value + (s.clone() - s.detach()),
             correlation: r.correlation,
@@ -297,15 +300,14 @@ fn to_host(t: &Tensor<2>, name: &str) -> Result<Array2<f64>> {
     let values = t
         .clone()
         .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
         .map_err(|e| BaselineError::Shape(format!("cannot read {name} back: {e:?}")))?;
-    let values: Vec<f64> = values.into_iter().map(f64::from).collect();
     Array2::from_shape_vec((m, o), values).map_err(|e| BaselineError::Shape(format!("{name}: {e}")))
 }
 
-fn from_host(a: &Array2<f64>, device: &burn::tensor::Device) -> Tensor<2> {
+fn from_host(a: &Array2<f64>, device: &burn::tensor::Device, dtype: DType) -> Tensor<2> {
     let (m, o) = a.dim();
-    let v: Vec<f32> = a.iter().map(|&x| x as f32).collect();
-    Tensor::from_data(TensorData::new(v, [m, o]), device)
+    let v: Vec<f64> = a.iter().copied().collect();
+    Tensor::from_data(TensorData::new(v, [m, o]), (device, dtype))
 }

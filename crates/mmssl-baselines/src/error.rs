@@ -12,9 +12,6 @@ pub enum BaselineError {
     /// A NaN or infinite input.
     #[error("non-finite input: {0}")]
     NonFinite(String),
-    /// A batch without the labels a supervised method needs.
-    #[error("missing labels: {0}")]
-    MissingLabels(String),
     /// The linear algebra failed.
     #[error(transparent)]
     Linalg(#[from] mmssl_similarity::SimilarityError),
@@ -36,9 +33,6 @@ impl From<BaselineError> for mmssl_train::TrainError {
             BaselineError::Objective(e) => mmssl_train::TrainError::Objective(e),
             BaselineError::NonFinite(m) => {
                 mmssl_train::TrainError::Batch(format!("non-finite input: {m}"))
-            }
-            BaselineError::MissingLabels(m) => {
-                mmssl_train::TrainError::Batch(format!("missing labels: {m}"))
             }
             BaselineError::Shape(m) => mmssl_train::TrainError::Batch(m),
             other => mmssl_train::TrainError::Config(other.to_string()),

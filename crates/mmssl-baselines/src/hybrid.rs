@@ -27,8 +27,26 @@ pub struct HybridConfig {
     pub objective: Option<ObjectiveConfig>,
     /// Size of the encoders' `z`.
     pub latent_dim: usize,
-    /// Size of the heads' outputs.
+    /// Size of the contrastive heads' outputs (conv and latent heads of the objective).
     pub embedding_dim: usize,
+    /// Size of the outputs of the latent heads that feed the deep CCA loss (their own heads,
+    /// separate from the contrastive ones). Default [`DEFAULT_CCA_DIM`].
+    ///
+    /// With a batch of `m` samples the sample cross-covariance has rank at most `m - 1`: when
+    /// `cca_dim >= m - 1` every canonical correlation can be made (close to) 1 by the heads
+    /// alone, whatever the encoders learn, and the CCA term carries no signal (see
+    /// docs/baselines.md). Keep it well below the batch size.
+    #[serde(default = "default_cca_dim")]
+    pub cca_dim: usize,
+}
+
+/// The default size of the deep CCA heads' outputs: 10, as Wang et al. (ICML 2015, "On deep
+/// multi-view representation learning") use for DCCA and DCCAE on noisy two-view MNIST, well
+/// below the batch size of 64.
+pub const DEFAULT_CCA_DIM: usize = 10;
+
+fn default_cca_dim() -> usize {
+    DEFAULT_CCA_DIM
 }
 
 impl HybridConfig {
@@ -39,6 +57,7 @@ impl HybridConfig {
             objective: None,
             latent_dim,
             embedding_dim: 64,
+            cca_dim: DEFAULT_CCA_DIM,
         }
     }
 
@@ -108,6 +127,11 @@ impl HybridConfig {
                 )));
             }
         }
+        if self.cca.is_some() && self.cca_dim == 0 {
+            return Err(BaselineError::Config(
+                "the deep CCA heads need at least one output (cca_dim = 0)".into(),
+            ));
+        }
         if self.cca.is_some() && shapes.len() != 2 {
             return Err(BaselineError::Config(format!(
                 "the deep CCA loss is defined between two modalities, the data has {}",
@@ -118,7 +142,8 @@ impl HybridConfig {
         let mut decoders = Vec::new();
         let mut conv_heads = Vec::new();
         let mut latent_heads = Vec::new();
-        let needs_heads = self.cca.is_some() || self.objective.is_some();
+        let mut cca_heads = Vec::new();
+        let needs_heads = self.objective.is_some();
         for shape in shapes {
             let enc =
                 AnyEncoder::for_shape(shape, self.latent_dim, device, rng).map_err(train_err)?;
@@ -135,6 +160,14 @@ impl HybridConfig {
                     LatentHeadConfig::new()
                         .with_in_features(self.latent_dim)
                         .with_out_features(self.embedding_dim)
+                        .init(device, rng)?,
+                );
+            }
+            if self.cca.is_some() {
+                cca_heads.push(
+                    LatentHeadConfig::new()
+                        .with_in_features(self.latent_dim)
+                        .with_out_features(self.cca_dim)
                         .init(device, rng)?,
                 );
             }
@@ -155,6 +188,7 @@ impl HybridConfig {
             decoders,
             conv_heads,
             latent_heads,
+            cca_heads,
             objective,
             settings: self.clone(),
         })
@@ -174,6 +208,7 @@ pub struct Hybrid {
     decoders: Vec<AnyDecoder>,
     conv_heads: Vec<ConvHead>,
     latent_heads: Vec<LatentHead>,
+    cca_heads: Vec<LatentHead>,
     objective: Option<Objective>,
     #[module(skip)]
     settings: HybridConfig,
@@ -247,7 +282,9 @@ impl Method for Hybrid {
             total = add(total, o.total);
         }
         if let Some((cfg, w)) = self.settings.cca {
-            let out = DeepCca::new(cfg).forward(latents[0].clone(), latents[1].clone())?;
+            let h0 = self.cca_heads[0].forward(outs[0].z.clone());
+            let h1 = self.cca_heads[1].forward(outs[1].z.clone());
+            let out = DeepCca::new(cfg).forward(h0, h1)?;
             terms.push(("CCA[0,1]".to_string(), out.loss.clone()));
             total = add(total, out.loss.mul_scalar(w));
         }
@@ -259,7 +296,8 @@ impl Method for Hybrid {
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
         check_views(batch, self.encoders.len())?;
-        Ok(self.encoders[modality].forward(view(batch, modality)?)?.z)
+        let v = view(batch, modality)?;
+        Ok(self.encoders[modality].forward(v)?.z)
     }
 
     fn modalities(&self) -> usize {

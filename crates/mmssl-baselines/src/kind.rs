@@ -1,8 +1,9 @@
 //! Baselines by name (`--method`), and one module type for all trainable ones.
 
+use crate::deep_cca::DeepCcaConfig;
 use crate::error::{BaselineError, Result};
-use crate::hybrid::{Hybrid, HybridConfig};
-use crate::mmvae::{Mmvae, MmvaeConfig};
+use crate::hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig};
+use crate::mmvae::{Mmvae, MmvaeConfig, MmvaeEstimator};
 use crate::supervised::Supervised;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -13,6 +14,36 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+
+/// The settings of the baselines that a run chooses (the `mmssl` flags `--mmvae-k`,
+/// `--mmvae-estimator`, `--mmvae-learn-prior`, `--cca-dim`, `--cca-norm`, `--cca-top-k`,
+/// `--cca-reg`). The default is the paper's setting for each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineOptions {
+    /// MMVAE's importance samples `K` per modality and item.
+    pub mmvae_k: usize,
+    /// MMVAE's estimator.
+    pub mmvae_estimator: MmvaeEstimator,
+    /// Whether MMVAE learns its prior's scale.
+    pub mmvae_learn_prior: bool,
+    /// The deep CCA loss of DCCAE and CR-CCA.
+    pub cca: DeepCcaConfig,
+    /// The output size of the heads that feed the deep CCA loss
+    /// ([`HybridConfig::cca_dim`]).
+    pub cca_dim: usize,
+}
+
+impl Default for BaselineOptions {
+    fn default() -> Self {
+        BaselineOptions {
+            mmvae_k: MmvaeConfig::default().k,
+            mmvae_estimator: MmvaeEstimator::default(),
+            mmvae_learn_prior: false,
+            cca: DeepCcaConfig::default(),
+            cca_dim: DEFAULT_CCA_DIM,
+        }
+    }
+}
 
 /// A baseline method, by the name the CLI takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,18 +100,23 @@ impl BaselineKind {
         self == BaselineKind::Supervised
     }
 
-    /// Builds the trainable model with the paper's defaults for modalities of `shapes`,
-    /// `latent_dim`-dimensional representations and `classes` classes; `mmvae_k` is MMVAE's
-    /// number of importance samples (ignored by the others).
+    /// Builds the trainable model for modalities of `shapes`, `latent_dim`-dimensional
+    /// representations and `classes` classes, with the settings in `options` (each used only
+    /// by the baselines it concerns; [`BaselineOptions::default`] holds the paper's).
     pub fn build<R: Rng + ?Sized>(
         self,
         shapes: &[Vec<usize>],
         latent_dim: usize,
         classes: usize,
-        mmvae_k: usize,
+        options: &BaselineOptions,
         device: &Device,
         rng: &mut R,
     ) -> Result<Baseline> {
+        let cca = |cfg: HybridConfig| HybridConfig {
+            cca: cfg.cca.map(|(_, w)| (options.cca, w)),
+            cca_dim: options.cca_dim,
+            ..cfg
+        };
         Ok(match self {
             BaselineKind::Supervised => {
                 Baseline::Supervised(Supervised::new(shapes, latent_dim, classes, device, rng)?)
@@ -89,10 +125,10 @@ impl BaselineKind {
                 Baseline::Hybrid(HybridConfig::ae(latent_dim).init(shapes, device, rng)?)
             }
             BaselineKind::Dccae => {
-                Baseline::Hybrid(HybridConfig::dccae(latent_dim).init(shapes, device, rng)?)
+                Baseline::Hybrid(cca(HybridConfig::dccae(latent_dim)).init(shapes, device, rng)?)
             }
             BaselineKind::CrCca => {
-                Baseline::Hybrid(HybridConfig::cr_cca(latent_dim).init(shapes, device, rng)?)
+                Baseline::Hybrid(cca(HybridConfig::cr_cca(latent_dim)).init(shapes, device, rng)?)
             }
             BaselineKind::RrAe => {
                 Baseline::Hybrid(HybridConfig::rr_ae(latent_dim).init(shapes, device, rng)?)
@@ -100,7 +136,9 @@ impl BaselineKind {
             BaselineKind::Mmvae => Baseline::Mmvae(
                 MmvaeConfig {
                     latent_dim,
-                    k: mmvae_k,
+                    k: options.mmvae_k,
+                    estimator: options.mmvae_estimator,
+                    learn_prior: options.mmvae_learn_prior,
                     ..MmvaeConfig::default()
                 }
                 .init(shapes, device, rng)?,

@@ -65,7 +65,27 @@ impl LinearCcaConfig {
                 "linear CCA needs at least 2 samples, got {n}"
             )));
         }
-        let kmax = x1.ncols().min(x2.ncols());
+        self.check(x1.ncols(), x2.ncols())?;
+        for (name, x) in [("view 1", &x1), ("view 2", &x2)] {
+            if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(BaselineError::NonFinite(format!(
+                    "linear CCA {name} has {v} at row {row}, column {col}"
+                )));
+            }
+        }
+        let m1 = x1.mean_axis(Axis(0)).expect("n >= 2");
+        let m2 = x2.mean_axis(Axis(0)).expect("n >= 2");
+        let c1 = &x1 - &m1;
+        let c2 = &x2 - &m2;
+        let scale = 1.0 / (n as f64 - 1.0);
+        let s11 = c1.t().dot(&c1) * scale;
+        let s22 = c2.t().dot(&c2) * scale;
+        let s12 = c1.t().dot(&c2) * scale;
+        self.solve([m1, m2], s11, s22, s12)
+    }
+
+    fn check(&self, d1: usize, d2: usize) -> Result<()> {
+        let kmax = d1.min(d2);
         if self.components == 0 || self.components > kmax {
             return Err(BaselineError::Config(format!(
                 "linear CCA components = {} must be between 1 and min(d1, d2) = {kmax}",
@@ -78,24 +98,99 @@ impl LinearCcaConfig {
                 self.reg
             )));
         }
-        for (name, x) in [("view 1", &x1), ("view 2", &x2)] {
-            if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(BaselineError::NonFinite(format!(
-                    "linear CCA {name} has {v} at row {row}, column {col}"
+        for (view, d) in [(1, d1), (2, d2)] {
+            if d > MAX_FEATURES {
+                return Err(BaselineError::Config(format!(
+                    "linear CCA view {view} has {d} features: its {d} x {d} covariance would \
+                     need {:.0} GB (the limit is {MAX_FEATURES} features, e.g. 3 x 32 x 32 \
+                     images); for volumes, fit it on extracted features instead",
+                    (d as f64).powi(2) * 8.0 / 1e9
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Fits CCA between the two modalities of every item of `data` (as drawn in epoch 0),
+    /// flattened, without holding the data in memory: the covariances are accumulated over
+    /// blocks of items (shifted by the first block's means, which keeps the sums accurate),
+    /// so any number of pairs fits in `O(d1² + d2² + d1 d2)` memory.
+    pub fn fit_dataset(&self, data: &dyn PairedDataset) -> mmssl_train::Result<LinearCca> {
+        if data.modalities() != 2 {
+            return Err(mmssl_train::TrainError::Config(format!(
+                "linear CCA is defined between two modalities, the data has {}",
+                data.modalities()
+            )));
+        }
+        let n = data.len();
+        if n < 2 {
+            return Err(BaselineError::Shape(format!(
+                "linear CCA needs at least 2 samples, got {n}"
+            ))
+            .into());
+        }
+        let d1: usize = data.shape(0).iter().product();
+        let d2: usize = data.shape(1).iter().product();
+        self.check(d1, d2)?;
+        let mut shift: Option<(Array1<f64>, Array1<f64>)> = None;
+        let (mut sum1, mut sum2) = (Array1::<f64>::zeros(d1), Array1::<f64>::zeros(d2));
+        let mut s11 = Array2::<f64>::zeros((d1, d1));
+        let mut s22 = Array2::<f64>::zeros((d2, d2));
+        let mut s12 = Array2::<f64>::zeros((d1, d2));
+        for start in (0..n).step_by(BLOCK) {
+            let rows: Vec<usize> = (start..(start + BLOCK).min(n)).collect();
+            let (mut x1, _) = rows_matrix(data, 0, &rows)?;
+            let (mut x2, _) = rows_matrix(data, 1, &rows)?;
+            for (view, x) in [(1, &x1), (2, &x2)] {
+                if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                    return Err(BaselineError::NonFinite(format!(
+                        "linear CCA view {view} has {v} in item {}, value {col}",
+                        rows[row]
+                    ))
+                    .into());
+                }
+            }
+            let (c1, c2) = shift.get_or_insert_with(|| {
+                (
+                    x1.mean_axis(Axis(0)).expect("a block has rows"),
+                    x2.mean_axis(Axis(0)).expect("a block has rows"),
+                )
+            });
+            x1 -= &*c1;
+            x2 -= &*c2;
+            sum1 += &x1.sum_axis(Axis(0));
+            sum2 += &x2.sum_axis(Axis(0));
+            ndarray::linalg::general_mat_mul(1.0, &x1.t(), &x1, 1.0, &mut s11);
+            ndarray::linalg::general_mat_mul(1.0, &x2.t(), &x2, 1.0, &mut s22);
+            ndarray::linalg::general_mat_mul(1.0, &x1.t(), &x2, 1.0, &mut s12);
+        }
+        let (c1, c2) = shift.expect("n >= 2");
+        // Covariance of shifted data: (Σ x xᵀ - n μ μᵀ) / (n - 1) with μ the shifted mean.
+        let nf = n as f64;
+        let (mu1, mu2) = (&sum1 / nf, &sum2 / nf);
+        let outer = |a: &Array1<f64>, b: &Array1<f64>| {
+            a.view()
+                .insert_axis(Axis(1))
+                .dot(&b.view().insert_axis(Axis(0)))
+        };
+        let scale = 1.0 / (nf - 1.0);
+        let s11 = (s11 - outer(&mu1, &mu1) * nf) * scale;
+        let s22 = (s22 - outer(&mu2, &mu2) * nf) * scale;
+        let s12 = (s12 - outer(&mu1, &mu2) * nf) * scale;
+        Ok(self.solve([mu1 + c1, mu2 + c2], s11, s22, s12)?)
+    }
+
+    /// The projections from the means and the (unregularised) covariances.
+    fn solve(
+        &self,
+        means: [Array1<f64>; 2],
+        mut s11: Array2<f64>,
+        mut s22: Array2<f64>,
+        s12: Array2<f64>,
+    ) -> Result<LinearCca> {
         let linalg = LinalgBackend::default();
-        let m1 = x1.mean_axis(Axis(0)).expect("n >= 2");
-        let m2 = x2.mean_axis(Axis(0)).expect("n >= 2");
-        let c1 = &x1 - &m1;
-        let c2 = &x2 - &m2;
-        let scale = 1.0 / (n as f64 - 1.0);
-        let mut s11 = c1.t().dot(&c1) * scale;
-        let mut s22 = c2.t().dot(&c2) * scale;
         s11.diag_mut().mapv_inplace(|v| v + self.reg);
         s22.diag_mut().mapv_inplace(|v| v + self.reg);
-        let s12 = c1.t().dot(&c2) * scale;
         let a = sym_inv_sqrt(&s11, self.reg * 0.5, linalg)?;
         let b = sym_inv_sqrt(&s22, self.reg * 0.5, linalg)?;
         let t = a.dot(&s12).dot(&b);
@@ -104,7 +199,7 @@ impl LinearCcaConfig {
         let w1 = a.dot(&svd.u.slice(s![.., ..k]));
         let w2 = b.dot(&svd.vt.slice(s![..k, ..]).t());
         Ok(LinearCca {
-            means: [m1, m2],
+            means,
             projections: [w1, w2],
             correlations: svd.s.slice(s![..k]).to_owned(),
         })
@@ -149,22 +244,26 @@ impl LinearCca {
         data: &dyn PairedDataset,
         modality: usize,
     ) -> mmssl_train::Result<mmssl_train::Features> {
-        let (x, labels) = dataset_matrix(data, modality)?;
-        let z = self.transform(modality, x.view())?;
-        let labels = labels
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| {
-                l.ok_or_else(|| {
+        let k = self.correlations.len();
+        let mut values = Vec::with_capacity(data.len() * k);
+        let mut labels = Vec::with_capacity(data.len());
+        // In blocks, so that only the k-dimensional variates of all items are held.
+        for start in (0..data.len()).step_by(BLOCK) {
+            let rows: Vec<usize> = (start..(start + BLOCK).min(data.len())).collect();
+            let (x, block_labels) = rows_matrix(data, modality, &rows)?;
+            let z = self.transform(modality, x.view())?;
+            values.extend(z.iter().map(|&v| v as f32));
+            for (i, l) in rows.iter().zip(block_labels) {
+                labels.push(l.ok_or_else(|| {
                     mmssl_train::TrainError::Config(format!(
                         "item {i} has no label; linear evaluation needs labels"
                     ))
-                })
-            })
-            .collect::<mmssl_train::Result<Vec<usize>>>()?;
+                })?);
+            }
+        }
         Ok(mmssl_train::Features {
-            dim: z.ncols(),
-            values: z.iter().map(|&v| v as f32).collect(),
+            dim: k,
+            values,
             labels,
         })
     }
@@ -176,6 +275,22 @@ pub fn dataset_matrix(
     data: &dyn PairedDataset,
     modality: usize,
 ) -> mmssl_train::Result<(Array2<f64>, Vec<Option<usize>>)> {
+    let rows: Vec<usize> = (0..data.len()).collect();
+    rows_matrix(data, modality, &rows)
+}
+
+/// Items per block of [`LinearCcaConfig::fit_dataset`] and [`LinearCca::features`].
+const BLOCK: usize = 2048;
+
+/// The most features per view linear CCA accepts (a 16,384-feature covariance is 2 GB).
+pub const MAX_FEATURES: usize = 16_384;
+
+/// The items `rows` of `data` (as drawn in epoch 0) for `modality`, flattened, with labels.
+fn rows_matrix(
+    data: &dyn PairedDataset,
+    modality: usize,
+    rows: &[usize],
+) -> mmssl_train::Result<(Array2<f64>, Vec<Option<usize>>)> {
     if modality >= data.modalities() {
         return Err(mmssl_train::TrainError::Config(format!(
             "the dataset has {} modalities, not {}",
@@ -184,15 +299,14 @@ pub fn dataset_matrix(
         )));
     }
     let d: usize = data.shape(modality).iter().product();
-    let n = data.len();
-    let mut values = Vec::with_capacity(n * d);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut values = Vec::with_capacity(rows.len() * d);
+    let mut labels = Vec::with_capacity(rows.len());
+    for &i in rows {
         let item = data.get(i, 0)?;
         values.extend(item.views[modality].iter().map(|&v| v as f64));
         labels.push(item.label);
     }
-    Array2::from_shape_vec((n, d), values)
+    Array2::from_shape_vec((rows.len(), d), values)
         .map_err(|e| {
             mmssl_train::TrainError::Batch(format!("item sizes disagree with the shape: {e}"))
         })

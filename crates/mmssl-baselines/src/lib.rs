@@ -46,9 +46,9 @@ mod supervised;
 pub use decoder::{AnyDecoder, flatten_view, mse};
 pub use deep_cca::{CorrelationNorm, DeepCca, DeepCcaConfig, DeepCcaF64, DeepCcaOutput};
 pub use error::{BaselineError, Result};
-pub use hybrid::{Hybrid, HybridConfig};
-pub use kind::{Baseline, BaselineKind};
-pub use lcca::{LinearCca, LinearCcaConfig, dataset_matrix};
+pub use hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig};
+pub use kind::{Baseline, BaselineKind, BaselineOptions};
+pub use lcca::{LinearCca, LinearCcaConfig, MAX_FEATURES, dataset_matrix};
 pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator};
 pub use supervised::Supervised;
 

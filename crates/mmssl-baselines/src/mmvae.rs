@@ -467,10 +467,8 @@ impl Method for Mmvae {
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
         check_views(batch, self.encoders.len())?;
         let d = self.settings.latent_dim;
-        Ok(self.encoders[modality]
-            .forward(view(batch, modality)?)?
-            .z
-            .narrow(1, 0, d))
+        let v = view(batch, modality)?;
+        Ok(self.encoders[modality].forward(v)?.z.narrow(1, 0, d))
     }
 
     fn modalities(&self) -> usize {

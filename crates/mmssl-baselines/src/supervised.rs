@@ -144,7 +144,8 @@ impl Method for Supervised {
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
         check_views(batch, self.encoders.len())?;
-        Ok(self.encoders[modality].forward(view(batch, modality)?)?.z)
+        let v = view(batch, modality)?;
+        Ok(self.encoders[modality].forward(v)?.z)
     }
 
     fn modalities(&self) -> usize {

@@ -2,7 +2,7 @@
 //! down; linear CCA fitted on real pairs gives features that linear evaluation can use.
 
 use burn::tensor::Device;
-use mmssl_baselines::{BaselineKind, LinearCcaConfig, dataset_matrix};
+use mmssl_baselines::{BaselineKind, BaselineOptions, LinearCcaConfig, dataset_matrix};
 use mmssl_data::{
     ImageSet, MnistSplit, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, load_mnist_dir,
 };
@@ -59,62 +59,86 @@ fn every_trained_baseline_lowers_its_loss_on_real_mnist_pairs() {
     };
     for kind in BaselineKind::ALL.into_iter().filter(|k| k.is_trained()) {
         // Two importance samples keep MMVAE's steps quick.
+        let options = BaselineOptions {
+            mmvae_k: 2,
+            ..Default::default()
+        };
         let model = kind
-            .build(&shapes, 64, 10, 2, &device, &mut StdRng::seed_from_u64(1))
+            .build(
+                &shapes,
+                64,
+                10,
+                &options,
+                &device,
+                &mut StdRng::seed_from_u64(1),
+            )
             .unwrap();
         let out = fit(model, &data, None, &config, None, &device, &mut Quiet).unwrap();
         let losses: Vec<f64> = out.history.iter().map(|e| e.train_loss).collect();
         assert!(losses.iter().all(|l| l.is_finite()), "{kind}: {losses:?}");
-        // With 16 samples and 64-dimensional heads the deep CCA term starts at its ceiling
-        // (m - 1 canonical correlations of 1; see DeepCca's docs), so for the CCA methods the
-        // other terms are tracked, and the CCA term must stay at its ceiling.
-        let tracked: Vec<f64> = out
-            .history
-            .iter()
-            .map(|e| {
-                if e.terms.contains_key("CCA[0,1]") {
-                    assert!(e.terms["CCA[0,1]"] < -14.0, "{kind}: {:?}", e.terms);
-                    e.terms
-                        .iter()
-                        .filter(|(n, _)| !n.starts_with("CCA"))
-                        .map(|(_, v)| v)
-                        .sum()
-                } else {
-                    e.train_loss
-                }
-            })
-            .collect();
-        let (first, last) = (tracked[0], *tracked.last().unwrap());
+        let (first, last) = (losses[0], *losses.last().unwrap());
         assert!(
             last < first - 0.02 * first.abs(),
-            "{kind}: the loss did not go down: {tracked:?} (total {losses:?})"
+            "{kind}: the loss did not go down: {losses:?}"
         );
+        // The deep CCA term itself learns: with 10-dimensional CCA heads and 16 samples per
+        // batch (15 > 10) its correlation is not at the ceiling from the start and rises.
+        if out.history[0].terms.contains_key("CCA[0,1]") {
+            let cca: Vec<f64> = out.history.iter().map(|e| e.terms["CCA[0,1]"]).collect();
+            assert!(
+                cca[0] > -10.0 && cca.iter().all(|c| *c >= -10.0),
+                "{kind}: {cca:?}"
+            );
+            assert!(
+                *cca.last().unwrap() < cca[0] - 0.05,
+                "{kind}: the CCA term did not go down: {cca:?}"
+            );
+        }
         eprintln!("{kind}: {losses:?}");
     }
 }
 
 #[test]
 fn linear_cca_on_real_pairs_feeds_linear_evaluation() {
-    let Some(images) = mnist(1200) else { return };
+    let Some(images) = mnist(3300) else { return };
     let parent: std::sync::Arc<dyn PairedDataset> =
         std::sync::Arc::new(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
-    let train = mmssl_data::Subset::new(parent.clone(), (0..1000).collect()).unwrap();
+    // 3000 training pairs: more than one block of the streamed fit.
+    let train = mmssl_data::Subset::new(parent.clone(), (300..3300).collect()).unwrap();
     let (x1, _) = dataset_matrix(&train, 0).unwrap();
     let (x2, _) = dataset_matrix(&train, 1).unwrap();
-    assert_eq!(x1.dim(), (1000, 1024));
-    let lcca = LinearCcaConfig {
+    assert_eq!(x1.dim(), (3000, 1024));
+    let config = LinearCcaConfig {
         components: 16,
         reg: 1e-2,
-    }
-    .fit(x1.view(), x2.view())
-    .unwrap();
+    };
+    let lcca = config.fit(x1.view(), x2.view()).unwrap();
     let c = lcca.correlations();
     assert!(
         c[0] > 0.5 && c.windows(2).into_iter().all(|w| w[0] >= w[1]),
         "{c}"
     );
-    let valid = mmssl_data::Subset::new(parent.clone(), (1000..1100).collect()).unwrap();
-    let test = mmssl_data::Subset::new(parent, (1100..1200).collect()).unwrap();
+    // The streamed fit (covariances accumulated over blocks of items, never the whole data
+    // in memory) gives the same correlations and the same variates up to sign.
+    let streamed = config.fit_dataset(&train).unwrap();
+    for (a, b) in c.iter().zip(streamed.correlations().iter()) {
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+    let (za, zb) = (
+        lcca.transform(0, x1.view()).unwrap(),
+        streamed.transform(0, x1.view()).unwrap(),
+    );
+    for j in 0..8 {
+        let dot: f64 = za.column(j).dot(&zb.column(j));
+        let norm = za.column(j).dot(&za.column(j));
+        assert!(
+            (dot.abs() / norm - 1.0).abs() < 1e-6,
+            "component {j}: {}",
+            dot / norm
+        );
+    }
+    let valid = mmssl_data::Subset::new(parent.clone(), (0..100).collect()).unwrap();
+    let test = mmssl_data::Subset::new(parent, (100..300).collect()).unwrap();
     let device = Device::flex().autodiff();
     let cfg = LinearEvalConfig {
         epochs: 50,
@@ -126,4 +150,40 @@ fn linear_cca_on_real_pairs_feeds_linear_evaluation() {
     let r = linear_eval(&ftr, &fva, &fte, 10, &cfg, &device).unwrap();
     // Ten classes: chance is 0.1.
     assert!(r.accuracy > 0.4, "{r:?}");
+}
+
+/// Two modalities of 64³ volumes (never read: linear CCA must refuse them from the shapes).
+struct Volumes;
+
+impl PairedDataset for Volumes {
+    fn len(&self) -> usize {
+        8
+    }
+    fn modalities(&self) -> usize {
+        2
+    }
+    fn shape(&self, _m: usize) -> Vec<usize> {
+        vec![1, 64, 64, 64]
+    }
+    fn classes(&self) -> usize {
+        2
+    }
+    fn label(&self, _i: usize) -> Option<usize> {
+        None
+    }
+    fn get(&self, i: usize, _epoch: u64) -> mmssl_data::Result<PairedItem> {
+        panic!("item {i} read: the shape check should have refused the data first")
+    }
+}
+
+#[test]
+fn linear_cca_refuses_raw_volumes_with_the_reason() {
+    let err = LinearCcaConfig::default()
+        .fit_dataset(&Volumes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("262144 features") && err.contains("GB"),
+        "{err}"
+    );
 }

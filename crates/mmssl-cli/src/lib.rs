@@ -71,9 +71,13 @@ pub struct PhaseArgs {
     /// The run directory (made by `mmssl pretrain` or `mmssl run`).
     #[arg(long)]
     pub run: PathBuf,
-    /// Linear-evaluation epochs (default: the run's).
+    /// Linear-evaluation epochs (default: the run's; `linear-eval` only).
     #[arg(long)]
     pub eval_epochs: Option<usize>,
+    /// Extract the features with the encoders' BatchNorm in training mode, as the authors'
+    /// code does (default: the run's setting, normally evaluation mode; `linear-eval` only).
+    #[arg(long)]
+    pub bn_train_mode: bool,
     /// Compute backend (default: the run's).
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
@@ -86,8 +90,9 @@ impl PhaseArgs {
     fn resolve(&self) -> Result<run::RunArgs, run::RunError> {
         let mut args = run::load_run_config(&self.run)?;
         if let Some(e) = self.eval_epochs {
-            args.eval_epochs = e;
+            args.eval_epochs = Some(e);
         }
+        args.bn_train_mode |= self.bn_train_mode;
         if let Some(b) = self.backend {
             args.backend = b;
         }

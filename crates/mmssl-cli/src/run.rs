@@ -5,7 +5,10 @@
 use crate::backend::{BackendKind, select_device};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use mmssl_baselines::{BaselineKind, LinearCcaConfig, dataset_matrix};
+use mmssl_baselines::{
+    BaselineKind, BaselineOptions, CorrelationNorm, DEFAULT_CCA_DIM, DeepCcaConfig,
+    LinearCcaConfig, MmvaeEstimator,
+};
 use mmssl_data::{
     ImageSet, LabelPaired, LabelPairedConfig, LoaderConfig, MnistSplit, PairedDataset, Subset,
     TwoViewConfig, TwoViewMnist, embedded_mnist_test, load_mnist_dir, stratified_k_fold,
@@ -14,7 +17,7 @@ use mmssl_objectives::{ObjectiveConfig, ObjectiveSpec};
 use mmssl_similarity::{Similarity, SimilarityReport};
 use mmssl_train::{
     Checkpoints, ContrastiveModel, EpochMetrics, Features, LinearEvalConfig, LinearEvalResult,
-    Method, Progress, TrainConfig, extract_features, fit, linear_eval,
+    Method, OneCycleConfig, Progress, TrainConfig, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -50,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "two-view-mnist")]
     pub dataset: DatasetKind,
     /// The objective, e.g. `CR-XX-CC`, `RR`, `CR:1,XX:0.5`.
-    #[arg(long, default_value = "CR-XX-CC")]
+    #[arg(long, default_value = DEFAULT_OBJECTIVE)]
     pub objective: String,
     /// A baseline instead of an objective: supervised, ae, dccae, cr-cca, rr-ae, mmvae or
     /// lcca.
@@ -94,13 +97,65 @@ pub struct RunArgs {
     /// Pretraining batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// RAdam's learning rate when no schedule is used (`--schedule constant`), for
+    /// pretraining and linear evaluation (the paper: 4e-4).
+    #[arg(long, default_value_t = 4e-4)]
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// The peak learning rate of the one-cycle schedule (the paper: 0.01; it starts at
+    /// max/25 and ends at max/25/1e4, PyTorch's OneCycleLR defaults).
+    #[arg(long, default_value_t = 0.01)]
+    #[serde(default = "default_max_lr")]
+    pub max_lr: f64,
+    /// The learning-rate schedule, stepped per batch, for pretraining and linear evaluation.
+    #[arg(long, value_enum, default_value = "one-cycle")]
+    #[serde(default)]
+    pub schedule: ScheduleKind,
     /// Importance samples per modality for `--method mmvae` (a step's cost grows linearly).
     #[arg(long, default_value_t = 10)]
     #[serde(default = "default_mmvae_k")]
     pub mmvae_k: usize,
-    /// Linear-evaluation epochs.
-    #[arg(long, default_value_t = 50)]
-    pub eval_epochs: usize,
+    /// MMVAE's estimator: `dreg` (doubly reparameterised, the original's best), `iwae`
+    /// (both loose: the average over modalities outside the log) or `elbo`.
+    #[arg(long, default_value = "dreg", value_parser = parse_estimator)]
+    #[serde(default)]
+    pub mmvae_estimator: MmvaeEstimator,
+    /// Learn MMVAE's prior scale instead of fixing it.
+    #[arg(long)]
+    #[serde(default)]
+    pub mmvae_learn_prior: bool,
+    /// Output size of the heads feeding the deep CCA loss of `dccae` and `cr-cca` (keep it
+    /// below the batch size minus one, or every correlation is 1 from the start).
+    #[arg(long, default_value_t = DEFAULT_CCA_DIM)]
+    #[serde(default = "default_cca_dim")]
+    pub cca_dim: usize,
+    /// Which norm of T the deep CCA loss maximises: `trace` (the sum of the canonical
+    /// correlations, Andrew et al. 2013) or `frobenius` (sqrt(trace(TᵀT)), the authors' code).
+    #[arg(long, default_value = "trace", value_parser = parse_norm)]
+    #[serde(default)]
+    pub cca_norm: CorrelationNorm,
+    /// Only the top K canonical correlations count in the deep CCA loss (default: all).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cca_top_k: Option<usize>,
+    /// The ridge added to the deep CCA loss's auto-covariances.
+    #[arg(long, default_value_t = 1e-3)]
+    #[serde(default = "default_cca_reg")]
+    pub cca_reg: f64,
+    /// Canonical components kept by `--method lcca` (the representation's size).
+    #[arg(long, default_value_t = 64)]
+    #[serde(default = "default_lcca_components")]
+    pub lcca_components: usize,
+    /// Linear-evaluation epochs (default: 50 for images, 500 for volumes, the paper's).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_epochs: Option<usize>,
+    /// Extract the linear-evaluation features with the encoders' BatchNorm in training mode
+    /// (statistics of each batch of `--batch-size` items), as the authors' code does, instead
+    /// of evaluation mode (running statistics, the default); see docs/training.md.
+    #[arg(long)]
+    #[serde(default)]
+    pub bn_train_mode: bool,
     /// Loader threads preparing the next batches while a step trains (0: load in the training
     /// thread). Changes speed only, never results.
     #[arg(long, default_value_t = 2)]
@@ -123,6 +178,58 @@ fn default_mmvae_k() -> usize {
     10
 }
 
+fn default_lr() -> f64 {
+    4e-4
+}
+
+fn default_max_lr() -> f64 {
+    0.01
+}
+
+fn default_cca_dim() -> usize {
+    DEFAULT_CCA_DIM
+}
+
+fn default_cca_reg() -> f64 {
+    1e-3
+}
+
+fn default_lcca_components() -> usize {
+    64
+}
+
+/// The learning-rate schedules of `--schedule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// One cycle per run (PyTorch OneCycleLR semantics: 30% cosine warm-up from max/25 to
+    /// `--max-lr`, cosine annealing to max/25/1e4, RAdam's beta1 cycled 0.95 -> 0.85 -> 0.95).
+    #[default]
+    OneCycle,
+    /// The constant `--lr` with RAdam's default beta1 (0.9).
+    Constant,
+}
+
+fn parse_estimator(s: &str) -> Result<MmvaeEstimator, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "dreg" => Ok(MmvaeEstimator::Dreg),
+        "iwae" => Ok(MmvaeEstimator::Iwae),
+        "elbo" => Ok(MmvaeEstimator::Elbo),
+        _ => Err(format!("unknown MMVAE estimator {s:?}: dreg, iwae or elbo")),
+    }
+}
+
+fn parse_norm(s: &str) -> Result<CorrelationNorm, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "trace" | "trace-norm" => Ok(CorrelationNorm::TraceNorm),
+        "frobenius" => Ok(CorrelationNorm::Frobenius),
+        _ => Err(format!("unknown deep CCA norm {s:?}: trace or frobenius")),
+    }
+}
+
+/// The default objective (`--objective`), which `--method` replaces.
+const DEFAULT_OBJECTIVE: &str = "CR-XX-CC";
+
 fn default_workers() -> usize {
     2
 }
@@ -144,9 +251,20 @@ impl RunArgs {
             backend: BackendKind::Cpu,
             seed: 0,
             fold: 0,
+            lr: default_lr(),
+            max_lr: default_max_lr(),
+            schedule: ScheduleKind::OneCycle,
             mmvae_k: 10,
+            mmvae_estimator: MmvaeEstimator::Dreg,
+            mmvae_learn_prior: false,
+            cca_dim: DEFAULT_CCA_DIM,
+            cca_norm: CorrelationNorm::TraceNorm,
+            cca_top_k: None,
+            cca_reg: default_cca_reg(),
+            lcca_components: default_lcca_components(),
             batch_size: 64,
-            eval_epochs: 10,
+            eval_epochs: Some(10),
+            bn_train_mode: false,
             workers: default_workers(),
             resume: false,
             quiet: false,
@@ -259,11 +377,17 @@ pub struct RunReport {
     pub eval_epochs: usize,
 }
 
+/// Writes `text` to `path` through a temporary file and a rename: a reader (or `mmssl
+/// experiment`, which takes an existing `eval.json` for a finished run) never sees a partial
+/// file.
 fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
-    std::fs::write(path, text).map_err(|e| RunError::Write {
+    let err = |e: std::io::Error| RunError::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 struct Datasets {
@@ -589,14 +713,55 @@ impl Progress for Bars {
     }
 }
 
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The settings that decide what pretraining computes: all but where and how verbosely it
+/// runs, the loader threads, the backend, and the evaluation's settings.
+fn pretraining_settings(a: &RunArgs) -> Result<toml::Table, RunError> {
+    let mut t = toml::Table::try_from(a).map_err(|e| RunError::Args(e.to_string()))?;
+    for key in [
+        "out",
+        "quiet",
+        "workers",
+        "resume",
+        "config",
+        "backend",
+        "eval_epochs",
+        "bn_train_mode",
+    ] {
+        t.remove(key);
+    }
+    Ok(t)
+}
+
+/// Refuses `--resume` with settings other than those the run in `args.out` started with.
+fn check_resume(args: &RunArgs) -> Result<(), RunError> {
+    if !args.out.join("config.toml").exists() {
+        return Ok(());
+    }
+    let saved = pretraining_settings(&load_run_config(&args.out)?)?;
+    let now = pretraining_settings(args)?;
+    let mut differ: Vec<String> = saved
+        .iter()
+        .filter(|(k, v)| now.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let given = now.get(k).map_or("unset".to_string(), |n| n.to_string());
+            format!("{k}: {v} then, {given} now")
+        })
+        .collect();
+    differ.extend(
+        now.iter()
+            .filter(|(k, _)| !saved.contains_key(*k))
+            .map(|(k, v)| format!("{k}: unset then, {v} now")),
+    );
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::Args(format!(
+        "cannot resume {}: it was started with other settings ({}); resume with the same \
+         settings (`--config {}` gives them) or start a new run",
+        args.out.display(),
+        differ.join("; "),
+        args.out.join("config.toml").display()
+    )))
 }
 
 /// Runs pretraining, linear evaluation and the similarity analysis; writes the run directory
@@ -625,10 +790,58 @@ pub fn load_run_config(run_dir: &Path) -> Result<RunArgs, RunError> {
 /// checkpoint there. Writes `eval.json` (evaluation, with the similarity when analysed too) or
 /// `similarity.json` (analysis alone).
 pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError> {
+    if args.method.is_some() && args.objective != DEFAULT_OBJECTIVE {
+        return Err(RunError::Args(format!(
+            "both --objective {} and --method {} given: a run trains one of them",
+            args.objective,
+            args.method.as_deref().unwrap_or_default()
+        )));
+    }
     let method = match &args.method {
         Some(name) => MethodChoice::Baseline(name.parse()?),
         None => MethodChoice::Objective(args.objective.parse()?),
     };
+    for (flag, v) in [("--lr", args.lr), ("--max-lr", args.max_lr)] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(RunError::Args(format!(
+                "{flag} {v}: a learning rate must be a positive number"
+            )));
+        }
+    }
+    let eval_epochs = args.eval_epochs.unwrap_or(match args.dataset {
+        DatasetKind::Oasis3 => 500,
+        _ => 50,
+    });
+    let schedule = match args.schedule {
+        ScheduleKind::OneCycle => Some(OneCycleConfig {
+            max_lr: args.max_lr,
+            ..Default::default()
+        }),
+        ScheduleKind::Constant => None,
+    };
+    let eval_config = LinearEvalConfig {
+        epochs: eval_epochs,
+        seed: args.seed,
+        lr: args.lr,
+        schedule,
+        batchnorm_train_mode: args.bn_train_mode,
+        ..Default::default()
+    };
+    let train_config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        lr: args.lr,
+        schedule,
+        loader: LoaderConfig {
+            workers: args.workers,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    if phases.pretrain && args.resume {
+        check_resume(args)?;
+    }
     let device = select_device(args.backend)?.autodiff();
     std::fs::create_dir_all(&args.out).map_err(|e| RunError::Write {
         path: args.out.clone(),
@@ -639,15 +852,19 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
     if phases.pretrain {
         let mut saved = args.clone();
         saved.config = None;
+        saved.resume = false;
+        saved.eval_epochs = Some(eval_epochs);
         let config = toml::to_string_pretty(&saved).map_err(|e| RunError::Args(e.to_string()))?;
         write_file(&args.out.join("config.toml"), &config)?;
         let run_info = serde_json::json!({
             "mmssl_version": env!("CARGO_PKG_VERSION"),
-            "git_revision": git_revision(),
+            "git_revision": option_env!("MMSSL_GIT_REVISION"),
             "backend": args.backend,
             "device": format!("{device:?}"),
             "seed": args.seed,
             "sizes": sizes,
+            "train": train_config,
+            "linear_eval": eval_config,
         });
         write_file(
             &args.out.join("run.json"),
@@ -659,21 +876,6 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
         .map(|m| data.train.shape(m))
         .collect();
     let classes = data.eval_train().classes();
-    let eval_config = LinearEvalConfig {
-        epochs: args.eval_epochs,
-        seed: args.seed,
-        ..Default::default()
-    };
-    let train_config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        loader: LoaderConfig {
-            workers: args.workers,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let ctx = Context {
         args,
         data: &data,
@@ -686,7 +888,7 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
     let (linear, test_z, pretrain_seconds, eval_seconds) = match &method {
         MethodChoice::Objective(spec) => {
             let objective = ObjectiveConfig::new(spec.clone());
-            ctx.pretrain_and_evaluate(|| {
+            ctx.pretrain_and_evaluate(false, || {
                 ContrastiveModel::new(
                     &shapes,
                     64,
@@ -698,17 +900,45 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
             })?
         }
         MethodChoice::Baseline(BaselineKind::Lcca) => ctx.linear_cca()?,
-        MethodChoice::Baseline(kind) => ctx.pretrain_and_evaluate(|| {
-            kind.build(
-                &shapes,
-                64,
-                classes,
-                args.mmvae_k,
-                &device,
-                &mut StdRng::seed_from_u64(args.seed),
-            )
-            .map_err(RunError::from)
-        })?,
+        MethodChoice::Baseline(kind) => {
+            let options = BaselineOptions {
+                mmvae_k: args.mmvae_k,
+                mmvae_estimator: args.mmvae_estimator,
+                mmvae_learn_prior: args.mmvae_learn_prior,
+                cca: DeepCcaConfig {
+                    reg: args.cca_reg,
+                    norm: args.cca_norm,
+                    top_k: args.cca_top_k,
+                },
+                cca_dim: args.cca_dim,
+            };
+            if matches!(kind, BaselineKind::Dccae | BaselineKind::CrCca)
+                && args.cca_dim + 1 >= args.batch_size
+            {
+                eprintln!(
+                    "warning: --cca-dim {} with --batch-size {}: a batch's cross-covariance has \
+                     rank at most {}, so every canonical correlation can be 1 whatever the \
+                     encoders learn and the deep CCA term carries no signal; use a CCA \
+                     dimension below the batch size minus one",
+                    args.cca_dim,
+                    args.batch_size,
+                    args.batch_size - 1
+                );
+            }
+            // The supervised baseline trains on labelled items: those of the linear
+            // evaluation (the same as the pretraining sets except for OASIS-3).
+            ctx.pretrain_and_evaluate(kind.needs_labels(), || {
+                kind.build(
+                    &shapes,
+                    64,
+                    classes,
+                    &options,
+                    &device,
+                    &mut StdRng::seed_from_u64(args.seed),
+                )
+                .map_err(RunError::from)
+            })?
+        }
     };
     let t2 = Instant::now();
     let to_nd = |f: &mmssl_train::Features| {
@@ -726,7 +956,7 @@ pub fn run_phases(args: &RunArgs, phases: Phases) -> Result<RunReport, RunError>
         linear_eval: linear,
         similarity,
         seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
-        eval_epochs: args.eval_epochs,
+        eval_epochs,
     };
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     if phases.evaluate {
@@ -842,6 +1072,7 @@ impl Context<'_> {
     /// (randomly initialised) model per modality.
     fn pretrain_and_evaluate<M: Method>(
         &self,
+        labelled: bool,
         build: impl Fn() -> Result<M, RunError>,
     ) -> Result<Evaluated, RunError> {
         let (args, data, device) = (self.args, self.data, self.device);
@@ -850,10 +1081,15 @@ impl Context<'_> {
         if self.phases.pretrain {
             let mut progress = self.progress()?;
             let t0 = Instant::now();
-            fit(
+            let (train, valid) = if labelled {
+                (data.eval_train(), data.eval_valid())
+            } else {
+                (&data.train, &data.valid)
+            };
+            let outcome = fit(
                 build()?,
-                &data.train,
-                Some(&data.valid),
+                train,
+                Some(valid),
                 self.train_config,
                 Some(&checkpoints),
                 device,
@@ -862,6 +1098,15 @@ impl Context<'_> {
             if let Some(bar) = &progress.bar {
                 bar.finish_and_clear();
             }
+            // One line per epoch, from the checkpointed history: a run killed between an
+            // epoch's checkpoint and its log line, and resumed, still logs every epoch once.
+            let mut lines = String::new();
+            for m in &outcome.history {
+                lines += &serde_json::to_string(m).unwrap_or_default();
+                lines.push('\n');
+            }
+            drop(progress);
+            write_file(&args.out.join("metrics.jsonl"), &lines)?;
             pretrain_seconds = t0.elapsed().as_secs_f64();
         }
         if !self.phases.evaluate && !self.phases.analyze {
@@ -884,9 +1129,17 @@ impl Context<'_> {
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();
+        // With BatchNorm in training mode the features depend on the batch: use the
+        // pretraining batch size, as the authors' code does.
+        let (bn_train, batch) = match self.eval_config.batchnorm_train_mode {
+            true => (true, self.train_config.batch_size),
+            false => (false, 256),
+        };
         if !self.phases.evaluate {
             for m in 0..best.modalities() {
-                test_z.push(extract_features(&best, &data.test, m, 256, false, device)?);
+                test_z.push(extract_features(
+                    &best, &data.test, m, batch, bn_train, device,
+                )?);
             }
             return Ok((linear, test_z, pretrain_seconds, 0.0));
         }
@@ -894,7 +1147,7 @@ impl Context<'_> {
         for m in 0..best.modalities() {
             let mut results = Vec::new();
             for model in [&best, &random] {
-                let f = |d: &Subset| extract_features(model, d, m, 256, false, device);
+                let f = |d: &Subset| extract_features(model, d, m, batch, bn_train, device);
                 let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
                 results.push(linear_eval(
                     &tr,
@@ -926,14 +1179,16 @@ impl Context<'_> {
         let mut fit_seconds = 0.0;
         let fitted = if self.phases.pretrain {
             let t0 = Instant::now();
-            let (x1, _) = dataset_matrix(&data.train, 0)?;
-            let (x2, _) = dataset_matrix(&data.train, 1)?;
-            let fitted = LinearCcaConfig::default().fit(x1.view(), x2.view())?;
+            let config = LinearCcaConfig {
+                components: self.args.lcca_components,
+                ..Default::default()
+            };
+            let fitted = config.fit_dataset(&data.train)?;
             fit_seconds = t0.elapsed().as_secs_f64();
             write_file(
                 &path,
                 &serde_json::to_string(&serde_json::json!({
-                    "config": LinearCcaConfig::default(),
+                    "config": config,
                     "canonical_correlations": fitted.correlations().to_vec(),
                     "model": fitted,
                 }))
@@ -966,7 +1221,7 @@ impl Context<'_> {
         let mut test_z = Vec::new();
         for m in 0..2 {
             let f = |d: &Subset| fitted.features(d, m);
-            let (tr, va, te) = (f(&data.train)?, f(&data.valid)?, f(&data.test)?);
+            let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
             let pretrained =
                 linear_eval(&tr, &va, &te, self.classes, self.eval_config, self.device)?;
             test_z.push(te);

@@ -204,7 +204,7 @@ fn run_pretrains_evaluates_and_writes_the_run_directory() {
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["seed"], 0);
-    for f in ["best.bpk", "last.bpk", "optimizer.bpk", "state.json"] {
+    for f in ["best.bpk", "last.bpk", "optimizer.e0001.bpk", "state.json"] {
         assert!(out.join("checkpoints").join(f).exists(), "{f}");
     }
 }
@@ -249,6 +249,8 @@ fn method_run(name: &str, dir: &Path) -> serde_json::Value {
         "run",
         "--method",
         name,
+        "--mmvae-k",
+        "2",
         "--epochs",
         "1",
         "--train-limit",
@@ -277,7 +279,7 @@ fn method_run(name: &str, dir: &Path) -> serde_json::Value {
 #[test]
 fn run_trains_and_evaluates_baselines_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["dccae", "mmvae", "supervised"] {
+    for name in ["supervised", "ae", "dccae", "cr-cca", "rr-ae", "mmvae"] {
         let eval = method_run(name, dir.path());
         assert_eq!(eval["method"], name);
         for m in eval["linear_eval"].as_array().unwrap() {

@@ -136,10 +136,41 @@ struct LoopState {
     history: Vec<EpochMetrics>,
     /// The configuration the run was started with.
     config: TrainConfig,
+    /// The checkpoint files of the completed epochs (`None` in a state written before they
+    /// were named here: then `last.bpk` and `optimizer.bpk`).
+    #[serde(default)]
+    files: Option<CheckpointFiles>,
 }
 
-/// Where checkpoints go: `last.bpk` + `optimizer.bpk` + `state.json` after every epoch,
-/// `best.bpk` when the validation loss improves.
+/// The files one committed checkpoint consists of, named by the epoch that wrote them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CheckpointFiles {
+    last: String,
+    optimizer: String,
+    best: Option<String>,
+}
+
+impl CheckpointFiles {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        [Some(&self.last), Some(&self.optimizer), self.best.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+}
+
+/// Where checkpoints go: after every epoch the model, the optimiser and the loop state; the
+/// model of the best validation loss when it improves.
+///
+/// One epoch's checkpoint is several files, committed together: the epoch writes new files
+/// named by its number (`last.e0003.bpk`, `optimizer.e0003.bpk`, `best.e0003.bpk`), each
+/// through a temporary file, a flush to disk and a rename; then `state.json`, which names them,
+/// is replaced the same way. Replacing `state.json` is the commit: a process killed at any
+/// moment (even by `kill -9`) leaves either the previous epoch's complete set or the new one,
+/// never a mix, and a resumed run continues from whichever `state.json` names. After the
+/// commit the stable names `last.bpk` and `best.bpk` (what evaluation and users load) are
+/// pointed at the new files (hard links, or copies where links are impossible) and the
+/// previous epoch's files are deleted; a resume redoes both steps if a kill interrupted them.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     dir: PathBuf,
@@ -177,19 +208,102 @@ impl Checkpoints {
     fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+
+    /// Saves the checkpoint of the epoch `state` has just completed (see the type's
+    /// documentation for the order of the writes).
+    fn commit<M: Method>(
+        &self,
+        state: &mut LoopState,
+        model: &M,
+        optim: &burn::optim::ModuleOptimizer,
+        improved: bool,
+    ) -> Result<()> {
+        let tag = format!("e{:04}", state.epochs_done);
+        let files = CheckpointFiles {
+            last: format!("last.{tag}.bpk"),
+            optimizer: format!("optimizer.{tag}.bpk"),
+            best: if improved {
+                Some(format!("best.{tag}.bpk"))
+            } else {
+                state.files.as_ref().and_then(|f| f.best.clone())
+            },
+        };
+        let save = |name: &str| {
+            let m = model.clone();
+            atomic(&self.dir.join(name), |p| {
+                m.save_file(p).map_err(|e| format!("{e:?}"))
+            })
+        };
+        save(&files.last)?;
+        if improved && let Some(best) = &files.best {
+            save(best)?;
+        }
+        atomic(&self.dir.join(&files.optimizer), |p| {
+            optim.save(p).map_err(|e| format!("{e:?}"))
+        })?;
+        state.files = Some(files);
+        let text = serde_json::to_string_pretty(&*state).map_err(|e| io(&self.state(), e))?;
+        atomic(&self.state(), |p| {
+            std::fs::write(p, text).map_err(|e| e.to_string())
+        })?;
+        self.publish(state)
+    }
+
+    /// Points `last.bpk` and `best.bpk` at the files `state` names and deletes every other
+    /// checkpoint file of this directory (older epochs', temporary files of an interrupted
+    /// write).
+    fn publish(&self, state: &LoopState) -> Result<()> {
+        let Some(files) = &state.files else {
+            return Ok(());
+        };
+        link_or_copy(&self.dir.join(&files.last), &self.last())?;
+        if let Some(best) = &files.best {
+            link_or_copy(&self.dir.join(best), &self.best())?;
+        }
+        let keep: Vec<&str> = files.names().collect();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let stamped = ["last.e", "best.e", "optimizer.e"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            let temporary = name.ends_with(".tmp");
+            if (stamped || temporary) && !keep.contains(&name) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes `dst` the same file as `src` (a hard link, or a copy where the file system has no
+/// links), replacing `dst` atomically.
+fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = dst.with_extension("link.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp).map_err(|e| io(src, e))?;
+    }
+    std::fs::rename(&tmp, dst).map_err(|e| io(dst, e))
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Checkpoint(format!("{}: {e}", path.display()))
 }
 
-/// Writes through a temporary file and a rename, so a crash never leaves a partial file.
+/// Writes through a temporary file, flushed to disk, and a rename, so a crash never leaves a
+/// partial file.
 fn atomic<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> std::result::Result<(), String>,
 {
     let tmp = path.with_extension("tmp");
     write(&tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
@@ -257,6 +371,7 @@ pub fn fit<M: Method>(
         best: None,
         history: Vec::new(),
         config: config.clone(),
+        files: None,
     };
     if let Some(ck) = checkpoints
         && ck.resume
@@ -270,12 +385,18 @@ pub fn fit<M: Method>(
                 ck.state().display()
             )));
         }
+        let (last, optimizer) = match &saved.files {
+            Some(f) => (ck.dir.join(&f.last), ck.dir.join(&f.optimizer)),
+            None => (ck.last(), ck.optimizer()),
+        };
         model = model
-            .try_load_file(ck.last())
-            .map_err(|e| io(&ck.last(), format!("{e:?}")))?;
+            .try_load_file(&last)
+            .map_err(|e| io(&last, format!("{e:?}")))?;
         optim = optim
-            .load(ck.optimizer())
-            .map_err(|e| io(&ck.optimizer(), format!("{e:?}")))?;
+            .load(&optimizer)
+            .map_err(|e| io(&optimizer, format!("{e:?}")))?;
+        // Finish what a kill after the last commit may have left undone.
+        ck.publish(&saved)?;
         state = saved;
     }
     let shapes: Vec<Vec<usize>> = (0..train.modalities()).map(|m| train.shape(m)).collect();
@@ -370,19 +491,7 @@ pub fn fit<M: Method>(
         state.epochs_done = epoch + 1;
         state.history.push(metrics.clone());
         if let Some(ck) = checkpoints {
-            let m = model.clone();
-            atomic(&ck.last(), |p| m.save_file(p).map_err(|e| format!("{e:?}")))?;
-            if improved {
-                let m = model.clone();
-                atomic(&ck.best(), |p| m.save_file(p).map_err(|e| format!("{e:?}")))?;
-            }
-            atomic(&ck.optimizer(), |p| {
-                optim.save(p).map_err(|e| format!("{e:?}"))
-            })?;
-            let text = serde_json::to_string_pretty(&state).map_err(|e| io(&ck.state(), e))?;
-            atomic(&ck.state(), |p| {
-                std::fs::write(p, text).map_err(|e| e.to_string())
-            })?;
+            ck.commit(&mut state, &model, &optim, improved)?;
         }
         progress.epoch(&metrics);
     }

@@ -1,0 +1,332 @@
+//! The run directory survives interruption: a `mmssl pretrain` killed with SIGKILL at
+//! arbitrary moments and resumed ends with the same checkpoints and metrics as a run that was
+//! never interrupted; `--resume` refuses other settings; baselines go through the separate
+//! phases with their option flags.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use mmssl_objectives::ObjectiveConfig;
+use mmssl_train::ContrastiveModel;
+use rand::SeedableRng;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mmssl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmssl"))
+        .args(args)
+        .output()
+        .expect("the mmssl binary runs")
+}
+
+fn ok(res: &Output) {
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+/// A small CR pretraining on the embedded MNIST split: 3 epochs of 20 steps.
+fn pretrain_args(out: &Path) -> Vec<String> {
+    [
+        "pretrain",
+        "--objective",
+        "CR",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "640",
+        "--batch-size",
+        "32",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn epochs_done(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("checkpoints/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["epochs_done"].as_u64())
+        .unwrap_or(0) as usize
+}
+
+/// Every float parameter of a module, in visiting order.
+struct Weights(Vec<f32>);
+
+impl ModuleVisitor for Weights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0
+            .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+    }
+}
+
+/// The parameters of a CR model checkpoint (the files themselves hold random parameter ids,
+/// so their bytes differ between identical runs).
+fn weights(file: &Path) -> Vec<f32> {
+    let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
+    let model = ContrastiveModel::new(
+        &shapes,
+        64,
+        &ObjectiveConfig::new("CR".parse().unwrap()),
+        &Device::flex(),
+        &mut rand::rngs::StdRng::seed_from_u64(99),
+    )
+    .unwrap()
+    .try_load_file(file)
+    .unwrap();
+    let mut w = Weights(Vec::new());
+    model.visit(&mut w);
+    w.0
+}
+
+/// The per-epoch numbers of `metrics.jsonl` that do not depend on timing.
+fn metrics(out: &Path) -> Vec<(f64, Option<f64>, String)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["train_loss"].as_f64().unwrap(),
+                v["valid_loss"].as_f64(),
+                v["terms"].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    ok(&mmssl(
+        &pretrain_args(&whole)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    assert_eq!(metrics(&whole).len(), 3);
+
+    // The same run, killed with SIGKILL at several moments after its first and second epochs
+    // were checkpointed (inside the next epoch, or while it writes its checkpoint), and
+    // resumed each time.
+    let cut = dir.path().join("cut");
+    let mut kills = 0;
+    for (after_epochs, delay_ms) in [(1, 150), (2, 40), (2, 400)] {
+        let mut args = pretrain_args(&cut);
+        if cut.join("checkpoints/state.json").exists() {
+            args.push("--resume".into());
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mmssl"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while epochs_done(&cut) < after_epochs && start.elapsed() < Duration::from_secs(300) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "the run finished before it could be killed");
+    let mut args = pretrain_args(&cut);
+    args.push("--resume".into());
+    ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+
+    // Same weights (bit for bit), same best model, same metrics, one line per epoch.
+    for file in ["last.bpk", "best.bpk"] {
+        let a = weights(&whole.join("checkpoints").join(file));
+        let b = weights(&cut.join("checkpoints").join(file));
+        assert!(a.len() > 10_000);
+        assert!(a == b, "{file} differs after {kills} kills and resumes");
+    }
+    assert_eq!(metrics(&whole), metrics(&cut));
+    // Only the committed epoch's files are left.
+    let mut names: Vec<String> = std::fs::read_dir(cut.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".tmp")) && names.len() <= 6,
+        "{names:?}"
+    );
+}
+
+#[test]
+fn resume_refuses_other_settings_and_a_run_takes_one_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let mut args = pretrain_args(&out);
+    args[4] = "1".into(); // one epoch
+    ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    // Another training set size and another seed: refused, naming both.
+    let mut other = pretrain_args(&out);
+    other[6] = "672".into();
+    other[10] = "4".into();
+    other.push("--resume".into());
+    let res = mmssl(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("cannot resume") && err.contains("train_limit") && err.contains("seed"),
+        "{err}"
+    );
+    // So is more epochs (the one-cycle schedule spans the whole run).
+    let mut longer = args.clone();
+    longer[4] = "2".into();
+    longer.push("--resume".into());
+    let res = mmssl(&longer.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("epochs: 1 then, 2 now"), "{err}");
+    // Where and how it runs may change: the same settings with other loader threads resume.
+    let mut same = args.clone();
+    same.extend(["--resume".into(), "--workers".into(), "0".into()]);
+    ok(&mmssl(&same.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(metrics(&out).len(), 1);
+
+    let res = mmssl(&["run", "--objective", "RR", "--method", "ae", "--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("--objective RR") && err.contains("--method ae"),
+        "{err}"
+    );
+    let res = mmssl(&["run", "--lr", "-1", "--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+}
+
+#[test]
+fn baselines_go_through_the_phases_with_their_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--quiet",
+    ];
+    // DCCAE with its CCA settings, a constant learning rate and BatchNorm in training mode
+    // for the evaluation.
+    let out = dir.path().join("dccae");
+    let mut args = vec![
+        "pretrain",
+        "--method",
+        "dccae",
+        "--cca-dim",
+        "4",
+        "--cca-norm",
+        "frobenius",
+        "--cca-top-k",
+        "2",
+        "--schedule",
+        "constant",
+        "--lr",
+        "0.001",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let res = mmssl(&args);
+    ok(&res);
+    assert!(
+        !String::from_utf8_lossy(&res.stderr).contains("warning"),
+        "no warning for a CCA dimension below the batch size"
+    );
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    for line in [
+        "cca_dim = 4",
+        "cca_norm = \"frobenius\"",
+        "cca_top_k = 2",
+        "schedule = \"constant\"",
+        "eval_epochs = 50",
+    ] {
+        assert!(config.contains(line), "{line} not in {config}");
+    }
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["train"]["lr"], 0.001);
+    assert!(run["train"]["schedule"].is_null());
+    let terms = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(terms.contains("CCA[0,1]"), "{terms}");
+    let res = mmssl(&[
+        "linear-eval",
+        "--run",
+        out.to_str().unwrap(),
+        "--eval-epochs",
+        "1",
+        "--bn-train-mode",
+        "--quiet",
+    ]);
+    ok(&res);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["method"], "dccae");
+    assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+
+    // A CCA dimension the batch cannot support is warned about.
+    let out = dir.path().join("wide");
+    let mut args = vec!["pretrain", "--method", "cr-cca", "--cca-dim", "40"];
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(common);
+    let res = mmssl(&args);
+    ok(&res);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("warning") && err.contains("--cca-dim 40"),
+        "{err}"
+    );
+
+    // Linear CCA: fitted by `pretrain`, evaluated by `linear-eval` from lcca.json.
+    let out = dir.path().join("lcca");
+    ok(&mmssl(&[
+        "pretrain",
+        "--method",
+        "lcca",
+        "--lcca-components",
+        "8",
+        "--train-limit",
+        "3000",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let lcca: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lcca.json")).unwrap()).unwrap();
+    assert_eq!(lcca["canonical_correlations"].as_array().unwrap().len(), 8);
+    ok(&mmssl(&[
+        "linear-eval",
+        "--run",
+        out.to_str().unwrap(),
+        "--eval-epochs",
+        "5",
+        "--quiet",
+    ]));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["method"], "lcca");
+    assert_eq!(eval["eval_epochs"], 5);
+    for m in eval["linear_eval"].as_array().unwrap() {
+        let acc = m["pretrained"]["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.2, "{m}");
+    }
+}
