@@ -201,6 +201,10 @@ fn run_args(
 
 /// Runs every unfinished run of the grid, then aggregates. Returns the rows and the output
 /// folder.
+///
+/// A run that fails does not stop the grid: its error is printed and saved as `error.txt` in
+/// its directory, the other runs go on, the finished ones are aggregated, and then the
+/// failures are returned as one error naming each (rerunning the command retries them).
 pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), RunError> {
     let grid = read_grid(&args.grid)?;
     let out = args
@@ -216,6 +220,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), Ru
             PathBuf::from("experiments").join(stem)
         });
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     let total = grid.datasets.len() * grid.methods.len() * grid.folds.len() * grid.seeds.len();
     let mut k = 0;
     for dataset in &grid.datasets {
@@ -241,7 +246,15 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), Ru
                                 dir.display()
                             );
                         }
-                        run(&run_args)?;
+                        if let Err(e) = run(&run_args) {
+                            eprintln!(
+                                "[{k}/{total}] {dataset} {method} fold {fold} seed {seed} failed: {e}"
+                            );
+                            let _ = std::fs::write(dir.join("error.txt"), format!("{e}\n"));
+                            failed.push(format!("{dataset} {method} fold {fold} seed {seed}: {e}"));
+                            continue;
+                        }
+                        let _ = std::fs::remove_file(dir.join("error.txt"));
                     }
                     // Always from the file, so a rerun aggregates exactly the same numbers.
                     let eval = read_json(&finished)?;
@@ -251,6 +264,14 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), Ru
         }
     }
     aggregate(&rows, &out)?;
+    if !failed.is_empty() {
+        return Err(RunError::Args(format!(
+            "{} of {total} runs failed (the others are aggregated in {}; rerun to retry):\n  {}",
+            failed.len(),
+            out.display(),
+            failed.join("\n  ")
+        )));
+    }
     Ok((rows, out))
 }
 

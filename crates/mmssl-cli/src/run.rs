@@ -613,7 +613,20 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
             } else {
                 MnistSplit::Test
             };
-            Ok(load_mnist_dir(&second_dir, split)?)
+            // The loader's hint names both datasets; this folder holds Fashion-MNIST.
+            load_mnist_dir(&second_dir, split).map_err(|e| match e {
+                mmssl_data::DataError::Missing { path, .. } => {
+                    RunError::Data(mmssl_data::DataError::Missing {
+                        path,
+                        hint: format!(
+                            "fetch Fashion-MNIST with `mmssl data download fashion-mnist --dir \
+                             {}` or pass --second-data-dir",
+                            second_dir.display()
+                        ),
+                    })
+                }
+                other => RunError::Data(other),
+            })
         }
     };
     let split = |set: &ImageSet| -> Result<(ImageSet, ImageSet), RunError> {

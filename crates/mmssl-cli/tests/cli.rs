@@ -368,6 +368,25 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         err.contains("--data-dir") && err.contains("train_32x32.mat"),
         "{err}"
     );
+    // A missing Fashion-MNIST folder gets the exact command that fetches Fashion-MNIST.
+    let missing = dir.path().join("no-fashion");
+    let res = mmssl(&[
+        "run",
+        "--dataset",
+        "mnist-fashion",
+        "--data-dir",
+        shared.join("mnist").to_str().unwrap(),
+        "--second-data-dir",
+        missing.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    let fetch = format!(
+        "mmssl data download fashion-mnist --dir {}",
+        missing.display()
+    );
+    assert!(err.contains(&fetch), "{err}");
 }
 
 #[test]
@@ -531,6 +550,23 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         std::fs::read_to_string(out.join("results.csv")).unwrap(),
         csv
     );
+    // A run that fails (here: deep CCA heads of size 0) does not stop the grid: the finished
+    // runs are still aggregated, the failure is named and saved, and the exit code says so.
+    std::fs::write(
+        &grid,
+        "methods = [\"XX\", \"dccae\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\ncca_dim = 0\n",
+    )
+    .unwrap();
+    let res = mmssl(&args);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("1 of 2 runs failed") && err.contains("dccae") && err.contains("cca_dim"),
+        "{err}"
+    );
+    assert!(out.join("two-view-mnist/dccae/fold0-seed0/error.txt").exists());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.contains(",XX,") && !csv.contains("dccae"), "{csv}");
 }
 
 #[test]
