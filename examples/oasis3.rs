@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example oasis3 -- manifest.csv               # your cohort
-//! cargo run --release --example oasis3 -- --synth ../shared/data/mri  # synthetic cohort
+//! cargo run --release --example oasis3                               # synthetic cohort
+//! cargo run --release --example oasis3 -- --synth DIR   # from DIR/mni152_{t1,gm}_1mm.nii.gz
 //! ```
 //!
 //! The synthetic cohort (24 subjects, half with an AD-like group effect: hippocampal/temporal
@@ -30,7 +31,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let tmp = std::env::temp_dir().join("mmssl-oasis3-example");
     let manifest_path = match args.first().map(String::as_str) {
         Some("--synth") | None => {
-            let mri = PathBuf::from(args.get(1).map_or("../shared/data/mri", String::as_str));
+            // Default: the MNI152 template shipped with mmssl-data.
+            let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/mmssl-data/data/mni152");
+            let mri = PathBuf::from(args.get(1).map_or(bundled, String::as_str));
             let mut cfg = SynthConfig::new(
                 mri.join("mni152_t1_1mm.nii.gz"),
                 Some(mri.join("mni152_gm_1mm.nii.gz")),

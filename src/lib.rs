@@ -1,8 +1,8 @@
 //! # mmssl
 //!
 //! Multimodal self-supervised representation learning on [burn](https://burn.dev): every
-//! objective of the CR/XX/CC/RR taxonomy of Fedorov et al., "On self-supervised multimodal
-//! representation learning: an application to Alzheimer's disease" (ISBI 2021), the baselines
+//! objective of the CR/XX/CC/RR taxonomy of Fedorov et al., "Self-Supervised Multimodal
+//! Domino: in Search of Biomarkers for Alzheimer's Disease" (ICHI 2021, arXiv:2012.13623), the baselines
 //! they compare against, and the evaluation (linear probes, CCA/SVCCA/PWCCA/CKA similarity),
 //! on CPU, wgpu or CUDA with the same code.
 //!

@@ -564,7 +564,10 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         err.contains("1 of 2 runs failed") && err.contains("dccae") && err.contains("cca_dim"),
         "{err}"
     );
-    assert!(out.join("two-view-mnist/dccae/fold0-seed0/error.txt").exists());
+    assert!(
+        out.join("two-view-mnist/dccae/fold0-seed0/error.txt")
+            .exists()
+    );
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv.contains(",XX,") && !csv.contains("dccae"), "{csv}");
 }

@@ -1,4 +1,4 @@
-//! Two-View MNIST (Fedorov et al., ISBI 2021): two views of each digit.
+//! Two-View MNIST (Fedorov et al., arXiv:2012.13623): two views of each digit.
 //!
 //! Every image is min-max scaled and resized bilinearly from 28x28 to 32x32. View 1 is that
 //! image rotated by an angle drawn uniformly from `[-45, 45]` degrees (bilinear, zeros outside);

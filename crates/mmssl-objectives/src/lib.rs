@@ -1,7 +1,8 @@
 //! # mmssl-objectives
 //!
-//! The contrastive objectives of the CR/XX/CC/RR taxonomy (Fedorov et al., "On self-supervised
-//! multimodal representation learning", ISBI 2021) on any burn device.
+//! The contrastive objectives of the CR/XX/CC/RR taxonomy (Fedorov et al., "Self-Supervised
+//! Multimodal Domino: in Search of Biomarkers for Alzheimer's Disease", ICHI 2021,
+//! arXiv:2012.13623) on any burn device.
 //!
 //! - [`ObjectiveSpec`]: parsed from `CR-XX-CC`, `RR`, `CR:1,XX:0.5`; all 15 combinations.
 //! - [`Edge`] and [`edge_terms`]: which embeddings each edge pairs, over ordered modality pairs.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
-/// The four edges of the taxonomy (Fedorov et al., ISBI 2021).
+/// The four edges of the taxonomy (Fedorov et al., arXiv:2012.13623).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Edge {
     /// Convolutional map to representation of the same modality (local DIM, unimodal).

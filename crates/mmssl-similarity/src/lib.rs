@@ -1,8 +1,8 @@
 //! # mmssl-similarity
 //!
 //! How similar are two representations of the same samples? This crate answers with the
-//! indices used to compare modalities in Fedorov et al., "On self-supervised multimodal
-//! representation learning: an application to Alzheimer's disease" (ISBI 2021):
+//! indices used to compare modalities in Fedorov et al., "Self-Supervised Multimodal Domino: in
+//! Search of Biomarkers for Alzheimer's Disease" (ICHI 2021, arXiv:2012.13623):
 //!
 //! | index | function / type | reference |
 //! | --- | --- | --- |

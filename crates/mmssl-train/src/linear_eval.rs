@@ -141,7 +141,8 @@ pub struct LinearEvalResult {
     pub accuracy: f64,
     /// Test balanced accuracy (mean per-class recall).
     pub balanced_accuracy: f64,
-    /// Test ROC-AUC (binary, or macro one-vs-rest); `None` if a class is missing from the test set.
+    /// Test ROC-AUC: binary, or the unweighted mean of the one-vs-rest AUCs of the classes
+    /// that have both positives and negatives in the test set; `None` when no class has.
     pub roc_auc: Option<f64>,
     /// Test cross-entropy.
     pub test_loss: f64,
