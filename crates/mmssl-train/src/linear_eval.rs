@@ -90,6 +90,11 @@ impl Features {
 
 /// The representations of `modality` for every item of `data` (with labels), computed with
 /// the encoder frozen. Items without a label are an error.
+///
+/// With `batchnorm_train_mode` the encoder's BatchNorm layers normalise each batch of
+/// `batch_size` items with its own statistics (the authors' code, which leaves the encoder in
+/// training mode), and, like PyTorch in training mode, they update the model's running
+/// statistics as they go; `device` must then be an autodiff device.
 pub fn extract_features<M: Method>(
     model: &M,
     data: &dyn PairedDataset,
@@ -100,12 +105,15 @@ pub fn extract_features<M: Method>(
 ) -> Result<Features> {
     let plain = device.clone().without_autodiff();
     let eval = model.valid();
+    // Training mode needs the autodiff device (burn's BatchNorm takes batch statistics only
+    // there); with every parameter untracked no graph is recorded, so memory stays flat.
+    let train_mode = batchnorm_train_mode.then(|| model.clone().no_grad());
     let mut values = Vec::new();
     let mut labels = Vec::with_capacity(data.len());
     let mut dim = 0;
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(batch_size.max(1)) {
-        let z = if batchnorm_train_mode {
+        let z = if let Some(model) = &train_mode {
             let batch = load_batch(data, chunk, 0, device)?;
             model.represent(&batch, modality)?.detach()
         } else {
