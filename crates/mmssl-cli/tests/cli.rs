@@ -632,6 +632,48 @@ fn run_on_a_synthetic_volume_cohort() {
         .sum();
     assert_eq!(holdout + in_folds, 16);
     assert!(out.join("landmarks.json").exists());
+    // The supervised baseline trains on the labelled sessions (pretraining sessions may have
+    // no diagnosis); volumes default to 500 evaluation epochs, the paper's.
+    let sup = dir.path().join("sup3d");
+    let res = mmssl(&[
+        "pretrain",
+        "--dataset",
+        "oasis3",
+        "--manifest",
+        report.manifest.to_str().unwrap(),
+        "--method",
+        "supervised",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--out",
+        sup.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let config = std::fs::read_to_string(sup.join("config.toml")).unwrap();
+    assert!(config.contains("eval_epochs = 500"), "{config}");
+    // Linear CCA on raw 64³ volumes is refused with the reason.
+    let res = mmssl(&[
+        "pretrain",
+        "--dataset",
+        "oasis3",
+        "--manifest",
+        report.manifest.to_str().unwrap(),
+        "--method",
+        "lcca",
+        "--out",
+        dir.path().join("lcca3d").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("262144 features"), "{err}");
     // Without a manifest the error says what is needed.
     let res = mmssl(&["run", "--dataset", "oasis3", "--quiet"]);
     assert_eq!(res.status.code(), Some(2));
