@@ -12,8 +12,10 @@
 use crate::error::{BaselineError, Result};
 use mmssl_data::PairedDataset;
 use mmssl_similarity::linalg::LinalgBackend;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Settings of linear CCA.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,31 +62,19 @@ impl LinearCcaConfig {
                 x2.nrows()
             )));
         }
+        self.check(n, x1.ncols(), x2.ncols())?;
+        let mut moments = Moments::new(x1.ncols(), x2.ncols());
+        moments.add(x1.to_owned(), x2.to_owned(), 0)?;
+        self.solve(moments)
+    }
+
+    /// Refuses settings and sizes (`n` samples of `d1` and `d2` features) it cannot fit.
+    fn check(&self, n: usize, d1: usize, d2: usize) -> Result<()> {
         if n < 2 {
             return Err(BaselineError::Shape(format!(
                 "linear CCA needs at least 2 samples, got {n}"
             )));
         }
-        self.check(x1.ncols(), x2.ncols())?;
-        for (name, x) in [("view 1", &x1), ("view 2", &x2)] {
-            if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(BaselineError::NonFinite(format!(
-                    "linear CCA {name} has {v} at row {row}, column {col}"
-                )));
-            }
-        }
-        let m1 = x1.mean_axis(Axis(0)).expect("n >= 2");
-        let m2 = x2.mean_axis(Axis(0)).expect("n >= 2");
-        let c1 = &x1 - &m1;
-        let c2 = &x2 - &m2;
-        let scale = 1.0 / (n as f64 - 1.0);
-        let s11 = c1.t().dot(&c1) * scale;
-        let s22 = c2.t().dot(&c2) * scale;
-        let s12 = c1.t().dot(&c2) * scale;
-        self.solve([m1, m2], s11, s22, s12)
-    }
-
-    fn check(&self, d1: usize, d2: usize) -> Result<()> {
         let kmax = d1.min(d2);
         if self.components == 0 || self.components > kmax {
             return Err(BaselineError::Config(format!(
@@ -123,71 +113,22 @@ impl LinearCcaConfig {
             )));
         }
         let n = data.len();
-        if n < 2 {
-            return Err(BaselineError::Shape(format!(
-                "linear CCA needs at least 2 samples, got {n}"
-            ))
-            .into());
-        }
         let d1: usize = data.shape(0).iter().product();
         let d2: usize = data.shape(1).iter().product();
-        self.check(d1, d2)?;
-        let mut shift: Option<(Array1<f64>, Array1<f64>)> = None;
-        let (mut sum1, mut sum2) = (Array1::<f64>::zeros(d1), Array1::<f64>::zeros(d2));
-        let mut s11 = Array2::<f64>::zeros((d1, d1));
-        let mut s22 = Array2::<f64>::zeros((d2, d2));
-        let mut s12 = Array2::<f64>::zeros((d1, d2));
-        for start in (0..n).step_by(BLOCK) {
-            let rows: Vec<usize> = (start..(start + BLOCK).min(n)).collect();
-            let (mut x1, _) = rows_matrix(data, 0, &rows)?;
-            let (mut x2, _) = rows_matrix(data, 1, &rows)?;
-            for (view, x) in [(1, &x1), (2, &x2)] {
-                if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                    return Err(BaselineError::NonFinite(format!(
-                        "linear CCA view {view} has {v} in item {}, value {col}",
-                        rows[row]
-                    ))
-                    .into());
-                }
-            }
-            let (c1, c2) = shift.get_or_insert_with(|| {
-                (
-                    x1.mean_axis(Axis(0)).expect("a block has rows"),
-                    x2.mean_axis(Axis(0)).expect("a block has rows"),
-                )
-            });
-            x1 -= &*c1;
-            x2 -= &*c2;
-            sum1 += &x1.sum_axis(Axis(0));
-            sum2 += &x2.sum_axis(Axis(0));
-            ndarray::linalg::general_mat_mul(1.0, &x1.t(), &x1, 1.0, &mut s11);
-            ndarray::linalg::general_mat_mul(1.0, &x2.t(), &x2, 1.0, &mut s22);
-            ndarray::linalg::general_mat_mul(1.0, &x1.t(), &x2, 1.0, &mut s12);
+        self.check(n, d1, d2)?;
+        let mut moments = Moments::new(d1, d2);
+        for rows in blocks(n) {
+            let start = rows.start;
+            let (x1, _) = rows_matrix(data, 0, rows.clone())?;
+            let (x2, _) = rows_matrix(data, 1, rows)?;
+            moments.add(x1, x2, start)?;
         }
-        let (c1, c2) = shift.expect("n >= 2");
-        // Covariance of shifted data: (Σ x xᵀ - n μ μᵀ) / (n - 1) with μ the shifted mean.
-        let nf = n as f64;
-        let (mu1, mu2) = (&sum1 / nf, &sum2 / nf);
-        let outer = |a: &Array1<f64>, b: &Array1<f64>| {
-            a.view()
-                .insert_axis(Axis(1))
-                .dot(&b.view().insert_axis(Axis(0)))
-        };
-        let scale = 1.0 / (nf - 1.0);
-        let s11 = (s11 - outer(&mu1, &mu1) * nf) * scale;
-        let s22 = (s22 - outer(&mu2, &mu2) * nf) * scale;
-        let s12 = (s12 - outer(&mu1, &mu2) * nf) * scale;
-        Ok(self.solve([mu1 + c1, mu2 + c2], s11, s22, s12)?)
+        Ok(self.solve(moments)?)
     }
 
-    /// The projections from the means and the (unregularised) covariances.
-    fn solve(
-        &self,
-        means: [Array1<f64>; 2],
-        mut s11: Array2<f64>,
-        mut s22: Array2<f64>,
-        s12: Array2<f64>,
-    ) -> Result<LinearCca> {
+    /// The projections from the accumulated means and covariances.
+    fn solve(&self, moments: Moments) -> Result<LinearCca> {
+        let (means, mut s11, mut s22, s12) = moments.finish();
         let linalg = LinalgBackend::default();
         s11.diag_mut().mapv_inplace(|v| v + self.reg);
         s22.diag_mut().mapv_inplace(|v| v + self.reg);
@@ -248,12 +189,11 @@ impl LinearCca {
         let mut values = Vec::with_capacity(data.len() * k);
         let mut labels = Vec::with_capacity(data.len());
         // In blocks, so that only the k-dimensional variates of all items are held.
-        for start in (0..data.len()).step_by(BLOCK) {
-            let rows: Vec<usize> = (start..(start + BLOCK).min(data.len())).collect();
-            let (x, block_labels) = rows_matrix(data, modality, &rows)?;
+        for rows in blocks(data.len()) {
+            let (x, block_labels) = rows_matrix(data, modality, rows.clone())?;
             let z = self.transform(modality, x.view())?;
             values.extend(z.iter().map(|&v| v as f32));
-            for (i, l) in rows.iter().zip(block_labels) {
+            for (i, l) in rows.zip(block_labels) {
                 labels.push(l.ok_or_else(|| {
                     mmssl_train::TrainError::Config(format!(
                         "item {i} has no label; linear evaluation needs labels"
@@ -275,12 +215,89 @@ pub fn dataset_matrix(
     data: &dyn PairedDataset,
     modality: usize,
 ) -> mmssl_train::Result<(Array2<f64>, Vec<Option<usize>>)> {
-    let rows: Vec<usize> = (0..data.len()).collect();
-    rows_matrix(data, modality, &rows)
+    rows_matrix(data, modality, 0..data.len())
 }
 
 /// Items per block of [`LinearCcaConfig::fit_dataset`] and [`LinearCca::features`].
 const BLOCK: usize = 2048;
+
+/// `0..n` in consecutive blocks of [`BLOCK`] items.
+fn blocks(n: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..n)
+        .step_by(BLOCK)
+        .map(move |start| start..(start + BLOCK).min(n))
+}
+
+/// The first and second moments of two views, accumulated block by block. Each view is
+/// shifted by the mean of its first block, which keeps the sums accurate (a single block is
+/// centred exactly).
+struct Moments {
+    n: usize,
+    shift: Option<[Array1<f64>; 2]>,
+    sums: [Array1<f64>; 2],
+    s11: Array2<f64>,
+    s22: Array2<f64>,
+    s12: Array2<f64>,
+}
+
+impl Moments {
+    fn new(d1: usize, d2: usize) -> Self {
+        Moments {
+            n: 0,
+            shift: None,
+            sums: [Array1::zeros(d1), Array1::zeros(d2)],
+            s11: Array2::zeros((d1, d1)),
+            s22: Array2::zeros((d2, d2)),
+            s12: Array2::zeros((d1, d2)),
+        }
+    }
+
+    /// Adds the rows of `x1` and `x2` (the same samples, the first being row `first` of the
+    /// whole data); a NaN or infinity is an error naming its row and column.
+    fn add(&mut self, mut x1: Array2<f64>, mut x2: Array2<f64>, first: usize) -> Result<()> {
+        for (view, x) in [(1, &x1), (2, &x2)] {
+            if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(BaselineError::NonFinite(format!(
+                    "linear CCA view {view} has {v} at row {}, column {col}",
+                    first + row
+                )));
+            }
+        }
+        let [c1, c2] = self.shift.get_or_insert_with(|| {
+            [
+                x1.mean_axis(Axis(0)).expect("a block has rows"),
+                x2.mean_axis(Axis(0)).expect("a block has rows"),
+            ]
+        });
+        x1 -= &*c1;
+        x2 -= &*c2;
+        self.n += x1.nrows();
+        self.sums[0] += &x1.sum_axis(Axis(0));
+        self.sums[1] += &x2.sum_axis(Axis(0));
+        general_mat_mul(1.0, &x1.t(), &x1, 1.0, &mut self.s11);
+        general_mat_mul(1.0, &x2.t(), &x2, 1.0, &mut self.s22);
+        general_mat_mul(1.0, &x1.t(), &x2, 1.0, &mut self.s12);
+        Ok(())
+    }
+
+    /// The means and the covariances `S11`, `S22`, `S12` (divided by `n - 1`; `n >= 2`).
+    fn finish(self) -> ([Array1<f64>; 2], Array2<f64>, Array2<f64>, Array2<f64>) {
+        // Of shifted data: (Σ x xᵀ - n μ μᵀ) / (n - 1), with μ the shifted mean.
+        let n = self.n as f64;
+        let [mu1, mu2] = self.sums.map(|s| s / n);
+        let outer = |a: &Array1<f64>, b: &Array1<f64>| {
+            a.view()
+                .insert_axis(Axis(1))
+                .dot(&b.view().insert_axis(Axis(0)))
+        };
+        let scale = 1.0 / (n - 1.0);
+        let s11 = (self.s11 - outer(&mu1, &mu1) * n) * scale;
+        let s22 = (self.s22 - outer(&mu2, &mu2) * n) * scale;
+        let s12 = (self.s12 - outer(&mu1, &mu2) * n) * scale;
+        let [c1, c2] = self.shift.expect("rows were added");
+        ([mu1 + c1, mu2 + c2], s11, s22, s12)
+    }
+}
 
 /// The most features per view linear CCA accepts (a 16,384-feature covariance is 2 GB).
 pub const MAX_FEATURES: usize = 16_384;
@@ -289,7 +306,7 @@ pub const MAX_FEATURES: usize = 16_384;
 fn rows_matrix(
     data: &dyn PairedDataset,
     modality: usize,
-    rows: &[usize],
+    rows: Range<usize>,
 ) -> mmssl_train::Result<(Array2<f64>, Vec<Option<usize>>)> {
     if modality >= data.modalities() {
         return Err(mmssl_train::TrainError::Config(format!(
@@ -301,7 +318,7 @@ fn rows_matrix(
     let d: usize = data.shape(modality).iter().product();
     let mut values = Vec::with_capacity(rows.len() * d);
     let mut labels = Vec::with_capacity(rows.len());
-    for &i in rows {
+    for i in rows.clone() {
         let item = data.get(i, 0)?;
         values.extend(item.views[modality].iter().map(|&v| v as f64));
         labels.push(item.label);

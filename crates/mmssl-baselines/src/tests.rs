@@ -803,6 +803,16 @@ fn linear_cca_recovers_known_correlations() {
     );
     let short = x2.slice(ndarray::s![..10, ..]);
     assert!(LinearCcaConfig::default().fit(x1.view(), short).is_err());
+    let mut bad = x2.clone();
+    bad[[7, 1]] = f64::NAN;
+    let err = LinearCcaConfig {
+        components: 3,
+        reg: 1e-3,
+    }
+    .fit(x1.view(), bad.view())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("view 2 has NaN at row 7, column 1"), "{err}");
 }
 
 #[test]
