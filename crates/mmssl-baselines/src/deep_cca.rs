@@ -61,6 +61,21 @@ pub enum CorrelationNorm {
     Frobenius,
 }
 
+impl std::str::FromStr for CorrelationNorm {
+    type Err = BaselineError;
+
+    /// `trace` (or `trace-norm`) or `frobenius`, case-insensitive.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "trace" | "trace-norm" => Ok(CorrelationNorm::TraceNorm),
+            "frobenius" => Ok(CorrelationNorm::Frobenius),
+            _ => Err(BaselineError::Config(format!(
+                "unknown deep CCA norm {s:?}: trace or frobenius"
+            ))),
+        }
+    }
+}
+
 /// Settings of the deep CCA loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DeepCcaConfig {

@@ -58,6 +58,22 @@ pub enum MmvaeEstimator {
     Dreg,
 }
 
+impl std::str::FromStr for MmvaeEstimator {
+    type Err = BaselineError;
+
+    /// `elbo`, `iwae` or `dreg`, case-insensitive.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "elbo" => Ok(MmvaeEstimator::Elbo),
+            "iwae" => Ok(MmvaeEstimator::Iwae),
+            "dreg" => Ok(MmvaeEstimator::Dreg),
+            _ => Err(BaselineError::Config(format!(
+                "unknown MMVAE estimator {s:?}: dreg, iwae or elbo"
+            ))),
+        }
+    }
+}
+
 /// Settings of [`Mmvae`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MmvaeConfig {

@@ -704,6 +704,31 @@ fn baseline_names_parse_and_round_trip() {
         BaselineKind::CrCca
     );
     assert_eq!("L-CCA".parse::<BaselineKind>().unwrap(), BaselineKind::Lcca);
+    // The option enums parse their short names and their serialised (config file) names.
+    for (text, norm) in [
+        ("trace", CorrelationNorm::TraceNorm),
+        ("Frobenius", CorrelationNorm::Frobenius),
+    ] {
+        assert_eq!(text.parse::<CorrelationNorm>().unwrap(), norm);
+        let saved = serde_json::to_string(&norm).unwrap();
+        assert_eq!(
+            saved.trim_matches('"').parse::<CorrelationNorm>().unwrap(),
+            norm
+        );
+    }
+    for e in [
+        MmvaeEstimator::Elbo,
+        MmvaeEstimator::Iwae,
+        MmvaeEstimator::Dreg,
+    ] {
+        let saved = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            saved.trim_matches('"').parse::<MmvaeEstimator>().unwrap(),
+            e
+        );
+    }
+    assert!("nuclear".parse::<CorrelationNorm>().is_err());
+    assert!("vae".parse::<MmvaeEstimator>().is_err());
     let err = "vae".parse::<BaselineKind>().unwrap_err().to_string();
     assert!(err.contains("dccae") && err.contains("mmvae"), "{err}");
     assert!(

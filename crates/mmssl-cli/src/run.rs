@@ -46,8 +46,10 @@ pub enum DatasetKind {
     Oasis3,
 }
 
-/// Arguments of `mmssl run`.
+/// Arguments of `mmssl run`. A key missing from a `config.toml` (one written by an older
+/// mmssl, say) takes the flag's default.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunArgs {
     /// The dataset.
     #[arg(long, value_enum, default_value = "two-view-mnist")]
@@ -58,7 +60,7 @@ pub struct RunArgs {
     /// A baseline instead of an objective: supervised, ae, dccae, cr-cca, rr-ae, mmvae or
     /// lcca.
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Folder with the MNIST IDX files (train and t10k). Without it, the MNIST test split
     /// shipped with mmssl is split into 8,000 training, 1,000 validation and 1,000 test images.
@@ -73,11 +75,11 @@ pub struct RunArgs {
     /// The second modality's folder for the label-paired datasets (Fashion-MNIST IDX files
     /// or SVHN .mat files); default: `fashion-mnist` or `svhn` beside `--data-dir`.
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub second_data_dir: Option<PathBuf>,
     /// The cohort manifest for `--dataset oasis3` (CSV: subject, session, t1, falff, label).
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<PathBuf>,
     /// Use only N training pairs: the first N for Two-View MNIST, a seeded random N for the
     /// label-paired datasets (whose pairs are ordered by class).
@@ -92,7 +94,6 @@ pub struct RunArgs {
     /// Which fold of the stratified 12-fold split of the training data validates (with the
     /// embedded MNIST subset: which of its nine 1,000-image blocks).
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub fold: usize,
     /// Pretraining batch size.
     #[arg(long, default_value_t = 64)]
@@ -100,66 +101,54 @@ pub struct RunArgs {
     /// RAdam's learning rate when no schedule is used (`--schedule constant`), for
     /// pretraining and linear evaluation (the paper: 4e-4).
     #[arg(long, default_value_t = 4e-4)]
-    #[serde(default = "default_lr")]
     pub lr: f64,
     /// The peak learning rate of the one-cycle schedule (the paper: 0.01; it starts at
     /// max/25 and ends at max/25/1e4, PyTorch's OneCycleLR defaults).
     #[arg(long, default_value_t = 0.01)]
-    #[serde(default = "default_max_lr")]
     pub max_lr: f64,
     /// The learning-rate schedule, stepped per batch, for pretraining and linear evaluation.
     #[arg(long, value_enum, default_value = "one-cycle")]
-    #[serde(default)]
     pub schedule: ScheduleKind,
     /// Importance samples per modality for `--method mmvae` (a step's cost grows linearly).
     #[arg(long, default_value_t = 10)]
-    #[serde(default = "default_mmvae_k")]
     pub mmvae_k: usize,
     /// MMVAE's estimator: `dreg` (doubly reparameterised, the original's best), `iwae`
     /// (both loose: the average over modalities outside the log) or `elbo`.
-    #[arg(long, default_value = "dreg", value_parser = parse_estimator)]
-    #[serde(default)]
+    #[arg(long, default_value = "dreg")]
     pub mmvae_estimator: MmvaeEstimator,
     /// Learn MMVAE's prior scale instead of fixing it.
     #[arg(long)]
-    #[serde(default)]
     pub mmvae_learn_prior: bool,
     /// Output size of the heads feeding the deep CCA loss of `dccae` and `cr-cca` (keep it
     /// below the batch size minus one, or every correlation is 1 from the start).
     #[arg(long, default_value_t = DEFAULT_CCA_DIM)]
-    #[serde(default = "default_cca_dim")]
     pub cca_dim: usize,
     /// Which norm of T the deep CCA loss maximises: `trace` (the sum of the canonical
     /// correlations, Andrew et al. 2013) or `frobenius` (sqrt(trace(TᵀT)), the authors' code).
-    #[arg(long, default_value = "trace", value_parser = parse_norm)]
-    #[serde(default)]
+    #[arg(long, default_value = "trace")]
     pub cca_norm: CorrelationNorm,
     /// Only the top K canonical correlations count in the deep CCA loss (default: all).
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cca_top_k: Option<usize>,
     /// The ridge added to the deep CCA loss's auto-covariances.
     #[arg(long, default_value_t = 1e-3)]
-    #[serde(default = "default_cca_reg")]
     pub cca_reg: f64,
     /// Canonical components kept by `--method lcca` (the representation's size).
     #[arg(long, default_value_t = 64)]
-    #[serde(default = "default_lcca_components")]
     pub lcca_components: usize,
     /// Linear-evaluation epochs (default: 50 for images, 500 for volumes, the paper's).
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_epochs: Option<usize>,
     /// Extract the linear-evaluation features with the encoders' BatchNorm in training mode
     /// (statistics of each batch of `--batch-size` items), as the authors' code does, instead
     /// of evaluation mode (running statistics, the default); see docs/training.md.
     #[arg(long)]
-    #[serde(default)]
     pub bn_train_mode: bool,
     /// Loader threads preparing the next batches while a step trains (0: load in the training
     /// thread). Changes speed only, never results.
     #[arg(long, default_value_t = 2)]
-    #[serde(default = "default_workers")]
     pub workers: usize,
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
@@ -170,32 +159,8 @@ pub struct RunArgs {
     /// A TOML file of settings (keys as the flags, e.g. `train_limit = 1000`, or a run's
     /// `config.toml`); flags given on the command line win.
     #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
-}
-
-fn default_mmvae_k() -> usize {
-    10
-}
-
-fn default_lr() -> f64 {
-    4e-4
-}
-
-fn default_max_lr() -> f64 {
-    0.01
-}
-
-fn default_cca_dim() -> usize {
-    DEFAULT_CCA_DIM
-}
-
-fn default_cca_reg() -> f64 {
-    1e-3
-}
-
-fn default_lcca_components() -> usize {
-    64
 }
 
 /// The learning-rate schedules of `--schedule`.
@@ -210,28 +175,22 @@ pub enum ScheduleKind {
     Constant,
 }
 
-fn parse_estimator(s: &str) -> Result<MmvaeEstimator, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "dreg" => Ok(MmvaeEstimator::Dreg),
-        "iwae" => Ok(MmvaeEstimator::Iwae),
-        "elbo" => Ok(MmvaeEstimator::Elbo),
-        _ => Err(format!("unknown MMVAE estimator {s:?}: dreg, iwae or elbo")),
-    }
-}
-
-fn parse_norm(s: &str) -> Result<CorrelationNorm, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "trace" | "trace-norm" => Ok(CorrelationNorm::TraceNorm),
-        "frobenius" => Ok(CorrelationNorm::Frobenius),
-        _ => Err(format!("unknown deep CCA norm {s:?}: trace or frobenius")),
-    }
-}
-
 /// The default objective (`--objective`), which `--method` replaces.
 const DEFAULT_OBJECTIVE: &str = "CR-XX-CC";
 
-fn default_workers() -> usize {
-    2
+impl Default for RunArgs {
+    /// The flags' defaults, as `mmssl run` without flags has them (one source: the `#[arg]`
+    /// attributes).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        <Flags as clap::Parser>::try_parse_from(["mmssl-run"])
+            .expect("every flag of `mmssl run` has a default")
+            .run
+    }
 }
 
 impl RunArgs {
@@ -239,36 +198,10 @@ impl RunArgs {
     /// as Two-View MNIST, 2 epochs, a few minutes on 2 CPU cores.
     pub fn quick_demo() -> Self {
         RunArgs {
-            dataset: DatasetKind::TwoViewMnist,
-            objective: "CR-XX-CC".into(),
-            method: None,
-            data_dir: None,
-            second_data_dir: None,
-            manifest: None,
             out: PathBuf::from("runs/demo"),
             epochs: 2,
-            train_limit: None,
-            backend: BackendKind::Cpu,
-            seed: 0,
-            fold: 0,
-            lr: default_lr(),
-            max_lr: default_max_lr(),
-            schedule: ScheduleKind::OneCycle,
-            mmvae_k: 10,
-            mmvae_estimator: MmvaeEstimator::Dreg,
-            mmvae_learn_prior: false,
-            cca_dim: DEFAULT_CCA_DIM,
-            cca_norm: CorrelationNorm::TraceNorm,
-            cca_top_k: None,
-            cca_reg: default_cca_reg(),
-            lcca_components: default_lcca_components(),
-            batch_size: 64,
             eval_epochs: Some(10),
-            bn_train_mode: false,
-            workers: default_workers(),
-            resume: false,
-            quiet: false,
-            config: None,
+            ..Default::default()
         }
     }
 }
@@ -506,6 +439,26 @@ fn cohort_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     })
 }
 
+/// One split of the MNIST-layout folder `dir` holding `dataset` (`mnist` or `fashion-mnist`):
+/// a missing file names the exact command that fetches that dataset (the loader's own hint
+/// cannot know which of the two the folder was meant to hold).
+fn load_idx(dir: &Path, split: MnistSplit, dataset: &str) -> Result<ImageSet, RunError> {
+    load_mnist_dir(dir, split).map_err(|e| match e {
+        mmssl_data::DataError::Missing { path, .. } => {
+            RunError::Data(mmssl_data::DataError::Missing {
+                path,
+                hint: format!(
+                    "{} should hold the four IDX files of {dataset} (train and t10k images and \
+                     labels, .gz or raw); fetch them with `mmssl data download {dataset} --dir {}`",
+                    dir.display(),
+                    dir.display()
+                ),
+            })
+        }
+        other => RunError::Data(other),
+    })
+}
+
 fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
     let two_view = |images: ImageSet, seed: u64| -> Result<Arc<dyn PairedDataset>, RunError> {
         Ok(Arc::new(TwoViewMnist::new(
@@ -536,12 +489,15 @@ fn two_view_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
             )
         }
         Some(dir) => {
-            let train_images = load_mnist_dir(dir, MnistSplit::Train)?;
+            let train_images = load_idx(dir, MnistSplit::Train, "mnist")?;
             let labels: Vec<usize> = train_images.labels().iter().map(|&l| l as usize).collect();
             // A stratified twelfth of the training split (5,000 images) validates.
             let (tr, va) = stratified_k_fold(&labels, 12, args.fold, args.seed)?;
             let all = two_view(train_images, args.seed)?;
-            let test = two_view(load_mnist_dir(dir, MnistSplit::Test)?, args.seed ^ 0x7e57)?;
+            let test = two_view(
+                load_idx(dir, MnistSplit::Test, "mnist")?,
+                args.seed ^ 0x7e57,
+            )?;
             let n_test = test.len();
             (
                 Subset::new(all.clone(), tr)?,
@@ -613,20 +569,7 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
             } else {
                 MnistSplit::Test
             };
-            // The loader's hint names both datasets; this folder holds Fashion-MNIST.
-            load_mnist_dir(&second_dir, split).map_err(|e| match e {
-                mmssl_data::DataError::Missing { path, .. } => {
-                    RunError::Data(mmssl_data::DataError::Missing {
-                        path,
-                        hint: format!(
-                            "fetch Fashion-MNIST with `mmssl data download fashion-mnist --dir \
-                             {}` or pass --second-data-dir",
-                            second_dir.display()
-                        ),
-                    })
-                }
-                other => RunError::Data(other),
-            })
+            load_idx(&second_dir, split, "fashion-mnist")
         }
     };
     let split = |set: &ImageSet| -> Result<(ImageSet, ImageSet), RunError> {
@@ -634,9 +577,9 @@ fn label_paired_datasets(args: &RunArgs) -> Result<Datasets, RunError> {
         let (tr, va) = stratified_k_fold(&labels, 12, args.fold, args.seed)?;
         Ok((set.select(&tr)?, set.select(&va)?))
     };
-    let (a_train, a_valid) = split(&load_mnist_dir(&mnist_dir, MnistSplit::Train)?)?;
+    let (a_train, a_valid) = split(&load_idx(&mnist_dir, MnistSplit::Train, "mnist")?)?;
     let (b_train, b_valid) = split(&load_second(true)?)?;
-    let a_test = load_mnist_dir(&mnist_dir, MnistSplit::Test)?;
+    let a_test = load_idx(&mnist_dir, MnistSplit::Test, "mnist")?;
     let b_test = load_second(false)?;
     let pair = |a: ImageSet, b: ImageSet, repeats: usize, seed: u64| -> Result<Subset, RunError> {
         let paired: Arc<dyn PairedDataset> = Arc::new(LabelPaired::new(
@@ -1245,5 +1188,41 @@ impl Context<'_> {
             });
         }
         Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_flags_and_fill_an_older_config_file() {
+        let d = RunArgs::default();
+        assert_eq!(d.objective, DEFAULT_OBJECTIVE);
+        assert_eq!(
+            (d.epochs, d.batch_size, d.workers, d.mmvae_k),
+            (50, 64, 2, 10)
+        );
+        assert_eq!((d.lr, d.max_lr, d.cca_reg), (4e-4, 0.01, 1e-3));
+        assert_eq!((d.cca_dim, d.lcca_components), (DEFAULT_CCA_DIM, 64));
+        assert_eq!(d.cca_norm, CorrelationNorm::TraceNorm);
+        assert_eq!(d.mmvae_estimator, MmvaeEstimator::Dreg);
+        assert_eq!(d.eval_epochs, None);
+        // A config.toml written before the baseline and optimiser flags existed: the missing
+        // keys take the flags' defaults.
+        let old: RunArgs = toml::from_str(
+            "dataset = \"two-view-mnist\"\nobjective = \"RR\"\nout = \"r\"\nepochs = 3\n\
+             train_limit = 100\nbackend = \"cpu\"\nseed = 7\nbatch_size = 32\n\
+             eval_epochs = 5\nresume = false\nquiet = true\n",
+        )
+        .unwrap();
+        assert_eq!((old.epochs, old.seed, old.eval_epochs), (3, 7, Some(5)));
+        assert_eq!(
+            (old.lr, old.cca_dim, old.workers),
+            (d.lr, d.cca_dim, d.workers)
+        );
+        let demo = RunArgs::quick_demo();
+        assert_eq!((demo.epochs, demo.eval_epochs), (2, Some(10)));
+        assert_eq!(demo.out, PathBuf::from("runs/demo"));
     }
 }

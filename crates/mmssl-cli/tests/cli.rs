@@ -1,16 +1,11 @@
 //! End-to-end tests of the `mmssl` binary.
 
+mod common;
+
+use common::{assert_ok, mmssl, read_json};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn mmssl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmssl"))
-        .args(args)
-        .output()
-        .expect("the mmssl binary runs")
-}
 
 fn write<T: ndarray_npy::WritableElement>(dir: &Path, name: &str, a: &Array2<T>) -> PathBuf {
     let p = dir.join(name);
@@ -171,18 +166,13 @@ fn run_pretrains_evaluates_and_writes_the_run_directory() {
         o,
         "--quiet",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         stdout.contains("XX-RR on TwoViewMnist: 128 train"),
         "{stdout}"
     );
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let eval: serde_json::Value = read_json(out.join("eval.json"));
     let modalities = eval["linear_eval"].as_array().unwrap();
     assert_eq!(modalities.len(), 2);
     for m in modalities {
@@ -201,8 +191,7 @@ fn run_pretrains_evaluates_and_writes_the_run_directory() {
     );
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("objective = \"XX-RR\""), "{config}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value = read_json(out.join("run.json"));
     assert_eq!(run["seed"], 0);
     for f in ["best.bpk", "last.bpk", "optimizer.e0001.bpk", "state.json"] {
         assert!(out.join("checkpoints").join(f).exists(), "{f}");
@@ -235,9 +224,11 @@ fn run_rejects_bad_objectives_and_missing_data_clearly() {
     assert_eq!(res.status.code(), Some(2));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
-        err.contains("nowhere")
-            && err.contains("IDX files")
-            && err.contains("mmssl data download mnist"),
+        err.contains("IDX files")
+            && err.contains(&format!(
+                "mmssl data download mnist --dir {}",
+                missing.display()
+            )),
         "{err}"
     );
 }
@@ -273,7 +264,7 @@ fn method_run(name: &str, dir: &Path) -> serde_json::Value {
         stdout.contains(&format!("{name} on TwoViewMnist: 64 train")),
         "{stdout}"
     );
-    serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap()
+    read_json(out.join("eval.json"))
 }
 
 #[test]
@@ -296,9 +287,7 @@ fn run_trains_and_evaluates_baselines_by_name() {
         assert!((0.0..=1.0).contains(&m["pretrained"]["accuracy"].as_f64().unwrap()));
         assert!(m["random_init"].is_null());
     }
-    let lcca: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("lcca/lcca.json")).unwrap())
-            .unwrap();
+    let lcca: serde_json::Value = read_json(dir.path().join("lcca/lcca.json"));
     let rho = lcca["canonical_correlations"].as_array().unwrap();
     assert_eq!(rho.len(), 64);
     assert!(rho[0].as_f64().unwrap() > 0.5);
@@ -341,13 +330,8 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_ok(&res);
+    let eval: serde_json::Value = read_json(out.join("eval.json"));
     // 96 random training pairs; validation pairs one per image of the smaller side of each
     // class in a stratified twelfth (5,000 images each side); test pairs from t10k.
     let sizes: Vec<u64> = eval["sizes"]
@@ -409,11 +393,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(
         saved.contains("objective = \"CR\"") && saved.contains("epochs = 2"),
@@ -441,13 +421,8 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         "1",
         "--quiet",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_ok(&res);
+    let eval: serde_json::Value = read_json(out.join("eval.json"));
     assert_eq!(eval["eval_epochs"], 1);
     assert_eq!(eval["method"], "CR");
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
@@ -462,14 +437,8 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     );
 
     let res = mmssl(&["analyze", "--run", out.to_str().unwrap(), "--quiet"]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let sim: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("similarity.json")).unwrap())
-            .unwrap();
+    assert_ok(&res);
+    let sim: serde_json::Value = read_json(out.join("similarity.json"));
     let cka = sim["similarity"]["cka"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&cka));
 
@@ -508,11 +477,7 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         "--quiet",
     ];
     let res = mmssl(&args);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.contains("| two-view-mnist | XX | 2 |"), "{stdout}");
     assert!(stdout.contains("8 result rows"), "{stdout}");
@@ -607,13 +572,8 @@ fn run_on_a_synthetic_volume_cohort() {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_ok(&res);
+    let eval: serde_json::Value = read_json(out.join("eval.json"));
     let ms = eval["linear_eval"].as_array().unwrap();
     assert_eq!(ms.len(), 2);
     for m in ms {
@@ -621,8 +581,7 @@ fn run_on_a_synthetic_volume_cohort() {
         assert!(m["pretrained"]["roc_auc"].is_f64(), "{m}");
     }
     // The subject split and the landmarks learnt on the training subjects are saved.
-    let split: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    let split: serde_json::Value = read_json(out.join("split.json"));
     let holdout = split["holdout"].as_array().unwrap().len();
     let in_folds: usize = split["folds"]
         .as_array()
@@ -651,11 +610,7 @@ fn run_on_a_synthetic_volume_cohort() {
         sup.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert_ok(&res);
     let config = std::fs::read_to_string(sup.join("config.toml")).unwrap();
     assert!(config.contains("eval_epochs = 500"), "{config}");
     // Linear CCA on raw 64³ volumes is refused with the reason.

@@ -5,42 +5,9 @@ use mmssl_cli::data::{DataCmdError, Source, download, file_md5};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const PROXY_VARS: [&str; 6] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
-
-fn mmssl(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mmssl"));
-    for v in PROXY_VARS {
-        cmd.env_remove(v);
-    }
-    cmd.args(args).output().expect("the mmssl binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
-}
+use common::{assert_ok, mmssl, stderr, stdout};
 
 /// `../shared/data` beside the project, when present.
 fn shared() -> Option<PathBuf> {

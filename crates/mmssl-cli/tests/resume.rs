@@ -3,29 +3,17 @@
 //! never interrupted; `--resume` refuses other settings; baselines go through the separate
 //! phases with their option flags.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
+use common::{assert_ok, command, mmssl, read_json};
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::ContrastiveModel;
 use rand::SeedableRng;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn mmssl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmssl"))
-        .args(args)
-        .output()
-        .expect("the mmssl binary runs")
-}
-
-fn ok(res: &Output) {
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-}
 
 /// A small CR pretraining on the embedded MNIST split: 3 epochs of 20 steps.
 fn pretrain_args(out: &Path) -> Vec<String> {
@@ -107,7 +95,7 @@ fn metrics(out: &Path) -> Vec<(f64, Option<f64>, String)> {
 fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
-    ok(&mmssl(
+    assert_ok(&mmssl(
         &pretrain_args(&whole)
             .iter()
             .map(String::as_str)
@@ -125,7 +113,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
         if cut.join("checkpoints/state.json").exists() {
             args.push("--resume".into());
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mmssl"))
+        let mut child = command()
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,7 +136,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     assert!(kills >= 2, "the run finished before it could be killed");
     let mut args = pretrain_args(&cut);
     args.push("--resume".into());
-    ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
 
     // Same weights (bit for bit), same best model, same metrics, one line per epoch.
     for file in ["last.bpk", "best.bpk"] {
@@ -176,7 +164,7 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
     let out = dir.path().join("r");
     let mut args = pretrain_args(&out);
     args[4] = "1".into(); // one epoch
-    ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     // Another training set size and another seed: refused, naming both.
     let mut other = pretrain_args(&out);
     other[6] = "672".into();
@@ -199,7 +187,7 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
     // Where and how it runs may change: the same settings with other loader threads resume.
     let mut same = args.clone();
     same.extend(["--resume".into(), "--workers".into(), "0".into()]);
-    ok(&mmssl(&same.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_ok(&mmssl(&same.iter().map(String::as_str).collect::<Vec<_>>()));
     assert_eq!(metrics(&out).len(), 1);
 
     let res = mmssl(&["run", "--objective", "RR", "--method", "ae", "--quiet"]);
@@ -247,7 +235,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
     ];
     args.extend(common);
     let res = mmssl(&args);
-    ok(&res);
+    assert_ok(&res);
     assert!(
         !String::from_utf8_lossy(&res.stderr).contains("warning"),
         "no warning for a CCA dimension below the batch size"
@@ -262,8 +250,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
     ] {
         assert!(config.contains(line), "{line} not in {config}");
     }
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let run = read_json(out.join("run.json"));
     assert_eq!(run["train"]["lr"], 0.001);
     assert!(run["train"]["schedule"].is_null());
     let terms = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -277,9 +264,8 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "--bn-train-mode",
         "--quiet",
     ]);
-    ok(&res);
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_ok(&res);
+    let eval = read_json(out.join("eval.json"));
     assert_eq!(eval["method"], "dccae");
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
 
@@ -289,7 +275,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
     args.extend(["--out", out.to_str().unwrap()]);
     args.extend(common);
     let res = mmssl(&args);
-    ok(&res);
+    assert_ok(&res);
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
         err.contains("warning") && err.contains("--cca-dim 40"),
@@ -298,7 +284,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
 
     // Linear CCA: fitted by `pretrain`, evaluated by `linear-eval` from lcca.json.
     let out = dir.path().join("lcca");
-    ok(&mmssl(&[
+    assert_ok(&mmssl(&[
         "pretrain",
         "--method",
         "lcca",
@@ -310,10 +296,9 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "--out",
         out.to_str().unwrap(),
     ]));
-    let lcca: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("lcca.json")).unwrap()).unwrap();
+    let lcca = read_json(out.join("lcca.json"));
     assert_eq!(lcca["canonical_correlations"].as_array().unwrap().len(), 8);
-    ok(&mmssl(&[
+    assert_ok(&mmssl(&[
         "linear-eval",
         "--run",
         out.to_str().unwrap(),
@@ -321,8 +306,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "5",
         "--quiet",
     ]));
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let eval = read_json(out.join("eval.json"));
     assert_eq!(eval["method"], "lcca");
     assert_eq!(eval["eval_epochs"], 5);
     for m in eval["linear_eval"].as_array().unwrap() {

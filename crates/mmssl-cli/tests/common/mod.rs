@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests of the `mmssl` binary (each test file uses some).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Proxy settings of the environment, removed so that downloads from the tests' local HTTP
+/// server go to it directly.
+const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// The `mmssl` binary under test, without proxy settings.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mmssl"));
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// Runs `mmssl ARGS` to completion.
+pub fn mmssl(args: &[&str]) -> Output {
+    command()
+        .args(args)
+        .output()
+        .expect("the mmssl binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command succeeded, showing its exit code and output otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A JSON file the binary wrote.
+pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
