@@ -12,18 +12,19 @@
 //! grey-matter loss and lowered posterior fALFF) is written to a temporary folder.
 
 use mmssl::burn::tensor::Device;
-use mmssl::data::{
-    AugmentConfig, CohortVolumes, Manifest, PairedDataset, Subset, SynthConfig, VolumeCohort,
-    VolumePipeline, pretraining_items, split_subjects, synth_cohort,
-};
-use mmssl::objectives::ObjectiveConfig;
-use mmssl::train::{
-    ContrastiveModel, LinearEvalConfig, Quiet, TrainConfig, extract_features, fit, linear_eval,
-};
-use rand::{SeedableRng, rngs::StdRng};
+use mmssl::data::{SynthConfig, synth_cohort};
+use mmssl::protocol::{DatasetKind, EpochMetrics, Observer, Progress, RunConfig, run};
 use std::error::Error;
 use std::path::PathBuf;
-use std::sync::Arc;
+
+/// One line per pretraining epoch.
+struct Lines;
+impl Progress for Lines {
+    fn epoch(&mut self, e: &EpochMetrics) {
+        println!("epoch {}: train loss {:.3}", e.epoch + 1, e.train_loss);
+    }
+}
+impl Observer for Lines {}
 
 fn main() -> Result<(), Box<dyn Error>> {
     mmssl::encoders::cpu::tune_allocator();
@@ -52,107 +53,29 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         Some(path) => PathBuf::from(path),
     };
-    let manifest = Manifest::read(&manifest_path)?;
-    let split = split_subjects(&manifest, 5, 0.2, 0)?;
-    let (train_s, valid_s) = (split.train(0)?, split.validation(0)?);
-    let volumes = CohortVolumes::new(manifest, VolumePipeline::default())?;
-    let rows: Vec<usize> = pretraining_items(volumes.manifest(), &train_s)?
-        .iter()
-        .map(|i| i.row)
-        .collect();
-    // Histogram landmarks from the training subjects only.
-    let standardizers = volumes.fit_standardizers(&rows)?;
-    let volumes = Arc::new(volumes.with_standardizers(standardizers));
-    let all = |c: VolumeCohort| -> Result<Subset, Box<dyn Error>> {
-        let n = c.len();
-        Ok(Subset::new(Arc::new(c), (0..n).collect())?)
-    };
-    let pretrain = all(VolumeCohort::pretraining(
-        volumes.clone(),
-        &train_s,
-        Some(AugmentConfig::default()),
-        0,
-    )?)?;
-    let valid = all(VolumeCohort::pretraining(
-        volumes.clone(),
-        &valid_s,
-        None,
-        0,
-    )?)?;
-    let eval_train = all(VolumeCohort::labelled(
-        volumes.clone(),
-        &train_s,
-        true,
-        None,
-        0,
-    )?)?;
-    let eval_valid = all(VolumeCohort::labelled(
-        volumes.clone(),
-        &valid_s,
-        false,
-        None,
-        0,
-    )?)?;
-    let test = all(VolumeCohort::labelled(
-        volumes,
-        &split.holdout,
-        false,
-        None,
-        0,
-    )?)?;
+    // The protocol of `mmssl run --dataset oasis3`: subjects split into 5 folds and a hold-out
+    // fifth, histogram landmarks learnt on the training subjects, paired crop/flip
+    // augmentation, evaluation HC vs AD on one labelled session per held-out subject.
+    let mut config = RunConfig::default();
+    config.method = "CR-XX".parse()?;
+    config.data.dataset = DatasetKind::Oasis3;
+    config.data.manifest = Some(manifest_path);
+    config.training.epochs = 2;
+    config.training.batch_size = 4;
+    config.evaluation.epochs = Some(100);
+    config.output.dir = tmp.join("run");
+    let report = run(&config, &Device::flex(), &mut Lines)?;
     println!(
         "{} pretraining pairs, {} validation pairs, {} test subjects",
-        pretrain.len(),
-        valid.len(),
-        test.len()
+        report.sizes[0], report.sizes[1], report.sizes[2]
     );
-
-    let device = Device::flex().autodiff();
-    let shapes = vec![pretrain.shape(0), pretrain.shape(1)];
-    let objective = ObjectiveConfig::new("CR-XX".parse()?);
-    let model = ContrastiveModel::new(
-        &shapes,
-        64,
-        &objective,
-        &device,
-        &mut StdRng::seed_from_u64(0),
-    )?;
-    let config = TrainConfig {
-        epochs: 2,
-        batch_size: 4,
-        ..Default::default()
-    };
-    let outcome = fit(
-        model,
-        &pretrain,
-        Some(&valid),
-        &config,
-        None,
-        &device,
-        &mut Quiet,
-    )?;
-    for e in &outcome.history {
-        println!("epoch {}: train loss {:.3}", e.epoch + 1, e.train_loss);
-    }
-    let eval = LinearEvalConfig {
-        epochs: 100,
-        batch_size: 8,
-        ..Default::default()
-    };
     for (m, name) in ["T1", "fALFF"].iter().enumerate() {
-        let f = |d: &Subset| extract_features(&outcome.last, d, m, 8, false, &device);
-        let r = linear_eval(
-            &f(&eval_train)?,
-            &f(&eval_valid)?,
-            &f(&test)?,
-            2,
-            &eval,
-            &device,
-        )?;
+        let r = &report.linear_eval[m].pretrained;
         println!(
             "{name}: HC vs AD on held-out subjects: accuracy {:.3}, ROC-AUC {:?}",
             r.accuracy, r.roc_auc
         );
     }
+    println!("run folder: {}", config.output.dir.display());
     Ok(())
 }

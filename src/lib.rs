@@ -15,7 +15,8 @@
 //! | [`objectives`] | `mmssl-objectives` | critics, estimators, edges, objective specs |
 //! | [`baselines`] | `mmssl-baselines` | supervised, AE, deep CCA family, MMVAE, linear CCA |
 //! | [`similarity`] | `mmssl-similarity` | CCA, SVCCA, PWCCA, linear CKA |
-//! | [`train`] | `mmssl-train` | the training loop, evaluation, experiments |
+//! | [`train`] | `mmssl-train` | the training loop, linear evaluation, metrics |
+//! | [`protocol`] | `mmssl-protocol` | run configurations, the method registry, runs, grids, results |
 //!
 //! Backends are cargo features of this crate: the `flex` CPU backend is always built; `wgpu`
 //! and `cuda` are opt-in, and `lapack` switches the similarity metrics' linear algebra to
@@ -39,5 +40,6 @@ pub use mmssl_baselines as baselines;
 pub use mmssl_data as data;
 pub use mmssl_encoders as encoders;
 pub use mmssl_objectives as objectives;
+pub use mmssl_protocol as protocol;
 pub use mmssl_similarity as similarity;
 pub use mmssl_train as train;

@@ -99,6 +99,40 @@ impl Default for DeepCcaConfig {
     }
 }
 
+impl DeepCcaConfig {
+    /// The defaults: ridge `1e-3`, the trace norm, every canonical correlation.
+    ///
+    /// ```
+    /// use mmssl_baselines::{CorrelationNorm, DeepCcaConfig};
+    /// let c = DeepCcaConfig::new()
+    ///     .with_reg(1e-2)
+    ///     .with_norm(CorrelationNorm::Frobenius)
+    ///     .with_top_k(Some(5));
+    /// assert_eq!((c.reg, c.norm, c.top_k), (1e-2, CorrelationNorm::Frobenius, Some(5)));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the ridge added to both auto-covariances (must be positive).
+    pub fn with_reg(mut self, reg: f64) -> Self {
+        self.reg = reg;
+        self
+    }
+
+    /// Sets the norm of `T` that is maximised.
+    pub fn with_norm(mut self, norm: CorrelationNorm) -> Self {
+        self.norm = norm;
+        self
+    }
+
+    /// Counts only the top `k` canonical correlations (`None`: all).
+    pub fn with_top_k(mut self, top_k: Option<usize>) -> Self {
+        self.top_k = top_k;
+        self
+    }
+}
+
 /// The deep CCA loss with its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct DeepCca {

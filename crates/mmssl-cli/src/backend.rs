@@ -5,42 +5,15 @@
 //! [`BackendError`] with the fix in its message, never a panic.
 
 use burn::tensor::{Device, Tensor};
-use serde::Serialize;
 
-/// The compute backends `mmssl` can run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// burn's `flex` CPU backend (pure Rust, SIMD + threads). Always available.
-    Cpu,
-    /// burn's `wgpu` backend: Vulkan (Linux, Windows), Metal (macOS), DX12. Cargo feature `wgpu`.
-    Wgpu,
-    /// burn's CUDA backend for NVIDIA GPUs. Cargo feature `cuda`.
-    Cuda,
-}
+pub use mmssl_protocol::BackendKind;
 
-impl BackendKind {
-    /// The backend's name as the `--backend` flag spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Cpu => "cpu",
-            BackendKind::Wgpu => "wgpu",
-            BackendKind::Cuda => "cuda",
-        }
-    }
-
-    /// Whether this binary was built with the backend.
-    pub fn compiled(self) -> bool {
-        match self {
-            BackendKind::Cpu => true,
-            BackendKind::Wgpu => cfg!(feature = "wgpu"),
-            BackendKind::Cuda => cfg!(feature = "cuda"),
-        }
-    }
-
-    /// Every backend kind.
-    pub fn all() -> [BackendKind; 3] {
-        [BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda]
+/// Whether this binary was built with the backend.
+pub fn compiled(kind: BackendKind) -> bool {
+    match kind {
+        BackendKind::Cpu => true,
+        BackendKind::Wgpu => cfg!(feature = "wgpu"),
+        BackendKind::Cuda => cfg!(feature = "cuda"),
     }
 }
 
@@ -69,7 +42,7 @@ pub enum BackendError {
 /// The device for `kind`, checked with a tiny computation so that a missing driver is an
 /// error here rather than a panic in the middle of training.
 pub fn select_device(kind: BackendKind) -> Result<Device, BackendError> {
-    if !kind.compiled() {
+    if !compiled(kind) {
         return Err(BackendError::NotCompiled {
             backend: kind.name(),
         });
@@ -164,8 +137,8 @@ mod tests {
 
     #[test]
     fn backends_not_compiled_in_are_clear_errors() {
-        for kind in BackendKind::all() {
-            if kind.compiled() {
+        for kind in BackendKind::ALL {
+            if compiled(kind) {
                 continue;
             }
             let err = select_device(kind).unwrap_err();

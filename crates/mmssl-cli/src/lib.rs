@@ -1,7 +1,8 @@
 //! # mmssl-cli
 //!
 //! The `mmssl` command-line tool: the one place where a compute backend is chosen
-//! ([`backend::select_device`]) and where user-facing commands live. The binary is a thin
+//! ([`backend::select_device`]). It maps flags to a run configuration of `mmssl-protocol` and
+//! prints; the protocol (runs, grids, results) is that library's. The binary is a thin
 //! wrapper over [`Cli`] and [`run`], so the commands can be driven (and tested) from Rust too.
 //!
 //! Commands: `mmssl run` (pretrain an objective or a baseline, linear evaluation per modality
@@ -10,20 +11,21 @@
 //! `mmssl similarity` (CCA, SVCCA, PWCCA, CKA between two `.npy` representations),
 //! `mmssl data info|synth-cohort|download` (describe a dataset file, write a synthetic
 //! OASIS-3-style cohort from the bundled MNI152 template, download MNIST, Fashion-MNIST or SVHN
-//! with MD5 verification) and `mmssl info` (what this build can run on). Without a command, `mmssl` runs the quick
-//! demonstration. `--config FILE` (a TOML file of flag values) works with every command that
-//! trains; flags on the command line win.
+//! with MD5 verification), `mmssl methods` (every method and its options) and `mmssl info`
+//! (what this build can run on). Without a command, `mmssl` runs the quick demonstration.
+//! `--config FILE` (a run configuration) works with `run` and `pretrain`; flags on the
+//! command line win.
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod data;
 pub mod experiment;
-pub mod plots;
 pub mod run;
 pub mod similarity;
 
-use backend::{BackendKind, select_device};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use backend::{BackendKind, compiled, select_device};
+use clap::{Args, Parser, Subcommand};
+use mmssl_protocol::{Phases, ProtocolError, load_run_config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,10 +58,12 @@ pub enum Command {
     /// Dataset files: describe one (`info`), write a synthetic cohort (`synth-cohort`),
     /// download MNIST, Fashion-MNIST or SVHN with checksums (`download`).
     Data(data::DataArgs),
+    /// List the methods (objectives and baselines) and the options each takes.
+    Methods,
     /// Show the backends this build supports and check that one works.
     Info {
-        /// Also run a test computation on this backend.
-        #[arg(long, value_enum)]
+        /// Also run a test computation on this backend (cpu, wgpu or cuda).
+        #[arg(long)]
         backend: Option<BackendKind>,
     },
 }
@@ -78,8 +82,8 @@ pub struct PhaseArgs {
     /// code does (default: the run's setting, normally evaluation mode; `linear-eval` only).
     #[arg(long)]
     pub bn_train_mode: bool,
-    /// Compute backend (default: the run's).
-    #[arg(long, value_enum)]
+    /// Compute backend, cpu, wgpu or cuda (default: the run's).
+    #[arg(long)]
     pub backend: Option<BackendKind>,
     /// No progress bars.
     #[arg(long)]
@@ -87,94 +91,29 @@ pub struct PhaseArgs {
 }
 
 impl PhaseArgs {
-    fn resolve(&self) -> Result<run::RunArgs, run::RunError> {
-        let mut args = run::load_run_config(&self.run)?;
+    fn run(&self, phases: Phases) -> Result<(mmssl_protocol::RunReport, PathBuf), CliError> {
+        let mut config = load_run_config(&self.run)?;
         if let Some(e) = self.eval_epochs {
-            args.eval_epochs = Some(e);
+            config.evaluation.epochs = Some(e);
         }
-        args.bn_train_mode |= self.bn_train_mode;
+        config.evaluation.bn_train_mode |= self.bn_train_mode;
         if let Some(b) = self.backend {
-            args.backend = b;
+            config.backend = b;
         }
-        args.quiet |= self.quiet;
-        args.resume = true;
-        Ok(args)
+        config.output.resume = true;
+        run::run_config(&config, phases, self.quiet)
     }
 }
 
-/// Expands `--config FILE` in a command line: the TOML file's keys (as the flags, `_` or `-`)
-/// become flags placed right after the subcommand, so flags given on the command line, which
-/// come later, override them. Unknown keys are an error naming the file.
-pub fn expand_config(argv: Vec<String>) -> Result<Vec<String>, String> {
-    let Some(pos) = argv
-        .iter()
-        .position(|a| a == "--config" || a.starts_with("--config="))
-    else {
-        return Ok(argv);
-    };
-    let (path, remove) = match argv[pos].strip_prefix("--config=") {
-        Some(p) => (p.to_string(), 1),
-        None => (
-            argv.get(pos + 1).cloned().ok_or("--config needs a file")?,
-            2,
-        ),
-    };
-    let sub_pos = 1;
-    let sub = argv
-        .get(sub_pos)
-        .filter(|s| !s.starts_with('-'))
-        .cloned()
-        .ok_or("--config goes after a command, e.g. `mmssl run --config FILE`")?;
-    let cmd = Cli::command();
-    let known: Vec<String> = cmd
-        .find_subcommand(&sub)
-        .map(|c| {
-            c.get_arguments()
-                .filter_map(|a| a.get_long().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    if let Some(key) = table
-        .keys()
-        .find(|k| *k == "config" || !known.contains(&k.replace('_', "-")))
-    {
-        return Err(format!(
-            "{path}: `{key}` is not a setting of `mmssl {sub}` (see `mmssl {sub} --help`)"
-        ));
-    }
-    let flags = toml_flags(table).map_err(|e| format!("{path}: {e}"))?;
-    let mut out = argv;
-    out.drain(pos..pos + remove);
-    let rest = out.split_off(sub_pos + 1);
-    out.extend(flags);
-    out.extend(rest);
-    Ok(out)
-}
-
-/// Command-line flags for a table of settings (keys as the flags, `_` or `-`): `true` becomes
-/// `--key`, `false` nothing, strings and numbers `--key value`. Shared by `--config` files and
-/// experiment grids, so both accept exactly what the command line does.
-pub fn toml_flags(table: toml::Table) -> Result<Vec<String>, String> {
-    let mut flags = Vec::new();
-    for (key, value) in table {
-        let flag = format!("--{}", key.replace('_', "-"));
-        match value {
-            toml::Value::Boolean(true) => flags.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::String(v) => flags.extend([flag, v]),
-            toml::Value::Integer(v) => flags.extend([flag, v.to_string()]),
-            toml::Value::Float(v) => flags.extend([flag, v.to_string()]),
-            other => {
-                return Err(format!(
-                    "`{key}` must be a string, number or boolean, not {}",
-                    other.type_str()
-                ));
-            }
-        }
-    }
-    Ok(flags)
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The protocol failed (settings, data, training, results).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The backend is unavailable.
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
 }
 
 /// Runs a parsed command line: prints results to stdout, errors to stderr, and returns the
@@ -192,21 +131,21 @@ pub fn run(cli: Cli) -> ExitCode {
         _ => Kind::Other,
     };
     match command {
-        Command::Run(args) => match run::run(&args) {
-            Ok(report) => {
-                println!("{}", run::table(&report));
-                println!("results: {}", args.out.join("eval.json").display());
+        Command::Run(args) => match run::run_phases(&args, Phases::ALL) {
+            Ok((report, out)) => {
+                println!("{}", report.summary());
+                println!("results: {}", out.join("eval.json").display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
         },
-        Command::Pretrain(args) => match run::run_phases(&args, run::Phases::PRETRAIN) {
-            Ok(report) => {
-                println!("{}", run::table(&report));
+        Command::Pretrain(args) => match run::run_phases(&args, Phases::PRETRAIN) {
+            Ok((report, out)) => {
+                println!("{}", report.summary());
                 println!(
                     "checkpoints: {}; next: mmssl linear-eval --run {}",
-                    args.out.join("checkpoints").display(),
-                    args.out.display()
+                    out.join("checkpoints").display(),
+                    out.display()
                 );
                 ExitCode::SUCCESS
             }
@@ -214,13 +153,13 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         Command::LinearEval(p) | Command::Analyze(p) => {
             let (phases, file) = if matches!(command_kind, Kind::LinearEval) {
-                (run::Phases::EVALUATE, "eval.json")
+                (Phases::EVALUATE, "eval.json")
             } else {
-                (run::Phases::ANALYZE, "similarity.json")
+                (Phases::ANALYZE, "similarity.json")
             };
-            match p.resolve().and_then(|args| run::run_phases(&args, phases)) {
-                Ok(report) => {
-                    println!("{}", run::table(&report));
+            match p.run(phases) {
+                Ok((report, _)) => {
+                    println!("{}", report.summary());
                     println!("results: {}", p.run.join(file).display());
                     ExitCode::SUCCESS
                 }
@@ -229,8 +168,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Experiment(args) => match experiment::experiment(&args) {
             Ok((rows, out)) => {
-                let summaries = experiment::summarise(&rows);
-                println!("{}", experiment::markdown(&summaries));
+                let summaries = mmssl_protocol::aggregate::summarise(&rows);
+                println!("{}", mmssl_protocol::aggregate::markdown(&summaries));
                 println!(
                     "{} result rows; tables and figures in {}",
                     rows.len(),
@@ -254,10 +193,14 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Methods => {
+            print!("{}", mmssl_protocol::Registry::builtin().describe());
+            ExitCode::SUCCESS
+        }
         Command::Info { backend } => {
             println!("mmssl {}", env!("CARGO_PKG_VERSION"));
-            for kind in BackendKind::all() {
-                let state = if kind.compiled() {
+            for kind in BackendKind::ALL {
+                let state = if compiled(kind) {
                     "compiled in"
                 } else {
                     "not compiled in"

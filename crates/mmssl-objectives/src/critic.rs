@@ -26,7 +26,15 @@ pub enum CriticKind {
     Bilinear,
 }
 
+/// The cosine critic's temperature when `cosine` is written without one.
+pub const DEFAULT_COSINE_TEMPERATURE: f64 = 0.1;
+
 impl CriticKind {
+    /// The cosine critic with `temperature`.
+    pub fn cosine(temperature: f64) -> Self {
+        CriticKind::Cosine { temperature }
+    }
+
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
         if let CriticKind::Cosine { temperature } = *self
@@ -71,6 +79,41 @@ pub struct Critic<'a> {
     pub kind: CriticKind,
     /// The bilinear matrix, required when `kind` is `Bilinear`.
     pub bilinear: Option<&'a BilinearCritic>,
+}
+
+impl Critic<'static> {
+    /// The scaled dot product `u . v / sqrt(d)` (the paper's critic).
+    pub fn scaled_dot() -> Self {
+        Critic {
+            kind: CriticKind::ScaledDot,
+            bilinear: None,
+        }
+    }
+
+    /// `cos(u, v) / temperature`; the temperature is checked where the critic is used.
+    pub fn cosine(temperature: f64) -> Self {
+        Critic {
+            kind: CriticKind::Cosine { temperature },
+            bilinear: None,
+        }
+    }
+}
+
+impl<'a> Critic<'a> {
+    /// `u^T W v / sqrt(d)` with the matrix `W` of `weight`.
+    pub fn bilinear(weight: &'a BilinearCritic) -> Self {
+        Critic {
+            kind: CriticKind::Bilinear,
+            bilinear: Some(weight),
+        }
+    }
+}
+
+impl Default for Critic<'static> {
+    /// The scaled dot product.
+    fn default() -> Self {
+        Critic::scaled_dot()
+    }
 }
 
 impl Critic<'_> {
@@ -137,4 +180,41 @@ impl Critic<'_> {
 fn l2_normalise<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let norm = x.clone().powi_scalar(2).sum_dim(dim).sqrt().clamp_min(1e-8);
     x / norm
+}
+
+impl std::fmt::Display for CriticKind {
+    /// `scaled_dot`, `cosine(0.1)`, `bilinear`: the form [`CriticKind::from_str`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CriticKind::ScaledDot => f.write_str("scaled_dot"),
+            CriticKind::Cosine { temperature } => write!(f, "cosine({temperature})"),
+            CriticKind::Bilinear => f.write_str("bilinear"),
+        }
+    }
+}
+
+impl std::str::FromStr for CriticKind {
+    type Err = ObjectiveError;
+
+    /// `scaled_dot` (or `dot`), `bilinear`, `cosine(T)` with a temperature `T > 0`, or
+    /// `cosine` for `cosine(0.1)`; case-insensitive, `-` for `_`.
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        let kind = match norm.as_str() {
+            "scaled_dot" | "dot" | "scaleddot" => CriticKind::ScaledDot,
+            "bilinear" => CriticKind::Bilinear,
+            "cosine" | "cos" => CriticKind::cosine(DEFAULT_COSINE_TEMPERATURE),
+            other => {
+                let t = other
+                    .strip_prefix("cosine(")
+                    .or_else(|| other.strip_prefix("cos("))
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+                    .ok_or_else(|| ObjectiveError::UnknownCritic(s.to_string()))?;
+                CriticKind::cosine(t)
+            }
+        };
+        kind.validate()?;
+        Ok(kind)
+    }
 }

@@ -45,6 +45,12 @@ pub enum ObjectiveError {
     /// An unknown estimator name.
     #[error("unknown estimator `{0}`; valid: infonce, jsd, dv, nwj")]
     UnknownEstimator(String),
+    /// An unknown critic name.
+    #[error(
+        "unknown critic `{0}`; valid: scaled_dot, cosine(T) with a temperature T > 0 (cosine alone \
+         is cosine(0.1)), bilinear"
+    )]
+    UnknownCritic(String),
     /// A cross-modal edge with fewer than two modalities.
     #[error("edge {edge} needs at least two modalities, got {modalities}")]
     TooFewModalities {

@@ -67,6 +67,18 @@ impl Estimator {
     }
 }
 
+impl std::fmt::Display for Estimator {
+    /// `infonce`, `jsd`, `dv`, `nwj`: the short names [`Estimator::from_str`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Estimator::InfoNce => "infonce",
+            Estimator::JensenShannon => "jsd",
+            Estimator::DonskerVaradhan => "dv",
+            Estimator::Nwj => "nwj",
+        })
+    }
+}
+
 impl FromStr for Estimator {
     type Err = ObjectiveError;
 

@@ -11,8 +11,10 @@
 //! - [`Estimator`]: InfoNCE (AMDIM style), Jensen-Shannon, Donsker-Varadhan, NWJ.
 //! - [`CriticKind`]: scaled dot product, cosine with temperature, bilinear.
 //! - [`Objective`]: a configured objective over `n` modalities, returning the total loss and
-//!   named terms; [`contrast`] is the single-term building block for custom objectives
-//!   ([`contrast_shared_targets`] for several anchor sets against one target).
+//!   named terms; [`Contrast`] (a builder with the paper's defaults) and [`contrast`] are the
+//!   single-term building blocks for custom objectives ([`contrast_shared_targets`] for
+//!   several anchor sets against one target). The authors' `estimator(x, y)` scores the rows
+//!   of `y`: it is `Contrast::new().forward(y, x)` here.
 //!
 //! # Example
 //!
@@ -36,6 +38,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod contrast;
 mod critic;
 mod edge;
 mod error;
@@ -45,13 +48,15 @@ mod objective;
 mod scores;
 mod spec;
 
-pub use critic::{BilinearCritic, Critic, CriticKind};
+pub use contrast::{Contrast, Negatives};
+pub use critic::{BilinearCritic, Critic, CriticKind, DEFAULT_COSINE_TEMPERATURE};
 pub use edge::{EdgeTerm, EmbeddingKind, edge_terms};
 pub use error::{ObjectiveError, Result};
 pub use estimator::Estimator;
 pub use objective::{
-    ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveOutput, TermOutput, contrast,
-    contrast_shared_targets, contrast_unfused,
+    DEFAULT_CLIP, DEFAULT_EMBEDDING_DIM, DEFAULT_PENALTY, ModalityEmbeddings, Objective,
+    ObjectiveConfig, ObjectiveOutput, TermOutput, contrast, contrast_shared_targets,
+    contrast_unfused,
 };
 pub use scores::{Scores, softplus};
 pub use spec::{Edge, ObjectiveSpec};

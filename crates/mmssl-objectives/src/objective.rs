@@ -38,14 +38,21 @@ pub struct ObjectiveConfig {
     pub embedding_dim: usize,
 }
 
+/// The paper's clipping constant `c` in `c * tanh(f / c)` (AMDIM, Bachman et al. 2019).
+pub const DEFAULT_CLIP: f64 = 20.0;
+/// The paper's score penalty `lambda` in `lambda * mean(f^2)` (AMDIM).
+pub const DEFAULT_PENALTY: f64 = 4e-2;
+/// The paper's embedding size of the projection heads.
+pub const DEFAULT_EMBEDDING_DIM: usize = 64;
+
 fn default_clip() -> Option<f64> {
-    Some(20.0)
+    Some(DEFAULT_CLIP)
 }
 fn default_penalty() -> f64 {
-    4e-2
+    DEFAULT_PENALTY
 }
 fn default_dim() -> usize {
-    64
+    DEFAULT_EMBEDDING_DIM
 }
 
 impl ObjectiveConfig {
@@ -100,6 +107,18 @@ impl ObjectiveConfig {
 
     /// Checks the settings and builds the objective (and the bilinear critic's matrix, if any).
     pub fn init<R: Rng + ?Sized>(&self, device: &Device, rng: &mut R) -> Result<Objective> {
+        self.validate()?;
+        let bilinear = (self.critic == CriticKind::Bilinear)
+            .then(|| BilinearCritic::init(self.embedding_dim, device, rng));
+        Ok(Objective {
+            bilinear,
+            config: self.clone(),
+        })
+    }
+
+    /// Checks the settings: the critic's temperature, the clip, the penalty, the embedding
+    /// size.
+    pub fn validate(&self) -> Result<()> {
         self.critic.validate()?;
         if let Some(c) = self.clip
             && !(c > 0.0 && c.is_finite())
@@ -124,12 +143,7 @@ impl ObjectiveConfig {
                 reason: "must be at least 1",
             });
         }
-        let bilinear = (self.critic == CriticKind::Bilinear)
-            .then(|| BilinearCritic::init(self.embedding_dim, device, rng));
-        Ok(Objective {
-            bilinear,
-            config: self.clone(),
-        })
+        Ok(())
     }
 }
 
@@ -292,7 +306,13 @@ impl Objective {
 }
 
 /// The estimator's loss and the score penalty for one (anchors, targets) pair: the building
-/// block of every edge, usable on any embeddings.
+/// block of every edge, usable on any embeddings. [`Contrast`](crate::Contrast) is the same
+/// with named settings and the paper's defaults.
+///
+/// Returns `(loss, penalty)`. The penalty is `penalty * mean(f^2)` over every score `f`
+/// *before* clipping (AMDIM); it is not added to the loss: the paper's objectives add
+/// `weight * loss + penalty` per term. The anchors are the score rows: the authors'
+/// `estimator(x, y)` (github:Entodi/fusion) is `contrast(y, x, ...)`.
 ///
 /// InfoNCE on the CPU backend takes a fused kernel (one matrix product and one pass over the
 /// scores forward, two matrix products backward; see `docs/performance.md`); every other

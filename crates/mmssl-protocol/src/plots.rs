@@ -6,8 +6,8 @@
 //! Text is drawn with the DejaVu Sans font shipped in `assets/` (Bitstream Vera licence, see
 //! `assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
 
-use crate::experiment::Summary;
-use crate::run::RunError;
+use crate::aggregate::Summary;
+use crate::error::{ProtocolError, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -41,7 +41,7 @@ fn draw<DB: DrawingBackend>(
     y_label: &str,
     groups: &[String],
     series: &[Series],
-) -> Result<(), String> {
+) -> std::result::Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let n = groups.len().max(1) as f64;
@@ -115,7 +115,7 @@ fn both(
     y_label: &str,
     groups: &[String],
     series: &[Series],
-) -> Result<(), RunError> {
+) -> Result<()> {
     register_font();
     let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400);
     let size = (width, 480);
@@ -127,7 +127,7 @@ fn both(
         groups,
         series,
     )
-    .map_err(|reason| RunError::Write { path: svg, reason })?;
+    .map_err(|reason| ProtocolError::Write { path: svg, reason })?;
     let png = stem.with_extension("png");
     draw(
         BitMapBackend::new(&png, size).into_drawing_area(),
@@ -136,13 +136,13 @@ fn both(
         groups,
         series,
     )
-    .map_err(|reason| RunError::Write { path: png, reason })?;
+    .map_err(|reason| ProtocolError::Write { path: png, reason })?;
     Ok(())
 }
 
 /// Test accuracy per method (groups) and modality (bars), with random-init accuracy of
 /// modality 0 as a reference series when known. Writes `stem.svg` and `stem.png`.
-pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<(), RunError> {
+pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
     let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
     let modalities = summaries
         .iter()
@@ -181,7 +181,7 @@ pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<(), RunErro
 
 /// CCA, SVCCA, PWCCA and CKA between the modalities per method. Writes `stem.svg` and
 /// `stem.png`.
-pub fn similarity_chart(summaries: &[&Summary], stem: &Path) -> Result<(), RunError> {
+pub fn similarity_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
     let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
     let series: Vec<Series> = ["CCA", "SVCCA", "PWCCA", "CKA"]
         .iter()

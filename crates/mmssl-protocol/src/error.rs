@@ -1,0 +1,185 @@
+//! The error type of this crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong while configuring or running the protocol. Every variant carries the
+/// values it is about, so a message names the setting, the file or the method.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// A setting of a [`RunConfig`](crate::RunConfig) out of range.
+    #[error("invalid setting `{field}` = {value}: {reason}")]
+    InvalidSetting {
+        /// The setting, as a dotted path (`training.lr`).
+        field: String,
+        /// Its value, as written.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
+    /// A setting the dataset needs is missing.
+    #[error("dataset `{dataset}` needs `{field}`: {hint}")]
+    MissingSetting {
+        /// The dataset.
+        dataset: String,
+        /// The missing setting (`data.manifest`).
+        field: String,
+        /// What it should hold.
+        hint: String,
+    },
+    /// A method name that is neither registered nor an objective spec.
+    #[error(
+        "unknown method `{name}`: the registered methods are {known}, and an objective is any set of \
+         the edges CR, XX, CC, RR (`CR-XX-CC`, `CR:1,XX:0.5`) ({objective})"
+    )]
+    UnknownMethod {
+        /// The name as written.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+        /// Why it is not an objective spec either.
+        objective: mmssl_objectives::ObjectiveError,
+    },
+    /// An option the method does not take.
+    #[error("method `{method}` has no option `{option}`; its options are {allowed}")]
+    UnknownOption {
+        /// The method.
+        method: String,
+        /// The option as written.
+        option: String,
+        /// The options it takes, comma-separated.
+        allowed: String,
+    },
+    /// An option value that cannot be used.
+    #[error("method `{method}`: option `{option}` = `{value}`: {reason}")]
+    BadOption {
+        /// The method.
+        method: String,
+        /// The option.
+        option: String,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
+    /// A method spec that does not parse.
+    #[error(
+        "cannot parse method spec `{spec}`: {reason} (write `NAME` or `NAME;option=value;...`, \
+         e.g. `XX;estimator=jsd;critic=cosine(0.1)` or `dccae;cca_dim=10`)"
+    )]
+    SpecSyntax {
+        /// The spec as written.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A method that cannot be registered under that name.
+    #[error("cannot register method `{name}`: {reason}")]
+    Registration {
+        /// The name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A configuration or grid file that cannot be read or does not parse.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the position where the parser knows it.
+        reason: String,
+    },
+    /// A configuration that does not parse (not from a file).
+    #[error("run configuration: {0}")]
+    Config(String),
+    /// `output.resume` on a run folder made with other settings.
+    #[error(
+        "cannot resume {dir}: it was started with other settings ({}); resume with the same \
+         settings (its config.toml holds them) or start a new run", differences.join("; ")
+    )]
+    ResumeMismatch {
+        /// The run folder.
+        dir: PathBuf,
+        /// `field: then, now` for each setting that differs.
+        differences: Vec<String>,
+    },
+    /// Evaluation or analysis of a folder without a pretrained model.
+    #[error("{missing} does not exist: pretrain first (`mmssl pretrain --out {}`)", dir.display())]
+    NotPretrained {
+        /// The file that should be there.
+        missing: PathBuf,
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// Reading a file the protocol made failed.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Writing results failed.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A grid whose cells failed; the others finished and were aggregated.
+    #[error(
+        "{} of {total} runs failed (the others are aggregated in {}; rerun to retry):\n  {}",
+        failures.len(), out.display(), failures.join("\n  ")
+    )]
+    GridFailures {
+        /// One line per failed cell: which cell and its error.
+        failures: Vec<String>,
+        /// Cells in the grid.
+        total: usize,
+        /// The experiment folder.
+        out: PathBuf,
+    },
+    /// Data problem.
+    #[error(transparent)]
+    Data(#[from] mmssl_data::DataError),
+    /// Objective problem.
+    #[error(transparent)]
+    Objective(#[from] mmssl_objectives::ObjectiveError),
+    /// Training problem.
+    #[error(transparent)]
+    Train(#[from] mmssl_train::TrainError),
+    /// Baseline problem.
+    #[error(transparent)]
+    Baseline(#[from] mmssl_baselines::BaselineError),
+    /// Similarity problem.
+    #[error(transparent)]
+    Similarity(#[from] mmssl_similarity::SimilarityError),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, ProtocolError>;
+
+impl ProtocolError {
+    /// An [`InvalidSetting`](ProtocolError::InvalidSetting) error.
+    pub fn setting(field: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        ProtocolError::InvalidSetting {
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn write(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ProtocolError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) fn read(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ProtocolError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}

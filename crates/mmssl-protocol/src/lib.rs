@@ -1,0 +1,69 @@
+//! # mmssl-protocol
+//!
+//! The protocol of Fedorov et al. (arXiv:2012.13623) as a library: what `mmssl run` and
+//! `mmssl experiment` do, for any method, from Rust.
+//!
+//! - [`RunConfig`]: one run, complete and serde-serialisable (data, method, training,
+//!   evaluation, analysis, output), read from and written to TOML and JSON, validated with
+//!   errors that name the setting.
+//! - [`MethodSpec`] and [`Registry`]: one namespace for the objectives of the taxonomy
+//!   (`CR-XX-CC`, `XX;estimator=jsd;critic=cosine(0.1)`), the baselines
+//!   (`dccae;cca_dim=10`, `mmvae;k=10;estimator=dreg`) and the methods of downstream crates
+//!   ([`MethodFactory`], [`Registry::register`]).
+//! - [`run`] / [`run_with`]: pretraining with checkpoints and exact resume, linear evaluation
+//!   of each modality against the same model at its random initialisation, similarity of the
+//!   modalities, the run folder (`config.toml`, `run.json`, `metrics.jsonl`, `eval.json`);
+//!   progress through an [`Observer`].
+//! - [`Grid`]: methods x datasets x folds x seeds, resumable, aggregated into
+//!   `results.csv`, `results.md` and figures ([`aggregate`]).
+//!
+//! # Example
+//!
+//! A tiny run on the MNIST test split shipped with mmssl:
+//!
+//! ```no_run
+//! use mmssl_protocol::{RunConfig, run};
+//! use burn::tensor::Device;
+//!
+//! let mut config = RunConfig::default();
+//! config.method = "XX;estimator=jsd".parse()?;
+//! config.data.train_limit = Some(512);
+//! config.training.epochs = 1;
+//! config.evaluation.epochs = Some(2);
+//! config.output.dir = "runs/tiny".into();
+//! let report = run(&config, &Device::flex(), &mut mmssl_protocol::Quiet)?;
+//! println!("{}", report.summary());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod aggregate;
+mod config;
+mod datasets;
+mod error;
+mod grid;
+pub mod plots;
+mod registry;
+mod run;
+mod spec;
+
+pub use config::{
+    AnalysisConfig, BackendKind, DataConfig, DatasetKind, EvaluationConfig, OutputConfig,
+    RunConfig, ScheduleKind, TrainingConfig,
+};
+pub use datasets::{Datasets, load_datasets, load_idx};
+pub use error::{ProtocolError, Result};
+pub use grid::{Cell, Grid, slug};
+pub use registry::{
+    BuildSetup, MethodFactory, MethodOption, MethodOptions, Registry, ResolvedMethod,
+};
+pub use run::{
+    ModalityEval, Observer, Phase, Phases, RunReport, load_run_config, run, run_with, write_atomic,
+};
+pub use spec::{DEFAULT_METHOD, MethodSpec};
+
+/// The baselines (`mmssl-baselines`), for methods built from them.
+pub use mmssl_baselines as baselines;
+/// The training loop's progress interface and metrics, which an [`Observer`] extends, and an
+/// observer that reports nothing.
+pub use mmssl_train::{EpochMetrics, Progress, Quiet};

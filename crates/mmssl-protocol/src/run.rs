@@ -1,0 +1,564 @@
+//! One run of the protocol: pretrain the method (or fit linear CCA), evaluate each modality
+//! linearly against the same model at its random initialisation, compare the modalities, and
+//! write the run folder.
+//!
+//! The run folder holds `config.toml` (the complete [`RunConfig`]), `run.json` (version, git
+//! revision, device, resolved training and evaluation settings), `metrics.jsonl` (one line per
+//! pretraining epoch), `checkpoints/` and `eval.json` (the [`RunReport`]).
+
+use crate::config::RunConfig;
+use crate::datasets::{Datasets, load_datasets};
+use crate::error::{ProtocolError, Result};
+use crate::registry::{BuildSetup, Registry};
+use burn::tensor::Device;
+use mmssl_baselines::LinearCcaConfig;
+use mmssl_data::{PairedDataset, Subset};
+use mmssl_similarity::{Similarity, SimilarityReport};
+use mmssl_train::{
+    Checkpoints, EpochMetrics, Features, LinearEvalConfig, LinearEvalResult, Method,
+    OneCycleConfig, Progress, TrainConfig, extract_features, fit, linear_eval,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// Which parts of a run to do: `run` all three; `pretrain`, `linear-eval` and `analyze` one
+/// each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// Train the method (or fit linear CCA) and write the checkpoints.
+    pub pretrain: bool,
+    /// Linear evaluation of each modality (pretrained and at random initialisation).
+    pub evaluate: bool,
+    /// Similarity of the modalities' test-set representations.
+    pub analyze: bool,
+}
+
+impl Phases {
+    /// All three phases.
+    pub const ALL: Phases = Phases {
+        pretrain: true,
+        evaluate: true,
+        analyze: true,
+    };
+    /// Pretraining only.
+    pub const PRETRAIN: Phases = Phases {
+        pretrain: true,
+        evaluate: false,
+        analyze: false,
+    };
+    /// Linear evaluation of a pretrained run.
+    pub const EVALUATE: Phases = Phases {
+        pretrain: false,
+        evaluate: true,
+        analyze: false,
+    };
+    /// Similarity analysis of a pretrained run.
+    pub const ANALYZE: Phases = Phases {
+        pretrain: false,
+        evaluate: false,
+        analyze: true,
+    };
+}
+
+/// Where a run is, for an [`Observer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Loading and preparing the data.
+    Loading,
+    /// Pretraining (steps and epochs follow through [`Progress`]).
+    Pretraining,
+    /// Linear evaluation of one modality (`random_init`: of the reference model).
+    Evaluating {
+        /// The modality.
+        modality: usize,
+        /// Whether it is the randomly initialised reference.
+        random_init: bool,
+    },
+    /// Similarity of the modalities.
+    Analysing,
+}
+
+/// Receives a run's progress: the training loop's steps and epochs ([`Progress`]), the phases,
+/// and warnings. Every method has a default that ignores it.
+pub trait Observer: Progress {
+    /// A phase starts.
+    fn phase(&mut self, _phase: Phase) {}
+    /// Something that runs but is probably not what was meant.
+    fn warning(&mut self, _message: &str) {}
+    /// A line of information (grids: which cell starts, which failed).
+    fn note(&mut self, _message: &str) {}
+}
+
+impl Observer for mmssl_train::Quiet {}
+
+/// Linear evaluation of one modality, trained and at random initialisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModalityEval {
+    /// The modality (Two-View MNIST: 0 = rotated view, 1 = noisy view).
+    pub modality: usize,
+    /// The pretrained encoder.
+    pub pretrained: LinearEvalResult,
+    /// The same architecture at its random initialisation (`None` for linear CCA, which has
+    /// no random initialisation).
+    pub random_init: Option<LinearEvalResult>,
+}
+
+/// Everything `eval.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The method's canonical spec (`CR-XX-CC`, `dccae;cca_dim=12`).
+    pub method: String,
+    /// The dataset.
+    pub dataset: crate::DatasetKind,
+    /// Items in the training, validation and test sets.
+    pub sizes: [usize; 3],
+    /// Per-modality linear evaluation.
+    pub linear_eval: Vec<ModalityEval>,
+    /// Similarity of the two modalities' representations on the test set (when analysed).
+    pub similarity: Option<SimilarityReport>,
+    /// Seconds spent pretraining, evaluating and comparing (0 for a phase not run).
+    pub seconds: [f64; 3],
+    /// Linear-evaluation epochs used.
+    pub eval_epochs: usize,
+}
+
+impl RunReport {
+    /// The result table, as `mmssl run` prints it.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} on {:?}: {} train / {} valid / {} test pairs\n\n",
+            self.method, self.dataset, self.sizes[0], self.sizes[1], self.sizes[2]
+        );
+        if !self.linear_eval.is_empty() {
+            s += "modality | test accuracy (pretrained) | test accuracy (random init) | ROC-AUC (pretrained)\n";
+            s += "---------+----------------------------+-----------------------------+---------------------\n";
+        }
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        for m in &self.linear_eval {
+            s += &format!(
+                "{:>8} | {:>26.4} | {:>27} | {:>20}\n",
+                m.modality,
+                m.pretrained.accuracy,
+                f(m.random_init.as_ref().map(|r| r.accuracy)),
+                f(m.pretrained.roc_auc),
+            );
+        }
+        if let Some(sim) = &self.similarity {
+            s += &format!(
+                "\nsimilarity of the two modalities' z on the test set: CCA {}, SVCCA {}, PWCCA {}, CKA {}\n",
+                f(sim.cca),
+                f(sim.svcca),
+                f(sim.pwcca),
+                f(sim.cka)
+            );
+        }
+        s += &format!(
+            "time: pretraining {:.0} s, linear evaluation {:.0} s, similarity {:.1} s\n",
+            self.seconds[0], self.seconds[1], self.seconds[2]
+        );
+        s
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename: a reader never sees a
+/// partial file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| ProtocolError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ProtocolError::write(path, e))
+}
+
+/// The configuration a run folder was made with (`RUN/config.toml`), its output directory set
+/// to `run_dir`.
+pub fn load_run_config(run_dir: &Path) -> Result<RunConfig> {
+    let path = run_dir.join("config.toml");
+    if !path.exists() {
+        return Err(ProtocolError::File {
+            path,
+            reason: format!(
+                "missing: is {} a run folder made by `mmssl pretrain` or `mmssl run`?",
+                run_dir.display()
+            ),
+        });
+    }
+    let mut config = RunConfig::load(&path)?;
+    config.output.dir = run_dir.to_path_buf();
+    Ok(config)
+}
+
+/// Runs all phases of `config` with the built-in methods on `device` (the autodiff wrapper is
+/// added when missing) and returns the report.
+pub fn run(config: &RunConfig, device: &Device, observer: &mut dyn Observer) -> Result<RunReport> {
+    run_with(config, &Registry::builtin(), Phases::ALL, device, observer)
+}
+
+/// Per-modality evaluations, test-set features of each modality, pretraining and evaluation
+/// seconds.
+pub(crate) type Evaluated = (Vec<ModalityEval>, Vec<Features>, f64, f64);
+
+/// Runs the chosen `phases` of `config`, its method looked up in `registry`. Evaluation and
+/// analysis use the best checkpoint of the run folder. Writes `eval.json` (evaluation, with
+/// the similarity when analysed too) or `similarity.json` (analysis alone).
+pub fn run_with(
+    config: &RunConfig,
+    registry: &Registry,
+    phases: Phases,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<RunReport> {
+    config.validate(registry)?;
+    let method = registry.resolve(&config.method)?;
+    let out = &config.output.dir.clone();
+    let eval_epochs = config.evaluation.epochs_for(config.data.dataset);
+    let t = &config.training;
+    let schedule = match t.schedule {
+        crate::ScheduleKind::OneCycle => Some(OneCycleConfig {
+            max_lr: t.max_lr,
+            ..Default::default()
+        }),
+        crate::ScheduleKind::Constant => None,
+    };
+    let eval_config = LinearEvalConfig {
+        epochs: eval_epochs,
+        seed: config.seed,
+        lr: t.lr,
+        schedule,
+        batchnorm_train_mode: config.evaluation.bn_train_mode,
+        ..Default::default()
+    };
+    let train_config = TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        seed: config.seed,
+        lr: t.lr,
+        schedule,
+        loader: mmssl_train::LoaderConfig {
+            workers: t.workers,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // The method in its canonical spelling: `cc-xx-cr` and `CR-XX-CC` are one run.
+    let mut canonical = config.clone();
+    canonical.method = method.spec().clone();
+    let config = &canonical;
+    if phases.pretrain && config.output.resume && out.join("config.toml").exists() {
+        let mut saved = load_run_config(out)?;
+        if let Ok(m) = registry.resolve(&saved.method) {
+            saved.method = m.spec().clone();
+        }
+        let differences = saved.identity_differences(config)?;
+        if !differences.is_empty() {
+            return Err(ProtocolError::ResumeMismatch {
+                dir: out.clone(),
+                differences,
+            });
+        }
+    }
+    let device = if device.is_autodiff() {
+        device.clone()
+    } else {
+        device.clone().autodiff()
+    };
+    std::fs::create_dir_all(out).map_err(|e| ProtocolError::write(out, e))?;
+    observer.phase(Phase::Loading);
+    let data = load_datasets(config)?;
+    let sizes = data.sizes();
+    if phases.pretrain {
+        let mut saved = config.clone();
+        saved.output.resume = false;
+        saved.evaluation.epochs = Some(eval_epochs);
+        saved.save(out.join("config.toml"))?;
+        let run_info = serde_json::json!({
+            "mmssl_version": env!("CARGO_PKG_VERSION"),
+            "git_revision": option_env!("MMSSL_GIT_REVISION"),
+            "backend": config.backend,
+            "device": format!("{device:?}"),
+            "seed": config.seed,
+            "method": method.spec().to_string(),
+            "sizes": sizes,
+            "train": train_config,
+            "linear_eval": eval_config,
+        });
+        write_atomic(
+            &out.join("run.json"),
+            &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
+        )?;
+    }
+    for w in method.warnings(config)? {
+        observer.warning(&w);
+    }
+    let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
+        .map(|m| data.train.shape(m))
+        .collect();
+    let classes = data.eval_train().classes();
+    let mut session = Session {
+        config,
+        data: &data,
+        device: &device,
+        shapes: &shapes,
+        train_config: &train_config,
+        eval_config: &eval_config,
+        classes,
+        phases,
+        observer,
+    };
+    let (linear, test_z, pretrain_seconds, eval_seconds) = method.execute(&mut session)?;
+    let t2 = Instant::now();
+    let to_nd = |f: &Features| {
+        ndarray::Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
+    };
+    let similarity = if phases.analyze && config.analysis.enabled && test_z.len() >= 2 {
+        session.observer.phase(Phase::Analysing);
+        let sim = Similarity::new().svcca_threshold(config.analysis.svcca_threshold)?;
+        Some(sim.report(to_nd(&test_z[0]).view(), to_nd(&test_z[1]).view())?)
+    } else {
+        None
+    };
+    let report = RunReport {
+        method: method.spec().to_string(),
+        dataset: config.data.dataset,
+        sizes,
+        linear_eval: linear,
+        similarity,
+        seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
+        eval_epochs,
+    };
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if phases.evaluate {
+        write_atomic(&out.join("eval.json"), &json)?;
+    } else if phases.analyze {
+        write_atomic(&out.join("similarity.json"), &json)?;
+    }
+    Ok(report)
+}
+
+/// Appends each epoch's metrics to `metrics.jsonl` as it ends, and passes everything on.
+struct MetricsLog<'a> {
+    file: std::fs::File,
+    inner: &'a mut dyn Observer,
+}
+
+impl Progress for MetricsLog<'_> {
+    fn step_terms(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        terms: &[(String, f64)],
+    ) {
+        self.inner.step_terms(epoch, step, steps, loss, terms);
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        if let Ok(line) = serde_json::to_string(m) {
+            let _ = writeln!(self.file, "{line}");
+        }
+        self.inner.epoch(m);
+    }
+}
+
+/// What a method's execution needs: the data, the device, the settings, the observer.
+pub(crate) struct Session<'a> {
+    config: &'a RunConfig,
+    data: &'a Datasets,
+    device: &'a Device,
+    shapes: &'a [Vec<usize>],
+    train_config: &'a TrainConfig,
+    eval_config: &'a LinearEvalConfig,
+    classes: usize,
+    phases: Phases,
+    observer: &'a mut dyn Observer,
+}
+
+impl Session<'_> {
+    /// Pretrains the model `build` makes, then evaluates the best checkpoint and a fresh
+    /// (randomly initialised, from the same seed) model per modality.
+    pub(crate) fn pretrain_and_evaluate<M: Method>(
+        &mut self,
+        labelled: bool,
+        build: impl Fn(&BuildSetup<'_>, &mut StdRng) -> Result<M>,
+    ) -> Result<Evaluated> {
+        let (data, device, out) = (self.data, self.device, &self.config.output.dir);
+        let setup = BuildSetup {
+            shapes: self.shapes,
+            classes: self.classes,
+            device,
+        };
+        let seed = self.config.seed;
+        let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
+        let resume = self.config.output.resume;
+        let checkpoints = Checkpoints::new(out.join("checkpoints"))?.resume(resume);
+        let mut pretrain_seconds = 0.0;
+        if self.phases.pretrain {
+            self.observer.phase(Phase::Pretraining);
+            let metrics_path = out.join("metrics.jsonl");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(resume)
+                .write(true)
+                .truncate(!resume)
+                .open(&metrics_path)
+                .map_err(|e| ProtocolError::write(&metrics_path, e))?;
+            let t0 = Instant::now();
+            let (train, valid) = if labelled {
+                (data.eval_train(), data.eval_valid())
+            } else {
+                (&data.train, &data.valid)
+            };
+            let mut log = MetricsLog {
+                file,
+                inner: &mut *self.observer,
+            };
+            let outcome = fit(
+                make()?,
+                train,
+                Some(valid),
+                self.train_config,
+                Some(&checkpoints),
+                device,
+                &mut log,
+            )?;
+            drop(log);
+            // One line per epoch, from the checkpointed history: a run killed between an
+            // epoch's checkpoint and its log line, and resumed, still logs every epoch once.
+            let mut lines = String::new();
+            for m in &outcome.history {
+                lines += &serde_json::to_string(m).unwrap_or_default();
+                lines.push('\n');
+            }
+            write_atomic(&metrics_path, &lines)?;
+            pretrain_seconds = t0.elapsed().as_secs_f64();
+        }
+        if !self.phases.evaluate && !self.phases.analyze {
+            return Ok((Vec::new(), Vec::new(), pretrain_seconds, 0.0));
+        }
+        // Evaluate the model of the best validation loss.
+        if !checkpoints.best().exists() {
+            return Err(ProtocolError::NotPretrained {
+                missing: checkpoints.best(),
+                dir: out.clone(),
+            });
+        }
+        let best = make()?
+            .try_load_file(checkpoints.best())
+            .map_err(|e| ProtocolError::read(&checkpoints.best(), format!("{e:?}")))?;
+        let t1 = Instant::now();
+        let mut linear = Vec::new();
+        let mut test_z = Vec::new();
+        // With BatchNorm in training mode the features depend on the batch: use the
+        // pretraining batch size, as the authors' code does.
+        let (bn_train, batch) = match self.eval_config.batchnorm_train_mode {
+            true => (true, self.train_config.batch_size),
+            false => (false, 256),
+        };
+        if !self.phases.evaluate {
+            for m in 0..best.modalities() {
+                test_z.push(extract_features(
+                    &best, &data.test, m, batch, bn_train, device,
+                )?);
+            }
+            return Ok((linear, test_z, pretrain_seconds, 0.0));
+        }
+        let random = make()?;
+        for m in 0..best.modalities() {
+            let mut results = Vec::new();
+            for (model, random_init) in [(&best, false), (&random, true)] {
+                self.observer.phase(Phase::Evaluating {
+                    modality: m,
+                    random_init,
+                });
+                let f = |d: &Subset| extract_features(model, d, m, batch, bn_train, device);
+                let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
+                results.push(linear_eval(
+                    &tr,
+                    &va,
+                    &te,
+                    self.classes,
+                    self.eval_config,
+                    device,
+                )?);
+                if !random_init {
+                    test_z.push(te);
+                }
+            }
+            let random_init = results.pop();
+            let pretrained = results.pop().expect("two results");
+            linear.push(ModalityEval {
+                modality: m,
+                pretrained,
+                random_init,
+            });
+        }
+        Ok((linear, test_z, pretrain_seconds, t1.elapsed().as_secs_f64()))
+    }
+
+    /// Fits linear CCA on the flattened training pairs (writing `lcca.json`) and evaluates its
+    /// canonical variates.
+    pub(crate) fn linear_cca(&mut self, config: &LinearCcaConfig) -> Result<Evaluated> {
+        let data = self.data;
+        let path = self.config.output.dir.join("lcca.json");
+        let mut fit_seconds = 0.0;
+        let fitted = if self.phases.pretrain {
+            self.observer.phase(Phase::Pretraining);
+            let t0 = Instant::now();
+            let fitted = config.fit_dataset(&data.train)?;
+            fit_seconds = t0.elapsed().as_secs_f64();
+            write_atomic(
+                &path,
+                &serde_json::to_string(&serde_json::json!({
+                    "config": config,
+                    "canonical_correlations": fitted.correlations().to_vec(),
+                    "model": fitted,
+                }))
+                .unwrap_or_default(),
+            )?;
+            fitted
+        } else {
+            if !path.exists() {
+                return Err(ProtocolError::NotPretrained {
+                    missing: path,
+                    dir: self.config.output.dir.clone(),
+                });
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| ProtocolError::read(&path, e))?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ProtocolError::read(&path, e))?;
+            serde_json::from_value(v["model"].take()).map_err(|e| ProtocolError::read(&path, e))?
+        };
+        if !self.phases.evaluate {
+            let mut test_z = Vec::new();
+            if self.phases.analyze {
+                for m in 0..2 {
+                    test_z.push(fitted.features(&data.test, m)?);
+                }
+            }
+            return Ok((Vec::new(), test_z, fit_seconds, 0.0));
+        }
+        let t1 = Instant::now();
+        let mut linear = Vec::new();
+        let mut test_z = Vec::new();
+        for m in 0..2 {
+            self.observer.phase(Phase::Evaluating {
+                modality: m,
+                random_init: false,
+            });
+            let f = |d: &Subset| fitted.features(d, m);
+            let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
+            let pretrained =
+                linear_eval(&tr, &va, &te, self.classes, self.eval_config, self.device)?;
+            test_z.push(te);
+            linear.push(ModalityEval {
+                modality: m,
+                pretrained,
+                random_init: None,
+            });
+        }
+        Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
+    }
+}

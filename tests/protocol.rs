@@ -1,0 +1,184 @@
+//! The protocol through the public facade only, as a downstream crate uses it: a run from a
+//! `RunConfig` and its exact reproduction from the run folder's `config.toml`, a grid with a
+//! method registered from outside beside a built-in one, and configuration round trips.
+
+use mmssl::burn::tensor::Device;
+use mmssl::objectives::ObjectiveConfig;
+use mmssl::protocol::{
+    BuildSetup, DatasetKind, Grid, MethodFactory, MethodOption, MethodOptions, Phases,
+    ProtocolError, Quiet, Registry, RunConfig, load_run_config, run, run_with,
+};
+use mmssl::train::ContrastiveModel;
+use rand::rngs::StdRng;
+use std::path::Path;
+
+/// A tiny run on the embedded MNIST test split: 256 training pairs, one epoch.
+fn tiny(method: &str, out: &Path) -> RunConfig {
+    let mut c = RunConfig::default();
+    c.method = method.parse().unwrap();
+    c.data.train_limit = Some(256);
+    c.training.epochs = 1;
+    c.training.batch_size = 32;
+    c.training.workers = 0;
+    c.evaluation.epochs = Some(2);
+    c.output.dir = out.to_path_buf();
+    c
+}
+
+fn read(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_from_a_config_is_reproduced_from_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let config = tiny("XX;estimator=jsd;critic=cosine(0.5);latent_dim=32", &first);
+    let report = run(&config, &Device::flex(), &mut Quiet).unwrap();
+    assert_eq!(
+        report.method,
+        "XX;critic=cosine(0.5);estimator=jsd;latent_dim=32"
+    );
+    assert_eq!(report.sizes, [256, 1000, 1000]);
+    assert_eq!(report.linear_eval.len(), 2);
+    for m in &report.linear_eval {
+        assert!((0.0..=1.0).contains(&m.pretrained.accuracy));
+        assert!(m.random_init.is_some());
+    }
+    let sim = report.similarity.as_ref().expect("analysed");
+    assert!(sim.cka.is_some_and(|v| (0.0..=1.0).contains(&v)));
+    for f in ["config.toml", "run.json", "metrics.jsonl", "eval.json"] {
+        assert!(first.join(f).exists(), "{f}");
+    }
+    // The folder's config.toml is the complete configuration (the evaluation epochs resolved,
+    // the method canonical)...
+    let saved = load_run_config(&first).unwrap();
+    let mut expected = config.clone();
+    expected.method = report.method.parse().unwrap();
+    assert_eq!(saved, expected);
+    // ...and running it into another folder gives the same results.
+    let mut again = saved.clone();
+    again.output.dir = dir.path().join("second");
+    run(&again, &Device::flex(), &mut Quiet).unwrap();
+    let (a, b) = (
+        read(&first.join("eval.json")),
+        read(&again.output.dir.join("eval.json")),
+    );
+    assert_eq!(a["linear_eval"], b["linear_eval"]);
+    assert_eq!(a["similarity"], b["similarity"]);
+    // Resuming with other settings is refused, naming them.
+    let mut other = saved;
+    other.seed = 5;
+    other.output.resume = true;
+    let e = run(&other, &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(
+        matches!(&e, ProtocolError::ResumeMismatch { differences, .. }
+            if differences.iter().any(|d| d.starts_with("seed"))),
+        "{e}"
+    );
+}
+
+/// RR between small latents, as a downstream crate would wrap its own model.
+struct SmallRr;
+
+impl MethodFactory for SmallRr {
+    type Model = ContrastiveModel;
+
+    fn options(&self) -> Vec<MethodOption> {
+        vec![MethodOption::new("width", "latent size (default 16)")]
+    }
+
+    fn check(&self, o: &MethodOptions<'_>) -> mmssl::protocol::Result<()> {
+        o.count("width", 16).map(|_| ())
+    }
+
+    fn build(
+        &self,
+        o: &MethodOptions<'_>,
+        s: &BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> mmssl::protocol::Result<ContrastiveModel> {
+        let objective = ObjectiveConfig::new("RR".parse()?).with_embedding_dim(16);
+        Ok(ContrastiveModel::new(
+            s.shapes,
+            o.count("width", 16)?,
+            &objective,
+            s.device,
+            rng,
+        )?)
+    }
+}
+
+#[test]
+fn a_grid_runs_a_method_registered_from_outside_beside_a_builtin_one() {
+    let mut registry = Registry::builtin();
+    registry.register("small-rr", SmallRr).unwrap();
+    let text = "methods = [\"small-rr;width=8\", \"lcca;components=4\"]\nseeds = [3]\n\
+                [settings]\ntrain_limit = 128\nepochs = 1\nbatch_size = 32\nworkers = 0\n\
+                eval_epochs = 2\n";
+    // Without the registration the grid is refused, naming the method.
+    let e = Grid::from_toml_str(text, &Registry::builtin()).unwrap_err();
+    assert!(e.to_string().contains("small-rr"), "{e}");
+    let grid = Grid::from_toml_str(text, &registry).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = grid
+        .run(dir.path(), &registry, &Device::flex(), false, &mut Quiet)
+        .unwrap();
+    assert_eq!(rows.len(), 4, "two methods x two modalities");
+    assert_eq!(rows[0].method, "small-rr;width=8");
+    assert_eq!(
+        (rows[0].seed, rows[3].method.as_str()),
+        (3, "lcca;components=4")
+    );
+    let cell = dir
+        .path()
+        .join("two-view-mnist/small-rr_width_8/fold0-seed3");
+    let eval = read(&cell.join("eval.json"));
+    assert_eq!(eval["method"], "small-rr;width=8");
+    let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
+    assert!(
+        md.contains("small-rr;width=8") && md.contains("lcca;components=4"),
+        "{md}"
+    );
+    assert!(dir.path().join("accuracy_two-view-mnist.svg").exists());
+    // Running it again reuses the finished cells: the same rows.
+    let again = grid
+        .run(dir.path(), &registry, &Device::flex(), false, &mut Quiet)
+        .unwrap();
+    assert_eq!(again, rows);
+    // One phase alone on a finished cell: the analysis from the best checkpoint.
+    let config = load_run_config(&cell).unwrap();
+    let report = run_with(
+        &config,
+        &registry,
+        Phases::ANALYZE,
+        &Device::flex(),
+        &mut Quiet,
+    )
+    .unwrap();
+    assert!(report.similarity.is_some() && report.linear_eval.is_empty());
+}
+
+#[test]
+fn configurations_round_trip_through_toml_and_json_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny("mmvae;k=2;estimator=iwae", &dir.path().join("r"));
+    c.data.dataset = DatasetKind::MnistFashion;
+    c.data.data_dir = Some("../data/mnist".into());
+    c.seed = 11;
+    c.analysis.enabled = false;
+    for name in ["run.toml", "run.json"] {
+        let path = dir.path().join(name);
+        c.save(&path).unwrap();
+        assert_eq!(RunConfig::load(&path).unwrap(), c, "{name}");
+    }
+    c.validate(&Registry::builtin()).unwrap();
+    // The same file with a typo names the file and the key.
+    let text = std::fs::read_to_string(dir.path().join("run.toml"))
+        .unwrap()
+        .replace("batch_size", "batch_sise");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let e = RunConfig::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.toml") && e.contains("batch_sise"), "{e}");
+}
