@@ -19,6 +19,9 @@
 //! ```sh
 //! cargo run --release --example custom_method
 //! ```
+// A configuration is built field by field from the defaults: its sections nest too deep for
+// one struct literal to read well.
+#![allow(clippy::field_reassign_with_default)]
 
 use mmssl::burn::module::Module;
 use mmssl::burn::nn::{Linear, LinearConfig};
@@ -70,9 +73,13 @@ impl Method for CosineRr {
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl::train::Result<Tensor<2>> {
-        let view = batch.views.get(modality).ok_or_else(|| {
-            mmssl::train::TrainError::Batch(format!("no modality {modality} in the batch"))
-        })?;
+        let view = batch
+            .views
+            .get(modality)
+            .ok_or(mmssl::train::TrainError::NoModality {
+                modality,
+                available: batch.views.len(),
+            })?;
         Ok(self.encoders[modality].forward(view)?.z)
     }
 
@@ -113,10 +120,7 @@ impl MethodFactory for CosineRrFactory {
         let mut encoders = Vec::new();
         let mut projections = Vec::new();
         for shape in setup.shapes {
-            encoders.push(
-                AnyEncoder::for_shape(shape, latent, setup.device, rng)
-                    .map_err(mmssl::train::TrainError::from)?,
-            );
+            encoders.push(AnyEncoder::for_shape(shape, latent, setup.device, rng)?);
             // Seeded Xavier weights (burn's own initialisers draw from an unseeded generator).
             let mut projection = LinearConfig::new(latent, 32)
                 .with_bias(false)

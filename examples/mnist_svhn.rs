@@ -12,6 +12,9 @@
 //! (DCGAN encoders/decoders, Laplace posteriors, mixture of experts, DReG with K = 2) trains
 //! for one epoch on 5,000 pairs, then each modality's posterior mean is evaluated linearly, and
 //! a cross-modal reconstruction is drawn.
+// A configuration is built field by field from the defaults: its sections nest too deep for
+// one struct literal to read well.
+#![allow(clippy::field_reassign_with_default)]
 
 use mmssl::baselines::{Baseline, MmvaeConfig};
 use mmssl::burn::module::Module;

@@ -10,6 +10,9 @@
 //!
 //! The synthetic cohort (24 subjects, half with an AD-like group effect: hippocampal/temporal
 //! grey-matter loss and lowered posterior fALFF) is written to a temporary folder.
+// A configuration is built field by field from the defaults: its sections nest too deep for
+// one struct literal to read well.
+#![allow(clippy::field_reassign_with_default)]
 
 use mmssl::burn::tensor::Device;
 use mmssl::data::{SynthConfig, synth_cohort};

@@ -16,6 +16,9 @@
 //! With a folder, the official training split trains (10,000 pairs; a stratified twelfth of
 //! the rest validates) and t10k tests; without one, the MNIST test split shipped with mmssl is
 //! split 8,000 / 1,000 / 1,000.
+// A configuration is built field by field from the defaults: its sections nest too deep for
+// one struct literal to read well.
+#![allow(clippy::field_reassign_with_default)]
 
 use mmssl::burn::tensor::Device;
 use mmssl::protocol::{EpochMetrics, Observer, Phase, Progress, RunConfig, run};

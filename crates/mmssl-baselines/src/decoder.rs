@@ -39,9 +39,9 @@ impl AnyDecoder {
                     .with_latent_dim(latent_dim)
                     .init(device, rng)?,
             )),
-            other => Err(BaselineError::Shape(format!(
-                "no decoder for items of shape {other:?}: images must be [C, 32, 32] and volumes [C, 64, 64, 64]"
-            ))),
+            other => Err(BaselineError::UnsupportedShape {
+                shape: other.to_vec(),
+            }),
         }
     }
 
@@ -66,11 +66,11 @@ pub fn flatten_view(view: &ViewBatch) -> Tensor<2> {
 pub fn mse(reconstruction: &ViewBatch, target: &ViewBatch) -> Result<Tensor<1>> {
     let (a, b) = (flatten_view(reconstruction), flatten_view(target));
     if a.dims() != b.dims() {
-        return Err(BaselineError::Shape(format!(
-            "reconstruction {:?} does not match its target {:?}",
-            a.dims(),
-            b.dims()
-        )));
+        return Err(BaselineError::ShapeMismatch {
+            what: "a reconstruction and its target",
+            left: a.dims().to_vec(),
+            right: b.dims().to_vec(),
+        });
     }
     Ok((a - b).square().mean())
 }

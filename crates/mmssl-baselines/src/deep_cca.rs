@@ -69,9 +69,11 @@ impl std::str::FromStr for CorrelationNorm {
         match s.trim().to_ascii_lowercase().as_str() {
             "trace" | "trace-norm" => Ok(CorrelationNorm::TraceNorm),
             "frobenius" => Ok(CorrelationNorm::Frobenius),
-            _ => Err(BaselineError::Config(format!(
-                "unknown deep CCA norm {s:?}: trace or frobenius"
-            ))),
+            _ => Err(BaselineError::UnknownName {
+                what: "deep CCA norm",
+                value: s.to_string(),
+                valid: "trace, frobenius".into(),
+            }),
         }
     }
 }
@@ -174,14 +176,18 @@ impl DeepCca {
     fn check_config(&self) -> Result<()> {
         let r = self.config.reg;
         if !(r.is_finite() && r > 0.0) {
-            return Err(BaselineError::Config(format!(
-                "deep CCA ridge r = {r} must be a positive number (the inverse square roots need it)"
-            )));
+            return Err(BaselineError::InvalidSetting {
+                name: "deep CCA ridge r",
+                value: r.to_string(),
+                reason: "must be a positive number (the inverse square roots need it)".into(),
+            });
         }
         if self.config.top_k == Some(0) {
-            return Err(BaselineError::Config(
-                "deep CCA top_k = 0 keeps no component; use None for all".into(),
-            ));
+            return Err(BaselineError::InvalidSetting {
+                name: "deep CCA top_k",
+                value: "0".into(),
+                reason: "keeps no component; use None for all".into(),
+            });
         }
         Ok(())
     }
@@ -215,26 +221,34 @@ impl DeepCca {
         let (m, o1) = h1.dim();
         let o2 = h2.ncols();
         if h2.nrows() != m {
-            return Err(BaselineError::Shape(format!(
-                "deep CCA needs the same samples in both views: H1 has {m} rows, H2 has {}",
-                h2.nrows()
-            )));
+            return Err(BaselineError::ShapeMismatch {
+                what: "deep CCA rows (samples) of H1 and H2",
+                left: vec![m],
+                right: vec![h2.nrows()],
+            });
         }
         if m < 2 {
-            return Err(BaselineError::Shape(format!(
-                "deep CCA needs at least 2 samples for a covariance, got {m}"
-            )));
+            return Err(BaselineError::TooFew {
+                what: "deep CCA (samples for a covariance)",
+                needed: 2,
+                got: m,
+            });
         }
         if o1 == 0 || o2 == 0 {
-            return Err(BaselineError::Shape(
-                "deep CCA needs at least one feature in each view".into(),
-            ));
+            return Err(BaselineError::TooFew {
+                what: "deep CCA (features in each view)",
+                needed: 1,
+                got: 0,
+            });
         }
         for (name, h) in [("H1", &h1), ("H2", &h2)] {
             if let Some(((row, col), v)) = h.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(BaselineError::NonFinite(format!(
-                    "deep CCA input {name} has {v} at row {row}, column {col}"
-                )));
+                return Err(BaselineError::NonFinite {
+                    what: format!("deep CCA input {name}"),
+                    value: *v,
+                    row,
+                    column: col,
+                });
             }
         }
         let linalg = LinalgBackend::default();
@@ -351,8 +365,14 @@ fn to_host(t: &Tensor<2>, name: &str) -> Result<Array2<f64>> {
         .into_data()
         .convert::<f64>()
         .try_to_vec::<f64>()
-        .map_err(|e| BaselineError::Shape(format!("cannot read {name} back: {e:?}")))?;
-    Array2::from_shape_vec((m, o), values).map_err(|e| BaselineError::Shape(format!("{name}: {e}")))
+        .map_err(|e| BaselineError::Readback {
+            what: "a deep CCA input",
+            reason: format!("{name}: {e:?}"),
+        })?;
+    Array2::from_shape_vec((m, o), values).map_err(|e| BaselineError::Readback {
+        what: "a deep CCA input",
+        reason: format!("{name}: {e}"),
+    })
 }
 
 fn from_host(a: &Array2<f64>, device: &burn::tensor::Device, dtype: DType) -> Tensor<2> {

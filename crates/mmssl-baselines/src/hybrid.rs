@@ -4,7 +4,7 @@
 use crate::decoder::{AnyDecoder, mse};
 use crate::deep_cca::{DeepCca, DeepCcaConfig};
 use crate::error::{BaselineError, Result};
-use crate::supervised::{check_views, train_err, view};
+use crate::supervised::{check_views, view};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
@@ -106,14 +106,18 @@ impl HybridConfig {
         rng: &mut R,
     ) -> Result<Hybrid> {
         if shapes.is_empty() {
-            return Err(BaselineError::Config(
-                "a model needs at least one modality".into(),
-            ));
+            return Err(BaselineError::Modalities {
+                method: "a model",
+                needed: "at least 1",
+                got: 0,
+            });
         }
         if self.reconstruction.is_none() && self.cca.is_none() && self.objective.is_none() {
-            return Err(BaselineError::Config(
-                "a hybrid model needs a reconstruction, CCA or contrastive term".into(),
-            ));
+            return Err(BaselineError::InvalidSetting {
+                name: "terms",
+                value: "none".into(),
+                reason: "a hybrid model needs a reconstruction, CCA or contrastive term".into(),
+            });
         }
         for (name, w) in [
             ("reconstruction", self.reconstruction),
@@ -122,21 +126,26 @@ impl HybridConfig {
             if let Some(w) = w
                 && !(w.is_finite() && w >= 0.0)
             {
-                return Err(BaselineError::Config(format!(
-                    "the {name} weight must be a non-negative number, got {w}"
-                )));
+                return Err(BaselineError::InvalidSetting {
+                    name,
+                    value: w.to_string(),
+                    reason: "a weight must be a non-negative number".into(),
+                });
             }
         }
         if self.cca.is_some() && self.cca_dim == 0 {
-            return Err(BaselineError::Config(
-                "the deep CCA heads need at least one output (cca_dim = 0)".into(),
-            ));
+            return Err(BaselineError::InvalidSetting {
+                name: "cca_dim",
+                value: "0".into(),
+                reason: "the deep CCA heads need at least one output".into(),
+            });
         }
         if self.cca.is_some() && shapes.len() != 2 {
-            return Err(BaselineError::Config(format!(
-                "the deep CCA loss is defined between two modalities, the data has {}",
-                shapes.len()
-            )));
+            return Err(BaselineError::Modalities {
+                method: "the deep CCA loss",
+                needed: "2",
+                got: shapes.len(),
+            });
         }
         let mut encoders = Vec::new();
         let mut decoders = Vec::new();
@@ -145,8 +154,7 @@ impl HybridConfig {
         let mut cca_heads = Vec::new();
         let needs_heads = self.objective.is_some();
         for shape in shapes {
-            let enc =
-                AnyEncoder::for_shape(shape, self.latent_dim, device, rng).map_err(train_err)?;
+            let enc = AnyEncoder::for_shape(shape, self.latent_dim, device, rng)?;
             if self.reconstruction.is_some() {
                 decoders.push(AnyDecoder::for_shape(shape, self.latent_dim, device, rng)?);
             }
@@ -224,9 +232,12 @@ impl Hybrid {
     pub fn reconstruct(&self, batch: &Batch) -> mmssl_train::Result<Vec<mmssl_data::ViewBatch>> {
         check_views(batch, self.encoders.len())?;
         if self.decoders.is_empty() {
-            return Err(mmssl_train::TrainError::Config(
-                "this model has no decoders (no reconstruction term)".into(),
-            ));
+            return Err(BaselineError::InvalidSetting {
+                name: "reconstruction",
+                value: "none".into(),
+                reason: "this model has no decoders to reconstruct with".into(),
+            }
+            .into());
         }
         let mut out = Vec::new();
         for (m, v) in batch.views.iter().enumerate() {

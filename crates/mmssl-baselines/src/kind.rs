@@ -144,10 +144,10 @@ impl BaselineKind {
                 .init(shapes, device, rng)?,
             ),
             BaselineKind::Lcca => {
-                return Err(BaselineError::Config(
-                    "linear CCA is fitted in closed form (LinearCcaConfig::fit), not trained"
-                        .into(),
-                ));
+                return Err(BaselineError::NotTrainable {
+                    method: "linear CCA",
+                    how: "LinearCcaConfig::fit",
+                });
             }
         })
     }
@@ -170,10 +170,11 @@ impl FromStr for BaselineKind {
             .find(|k| k.name() == norm || (norm == "l-cca" && *k == BaselineKind::Lcca))
             .ok_or_else(|| {
                 let names: Vec<&str> = BaselineKind::ALL.iter().map(|k| k.name()).collect();
-                BaselineError::Config(format!(
-                    "unknown method {s:?}; the baselines are {}",
-                    names.join(", ")
-                ))
+                BaselineError::UnknownName {
+                    what: "method",
+                    value: s.to_string(),
+                    valid: names.join(", "),
+                }
             })
     }
 }

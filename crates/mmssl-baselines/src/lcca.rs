@@ -57,10 +57,11 @@ impl LinearCcaConfig {
     pub fn fit(&self, x1: ArrayView2<f64>, x2: ArrayView2<f64>) -> Result<LinearCca> {
         let n = x1.nrows();
         if x2.nrows() != n {
-            return Err(BaselineError::Shape(format!(
-                "linear CCA needs the same samples in both views: {n} and {} rows",
-                x2.nrows()
-            )));
+            return Err(BaselineError::ShapeMismatch {
+                what: "linear CCA rows (samples) of the two views",
+                left: vec![n],
+                right: vec![x2.nrows()],
+            });
         }
         self.check(n, x1.ncols(), x2.ncols())?;
         let mut moments = Moments::new(x1.ncols(), x2.ncols());
@@ -71,31 +72,39 @@ impl LinearCcaConfig {
     /// Refuses settings and sizes (`n` samples of `d1` and `d2` features) it cannot fit.
     fn check(&self, n: usize, d1: usize, d2: usize) -> Result<()> {
         if n < 2 {
-            return Err(BaselineError::Shape(format!(
-                "linear CCA needs at least 2 samples, got {n}"
-            )));
+            return Err(BaselineError::TooFew {
+                what: "linear CCA (samples)",
+                needed: 2,
+                got: n,
+            });
         }
         let kmax = d1.min(d2);
         if self.components == 0 || self.components > kmax {
-            return Err(BaselineError::Config(format!(
-                "linear CCA components = {} must be between 1 and min(d1, d2) = {kmax}",
-                self.components
-            )));
+            return Err(BaselineError::InvalidSetting {
+                name: "linear CCA components",
+                value: self.components.to_string(),
+                reason: format!("must be between 1 and min(d1, d2) = {kmax}"),
+            });
         }
         if !(self.reg.is_finite() && self.reg > 0.0) {
-            return Err(BaselineError::Config(format!(
-                "linear CCA ridge r = {} must be positive",
-                self.reg
-            )));
+            return Err(BaselineError::InvalidSetting {
+                name: "linear CCA ridge r",
+                value: self.reg.to_string(),
+                reason: "must be positive".into(),
+            });
         }
         for (view, d) in [(1, d1), (2, d2)] {
             if d > MAX_FEATURES {
-                return Err(BaselineError::Config(format!(
-                    "linear CCA view {view} has {d} features: its {d} x {d} covariance would \
-                     need {:.0} GB (the limit is {MAX_FEATURES} features, e.g. 3 x 32 x 32 \
-                     images); for volumes, fit it on extracted features instead",
-                    (d as f64).powi(2) * 8.0 / 1e9
-                )));
+                return Err(BaselineError::InvalidSetting {
+                    name: "linear CCA input features",
+                    value: format!("{d} features (view {view})"),
+                    reason: format!(
+                        "its {d} x {d} covariance would need {:.0} GB (the limit is \
+                         {MAX_FEATURES} features, e.g. 3 x 32 x 32 images); for volumes, fit \
+                         it on extracted features instead",
+                        (d as f64).powi(2) * 8.0 / 1e9
+                    ),
+                });
             }
         }
         Ok(())
@@ -107,10 +116,12 @@ impl LinearCcaConfig {
     /// so any number of pairs fits in `O(d1² + d2² + d1 d2)` memory.
     pub fn fit_dataset(&self, data: &dyn PairedDataset) -> mmssl_train::Result<LinearCca> {
         if data.modalities() != 2 {
-            return Err(mmssl_train::TrainError::Config(format!(
-                "linear CCA is defined between two modalities, the data has {}",
-                data.modalities()
-            )));
+            return Err(BaselineError::Modalities {
+                method: "linear CCA",
+                needed: "2",
+                got: data.modalities(),
+            }
+            .into());
         }
         let n = data.len();
         let d1: usize = data.shape(0).iter().product();
@@ -163,17 +174,19 @@ impl LinearCca {
         let (mean, w) = match (self.means.get(modality), self.projections.get(modality)) {
             (Some(m), Some(w)) => (m, w),
             _ => {
-                return Err(BaselineError::Config(format!(
-                    "linear CCA has modalities 0 and 1, not {modality}"
-                )));
+                return Err(BaselineError::InvalidSetting {
+                    name: "modality",
+                    value: modality.to_string(),
+                    reason: "linear CCA has modalities 0 and 1".into(),
+                });
             }
         };
         if x.ncols() != w.nrows() {
-            return Err(BaselineError::Shape(format!(
-                "linear CCA for modality {modality} was fitted on {} features, got {}",
-                w.nrows(),
-                x.ncols()
-            )));
+            return Err(BaselineError::ShapeMismatch {
+                what: "linear CCA features (fitted, given)",
+                left: vec![w.nrows()],
+                right: vec![x.ncols()],
+            });
         }
         Ok((&x - mean).dot(w))
     }
@@ -194,10 +207,9 @@ impl LinearCca {
             let z = self.transform(modality, x.view())?;
             values.extend(z.iter().map(|&v| v as f32));
             for (i, l) in rows.zip(block_labels) {
-                labels.push(l.ok_or_else(|| {
-                    mmssl_train::TrainError::Config(format!(
-                        "item {i} has no label; linear evaluation needs labels"
-                    ))
+                labels.push(l.ok_or_else(|| mmssl_train::TrainError::MissingLabel {
+                    item: i,
+                    needed_by: "linear evaluation",
                 })?);
             }
         }
@@ -257,10 +269,12 @@ impl Moments {
     fn add(&mut self, mut x1: Array2<f64>, mut x2: Array2<f64>, first: usize) -> Result<()> {
         for (view, x) in [(1, &x1), (2, &x2)] {
             if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(BaselineError::NonFinite(format!(
-                    "linear CCA view {view} has {v} at row {}, column {col}",
-                    first + row
-                )));
+                return Err(BaselineError::NonFinite {
+                    what: format!("linear CCA view {view}"),
+                    value: *v,
+                    row: first + row,
+                    column: col,
+                });
             }
         }
         let [c1, c2] = self.shift.get_or_insert_with(|| {
@@ -309,11 +323,10 @@ fn rows_matrix(
     rows: Range<usize>,
 ) -> mmssl_train::Result<(Array2<f64>, Vec<Option<usize>>)> {
     if modality >= data.modalities() {
-        return Err(mmssl_train::TrainError::Config(format!(
-            "the dataset has {} modalities, not {}",
-            data.modalities(),
-            modality + 1
-        )));
+        return Err(mmssl_train::TrainError::NoModality {
+            modality,
+            available: data.modalities(),
+        });
     }
     let d: usize = data.shape(modality).iter().product();
     let mut values = Vec::with_capacity(rows.len() * d);
@@ -323,9 +336,15 @@ fn rows_matrix(
         values.extend(item.views[modality].iter().map(|&v| v as f64));
         labels.push(item.label);
     }
+    let got = values.len();
     Array2::from_shape_vec((rows.len(), d), values)
-        .map_err(|e| {
-            mmssl_train::TrainError::Batch(format!("item sizes disagree with the shape: {e}"))
+        .map_err(|_| {
+            BaselineError::ShapeMismatch {
+                what: "flattened items (rows x features) and their values",
+                left: vec![rows.len(), d],
+                right: vec![got],
+            }
+            .into()
         })
         .map(|x| (x, labels))
 }

@@ -31,7 +31,7 @@
 
 use crate::decoder::{AnyDecoder, flatten_view};
 use crate::error::{BaselineError, Result};
-use crate::supervised::{check_views, train_err, view};
+use crate::supervised::{check_views, view};
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -67,9 +67,11 @@ impl std::str::FromStr for MmvaeEstimator {
             "elbo" => Ok(MmvaeEstimator::Elbo),
             "iwae" => Ok(MmvaeEstimator::Iwae),
             "dreg" => Ok(MmvaeEstimator::Dreg),
-            _ => Err(BaselineError::Config(format!(
-                "unknown MMVAE estimator {s:?}: dreg, iwae or elbo"
-            ))),
+            _ => Err(BaselineError::UnknownName {
+                what: "MMVAE estimator",
+                value: s.to_string(),
+                valid: "dreg, iwae, elbo".into(),
+            }),
         }
     }
 }
@@ -114,35 +116,46 @@ impl MmvaeConfig {
         rng: &mut R,
     ) -> Result<Mmvae> {
         if shapes.is_empty() {
-            return Err(BaselineError::Config(
-                "MMVAE needs at least one modality".into(),
-            ));
+            return Err(BaselineError::Modalities {
+                method: "MMVAE",
+                needed: "at least 1",
+                got: 0,
+            });
         }
         if self.latent_dim == 0 || self.k == 0 {
-            return Err(BaselineError::Config(format!(
-                "MMVAE needs latent_dim >= 1 and k >= 1, got {} and {}",
-                self.latent_dim, self.k
-            )));
+            let (name, value) = if self.latent_dim == 0 {
+                ("MMVAE latent_dim", self.latent_dim)
+            } else {
+                ("MMVAE k", self.k)
+            };
+            return Err(BaselineError::InvalidSetting {
+                name,
+                value: value.to_string(),
+                reason: "must be at least 1".into(),
+            });
         }
         if !(self.likelihood_scale.is_finite() && self.likelihood_scale > 0.0) {
-            return Err(BaselineError::Config(format!(
-                "the likelihood scale must be positive, got {}",
-                self.likelihood_scale
-            )));
+            return Err(BaselineError::InvalidSetting {
+                name: "MMVAE likelihood_scale",
+                value: self.likelihood_scale.to_string(),
+                reason: "must be positive".into(),
+            });
         }
         let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
         let scaling = match &self.likelihood_scaling {
             Some(s) if s.len() != shapes.len() => {
-                return Err(BaselineError::Config(format!(
-                    "{} likelihood scaling factors for {} modalities",
-                    s.len(),
-                    shapes.len()
-                )));
+                return Err(BaselineError::InvalidSetting {
+                    name: "MMVAE likelihood_scaling",
+                    value: format!("{s:?}"),
+                    reason: format!("one factor per modality: the data has {}", shapes.len()),
+                });
             }
             Some(s) if s.iter().any(|x| !(x.is_finite() && *x > 0.0)) => {
-                return Err(BaselineError::Config(format!(
-                    "likelihood scaling factors must be positive, got {s:?}"
-                )));
+                return Err(BaselineError::InvalidSetting {
+                    name: "MMVAE likelihood_scaling",
+                    value: format!("{s:?}"),
+                    reason: "factors must be positive".into(),
+                });
             }
             Some(s) => s.clone(),
             None => {
@@ -153,10 +166,12 @@ impl MmvaeConfig {
         let mut encoders = Vec::new();
         let mut decoders = Vec::new();
         for shape in shapes {
-            encoders.push(
-                AnyEncoder::for_shape(shape, 2 * self.latent_dim, device, rng)
-                    .map_err(train_err)?,
-            );
+            encoders.push(AnyEncoder::for_shape(
+                shape,
+                2 * self.latent_dim,
+                device,
+                rng,
+            )?);
             decoders.push(AnyDecoder::for_shape(shape, self.latent_dim, device, rng)?);
         }
         let prior_logits = Param::from_tensor(Tensor::zeros([self.latent_dim], device));
@@ -355,9 +370,11 @@ impl Mmvae {
         rng: &mut StdRng,
     ) -> mmssl_train::Result<MmvaeEstimate> {
         if k == 0 {
-            return Err(mmssl_train::TrainError::Config(
-                "MMVAE needs k >= 1 samples".into(),
-            ));
+            return Err(mmssl_train::TrainError::InvalidSetting {
+                name: "k",
+                value: "0".into(),
+                reason: "MMVAE needs at least 1 sample",
+            });
         }
         let posteriors = self.posteriors(batch)?;
         let [b, _] = posteriors[0].loc.dims();

@@ -36,20 +36,23 @@ impl Supervised {
         rng: &mut R,
     ) -> Result<Self> {
         if shapes.is_empty() {
-            return Err(BaselineError::Config(
-                "a model needs at least one modality".into(),
-            ));
+            return Err(BaselineError::Modalities {
+                method: "a model",
+                needed: "at least 1",
+                got: 0,
+            });
         }
         if classes < 2 {
-            return Err(BaselineError::Config(format!(
-                "the supervised baseline needs at least 2 classes, got {classes}"
-            )));
+            return Err(BaselineError::InvalidSetting {
+                name: "classes",
+                value: classes.to_string(),
+                reason: "the supervised baseline needs at least 2".into(),
+            });
         }
         let mut encoders = Vec::new();
         let mut classifiers = Vec::new();
         for shape in shapes {
-            encoders
-                .push(AnyEncoder::for_shape(shape, latent_dim, device, rng).map_err(train_err)?);
+            encoders.push(AnyEncoder::for_shape(shape, latent_dim, device, rng)?);
             classifiers.push(classifier(latent_dim, classes, device, rng));
         }
         Ok(Supervised {
@@ -82,45 +85,46 @@ pub(crate) fn classifier<R: Rng + ?Sized>(
     linear
 }
 
-pub(crate) fn train_err(e: mmssl_train::TrainError) -> BaselineError {
-    BaselineError::Config(e.to_string())
-}
-
 /// Mean cross-entropy of `logits` `[B, K]` against the batch's labels, which must all be
 /// present and below `K`.
 pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Result<Tensor<1>> {
     let device = logits.device();
     let k = logits.dims()[1];
-    let targets = batch.label_tensor(&device).ok_or_else(|| {
-        mmssl_train::TrainError::Batch(
-            "the supervised baseline needs a label for every item of the batch".into(),
-        )
-    })?;
+    let targets =
+        batch
+            .label_tensor(&device)
+            .ok_or_else(|| mmssl_train::TrainError::MissingLabel {
+                item: batch.labels.iter().position(Option::is_none).unwrap_or(0),
+                needed_by: "the supervised baseline",
+            })?;
     if let Some(bad) = batch.labels.iter().flatten().find(|&&l| l >= k) {
-        return Err(mmssl_train::TrainError::Batch(format!(
-            "label {bad} is out of range for {k} classes"
-        )));
+        return Err(BaselineError::LabelOutOfRange {
+            label: *bad,
+            classes: k,
+        }
+        .into());
     }
     Ok(mmssl_train::cross_entropy(logits, targets))
 }
 
 pub(crate) fn check_views(batch: &Batch, expected: usize) -> mmssl_train::Result<()> {
     if batch.views.len() != expected {
-        return Err(mmssl_train::TrainError::Batch(format!(
-            "the model has {expected} modalities but the batch has {}",
-            batch.views.len()
-        )));
+        return Err(mmssl_train::TrainError::ModalityCount {
+            model: expected,
+            batch: batch.views.len(),
+        });
     }
     Ok(())
 }
 
 pub(crate) fn view(batch: &Batch, modality: usize) -> mmssl_train::Result<&mmssl_data::ViewBatch> {
-    batch.views.get(modality).ok_or_else(|| {
-        mmssl_train::TrainError::Batch(format!(
-            "no modality {modality} in a batch of {}",
-            batch.views.len()
-        ))
-    })
+    batch
+        .views
+        .get(modality)
+        .ok_or_else(|| mmssl_train::TrainError::NoModality {
+            modality,
+            available: batch.views.len(),
+        })
 }
 
 impl Method for Supervised {

@@ -242,11 +242,9 @@ fn baselines_go_through_the_phases_with_their_settings() {
     );
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     for line in [
-        "cca_dim = 4",
-        "cca_norm = \"frobenius\"",
-        "cca_top_k = 2",
+        "method = \"dccae;cca_dim=4;cca_norm=frobenius;cca_top_k=2\"",
         "schedule = \"constant\"",
-        "eval_epochs = 50",
+        "[evaluation]\nepochs = 50",
     ] {
         assert!(config.contains(line), "{line} not in {config}");
     }
@@ -266,7 +264,10 @@ fn baselines_go_through_the_phases_with_their_settings() {
     ]);
     assert_ok(&res);
     let eval = read_json(out.join("eval.json"));
-    assert_eq!(eval["method"], "dccae");
+    assert_eq!(
+        eval["method"],
+        "dccae;cca_dim=4;cca_norm=frobenius;cca_top_k=2"
+    );
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
 
     // A CCA dimension the batch cannot support is warned about.
@@ -278,7 +279,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
     assert_ok(&res);
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
-        err.contains("warning") && err.contains("--cca-dim 40"),
+        err.contains("warning") && err.contains("cca_dim 40"),
         "{err}"
     );
 
@@ -307,7 +308,7 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "--quiet",
     ]));
     let eval = read_json(out.join("eval.json"));
-    assert_eq!(eval["method"], "lcca");
+    assert_eq!(eval["method"], "lcca;components=8");
     assert_eq!(eval["eval_epochs"], 5);
     for m in eval["linear_eval"].as_array().unwrap() {
         let acc = m["pretrained"]["accuracy"].as_f64().unwrap();

@@ -663,10 +663,17 @@ impl RunConfig {
         };
         match self.data.dataset {
             DatasetKind::MnistFashion | DatasetKind::MnistSvhn if self.data.data_dir.is_none() => {
+                let second = if self.data.dataset == DatasetKind::MnistSvhn {
+                    "SVHN's train_32x32.mat and test_32x32.mat"
+                } else {
+                    "the Fashion-MNIST IDX files"
+                };
                 return Err(missing(
                     "data.data_dir",
-                    "(--data-dir DIR) the folder with the MNIST IDX files (train and t10k); \
-                     the second set comes from data.second_data_dir (--second-data-dir)",
+                    &format!(
+                        "(--data-dir DIR) the folder with the MNIST IDX files (train and t10k); \
+                         {second} come from data.second_data_dir (--second-data-dir)"
+                    ),
                 ));
             }
             DatasetKind::Oasis3 if self.data.manifest.is_none() => {

@@ -36,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::field_reassign_with_default))]
 
 pub mod aggregate;
 mod config;

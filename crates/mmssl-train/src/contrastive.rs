@@ -32,9 +32,7 @@ impl ContrastiveModel {
         rng: &mut R,
     ) -> Result<Self> {
         if shapes.is_empty() {
-            return Err(TrainError::Batch(
-                "a model needs at least one modality".into(),
-            ));
+            return Err(TrainError::NoModalities);
         }
         let mut encoders = Vec::new();
         let mut conv_heads = Vec::new();
@@ -72,11 +70,10 @@ impl ContrastiveModel {
 
     fn check(&self, batch: &Batch) -> Result<()> {
         if batch.views.len() != self.encoders.len() {
-            return Err(TrainError::Batch(format!(
-                "the model has {} modalities but the batch has {}",
-                self.encoders.len(),
-                batch.views.len()
-            )));
+            return Err(TrainError::ModalityCount {
+                model: self.encoders.len(),
+                batch: batch.views.len(),
+            });
         }
         Ok(())
     }
@@ -107,12 +104,13 @@ impl Method for ContrastiveModel {
 
     fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
         self.check(batch)?;
-        let view = batch.views.get(modality).ok_or_else(|| {
-            TrainError::Batch(format!(
-                "no modality {modality} in a batch of {}",
-                batch.views.len()
-            ))
-        })?;
+        let view = batch
+            .views
+            .get(modality)
+            .ok_or_else(|| TrainError::NoModality {
+                modality,
+                available: batch.views.len(),
+            })?;
         Ok(self.encoders[modality].forward(view)?.z)
     }
 

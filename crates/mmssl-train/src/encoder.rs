@@ -41,9 +41,9 @@ impl AnyEncoder {
                     .with_latent_dim(latent_dim)
                     .init(device, rng)?,
             )),
-            other => Err(TrainError::Batch(format!(
-                "no encoder for items of shape {other:?}: images must be [C, 32, 32] and volumes [C, 64, 64, 64]"
-            ))),
+            other => Err(TrainError::UnsupportedShape {
+                shape: other.to_vec(),
+            }),
         }
     }
 
@@ -60,9 +60,14 @@ impl AnyEncoder {
         match (self, view) {
             (AnyEncoder::Images(e), ViewBatch::Images(x)) => Ok(e.forward(x.clone())),
             (AnyEncoder::Volumes(e), ViewBatch::Volumes(x)) => Ok(e.forward(x.clone())),
-            _ => Err(TrainError::Batch(
-                "an image encoder got volumes or a volume encoder got images".into(),
-            )),
+            (AnyEncoder::Images(_), _) => Err(TrainError::ViewKind {
+                encoder: "image",
+                got: "volumes",
+            }),
+            (AnyEncoder::Volumes(_), _) => Err(TrainError::ViewKind {
+                encoder: "volume",
+                got: "images",
+            }),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The error type of this crate.
 
-/// What can go wrong while training or evaluating.
+use std::path::PathBuf;
+
+/// What can go wrong while training or evaluating. Each variant carries the values it is
+/// about.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// Data loading failed.
@@ -15,6 +18,9 @@ pub enum TrainError {
     /// The schedule could not be built.
     #[error(transparent)]
     Schedule(#[from] crate::onecycle::ScheduleError),
+    /// A method's own error (a baseline's, or a downstream method's), kept as it is.
+    #[error(transparent)]
+    Method(Box<dyn std::error::Error + Send + Sync>),
     /// A NaN or infinite loss: training stops, earlier checkpoints are kept.
     #[error(
         "non-finite loss {value} at epoch {epoch}, step {step}: {culprit}; the checkpoints of the last good epoch are kept"
@@ -29,15 +35,120 @@ pub enum TrainError {
         /// The first non-finite term, in words.
         culprit: String,
     },
-    /// Writing or reading a checkpoint failed.
-    #[error("checkpoint error: {0}")]
-    Checkpoint(String),
-    /// Settings that cannot work.
-    #[error("invalid training settings: {0}")]
-    Config(String),
-    /// The batch does not fit the model.
-    #[error("batch does not fit the model: {0}")]
-    Batch(String),
+    /// Writing or reading a checkpoint file failed.
+    #[error("checkpoint error: {}: {reason}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A checkpoint made with another training configuration.
+    #[error("cannot resume from {}: it was started with another configuration", state.display())]
+    ResumeMismatch {
+        /// The checkpoint state file.
+        state: PathBuf,
+    },
+    /// A setting out of range.
+    #[error("invalid training settings: {name} = {value}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        reason: &'static str,
+    },
+    /// A set with fewer items than one batch.
+    #[error(
+        "invalid training settings: the {set} set has {items} items, fewer than one batch of {batch}"
+    )]
+    TooFewItems {
+        /// Which set (`training`, `validation`).
+        set: &'static str,
+        /// Its items.
+        items: usize,
+        /// The batch size.
+        batch: usize,
+    },
+    /// Linear evaluation of an empty set of features.
+    #[error(
+        "linear evaluation needs non-empty training, validation and test features (got {train}, {valid} and {test})"
+    )]
+    EmptyFeatures {
+        /// Training rows.
+        train: usize,
+        /// Validation rows.
+        valid: usize,
+        /// Test rows.
+        test: usize,
+    },
+    /// An item without the label an evaluation or a supervised method needs.
+    #[error("item {item} has no label; {needed_by} needs labels")]
+    MissingLabel {
+        /// The item's index in its set.
+        item: usize,
+        /// What needs it.
+        needed_by: &'static str,
+    },
+    /// A model with no modality.
+    #[error("a model needs at least one modality")]
+    NoModalities,
+    /// A batch whose modalities do not match the model's.
+    #[error(
+        "batch does not fit the model: the model has {model} modalities but the batch has {batch}"
+    )]
+    ModalityCount {
+        /// The model's modalities.
+        model: usize,
+        /// The batch's.
+        batch: usize,
+    },
+    /// A modality index out of range.
+    #[error("batch does not fit the model: no modality {modality} in a batch of {available}")]
+    NoModality {
+        /// The index asked for.
+        modality: usize,
+        /// Modalities present.
+        available: usize,
+    },
+    /// Items of a shape no encoder takes.
+    #[error(
+        "no encoder for items of shape {shape:?}: images must be [C, 32, 32] and volumes [C, 64, 64, 64]"
+    )]
+    UnsupportedShape {
+        /// The item shape.
+        shape: Vec<usize>,
+    },
+    /// A view of the wrong kind for its encoder.
+    #[error("batch does not fit the model: a {encoder} encoder got {got}")]
+    ViewKind {
+        /// `image` or `volume`.
+        encoder: &'static str,
+        /// `volumes` or `images`.
+        got: &'static str,
+    },
+    /// A value could not be read back from the device.
+    #[error("cannot read {what} back from the device: {reason}")]
+    Readback {
+        /// What was read.
+        what: &'static str,
+        /// The backend's message.
+        reason: String,
+    },
+    /// A batch the loader did not deliver.
+    #[error("batch {step} was not loaded")]
+    BatchNotLoaded {
+        /// The step.
+        step: usize,
+    },
+}
+
+impl TrainError {
+    /// A method's own error, kept as its type (see [`TrainError::Method`]).
+    pub fn method(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        TrainError::Method(Box::new(e))
+    }
 }
 
 /// Result alias of this crate.

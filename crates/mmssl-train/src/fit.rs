@@ -290,7 +290,10 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint(format!("{}: {e}", path.display()))
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Writes through a temporary file, flushed to disk, and a rename, so a crash never leaves a
@@ -345,18 +348,19 @@ pub fn fit<M: Method>(
     progress: &mut dyn Progress,
 ) -> Result<FitOutcome<M>> {
     if config.batch_size < 2 {
-        return Err(TrainError::Config(format!(
-            "batch_size = {} but contrastive training needs at least 2",
-            config.batch_size
-        )));
+        return Err(TrainError::InvalidSetting {
+            name: "batch_size",
+            value: config.batch_size.to_string(),
+            reason: "contrastive training needs at least 2",
+        });
     }
     let steps_per_epoch = train.len() / config.batch_size;
     if steps_per_epoch == 0 {
-        return Err(TrainError::Config(format!(
-            "the training set has {} items, fewer than one batch of {}",
-            train.len(),
-            config.batch_size
-        )));
+        return Err(TrainError::TooFewItems {
+            set: "training",
+            items: train.len(),
+            batch: config.batch_size,
+        });
     }
     let total_steps = steps_per_epoch * config.epochs;
     let (mut optim, driver) = LrDriver::new(
@@ -380,10 +384,7 @@ pub fn fit<M: Method>(
         let text = std::fs::read_to_string(ck.state()).map_err(|e| io(&ck.state(), e))?;
         let saved: LoopState = serde_json::from_str(&text).map_err(|e| io(&ck.state(), e))?;
         if !saved.config.same_run(config) {
-            return Err(TrainError::Config(format!(
-                "cannot resume from {}: it was started with another configuration",
-                ck.state().display()
-            )));
+            return Err(TrainError::ResumeMismatch { state: ck.state() });
         }
         let (last, optimizer) = match &saved.files {
             Some(f) => (ck.dir.join(&f.last), ck.dir.join(&f.optimizer)),
@@ -413,9 +414,9 @@ pub fn fit<M: Method>(
             on_pool(|| {
                 for step in 0..steps_per_epoch {
                     lr = driver.lr_at(state.steps_done);
-                    let items = batches.next().ok_or_else(|| {
-                        TrainError::Batch(format!("batch {step} was not loaded"))
-                    })??;
+                    let items = batches
+                        .next()
+                        .ok_or_else(|| TrainError::BatchNotLoaded { step })??;
                     let batch = collate(&items, &shapes, device)?;
                     let mut rng =
                         item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
@@ -428,8 +429,9 @@ pub fn fit<M: Method>(
                         .into_data()
                         .convert::<f32>()
                         .try_to_vec::<f32>()
-                        .map_err(|e| {
-                            TrainError::Batch(format!("cannot read the loss back: {e:?}"))
+                        .map_err(|e| TrainError::Readback {
+                            what: "the loss",
+                            reason: format!("{e:?}"),
                         })?;
                     let value = read[0] as f64;
                     let term_values: Vec<(String, f64)> = out
@@ -515,11 +517,11 @@ pub fn evaluate_loss<M: Method>(
     let plain = device.clone().without_autodiff();
     let steps = data.len() / config.batch_size;
     if steps == 0 {
-        return Err(TrainError::Config(format!(
-            "the validation set has {} items, fewer than one batch of {}",
-            data.len(),
-            config.batch_size
-        )));
+        return Err(TrainError::TooFewItems {
+            set: "validation",
+            items: data.len(),
+            batch: config.batch_size,
+        });
     }
     let order: Vec<usize> = (0..data.len()).collect();
     let plan = BatchPlan {

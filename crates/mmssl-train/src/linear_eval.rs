@@ -125,13 +125,15 @@ pub fn extract_features<M: Method>(
             z.into_data()
                 .convert::<f32>()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Batch(format!("cannot read features back: {e:?}")))?,
+                .map_err(|e| TrainError::Readback {
+                    what: "features",
+                    reason: format!("{e:?}"),
+                })?,
         );
         for &i in chunk {
-            labels.push(data.label(i).ok_or_else(|| {
-                TrainError::Config(format!(
-                    "item {i} has no label; linear evaluation needs labels"
-                ))
+            labels.push(data.label(i).ok_or_else(|| TrainError::MissingLabel {
+                item: i,
+                needed_by: "linear evaluation",
             })?);
         }
     }
@@ -186,14 +188,18 @@ pub fn linear_eval(
     device: &Device,
 ) -> Result<LinearEvalResult> {
     if train.is_empty() || valid.is_empty() || test.is_empty() {
-        return Err(TrainError::Config(
-            "linear evaluation needs non-empty training, validation and test features".into(),
-        ));
+        return Err(TrainError::EmptyFeatures {
+            train: train.len(),
+            valid: valid.len(),
+            test: test.len(),
+        });
     }
     if classes < 2 {
-        return Err(TrainError::Config(format!(
-            "linear evaluation needs at least 2 classes, got {classes}"
-        )));
+        return Err(TrainError::InvalidSetting {
+            name: "classes",
+            value: classes.to_string(),
+            reason: "linear evaluation needs at least 2 classes",
+        });
     }
     let device = device.clone().autodiff();
     let dim = train.dim;
@@ -240,8 +246,11 @@ pub fn linear_eval(
             best = Some((v, epoch, model.clone()));
         }
     }
-    let (_, best_epoch, chosen) =
-        best.ok_or_else(|| TrainError::Config("linear evaluation needs at least 1 epoch".into()))?;
+    let (_, best_epoch, chosen) = best.ok_or_else(|| TrainError::InvalidSetting {
+        name: "epochs",
+        value: config.epochs.to_string(),
+        reason: "linear evaluation needs at least 1 epoch",
+    })?;
     let idx: Vec<usize> = (0..test.len()).collect();
     let (x, y) = test.rows(&idx, &plain);
     let logits = chosen.valid().linear.forward(x);
@@ -249,7 +258,10 @@ pub fn linear_eval(
     let probs: Vec<f32> = softmax(logits, 1)
         .into_data()
         .try_to_vec::<f32>()
-        .map_err(|e| TrainError::Batch(format!("cannot read probabilities back: {e:?}")))?;
+        .map_err(|e| TrainError::Readback {
+            what: "probabilities",
+            reason: format!("{e:?}"),
+        })?;
     let probs: Vec<Vec<f64>> = probs
         .chunks(classes)
         .map(|r| r.iter().map(|&p| p as f64).collect())
@@ -353,7 +365,28 @@ mod tests {
             dim: 8,
             labels: vec![],
         };
-        assert!(linear_eval(&f, &empty, &f, 2, &quick(), &device).is_err());
-        assert!(linear_eval(&f, &f, &f, 1, &quick(), &device).is_err());
+        assert!(matches!(
+            linear_eval(&f, &empty, &f, 2, &quick(), &device),
+            Err(TrainError::EmptyFeatures {
+                train: 10,
+                valid: 0,
+                test: 10
+            })
+        ));
+        assert!(matches!(
+            linear_eval(&f, &f, &f, 1, &quick(), &device),
+            Err(TrainError::InvalidSetting {
+                name: "classes",
+                ..
+            })
+        ));
+        let no_epochs = LinearEvalConfig {
+            epochs: 0,
+            ..quick()
+        };
+        assert!(matches!(
+            linear_eval(&f, &f, &f, 2, &no_epochs, &device),
+            Err(TrainError::InvalidSetting { name: "epochs", .. })
+        ));
     }
 }
