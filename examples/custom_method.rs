@@ -30,8 +30,8 @@ use mmssl::data::Batch;
 use mmssl::encoders::init::xavier_param;
 use mmssl::objectives::{Contrast, Critic};
 use mmssl::protocol::{
-    BuildSetup, Grid, MethodFactory, MethodOption, MethodOptions, Phases, Quiet, Registry,
-    RunConfig, run_with,
+    BuildSetup, Grid, GridOptions, MethodFactory, MethodOption, MethodOptions, Phases, Quiet,
+    Registry, RunConfig, run_with,
 };
 use mmssl::train::{AnyEncoder, Method, StepOutput};
 use rand::rngs::StdRng;
@@ -104,7 +104,7 @@ impl MethodFactory for CosineRrFactory {
         ]
     }
 
-    fn check(&self, options: &MethodOptions<'_>) -> mmssl::protocol::Result<()> {
+    fn check(&self, options: &MethodOptions<'_>) -> mmssl::train::Result<()> {
         options.positive("temperature", 0.1)?;
         options.count("latent_dim", 64)?;
         Ok(())
@@ -115,7 +115,7 @@ impl MethodFactory for CosineRrFactory {
         options: &MethodOptions<'_>,
         setup: &BuildSetup<'_>,
         rng: &mut StdRng,
-    ) -> mmssl::protocol::Result<CosineRr> {
+    ) -> mmssl::train::Result<CosineRr> {
         let latent = options.count("latent_dim", 64)?;
         let mut encoders = Vec::new();
         let mut projections = Vec::new();
@@ -158,7 +158,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         &registry,
     )?;
     let out = std::path::Path::new("runs/example-custom-grid");
-    let rows = grid.run(out, &registry, &device, false, &mut Quiet)?;
+    let rows = grid.run(out, &registry, &device, GridOptions::default(), &mut Quiet)?;
     let summaries = mmssl::protocol::aggregate::summarise(&rows);
     println!("{}", mmssl::protocol::aggregate::markdown(&summaries));
     println!("tables and figures in {}", out.display());

@@ -8,7 +8,7 @@
 use mmssl::burn::tensor::Device;
 use mmssl::objectives::ObjectiveConfig;
 use mmssl::protocol::{
-    BuildSetup, DatasetKind, Grid, MethodFactory, MethodOption, MethodOptions, Phases,
+    BuildSetup, DatasetKind, Grid, GridOptions, MethodFactory, MethodOption, MethodOptions, Phases,
     ProtocolError, Quiet, Registry, RunConfig, load_run_config, run, run_with,
 };
 use mmssl::train::ContrastiveModel;
@@ -91,7 +91,7 @@ impl MethodFactory for SmallRr {
         vec![MethodOption::new("width", "latent size (default 16)")]
     }
 
-    fn check(&self, o: &MethodOptions<'_>) -> mmssl::protocol::Result<()> {
+    fn check(&self, o: &MethodOptions<'_>) -> mmssl::train::Result<()> {
         o.count("width", 16).map(|_| ())
     }
 
@@ -100,15 +100,9 @@ impl MethodFactory for SmallRr {
         o: &MethodOptions<'_>,
         s: &BuildSetup<'_>,
         rng: &mut StdRng,
-    ) -> mmssl::protocol::Result<ContrastiveModel> {
+    ) -> mmssl::train::Result<ContrastiveModel> {
         let objective = ObjectiveConfig::new("RR".parse()?).with_embedding_dim(16);
-        Ok(ContrastiveModel::new(
-            s.shapes,
-            o.count("width", 16)?,
-            &objective,
-            s.device,
-            rng,
-        )?)
+        ContrastiveModel::new(s.shapes, o.count("width", 16)?, &objective, s.device, rng)
     }
 }
 
@@ -125,7 +119,13 @@ fn a_grid_runs_a_method_registered_from_outside_beside_a_builtin_one() {
     let grid = Grid::from_toml_str(text, &registry).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rows = grid
-        .run(dir.path(), &registry, &Device::flex(), false, &mut Quiet)
+        .run(
+            dir.path(),
+            &registry,
+            &Device::flex(),
+            GridOptions::default(),
+            &mut Quiet,
+        )
         .unwrap();
     assert_eq!(rows.len(), 4, "two methods x two modalities");
     assert_eq!(rows[0].method, "small-rr;width=8");
@@ -146,7 +146,13 @@ fn a_grid_runs_a_method_registered_from_outside_beside_a_builtin_one() {
     assert!(dir.path().join("accuracy_two-view-mnist.svg").exists());
     // Running it again reuses the finished cells: the same rows.
     let again = grid
-        .run(dir.path(), &registry, &Device::flex(), false, &mut Quiet)
+        .run(
+            dir.path(),
+            &registry,
+            &Device::flex(),
+            GridOptions::default(),
+            &mut Quiet,
+        )
         .unwrap();
     assert_eq!(again, rows);
     // One phase alone on a finished cell: the analysis from the best checkpoint.
@@ -184,4 +190,31 @@ fn configurations_round_trip_through_toml_and_json_files() {
     std::fs::write(&bad, text).unwrap();
     let e = RunConfig::load(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.toml") && e.contains("batch_sise"), "{e}");
+}
+
+#[test]
+fn a_folder_another_run_writes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // Another writer holds the folder (here this process; the lock is the system's, so a
+    // dead process never leaves one behind).
+    let held = mmssl::protocol::FolderLock::acquire(&out).unwrap();
+    let e = run(&tiny("XX", &out), &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(
+        matches!(&e, ProtocolError::Locked { holder: Some(p), .. } if *p == std::process::id()),
+        "{e}"
+    );
+    assert!(!out.join("config.toml").exists(), "nothing was written");
+    drop(held);
+    // Free again: a new run starts; into a folder holding one, only with overwrite.
+    let mut config = tiny("XX", &out);
+    config.training.epochs = 1;
+    assert!(run(&config, &Device::flex(), &mut Quiet).is_ok());
+    let e = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(
+        matches!(e, ProtocolError::NotEmpty { foreign: false, .. }),
+        "{e}"
+    );
+    config.output.overwrite = true;
+    assert!(run(&config, &Device::flex(), &mut Quiet).is_ok());
 }

@@ -315,3 +315,132 @@ impl Method for Hybrid {
         self.encoders.len()
     }
 }
+
+/// Builds one of the hybrid baselines (`ae`, `dccae`, `cr-cca`, `rr-ae`) from its options:
+/// `latent_dim`, and those of its terms (the reconstruction weight, the deep CCA settings, the
+/// objective's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct HybridFactory {
+    preset: fn(usize) -> HybridConfig,
+}
+
+const CCA_OPTIONS: &[mmssl_train::MethodOption] = &[
+    mmssl_train::MethodOption::new(
+        "cca_dim",
+        "output size of the heads feeding the deep CCA loss (default 10; keep it below the \
+         batch size minus one)",
+    ),
+    mmssl_train::MethodOption::new(
+        "cca_norm",
+        "trace (default: the sum of canonical correlations) or frobenius (the authors' code)",
+    ),
+    mmssl_train::MethodOption::new(
+        "cca_top_k",
+        "only the top k canonical correlations count (default all)",
+    ),
+    mmssl_train::MethodOption::new(
+        "cca_reg",
+        "ridge added to the auto-covariances (default 0.001)",
+    ),
+    mmssl_train::MethodOption::new("cca_weight", "weight of the deep CCA term (default 1)"),
+];
+
+impl HybridFactory {
+    /// AE.
+    pub const AE: HybridFactory = HybridFactory {
+        preset: HybridConfig::ae,
+    };
+    /// DCCAE.
+    pub const DCCAE: HybridFactory = HybridFactory {
+        preset: HybridConfig::dccae,
+    };
+    /// CR-CCA.
+    pub const CR_CCA: HybridFactory = HybridFactory {
+        preset: HybridConfig::cr_cca,
+    };
+    /// RR-AE.
+    pub const RR_AE: HybridFactory = HybridFactory {
+        preset: HybridConfig::rr_ae,
+    };
+
+    /// The configuration the options `o` describe (the preset's where absent).
+    pub fn config(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<HybridConfig> {
+        let mut c = (self.preset)(o.count("latent_dim", 64)?);
+        if let Some(w) = c.reconstruction.as_mut() {
+            *w = o.non_negative("reconstruction", *w)?;
+        }
+        if let Some((cca, w)) = c.cca.as_mut() {
+            *cca = DeepCcaConfig {
+                reg: o.positive("cca_reg", cca.reg)?,
+                norm: o.get_or("cca_norm", cca.norm)?,
+                top_k: match o.get::<usize>("cca_top_k")? {
+                    Some(0) => return Err(o.bad("cca_top_k", "must be at least 1")),
+                    k => k.or(cca.top_k),
+                },
+            };
+            *w = o.non_negative("cca_weight", *w)?;
+            c.cca_dim = o.count("cca_dim", c.cca_dim)?;
+        }
+        if let Some(objective) = c.objective.take() {
+            c.objective = Some(mmssl_train::objective_options(objective, o)?);
+            c.embedding_dim = o.count("embedding_dim", c.embedding_dim)?;
+        }
+        Ok(c)
+    }
+}
+
+impl mmssl_train::MethodFactory for HybridFactory {
+    type Model = crate::Baseline;
+
+    fn options(&self) -> Vec<mmssl_train::MethodOption> {
+        let preset = (self.preset)(64);
+        let mut v = vec![mmssl_train::LATENT_DIM];
+        if preset.reconstruction.is_some() {
+            v.push(mmssl_train::MethodOption::new(
+                "reconstruction",
+                "weight of the reconstruction error (default 1)",
+            ));
+        }
+        if preset.cca.is_some() {
+            v.extend_from_slice(CCA_OPTIONS);
+        }
+        if preset.objective.is_some() {
+            v.extend_from_slice(mmssl_train::OBJECTIVE_OPTIONS);
+        }
+        v
+    }
+
+    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+        self.config(o).map(|_| ())
+    }
+
+    fn build(
+        &self,
+        o: &mmssl_train::MethodOptions<'_>,
+        s: &mmssl_train::BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> mmssl_train::Result<crate::Baseline> {
+        Ok(crate::Baseline::Hybrid(
+            self.config(o)?.init(s.shapes, s.device, rng)?,
+        ))
+    }
+
+    fn warnings(
+        &self,
+        o: &mmssl_train::MethodOptions<'_>,
+        training: &mmssl_train::TrainConfig,
+    ) -> Vec<String> {
+        let batch = training.batch_size;
+        match self.config(o) {
+            Ok(c) if c.cca.is_some() && c.cca_dim + 1 >= batch => vec![format!(
+                "cca_dim {} with batch size {batch}: a batch's cross-covariance has rank at most \
+                 {}, so every canonical correlation can be 1 whatever the encoders learn and \
+                 the deep CCA term carries no signal; use a CCA dimension below the batch size \
+                 minus one",
+                c.cca_dim,
+                batch.saturating_sub(1)
+            )],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -348,3 +348,23 @@ fn rows_matrix(
         })
         .map(|x| (x, labels))
 }
+
+/// The options of `lcca`.
+pub const LCCA_OPTIONS: &[mmssl_train::MethodOption] = &[
+    mmssl_train::MethodOption::new(
+        "components",
+        "canonical components kept, the representation's size (default 64)",
+    ),
+    mmssl_train::MethodOption::new("reg", "ridge added to the auto-covariances (default 0.001)"),
+];
+
+impl LinearCcaConfig {
+    /// The configuration the options `o` of `lcca` describe (the defaults where absent).
+    pub fn from_options(o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<Self> {
+        let d = LinearCcaConfig::default();
+        Ok(LinearCcaConfig {
+            components: o.count("components", d.components)?,
+            reg: o.positive("reg", d.reg)?,
+        })
+    }
+}

@@ -14,6 +14,11 @@
 //! | `mmvae` | [`Mmvae`] | mixture-of-experts IWAE / DReG bound |
 //! | `lcca` | [`LinearCca`] | closed-form CCA on flattened inputs |
 //!
+//! Each trained baseline has a factory beside its model ([`SupervisedFactory`],
+//! [`HybridFactory`], [`MmvaeFactory`]): the options of its method spec
+//! (`dccae;cca_dim=10;cca_norm=frobenius`) and how to build it; `mmssl-protocol` registers them
+//! by name.
+//!
 //! The deep CCA loss ([`DeepCca`]) is computed in float64 with an exact symmetric
 //! eigendecomposition and an analytic gradient, finite for any batch size and for rank-deficient
 //! representations (see its module documentation).
@@ -46,11 +51,11 @@ mod supervised;
 pub use decoder::{AnyDecoder, flatten_view, mse};
 pub use deep_cca::{CorrelationNorm, DeepCca, DeepCcaConfig, DeepCcaF64, DeepCcaOutput};
 pub use error::{BaselineError, Result};
-pub use hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig};
+pub use hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig, HybridFactory};
 pub use kind::{Baseline, BaselineKind, BaselineOptions};
-pub use lcca::{LinearCca, LinearCcaConfig, MAX_FEATURES, dataset_matrix};
-pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator};
-pub use supervised::Supervised;
+pub use lcca::{LCCA_OPTIONS, LinearCca, LinearCcaConfig, MAX_FEATURES, dataset_matrix};
+pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator, MmvaeFactory};
+pub use supervised::{Supervised, SupervisedFactory};
 
 #[cfg(test)]
 mod tests;

@@ -520,3 +520,84 @@ impl Mmvae {
             .unwrap_or_default()
     }
 }
+
+/// Builds the `mmvae` baseline from its options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MmvaeFactory;
+
+impl MmvaeFactory {
+    /// The configuration the options `o` describe (the defaults where absent).
+    pub fn config(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<MmvaeConfig> {
+        let d = MmvaeConfig::default();
+        let scaling = match o.raw("likelihood_scaling") {
+            None => None,
+            Some(text) => Some(
+                text.split(',')
+                    .map(|x| match x.trim().parse::<f64>() {
+                        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+                        _ => Err(o.bad(
+                            "likelihood_scaling",
+                            "comma-separated finite numbers > 0, one per modality",
+                        )),
+                    })
+                    .collect::<mmssl_train::Result<Vec<f64>>>()?,
+            ),
+        };
+        Ok(MmvaeConfig {
+            latent_dim: o.count("latent_dim", d.latent_dim)?,
+            k: o.count("k", d.k)?,
+            estimator: o.get_or::<MmvaeEstimator>("estimator", d.estimator)?,
+            likelihood_scale: o.positive("likelihood_scale", d.likelihood_scale)?,
+            likelihood_scaling: scaling,
+            learn_prior: o.get_or("learn_prior", d.learn_prior)?,
+        })
+    }
+}
+
+impl mmssl_train::MethodFactory for MmvaeFactory {
+    type Model = crate::Baseline;
+
+    fn options(&self) -> Vec<mmssl_train::MethodOption> {
+        use mmssl_train::MethodOption as O;
+        vec![
+            mmssl_train::LATENT_DIM,
+            O::new(
+                "k",
+                "importance samples per modality (default 10; a step's cost grows linearly)",
+            ),
+            O::new(
+                "estimator",
+                "dreg (default), iwae (both loose: the mean over modalities outside the log) \
+                 or elbo",
+            ),
+            O::new(
+                "learn_prior",
+                "true: learn the prior's scale (default false)",
+            ),
+            O::new(
+                "likelihood_scale",
+                "the fixed scale of the Laplace likelihoods (default 0.75)",
+            ),
+            O::new(
+                "likelihood_scaling",
+                "per-modality factors of the log-likelihoods, comma-separated (default: the \
+                 largest modality size over each modality's)",
+            ),
+        ]
+    }
+
+    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+        self.config(o).map(|_| ())
+    }
+
+    fn build(
+        &self,
+        o: &mmssl_train::MethodOptions<'_>,
+        s: &mmssl_train::BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> mmssl_train::Result<crate::Baseline> {
+        Ok(crate::Baseline::Mmvae(
+            self.config(o)?.init(s.shapes, s.device, rng)?,
+        ))
+    }
+}

@@ -168,3 +168,35 @@ impl Supervised {
             .unwrap_or_default()
     }
 }
+
+/// Builds the `supervised` baseline (option `latent_dim`); it trains on labelled items.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SupervisedFactory;
+
+impl mmssl_train::MethodFactory for SupervisedFactory {
+    type Model = crate::Baseline;
+
+    fn options(&self) -> Vec<mmssl_train::MethodOption> {
+        vec![mmssl_train::LATENT_DIM]
+    }
+
+    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+        o.count("latent_dim", 64).map(|_| ())
+    }
+
+    fn build(
+        &self,
+        o: &mmssl_train::MethodOptions<'_>,
+        s: &mmssl_train::BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> mmssl_train::Result<crate::Baseline> {
+        let latent = o.count("latent_dim", 64)?;
+        Ok(crate::Baseline::Supervised(Supervised::new(
+            s.shapes, latent, s.classes, s.device, rng,
+        )?))
+    }
+
+    fn needs_labels(&self) -> bool {
+        true
+    }
+}

@@ -10,6 +10,7 @@ use mmssl_data::{DataError, Diagnosis, Manifest, MatData, SynthConfig, SynthRepo
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::IsTerminal;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -49,7 +50,9 @@ pub struct SynthArgs {
     /// The output folder (volumes and `manifest.csv`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of subjects (half HC, half AD; at least 2).
+    /// Number of subjects (half HC, half AD). At least 12: the protocol holds out a fifth of
+    /// each diagnosis and deals the rest into 5 folds, each of which needs a subject of both
+    /// diagnoses.
     #[arg(long, default_value_t = 20)]
     pub subjects: usize,
     /// Seed of every random draw.
@@ -80,6 +83,14 @@ pub struct DownloadArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Seconds to wait for a connection, and then for the server's answer, before giving up
+    /// on an attempt.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Further attempts after a failed transfer (a timeout, a broken connection, a server
+    /// error), each announced, a few seconds apart.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 /// The datasets `mmssl data download` knows.
@@ -277,7 +288,13 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
             if let Some(url) = &a.base_url {
                 source = source.with_base_url(url.clone());
             }
-            let fetched = download(&source, &a.dir, a.quiet)?;
+            let options = DownloadOptions {
+                quiet: a.quiet,
+                timeout: std::time::Duration::from_secs(a.timeout.max(1)),
+                retries: a.retries,
+                retry_pause: std::time::Duration::from_secs(3),
+            };
+            let fetched = download_with(&source, &a.dir, &options)?;
             let mut out = String::new();
             for f in &fetched {
                 let what = if f.downloaded {
@@ -782,6 +799,14 @@ pub fn bundled_template() -> Result<(PathBuf, PathBuf), DataCmdError> {
     Ok((t1, gm))
 }
 
+/// The fewest subjects a synthetic cohort can have for `--dataset oasis3`: per diagnosis one
+/// held out (a fifth, rounded) and five for the five folds.
+pub const MIN_SYNTH_SUBJECTS: usize = 12;
+
+/// The batch size the printed `next:` command uses: a validation fold of the smallest cohort
+/// holds 2 subjects, so at least 2 sessions, and a set must fill at least one batch.
+const SYNTH_BATCH: usize = 2;
+
 /// Writes the synthetic cohort `mmssl data synth-cohort` describes.
 pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
     let (t1, gm) = match &args.t1 {
@@ -792,6 +817,16 @@ pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
         }
     };
     let mut config = SynthConfig::new(t1, gm);
+    if args.subjects < MIN_SYNTH_SUBJECTS {
+        return Err(DataCmdError::Data(DataError::InvalidParameter {
+            name: "--subjects",
+            value: args.subjects.to_string(),
+            reason: format!(
+                "at least {MIN_SYNTH_SUBJECTS}: the protocol holds out a fifth of each diagnosis \
+                 and deals the rest into 5 folds that each need both diagnoses"
+            ),
+        }));
+    }
     config.subjects = args.subjects;
     config.seed = args.seed;
     Ok(mmssl_data::synth_cohort(&config, &args.out)?)
@@ -801,7 +836,8 @@ fn synth_text(r: &SynthReport) -> String {
     format!(
         "synthetic cohort: {} subjects ({} HC, {} AD), {} sessions, volumes {}\n\
          manifest: {}\n\
-         next: mmssl run --dataset oasis3 --manifest {} --objective CR-XX --epochs 2 --out RUN",
+         next: mmssl run --dataset oasis3 --manifest {} --objective CR-XX --epochs 2 \
+         --batch-size {SYNTH_BATCH} --out RUN",
         r.subjects,
         r.hc,
         r.ad,
@@ -841,9 +877,53 @@ fn hex(bytes: &[u8]) -> String {
 /// or a failed transfer deletes the partial file and is an error naming the file. Progress
 /// bars unless `quiet`.
 pub fn download(source: &Source, dir: &Path, quiet: bool) -> Result<Vec<Fetched>, DataCmdError> {
+    download_with(
+        source,
+        dir,
+        &DownloadOptions {
+            quiet,
+            ..Default::default()
+        },
+    )
+}
+
+/// How [`download_with`] waits and retries.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// No progress bars or messages.
+    pub quiet: bool,
+    /// The longest wait for a connection, and then for the server's answer, per attempt.
+    pub timeout: std::time::Duration,
+    /// Further attempts after a failed transfer.
+    pub retries: u32,
+    /// The pause before each further attempt.
+    pub retry_pause: std::time::Duration,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            quiet: false,
+            timeout: std::time::Duration::from_secs(60),
+            retries: 3,
+            retry_pause: std::time::Duration::from_secs(3),
+        }
+    }
+}
+
+/// [`download`] with its timeouts and retries chosen: a server that accepts the connection and
+/// never answers fails the attempt after `timeout`; failed transfers are retried `retries`
+/// times, each retry announced; a checksum mismatch or an HTTP 4xx is not retried.
+pub fn download_with(
+    source: &Source,
+    dir: &Path,
+    options: &DownloadOptions,
+) -> Result<Vec<Fetched>, DataCmdError> {
+    let quiet = options.quiet;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .timeout_connect(Some(options.timeout))
+        .timeout_recv_response(Some(options.timeout))
         .build()
         .into();
     let mut out = Vec::new();
@@ -870,11 +950,28 @@ pub fn download(source: &Source, dir: &Path, quiet: bool) -> Result<Vec<Fetched>
             }
         }
         let part = dir.join(format!("{name}.part"));
-        let result = fetch_one(&agent, source, name, md5, &path, &part, quiet);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&part);
-        }
-        let bytes = result?;
+        let mut attempt = 0;
+        let bytes = loop {
+            if !quiet && !std::io::stderr().is_terminal() {
+                eprintln!("{}: downloading {}", path.display(), source.url(name));
+            }
+            let result = fetch_one(&agent, source, name, md5, &path, &part, quiet);
+            if result.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+            match result {
+                Err(e @ DataCmdError::Http { .. })
+                    if attempt < options.retries && retryable(&e) =>
+                {
+                    attempt += 1;
+                    if !quiet {
+                        eprintln!("{e}; retrying ({attempt} of {})", options.retries);
+                    }
+                    std::thread::sleep(options.retry_pause);
+                }
+                other => break other?,
+            }
+        };
         std::fs::rename(&part, &path).map_err(io_err(&path))?;
         out.push(Fetched {
             path,
@@ -883,6 +980,14 @@ pub fn download(source: &Source, dir: &Path, quiet: bool) -> Result<Vec<Fetched>
         });
     }
     Ok(out)
+}
+
+/// Whether a failed transfer may succeed if tried again: not a client error (HTTP 4xx).
+fn retryable(e: &DataCmdError) -> bool {
+    match e {
+        DataCmdError::Http { message, .. } => !message.starts_with("HTTP 4"),
+        _ => false,
+    }
 }
 
 fn fetch_one(
@@ -902,6 +1007,9 @@ fn fetch_one(
     };
     let mut response = agent.get(&url).call().map_err(|e| match e {
         ureq::Error::StatusCode(404) => http("HTTP 404 not found on the server".into()),
+        ureq::Error::Timeout(what) => http(format!(
+            "no answer from the server: timed out ({what}); check the network or the address"
+        )),
         ureq::Error::StatusCode(code) => http(format!("HTTP status {code}")),
         other => http(other.to_string()),
     })?;

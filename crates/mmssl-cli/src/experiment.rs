@@ -5,7 +5,7 @@ use crate::backend::select_device;
 use crate::run::Bars;
 use clap::Args;
 use mmssl_protocol::aggregate::ResultRow;
-use mmssl_protocol::{Grid, Registry};
+use mmssl_protocol::{Grid, GridOptions, Registry};
 use std::path::PathBuf;
 
 /// Arguments of `mmssl experiment`.
@@ -21,6 +21,10 @@ pub struct ExperimentArgs {
     /// Only aggregate the finished runs (no training).
     #[arg(long)]
     pub aggregate_only: bool,
+    /// Move aside (to `NAME.replaced-<time>`) and run again the cells whose folders hold runs
+    /// made with other settings; without it such a grid is refused, naming the differences.
+    #[arg(long)]
+    pub rerun_changed: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -44,6 +48,10 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), cr
         });
     let device = select_device(grid.base.backend)?;
     let mut bars = Bars::new(args.quiet, grid.base.training.batch_size);
-    let rows = grid.run(&out, &registry, &device, args.aggregate_only, &mut bars)?;
+    let options = GridOptions {
+        aggregate_only: args.aggregate_only,
+        rerun_changed: args.rerun_changed,
+    };
+    let rows = grid.run(&out, &registry, &device, options, &mut bars)?;
     Ok((rows, out))
 }

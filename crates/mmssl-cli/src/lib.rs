@@ -76,7 +76,7 @@ pub struct PhaseArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Linear-evaluation epochs (default: the run's; `linear-eval` only).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eval_epochs: Option<usize>,
     /// Extract the features with the encoders' BatchNorm in training mode, as the authors'
     /// code does (default: the run's setting, normally evaluation mode; `linear-eval` only).
@@ -92,6 +92,12 @@ pub struct PhaseArgs {
 
 impl PhaseArgs {
     fn run(&self, phases: Phases) -> Result<(mmssl_protocol::RunReport, PathBuf), CliError> {
+        if !phases.evaluate && (self.eval_epochs.is_some() || self.bn_train_mode) {
+            return Err(ProtocolError::Config(
+                "--eval-epochs and --bn-train-mode apply to `linear-eval`, not to `analyze`".into(),
+            )
+            .into());
+        }
         let mut config = load_run_config(&self.run)?;
         if let Some(e) = self.eval_epochs {
             config.evaluation.epochs = Some(e);

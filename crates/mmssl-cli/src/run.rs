@@ -9,8 +9,38 @@ use mmssl_protocol::{
     DatasetKind, MethodSpec, Observer, Phase, ProtocolError, RunConfig, ScheduleKind,
 };
 use mmssl_train::{EpochMetrics, Progress};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// `YYYYMMDD-HHMMSS` in UTC, for default run folders.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_time(secs)
+}
+
+/// `YYYYMMDD-HHMMSS` of `secs` seconds after 1970-01-01 UTC (the days to a civil date by
+/// Howard Hinnant's algorithm).
+fn civil_time(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
 
 /// Arguments of `mmssl run` and `mmssl pretrain`. Flags not given keep the value of
 /// `--config FILE` (a run configuration, nested or with the flags' keys), else the default.
@@ -32,11 +62,12 @@ pub struct RunArgs {
     /// shipped with mmssl is split into 8,000 training, 1,000 validation and 1,000 test images.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The run directory (default `runs/latest`).
+    /// The run directory (default: a new folder `runs/<method>-<date>-<time>`). A folder
+    /// holding an earlier run is refused unless `--resume` or `--overwrite`.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Pretraining epochs (default 50).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// The second modality's folder for the label-paired datasets (Fashion-MNIST IDX files
     /// or SVHN .mat files); default: `fashion-mnist` or `svhn` beside `--data-dir`.
@@ -47,20 +78,20 @@ pub struct RunArgs {
     pub manifest: Option<PathBuf>,
     /// Use only N training pairs: the first N for Two-View MNIST, a seeded random N for the
     /// label-paired datasets (whose pairs are ordered by class).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub train_limit: Option<usize>,
     /// Compute backend: cpu (default), wgpu or cuda.
     #[arg(long)]
     pub backend: Option<BackendKind>,
     /// Seed of every random choice (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Which fold validates: of the stratified 12-fold split of the training data (with the
     /// embedded MNIST subset: which of its nine 1,000-image blocks; cohorts: of 5). Default 0.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fold: Option<usize>,
     /// Pretraining batch size (default 64).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// RAdam's learning rate when no schedule is used (`--schedule constant`), for
     /// pretraining and linear evaluation (default 4e-4, the paper's).
@@ -74,7 +105,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub schedule: Option<ScheduleKind>,
     /// MMVAE's importance samples per modality: the option `k` of `--method mmvae`.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub mmvae_k: Option<usize>,
     /// MMVAE's estimator, dreg, iwae or elbo: the option `estimator` of `--method mmvae`.
     #[arg(long)]
@@ -83,22 +114,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub mmvae_learn_prior: bool,
     /// Output size of the deep CCA heads of `dccae` and `cr-cca` (their option `cca_dim`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cca_dim: Option<usize>,
     /// The deep CCA norm, trace or frobenius (option `cca_norm` of `dccae`, `cr-cca`).
     #[arg(long)]
     pub cca_norm: Option<String>,
     /// Only the top K canonical correlations count (option `cca_top_k` of `dccae`, `cr-cca`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cca_top_k: Option<usize>,
     /// The deep CCA ridge (option `cca_reg` of `dccae`, `cr-cca`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cca_reg: Option<f64>,
     /// Canonical components of `--method lcca` (its option `components`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lcca_components: Option<usize>,
     /// Linear-evaluation epochs (default: 50 for images, 500 for volumes, the paper's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eval_epochs: Option<usize>,
     /// Extract the linear-evaluation features with the encoders' BatchNorm in training mode
     /// (statistics of each batch of `--batch-size` items), as the authors' code does, instead
@@ -107,11 +138,16 @@ pub struct RunArgs {
     pub bn_train_mode: bool,
     /// Loader threads preparing the next batches while a step trains (0: load in the training
     /// thread; default 2). Changes speed only, never results.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub workers: Option<usize>,
-    /// Continue the run in `--out` from its last checkpoint.
+    /// Continue the run in `--out` from its last checkpoint, with the settings in its
+    /// config.toml (flags given must agree with them).
     #[arg(long)]
     pub resume: bool,
+    /// Delete the results of the earlier run in `--out` first (a folder holding one is
+    /// refused otherwise).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -139,19 +175,33 @@ impl RunArgs {
     pub fn quick_demo() -> Self {
         RunArgs {
             out: Some(PathBuf::from("runs/demo")),
+            // The demo is a throwaway: each replaces the last.
+            overwrite: true,
             epochs: Some(2),
             eval_epochs: Some(10),
             ..Default::default()
         }
     }
 
-    /// The run configuration: `--config` (or the defaults), then every flag given. Returns
-    /// it with warnings about flags that do not apply to the method.
+    /// The run configuration: `--config` (with `--resume`: the run folder's own), else the
+    /// defaults, then every flag given. Returns it with warnings about flags that do not apply.
     pub fn to_config(&self) -> Result<(RunConfig, Vec<String>), ProtocolError> {
-        let mut c = match &self.config {
-            Some(path) => RunConfig::load(path)?,
-            None => RunConfig::default(),
+        let mut c = match (&self.config, self.resume, &self.out) {
+            (Some(path), _, _) => RunConfig::load(path)?,
+            (None, true, Some(dir)) => {
+                if !dir.join("config.toml").exists() {
+                    return Err(ProtocolError::NothingToResume { dir: dir.clone() });
+                }
+                mmssl_protocol::load_run_config(dir)?
+            }
+            (None, true, None) => {
+                return Err(ProtocolError::Config(
+                    "--resume needs --out RUN, the folder of the run to continue".into(),
+                ));
+            }
+            (None, false, _) => RunConfig::default(),
         };
+        let default_out = self.out.is_none() && self.config.is_none();
         if let (Some(o), Some(m)) = (&self.objective, &self.method) {
             return Err(ProtocolError::Config(format!(
                 "both --objective {o} and --method {m} given: a run trains one method"
@@ -185,6 +235,15 @@ impl RunArgs {
         );
         c.evaluation.bn_train_mode |= self.bn_train_mode;
         c.output.resume |= self.resume;
+        c.output.overwrite |= self.overwrite;
+        if default_out {
+            // A new folder per run: the default never lands on an earlier run.
+            c.output.dir = PathBuf::from("runs").join(format!(
+                "{}-{}",
+                mmssl_protocol::slug(&c.method.to_string()),
+                timestamp()
+            ));
+        }
         let values: [Option<String>; 8] = [
             self.mmvae_k.map(|v| v.to_string()),
             self.mmvae_estimator.clone(),
@@ -202,6 +261,26 @@ impl RunArgs {
             .to_ascii_lowercase()
             .replace('_', "-");
         let mut warnings = Vec::new();
+        // Data flags the dataset does not read.
+        let uses = |flag: &str| match c.data.dataset {
+            DatasetKind::TwoViewMnist => flag == "--data-dir",
+            DatasetKind::MnistFashion | DatasetKind::MnistSvhn => {
+                flag == "--data-dir" || flag == "--second-data-dir"
+            }
+            DatasetKind::Oasis3 => flag == "--manifest",
+        };
+        for (flag, given) in [
+            ("--data-dir", self.data_dir.is_some()),
+            ("--second-data-dir", self.second_data_dir.is_some()),
+            ("--manifest", self.manifest.is_some()),
+        ] {
+            if given && !uses(flag) {
+                warnings.push(format!(
+                    "{flag} is not read by the dataset {}: ignored",
+                    c.data.dataset
+                ));
+            }
+        }
         for ((flag, applies, option), value) in METHOD_FLAGS.iter().zip(values) {
             let Some(value) = value else { continue };
             if applies.contains(&name.as_str()) {
@@ -229,7 +308,8 @@ pub struct Bars {
 impl Bars {
     /// Bars for a run with batches of `batch_size`; none when `quiet`.
     pub fn new(quiet: bool, batch_size: usize) -> Self {
-        let bar = (!quiet).then(|| {
+        // A bar only on a terminal: elsewhere (nohup, a cluster job, CI) plain lines.
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -314,6 +394,26 @@ impl Observer for Bars {
         if let (Some(bar), Phase::Evaluating { .. } | Phase::Analysing) = (&self.bar, phase) {
             bar.finish_and_clear();
         }
+        if self.quiet {
+            return;
+        }
+        let line = match phase {
+            Phase::Loading => "loading the data".to_string(),
+            Phase::Pretraining => "pretraining".to_string(),
+            Phase::Evaluating {
+                modality,
+                random_init,
+            } => format!(
+                "linear evaluation of modality {modality} ({})",
+                if random_init {
+                    "random initialisation"
+                } else {
+                    "pretrained"
+                }
+            ),
+            Phase::Analysing => "similarity of the modalities".to_string(),
+        };
+        self.print(line);
     }
 
     fn warning(&mut self, message: &str) {
@@ -369,9 +469,28 @@ mod tests {
     }
 
     #[test]
+    fn civil_times_of_known_instants() {
+        assert_eq!(civil_time(0), "19700101-000000");
+        // 2000-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(civil_time(951_827_696), "20000229-123456");
+        // 2026-12-04 18:07:51 UTC.
+        assert_eq!(civil_time(1_796_407_671), "20261204-180751");
+    }
+
+    #[test]
     fn flags_override_the_config_file_and_the_defaults() {
         let (c, w) = parse(&[]).to_config().unwrap();
-        assert_eq!((c, w.len()), (RunConfig::default(), 0));
+        assert_eq!(w.len(), 0);
+        // The default folder is a new one per run.
+        assert!(c.output.dir.starts_with("runs"));
+        assert!(
+            c.output.dir.to_string_lossy().contains("CR-XX-CC-"),
+            "{:?}",
+            c.output.dir
+        );
+        let mut d = c.clone();
+        d.output.dir = RunConfig::default().output.dir;
+        assert_eq!(d, RunConfig::default());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(

@@ -1,7 +1,7 @@
 //! Tests of `mmssl data` (info, synth-cohort, download) and of the download function against
 //! a tiny local HTTP server.
 
-use mmssl_cli::data::{DataCmdError, Source, download, file_md5};
+use mmssl_cli::data::{DataCmdError, DownloadOptions, Source, download, download_with, file_md5};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -352,6 +352,7 @@ fn info_on_nifti_1_and_2() {
 fn synth_cohort_then_info_on_its_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("cohort");
+    // Too few subjects for the protocol's folds is refused at once, with the limit.
     let out = mmssl(&[
         "data",
         "synth-cohort",
@@ -359,6 +360,17 @@ fn synth_cohort_then_info_on_its_manifest() {
         out_dir.to_str().unwrap(),
         "--subjects",
         "4",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 12"), "{}", stderr(&out));
+    assert!(!out_dir.join("manifest.csv").exists());
+    let out = mmssl(&[
+        "data",
+        "synth-cohort",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--subjects",
+        "12",
         "--seed",
         "3",
     ]);
@@ -366,7 +378,7 @@ fn synth_cohort_then_info_on_its_manifest() {
     let text = stdout(&out);
     let manifest = out_dir.join("manifest.csv");
     assert!(manifest.is_file());
-    assert!(text.contains("4 subjects (2 HC, 2 AD)"), "{text}");
+    assert!(text.contains("12 subjects (6 HC, 6 AD)"), "{text}");
     assert!(
         text.contains(&format!(
             "mmssl run --dataset oasis3 --manifest {}",
@@ -374,10 +386,31 @@ fn synth_cohort_then_info_on_its_manifest() {
         )),
         "{text}"
     );
+    // The printed next command works on the smallest cohort (it failed on a batch larger
+    // than the training set): run it as printed, evaluation shortened.
+    let next = text
+        .lines()
+        .find_map(|l| l.strip_prefix("next: mmssl "))
+        .expect("a next: line");
+    let run_dir = dir.path().join("next-run");
+    let mut args: Vec<String> = next
+        .split_whitespace()
+        .map(|a| {
+            if a == "RUN" {
+                run_dir.to_string_lossy().into_owned()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    args.extend(["--eval-epochs", "2", "--quiet"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_ok(&mmssl(&refs));
+    assert!(run_dir.join("eval.json").exists());
     let j = info_json(&manifest);
-    assert_eq!(j["subjects"], 4);
-    assert_eq!(j["subjects_per_diagnosis"]["HC"], 2);
-    assert_eq!(j["subjects_per_diagnosis"]["AD"], 2);
+    assert_eq!(j["subjects"], 12);
+    assert_eq!(j["subjects_per_diagnosis"]["HC"], 6);
+    assert_eq!(j["subjects_per_diagnosis"]["AD"], 6);
     assert_eq!(j["missing_files"], 0);
     let rows = j["rows"].as_u64().unwrap();
     let per: u64 = j["sessions_per_diagnosis"]
@@ -483,4 +516,50 @@ fn info_on_truncated_real_files() {
             "{src}: {err}"
         );
     }
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_times_out_and_is_retried() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    // Accepts every connection and holds it open without a byte of answer (the download used
+    // to wait for ever, silently).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let source = Source::new(
+        "test",
+        &format!("http://{addr}/"),
+        &[("a.bin", "00000000000000000000000000000000")],
+    );
+    let dest = tempfile::tempdir().unwrap();
+    let options = DownloadOptions {
+        quiet: true,
+        timeout: std::time::Duration::from_secs(1),
+        retries: 1,
+        retry_pause: std::time::Duration::from_millis(10),
+    };
+    let err = download_with(&source, dest.path(), &options).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, DataCmdError::Http { .. })
+            && msg.contains("timed out")
+            && msg.contains("a.bin"),
+        "{msg}"
+    );
+    // The first attempt and one retry.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(
+        no_leftovers(dest.path()).is_empty(),
+        "{:?}",
+        no_leftovers(dest.path())
+    );
 }

@@ -189,11 +189,22 @@ impl Manifest {
         let mut rows = Vec::new();
         let mut seen: HashMap<(String, String), u64> = HashMap::new();
         for record in reader.records() {
+            // The file's line, from the byte offset (the reader's own count skips blank lines).
+            let line_of = |p: Option<&csv::Position>| {
+                p.map_or(0, |p| {
+                    // The position is where the reader resumed: skip the blank lines it skipped.
+                    let mut at = (p.byte() as usize).min(bytes.len());
+                    while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
+                        at += 1;
+                    }
+                    1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64
+                })
+            };
             let record = record.map_err(|e| {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = line_of(e.position());
                 err(line, format!("malformed row: {e}"))
             })?;
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let line = line_of(record.position());
             let field = |k: usize| record.get(cols[k]).unwrap_or("").to_string();
             let (subject, session) = (field(0), field(1));
             if subject.is_empty() || session.is_empty() {

@@ -123,6 +123,19 @@ fn bad_manifests_name_the_file_and_line() {
         "malformed",
     );
     check("empty.csv", head, 1, "no session");
+    // Line numbers are the file's lines, blank lines and CRLF endings included.
+    check(
+        "blank.csv",
+        &format!("{head}\ns,1,a.nii.gz,b.nii.gz,HC\n\nt,1,a.nii.gz,b.nii.gz,MCI\n"),
+        5,
+        "unknown label `MCI`",
+    );
+    check(
+        "crlf.csv",
+        "subject,session,t1,falff,label\r\ns,1,a.nii.gz,b.nii.gz,HC\r\nt,1,a.nii.gz,c.nii.gz,HC\r\n",
+        3,
+        "c.nii.gz does not exist",
+    );
     check(
         "nosubject.csv",
         &format!("{head},1,a.nii.gz,b.nii.gz,HC\n"),

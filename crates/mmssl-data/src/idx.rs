@@ -247,7 +247,20 @@ pub fn load_mnist_dir(dir: impl AsRef<Path>, split: MnistSplit) -> Result<ImageS
             })
         }
     };
-    read_idx_images(find("images-idx3-ubyte")?, find("labels-idx1-ubyte")?)
+    let labels = find("labels-idx1-ubyte")?;
+    let set = read_idx_images(find("images-idx3-ubyte")?, &labels)?;
+    // MNIST and Fashion-MNIST have 10 classes: a label beyond them is a corrupt file, found
+    // now rather than as a crash at the end of a run (or as extra classes).
+    if let Some((i, &l)) = set.labels().iter().enumerate().find(|&(_, &l)| l > 9) {
+        return Err(DataError::format(
+            &labels,
+            format!(
+                "label {l} of item {i} is not a class 0-9 (MNIST and Fashion-MNIST have 10 \
+                 classes)"
+            ),
+        ));
+    }
+    Ok(set)
 }
 
 /// Which split of an MNIST-layout folder.

@@ -579,3 +579,31 @@ fn waiting_time_counts_synchronous_loading() {
         0
     );
 }
+
+#[test]
+fn out_of_range_labels_in_an_mnist_folder_are_refused_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = idx_bytes(&[3, 2, 2], &[0; 12]);
+    for (labels, bad) in [
+        (vec![1u8, 9, 0], None),
+        (vec![1u8, 200, 3], Some("label 200 of item 1")),
+    ] {
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), &images).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            idx_bytes(&[3], &labels),
+        )
+        .unwrap();
+        let got = load_mnist_dir(dir.path(), MnistSplit::Test);
+        match bad {
+            None => assert_eq!(got.unwrap().labels(), &labels[..]),
+            Some(needle) => {
+                let e = got.unwrap_err().to_string();
+                assert!(
+                    e.contains(needle) && e.contains("t10k-labels-idx1-ubyte"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}

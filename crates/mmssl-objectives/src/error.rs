@@ -24,7 +24,7 @@ pub enum ObjectiveError {
     },
     /// A weight that is not a finite positive number.
     #[error(
-        "invalid weight `{weight}` for edge {edge} in objective `{spec}`: weights must be finite and > 0"
+        "invalid weight `{weight}` for edge {edge} in objective `{spec}`: weights must be finite, > 0 and at most 1e6"
     )]
     BadWeight {
         /// The edge.

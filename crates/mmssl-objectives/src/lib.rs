@@ -59,7 +59,7 @@ pub use objective::{
     contrast_unfused,
 };
 pub use scores::{Scores, softplus};
-pub use spec::{Edge, ObjectiveSpec};
+pub use spec::{Edge, MAX_WEIGHT, ObjectiveSpec};
 
 #[cfg(test)]
 mod tests;

@@ -44,6 +44,10 @@ impl fmt::Display for Edge {
     }
 }
 
+/// The largest edge weight a spec accepts: larger ones overflow a float32 loss (a weight of
+/// 1e40 is infinite in float32) long before they could mean anything.
+pub const MAX_WEIGHT: f64 = 1e6;
+
 /// A parsed objective: a non-empty set of edges with positive weights, in canonical order.
 ///
 /// ```
@@ -182,16 +186,23 @@ impl FromStr for ObjectiveSpec {
                 }
                 let text = &after[..end];
                 weight = match text.parse::<f64>() {
-                    Ok(w) if w.is_finite() && w > 0.0 => w,
+                    Ok(w) if w.is_finite() && w > 0.0 && w <= MAX_WEIGHT => w,
                     _ => {
-                        let shown = if text.is_empty() {
-                            after.split([',', '-']).next().unwrap_or("")
+                        // The weight as written, a leading sign included (`CR:-1`).
+                        let shown: String = if text.is_empty() {
+                            after
+                                .char_indices()
+                                .take_while(|&(i, c)| {
+                                    c != ',' && !c.is_whitespace() && (c != '-' || i == 0)
+                                })
+                                .map(|(_, c)| c)
+                                .collect()
                         } else {
-                            text
+                            text.to_string()
                         };
                         return Err(ObjectiveError::BadWeight {
                             edge: edge.to_string(),
-                            weight: shown.to_string(),
+                            weight: shown,
                             spec: spec.to_string(),
                         });
                     }
@@ -264,6 +275,10 @@ mod tests {
         assert!(matches!(err("CR:-1"), BadWeight { .. }));
         assert!(matches!(err("CR:abc"), BadWeight { weight, .. } if weight == "abc"));
         assert!(matches!(err("CR:inf"), BadWeight { .. }));
+        assert!(matches!(err("CR:-1"), BadWeight { weight, .. } if weight == "-1"));
+        assert!(matches!(err("CR:1e40"), BadWeight { weight, .. } if weight == "1e40"));
+        assert!(matches!(err("XX:2,CR:-0.5"), BadWeight { weight, .. } if weight == "-0.5"));
+        assert!("CR:1e6".parse::<ObjectiveSpec>().is_ok());
         assert!(matches!(err("CR--XX"), Syntax { .. }));
         assert!(matches!(err("CR-"), Syntax { .. }));
         assert!(matches!(err("CR XX"), Syntax { .. }));

@@ -174,8 +174,12 @@ pub fn markdown(summaries: &[Summary]) -> String {
         s += "---|---|";
     }
     s += "---|---|---|---|\n";
-    let pm = |v: (f64, f64)| format!("{:.4} ± {:.4}", v.0, v.1);
     for x in summaries {
+        // A single run has no spread to show.
+        let pm = |v: (f64, f64)| match x.runs {
+            0 | 1 => format!("{:.4}", v.0),
+            _ => format!("{:.4} ± {:.4}", v.0, v.1),
+        };
         s += &format!("| {} | {} | {} |", x.dataset, x.method, x.runs);
         for m in 0..modalities {
             let acc = x.accuracy.get(m).map_or("-".into(), |&v| pm(v));
@@ -273,7 +277,8 @@ mod tests {
             md.contains("| two-view-mnist | CR-XX | 2 | 0.8500 ± 0.0707 |"),
             "{md}"
         );
-        assert!(md.contains("| dccae | 1 |"), "{md}");
+        assert!(md.contains("| dccae | 1 | 0.6000 |"), "{md}");
+        assert!(!md.contains("0.6000 ±"), "no spread for one run: {md}");
         assert_eq!(mean_std(&[f64::NAN]), None);
     }
 
@@ -304,6 +309,9 @@ mod tests {
             svg.contains("<svg") && svg.contains("lcca"),
             "the method names label the bars"
         );
+        // Ten digit classes: the chance level is drawn and named; the axis ends at 1.
+        assert!(svg.contains("chance (0.10)"), "{svg}");
+        assert!(!svg.contains(">1.2<") && !svg.contains(">1.3<"));
         let png = std::fs::read(dir.path().join("accuracy_two-view-mnist.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }

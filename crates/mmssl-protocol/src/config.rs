@@ -81,6 +81,14 @@ impl DatasetKind {
         }
     }
 
+    /// Classes of the dataset's labelled task (digits or garments: 10; HC vs AD: 2).
+    pub fn classes(self) -> usize {
+        match self {
+            DatasetKind::Oasis3 => 2,
+            _ => 10,
+        }
+    }
+
     /// Whether items are volumes (the paper's defaults differ: 500 evaluation epochs).
     pub fn is_volumetric(self) -> bool {
         self == DatasetKind::Oasis3
@@ -288,6 +296,9 @@ pub struct OutputConfig {
     pub dir: PathBuf,
     /// Continue the run in `dir` from its last checkpoint (its settings must be the same).
     pub resume: bool,
+    /// Delete the results of an earlier run in `dir` before starting (without it a non-empty
+    /// folder is refused). Never saved as set.
+    pub overwrite: bool,
 }
 
 impl Default for OutputConfig {
@@ -295,6 +306,7 @@ impl Default for OutputConfig {
         OutputConfig {
             dir: PathBuf::from("runs/latest"),
             resume: false,
+            overwrite: false,
         }
     }
 }
@@ -607,6 +619,14 @@ impl RunConfig {
                 ));
             }
         }
+        if t.epochs == 0 {
+            return Err(ProtocolError::setting(
+                "training.epochs",
+                0,
+                "at least 1 epoch (every run also evaluates the random initialisation, as its \
+                 reference)",
+            ));
+        }
         if t.batch_size < 2 {
             return Err(ProtocolError::setting(
                 "training.batch_size",
@@ -694,11 +714,21 @@ impl RunConfig {
     /// but the output, the backend, the loader threads, the evaluation and the analysis. A run
     /// resumes only with the same identity.
     pub fn pretraining_identity(&self) -> Result<toml::Table> {
+        self.identity(&["output", "backend", "evaluation", "analysis"])
+    }
+
+    /// The settings that decide a run's results (`eval.json`): the pretraining identity plus
+    /// the evaluation and the analysis.
+    pub fn results_identity(&self) -> Result<toml::Table> {
+        self.identity(&["output", "backend"])
+    }
+
+    fn identity(&self, skip: &[&str]) -> Result<toml::Table> {
         let full = toml::Table::try_from(self).map_err(|e| ProtocolError::Config(e.to_string()))?;
         let mut flat = toml::Table::new();
         for (k, v) in full {
             match (k.as_str(), v) {
-                ("output" | "backend" | "evaluation" | "analysis", _) => {}
+                (key, _) if skip.contains(&key) => {}
                 (section, toml::Value::Table(t)) => {
                     for (f, v) in t {
                         if !(section == "training" && f == "workers") {
@@ -717,22 +747,66 @@ impl RunConfig {
     /// The settings of the pretraining identity that differ between `self` (then) and `now`,
     /// as `field: then, now` lines.
     pub fn identity_differences(&self, now: &RunConfig) -> Result<Vec<String>> {
-        let (a, b) = (self.pretraining_identity()?, now.pretraining_identity()?);
-        let mut out: Vec<String> = a
-            .iter()
-            .filter(|(k, v)| b.get(*k) != Some(*v))
-            .map(|(k, v)| {
-                let now = b.get(k).map_or("unset".to_string(), |n| n.to_string());
-                format!("{k}: {v} then, {now} now")
-            })
-            .collect();
-        out.extend(
-            b.iter()
-                .filter(|(k, _)| !a.contains_key(*k))
-                .map(|(k, v)| format!("{k}: unset then, {v} now")),
-        );
-        Ok(out)
+        differences(self.pretraining_identity()?, now.pretraining_identity()?)
     }
+
+    /// The settings of the results identity ([`RunConfig::results_identity`]) that differ
+    /// between `self` (then) and `now`.
+    pub fn results_differences(&self, now: &RunConfig) -> Result<Vec<String>> {
+        differences(self.results_identity()?, now.results_identity()?)
+    }
+
+    /// The data paths (`data_dir`, `second_data_dir`, `manifest`) made absolute, so that the
+    /// configuration means the same from any working directory. Paths that do not exist are
+    /// left as they are (loading them reports the problem).
+    pub fn absolute_paths(&mut self) {
+        for p in [
+            &mut self.data.data_dir,
+            &mut self.data.second_data_dir,
+            &mut self.data.manifest,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Ok(abs) = std::fs::canonicalize(&*p) {
+                *p = abs;
+            }
+        }
+    }
+
+    /// Relative data paths taken relative to `base` (a grid or configuration file's folder).
+    pub fn paths_relative_to(&mut self, base: &Path) {
+        for p in [
+            &mut self.data.data_dir,
+            &mut self.data.second_data_dir,
+            &mut self.data.manifest,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
+
+/// `field: then, now` lines for the keys whose values differ between `a` (then) and `b` (now).
+fn differences(a: toml::Table, b: toml::Table) -> Result<Vec<String>> {
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let now = b.get(k).map_or("unset".to_string(), |n| n.to_string());
+            format!("{k}: {v} then, {now} now")
+        })
+        .collect();
+    out.extend(
+        b.iter()
+            .filter(|(k, _)| !a.contains_key(*k))
+            .map(|(k, v)| format!("{k}: unset then, {v} now")),
+    );
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -830,6 +904,7 @@ mod tests {
         assert!(check(&|c| c.training.lr = -1.0).contains("training.lr"));
         assert!(check(&|c| c.training.max_lr = f64::NAN).contains("training.max_lr"));
         assert!(check(&|c| c.training.batch_size = 1).contains("training.batch_size"));
+        assert!(check(&|c| c.training.epochs = 0).contains("training.epochs"));
         assert!(check(&|c| c.evaluation.epochs = Some(0)).contains("evaluation.epochs"));
         assert!(check(&|c| c.analysis.svcca_threshold = 1.5).contains("svcca_threshold"));
         assert!(check(&|c| c.data.fold = 9).contains("0-8"));

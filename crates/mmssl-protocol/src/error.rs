@@ -49,18 +49,6 @@ pub enum ProtocolError {
         /// The options it takes, comma-separated.
         allowed: String,
     },
-    /// An option value that cannot be used.
-    #[error("method `{method}`: option `{option}` = `{value}`: {reason}")]
-    BadOption {
-        /// The method.
-        method: String,
-        /// The option.
-        option: String,
-        /// The value as written.
-        value: String,
-        /// What is allowed.
-        reason: String,
-    },
     /// A method spec that does not parse.
     #[error(
         "cannot parse method spec `{spec}`: {reason} (write `NAME` or `NAME;option=value;...`, \
@@ -101,6 +89,62 @@ pub enum ProtocolError {
         dir: PathBuf,
         /// `field: then, now` for each setting that differs.
         differences: Vec<String>,
+    },
+    /// A folder another run (or grid) is writing.
+    #[error(
+        "{} is locked by another mmssl run{}; wait for it to finish or choose another folder",
+        dir.display(), holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The folder.
+        dir: PathBuf,
+        /// The holder's process id, when it wrote one.
+        holder: Option<u32>,
+    },
+    /// A new run into a folder that holds an earlier one (or other files).
+    #[error(
+        "{} is not empty ({}): {}", dir.display(), entries.join(", "),
+        if *foreign {
+            "it holds files a run does not write; choose another output folder"
+        } else {
+            "it holds an earlier run; resume it (--resume), choose another output folder, or \
+             pass --overwrite to delete its results first"
+        }
+    )]
+    NotEmpty {
+        /// The folder.
+        dir: PathBuf,
+        /// What is in it.
+        entries: Vec<String>,
+        /// Whether some of it is not a run's (never removed).
+        foreign: bool,
+    },
+    /// `resume` on a folder without a run.
+    #[error(
+        "nothing to resume in {}: it has no config.toml (a typo in the folder name? without \
+         --resume a new run starts)", dir.display()
+    )]
+    NothingToResume {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// Grid cells whose folders hold runs made with other settings.
+    #[error(
+        "{} cells of the grid were run with other settings; rerun with --rerun-changed to move \
+         them aside and run them again, or use another --out:\n  {}",
+        cells.len(), cells.join("\n  ")
+    )]
+    GridConflicts {
+        /// One line per cell: its folder and the differences.
+        cells: Vec<String>,
+    },
+    /// A labelled set the linear evaluation cannot use.
+    #[error("the labelled {set} set of the linear evaluation cannot be used: {reason}")]
+    Labels {
+        /// Which set.
+        set: &'static str,
+        /// Why.
+        reason: String,
     },
     /// Evaluation or analysis of a folder without a pretrained model.
     #[error("{missing} does not exist: pretrain first (`mmssl pretrain --out {}`)", dir.display())]

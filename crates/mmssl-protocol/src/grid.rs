@@ -19,8 +19,9 @@
 use crate::aggregate::{ResultRow, aggregate};
 use crate::config::{DatasetKind, RunConfig};
 use crate::error::{ProtocolError, Result};
+use crate::folder::{FolderLock, aside_name};
 use crate::registry::Registry;
-use crate::run::{Observer, Phases, run_with};
+use crate::run::{Observer, Phases, run_with, saved_config};
 use crate::spec::MethodSpec;
 use burn::tensor::Device;
 use serde::Deserialize;
@@ -145,11 +146,33 @@ impl Grid {
         let method_settings = crate::config::take_flat_method_options(&mut settings);
         let base = RunConfig::from_table(settings)
             .map_err(|e| ProtocolError::Config(format!("[settings]: {e}")))?;
+        // Each method in its canonical spelling, once: `XX`, `xx` and `XX:1` are one method.
+        let mut methods: Vec<MethodSpec> = Vec::new();
         for m in &file.methods {
-            registry.resolve(m)?;
+            let canonical = registry.resolve(m)?.spec().clone();
+            if let Some(i) = methods.iter().position(|c| *c == canonical) {
+                return Err(ProtocolError::Config(format!(
+                    "methods `{}` and `{m}` are the same method ({canonical}): list it once",
+                    file.methods[i]
+                )));
+            }
+            methods.push(canonical);
         }
+        fn once<T: PartialEq + std::fmt::Display>(what: &str, v: &[T]) -> Result<()> {
+            for (i, x) in v.iter().enumerate() {
+                if v[..i].contains(x) {
+                    return Err(ProtocolError::Config(format!(
+                        "{what} lists {x} twice: each cell would run and be counted twice"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        once("seeds", &file.seeds)?;
+        once("folds", &file.folds)?;
+        once("datasets", &file.datasets)?;
         Ok(Grid {
-            methods: file.methods,
+            methods,
             datasets: file.datasets,
             seeds: file.seeds,
             folds: file.folds,
@@ -166,13 +189,22 @@ impl Grid {
             path: path.to_path_buf(),
             reason: format!("cannot read it: {e}"),
         })?;
-        Self::from_toml_str(&text, registry).map_err(|e| ProtocolError::File {
+        let mut grid = Self::from_toml_str(&text, registry).map_err(|e| ProtocolError::File {
             path: path.to_path_buf(),
             reason: match e {
                 ProtocolError::Config(m) => m,
                 other => other.to_string(),
             },
-        })
+        })?;
+        // Relative paths in a grid file are relative to the file, wherever it is run from.
+        let base = path.parent().unwrap_or(Path::new("."));
+        grid.base.paths_relative_to(base);
+        if let Some(out) = grid.out.as_mut()
+            && out.is_relative()
+        {
+            *out = base.join(&*out);
+        }
+        Ok(grid)
     }
 
     /// The cells, datasets outermost, then methods, folds and seeds; each runs into
@@ -208,34 +240,89 @@ impl Grid {
         cells
     }
 
-    /// Runs every unfinished cell into `out` (a cell with `eval.json` is finished; one with a
-    /// checkpoint state resumes), then aggregates every finished cell into `out`. Returns the
-    /// result rows.
+    /// Runs every unfinished cell into `out`, then aggregates every finished cell into `out`.
+    /// Returns the result rows.
     ///
-    /// A cell that fails does not stop the grid: its error is saved as `error.txt` in its
-    /// folder, the other cells go on, the finished ones are aggregated, and then
-    /// [`ProtocolError::GridFailures`] names each failure (running again retries them).
+    /// - A cell with `eval.json` made with the same settings is finished and skipped (a note
+    ///   says so); one with a checkpoint state resumes; one with neither (a failed attempt)
+    ///   starts again.
+    /// - A cell whose folder holds a run made with other settings is never reused: the grid is
+    ///   refused before anything runs ([`ProtocolError::GridConflicts`], the differences named
+    ///   per cell), or with [`GridOptions::rerun_changed`] such folders are moved aside
+    ///   (`NAME.replaced-<time>`) and run again.
+    /// - A cell that fails does not stop the grid: its error is saved as `error.txt` in its
+    ///   folder, the other cells go on, the finished ones are aggregated, and then
+    ///   [`ProtocolError::GridFailures`] names each failure (running again retries them).
+    /// - The experiment folder is locked while the grid runs.
     pub fn run(
         &self,
         out: &Path,
         registry: &Registry,
         device: &Device,
-        aggregate_only: bool,
+        options: GridOptions,
         observer: &mut dyn Observer,
     ) -> Result<Vec<ResultRow>> {
+        let _lock = FolderLock::acquire(out)?;
         let cells = self.cells(out);
         let total = cells.len();
+        // Folders made with other settings, found before anything runs.
+        let mut conflicts = Vec::new();
+        for cell in &cells {
+            let dir = &cell.config.output.dir;
+            if !dir.join("config.toml").exists() {
+                continue;
+            }
+            let saved = saved_config(dir, registry)?;
+            let mut now = cell.config.clone();
+            now.absolute_paths();
+            let differences = saved.results_differences(&now)?;
+            if !differences.is_empty() {
+                conflicts.push((dir.clone(), differences));
+            }
+        }
+        if !conflicts.is_empty() {
+            if !options.rerun_changed {
+                return Err(ProtocolError::GridConflicts {
+                    cells: conflicts
+                        .iter()
+                        .map(|(d, diff)| format!("{}: {}", d.display(), diff.join("; ")))
+                        .collect(),
+                });
+            }
+            if !options.aggregate_only {
+                for (dir, _) in &conflicts {
+                    let aside = aside_name(dir);
+                    std::fs::rename(dir, &aside).map_err(|e| ProtocolError::write(dir, e))?;
+                    observer.note(&format!(
+                        "{} was run with other settings: moved to {}",
+                        dir.display(),
+                        aside.display()
+                    ));
+                }
+            }
+        }
         let mut rows = Vec::new();
         let mut failures = Vec::new();
+        let mut skipped = 0;
         for (k, cell) in cells.into_iter().enumerate() {
             let dir = cell.config.output.dir.clone();
             let finished = dir.join("eval.json");
-            if !finished.exists() {
-                if aggregate_only {
+            if finished.exists() {
+                skipped += 1;
+                observer.note(&format!(
+                    "[{}/{total}] {}: finished, skipped ({})",
+                    k + 1,
+                    cell.label(),
+                    dir.display()
+                ));
+            } else {
+                if options.aggregate_only {
                     continue;
                 }
                 let mut config = cell.config.clone();
                 config.output.resume = dir.join("checkpoints").join("state.json").exists();
+                // A failed attempt without a checkpoint starts again.
+                config.output.overwrite = !config.output.resume;
                 observer.note(&format!(
                     "[{}/{total}] {} -> {}",
                     k + 1,
@@ -264,6 +351,11 @@ impl Grid {
                 cell.seed,
             ));
         }
+        if skipped > 0 {
+            observer.note(&format!(
+                "{skipped} of {total} cells were finished already and are reused"
+            ));
+        }
         aggregate(&rows, out)?;
         if !failures.is_empty() {
             return Err(ProtocolError::GridFailures {
@@ -276,9 +368,20 @@ impl Grid {
     }
 }
 
+/// How [`Grid::run`] treats the experiment folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GridOptions {
+    /// Only aggregate the finished cells (no training).
+    pub aggregate_only: bool,
+    /// Move aside and run again the cells whose folders were made with other settings
+    /// (without it the grid is refused, naming them).
+    pub rerun_changed: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn grids_are_checked_and_expand_to_cells() {
@@ -321,5 +424,40 @@ mod tests {
             Path::new("EXP/two-view-mnist/XX_critic_cosine_0.1_/fold1-seed8")
         );
         assert_eq!(slug("CR:1,XX:0.5"), "CR_1_XX_0.5");
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_relative_paths_follow_the_grid_file() {
+        let r = Registry::builtin();
+        for (text, needle) in [
+            ("methods = [\"XX\", \"xx\"]\n", "same method"),
+            ("methods = [\"XX\", \"XX:1\"]\n", "same method"),
+            ("methods = [\"dccae\", \"DCCAE;\"]\n", "cannot parse"),
+            (
+                "methods = [\"XX\"]\nseeds = [1, 1]\n",
+                "seeds lists 1 twice",
+            ),
+            (
+                "methods = [\"XX\"]\nfolds = [0, 0]\n",
+                "folds lists 0 twice",
+            ),
+        ] {
+            let e = Grid::from_toml_str(text, &r).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("grids");
+        std::fs::create_dir_all(&sub).unwrap();
+        let file = sub.join("g.toml");
+        std::fs::write(
+            &file,
+            "methods = [\"XX\"]\nout = \"exp\"\n[settings]\ndata_dir = \"../mnist\"\n\
+             manifest = \"/abs/cohort.csv\"\n",
+        )
+        .unwrap();
+        let g = Grid::load(&file, &r).unwrap();
+        assert_eq!(g.base.data.data_dir, Some(sub.join("../mnist")));
+        assert_eq!(g.base.data.manifest, Some(PathBuf::from("/abs/cohort.csv")));
+        assert_eq!(g.out, Some(sub.join("exp")));
     }
 }

@@ -42,6 +42,7 @@ pub mod aggregate;
 mod config;
 mod datasets;
 mod error;
+mod folder;
 mod grid;
 pub mod plots;
 mod registry;
@@ -54,10 +55,12 @@ pub use config::{
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};
-pub use grid::{Cell, Grid, slug};
-pub use registry::{
-    BuildSetup, MethodFactory, MethodOption, MethodOptions, Registry, ResolvedMethod,
-};
+pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh};
+pub use grid::{Cell, Grid, GridOptions, slug};
+/// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a
+/// name builds its [`Method`] model from the options of its spec.
+pub use mmssl_train::{BuildSetup, Method, MethodFactory, MethodOption, MethodOptions};
+pub use registry::{Registry, ResolvedMethod};
 pub use run::{
     ModalityEval, Observer, Phase, Phases, RunReport, load_run_config, run, run_with, write_atomic,
 };

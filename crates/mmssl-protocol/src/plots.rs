@@ -35,23 +35,29 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Width of the legend column right of the plot.
+const LEGEND_WIDTH: u32 = 200;
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     y_label: &str,
     groups: &[String],
     series: &[Series],
+    chance: Option<f64>,
 ) -> std::result::Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let n = groups.len().max(1) as f64;
-    let mut chart = ChartBuilder::on(&root)
+    // The legend in its own column, so the axis ends at 1 (every index is at most 1).
+    let (width, _) = root.dim_in_pixel();
+    let (plot, legend) = root.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(70)
         .y_label_area_size(60)
-        // Headroom above 1 keeps the legend clear of the bars.
-        .build_cartesian_2d(0.0..n, 0.0..1.3)
+        .build_cartesian_2d(0.0..n, 0.0..1.0)
         .map_err(err)?;
     let labels = groups.to_vec();
     chart
@@ -73,7 +79,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(err)?;
     let k = series.len().max(1) as f64;
     let width = 0.8 / k;
-    for (s, (name, values)) in series.iter().enumerate() {
+    for (s, (_, values)) in series.iter().enumerate() {
         let colour = COLOURS[s % COLOURS.len()];
         let bars = values.iter().enumerate().filter_map(|(g, v)| {
             v.map(|(mean, _)| {
@@ -81,30 +87,67 @@ fn draw<DB: DrawingBackend>(
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.9, mean)], colour.filled())
             })
         });
-        chart
-            .draw_series(bars)
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+        chart.draw_series(bars).map_err(err)?;
+        // Error bars: one standard deviation over folds and seeds, with caps (none for a
+        // single run, whose deviation is unknown).
         let whiskers = values.iter().enumerate().filter_map(|(g, v)| {
             v.filter(|(_, sd)| *sd > 0.0).map(|(mean, sd)| {
                 let xc = g as f64 + 0.1 + s as f64 * width + width * 0.45;
+                let cap = width * 0.2;
+                let (lo, hi) = ((mean - sd).max(0.0), (mean + sd).min(1.0));
                 PathElement::new(
-                    vec![(xc, mean - sd), (xc, mean + sd)],
+                    vec![
+                        (xc - cap, lo),
+                        (xc + cap, lo),
+                        (xc, lo),
+                        (xc, hi),
+                        (xc - cap, hi),
+                        (xc + cap, hi),
+                    ],
                     BLACK.stroke_width(2),
                 )
             })
         });
         chart.draw_series(whiskers).map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    if let Some(level) = chance {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, level), (n, level)],
+                8,
+                5,
+                BLACK.stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    // The legend: a swatch and a name per series, and the chance level.
+    let text = ("sans-serif", 14).into_font().color(&BLACK);
+    let mut y = 50;
+    for (s, (name, _)) in series.iter().enumerate() {
+        let colour = COLOURS[s % COLOURS.len()];
+        legend
+            .draw(&Rectangle::new([(8, y - 6), (22, y + 6)], colour.filled()))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
+            .map_err(err)?;
+        y += 24;
+    }
+    if let Some(level) = chance {
+        legend
+            .draw(&PathElement::new(
+                vec![(6, y), (24, y)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(
+                format!("chance ({level:.2})"),
+                (30, y - 7),
+                text.clone(),
+            ))
+            .map_err(err)?;
+    }
     root.present().map_err(err)?;
     Ok(())
 }
@@ -115,9 +158,10 @@ fn both(
     y_label: &str,
     groups: &[String],
     series: &[Series],
+    chance: Option<f64>,
 ) -> Result<()> {
     register_font();
-    let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400);
+    let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400) + LEGEND_WIDTH;
     let size = (width, 480);
     let svg = stem.with_extension("svg");
     draw(
@@ -126,6 +170,7 @@ fn both(
         y_label,
         groups,
         series,
+        chance,
     )
     .map_err(|reason| ProtocolError::Write { path: svg, reason })?;
     let png = stem.with_extension("png");
@@ -135,6 +180,7 @@ fn both(
         y_label,
         groups,
         series,
+        chance,
     )
     .map_err(|reason| ProtocolError::Write { path: png, reason })?;
     Ok(())
@@ -170,12 +216,18 @@ pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
         }
     }
     let dataset = summaries.first().map_or("", |s| s.dataset.as_str());
+    // Chance: one over the classes of the dataset's task.
+    let chance = dataset
+        .parse::<crate::DatasetKind>()
+        .ok()
+        .map(|d| 1.0 / d.classes() as f64);
     both(
         stem,
         &format!("Linear evaluation on {dataset}"),
         "test accuracy",
         &groups,
         &series,
+        chance,
     )
 }
 
@@ -207,5 +259,6 @@ pub fn similarity_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
         "similarity",
         &groups,
         &series,
+        None,
     )
 }

@@ -9,11 +9,13 @@
 use crate::config::RunConfig;
 use crate::datasets::{Datasets, load_datasets};
 use crate::error::{ProtocolError, Result};
-use crate::registry::{BuildSetup, Registry};
+use crate::folder::FolderLock;
+use crate::registry::Registry;
 use burn::tensor::Device;
 use mmssl_baselines::LinearCcaConfig;
 use mmssl_data::{PairedDataset, Subset};
 use mmssl_similarity::{Similarity, SimilarityReport};
+use mmssl_train::BuildSetup;
 use mmssl_train::{
     Checkpoints, EpochMetrics, Features, LinearEvalConfig, LinearEvalResult, Method,
     OneCycleConfig, Progress, TrainConfig, extract_features, fit, linear_eval,
@@ -155,6 +157,10 @@ impl RunReport {
                 f(sim.pwcca),
                 f(sim.cka)
             );
+            // Every caveat, not only in eval.json: a `-` or a biased value has its reason here.
+            for w in &sim.warnings {
+                s += &format!("  note: {w}\n");
+            }
         }
         s += &format!(
             "time: pretraining {:.0} s, linear evaluation {:.0} s, similarity {:.1} s\n",
@@ -243,14 +249,18 @@ pub fn run_with(
         ..Default::default()
     };
     // The method in its canonical spelling: `cc-xx-cr` and `CR-XX-CC` are one run.
+    // Data paths absolute, so the saved configuration means the same from anywhere.
     let mut canonical = config.clone();
     canonical.method = method.spec().clone();
+    canonical.absolute_paths();
     let config = &canonical;
-    if phases.pretrain && config.output.resume && out.join("config.toml").exists() {
-        let mut saved = load_run_config(out)?;
-        if let Ok(m) = registry.resolve(&saved.method) {
-            saved.method = m.spec().clone();
+    // One writer per folder; the lock goes when the run ends, however it ends.
+    let _lock = FolderLock::acquire(out)?;
+    if phases.pretrain && config.output.resume {
+        if !out.join("config.toml").exists() {
+            return Err(ProtocolError::NothingToResume { dir: out.clone() });
         }
+        let saved = saved_config(out, registry)?;
         let differences = saved.identity_differences(config)?;
         if !differences.is_empty() {
             return Err(ProtocolError::ResumeMismatch {
@@ -258,19 +268,35 @@ pub fn run_with(
                 differences,
             });
         }
+    } else if phases.pretrain {
+        crate::folder::prepare_fresh(out, config.output.overwrite)?;
+    }
+    if phases.pretrain {
+        // An unwritable checkpoint folder fails now, not after the first epoch.
+        let probe = out.join("checkpoints").join(".probe");
+        std::fs::create_dir_all(out.join("checkpoints"))
+            .and_then(|_| std::fs::write(&probe, b""))
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| ProtocolError::write(&probe, e))?;
     }
     let device = if device.is_autodiff() {
         device.clone()
     } else {
         device.clone().autodiff()
     };
-    std::fs::create_dir_all(out).map_err(|e| ProtocolError::write(out, e))?;
     observer.phase(Phase::Loading);
     let data = load_datasets(config)?;
     let sizes = data.sizes();
+    // Labels that can only fail the evaluation fail now, before hours of pretraining.
+    if phases.evaluate || (phases.pretrain && method.needs_labels()) {
+        check_labels("training", data.eval_train())?;
+        check_labels("validation", data.eval_valid())?;
+        check_labels("test", &data.test)?;
+    }
     if phases.pretrain {
         let mut saved = config.clone();
         saved.output.resume = false;
+        saved.output.overwrite = false;
         saved.evaluation.epochs = Some(eval_epochs);
         saved.save(out.join("config.toml"))?;
         let run_info = serde_json::json!({
@@ -289,7 +315,7 @@ pub fn run_with(
             &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
         )?;
     }
-    for w in method.warnings(config)? {
+    for w in method.warnings(&train_config) {
         observer.warning(&w);
     }
     let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
@@ -319,6 +345,11 @@ pub fn run_with(
     } else {
         None
     };
+    // Evaluation alone keeps the similarity an earlier analysis of this folder computed.
+    let similarity = match similarity {
+        None if phases.evaluate && !phases.analyze => earlier_similarity(out),
+        s => s,
+    };
     let report = RunReport {
         method: method.spec().to_string(),
         dataset: config.data.dataset,
@@ -335,6 +366,55 @@ pub fn run_with(
         write_atomic(&out.join("similarity.json"), &json)?;
     }
     Ok(report)
+}
+
+/// The labelled `set` of the linear evaluation must have labelled items of at least two
+/// classes.
+fn check_labels(set: &'static str, data: &Subset) -> Result<()> {
+    let mut classes = std::collections::BTreeSet::new();
+    let mut unlabelled = 0;
+    for i in 0..data.len() {
+        match data.label(i) {
+            Some(l) => {
+                classes.insert(l);
+            }
+            None => unlabelled += 1,
+        }
+    }
+    let reason = match classes.len() {
+        0 => format!(
+            "it has no labelled item ({} items, {unlabelled} without a label)",
+            data.len()
+        ),
+        1 => format!(
+            "all its {} labelled items are of class {}: accuracy would be 0 or 1 whatever the \
+             representation",
+            data.len() - unlabelled,
+            classes.first().copied().unwrap_or_default()
+        ),
+        _ => return Ok(()),
+    };
+    Err(ProtocolError::Labels { set, reason })
+}
+
+/// The similarity an earlier `eval.json` or `similarity.json` of `dir` holds, if any.
+fn earlier_similarity(dir: &Path) -> Option<SimilarityReport> {
+    ["eval.json", "similarity.json"].iter().find_map(|f| {
+        let text = std::fs::read_to_string(dir.join(f)).ok()?;
+        let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        serde_json::from_value(v["similarity"].take()).ok()?
+    })
+}
+
+/// The configuration saved in `dir`, its method in canonical spelling and its data paths
+/// absolute (as a new run's are), ready to compare.
+pub(crate) fn saved_config(dir: &Path, registry: &Registry) -> Result<RunConfig> {
+    let mut saved = load_run_config(dir)?;
+    if let Ok(m) = registry.resolve(&saved.method) {
+        saved.method = m.spec().clone();
+    }
+    saved.absolute_paths();
+    Ok(saved)
 }
 
 /// Appends each epoch's metrics to `metrics.jsonl` as it ends, and passes everything on.

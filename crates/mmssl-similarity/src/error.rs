@@ -68,6 +68,22 @@ pub enum SimilarityError {
         /// Number of features.
         d: usize,
     },
+    /// SVCCA whose kept directions, together, reach the number of samples: the column spaces
+    /// of the reduced views then intersect, so some canonical correlations are exactly 1
+    /// whatever the data (independent noise gives SVCCA 1.0 at n = 20).
+    #[error(
+        "SVCCA is underdetermined: it keeps {kept_a} + {kept_b} directions from n = {n} samples \
+         (it needs kept_a + kept_b < n), so canonical correlations of 1 come from the sample size, \
+         not the data; use CKA, more samples, or a lower SVCCA threshold"
+    )]
+    SvccaUnderdetermined {
+        /// Samples.
+        n: usize,
+        /// Directions kept of A.
+        kept_a: usize,
+        /// Directions kept of B.
+        kept_b: usize,
+    },
     /// A parameter out of its range.
     #[error("invalid parameter {name} = {value}: {reason}")]
     InvalidParameter {

@@ -6,13 +6,13 @@ use crate::linalg::LinalgBackend;
 use crate::prepare::centred_pair;
 use crate::{Pwcca, Svcca};
 use ndarray::ArrayView2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Every similarity index between two representations, as `mmssl similarity` prints it.
 ///
 /// A metric that is undefined for this input (CCA and PWCCA with `n <= d`, debiased CKA with
 /// `n < 4`) is `None` (JSON `null`) and [`Self::warnings`] says why; it is never NaN.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimilarityReport {
     /// Mean canonical correlation (see [`crate::Cca`]).
     pub cca: Option<f64>,
@@ -92,7 +92,7 @@ impl Similarity {
                 (None, None)
             }
         };
-        let mut keep = |name: &str, r: Result<f64>| match r {
+        let keep = |warnings: &mut Vec<String>, name: &str, r: Result<f64>| match r {
             Ok(v) => Some(v),
             Err(e) => {
                 warnings.push(format!("{name}: {e}"));
@@ -101,9 +101,29 @@ impl Similarity {
         };
         let sv = self.svcca.fit(a, b);
         let svcca_kept = sv.as_ref().ok().map(|s| (s.kept_a, s.kept_b));
-        let svcca = keep("svcca", sv.map(|s| s.mean));
-        let cka = keep("cka", linear_cka(a, b));
-        let cka_debiased = keep("cka_debiased", linear_cka_debiased(a, b));
+        if let Some((ka, kb)) = svcca_kept
+            && 4 * (ka + kb) > a.nrows()
+        {
+            warnings.push(format!(
+                "svcca: {ka} + {kb} directions from {} samples: canonical correlations are biased \
+                 upward at this ratio (independent data do not give 0); compare runs of the same \
+                 size only, or use CKA",
+                a.nrows()
+            ));
+        }
+        let svcca = keep(&mut warnings, "svcca", sv.map(|s| s.mean));
+        let cka = if a.nrows() <= 2 {
+            // Two centred samples span one direction: CKA is 1 whatever they are.
+            warnings.push(format!(
+                "cka: undefined with n = {} samples (two centred samples span one direction, \
+                 so linear CKA is 1 whatever the representations)",
+                a.nrows()
+            ));
+            None
+        } else {
+            keep(&mut warnings, "cka", linear_cka(a, b))
+        };
+        let cka_debiased = keep(&mut warnings, "cka_debiased", linear_cka_debiased(a, b));
         Ok(SimilarityReport {
             cca,
             svcca,

@@ -27,7 +27,11 @@ pub struct SvccaResult {
 /// For each centred matrix, the smallest number `k` of leading singular directions whose
 /// squared singular values sum to at least `threshold` (default 0.99) of the total is kept,
 /// and the data is replaced by its coordinates `U_k * S_k` on them. CCA then runs on the
-/// reduced matrices; since `k <= rank <= n - 1`, SVCCA is defined even when `n <= d`.
+/// reduced matrices; since `k <= rank <= n - 1`, it can run when `n <= d`, but it is only
+/// meaningful while `kept_a + kept_b < n`: beyond that the two reduced column spaces (of
+/// dimension at most `n - 1` after centring) must intersect, and canonical correlations of 1
+/// come from the sample size alone. Such inputs are a
+/// [`SimilarityError::SvccaUnderdetermined`].
 #[derive(Debug, Clone, Copy)]
 pub struct Svcca {
     backend: LinalgBackend,
@@ -79,6 +83,10 @@ impl Svcca {
         let ra = self.reduce(&ac)?;
         let rb = self.reduce(&bc)?;
         let (kept_a, kept_b) = (ra.ncols(), rb.ncols());
+        let n = ac.nrows();
+        if kept_a + kept_b >= n {
+            return Err(SimilarityError::SvccaUnderdetermined { n, kept_a, kept_b });
+        }
         let cca = Cca::new().backend(self.backend);
         let (cca, _, _) = cca.fit_centred("SVCCA", &ra, &rb)?;
         Ok(SvccaResult {

@@ -385,21 +385,61 @@ fn svcca_keeps_the_directions_that_explain_the_variance() {
 
 #[test]
 fn svcca_works_when_cca_is_underdetermined() {
-    let (a, b) = views(100, 20, 50, 30);
+    // 60 samples of 100 features that live in a 4-dimensional space (plus a little noise):
+    // CCA cannot run (n <= d), SVCCA keeps a few directions and can.
+    let mut rng = StdRng::seed_from_u64(100);
+    let z = gaussian(&mut rng, (60, 4));
+    let a = z.dot(&gaussian(&mut rng, (4, 100))) + gaussian(&mut rng, (60, 100)) * 1e-3;
+    let b = z.dot(&gaussian(&mut rng, (4, 80))) + gaussian(&mut rng, (60, 80)) * 1e-3;
     let err = Cca::new().fit(a.view(), b.view()).unwrap_err();
     assert!(matches!(
         err,
-        SimilarityError::Underdetermined { n: 20, d: 50, .. }
+        SimilarityError::Underdetermined { n: 60, d: 100, .. }
     ));
     let msg = err.to_string();
     assert!(msg.contains("SVCCA") && msg.contains("CKA"), "{msg}");
     let r = Svcca::new().fit(a.view(), b.view()).unwrap();
-    assert!(r.kept_a <= 19 && r.kept_b <= 19);
-    assert!(r.mean.is_finite());
+    assert!(r.kept_a + r.kept_b < 60, "{} + {}", r.kept_a, r.kept_b);
+    assert!(r.mean > 0.99, "shared 4-d signal: {}", r.mean);
     let rep = Similarity::new().report(a.view(), b.view()).unwrap();
     assert!(rep.cca.is_none() && rep.pwcca.is_none());
     assert!(rep.svcca.is_some() && rep.cka.is_some() && rep.cka_debiased.is_some());
     assert!(rep.warnings.iter().any(|w| w.contains("underdetermined")));
+}
+
+#[test]
+fn svcca_of_independent_noise_is_not_reported_as_similarity() {
+    // Independent noise with n = 20 or 50 samples of 64 features: SVCCA keeps nearly every
+    // direction, and its correlations of (near) 1 would come from the sample size alone.
+    for n in [20, 50] {
+        let mut rng = StdRng::seed_from_u64(n as u64);
+        let a = gaussian(&mut rng, (n, 64));
+        let b = gaussian(&mut rng, (n, 64));
+        let err = Svcca::new().fit(a.view(), b.view()).unwrap_err();
+        assert!(
+            matches!(err, SimilarityError::SvccaUnderdetermined { n: m, kept_a, kept_b }
+                if m == n && kept_a + kept_b >= n),
+            "{err}"
+        );
+        let rep = Similarity::new().report(a.view(), b.view()).unwrap();
+        assert!(rep.svcca.is_none(), "n = {n}: {:?}", rep.svcca);
+        assert!(
+            rep.warnings
+                .iter()
+                .any(|w| w.contains("SVCCA is underdetermined"))
+        );
+    }
+    // With enough samples it is reported, with a warning while the ratio is still high.
+    let mut rng = StdRng::seed_from_u64(7);
+    let a = gaussian(&mut rng, (300, 64));
+    let b = gaussian(&mut rng, (300, 64));
+    let rep = Similarity::new().report(a.view(), b.view()).unwrap();
+    assert!(rep.svcca.is_some());
+    assert!(
+        rep.warnings.iter().any(|w| w.contains("biased upward")),
+        "{:?}",
+        rep.warnings
+    );
 }
 
 #[test]
@@ -583,6 +623,26 @@ fn npy_errors_name_the_file_and_problem() {
     std::fs::write(&trunc, bytes).unwrap();
     let e = read_matrix(&trunc).unwrap_err().to_string();
     assert!(e.contains("trunc.npy") && e.contains("truncated"), "{e}");
+
+    // A 1 KB file whose header claims 2^40 x 64 float64 values: refused from the header,
+    // before anything is allocated (it used to abort on the allocation).
+    let huge = dir.path().join("huge.npy");
+    let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 64), }";
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.resize(1024, 0);
+    std::fs::write(&huge, &bytes).unwrap();
+    let e = read_matrix(&huge).unwrap_err().to_string();
+    assert!(
+        e.contains("huge.npy") && e.contains("1099511627776") && e.contains("bytes of data"),
+        "{e}"
+    );
 }
 
 // ---------- backends agree ----------

@@ -3,12 +3,16 @@
 
 use crate::encoder::AnyEncoder;
 use crate::error::{Result, TrainError};
+use crate::factory::{
+    BuildSetup, LATENT_DIM, MethodFactory, MethodOption, MethodOptions, OBJECTIVE_OPTIONS,
+    objective_options,
+};
 use crate::method::{Method, StepOutput};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
 use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
-use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig};
+use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -116,5 +120,42 @@ impl Method for ContrastiveModel {
 
     fn modalities(&self) -> usize {
         self.encoders.len()
+    }
+}
+
+/// Builds a [`ContrastiveModel`] for an objective spec, with the options of
+/// [`OBJECTIVE_OPTIONS`] and [`LATENT_DIM`] (`XX;estimator=jsd;critic=cosine(0.1)`).
+#[derive(Debug, Clone)]
+pub struct ContrastiveFactory(pub ObjectiveSpec);
+
+impl MethodFactory for ContrastiveFactory {
+    type Model = ContrastiveModel;
+
+    fn options(&self) -> Vec<MethodOption> {
+        let mut v = OBJECTIVE_OPTIONS.to_vec();
+        v.push(LATENT_DIM);
+        v
+    }
+
+    fn check(&self, o: &MethodOptions<'_>) -> Result<()> {
+        objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
+        o.count("latent_dim", 64)?;
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        o: &MethodOptions<'_>,
+        s: &BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> Result<ContrastiveModel> {
+        let objective = objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
+        ContrastiveModel::new(
+            s.shapes,
+            o.count("latent_dim", 64)?,
+            &objective,
+            s.device,
+            rng,
+        )
     }
 }

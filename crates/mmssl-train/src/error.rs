@@ -21,6 +21,18 @@ pub enum TrainError {
     /// A method's own error (a baseline's, or a downstream method's), kept as it is.
     #[error(transparent)]
     Method(Box<dyn std::error::Error + Send + Sync>),
+    /// A method option whose value cannot be used.
+    #[error("method `{method}`: option `{option}` = `{value}`: {reason}")]
+    BadOption {
+        /// The method.
+        method: String,
+        /// The option.
+        option: String,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
     /// A NaN or infinite loss: training stops, earlier checkpoints are kept.
     #[error(
         "non-finite loss {value} at epoch {epoch}, step {step}: {culprit}; the checkpoints of the last good epoch are kept"

@@ -5,6 +5,8 @@
 //! - [`Method`]: the interface every method implements (batch in, loss and named terms out;
 //!   representations for evaluation). [`ContrastiveModel`] implements it for any objective of
 //!   the taxonomy over image or volume encoders ([`AnyEncoder`]).
+//! - [`MethodFactory`]: how a method's model is built from the options of its spec
+//!   ([`MethodOptions`]); [`ContrastiveFactory`] builds every objective.
 //! - [`fit`]: seeded epoch order, [`RAdam`] with the [`OneCycle`] schedule stepped per batch
 //!   (the momentum cycled through [`RAdamHandle`]), validation loss per epoch, best and last
 //!   checkpoints written atomically, exact resumption, a NaN/Inf guard.
@@ -21,6 +23,7 @@
 mod contrastive;
 mod encoder;
 mod error;
+mod factory;
 mod fit;
 mod linear_eval;
 mod method;
@@ -28,9 +31,13 @@ pub mod metrics;
 mod onecycle;
 mod radam;
 
-pub use contrastive::ContrastiveModel;
+pub use contrastive::{ContrastiveFactory, ContrastiveModel};
 pub use encoder::AnyEncoder;
 pub use error::{Result, TrainError};
+pub use factory::{
+    BuildSetup, LATENT_DIM, MethodFactory, MethodOption, MethodOptions, OBJECTIVE_OPTIONS,
+    objective_options,
+};
 pub use fit::{
     Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, TrainConfig, epoch_order,
     evaluate_loss, fit, on_pool,

@@ -1,0 +1,196 @@
+//! Run folders that never hold stale or mixed results: an exclusive lock while a run (or a
+//! grid) writes one, and a refusal to start a run over an earlier one unless resuming it or
+//! explicitly overwriting it.
+
+use crate::error::{ProtocolError, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The lock file of a run or experiment folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// The files and folders a run writes: what `overwrite` removes.
+pub const RUN_ARTIFACTS: &[&str] = &[
+    "config.toml",
+    "run.json",
+    "metrics.jsonl",
+    "eval.json",
+    "similarity.json",
+    "lcca.json",
+    "split.json",
+    "landmarks.json",
+    "error.txt",
+    "checkpoints",
+];
+
+/// An exclusive lock on a folder, held until dropped (and released by the system when the
+/// process ends, however it ends, so a dead process leaves no stale lock).
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl FolderLock {
+    /// Locks `dir` (created if missing). Another holder, in this process or another, makes
+    /// it a [`ProtocolError::Locked`] naming the holder's process id.
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        std::fs::create_dir_all(dir).map_err(|e| ProtocolError::write(dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ProtocolError::write(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok());
+                return Err(ProtocolError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(ProtocolError::write(&path, e)),
+        }
+        // The holder's process id, for the message another process gets.
+        file.set_len(0)
+            .map_err(|e| ProtocolError::write(&path, e))?;
+        write!(file, "{}", std::process::id()).map_err(|e| ProtocolError::write(&path, e))?;
+        Ok(FolderLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The entries of `dir` other than its lock file (none if it does not exist).
+pub fn entries(dir: &Path) -> Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ProtocolError::read(dir, e)),
+    };
+    let mut names: Vec<String> = read
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != LOCK_FILE)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Makes `dir` ready for a new run: empty (but for its lock) it is used as it is; holding an
+/// earlier run it is refused, or with `overwrite` that run's files are removed first. Files a
+/// run does not write are never removed: with them the folder is refused even with
+/// `overwrite`.
+pub fn prepare_fresh(dir: &Path, overwrite: bool) -> Result<()> {
+    let found = entries(dir)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let foreign = found
+        .iter()
+        .any(|n| !RUN_ARTIFACTS.contains(&n.as_str()) && !n.ends_with(".tmp"));
+    if !overwrite || foreign {
+        return Err(ProtocolError::NotEmpty {
+            dir: dir.to_path_buf(),
+            entries: found,
+            foreign,
+        });
+    }
+    for name in &found {
+        let path = dir.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| ProtocolError::write(&path, e))?;
+    }
+    Ok(())
+}
+
+/// A sibling name for a folder moved aside: `NAME.replaced-<unix seconds>[-k]`.
+pub fn aside_name(dir: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let mut k = 0;
+    loop {
+        let candidate = dir.with_file_name(match k {
+            0 => format!("{name}.replaced-{secs}"),
+            _ => format!("{name}.replaced-{secs}-{k}"),
+        });
+        if !candidate.exists() {
+            return candidate;
+        }
+        k += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_folder_is_refused_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let lock = FolderLock::acquire(&run).unwrap();
+        let e = FolderLock::acquire(&run).unwrap_err();
+        assert!(
+            matches!(&e, ProtocolError::Locked { holder: Some(pid), .. } if *pid == std::process::id()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("run"), "{e}");
+        drop(lock);
+        FolderLock::acquire(&run).unwrap();
+    }
+
+    #[test]
+    fn earlier_runs_are_refused_or_removed_and_foreign_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        prepare_fresh(&run, false).unwrap();
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("eval.json"), "{}").unwrap();
+        std::fs::write(run.join(LOCK_FILE), "1").unwrap();
+        let e = prepare_fresh(&run, false).unwrap_err();
+        assert!(
+            matches!(&e, ProtocolError::NotEmpty { entries, foreign: false, .. }
+                if entries == &["checkpoints".to_string(), "eval.json".to_string()]),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--overwrite"), "{e}");
+        prepare_fresh(&run, true).unwrap();
+        assert_eq!(entries(&run).unwrap(), Vec::<String>::new());
+        std::fs::write(run.join("notes.txt"), "mine").unwrap();
+        std::fs::write(run.join("eval.json"), "{}").unwrap();
+        let e = prepare_fresh(&run, true).unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::NotEmpty { foreign: true, .. }),
+            "{e}"
+        );
+        assert!(run.join("notes.txt").exists() && run.join("eval.json").exists());
+        let aside = aside_name(&run);
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("run.replaced-")
+        );
+    }
+}
