@@ -683,6 +683,47 @@ fn run_on_a_synthetic_volume_cohort() {
     assert_eq!(res.status.code(), Some(2));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("262144 features"), "{err}");
+    // A manifest whose labelled sessions cannot be evaluated fails before pretraining: no
+    // labelled session at all, or one class only (it used to print accuracy 0 or 1).
+    let text = std::fs::read_to_string(&report.manifest).unwrap();
+    let header = text.lines().next().unwrap();
+    let label_col = header.split(',').position(|c| c == "label").unwrap();
+    for (name, label, needle) in [
+        ("unlabelled.csv", "", "no labelled item"),
+        ("one-class.csv", "HC", "of class 0"),
+    ] {
+        let mut out_text = format!("{header}\n");
+        for line in text.lines().skip(1) {
+            let mut cols: Vec<&str> = line.split(',').collect();
+            cols[label_col] = label;
+            out_text += &format!("{}\n", cols.join(","));
+        }
+        let manifest = report.manifest.with_file_name(name);
+        std::fs::write(&manifest, out_text).unwrap();
+        let run_dir = dir.path().join(name);
+        let res = mmssl(&[
+            "run",
+            "--dataset",
+            "oasis3",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(res.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(
+            err.contains(needle) && err.contains("labelled"),
+            "{name}: {err}"
+        );
+        assert!(
+            !run_dir.join("metrics.jsonl").exists(),
+            "{name}: nothing was trained"
+        );
+    }
     // Without a manifest the error says what is needed.
     let res = mmssl(&["run", "--dataset", "oasis3", "--quiet"]);
     assert_eq!(res.status.code(), Some(2));

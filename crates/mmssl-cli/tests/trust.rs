@@ -226,6 +226,13 @@ fn settings_that_can_only_fail_later_fail_before_pretraining() {
             "{flags:?}: nothing was trained"
         );
     }
+    // An output folder that cannot be written (here: below a regular file, which even root
+    // cannot write into) fails at once, not after the first epoch.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let res = tiny("run", &file.join("run"), &["--quiet"]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(stderr(&res).contains("cannot write"), "{}", stderr(&res));
     // A negative number names the flag instead of "unexpected argument '-3'".
     let res = mmssl(&["run", "--epochs", "-3"]);
     assert_eq!(res.status.code(), Some(2));

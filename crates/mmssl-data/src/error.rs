@@ -22,6 +22,17 @@ pub enum DataError {
         /// What is wrong, in words.
         problem: String,
     },
+    /// A file of no format `describe` reads.
+    #[error(
+        "{path}: unknown format ({detail}); `mmssl data info` reads IDX (raw or .gz), MATLAB \
+         .mat, NIfTI (.nii, .nii.gz, .hdr) and cohort manifests (.csv)"
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// What was seen.
+        detail: String,
+    },
     /// A dataset file is missing; `hint` says how to get it.
     #[error("{path} not found; {hint}")]
     Missing {

@@ -43,6 +43,7 @@
 mod batch;
 mod cohort;
 mod dataset;
+mod describe;
 mod error;
 mod falff;
 mod histogram;
@@ -66,6 +67,7 @@ pub use cohort::{
     split_subjects,
 };
 pub use dataset::{PairedDataset, PairedItem, item_rng};
+pub use describe::{Description, describe};
 pub use error::{DataError, Result};
 pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};

@@ -168,23 +168,7 @@ impl<'a> Contrast<'a> {
         anchors: Tensor<3>,
         targets: Tensor<3>,
     ) -> Result<(Tensor<1>, Tensor<1>)> {
-        if let Some(c) = self.clip
-            && !(c > 0.0 && c.is_finite())
-        {
-            return Err(ObjectiveError::InvalidParameter {
-                name: "clip",
-                value: c,
-                reason: "the clipping constant must be finite and > 0 (or absent)",
-            });
-        }
-        if !(self.penalty >= 0.0 && self.penalty.is_finite()) {
-            return Err(ObjectiveError::InvalidParameter {
-                name: "penalty",
-                value: self.penalty,
-                reason: "the penalty coefficient must be finite and >= 0",
-            });
-        }
-        self.critic.kind.validate()?;
+        crate::objective::check_scores(self.critic.kind, self.clip, self.penalty)?;
         let pooled = self.negatives == Negatives::PerSample
             && self.estimator == Estimator::InfoNce
             && anchors.dims()[2] > 1;

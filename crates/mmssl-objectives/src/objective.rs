@@ -119,23 +119,7 @@ impl ObjectiveConfig {
     /// Checks the settings: the critic's temperature, the clip, the penalty, the embedding
     /// size.
     pub fn validate(&self) -> Result<()> {
-        self.critic.validate()?;
-        if let Some(c) = self.clip
-            && !(c > 0.0 && c.is_finite())
-        {
-            return Err(ObjectiveError::InvalidParameter {
-                name: "clip",
-                value: c,
-                reason: "the clipping constant must be finite and > 0 (or absent)",
-            });
-        }
-        if !(self.penalty >= 0.0 && self.penalty.is_finite()) {
-            return Err(ObjectiveError::InvalidParameter {
-                name: "penalty",
-                value: self.penalty,
-                reason: "the penalty coefficient must be finite and >= 0",
-            });
-        }
+        check_scores(self.critic, self.clip, self.penalty)?;
         if self.embedding_dim == 0 {
             return Err(ObjectiveError::InvalidParameter {
                 name: "embedding_dim",
@@ -145,6 +129,29 @@ impl ObjectiveConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the settings every term's scores use: the critic's parameters, the clipping
+/// constant (finite and > 0, or absent) and the penalty coefficient (finite and >= 0).
+pub(crate) fn check_scores(critic: CriticKind, clip: Option<f64>, penalty: f64) -> Result<()> {
+    critic.validate()?;
+    if let Some(c) = clip
+        && !(c > 0.0 && c.is_finite())
+    {
+        return Err(ObjectiveError::InvalidParameter {
+            name: "clip",
+            value: c,
+            reason: "the clipping constant must be finite and > 0 (or absent)",
+        });
+    }
+    if !(penalty >= 0.0 && penalty.is_finite()) {
+        return Err(ObjectiveError::InvalidParameter {
+            name: "penalty",
+            value: penalty,
+            reason: "the penalty coefficient must be finite and >= 0",
+        });
+    }
+    Ok(())
 }
 
 /// The embeddings of one modality that the edges use.

@@ -202,6 +202,19 @@ pub struct DataConfig {
     pub fold: usize,
 }
 
+impl DataConfig {
+    /// The paths that are set: `data_dir`, `second_data_dir`, `manifest`.
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
+            &mut self.data_dir,
+            &mut self.second_data_dir,
+            &mut self.manifest,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
@@ -760,14 +773,7 @@ impl RunConfig {
     /// configuration means the same from any working directory. Paths that do not exist are
     /// left as they are (loading them reports the problem).
     pub fn absolute_paths(&mut self) {
-        for p in [
-            &mut self.data.data_dir,
-            &mut self.data.second_data_dir,
-            &mut self.data.manifest,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for p in self.data.paths_mut() {
             if let Ok(abs) = std::fs::canonicalize(&*p) {
                 *p = abs;
             }
@@ -776,14 +782,7 @@ impl RunConfig {
 
     /// Relative data paths taken relative to `base` (a grid or configuration file's folder).
     pub fn paths_relative_to(&mut self, base: &Path) {
-        for p in [
-            &mut self.data.data_dir,
-            &mut self.data.second_data_dir,
-            &mut self.data.manifest,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for p in self.data.paths_mut() {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
