@@ -416,6 +416,8 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         shared.join("mnist").to_str().unwrap(),
         "--second-data-dir",
         missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("no-fashion-run").to_str().unwrap(),
         "--quiet",
     ]);
     assert_eq!(res.status.code(), Some(2));

@@ -272,10 +272,10 @@ pub fn run_with(
         crate::folder::prepare_fresh(out, config.output.overwrite)?;
     }
     if phases.pretrain {
-        // An unwritable checkpoint folder fails now, not after the first epoch.
-        let probe = out.join("checkpoints").join(".probe");
-        std::fs::create_dir_all(out.join("checkpoints"))
-            .and_then(|_| std::fs::write(&probe, b""))
+        // An unwritable folder fails now, not after the first epoch (and a run that fails
+        // before its first file leaves nothing that would block the next one).
+        let probe = out.join(".probe");
+        std::fs::write(&probe, b"")
             .and_then(|_| std::fs::remove_file(&probe))
             .map_err(|e| ProtocolError::write(&probe, e))?;
     }
