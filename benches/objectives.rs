@@ -38,7 +38,6 @@ fn term(a: &Tensor<3>, t: &Tensor<3>) -> Tensor<1> {
 }
 
 fn infonce(c: &mut Criterion) {
-    mmssl::encoders::cpu::tune_allocator();
     let mut group = c.benchmark_group("infonce");
     group.sample_size(20);
     for (name, lt) in [("2d_B64_d64_La1_Lt64", 64), ("3d_B64_d64_La1_Lt512", 512)] {
@@ -66,7 +65,6 @@ fn infonce(c: &mut Criterion) {
 }
 
 fn objective_and_encoders(c: &mut Criterion) {
-    mmssl::encoders::cpu::tune_allocator();
     let device = Device::flex().autodiff();
     let mut rng = StdRng::seed_from_u64(0);
     let enc: Vec<_> = (0..2)

@@ -84,7 +84,6 @@ struct Model {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    mmssl::encoders::cpu::tune_allocator();
     let device = Device::flex().autodiff();
     device.seed(7);
     let mut rng = StdRng::seed_from_u64(7);

@@ -26,7 +26,6 @@ use std::error::Error;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    mmssl::encoders::cpu::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mnist_dir = PathBuf::from(args.first().map_or("../shared/data/mnist", String::as_str));
     // The protocol of `mmssl run --dataset mnist-svhn` (or mnist-fashion): each side's training

@@ -30,7 +30,6 @@ impl Progress for Lines {
 impl Observer for Lines {}
 
 fn main() -> Result<(), Box<dyn Error>> {
-    mmssl::encoders::cpu::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tmp = std::env::temp_dir().join("mmssl-oasis3-example");
     let manifest_path = match args.first().map(String::as_str) {

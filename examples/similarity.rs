@@ -39,7 +39,6 @@ fn views(seed: u64, noise_b: f64) -> (Array2<f64>, Array2<f64>) {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    mmssl::encoders::cpu::tune_allocator();
     let dir = PathBuf::from(
         std::env::args()
             .nth(1)

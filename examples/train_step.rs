@@ -204,7 +204,6 @@ fn gemm(a: &Args, device: &Device) -> Vec<f64> {
 }
 
 fn main() {
-    mmssl::encoders::cpu::tune_allocator();
     let a = <Args as clap::Parser>::parse();
     let result = device(&a.backend).and_then(|d| match a.what {
         What::Step => step(&a, &d),

@@ -46,7 +46,6 @@ impl Observer for Lines {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    mmssl::encoders::cpu::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut config = RunConfig::default();
     config.method = "CR-XX-CC".parse()?;

@@ -11,7 +11,8 @@
 //! | module | crate | job |
 //! | --- | --- | --- |
 //! | [`data`] | `mmssl-data` | datasets, pairing, splits, volumes |
-//! | [`encoders`] | `mmssl-encoders` | DCGAN encoders/decoders, projection heads |
+//! | [`kernels`] | `mmssl-kernels` | fused CPU kernels as layers, runtime settings |
+//! | [`encoders`] | `mmssl-encoders` | DCGAN encoders/decoders (2D and 3D from one table), projection heads |
 //! | [`objectives`] | `mmssl-objectives` | critics, estimators, edges, objective specs |
 //! | [`baselines`] | `mmssl-baselines` | supervised, AE, deep CCA family, MMVAE, linear CCA |
 //! | [`similarity`] | `mmssl-similarity` | CCA, SVCCA, PWCCA, linear CKA |
@@ -39,6 +40,7 @@ pub use burn;
 pub use mmssl_baselines as baselines;
 pub use mmssl_data as data;
 pub use mmssl_encoders as encoders;
+pub use mmssl_kernels as kernels;
 pub use mmssl_objectives as objectives;
 pub use mmssl_protocol as protocol;
 pub use mmssl_similarity as similarity;

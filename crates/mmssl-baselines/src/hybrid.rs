@@ -4,13 +4,12 @@
 use crate::decoder::{AnyDecoder, mse};
 use crate::deep_cca::{DeepCca, DeepCcaConfig};
 use crate::error::{BaselineError, Result};
-use crate::supervised::{check_views, view};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
 use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
 use mmssl_objectives::{Edge, ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
-use mmssl_train::{AnyEncoder, Method, StepOutput};
+use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -192,7 +191,7 @@ impl HybridConfig {
             None => None,
         };
         Ok(Hybrid {
-            encoders,
+            backbone: Backbone::new(encoders)?,
             decoders,
             conv_heads,
             latent_heads,
@@ -212,7 +211,7 @@ fn edge_spec(edge: Edge) -> ObjectiveSpec {
 /// ([`HybridConfig::ae`], ...). The representation is the encoder's `z`.
 #[derive(Module, Debug)]
 pub struct Hybrid {
-    encoders: Vec<AnyEncoder>,
+    backbone: Backbone,
     decoders: Vec<AnyDecoder>,
     conv_heads: Vec<ConvHead>,
     latent_heads: Vec<LatentHead>,
@@ -230,7 +229,7 @@ impl Hybrid {
 
     /// Reconstructions of every modality of `batch` from its own `z`.
     pub fn reconstruct(&self, batch: &Batch) -> mmssl_train::Result<Vec<mmssl_data::ViewBatch>> {
-        check_views(batch, self.encoders.len())?;
+        let outs = self.backbone.encode_all(batch)?;
         if self.decoders.is_empty() {
             return Err(BaselineError::InvalidSetting {
                 name: "reconstruction",
@@ -239,11 +238,11 @@ impl Hybrid {
             }
             .into());
         }
-        let mut out = Vec::new();
-        for (m, v) in batch.views.iter().enumerate() {
-            out.push(self.decoders[m].forward(self.encoders[m].forward(v)?.z));
-        }
-        Ok(out)
+        Ok(outs
+            .into_iter()
+            .zip(&self.decoders)
+            .map(|(out, decoder)| decoder.forward(out.z))
+            .collect())
     }
 }
 
@@ -256,13 +255,9 @@ fn add(total: Option<Tensor<1>>, t: Tensor<1>) -> Option<Tensor<1>> {
 
 impl Method for Hybrid {
     fn loss(&self, batch: &Batch, rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
-        check_views(batch, self.encoders.len())?;
+        let outs = self.backbone.encode_all(batch)?;
         let mut terms = Vec::new();
         let mut total = None;
-        let mut outs = Vec::new();
-        for (m, v) in batch.views.iter().enumerate() {
-            outs.push(self.encoders[m].forward(v)?);
-        }
         if let Some(w) = self.settings.reconstruction {
             for (m, v) in batch.views.iter().enumerate() {
                 let rec = self.decoders[m].forward(outs[m].z.clone());
@@ -306,13 +301,11 @@ impl Method for Hybrid {
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
-        check_views(batch, self.encoders.len())?;
-        let v = view(batch, modality)?;
-        Ok(self.encoders[modality].forward(v)?.z)
+        self.backbone.represent(batch, modality)
     }
 
     fn modalities(&self) -> usize {
-        self.encoders.len()
+        self.backbone.modalities()
     }
 }
 

@@ -31,12 +31,11 @@
 
 use crate::decoder::{AnyDecoder, flatten_view};
 use crate::error::{BaselineError, Result};
-use crate::supervised::{check_views, view};
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::{Batch, ViewBatch};
-use mmssl_train::{AnyEncoder, Method, StepOutput};
+use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -178,7 +177,7 @@ impl MmvaeConfig {
         let mut settings = self.clone();
         settings.likelihood_scaling = Some(scaling);
         Ok(Mmvae {
-            encoders,
+            backbone: Backbone::new(encoders)?,
             decoders,
             prior_logits,
             settings,
@@ -189,7 +188,7 @@ impl MmvaeConfig {
 /// The MMVAE model. See the module documentation.
 #[derive(Module, Debug)]
 pub struct Mmvae {
-    encoders: Vec<AnyEncoder>,
+    backbone: Backbone,
     decoders: Vec<AnyDecoder>,
     prior_logits: Param<Tensor<1>>,
     #[module(skip)]
@@ -244,11 +243,10 @@ impl Mmvae {
 
     /// The posterior `q(z | x_m)` of each modality of `batch`.
     pub fn posteriors(&self, batch: &Batch) -> mmssl_train::Result<Vec<Laplace>> {
-        check_views(batch, self.encoders.len())?;
         let d = self.settings.latent_dim;
         let mut out = Vec::new();
-        for (m, v) in batch.views.iter().enumerate() {
-            let h = self.encoders[m].forward(v)?.z;
+        for encoded in self.backbone.encode_all(batch)? {
+            let h = encoded.z;
             let b = h.dims()[0];
             let loc = h.clone().narrow(1, 0, d);
             let logits = h.narrow(1, d, d);
@@ -297,7 +295,7 @@ impl Mmvae {
         let mut total: Option<Tensor<2>> = None;
         for (m, dec) in self.decoders.iter().enumerate() {
             let mean = flatten_view(&dec.forward(flat.clone()));
-            let x = flatten_view(view(batch, m)?);
+            let x = flatten_view(self.backbone.view(batch, m)?);
             let p = x.dims()[1];
             let mean = mean.reshape([k, b, p]);
             let x = x.reshape([1, b, p]);
@@ -498,14 +496,13 @@ impl Method for Mmvae {
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
-        check_views(batch, self.encoders.len())?;
+        // The encoder's z holds the posterior's location, then its scale logits.
         let d = self.settings.latent_dim;
-        let v = view(batch, modality)?;
-        Ok(self.encoders[modality].forward(v)?.z.narrow(1, 0, d))
+        Ok(self.backbone.represent(batch, modality)?.narrow(1, 0, d))
     }
 
     fn modalities(&self) -> usize {
-        self.encoders.len()
+        self.backbone.modalities()
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::Batch;
 use mmssl_encoders::init::xavier_param;
-use mmssl_train::{AnyEncoder, Method, StepOutput};
+use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 /// `z`, as for every other method.
 #[derive(Module, Debug)]
 pub struct Supervised {
-    encoders: Vec<AnyEncoder>,
+    backbone: Backbone,
     classifiers: Vec<Linear>,
 }
 
@@ -56,7 +56,7 @@ impl Supervised {
             classifiers.push(classifier(latent_dim, classes, device, rng));
         }
         Ok(Supervised {
-            encoders,
+            backbone: Backbone::new(encoders)?,
             classifiers,
         })
     }
@@ -107,32 +107,12 @@ pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Re
     Ok(mmssl_train::cross_entropy(logits, targets))
 }
 
-pub(crate) fn check_views(batch: &Batch, expected: usize) -> mmssl_train::Result<()> {
-    if batch.views.len() != expected {
-        return Err(mmssl_train::TrainError::ModalityCount {
-            model: expected,
-            batch: batch.views.len(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn view(batch: &Batch, modality: usize) -> mmssl_train::Result<&mmssl_data::ViewBatch> {
-    batch
-        .views
-        .get(modality)
-        .ok_or_else(|| mmssl_train::TrainError::NoModality {
-            modality,
-            available: batch.views.len(),
-        })
-}
-
 impl Method for Supervised {
     fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
-        check_views(batch, self.encoders.len())?;
+        self.backbone.check(batch)?;
         let mut total: Option<Tensor<1>> = None;
         let mut terms = Vec::new();
-        for m in 0..self.encoders.len() {
+        for m in 0..self.backbone.modalities() {
             let ce = cross_entropy(self.logits(batch, m)?, batch)?;
             terms.push((format!("CE[{m}]"), ce.clone()));
             total = Some(match total {
@@ -147,13 +127,11 @@ impl Method for Supervised {
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {
-        check_views(batch, self.encoders.len())?;
-        let v = view(batch, modality)?;
-        Ok(self.encoders[modality].forward(v)?.z)
+        self.backbone.represent(batch, modality)
     }
 
     fn modalities(&self) -> usize {
-        self.encoders.len()
+        self.backbone.modalities()
     }
 }
 

@@ -1,12 +1,14 @@
 //! The projection head for convolutional feature maps (AMDIM style; Bachman et al., NeurIPS
 //! 2019): a 1x1 residual block with BatchNorm on the sum.
 
+use crate::EncoderError;
 use crate::init::{near_identity, xavier_param};
-use crate::{Activation, EncoderError, batch_norm, pointwise};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use mmssl_kernels::nn::{NormAct, Pointwise};
+use mmssl_kernels::norm::Activation;
 use rand::Rng;
 
 /// Configuration of [`ConvHead`].
@@ -26,11 +28,11 @@ pub struct ConvHeadConfig {
 /// A 1x1 convolution is a linear map over channels ([`pointwise`]).
 #[derive(Module, Debug)]
 pub struct ConvHead {
-    pub(crate) conv1: Linear,
-    pub(crate) bn1: BatchNorm,
-    pub(crate) conv2: Linear,
-    pub(crate) shortcut: Linear,
-    pub(crate) bn_out: BatchNorm,
+    pub(crate) conv1: Pointwise,
+    pub(crate) bn1: NormAct,
+    pub(crate) conv2: Pointwise,
+    pub(crate) shortcut: Pointwise,
+    pub(crate) bn_out: NormAct,
 }
 
 pub(crate) fn linear<R: Rng + ?Sized>(
@@ -64,11 +66,11 @@ impl ConvHeadConfig {
             shortcut.weight = near_identity(c, 0.01, rng, device);
         }
         Ok(ConvHead {
-            conv1: linear(c, o, false, 2f64.sqrt(), rng, device),
-            bn1: BatchNormConfig::new(o).init(device),
-            conv2: linear(o, o, false, 1.0, rng, device),
-            shortcut,
-            bn_out: BatchNormConfig::new(o).init(device),
+            conv1: Pointwise::new(linear(c, o, false, 2f64.sqrt(), rng, device)),
+            bn1: NormAct::new(o, Activation::Relu, device),
+            conv2: Pointwise::new(linear(o, o, false, 1.0, rng, device)),
+            shortcut: Pointwise::new(shortcut),
+            bn_out: NormAct::new(o, Activation::Identity, device),
         })
     }
 }
@@ -80,9 +82,8 @@ impl ConvHead {
     /// - `x`: `[B, in_channels, L]`
     /// - output: `[B, out_channels, L]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = pointwise(&self.conv1, x.clone());
-        let h = batch_norm(&self.bn1, h, Activation::Relu);
-        let h = pointwise(&self.conv2, h) + pointwise(&self.shortcut, x);
-        batch_norm(&self.bn_out, h, Activation::Identity)
+        let h = self.bn1.forward(self.conv1.forward(x.clone()));
+        self.bn_out
+            .forward(self.conv2.forward(h) + self.shortcut.forward(x))
     }
 }

@@ -1,11 +1,13 @@
 //! The projection head for latents: `Linear -> BN -> ReLU -> Linear`.
 
+use crate::EncoderError;
 use crate::conv_head::linear;
-use crate::{Activation, EncoderError, batch_norm};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
+use mmssl_kernels::nn::NormAct;
+use mmssl_kernels::norm::Activation;
 use rand::Rng;
 
 /// Configuration of [`LatentHead`].
@@ -23,7 +25,7 @@ pub struct LatentHeadConfig {
 #[derive(Module, Debug)]
 pub struct LatentHead {
     pub(crate) fc1: Linear,
-    pub(crate) bn: BatchNorm,
+    pub(crate) bn: NormAct,
     pub(crate) fc2: Linear,
 }
 
@@ -39,7 +41,7 @@ impl LatentHeadConfig {
         let (i, o) = (self.in_features, self.out_features);
         Ok(LatentHead {
             fc1: linear(i, o, false, 2f64.sqrt(), rng, device),
-            bn: BatchNormConfig::new(o).init(device),
+            bn: NormAct::new(o, Activation::Relu, device),
             fc2: linear(o, o, false, 1.0, rng, device),
         })
     }
@@ -52,7 +54,6 @@ impl LatentHead {
     /// - `z`: `[B, in_features]`
     /// - output: `[B, out_features]`
     pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
-        self.fc2
-            .forward(batch_norm(&self.bn, self.fc1.forward(z), Activation::Relu))
+        self.fc2.forward(self.bn.forward(self.fc1.forward(z)))
     }
 }

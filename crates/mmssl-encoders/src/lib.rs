@@ -5,6 +5,10 @@
 //! matching DCGAN decoders for the autoencoder baselines, and the AMDIM-style projection heads
 //! ([`ConvHead`] for feature maps, [`LatentHead`] for latents).
 //!
+//! The 2D and 3D models come from one definition ([`dcgan`]): a table of layers and a model
+//! generic over the tensor rank. The layers are `mmssl-kernels`' ([`mmssl_kernels::nn`]), which
+//! take the fused CPU kernels on burn's CPU backend and burn's generic operations elsewhere.
+//!
 //! Every `init` takes the device and a random generator: weights are drawn on the host, so the
 //! same seed gives the same model on every backend.
 //!
@@ -31,28 +35,18 @@
 #![deny(missing_docs)]
 
 mod conv_head;
-pub mod cpu;
-mod dcgan2d;
-mod dcgan3d;
-mod decoder2d;
-mod decoder3d;
-mod fused;
-mod fused_conv;
+pub mod dcgan;
 pub mod init;
 mod latent_head;
 mod output;
-mod pointwise;
 
 pub use conv_head::{ConvHead, ConvHeadConfig};
-pub use dcgan2d::{DcganEncoder2d, DcganEncoder2dConfig};
-pub use dcgan3d::{DcganEncoder3d, DcganEncoder3dConfig};
-pub use decoder2d::{DcganDecoder2d, DcganDecoder2dConfig};
-pub use decoder3d::{DcganDecoder3d, DcganDecoder3dConfig};
-pub use fused::{Activation, activate, batch_norm};
-pub use fused_conv::{conv2d_forward, conv3d_forward};
+pub use dcgan::{
+    DcganDecoder, DcganDecoder2d, DcganDecoder2dConfig, DcganDecoder3d, DcganDecoder3dConfig,
+    DcganEncoder, DcganEncoder2d, DcganEncoder2dConfig, DcganEncoder3d, DcganEncoder3dConfig,
+};
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
-pub use pointwise::pointwise;
 
 /// Negative slope of the LeakyReLU used throughout the DCGAN encoders and decoders.
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -80,7 +74,5 @@ impl EncoderError {
     }
 }
 
-#[cfg(test)]
-mod test_util;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
 use super::*;
 use burn::tensor::activation::leaky_relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -46,10 +48,16 @@ fn tapped_map_is_the_raw_second_convolution() {
         .unwrap();
     let x = images(3, 1, &device);
     let out = enc.forward(x.clone());
-    let manual = enc
-        .conv2
-        .forward(leaky_relu(enc.conv1.forward(x), 0.2))
-        .reshape([3, 64, 64]);
+    // burn's own convolution on the encoder's weights, not the layers under test.
+    let conv = |x: Tensor<4>, layer: usize, stride: usize, pad: usize| {
+        conv2d(
+            x,
+            enc.convs[layer].weight.val(),
+            None,
+            ConvOptions::new([stride; 2], [pad; 2], [1; 2], 1),
+        )
+    };
+    let manual = conv(leaky_relu(conv(x, 0, 2, 1), 0.2), 1, 2, 1).reshape([3, 64, 64]);
     let (a, b) = (values(out.conv), values(manual));
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
     // Raw conv output: not normalised, so not every channel is zero-mean / unit-variance.
@@ -106,7 +114,7 @@ fn decoders_produce_images_in_the_unit_interval() {
 fn conv_head_shortcut_starts_near_identity() {
     let device = Device::flex();
     let head = ConvHeadConfig::new(64).init(&device, &mut rng(6)).unwrap();
-    let w = values(head.shortcut.weight.val());
+    let w = values(head.shortcut.linear.weight.val());
     for i in 0..64 {
         for j in 0..64 {
             let expected = if i == j { 1.0 } else { 0.0 };
@@ -134,9 +142,9 @@ fn heads_and_encoder_train_end_to_end() {
     let flat =
         |g: Option<Vec<f32>>, name: &str| g.unwrap_or_else(|| panic!("no gradient for {name}"));
     let grads_of = [
-        ("conv1", enc.conv1.weight.grad(&grads).map(values)),
-        ("conv4", enc.conv4.weight.grad(&grads).map(values)),
-        ("head", ch.conv1.weight.grad(&grads).map(values)),
+        ("conv1", enc.convs[0].weight.grad(&grads).map(values)),
+        ("conv4", enc.convs[3].weight.grad(&grads).map(values)),
+        ("head", ch.conv1.linear.weight.grad(&grads).map(values)),
         ("latent", lh.fc1.weight.grad(&grads).map(values)),
     ];
     for (name, g) in grads_of {
@@ -166,5 +174,117 @@ fn zero_sizes_are_errors() {
             .with_latent_dim(0)
             .init(&device, &mut rng(0))
             .is_err()
+    );
+}
+
+/// The weights the models had before 2D and 3D came from one table (each layer its own field,
+/// drawn in layer order): Xavier-uniform `U(-b, b)` with `b = gain sqrt(6 / ((in + out) k))`,
+/// `k` the kernel's volume, drawn value by value in row-major order of `[out, in, k...]`
+/// (`[in, out, k...]` for the decoders' transposed convolutions), LeakyReLU(0.2)'s gain for
+/// every layer but a decoder's last (gain 1).
+fn reference_weights(seed: u64, layers: &[(usize, usize, f64)], k: usize) -> Vec<Vec<f32>> {
+    let mut r = rng(seed);
+    layers
+        .iter()
+        .map(|&(a, b, gain)| {
+            let bound = gain * (6.0 / ((a + b) * k) as f64).sqrt();
+            (0..a * b * k)
+                .map(|_| rand::RngExt::random_range(&mut r, -bound..bound) as f32)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_tables_draw_the_same_weights_as_the_separate_models_did() {
+    let device = Device::flex();
+    let g = (2.0f64 / 1.04).sqrt();
+    let flat = |w: Vec<Vec<f32>>| w.concat();
+    // 2D encoder, 3 channels, latent 16: conv 3->32, 32->64, 64->128, 128->16.
+    let enc = DcganEncoder2dConfig::new()
+        .with_in_channels(3)
+        .with_latent_dim(16)
+        .init(&device, &mut rng(21))
+        .unwrap();
+    let got: Vec<Vec<f32>> = enc.convs.iter().map(|c| values(c.weight.val())).collect();
+    let want = reference_weights(
+        21,
+        &[(32, 3, g), (64, 32, g), (128, 64, g), (16, 128, g)],
+        16,
+    );
+    assert_eq!(flat(got), flat(want));
+    assert_eq!(enc.convs[1].weight.dims(), [64, 32, 4, 4]);
+    // 3D encoder: 1->32->64->128->256->64.
+    let enc = DcganEncoder3dConfig::new()
+        .init(&device, &mut rng(22))
+        .unwrap();
+    let got: Vec<Vec<f32>> = enc.convs.iter().map(|c| values(c.weight.val())).collect();
+    let layers = [
+        (32, 1, g),
+        (64, 32, g),
+        (128, 64, g),
+        (256, 128, g),
+        (64, 256, g),
+    ];
+    assert_eq!(flat(got), flat(reference_weights(22, &layers, 64)));
+    assert_eq!(enc.tapped_channels(), 128);
+    // 2D decoder to 3 channels: latent 64 -> 128 -> 64 -> 32 -> 3 (last with gain 1).
+    let dec = DcganDecoder2dConfig::new()
+        .with_out_channels(3)
+        .init(&device, &mut rng(23))
+        .unwrap();
+    let got: Vec<Vec<f32>> = dec.deconvs.iter().map(|c| values(c.weight.val())).collect();
+    let layers = [(64, 128, g), (128, 64, g), (64, 32, g), (32, 3, 1.0)];
+    assert_eq!(flat(got), flat(reference_weights(23, &layers, 16)));
+    assert_eq!(dec.deconvs[0].weight.dims(), [64, 128, 4, 4]);
+    // 3D decoder: latent 64 -> 256 -> 128 -> 64 -> 32 -> 1.
+    let dec = DcganDecoder3dConfig::new()
+        .init(&device, &mut rng(24))
+        .unwrap();
+    let got: Vec<Vec<f32>> = dec.deconvs.iter().map(|c| values(c.weight.val())).collect();
+    let layers = [
+        (64, 256, g),
+        (256, 128, g),
+        (128, 64, g),
+        (64, 32, g),
+        (32, 1, 1.0),
+    ];
+    assert_eq!(flat(got), flat(reference_weights(24, &layers, 64)));
+}
+
+#[test]
+fn the_2d_and_3d_models_follow_their_tables() {
+    use crate::dcgan::{DECODER_2D, DECODER_3D, ENCODER_2D, ENCODER_3D, TAP_2D, TAP_3D};
+    let device = Device::flex();
+    let e2 = DcganEncoder2dConfig::new()
+        .init(&device, &mut rng(1))
+        .unwrap();
+    let e3 = DcganEncoder3dConfig::new()
+        .init(&device, &mut rng(1))
+        .unwrap();
+    assert_eq!((e2.convs.len(), e2.tap), (ENCODER_2D.len(), TAP_2D));
+    assert_eq!((e3.convs.len(), e3.tap), (ENCODER_3D.len(), TAP_3D));
+    assert_eq!(e2.tapped_channels(), 64);
+    // Batch norm where the table says, and nowhere else.
+    let norms =
+        |posts: &[crate::dcgan::Post]| posts.iter().map(|p| p.has_norm()).collect::<Vec<_>>();
+    assert_eq!(
+        norms(&e2.posts),
+        ENCODER_2D.iter().map(|l| l.norm).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        norms(&e3.posts),
+        ENCODER_3D.iter().map(|l| l.norm).collect::<Vec<_>>()
+    );
+    let d2 = DcganDecoder2dConfig::new()
+        .init(&device, &mut rng(1))
+        .unwrap();
+    let d3 = DcganDecoder3dConfig::new()
+        .init(&device, &mut rng(1))
+        .unwrap();
+    assert_eq!(d2.deconvs.len(), DECODER_2D.len());
+    assert_eq!(
+        norms(&d3.posts),
+        DECODER_3D.iter().map(|l| l.norm).collect::<Vec<_>>()
     );
 }

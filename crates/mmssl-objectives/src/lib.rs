@@ -43,7 +43,6 @@ mod critic;
 mod edge;
 mod error;
 mod estimator;
-mod fused;
 mod objective;
 mod scores;
 mod spec;

@@ -402,7 +402,7 @@ fn fused_infonce(
         Tensor::cat(factors, 0)
     };
     let h = critic.target_factor(targets.clone(), 1);
-    let layout = crate::fused::Layout {
+    let layout = mmssl_kernels::infonce::Layout {
         dim: g.dims()[1],
         anchor_locations: la,
         target_locations: lt,
@@ -411,7 +411,7 @@ fn fused_infonce(
         penalty: penalty as f32,
         sets: anchors.len(),
     };
-    Ok(crate::fused::infonce(&g, &h, layout).map(|out| {
+    Ok(mmssl_kernels::infonce::infonce(&g, &h, layout).map(|out| {
         (0..anchors.len())
             .map(|k| {
                 let loss = out.clone().narrow(0, 2 * k, 1);

@@ -1,7 +1,7 @@
 //! A contrastive method: one encoder and two heads per modality, and an objective of the
 //! CR/XX/CC/RR taxonomy over them.
 
-use crate::encoder::AnyEncoder;
+use crate::encoder::{AnyEncoder, Backbone};
 use crate::error::{Result, TrainError};
 use crate::factory::{
     BuildSetup, LATENT_DIM, MethodFactory, MethodOption, MethodOptions, OBJECTIVE_OPTIONS,
@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 /// Encoders, heads and objective of a contrastive run.
 #[derive(Module, Debug)]
 pub struct ContrastiveModel {
-    encoders: Vec<AnyEncoder>,
+    backbone: Backbone,
     conv_heads: Vec<ConvHead>,
     latent_heads: Vec<LatentHead>,
     objective: Objective,
@@ -60,7 +60,7 @@ impl ContrastiveModel {
         // Fail now, not at the first step, if the spec needs more modalities.
         objective.terms(shapes.len())?;
         Ok(ContrastiveModel {
-            encoders,
+            backbone: Backbone::new(encoders)?,
             conv_heads,
             latent_heads,
             objective,
@@ -71,24 +71,12 @@ impl ContrastiveModel {
     pub fn objective(&self) -> &Objective {
         &self.objective
     }
-
-    fn check(&self, batch: &Batch) -> Result<()> {
-        if batch.views.len() != self.encoders.len() {
-            return Err(TrainError::ModalityCount {
-                model: self.encoders.len(),
-                batch: batch.views.len(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Method for ContrastiveModel {
     fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutput> {
-        self.check(batch)?;
-        let mut views = Vec::with_capacity(self.encoders.len());
-        for (i, view) in batch.views.iter().enumerate() {
-            let out = self.encoders[i].forward(view)?;
+        let mut views = Vec::with_capacity(self.backbone.modalities());
+        for (i, out) in self.backbone.encode_all(batch)?.into_iter().enumerate() {
             views.push(ModalityEmbeddings {
                 conv: self.conv_heads[i].forward(out.conv),
                 latent: self.latent_heads[i].forward(out.z),
@@ -107,19 +95,11 @@ impl Method for ContrastiveModel {
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
-        self.check(batch)?;
-        let view = batch
-            .views
-            .get(modality)
-            .ok_or_else(|| TrainError::NoModality {
-                modality,
-                available: batch.views.len(),
-            })?;
-        Ok(self.encoders[modality].forward(view)?.z)
+        self.backbone.represent(batch, modality)
     }
 
     fn modalities(&self) -> usize {
-        self.encoders.len()
+        self.backbone.modalities()
     }
 }
 

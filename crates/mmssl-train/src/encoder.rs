@@ -1,9 +1,11 @@
-//! An encoder for either kind of modality, chosen from the data's shape.
+//! An encoder for either kind of modality, chosen from the data's shape, and the backbone of
+//! one encoder per modality that every method encodes and represents its batches with.
 
 use crate::error::{Result, TrainError};
 use burn::module::Module;
 use burn::tensor::Device;
-use mmssl_data::ViewBatch;
+use burn::tensor::Tensor;
+use mmssl_data::{Batch, ViewBatch};
 use mmssl_encoders::{
     DcganEncoder2d, DcganEncoder2dConfig, DcganEncoder3d, DcganEncoder3dConfig, EncoderOutput,
 };
@@ -50,8 +52,8 @@ impl AnyEncoder {
     /// Channels of the tapped feature map (64 for images, 128 for volumes).
     pub fn tapped_channels(&self) -> usize {
         match self {
-            AnyEncoder::Images(_) => 64,
-            AnyEncoder::Volumes(_) => 128,
+            AnyEncoder::Images(e) => e.tapped_channels(),
+            AnyEncoder::Volumes(e) => e.tapped_channels(),
         }
     }
 
@@ -69,5 +71,73 @@ impl AnyEncoder {
                 got: "images",
             }),
         }
+    }
+}
+
+/// One encoder per modality: the part of a model every method shares. It checks that a batch
+/// has the model's modalities, encodes them, and gives the representation each method's
+/// [`Method::represent`](crate::Method::represent) returns (the latent `z`, or a part of it).
+#[derive(Module, Debug)]
+pub struct Backbone {
+    encoders: Vec<AnyEncoder>,
+}
+
+impl Backbone {
+    /// A backbone of `encoders`, modality `m` encoded by `encoders[m]`.
+    pub fn new(encoders: Vec<AnyEncoder>) -> Result<Self> {
+        if encoders.is_empty() {
+            return Err(TrainError::NoModalities);
+        }
+        Ok(Backbone { encoders })
+    }
+
+    /// Number of modalities.
+    pub fn modalities(&self) -> usize {
+        self.encoders.len()
+    }
+
+    /// The encoder of `modality`.
+    pub fn encoder(&self, modality: usize) -> Option<&AnyEncoder> {
+        self.encoders.get(modality)
+    }
+
+    /// An error unless `batch` has exactly one view per modality.
+    pub fn check(&self, batch: &Batch) -> Result<()> {
+        if batch.views.len() != self.encoders.len() {
+            return Err(TrainError::ModalityCount {
+                model: self.encoders.len(),
+                batch: batch.views.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The view of `modality` in `batch`, after [`Backbone::check`].
+    pub fn view<'a>(&self, batch: &'a Batch, modality: usize) -> Result<&'a ViewBatch> {
+        self.check(batch)?;
+        batch.views.get(modality).ok_or(TrainError::NoModality {
+            modality,
+            available: batch.views.len(),
+        })
+    }
+
+    /// Modality `modality` of `batch` encoded.
+    pub fn encode(&self, batch: &Batch, modality: usize) -> Result<EncoderOutput> {
+        let view = self.view(batch, modality)?;
+        self.encoders[modality].forward(view)
+    }
+
+    /// Every modality of `batch` encoded, in order.
+    pub fn encode_all(&self, batch: &Batch) -> Result<Vec<EncoderOutput>> {
+        self.check(batch)?;
+        (0..self.encoders.len())
+            .map(|m| self.encoders[m].forward(&batch.views[m]))
+            .collect()
+    }
+
+    /// The latent `z` `[B, latent]` of `modality`: the representation of contrastive and most
+    /// baseline methods.
+    pub fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
+        Ok(self.encode(batch, modality)?.z)
     }
 }

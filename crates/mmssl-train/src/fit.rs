@@ -84,19 +84,7 @@ pub struct EpochMetrics {
     pub data_wait_seconds: f64,
 }
 
-/// Runs `f` on a thread of rayon's pool when it has more than one: the CPU kernels' parallel
-/// loops then start from inside the pool, without waking a pool thread and putting the calling
-/// thread to sleep for every operation (~10% of a 2D step on two cores). [`fit`] runs its
-/// steps this way; so should a hand-written training loop or benchmark on the CPU. With a
-/// single pool thread `f` runs on the calling thread instead, so that a dataset which itself
-/// uses rayon cannot wait on the thread that waits for its batch.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_num_threads() > 1 {
-        rayon::scope(|_| f())
-    } else {
-        f()
-    }
-}
+pub use mmssl_kernels::runtime::on_pool;
 
 /// Receives progress from [`fit`] (progress bars, logs). `Send`: the training steps, and so
 /// the calls, run on a thread of rayon's pool.

@@ -32,7 +32,7 @@ mod onecycle;
 mod radam;
 
 pub use contrastive::{ContrastiveFactory, ContrastiveModel};
-pub use encoder::AnyEncoder;
+pub use encoder::{AnyEncoder, Backbone};
 pub use error::{Result, TrainError};
 pub use factory::{
     BuildSetup, LATENT_DIM, MethodFactory, MethodOption, MethodOptions, OBJECTIVE_OPTIONS,

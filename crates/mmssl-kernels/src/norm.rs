@@ -15,7 +15,7 @@
 //! biased batch variance). Other backends, inference mode and non-`f32` tensors use burn's
 //! `BatchNorm::forward` and the activation functions unchanged.
 
-use crate::cpu::{AdTensor, HostTensor, autodiff_primitive, zeros};
+use crate::host::{AdTensor, HostTensor, autodiff_primitive, zeros};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Tensor, TensorData};
@@ -164,7 +164,7 @@ fn fused<const D: usize>(
         .update(blend(bn.running_mean.value_sync(), mean));
     bn.running_var
         .update(blend(bn.running_var.value_sync(), var));
-    Some(Tensor::from_primitive::<crate::cpu::AdFlex>(out))
+    Some(Tensor::from_primitive::<crate::host::AdFlex>(out))
 }
 
 /// `activation(x)`, one pass forward and one backward in training mode on the CPU backend
@@ -193,7 +193,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
             })
         });
     match fused {
-        Some(out) => Tensor::from_primitive::<crate::cpu::AdFlex>(out),
+        Some(out) => Tensor::from_primitive::<crate::host::AdFlex>(out),
         None => activation.apply(x),
     }
 }

@@ -9,7 +9,7 @@
 //! order) and `dbias = sum_b sum_l dY_b`. Other backends and non-`f32` tensors use
 //! `Linear::forward` on the transposed map; values and gradients are tested against it.
 
-use crate::cpu::{
+use crate::host::{
     AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
     sum_in_order, zeros,
 };

@@ -1,5 +1,5 @@
 //! Plumbing shared by mmssl's fused operations on burn's CPU backend (`flex`): the fused batch
-//! norm, activation and convolution here, and the fused InfoNCE of `mmssl-objectives`.
+//! norm, activation and convolution here, and the fused InfoNCE.
 //!
 //! A fused operation takes its tensors down to the backend primitive ([`autodiff_primitive`],
 //! [`plain_primitive`]), reads them in place as [`HostTensor`]s, multiplies with [`matmul`] and
@@ -65,31 +65,6 @@ impl HostTensor {
     /// The backend tensor, for handing back to burn.
     pub fn into_flex(self) -> FlexTensor {
         self.0
-    }
-}
-
-/// Sets glibc's allocator to keep freed memory for reuse: blocks up to 32 MiB come from the
-/// heap (not fresh `mmap`s) and freed memory stays with the process (up to 1 GiB at the top of
-/// the heap). A training step allocates and frees many buffers of 1-30 MB; by default glibc's
-/// adaptive thresholds kept returning them to the system, and every step paid page faults and
-/// kernel zeroing again (2D step on two cores: ~56 ms -> ~50 ms; the first 2D convolution
-/// alone 2.1 -> 0.3 ms). The cost is a process that keeps its peak memory.
-///
-/// A process-wide setting: `mmssl`'s binaries, examples and benchmarks call it first thing;
-/// call it at the start of your own program for the same effect. Safe to call more than once;
-/// does nothing except on Linux with glibc. Returns whether the settings were applied.
-pub fn tune_allocator() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes allocator parameters; it is thread-safe in glibc.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
     }
 }
 
@@ -345,18 +320,6 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - 2.0 * w).abs() < 1e-5, "accumulated {g} vs {}", 2.0 * w);
         }
-    }
-
-    #[test]
-    fn the_allocator_settings_apply_on_glibc() {
-        let applied = tune_allocator();
-        assert_eq!(
-            applied,
-            cfg!(all(target_os = "linux", target_env = "gnu")),
-            "mallopt refused a setting"
-        );
-        // Allocation still works afterwards, small and large.
-        assert_eq!(zeros(40 << 20).len(), 40 << 20);
     }
 
     #[test]

@@ -1,0 +1,59 @@
+//! Batch normalisation followed by an activation, and an activation alone.
+
+use crate::norm::{Activation, activate, batch_norm};
+use crate::runtime;
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::{Device, Tensor};
+
+/// `activation(batch_norm(x))` over `[B, C, ...]`: burn's [`BatchNorm`] (its parameters, running
+/// statistics and momentum) followed by an activation, fused into one operation in training
+/// mode on the CPU backend and burn's `BatchNorm::forward` plus the activation elsewhere, with
+/// the same values, gradients and running-statistics updates.
+#[derive(Module, Debug)]
+pub struct NormAct {
+    /// The normalisation.
+    pub norm: BatchNorm,
+    /// The activation after it.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl NormAct {
+    /// Batch normalisation of `channels` channels (burn's defaults: momentum 0.1, epsilon
+    /// 1e-5, `gamma = 1`, `beta = 0`) followed by `activation`.
+    pub fn new(channels: usize, activation: Activation, device: &Device) -> Self {
+        NormAct {
+            norm: BatchNormConfig::new(channels).init(device),
+            activation,
+        }
+    }
+
+    /// Normalises `x` `[B, C, ...]` and applies the activation.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        runtime::init();
+        batch_norm(&self.norm, x, self.activation)
+    }
+}
+
+/// An activation as a layer: one pass forward and one backward in training mode on the CPU
+/// backend, burn's activation function elsewhere.
+#[derive(Module, Debug)]
+pub struct Act {
+    /// The activation.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Act {
+    /// The layer applying `activation`.
+    pub fn new(activation: Activation) -> Self {
+        Act { activation }
+    }
+
+    /// `activation(x)`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        runtime::init();
+        activate(x, self.activation)
+    }
+}
