@@ -57,6 +57,7 @@ impl AnyDecoder {
 /// A batch of one modality flattened to `[B, C * spatial]`.
 pub fn flatten_view(view: &ViewBatch) -> Tensor<2> {
     match view {
+        ViewBatch::Vectors(t) => t.clone(),
         ViewBatch::Images(t) => t.clone().flatten(1, 3),
         ViewBatch::Volumes(t) => t.clone().flatten(1, 4),
     }

@@ -140,10 +140,8 @@ fn linear_cca_on_real_pairs_feeds_linear_evaluation() {
     let valid = mmssl_data::Subset::new(parent.clone(), (0..100).collect()).unwrap();
     let test = mmssl_data::Subset::new(parent, (100..300).collect()).unwrap();
     let device = Device::flex().autodiff();
-    let cfg = LinearEvalConfig {
-        epochs: 50,
-        ..Default::default()
-    };
+    let mut cfg = LinearEvalConfig::default();
+    cfg.training.epochs = 50;
     let f = |d: &dyn PairedDataset| lcca.features(d, 0).unwrap();
     let (ftr, fva, fte) = (f(&train), f(&valid), f(&test));
     assert_eq!(ftr.dim, 16);

@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
     let plan = BatchPlan {
         order: &order,
         batch_size: BATCH,
+        partial: false,
     };
     let mut g = c.benchmark_group("prefetch_pass");
     g.throughput(Throughput::Elements(order.len() as u64));

@@ -4,9 +4,12 @@ use crate::dataset::{PairedDataset, PairedItem};
 use crate::error::{DataError, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-/// One modality of a batch: images `[B, C, H, W]` or volumes `[B, C, D, H, W]`.
+/// One modality of a batch: feature vectors `[B, D]`, images `[B, C, H, W]` or volumes
+/// `[B, C, D, H, W]`.
 #[derive(Debug, Clone)]
 pub enum ViewBatch {
+    /// Feature vectors (e.g. the cached representations a linear probe trains on).
+    Vectors(Tensor<2>),
     /// 2D images.
     Images(Tensor<4>),
     /// 3D volumes.
@@ -17,8 +20,18 @@ impl ViewBatch {
     /// The batch size.
     pub fn batch_size(&self) -> usize {
         match self {
+            ViewBatch::Vectors(t) => t.dims()[0],
             ViewBatch::Images(t) => t.dims()[0],
             ViewBatch::Volumes(t) => t.dims()[0],
+        }
+    }
+
+    /// `vectors`, `images` or `volumes`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ViewBatch::Vectors(_) => "vectors",
+            ViewBatch::Images(_) => "images",
+            ViewBatch::Volumes(_) => "volumes",
         }
     }
 }
@@ -42,8 +55,8 @@ impl Batch {
     }
 }
 
-/// Stacks items of a dataset with per-modality `shapes` (`[C, H, W]` or `[C, D, H, W]`) into
-/// a [`Batch`] on `device`.
+/// Stacks items of a dataset with per-modality `shapes` (`[D]`, `[C, H, W]` or
+/// `[C, D, H, W]`) into a [`Batch`] on `device`.
 pub fn collate(items: &[PairedItem], shapes: &[Vec<usize>], device: &Device) -> Result<Batch> {
     if items.is_empty() {
         return Err(DataError::InvalidParameter {
@@ -76,6 +89,10 @@ pub fn collate(items: &[PairedItem], shapes: &[Vec<usize>], device: &Device) -> 
             data.extend_from_slice(v);
         }
         let view = match shape.len() {
+            1 => ViewBatch::Vectors(Tensor::from_data(
+                TensorData::new(data, [b, shape[0]]),
+                device,
+            )),
             3 => ViewBatch::Images(Tensor::from_data(
                 TensorData::new(data, [b, shape[0], shape[1], shape[2]]),
                 device,
@@ -88,7 +105,8 @@ pub fn collate(items: &[PairedItem], shapes: &[Vec<usize>], device: &Device) -> 
                 return Err(DataError::InvalidParameter {
                     name: "shape",
                     value: format!("{shape:?}"),
-                    reason: "modalities are [C, H, W] images or [C, D, H, W] volumes".into(),
+                    reason: "modalities are [D] vectors, [C, H, W] images or [C, D, H, W] volumes"
+                        .into(),
                 });
             }
         };

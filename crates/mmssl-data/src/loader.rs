@@ -42,30 +42,40 @@ impl LoaderConfig {
     }
 }
 
-/// The batches of one pass: consecutive chunks of `batch_size` indices of `order` (an
-/// incomplete last chunk is not a batch).
+/// The batches of one pass: consecutive chunks of `batch_size` indices of `order`. An
+/// incomplete last chunk is a batch only with `partial`.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPlan<'a> {
     /// Item indices in the order they are consumed.
     pub order: &'a [usize],
     /// Items per batch.
     pub batch_size: usize,
+    /// Whether an incomplete last chunk is a batch too (a linear probe uses every item;
+    /// contrastive estimation and BatchNorm want full batches).
+    pub partial: bool,
 }
 
 impl BatchPlan<'_> {
-    /// Number of complete batches.
+    /// Number of batches: complete ones, and the incomplete last one with `partial`.
     pub fn len(&self) -> usize {
-        self.order.len().checked_div(self.batch_size).unwrap_or(0)
+        if self.batch_size == 0 {
+            0
+        } else if self.partial {
+            self.order.len().div_ceil(self.batch_size)
+        } else {
+            self.order.len() / self.batch_size
+        }
     }
 
-    /// Whether there is no complete batch.
+    /// Whether there is no batch.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Indices of batch `b`.
     pub fn batch(&self, b: usize) -> &[usize] {
-        &self.order[b * self.batch_size..(b + 1) * self.batch_size]
+        let end = ((b + 1) * self.batch_size).min(self.order.len());
+        &self.order[b * self.batch_size..end]
     }
 }
 
@@ -155,7 +165,7 @@ pub fn load_items(dataset: &dyn PairedDataset, indices: &[usize], epoch: u64) ->
 /// let images = ImageSet::new(pixels, vec![0, 1, 0, 1, 0, 1, 0, 1], 1, 28, 28, "x").unwrap();
 /// let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
 /// let order = [7, 6, 5, 4, 3, 2, 1, 0];
-/// let plan = BatchPlan { order: &order, batch_size: 4 };
+/// let plan = BatchPlan { order: &order, batch_size: 4, partial: false };
 /// let labels: Vec<Vec<Option<usize>>> = prefetch(&data, plan, 0, LoaderConfig::default(), |batches| {
 ///     batches.map(|b| b.unwrap().iter().map(|i| i.label).collect()).collect()
 /// });

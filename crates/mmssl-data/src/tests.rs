@@ -471,6 +471,7 @@ fn prefetching_yields_the_synchronous_stream_whatever_the_workers() {
     let plan = BatchPlan {
         order: &order,
         batch_size: 6,
+        partial: false,
     };
     assert_eq!(plan.len(), 6);
     let reference: Vec<Vec<PairedItem>> = plan
@@ -506,6 +507,7 @@ fn a_loading_error_arrives_in_place_of_its_batch() {
     let plan = BatchPlan {
         order: &order,
         batch_size: 4,
+        partial: false,
     };
     for workers in [0, 1, 3] {
         let config = LoaderConfig {
@@ -543,6 +545,7 @@ fn leaving_early_stops_the_workers() {
     let plan = BatchPlan {
         order: &order,
         batch_size: 4,
+        partial: false,
     };
     let config = LoaderConfig {
         workers: 2,
@@ -562,6 +565,7 @@ fn waiting_time_counts_synchronous_loading() {
     let plan = BatchPlan {
         order: &order,
         batch_size: 2,
+        partial: false,
     };
     let waited = prefetch(&data, plan, 0, LoaderConfig::synchronous(), |it| {
         assert_eq!(it.by_ref().count(), 3);
@@ -572,6 +576,7 @@ fn waiting_time_counts_synchronous_loading() {
     let short = BatchPlan {
         order: &order[..1],
         batch_size: 2,
+        partial: false,
     };
     assert!(short.is_empty());
     assert_eq!(
@@ -606,4 +611,50 @@ fn out_of_range_labels_in_an_mnist_folder_are_refused_on_load() {
             }
         }
     }
+}
+
+#[cfg(feature = "burn")]
+#[test]
+fn vector_items_collate_into_vector_batches() {
+    let device = burn::tensor::Device::flex();
+    let items: Vec<PairedItem> = (0..3)
+        .map(|i| PairedItem {
+            views: vec![vec![i as f32, 1.0, 2.0]],
+            label: Some(i),
+        })
+        .collect();
+    let batch = collate(&items, &[vec![3]], &device).unwrap();
+    let ViewBatch::Vectors(t) = &batch.views[0] else {
+        panic!("expected vectors, got {:?}", batch.views[0]);
+    };
+    assert_eq!(t.dims(), [3, 3]);
+    assert_eq!(batch.views[0].kind(), "vectors");
+    assert_eq!(batch.views[0].batch_size(), 3);
+    assert_eq!(
+        t.clone().into_data().try_to_vec::<f32>().unwrap(),
+        vec![0.0, 1.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 2.0]
+    );
+    // Two-axis shapes are none of the kinds.
+    assert!(collate(&items, &[vec![1, 3]], &device).is_err());
+}
+
+#[test]
+fn partial_plans_keep_the_incomplete_last_batch() {
+    let order: Vec<usize> = (0..10).collect();
+    let full = BatchPlan {
+        order: &order,
+        batch_size: 4,
+        partial: false,
+    };
+    let partial = BatchPlan {
+        partial: true,
+        ..full
+    };
+    assert_eq!((full.len(), partial.len()), (2, 3));
+    assert_eq!(partial.batch(2), &[8, 9]);
+    let none = BatchPlan {
+        batch_size: 0,
+        ..partial
+    };
+    assert!(none.is_empty());
 }

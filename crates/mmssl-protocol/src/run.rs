@@ -228,14 +228,14 @@ pub fn run_with(
         }),
         crate::ScheduleKind::Constant => None,
     };
-    let eval_config = LinearEvalConfig {
-        epochs: eval_epochs,
-        seed: config.seed,
-        lr: t.lr,
-        schedule,
+    let mut eval_config = LinearEvalConfig {
         batchnorm_train_mode: config.evaluation.bn_train_mode,
         ..Default::default()
     };
+    eval_config.training.epochs = eval_epochs;
+    eval_config.training.seed = config.seed;
+    eval_config.training.lr = t.lr;
+    eval_config.training.schedule = schedule;
     let train_config = TrainConfig {
         epochs: t.epochs,
         batch_size: t.batch_size,

@@ -62,13 +62,13 @@ impl AnyEncoder {
         match (self, view) {
             (AnyEncoder::Images(e), ViewBatch::Images(x)) => Ok(e.forward(x.clone())),
             (AnyEncoder::Volumes(e), ViewBatch::Volumes(x)) => Ok(e.forward(x.clone())),
-            (AnyEncoder::Images(_), _) => Err(TrainError::ViewKind {
+            (AnyEncoder::Images(_), other) => Err(TrainError::ViewKind {
                 encoder: "image",
-                got: "volumes",
+                got: other.kind(),
             }),
-            (AnyEncoder::Volumes(_), _) => Err(TrainError::ViewKind {
+            (AnyEncoder::Volumes(_), other) => Err(TrainError::ViewKind {
                 encoder: "volume",
-                got: "images",
+                got: other.kind(),
             }),
         }
     }

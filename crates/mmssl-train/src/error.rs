@@ -137,7 +137,7 @@ pub enum TrainError {
     ViewKind {
         /// `image` or `volume`.
         encoder: &'static str,
-        /// `volumes` or `images`.
+        /// `vectors`, `volumes` or `images`.
         got: &'static str,
     },
     /// A value could not be read back from the device.

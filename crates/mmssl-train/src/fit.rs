@@ -1,5 +1,6 @@
-//! The training loop shared by every method: seeded epoch order, RAdam with the one-cycle
-//! schedule stepped per batch, validation loss per epoch, best and last checkpoints written
+//! The one training loop, shared by every method and by linear evaluation (whose probe is a
+//! [`Method`] too): seeded epoch order, RAdam with the one-cycle schedule stepped per batch,
+//! validation loss per epoch, the model of the best epoch, best and last checkpoints written
 //! atomically, exact resumption, and a guard that stops on a NaN or infinite loss.
 
 use crate::error::{Result, TrainError};
@@ -21,7 +22,7 @@ pub struct TrainConfig {
     /// Passes over the training set.
     pub epochs: usize,
     /// Items per batch (64). The last incomplete batch of an epoch is dropped (contrastive
-    /// estimation and BatchNorm need more than one item).
+    /// estimation and BatchNorm need more than one item) unless `partial_batches` is set.
     pub batch_size: usize,
     /// Seed of the epoch order and the methods' random draws.
     pub seed: u64,
@@ -35,6 +36,11 @@ pub struct TrainConfig {
     /// any setting gives the same numbers, and a run may resume with another one.
     #[serde(default)]
     pub loader: LoaderConfig,
+    /// Also train and validate on the last incomplete batch of each pass, so that every item
+    /// counts (linear evaluation does). Off by default: contrastive estimation and BatchNorm
+    /// need full batches, and a batch size of at least 2.
+    #[serde(default)]
+    pub partial_batches: bool,
 }
 
 impl TrainConfig {
@@ -56,6 +62,7 @@ impl Default for TrainConfig {
             lr: 4e-4,
             schedule: Some(OneCycleConfig::default()),
             loader: LoaderConfig::default(),
+            partial_batches: false,
         }
     }
 }
@@ -313,6 +320,10 @@ pub struct FitOutcome<M> {
     pub history: Vec<EpochMetrics>,
     /// Epoch with the lowest validation loss (training loss without a validation set).
     pub best_epoch: Option<usize>,
+    /// The model after that epoch, in evaluation form (`Module::valid`: no autodiff, BatchNorm
+    /// on its running statistics); `None` when no epoch ran, or when a resumed run's best
+    /// epoch came before the resume and its checkpoint named no best model.
+    pub best: Option<M>,
 }
 
 /// Trains `model` on `train`, validating on `valid` after every epoch.
@@ -335,14 +346,25 @@ pub fn fit<M: Method>(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<FitOutcome<M>> {
-    if config.batch_size < 2 {
+    if config.batch_size == 0 || (config.batch_size < 2 && !config.partial_batches) {
         return Err(TrainError::InvalidSetting {
             name: "batch_size",
             value: config.batch_size.to_string(),
-            reason: "contrastive training needs at least 2",
+            reason: if config.batch_size == 0 {
+                "a batch needs at least 1 item"
+            } else {
+                "contrastive training needs at least 2"
+            },
         });
     }
-    let steps_per_epoch = train.len() / config.batch_size;
+    let all: Vec<usize> = (0..train.len()).collect();
+    let steps_per_epoch = BatchPlan {
+        order: &all,
+        batch_size: config.batch_size,
+        partial: config.partial_batches,
+    }
+    .len();
+    let items_per_epoch = (steps_per_epoch * config.batch_size).min(train.len());
     if steps_per_epoch == 0 {
         return Err(TrainError::TooFewItems {
             set: "training",
@@ -365,6 +387,7 @@ pub fn fit<M: Method>(
         config: config.clone(),
         files: None,
     };
+    let mut best_model: Option<M> = None;
     if let Some(ck) = checkpoints
         && ck.resume
         && ck.state().exists()
@@ -384,6 +407,17 @@ pub fn fit<M: Method>(
         optim = optim
             .load(&optimizer)
             .map_err(|e| io(&optimizer, format!("{e:?}")))?;
+        if let Some(best) = saved.files.as_ref().and_then(|f| f.best.as_ref()) {
+            let best = ck.dir.join(best);
+            // `valid()` is a copy with its own BatchNorm running statistics: loading into a
+            // plain clone would write the best epoch's statistics into the training model's.
+            best_model = Some(
+                model
+                    .valid()
+                    .try_load_file(&best)
+                    .map_err(|e| io(&best, format!("{e:?}")))?,
+            );
+        }
         // Finish what a kill after the last commit may have left undone.
         ck.publish(&saved)?;
         state = saved;
@@ -395,6 +429,7 @@ pub fn fit<M: Method>(
         let plan = BatchPlan {
             order: &order,
             batch_size: config.batch_size,
+            partial: config.partial_batches,
         };
         let (mut loss_sum, mut term_sums) = (0.0, BTreeMap::<String, f64>::new());
         let mut lr = config.lr;
@@ -470,13 +505,17 @@ pub fn fit<M: Method>(
             valid_loss,
             lr,
             seconds,
-            pairs_per_second: (steps_per_epoch * config.batch_size) as f64 / seconds.max(1e-9),
+            pairs_per_second: items_per_epoch as f64 / seconds.max(1e-9),
             data_wait_seconds: waited.as_secs_f64(),
         };
         let score = valid_loss.unwrap_or(train_loss);
         let improved = state.best.is_none_or(|(b, _)| score < b);
         if improved {
             state.best = Some((score, epoch));
+            // A snapshot in evaluation form: its own running statistics (a clone would share
+            // the training model's and follow them), parameters shared until the next step
+            // replaces them.
+            best_model = Some(model.valid());
         }
         state.epochs_done = epoch + 1;
         state.history.push(metrics.clone());
@@ -489,11 +528,13 @@ pub fn fit<M: Method>(
         last: model,
         history: state.history,
         best_epoch: state.best.map(|(_, e)| e),
+        best: best_model,
     })
 }
 
 /// Mean loss of `model` (in evaluation mode: BatchNorm running statistics, no autodiff) over
-/// the full batches of `data`, with the draws of `epoch`.
+/// the full batches of `data` (and the incomplete last one with `partial_batches`, each batch
+/// weighted by its items), with the draws of `epoch`.
 pub fn evaluate_loss<M: Method>(
     model: &M,
     data: &dyn PairedDataset,
@@ -503,7 +544,13 @@ pub fn evaluate_loss<M: Method>(
 ) -> Result<f64> {
     let eval = model.valid();
     let plain = device.clone().without_autodiff();
-    let steps = data.len() / config.batch_size;
+    let order: Vec<usize> = (0..data.len()).collect();
+    let plan = BatchPlan {
+        order: &order,
+        batch_size: config.batch_size,
+        partial: config.partial_batches,
+    };
+    let steps = plan.len();
     if steps == 0 {
         return Err(TrainError::TooFewItems {
             set: "validation",
@@ -511,19 +558,24 @@ pub fn evaluate_loss<M: Method>(
             batch: config.batch_size,
         });
     }
-    let order: Vec<usize> = (0..data.len()).collect();
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: config.batch_size,
-    };
     let shapes: Vec<Vec<usize>> = (0..data.modalities()).map(|m| data.shape(m)).collect();
     prefetch(data, plan, epoch as u64, config.loader, |batches| {
-        let mut sum = 0.0;
+        let (mut sum, mut weighted, mut items_seen) = (0.0, 0.0, 0usize);
         for (step, items) in batches.enumerate() {
-            let batch = collate(&items?, &shapes, &plain)?;
+            let items = items?;
+            let batch = collate(&items, &shapes, &plain)?;
             let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
-            sum += eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
+            let loss = eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
+            sum += loss;
+            weighted += loss * items.len() as f64;
+            items_seen += items.len();
         }
-        Ok(sum / steps as f64)
+        // Full batches only: the plain mean of the batch means (as before partial batches
+        // existed, to the last bit); otherwise each batch weighted by its items.
+        Ok(if config.partial_batches {
+            weighted / items_seen.max(1) as f64
+        } else {
+            sum / steps as f64
+        })
     })
 }

@@ -2,37 +2,35 @@
 //! `z` of one modality at a time as features, train `Linear(dim, classes)` (Xavier init) with
 //! cross-entropy, RAdam and the one-cycle schedule, pick the epoch by validation loss, and
 //! report test accuracy, balanced accuracy and ROC-AUC.
+//!
+//! The classifier is a [`Method`] ([`LinearProbe`]) over the cached features, trained by the
+//! same loop as pretraining ([`fit`]) with the same settings ([`TrainConfig`]).
 
 use crate::error::{Result, TrainError};
-use crate::method::Method;
+use crate::fit::{Quiet, TrainConfig, fit};
+use crate::method::{Method, StepOutput};
 use crate::metrics::{accuracy, balanced_accuracy, roc_auc};
-use crate::onecycle::{LrDriver, OneCycleConfig};
-use crate::radam::RAdamConfig;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use mmssl_data::{PairedDataset, item_rng, load_batch};
+use mmssl_data::{Batch, LoaderConfig, PairedDataset, PairedItem, ViewBatch, item_rng, load_batch};
 use mmssl_encoders::init::xavier_param;
-use rand::seq::SliceRandom;
+use rand::Rng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`linear_eval`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearEvalConfig {
-    /// Epochs of classifier training (50 for images; the paper uses 500 for volumes).
-    pub epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Seed of the classifier's initialisation and batch order.
-    pub seed: u64,
-    /// The optimiser.
-    pub optimizer: RAdamConfig,
-    /// Learning rate without a schedule.
-    pub lr: f64,
-    /// The one-cycle schedule (on by default).
-    pub schedule: Option<OneCycleConfig>,
+    /// The classifier's training, by the same loop and settings as pretraining: epochs (50 for
+    /// images; the paper uses 500 for volumes), batch size, seed (of the classifier's
+    /// initialisation and the batch order), optimiser, learning rate and schedule. The default
+    /// keeps the incomplete last batch (`partial_batches`), so every item counts, and loads the
+    /// cached features on the training thread (no loader workers). Serialised flat, beside
+    /// `batchnorm_train_mode`.
+    #[serde(flatten)]
+    pub training: TrainConfig,
     /// Extract features with the encoder's BatchNorm in training mode (batch statistics), as
     /// the authors' code does, instead of evaluation mode (running statistics, the default).
     /// In training mode a sample's features depend on the other samples of its batch.
@@ -42,12 +40,14 @@ pub struct LinearEvalConfig {
 impl Default for LinearEvalConfig {
     fn default() -> Self {
         LinearEvalConfig {
-            epochs: 50,
-            batch_size: 64,
-            seed: 0,
-            optimizer: RAdamConfig::default(),
-            lr: 4e-4,
-            schedule: Some(OneCycleConfig::default()),
+            training: TrainConfig {
+                partial_batches: true,
+                loader: LoaderConfig {
+                    workers: 0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             batchnorm_train_mode: false,
         }
     }
@@ -75,16 +75,128 @@ impl Features {
         self.labels.is_empty()
     }
 
-    fn rows(&self, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-        let mut v = Vec::with_capacity(idx.len() * self.dim);
-        for &i in idx {
-            v.extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
-        }
-        let y: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
+    fn all_rows(&self, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+        let y: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
         (
-            Tensor::from_data(TensorData::new(v, [idx.len(), self.dim]), device),
-            Tensor::from_data(TensorData::new(y, [idx.len()]), device),
+            Tensor::from_data(
+                TensorData::new(self.values.clone(), [self.len(), self.dim]),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(y, [self.len()]), device),
         )
+    }
+}
+
+/// [`Features`] as a dataset of one modality of `[dim]` vectors, for the training loop.
+struct FeatureSet<'a> {
+    features: &'a Features,
+    classes: usize,
+}
+
+impl PairedDataset for FeatureSet<'_> {
+    fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    fn modalities(&self) -> usize {
+        1
+    }
+
+    fn shape(&self, _modality: usize) -> Vec<usize> {
+        vec![self.features.dim]
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn label(&self, index: usize) -> Option<usize> {
+        self.features.labels.get(index).copied()
+    }
+
+    fn get(&self, index: usize, _epoch: u64) -> mmssl_data::Result<PairedItem> {
+        let d = self.features.dim;
+        let row = self
+            .features
+            .values
+            .get(index * d..(index + 1) * d)
+            .ok_or_else(|| mmssl_data::DataError::Mismatch {
+                what: format!(
+                    "feature row {index} of {} rows of {d} values",
+                    self.features.len()
+                ),
+            })?;
+        Ok(PairedItem {
+            views: vec![row.to_vec()],
+            label: self.label(index),
+        })
+    }
+}
+
+/// The classifier of linear evaluation as a [`Method`] over feature vectors (a batch of one
+/// [`ViewBatch::Vectors`] modality with labels): `Linear(dim, classes)`, cross-entropy loss;
+/// its representation of a batch is the logits.
+#[derive(Module, Debug)]
+pub struct LinearProbe {
+    linear: Linear,
+}
+
+impl LinearProbe {
+    /// `Linear(dim, classes)` with Xavier-uniform weights (gain 1) drawn from `rng` and a zero
+    /// bias.
+    pub fn new<R: Rng + ?Sized>(dim: usize, classes: usize, device: &Device, rng: &mut R) -> Self {
+        let mut linear = LinearConfig::new(dim, classes)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        linear.weight = xavier_param([dim, classes], dim, classes, 1.0, rng, device);
+        linear.bias = Some(Param::from_data(
+            TensorData::new(vec![0f32; classes], [classes]),
+            device,
+        ));
+        LinearProbe { linear }
+    }
+
+    /// Class logits `[B, classes]` of features `[B, dim]`.
+    pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.linear.forward(features)
+    }
+
+    fn features(batch: &Batch) -> Result<Tensor<2>> {
+        match batch.views.as_slice() {
+            [ViewBatch::Vectors(x)] => Ok(x.clone()),
+            [other] => Err(TrainError::ViewKind {
+                encoder: "linear probe's vector",
+                got: other.kind(),
+            }),
+            views => Err(TrainError::ModalityCount {
+                model: 1,
+                batch: views.len(),
+            }),
+        }
+    }
+}
+
+impl Method for LinearProbe {
+    fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> Result<StepOutput> {
+        let x = Self::features(batch)?;
+        let targets = batch
+            .label_tensor(&x.device())
+            .ok_or_else(|| TrainError::MissingLabel {
+                item: batch.labels.iter().position(Option::is_none).unwrap_or(0),
+                needed_by: "linear evaluation",
+            })?;
+        Ok(StepOutput {
+            loss: cross_entropy(self.logits(x), targets),
+            terms: Vec::new(),
+        })
+    }
+
+    fn represent(&self, batch: &Batch, _modality: usize) -> Result<Tensor<2>> {
+        Ok(self.logits(Self::features(batch)?))
+    }
+
+    fn modalities(&self) -> usize {
+        1
     }
 }
 
@@ -162,11 +274,6 @@ pub struct LinearEvalResult {
     pub valid_losses: Vec<f64>,
 }
 
-#[derive(Module, Debug)]
-struct Classifier {
-    linear: Linear,
-}
-
 /// Mean cross-entropy of `logits` `[B, K]` against class indices `targets` `[B]` (used by
 /// linear evaluation and by the supervised baseline).
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
@@ -179,6 +286,9 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
 
 /// Trains a linear classifier on `train` features, selects the epoch by loss on `valid`, and
 /// evaluates on `test`. `classes` is the number of classes.
+///
+/// The classifier is a [`LinearProbe`] trained by [`fit`] with `config.training`; its initial
+/// weights come from `config.training.seed`.
 pub fn linear_eval(
     train: &Features,
     valid: &Features,
@@ -201,59 +311,70 @@ pub fn linear_eval(
             reason: "linear evaluation needs at least 2 classes",
         });
     }
-    let device = device.clone().autodiff();
-    let dim = train.dim;
-    let mut rng = item_rng(config.seed, 0, u64::MAX - 1);
-    let mut linear = LinearConfig::new(dim, classes)
-        .with_initializer(Initializer::Zeros)
-        .init(&device);
-    linear.weight = xavier_param([dim, classes], dim, classes, 1.0, &mut rng, &device);
-    linear.bias = Some(Param::from_data(
-        TensorData::new(vec![0f32; classes], [classes]),
-        &device,
-    ));
-    let mut model = Classifier { linear };
-    let steps_per_epoch = train.len().div_ceil(config.batch_size.max(1));
-    let (mut optim, driver) = LrDriver::new(
-        &config.optimizer,
-        config.lr,
-        config.schedule.as_ref(),
-        steps_per_epoch * config.epochs.max(1),
-    )?;
-    let plain = device.clone().without_autodiff();
-    let loss_on = |m: &Classifier, f: &Features| -> f64 {
-        let idx: Vec<usize> = (0..f.len()).collect();
-        let (x, y) = f.rows(&idx, &plain);
-        cross_entropy(m.valid().linear.forward(x), y).into_scalar::<f32>() as f64
-    };
-    let mut best: Option<(f64, usize, Classifier)> = None;
-    let mut valid_losses = Vec::with_capacity(config.epochs);
-    let mut step = 0;
-    for epoch in 0..config.epochs {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut item_rng(config.seed, epoch as u64, u64::MAX));
-        for chunk in order.chunks(config.batch_size.max(1)) {
-            let lr = driver.lr_at(step);
-            let (x, y) = train.rows(chunk, &device);
-            let loss = cross_entropy(model.linear.forward(x), y);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            step += 1;
-        }
-        let v = loss_on(&model, valid);
-        valid_losses.push(v);
-        if best.as_ref().is_none_or(|(b, _, _)| v < *b) {
-            best = Some((v, epoch, model.clone()));
+    if config.training.epochs == 0 {
+        return Err(TrainError::InvalidSetting {
+            name: "epochs",
+            value: "0".into(),
+            reason: "linear evaluation needs at least 1 epoch",
+        });
+    }
+    for (set, f) in [("validation", valid), ("test", test)] {
+        if f.dim != train.dim {
+            return Err(TrainError::InvalidSetting {
+                name: "features",
+                value: format!("{set} features of {} values", f.dim),
+                reason: "every set needs the training features' size",
+            });
         }
     }
-    let (_, best_epoch, chosen) = best.ok_or_else(|| TrainError::InvalidSetting {
-        name: "epochs",
-        value: config.epochs.to_string(),
-        reason: "linear evaluation needs at least 1 epoch",
-    })?;
-    let idx: Vec<usize> = (0..test.len()).collect();
-    let (x, y) = test.rows(&idx, &plain);
-    let logits = chosen.valid().linear.forward(x);
+    if let Some(l) = [train, valid, test]
+        .iter()
+        .flat_map(|f| f.labels.iter())
+        .find(|&&l| l >= classes)
+    {
+        return Err(TrainError::InvalidSetting {
+            name: "classes",
+            value: format!("{classes} (a label is {l})"),
+            reason: "every label must be below the number of classes",
+        });
+    }
+    let device = device.clone().autodiff();
+    let mut rng = item_rng(config.training.seed, 0, u64::MAX - 1);
+    let probe = LinearProbe::new(train.dim, classes, &device, &mut rng);
+    let (train_set, valid_set) = (
+        FeatureSet {
+            features: train,
+            classes,
+        },
+        FeatureSet {
+            features: valid,
+            classes,
+        },
+    );
+    let outcome = fit(
+        probe,
+        &train_set,
+        Some(&valid_set),
+        &config.training,
+        None,
+        &device,
+        &mut Quiet,
+    )?;
+    let valid_losses: Vec<f64> = outcome
+        .history
+        .iter()
+        .map(|m| m.valid_loss.unwrap_or(f64::NAN))
+        .collect();
+    let (Some(best_epoch), Some(chosen)) = (outcome.best_epoch, outcome.best) else {
+        return Err(TrainError::InvalidSetting {
+            name: "epochs",
+            value: config.training.epochs.to_string(),
+            reason: "linear evaluation needs at least 1 epoch",
+        });
+    };
+    let plain = device.clone().without_autodiff();
+    let (x, y) = test.all_rows(&plain);
+    let logits = chosen.valid().logits(x);
     let test_loss = cross_entropy(logits.clone(), y).into_scalar::<f32>() as f64;
     let probs: Vec<f32> = softmax(logits, 1)
         .into_data()
@@ -290,6 +411,7 @@ pub fn linear_eval(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onecycle::OneCycleConfig;
     use rand::RngExt;
 
     /// Two Gaussian blobs per class in 8 dimensions; `shift` separates the classes.
@@ -313,15 +435,14 @@ mod tests {
     }
 
     fn quick() -> LinearEvalConfig {
-        LinearEvalConfig {
-            epochs: 15,
-            batch_size: 32,
-            schedule: Some(OneCycleConfig {
-                max_lr: 0.05,
-                ..Default::default()
-            }),
+        let mut c = LinearEvalConfig::default();
+        c.training.epochs = 15;
+        c.training.batch_size = 32;
+        c.training.schedule = Some(OneCycleConfig {
+            max_lr: 0.05,
             ..Default::default()
-        }
+        });
+        c
     }
 
     #[test]
@@ -380,13 +501,133 @@ mod tests {
                 ..
             })
         ));
-        let no_epochs = LinearEvalConfig {
-            epochs: 0,
-            ..quick()
-        };
+        let mut no_epochs = quick();
+        no_epochs.training.epochs = 0;
         assert!(matches!(
             linear_eval(&f, &f, &f, 2, &no_epochs, &device),
             Err(TrainError::InvalidSetting { name: "epochs", .. })
         ));
+    }
+
+    /// Counts the steps of each epoch.
+    struct Steps(Vec<usize>);
+    impl crate::fit::Progress for Steps {
+        fn step(&mut self, epoch: usize, _step: usize, _steps: usize, _loss: f64) {
+            if self.0.len() <= epoch {
+                self.0.resize(epoch + 1, 0);
+            }
+            self.0[epoch] += 1;
+        }
+    }
+
+    #[test]
+    fn the_probe_trains_in_the_one_loop_on_every_item() {
+        let device = Device::flex().autodiff();
+        let train = blobs(70, 2, 3.0, 8);
+        let set = FeatureSet {
+            features: &train,
+            classes: 2,
+        };
+        let mut config = quick().training;
+        config.epochs = 2;
+        for (partial, steps) in [(true, 3), (false, 2)] {
+            config.partial_batches = partial;
+            let probe = LinearProbe::new(8, 2, &device, &mut item_rng(0, 0, 0));
+            let mut seen = Steps(Vec::new());
+            let out = fit(probe, &set, Some(&set), &config, None, &device, &mut seen).unwrap();
+            assert_eq!(seen.0, vec![steps; 2], "partial batches {partial}");
+            assert!(out.best.is_some() && out.best_epoch.is_some());
+        }
+    }
+
+    #[test]
+    fn the_weighted_validation_loss_is_the_loss_over_every_item() {
+        let device = Device::flex();
+        let valid = blobs(45, 3, 2.0, 9);
+        let probe = LinearProbe::new(8, 3, &device, &mut item_rng(1, 0, 0));
+        let config = quick().training; // batches of 32: one of 32 and one of 13
+        let set = FeatureSet {
+            features: &valid,
+            classes: 3,
+        };
+        let got = crate::fit::evaluate_loss(&probe, &set, &config, 0, &device).unwrap();
+        let (x, y) = valid.all_rows(&device);
+        let want = cross_entropy(probe.logits(x), y).into_scalar::<f32>() as f64;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn the_probe_refuses_other_views_and_missing_labels() {
+        let device = Device::flex();
+        let probe = LinearProbe::new(4, 2, &device, &mut item_rng(2, 0, 0));
+        let images = Batch {
+            views: vec![ViewBatch::Images(Tensor::zeros([2, 1, 2, 2], &device))],
+            labels: vec![Some(0), Some(1)],
+        };
+        let mut rng = item_rng(0, 0, 0);
+        assert!(matches!(
+            probe.loss(&images, &mut rng),
+            Err(TrainError::ViewKind { got: "images", .. })
+        ));
+        let unlabelled = Batch {
+            views: vec![ViewBatch::Vectors(Tensor::zeros([2, 4], &device))],
+            labels: vec![Some(0), None],
+        };
+        assert!(matches!(
+            probe.loss(&unlabelled, &mut rng),
+            Err(TrainError::MissingLabel { item: 1, .. })
+        ));
+        assert_eq!(probe.represent(&unlabelled, 0).unwrap().dims(), [2, 2]);
+    }
+
+    #[test]
+    fn bad_sizes_and_labels_are_errors_and_batches_of_one_train() {
+        let device = Device::flex();
+        let f = blobs(12, 2, 3.0, 10);
+        let mut wide = blobs(12, 2, 3.0, 11);
+        wide.dim = 4;
+        wide.values.truncate(48);
+        assert!(matches!(
+            linear_eval(&f, &wide, &f, 2, &quick(), &device),
+            Err(TrainError::InvalidSetting {
+                name: "features",
+                ..
+            })
+        ));
+        let mut high = f.clone();
+        high.labels[3] = 5;
+        let err = linear_eval(&f, &f, &high, 2, &quick(), &device).unwrap_err();
+        assert!(err.to_string().contains("a label is 5"), "{err}");
+        let mut zero = quick();
+        zero.training.batch_size = 0;
+        assert!(matches!(
+            linear_eval(&f, &f, &f, 2, &zero, &device),
+            Err(TrainError::InvalidSetting {
+                name: "batch_size",
+                ..
+            })
+        ));
+        let mut one = quick();
+        one.training.batch_size = 1;
+        one.training.epochs = 2;
+        let r = linear_eval(&f, &f, &f, 2, &one, &device).unwrap();
+        assert_eq!(r.valid_losses.len(), 2);
+    }
+
+    #[test]
+    fn the_configuration_serialises_flat_as_before() {
+        let json = serde_json::to_value(LinearEvalConfig::default()).unwrap();
+        for key in [
+            "epochs",
+            "batch_size",
+            "seed",
+            "lr",
+            "schedule",
+            "batchnorm_train_mode",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        let back: LinearEvalConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, LinearEvalConfig::default());
     }
 }

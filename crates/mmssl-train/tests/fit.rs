@@ -186,6 +186,12 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     assert_eq!(comparable(&straight.history), comparable(&resumed.history));
     assert_eq!(straight.best_epoch, resumed.best_epoch);
     assert!(ck_b.best().exists() && ck_b.last().exists());
+    // The best model in memory is the one in best.bpk, and the resumed run has it too (read
+    // back from its checkpoint when the best epoch came before the kill).
+    let best = weights(straight.best.as_ref().expect("three epochs ran"));
+    let from_file = model(&data, &device).try_load_file(ck_a.best()).unwrap();
+    assert_eq!(best, weights(&from_file));
+    assert_eq!(best, weights(resumed.best.as_ref().unwrap()));
     // A different configuration refuses to resume.
     let other = config(4);
     let err = fit(
@@ -321,14 +327,12 @@ fn frozen_features_feed_linear_evaluation() {
         "eval-mode features changed with the batch size: {max_diff}"
     );
     assert_ne!(feats(&test, true).values, fte.values);
-    let cfg = LinearEvalConfig {
-        epochs: 30,
-        schedule: Some(OneCycleConfig {
-            max_lr: 0.05,
-            ..Default::default()
-        }),
+    let mut cfg = LinearEvalConfig::default();
+    cfg.training.epochs = 30;
+    cfg.training.schedule = Some(OneCycleConfig {
+        max_lr: 0.05,
         ..Default::default()
-    };
+    });
     let r = linear_eval(&ftr, &fva, &fte, 10, &cfg, &device).unwrap();
     assert!(r.accuracy > 0.3, "{r:?}");
     assert!(r.roc_auc.unwrap() > 0.7, "{r:?}");
