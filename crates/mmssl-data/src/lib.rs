@@ -18,6 +18,10 @@
 //! - Batching: [`collate`] / [`load_batch`] into per-modality tensors on any device;
 //!   [`prefetch`] loads upcoming batches on worker threads while the caller trains.
 //!
+//! The crate is in four sections, each a public module whose items are also re-exported here:
+//! [`formats`] (file readers and writers), [`images`] (image datasets), [`neuro`] (volumes,
+//! preprocessing, fALFF, cohorts) and [`loading`] (datasets, splits, loading, batches).
+//!
 //! Every random choice draws from [`item_rng`]`(seed, epoch, index)`: reproducible, different
 //! per epoch, and independent of loading order.
 //!
@@ -39,61 +43,17 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "burn")]
-mod batch;
-mod cohort;
-mod dataset;
-mod describe;
 mod error;
-mod falff;
-mod histogram;
-mod idx;
-mod images;
-mod loader;
-mod mat;
-mod nifti_io;
-mod paired;
-mod preprocess;
-mod split;
-mod synth;
-mod two_view;
-mod volume;
+pub mod formats;
+pub mod images;
+pub mod loading;
+pub mod neuro;
 
-#[cfg(feature = "burn")]
-pub use batch::{Batch, ViewBatch, collate, load_batch};
-pub use cohort::{
-    CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
-    Subject, VolumeCohort, VolumePipeline, balanced_upsample, evaluation_items, pretraining_items,
-    split_subjects,
-};
-pub use dataset::{PairedDataset, PairedItem, item_rng};
-pub use describe::{Description, describe};
 pub use error::{DataError, Result};
-pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
-pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
-pub use idx::{
-    IdxArray, MnistSplit, embedded_mnist_test, load_mnist_dir, read_idx, read_idx_bytes,
-    read_idx_images,
-};
-pub use images::{Image, ImageSet};
-pub use loader::{BatchPlan, LoadedBatch, LoaderConfig, Prefetch, load_items, prefetch};
-pub use mat::{MatArray, MatData, load_svhn_mat, read_mat, read_mat_bytes};
-pub use nifti_io::{
-    NiftiHeaderInfo, VoxelType, parse_nifti_header, read_nifti, read_nifti_bytes,
-    read_nifti_header, write_nifti,
-};
-pub use paired::{LabelPaired, LabelPairedConfig};
-pub use preprocess::{
-    AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
-    augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
-};
-pub use split::{Subset, stratified_k_fold};
-pub use synth::{
-    HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
-    SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,
-};
-pub use two_view::{NoiseRange, SecondView, TwoViewConfig, TwoViewMnist};
-pub use volume::{Affine, Volume};
+pub use formats::*;
+pub use images::*;
+pub use loading::*;
+pub use neuro::*;
 
 #[cfg(test)]
 mod cohort_tests;

@@ -29,11 +29,11 @@ pub(crate) fn gunzip(path: &Path) -> Vec<u8> {
 macro_rules! fixture {
     ($path:expr, $dims:expr, $data:expr, $be:expr) => {{
         use ndarray::ShapeBuilder;
-        let header = nifti::NiftiHeader {
+        let header = ::nifti::NiftiHeader {
             endianness: if $be {
-                nifti::Endianness::Big
+                ::nifti::Endianness::Big
             } else {
-                nifti::Endianness::Little
+                ::nifti::Endianness::Little
             },
             pixdim: [1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0],
             srow_x: [2.0, 0.0, 0.0, -10.0],
@@ -44,7 +44,7 @@ macro_rules! fixture {
         };
         let dims: &[usize] = &$dims;
         let arr = ndarray::Array::from_shape_vec(ndarray::IxDyn(dims).f(), $data).unwrap();
-        nifti::writer::WriterOptions::new($path)
+        ::nifti::writer::WriterOptions::new($path)
             .reference_header(&header)
             .write_nifti(&arr)
             .unwrap();

@@ -43,7 +43,8 @@ pub use fit::{
     evaluate_loss, fit, on_pool,
 };
 pub use linear_eval::{
-    Features, LinearEvalConfig, LinearEvalResult, cross_entropy, extract_features, linear_eval,
+    Features, LinearEvalConfig, LinearEvalResult, LinearProbe, cross_entropy, extract_features,
+    linear_eval,
 };
 pub use method::{Method, StepOutput};
 /// Loader settings of [`TrainConfig::loader`] (from `mmssl-data`).

@@ -16,8 +16,8 @@
 //! Percentiles interpolate linearly between order statistics (position `p/100 * (n - 1)`).
 
 use crate::error::{DataError, Result};
-use crate::preprocess::Mask;
-use crate::volume::Volume;
+use crate::neuro::preprocess::Mask;
+use crate::neuro::volume::Volume;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -7,9 +7,9 @@
 //! With `max_per_class = 10,000` and `repeats = 30` this is MMVAE's MNIST-SVHN (Shi et al.
 //! use 30 pairings per digit, as the paper here does).
 
-use crate::dataset::{PairedDataset, PairedItem, item_rng};
 use crate::error::{DataError, Result};
 use crate::images::{Image, ImageSet};
+use crate::loading::dataset::{PairedDataset, PairedItem, item_rng};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 

@@ -20,11 +20,11 @@
 //!
 //! Everything is seeded: the same configuration writes the same files.
 
-use crate::dataset::item_rng;
 use crate::error::{DataError, Result};
-use crate::nifti_io::{read_nifti, write_nifti};
-use crate::preprocess::{Grid, resample, trilinear};
-use crate::volume::{Affine, Volume};
+use crate::formats::nifti::{read_nifti, write_nifti};
+use crate::loading::dataset::item_rng;
+use crate::neuro::preprocess::{Grid, resample, trilinear};
+use crate::neuro::volume::{Affine, Volume};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

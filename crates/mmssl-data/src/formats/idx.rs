@@ -55,11 +55,11 @@ pub fn read_idx_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<IdxArray> 
 pub fn embedded_mnist_test() -> Result<ImageSet> {
     let images = read_idx_bytes(
         "embedded t10k-images-idx3-ubyte.gz",
-        include_bytes!("../data/mnist/t10k-images-idx3-ubyte.gz"),
+        include_bytes!("../../data/mnist/t10k-images-idx3-ubyte.gz"),
     )?;
     let labels = read_idx_bytes(
         "embedded t10k-labels-idx1-ubyte.gz",
-        include_bytes!("../data/mnist/t10k-labels-idx1-ubyte.gz"),
+        include_bytes!("../../data/mnist/t10k-labels-idx1-ubyte.gz"),
     )?;
     ImageSet::new(
         images.data,

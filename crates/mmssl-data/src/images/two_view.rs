@@ -7,9 +7,9 @@
 //! differ per epoch and are reproduced by the seed. The variant of Wang et al. (ICML 2015,
 //! "noisy MNIST") takes view 2 from a different image of the same class.
 
-use crate::dataset::{PairedDataset, PairedItem, item_rng};
 use crate::error::{DataError, Result};
 use crate::images::{Image, ImageSet};
+use crate::loading::dataset::{PairedDataset, PairedItem, item_rng};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 

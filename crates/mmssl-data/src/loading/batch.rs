@@ -1,7 +1,7 @@
 //! Turning items into batches of tensors on any device.
 
-use crate::dataset::{PairedDataset, PairedItem};
 use crate::error::{DataError, Result};
+use crate::loading::dataset::{PairedDataset, PairedItem};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// One modality of a batch: feature vectors `[B, D]`, images `[B, C, H, W]` or volumes

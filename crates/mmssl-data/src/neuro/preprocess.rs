@@ -9,7 +9,7 @@
 //! brain's centre.
 
 use crate::error::{DataError, Result};
-use crate::volume::{Affine, Volume};
+use crate::neuro::volume::{Affine, Volume};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 

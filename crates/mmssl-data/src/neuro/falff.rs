@@ -22,7 +22,7 @@
 //! [`FalffConfig::tr`] overrides it. The outputs are 3D volumes on the input's grid.
 
 use crate::error::{DataError, Result};
-use crate::volume::Volume;
+use crate::neuro::volume::Volume;
 use realfft::RealFftPlanner;
 use serde::{Deserialize, Serialize};
 

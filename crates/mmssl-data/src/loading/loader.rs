@@ -5,8 +5,8 @@
 //! from [`item_rng`](crate::item_rng)`(seed, epoch, index)`, so the stream is identical to
 //! loading on the calling thread: the number of workers changes speed, never numbers.
 
-use crate::dataset::{PairedDataset, PairedItem};
 use crate::error::{DataError, Result};
+use crate::loading::dataset::{PairedDataset, PairedItem};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};

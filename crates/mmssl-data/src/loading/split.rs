@@ -1,7 +1,7 @@
 //! Stratified k-fold splits and subsets of datasets.
 
-use crate::dataset::{PairedDataset, PairedItem};
 use crate::error::{DataError, Result};
+use crate::loading::dataset::{PairedDataset, PairedItem};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -1,0 +1,27 @@
+//! Neuroimaging: volumes with their affine, the preprocessing pipeline (resampling, masks,
+//! intensity standardisation, augmentation), fALFF, cohorts of paired T1 and fALFF volumes, and
+//! the synthetic cohort.
+
+pub(crate) mod cohort;
+pub(crate) mod falff;
+pub(crate) mod histogram;
+pub(crate) mod preprocess;
+pub(crate) mod synth;
+pub(crate) mod volume;
+
+pub use cohort::{
+    CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
+    Subject, VolumeCohort, VolumePipeline, balanced_upsample, evaluation_items, pretraining_items,
+    split_subjects,
+};
+pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
+pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
+pub use preprocess::{
+    AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
+    augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
+};
+pub use synth::{
+    HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
+    SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,
+};
+pub use volume::{Affine, Volume};

@@ -1,0 +1,286 @@
+//! The sections of a [`RunConfig`](super::RunConfig) and the kinds they name.
+
+use crate::error::{ProtocolError, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The datasets of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// Two-View MNIST: a rotated view and a noisy view of each digit.
+    #[default]
+    TwoViewMnist,
+    /// MNIST paired by label with Fashion-MNIST (the stand-in for MNIST-SVHN when SVHN is
+    /// absent): `data_dir` holds MNIST, `second_data_dir` Fashion-MNIST.
+    MnistFashion,
+    /// MNIST paired by label with SVHN (MMVAE's MNIST-SVHN): `data_dir` holds MNIST,
+    /// `second_data_dir` SVHN's `train_32x32.mat` and `test_32x32.mat`.
+    MnistSvhn,
+    /// OASIS-3 (or any paired T1 + fALFF cohort) from a CSV manifest (`manifest`).
+    Oasis3,
+}
+
+impl DatasetKind {
+    /// Every dataset.
+    pub const ALL: [DatasetKind; 4] = [
+        DatasetKind::TwoViewMnist,
+        DatasetKind::MnistFashion,
+        DatasetKind::MnistSvhn,
+        DatasetKind::Oasis3,
+    ];
+
+    /// The name as configs and flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::TwoViewMnist => "two-view-mnist",
+            DatasetKind::MnistFashion => "mnist-fashion",
+            DatasetKind::MnistSvhn => "mnist-svhn",
+            DatasetKind::Oasis3 => "oasis3",
+        }
+    }
+
+    /// Classes of the dataset's labelled task (digits or garments: 10; HC vs AD: 2).
+    pub fn classes(self) -> usize {
+        match self {
+            DatasetKind::Oasis3 => 2,
+            _ => 10,
+        }
+    }
+
+    /// Whether items are volumes (the paper's defaults differ: 500 evaluation epochs).
+    pub fn is_volumetric(self) -> bool {
+        self == DatasetKind::Oasis3
+    }
+}
+
+/// The compute backends a run can ask for. The library takes a `Device`; this is the name a
+/// configuration records and the `mmssl` binary turns into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's `flex` CPU backend.
+    #[default]
+    Cpu,
+    /// burn's `wgpu` backend (Vulkan, Metal, DX12).
+    Wgpu,
+    /// burn's CUDA backend.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend.
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda];
+
+    /// The name as configs and flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+/// The learning-rate schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// One cycle per run (PyTorch OneCycleLR semantics: 30% cosine warm-up from max/25 to
+    /// `max_lr`, cosine annealing to max/25/1e4, RAdam's beta1 cycled 0.95 -> 0.85 -> 0.95).
+    #[default]
+    OneCycle,
+    /// The constant `lr` with RAdam's default beta1 (0.9).
+    Constant,
+}
+
+impl ScheduleKind {
+    /// Every schedule.
+    pub const ALL: [ScheduleKind; 2] = [ScheduleKind::OneCycle, ScheduleKind::Constant];
+
+    /// The name as configs and flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::OneCycle => "one-cycle",
+            ScheduleKind::Constant => "constant",
+        }
+    }
+}
+
+macro_rules! named_enum {
+    ($t:ty, $what:literal) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+        impl FromStr for $t {
+            type Err = ProtocolError;
+            /// The name (case-insensitive, `_` for `-`).
+            fn from_str(s: &str) -> Result<Self> {
+                let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+                <$t>::ALL
+                    .into_iter()
+                    .find(|k| k.name() == norm)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = <$t>::ALL.iter().map(|k| k.name()).collect();
+                        ProtocolError::setting($what, s, format!("one of {}", names.join(", ")))
+                    })
+            }
+        }
+    };
+}
+named_enum!(DatasetKind, "data.dataset");
+named_enum!(BackendKind, "backend");
+named_enum!(ScheduleKind, "training.schedule");
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The dataset.
+    pub dataset: DatasetKind,
+    /// Folder with the MNIST IDX files (train and t10k). Without it, Two-View MNIST uses the
+    /// MNIST test split shipped with mmssl (8,000 training, 1,000 validation, 1,000 test).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The second modality's folder for the label-paired datasets (Fashion-MNIST IDX files or
+    /// SVHN .mat files); default: `fashion-mnist` or `svhn` beside `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_data_dir: Option<PathBuf>,
+    /// The cohort manifest of `oasis3` (CSV: subject, session, t1, falff, label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// Only N training pairs: the first N for Two-View MNIST and cohorts, a seeded random N
+    /// for the label-paired datasets (whose pairs are ordered by class).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    /// Which validation fold: of the stratified 12-fold split of the training data for images
+    /// (with the embedded MNIST subset, which of its nine 1,000-image blocks), of the 5
+    /// subject-level folds for cohorts.
+    pub fold: usize,
+}
+
+impl DataConfig {
+    /// The paths that are set: `data_dir`, `second_data_dir`, `manifest`.
+    pub(crate) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
+            &mut self.data_dir,
+            &mut self.second_data_dir,
+            &mut self.manifest,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::TwoViewMnist,
+            data_dir: None,
+            second_data_dir: None,
+            manifest: None,
+            train_limit: None,
+            fold: 0,
+        }
+    }
+}
+
+/// Pretraining settings (the paper's by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Pretraining epochs (the paper: 50 on images, 200 on volumes).
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// RAdam's learning rate without a schedule (`constant`), for pretraining and linear
+    /// evaluation (the paper: 4e-4).
+    pub lr: f64,
+    /// The one-cycle schedule's peak learning rate (the paper: 0.01).
+    pub max_lr: f64,
+    /// The learning-rate schedule, stepped per batch, for pretraining and linear evaluation.
+    pub schedule: ScheduleKind,
+    /// Loader threads preparing the next batches (0: load in the training thread). Changes
+    /// speed only, never results.
+    pub workers: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            epochs: 50,
+            batch_size: 64,
+            lr: 4e-4,
+            max_lr: 0.01,
+            schedule: ScheduleKind::OneCycle,
+            workers: 2,
+        }
+    }
+}
+
+/// Linear-evaluation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Linear-evaluation epochs (absent: 50 for images, 500 for volumes, the paper's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Extract the features with the encoders' BatchNorm in training mode (statistics of each
+    /// batch of `training.batch_size` items), as the authors' code does, instead of evaluation
+    /// mode (running statistics, the default).
+    pub bn_train_mode: bool,
+}
+
+impl EvaluationConfig {
+    /// The epochs used for `dataset`: the configured ones, else the paper's default.
+    pub fn epochs_for(&self, dataset: DatasetKind) -> usize {
+        self.epochs
+            .unwrap_or(if dataset.is_volumetric() { 500 } else { 50 })
+    }
+}
+
+/// Similarity analysis of the modalities' test-set representations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Whether `run` computes CCA, SVCCA, PWCCA and CKA after the evaluation.
+    pub enabled: bool,
+    /// SVCCA keeps the singular directions that explain this fraction of the variance.
+    pub svcca_threshold: f64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            enabled: true,
+            svcca_threshold: 0.99,
+        }
+    }
+}
+
+/// Where the run goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Continue the run in `dir` from its last checkpoint (its settings must be the same).
+    pub resume: bool,
+    /// Delete the results of an earlier run in `dir` before starting (without it a non-empty
+    /// folder is refused). Never saved as set.
+    pub overwrite: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("runs/latest"),
+            resume: false,
+            overwrite: false,
+        }
+    }
+}
