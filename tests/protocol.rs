@@ -118,15 +118,11 @@ fn a_grid_runs_a_method_registered_from_outside_beside_a_builtin_one() {
     assert!(e.to_string().contains("small-rr"), "{e}");
     let grid = Grid::from_toml_str(text, &registry).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rows = grid
-        .run(
-            dir.path(),
-            &registry,
-            &Device::flex(),
-            GridOptions::default(),
-            &mut Quiet,
-        )
-        .unwrap();
+    let run = || {
+        let (device, options) = (Device::flex(), GridOptions::default());
+        grid.run(dir.path(), &registry, &device, options, &mut Quiet)
+    };
+    let rows = run().unwrap();
     assert_eq!(rows.len(), 4, "two methods x two modalities");
     assert_eq!(rows[0].method, "small-rr;width=8");
     assert_eq!(
@@ -145,15 +141,7 @@ fn a_grid_runs_a_method_registered_from_outside_beside_a_builtin_one() {
     );
     assert!(dir.path().join("accuracy_two-view-mnist.svg").exists());
     // Running it again reuses the finished cells: the same rows.
-    let again = grid
-        .run(
-            dir.path(),
-            &registry,
-            &Device::flex(),
-            GridOptions::default(),
-            &mut Quiet,
-        )
-        .unwrap();
+    let again = run().unwrap();
     assert_eq!(again, rows);
     // One phase alone on a finished cell: the analysis from the best checkpoint.
     let config = load_run_config(&cell).unwrap();

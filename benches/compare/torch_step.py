@@ -27,29 +27,18 @@ import torch.nn.functional as F
 def encoder(dims: int) -> nn.ModuleDict:
     Conv = nn.Conv2d if dims == 2 else nn.Conv3d
     BN = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
-    if dims == 2:
-        return nn.ModuleDict(
-            dict(
-                c1=Conv(1, 32, 4, 2, 1, bias=False),
-                c2=Conv(32, 64, 4, 2, 1, bias=False),
-                b2=BN(64),
-                c3=Conv(64, 128, 4, 2, 1, bias=False),
-                b3=BN(128),
-                c4=Conv(128, 64, 4, 1, 0, bias=False),
-            )
-        )
-    return nn.ModuleDict(
-        dict(
-            c1=Conv(1, 32, 4, 2, 1, bias=False),
-            c2=Conv(32, 64, 4, 2, 1, bias=False),
-            b2=BN(64),
-            c3=Conv(64, 128, 4, 2, 1, bias=False),
-            b3=BN(128),
-            c4=Conv(128, 256, 4, 2, 1, bias=False),
-            b4=BN(256),
-            c5=Conv(256, 64, 4, 1, 0, bias=False),
-        )
-    )
+    # The DCGAN layer table of mmssl_encoders::dcgan: 32-64-128 (2D) or 32-64-128-256 (3D)
+    # channels with 4^n kernels, stride 2, padding 1, batch norm from the second layer on, then
+    # a stride-1 layer to the 64-dimensional z.
+    widths = [32, 64, 128] + ([256] if dims == 3 else [])
+    layers, c_in = {}, 1
+    for i, width in enumerate(widths, start=1):
+        layers[f"c{i}"] = Conv(c_in, width, 4, 2, 1, bias=False)
+        if i > 1:
+            layers[f"b{i}"] = BN(width)
+        c_in = width
+    layers[f"c{len(widths) + 1}"] = Conv(c_in, 64, 4, 1, 0, bias=False)
+    return nn.ModuleDict(layers)
 
 
 def encode(e: nn.ModuleDict, x: torch.Tensor, dims: int):

@@ -4,7 +4,8 @@ use crate::error::{BaselineError, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::ViewBatch;
-use mmssl_encoders::{DcganDecoder2d, DcganDecoder2dConfig, DcganDecoder3d, DcganDecoder3dConfig};
+use mmssl_encoders::dcgan::{DECODER_2D, DECODER_3D};
+use mmssl_encoders::{DcganDecoder, DcganDecoder2d, DcganDecoder3d};
 use rand::Rng;
 
 /// A DCGAN decoder to 32x32 images or 64^3 volumes (the mirror of `AnyEncoder`).
@@ -26,23 +27,20 @@ impl AnyDecoder {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self> {
-        match shape {
-            [c, 32, 32] => Ok(AnyDecoder::Images(
-                DcganDecoder2dConfig::new()
-                    .with_out_channels(*c)
-                    .with_latent_dim(latent_dim)
-                    .init(device, rng)?,
-            )),
-            [c, 64, 64, 64] => Ok(AnyDecoder::Volumes(
-                DcganDecoder3dConfig::new()
-                    .with_out_channels(*c)
-                    .with_latent_dim(latent_dim)
-                    .init(device, rng)?,
-            )),
-            other => Err(BaselineError::UnsupportedShape {
-                shape: other.to_vec(),
-            }),
-        }
+        let (table, c) = match shape {
+            [c, 32, 32] => (DECODER_2D, *c),
+            [c, 64, 64, 64] => (DECODER_3D, *c),
+            other => {
+                return Err(BaselineError::UnsupportedShape {
+                    shape: other.to_vec(),
+                });
+            }
+        };
+        Ok(if shape.len() == 3 {
+            AnyDecoder::Images(DcganDecoder::from_table(table, c, latent_dim, device, rng)?)
+        } else {
+            AnyDecoder::Volumes(DcganDecoder::from_table(table, c, latent_dim, device, rng)?)
+        })
     }
 
     /// Decodes latents `[N, latent_dim]` into `N` items, values in `(0, 1)`.

@@ -116,22 +116,13 @@ impl DeepCcaConfig {
         Self::default()
     }
 
-    /// Sets the ridge added to both auto-covariances (must be positive).
-    pub fn with_reg(mut self, reg: f64) -> Self {
-        self.reg = reg;
-        self
-    }
-
-    /// Sets the norm of `T` that is maximised.
-    pub fn with_norm(mut self, norm: CorrelationNorm) -> Self {
-        self.norm = norm;
-        self
-    }
-
-    /// Counts only the top `k` canonical correlations (`None`: all).
-    pub fn with_top_k(mut self, top_k: Option<usize>) -> Self {
-        self.top_k = top_k;
-        self
+    mmssl_objectives::setters! {
+        /// Sets the ridge added to both auto-covariances (must be positive).
+        with_reg => reg: f64;
+        /// Sets the norm of `T` that is maximised.
+        with_norm => norm: CorrelationNorm;
+        /// Counts only the top `k` canonical correlations (`None`: all).
+        with_top_k => top_k: Option<usize>;
     }
 }
 

@@ -127,3 +127,17 @@ impl From<BaselineError> for mmssl_train::TrainError {
         }
     }
 }
+
+impl BaselineError {
+    /// [`BaselineError::Modalities`] for `method` unless `shapes` names at least one modality.
+    pub(crate) fn check_some_modalities(shapes: &[Vec<usize>], method: &'static str) -> Result<()> {
+        if shapes.is_empty() {
+            return Err(BaselineError::Modalities {
+                method,
+                needed: "at least 1",
+                got: 0,
+            });
+        }
+        Ok(())
+    }
+}

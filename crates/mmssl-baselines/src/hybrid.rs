@@ -104,13 +104,7 @@ impl HybridConfig {
         device: &Device,
         rng: &mut R,
     ) -> Result<Hybrid> {
-        if shapes.is_empty() {
-            return Err(BaselineError::Modalities {
-                method: "a model",
-                needed: "at least 1",
-                got: 0,
-            });
-        }
+        BaselineError::check_some_modalities(shapes, "a model")?;
         if self.reconstruction.is_none() && self.cca.is_none() && self.objective.is_none() {
             return Err(BaselineError::InvalidSetting {
                 name: "terms",

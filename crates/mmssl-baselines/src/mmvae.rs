@@ -114,13 +114,7 @@ impl MmvaeConfig {
         device: &Device,
         rng: &mut R,
     ) -> Result<Mmvae> {
-        if shapes.is_empty() {
-            return Err(BaselineError::Modalities {
-                method: "MMVAE",
-                needed: "at least 1",
-                got: 0,
-            });
-        }
+        BaselineError::check_some_modalities(shapes, "MMVAE")?;
         if self.latent_dim == 0 || self.k == 0 {
             let (name, value) = if self.latent_dim == 0 {
                 ("MMVAE latent_dim", self.latent_dim)

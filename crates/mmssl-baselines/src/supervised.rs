@@ -35,13 +35,7 @@ impl Supervised {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self> {
-        if shapes.is_empty() {
-            return Err(BaselineError::Modalities {
-                method: "a model",
-                needed: "at least 1",
-                got: 0,
-            });
-        }
+        BaselineError::check_some_modalities(shapes, "a model")?;
         if classes < 2 {
             return Err(BaselineError::InvalidSetting {
                 name: "classes",

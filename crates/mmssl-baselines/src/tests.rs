@@ -4,64 +4,25 @@
 use crate::*;
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::{Batch, ViewBatch};
+use mmssl_similarity::linalg::jacobi_eigh;
 use mmssl_train::Method;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-// ---------------------------------------------------------------- independent reference
-
-/// Cyclic Jacobi eigendecomposition of a symmetric matrix, eigenvalues descending.
-fn jacobi_eigh(a: &Array2<f64>) -> (Array1<f64>, Array2<f64>) {
-    let n = a.nrows();
-    let mut a = a.clone();
-    let mut v = Array2::<f64>::eye(n);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[[i, j]] * a[[i, j]])
-            .sum();
-        let scale: f64 = a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                if a[[p, q]].abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[[q, q]] - a[[p, p]]) / (2.0 * a[[p, q]]);
-                let t = if theta == 0.0 {
-                    1.0
-                } else {
-                    theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt())
-                };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let sn = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[[k, p]], a[[k, q]]);
-                    a[[k, p]] = c * akp - sn * akq;
-                    a[[k, q]] = sn * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[[p, k]], a[[q, k]]);
-                    a[[p, k]] = c * apk - sn * aqk;
-                    a[[q, k]] = sn * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[[k, p]], v[[k, q]]);
-                    v[[k, p]] = c * vkp - sn * vkq;
-                    v[[k, q]] = sn * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| a[[j, j]].total_cmp(&a[[i, i]]));
-    let vals = Array1::from_iter(order.iter().map(|&i| a[[i, i]]));
-    let vecs = Array2::from_shape_fn((n, n), |(r, c)| v[[r, order[c]]]);
-    (vals, vecs)
+/// The MMVAE bound and loss of `estimator` with `k` samples, drawn with `seed`.
+fn estimate(
+    model: &Mmvae,
+    batch: &Batch,
+    estimator: MmvaeEstimator,
+    k: usize,
+    seed: u64,
+) -> MmvaeEstimate {
+    let mut rng = StdRng::seed_from_u64(seed);
+    model.estimate(batch, estimator, k, &mut rng).unwrap()
 }
+
+// ---------------------------------------------------------------- independent reference
 
 /// Singular values of T (descending) from the eigenvalues of Tᵀ T.
 fn reference_singular_values(h1: &Array2<f64>, h2: &Array2<f64>, r: f64) -> Vec<f64> {
@@ -479,33 +440,12 @@ fn mmvae_iwae_with_one_sample_is_the_elbo_and_grows_with_k() {
     let model = mmvae(&shapes, &device);
     let batch = image_batch(6, &[1, 1], 3, &device);
     for seed in 0..3 {
-        let elbo = model
-            .estimate(
-                &batch,
-                MmvaeEstimator::Elbo,
-                1,
-                &mut StdRng::seed_from_u64(seed),
-            )
-            .unwrap();
-        let iwae = model
-            .estimate(
-                &batch,
-                MmvaeEstimator::Iwae,
-                1,
-                &mut StdRng::seed_from_u64(seed),
-            )
-            .unwrap();
+        let elbo = estimate(&model, &batch, MmvaeEstimator::Elbo, 1, seed);
+        let iwae = estimate(&model, &batch, MmvaeEstimator::Iwae, 1, seed);
         let (e, i) = (scalar(elbo.bound), scalar(iwae.bound));
         assert!((e - i).abs() <= 1e-6 * e.abs(), "{e} vs {i}");
         // DReG reports the same bound as IWAE on the same draw, and minus it as its loss.
-        let dreg = model
-            .estimate(
-                &batch,
-                MmvaeEstimator::Dreg,
-                1,
-                &mut StdRng::seed_from_u64(seed),
-            )
-            .unwrap();
+        let dreg = estimate(&model, &batch, MmvaeEstimator::Dreg, 1, seed);
         let d = scalar(dreg.bound);
         assert!((d - i).abs() <= 1e-6 * i.abs());
         assert!((scalar(dreg.loss) + d).abs() <= 1e-6 * d.abs());

@@ -4,49 +4,22 @@
 use burn::tensor::Device;
 use mmssl_baselines::{BaselineKind, BaselineOptions, LinearCcaConfig, dataset_matrix};
 use mmssl_data::{
-    ImageSet, MnistSplit, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, load_mnist_dir,
+    ImageSet, MapItems, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
 };
 use mmssl_train::{LinearEvalConfig, Quiet, TrainConfig, fit, linear_eval};
 use rand::{SeedableRng, rngs::StdRng};
-use std::path::PathBuf;
 
+/// The first `n` images of the MNIST test split (shipped inside mmssl-data).
 fn mnist(n: usize) -> Option<ImageSet> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    if !dir.exists() {
-        eprintln!("skipping: {} is absent", dir.display());
-        return None;
-    }
-    Some(load_mnist_dir(&dir, MnistSplit::Test).unwrap().truncate(n))
-}
-
-/// Two-View MNIST with the epoch-0 draw in every epoch, so the loss of a fixed set is tracked.
-struct Fixed(TwoViewMnist);
-
-impl PairedDataset for Fixed {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn modalities(&self) -> usize {
-        2
-    }
-    fn shape(&self, m: usize) -> Vec<usize> {
-        self.0.shape(m)
-    }
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-    fn label(&self, i: usize) -> Option<usize> {
-        self.0.label(i)
-    }
-    fn get(&self, i: usize, _epoch: u64) -> mmssl_data::Result<PairedItem> {
-        self.0.get(i, 0)
-    }
+    Some(embedded_mnist_test().unwrap().truncate(n))
 }
 
 #[test]
 fn every_trained_baseline_lowers_its_loss_on_real_mnist_pairs() {
     let Some(images) = mnist(32) else { return };
-    let data = Fixed(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
+    // The epoch-0 draw in every epoch, so the loss of a fixed set is tracked.
+    let pairs = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
+    let data = MapItems::new(pairs, |d: &TwoViewMnist, i, _epoch| d.get(i, 0));
     let shapes: Vec<Vec<usize>> = (0..2).map(|m| data.shape(m)).collect();
     let device = Device::flex().autodiff();
     let config = TrainConfig {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_protocol::{
     DatasetKind, MethodSpec, Observer, Phase, ProtocolError, RunConfig, ScheduleKind,
 };
-use mmssl_train::{EpochMetrics, Progress};
+use mmssl_train::{EpochMetrics, Progress, StepReport};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -345,14 +345,14 @@ impl Drop for Bars {
 }
 
 impl Progress for Bars {
-    fn step_terms(
-        &mut self,
-        epoch: usize,
-        step: usize,
-        steps: usize,
-        loss: f64,
-        terms: &[(String, f64)],
-    ) {
+    fn step(&mut self, r: &StepReport<'_>) {
+        let StepReport {
+            epoch,
+            step,
+            steps,
+            loss,
+            terms,
+        } = *r;
         if let Some(bar) = &self.bar {
             if step == 0 {
                 self.epoch_start = Instant::now();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_ok, mmssl, read_json};
+use common::{arg, assert_fails, assert_ok, mmssl, on_run, read_json};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use std::path::{Path, PathBuf};
@@ -33,13 +33,7 @@ fn similarity_prints_every_index_as_json() {
     let pa = write(dir.path(), "a.npy", &a);
     // B as float32: the CLI reads both element types.
     let pb = write(dir.path(), "b.npy", &b.mapv(|x| x as f32));
-    let out = mmssl(&[
-        "similarity",
-        "--a",
-        pa.to_str().unwrap(),
-        "--b",
-        pb.to_str().unwrap(),
-    ]);
+    let out = mmssl(&["similarity", "--a", arg(&pa), "--b", arg(&pb)]);
     assert!(
         out.status.success(),
         "{}",
@@ -70,14 +64,7 @@ fn underdetermined_cca_is_null_with_a_warning() {
     let (a, b) = views(10, 20, 3);
     let pa = write(dir.path(), "a.npy", &a);
     let pb = write(dir.path(), "b.npy", &b);
-    let out = mmssl(&[
-        "similarity",
-        "--a",
-        pa.to_str().unwrap(),
-        "--b",
-        pb.to_str().unwrap(),
-        "--compact",
-    ]);
+    let out = mmssl(&["similarity", "--a", arg(&pa), "--b", arg(&pb), "--compact"]);
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["cca"].is_null() && json["pwcca"].is_null());
@@ -104,13 +91,7 @@ fn bad_files_exit_2_and_name_the_file() {
         (&missing, "nope.npy"),
         (&short, "same number of rows"),
     ] {
-        let out = mmssl(&[
-            "similarity",
-            "--a",
-            pa.to_str().unwrap(),
-            "--b",
-            other.to_str().unwrap(),
-        ]);
+        let out = mmssl(&["similarity", "--a", arg(&pa), "--b", arg(other)]);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("error: ") && err.contains(expect), "{err}");
@@ -119,14 +100,13 @@ fn bad_files_exit_2_and_name_the_file() {
     let out = mmssl(&[
         "similarity",
         "--a",
-        pa.to_str().unwrap(),
+        arg(&pa),
         "--b",
-        pa.to_str().unwrap(),
+        arg(&pa),
         "--svcca-threshold",
         "1.5",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("svcca_threshold"));
+    assert_fails(&out, &["svcca_threshold"]);
 }
 
 #[test]
@@ -140,8 +120,7 @@ fn info_lists_backends_and_refuses_missing_ones_clearly() {
     );
     if !cfg!(feature = "cuda") {
         let out = mmssl(&["info", "--backend", "cuda"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
+        assert_fails(&out, &["--features cuda"]);
     }
 }
 
@@ -149,7 +128,7 @@ fn info_lists_backends_and_refuses_missing_ones_clearly() {
 fn run_pretrains_evaluates_and_writes_the_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = out.to_str().unwrap();
+    let o = arg(&out);
     let res = mmssl(&[
         "run",
         "--objective",
@@ -202,9 +181,9 @@ fn run_pretrains_evaluates_and_writes_the_run_directory() {
     let res = mmssl(&[
         "run",
         "--config",
-        config.to_str().unwrap(),
+        arg(&config),
         "--out",
-        copy.to_str().unwrap(),
+        arg(&copy),
         "--quiet",
     ]);
     assert_ok(&res);
@@ -233,38 +212,24 @@ fn methods_lists_every_method_with_its_options_and_specs_carry_them() {
     }
     // An option the method does not take is refused with the list of those it takes.
     let res = mmssl(&["run", "--method", "XX;temperature=0.1", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("temperature") && err.contains("critic"),
-        "{err}"
-    );
+    assert_fails(&res, &["temperature", "critic"]);
     let res = mmssl(&["run", "--objective", "XX;critic=cosine(-1)", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&res.stderr).contains("critic"));
+    assert_fails(&res, &["critic"]);
 }
 
 #[test]
 fn run_rejects_bad_objectives_and_missing_data_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().join("run");
-    let res = mmssl(&[
-        "run",
-        "--objective",
-        "CR-QQ",
-        "--out",
-        o.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&res.stderr).contains("unknown edge `QQ`"));
+    let res = mmssl(&["run", "--objective", "CR-QQ", "--out", arg(&o), "--quiet"]);
+    assert_fails(&res, &["unknown edge `QQ`"]);
     let missing = dir.path().join("nowhere");
     let res = mmssl(&[
         "run",
         "--data-dir",
-        missing.to_str().unwrap(),
+        arg(&missing),
         "--out",
-        o.to_str().unwrap(),
+        arg(&o),
         "--quiet",
     ]);
     assert_eq!(res.status.code(), Some(2));
@@ -297,7 +262,7 @@ fn method_run(name: &str, dir: &Path) -> serde_json::Value {
         "--batch-size",
         "32",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
         "--quiet",
     ]);
     assert!(
@@ -347,12 +312,7 @@ fn run_trains_and_evaluates_baselines_by_name() {
     assert!(rho[0].as_f64().unwrap() > 0.5);
     // Unknown names list the baselines.
     let res = mmssl(&["run", "--method", "vae", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("unknown method") && err.contains("mmvae"),
-        "{err}"
-    );
+    assert_fails(&res, &["unknown method", "mmvae"]);
 }
 
 #[test]
@@ -369,7 +329,7 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         "--dataset",
         "mnist-fashion",
         "--data-dir",
-        shared.join("mnist").to_str().unwrap(),
+        arg(&shared.join("mnist")),
         "--objective",
         "XX",
         "--epochs",
@@ -381,7 +341,7 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         "--batch-size",
         "32",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
         "--quiet",
     ]);
     assert_ok(&res);
@@ -400,12 +360,7 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
     // Without the MNIST folder the error says what is needed.
     let res = mmssl(&["run", "--dataset", "mnist-svhn", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("--data-dir") && err.contains("train_32x32.mat"),
-        "{err}"
-    );
+    assert_fails(&res, &["--data-dir", "train_32x32.mat"]);
     // A missing Fashion-MNIST folder gets the exact command that fetches Fashion-MNIST.
     let missing = dir.path().join("no-fashion");
     let res = mmssl(&[
@@ -413,11 +368,11 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         "--dataset",
         "mnist-fashion",
         "--data-dir",
-        shared.join("mnist").to_str().unwrap(),
+        arg(&shared.join("mnist")),
         "--second-data-dir",
-        missing.to_str().unwrap(),
+        arg(&missing),
         "--out",
-        dir.path().join("no-fashion-run").to_str().unwrap(),
+        arg(&dir.path().join("no-fashion-run")),
         "--quiet",
     ]);
     assert_eq!(res.status.code(), Some(2));
@@ -443,11 +398,11 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     let res = mmssl(&[
         "pretrain",
         "--config",
-        config.to_str().unwrap(),
+        arg(&config),
         "--epochs",
         "2",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
     ]);
     assert_ok(&res);
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
@@ -469,14 +424,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     assert!(out.join("checkpoints/best.bpk").exists());
     assert!(!out.join("eval.json").exists());
 
-    let res = mmssl(&[
-        "linear-eval",
-        "--run",
-        out.to_str().unwrap(),
-        "--eval-epochs",
-        "1",
-        "--quiet",
-    ]);
+    let res = on_run("linear-eval", &out, &["--eval-epochs", "1", "--quiet"]);
     assert_ok(&res);
     let eval: serde_json::Value = read_json(out.join("eval.json"));
     assert_eq!(eval["eval_epochs"], 1);
@@ -492,7 +440,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         2
     );
 
-    let res = mmssl(&["analyze", "--run", out.to_str().unwrap(), "--quiet"]);
+    let res = on_run("analyze", &out, &["--quiet"]);
     assert_ok(&res);
     let sim: serde_json::Value = read_json(out.join("similarity.json"));
     let cka = sim["similarity"]["cka"].as_f64().unwrap();
@@ -501,17 +449,11 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     // Errors: a directory without a run, an unknown key in a config file.
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let res = mmssl(&["linear-eval", "--run", empty.to_str().unwrap()]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&res.stderr).contains("config.toml"));
+    let res = on_run("linear-eval", &empty, &[]);
+    assert_fails(&res, &["config.toml"]);
     std::fs::write(&config, "epochz = 3\n").unwrap();
-    let res = mmssl(&["run", "--config", config.to_str().unwrap()]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("settings.toml") && err.contains("epochz"),
-        "{err}"
-    );
+    let res = mmssl(&["run", "--config", arg(&config)]);
+    assert_fails(&res, &["settings.toml", "epochz"]);
 }
 
 #[test]
@@ -527,9 +469,9 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
     let args = [
         "experiment",
         "--grid",
-        grid.to_str().unwrap(),
+        arg(&grid),
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
         "--quiet",
     ];
     let res = mmssl(&args);
@@ -579,12 +521,7 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
     )
     .unwrap();
     let res = mmssl(&args);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("1 of 2 runs failed") && err.contains("dccae") && err.contains("cca_dim"),
-        "{err}"
-    );
+    assert_fails(&res, &["1 of 2 runs failed", "dccae", "cca_dim"]);
     assert!(
         out.join("two-view-mnist/dccae/fold0-seed0/error.txt")
             .exists()
@@ -625,7 +562,7 @@ fn run_on_a_synthetic_volume_cohort() {
         "--eval-epochs",
         "2",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
         "--quiet",
     ]);
     assert_ok(&res);
@@ -663,7 +600,7 @@ fn run_on_a_synthetic_volume_cohort() {
         "--batch-size",
         "2",
         "--out",
-        sup.to_str().unwrap(),
+        arg(&sup),
         "--quiet",
     ]);
     assert_ok(&res);
@@ -679,12 +616,10 @@ fn run_on_a_synthetic_volume_cohort() {
         "--method",
         "lcca",
         "--out",
-        dir.path().join("lcca3d").to_str().unwrap(),
+        arg(&dir.path().join("lcca3d")),
         "--quiet",
     ]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(err.contains("262144 features"), "{err}");
+    assert_fails(&res, &["262144 features"]);
     // A manifest whose labelled sessions cannot be evaluated fails before pretraining: no
     // labelled session at all, or one class only (it used to print accuracy 0 or 1).
     let text = std::fs::read_to_string(&report.manifest).unwrap();
@@ -708,11 +643,11 @@ fn run_on_a_synthetic_volume_cohort() {
             "--dataset",
             "oasis3",
             "--manifest",
-            manifest.to_str().unwrap(),
+            arg(&manifest),
             "--batch-size",
             "2",
             "--out",
-            run_dir.to_str().unwrap(),
+            arg(&run_dir),
             "--quiet",
         ]);
         assert_eq!(res.status.code(), Some(2), "{name}");
@@ -728,6 +663,5 @@ fn run_on_a_synthetic_volume_cohort() {
     }
     // Without a manifest the error says what is needed.
     let res = mmssl(&["run", "--dataset", "oasis3", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&res.stderr).contains("--manifest"));
+    assert_fails(&res, &["--manifest"]);
 }

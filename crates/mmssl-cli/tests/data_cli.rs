@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 mod common;
 
-use common::{assert_ok, mmssl, stderr, stdout};
+use common::{arg, assert_fails, assert_ok, mmssl, stderr, stdout};
 
 /// `../shared/data` beside the project, when present.
 fn shared() -> Option<PathBuf> {
@@ -211,7 +211,7 @@ fn cli_download_of_recompressed_mnist_reports_the_checksum_mismatch() {
         "download",
         "mnist",
         "--dir",
-        dir.to_str().unwrap(),
+        arg(&dir),
         "--base-url",
         &base,
         "--quiet",
@@ -237,21 +237,16 @@ fn cli_download_404_is_an_error() {
         "download",
         "svhn",
         "--dir",
-        dest.path().to_str().unwrap(),
+        arg(dest.path()),
         "--base-url",
         &base,
         "--quiet",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("train_32x32.mat") && err.contains("404"),
-        "{err}"
-    );
+    assert_fails(&out, &["train_32x32.mat", "404"]);
 }
 
 fn info_json(path: &Path) -> serde_json::Value {
-    let out = mmssl(&["data", "info", "--json", path.to_str().unwrap()]);
+    let out = mmssl(&["data", "info", "--json", arg(path)]);
     assert_ok(&out);
     serde_json::from_str(&stdout(&out)).unwrap()
 }
@@ -329,11 +324,7 @@ fn info_on_nifti_1_and_2() {
     assert_eq!(j["datatype"], "i16");
     let j = info_json(&mri.join("anatomical_big_endian.nii"));
     assert_eq!(j["byte_order"], "big");
-    let out = mmssl(&[
-        "data",
-        "info",
-        mri.join("bold_4d_small.nii.gz").to_str().unwrap(),
-    ]);
+    let out = mmssl(&["data", "info", arg(&mri.join("bold_4d_small.nii.gz"))]);
     assert_ok(&out);
     let text = stdout(&out);
     for s in [
@@ -357,18 +348,17 @@ fn synth_cohort_then_info_on_its_manifest() {
         "data",
         "synth-cohort",
         "--out",
-        out_dir.to_str().unwrap(),
+        arg(&out_dir),
         "--subjects",
         "4",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("at least 12"), "{}", stderr(&out));
+    assert_fails(&out, &["at least 12"]);
     assert!(!out_dir.join("manifest.csv").exists());
     let out = mmssl(&[
         "data",
         "synth-cohort",
         "--out",
-        out_dir.to_str().unwrap(),
+        arg(&out_dir),
         "--subjects",
         "12",
         "--seed",
@@ -433,16 +423,11 @@ fn synth_cohort_with_a_missing_template_names_it() {
         "data",
         "synth-cohort",
         "--out",
-        dir.path().join("c").to_str().unwrap(),
+        arg(&dir.path().join("c")),
         "--t1",
         "/nonexistent/t1.nii.gz",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("/nonexistent/t1.nii.gz"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, &["/nonexistent/t1.nii.gz"]);
 }
 
 #[test]
@@ -456,42 +441,30 @@ fn info_errors_name_the_file_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     // Missing file.
     let missing = dir.path().join("nope.nii.gz");
-    let out = mmssl(&["data", "info", missing.to_str().unwrap()]);
+    let out = mmssl(&["data", "info", arg(&missing)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("error: "));
     assert!(stderr(&out).contains("nope.nii.gz"), "{}", stderr(&out));
     // Unknown format.
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello, this is not a dataset\n").unwrap();
-    let out = mmssl(&["data", "info", text.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("notes.txt") && err.contains("unknown format"),
-        "{err}"
-    );
+    let out = mmssl(&["data", "info", arg(&text)]);
+    assert_fails(&out, &["notes.txt", "unknown format"]);
     // Empty file.
     let empty = dir.path().join("empty.bin");
     std::fs::write(&empty, b"").unwrap();
-    let out = mmssl(&["data", "info", empty.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+    let out = mmssl(&["data", "info", arg(&empty)]);
+    assert_fails(&out, &["empty"]);
     // Truncated IDX (raw): the header promises more than the file holds.
     let idx = dir.path().join("short-idx1-ubyte");
     std::fs::write(&idx, [0, 0, 8, 1, 0, 0, 0, 100, 1, 2, 3]).unwrap();
-    let out = mmssl(&["data", "info", idx.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("short-idx1-ubyte"),
-        "{}",
-        stderr(&out)
-    );
+    let out = mmssl(&["data", "info", arg(&idx)]);
+    assert_fails(&out, &["short-idx1-ubyte"]);
     // A bad manifest.
     let csv = dir.path().join("cohort.csv");
     std::fs::write(&csv, "subject,session\nA,1\n").unwrap();
-    let out = mmssl(&["data", "info", csv.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cohort.csv"), "{}", stderr(&out));
+    let out = mmssl(&["data", "info", arg(&csv)]);
+    assert_fails(&out, &["cohort.csv"]);
 }
 
 #[test]
@@ -508,7 +481,7 @@ fn info_on_truncated_real_files() {
         let name = Path::new(src).file_name().unwrap();
         let p = dir.path().join(name);
         std::fs::write(&p, &bytes[..keep]).unwrap();
-        let out = mmssl(&["data", "info", p.to_str().unwrap()]);
+        let out = mmssl(&["data", "info", arg(&p)]);
         assert_eq!(out.status.code(), Some(2), "{src}: {}", stdout(&out));
         let err = stderr(&out);
         assert!(

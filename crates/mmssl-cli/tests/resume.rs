@@ -7,7 +7,7 @@ mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use common::{assert_ok, command, mmssl, read_json};
+use common::{TINY, arg, assert_fails, assert_ok, command, mmssl, on_run, read_json};
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::ContrastiveModel;
 use rand::SeedableRng;
@@ -31,7 +31,7 @@ fn pretrain_args(out: &Path) -> Vec<String> {
         "3",
         "--quiet",
         "--out",
-        out.to_str().unwrap(),
+        arg(out),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -171,12 +171,7 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
     other[10] = "4".into();
     other.push("--resume".into());
     let res = mmssl(&other.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("cannot resume") && err.contains("train_limit") && err.contains("seed"),
-        "{err}"
-    );
+    assert_fails(&res, &["cannot resume", "train_limit", "seed"]);
     // So is more epochs (the one-cycle schedule spans the whole run).
     let mut longer = args.clone();
     longer[4] = "2".into();
@@ -191,12 +186,7 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
     assert_eq!(metrics(&out).len(), 1);
 
     let res = mmssl(&["run", "--objective", "RR", "--method", "ae", "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("--objective RR") && err.contains("--method ae"),
-        "{err}"
-    );
+    assert_fails(&res, &["--objective RR", "--method ae"]);
     let res = mmssl(&["run", "--lr", "-1", "--quiet"]);
     assert_eq!(res.status.code(), Some(2));
 }
@@ -204,15 +194,7 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
 #[test]
 fn baselines_go_through_the_phases_with_their_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let common = [
-        "--epochs",
-        "1",
-        "--train-limit",
-        "64",
-        "--batch-size",
-        "32",
-        "--quiet",
-    ];
+    let common = [&TINY[..6], &["--quiet"]].concat();
     // DCCAE with its CCA settings, a constant learning rate and BatchNorm in training mode
     // for the evaluation.
     let out = dir.path().join("dccae");
@@ -231,9 +213,9 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "--lr",
         "0.001",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
     ];
-    args.extend(common);
+    args.extend(&common);
     let res = mmssl(&args);
     assert_ok(&res);
     assert!(
@@ -253,15 +235,11 @@ fn baselines_go_through_the_phases_with_their_settings() {
     assert!(run["train"]["schedule"].is_null());
     let terms = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(terms.contains("CCA[0,1]"), "{terms}");
-    let res = mmssl(&[
+    let res = on_run(
         "linear-eval",
-        "--run",
-        out.to_str().unwrap(),
-        "--eval-epochs",
-        "1",
-        "--bn-train-mode",
-        "--quiet",
-    ]);
+        &out,
+        &["--eval-epochs", "1", "--bn-train-mode", "--quiet"],
+    );
     assert_ok(&res);
     let eval = read_json(out.join("eval.json"));
     assert_eq!(
@@ -273,8 +251,8 @@ fn baselines_go_through_the_phases_with_their_settings() {
     // A CCA dimension the batch cannot support is warned about.
     let out = dir.path().join("wide");
     let mut args = vec!["pretrain", "--method", "cr-cca", "--cca-dim", "40"];
-    args.extend(["--out", out.to_str().unwrap()]);
-    args.extend(common);
+    args.extend(["--out", arg(&out)]);
+    args.extend(&common);
     let res = mmssl(&args);
     assert_ok(&res);
     let err = String::from_utf8_lossy(&res.stderr);
@@ -295,18 +273,15 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "3000",
         "--quiet",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
     ]));
     let lcca = read_json(out.join("lcca.json"));
     assert_eq!(lcca["canonical_correlations"].as_array().unwrap().len(), 8);
-    assert_ok(&mmssl(&[
+    assert_ok(&on_run(
         "linear-eval",
-        "--run",
-        out.to_str().unwrap(),
-        "--eval-epochs",
-        "5",
-        "--quiet",
-    ]));
+        &out,
+        &["--eval-epochs", "5", "--quiet"],
+    ));
     let eval = read_json(out.join("eval.json"));
     assert_eq!(eval["method"], "lcca;components=8");
     assert_eq!(eval["eval_epochs"], 5);

@@ -4,25 +4,13 @@
 
 mod common;
 
-use common::{assert_ok, mmssl, read_json};
+use common::{TINY, arg, assert_fails, assert_ok, mmssl, on_run, read_json};
 use std::path::Path;
-
-/// The flags of a tiny Two-View MNIST run (64 pairs, one epoch).
-const TINY: [&str; 8] = [
-    "--epochs",
-    "1",
-    "--train-limit",
-    "64",
-    "--batch-size",
-    "32",
-    "--eval-epochs",
-    "1",
-];
 
 fn tiny(command: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![command];
     args.extend(TINY);
-    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(["--out", arg(out)]);
     args.extend(extra);
     mmssl(&args)
 }
@@ -39,12 +27,7 @@ fn a_folder_with_a_run_is_refused_unless_resumed_or_overwritten() {
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     // A second run into the same folder used to empty metrics.jsonl and replace the weights.
     let res = tiny("run", &out, &["--quiet", "--seed", "3"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = stderr(&res);
-    assert!(
-        err.contains("not empty") && err.contains("--overwrite"),
-        "{err}"
-    );
+    assert_fails(&res, &["not empty", "--overwrite"]);
     assert_eq!(
         std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
         metrics
@@ -74,44 +57,28 @@ fn resume_reads_the_folders_configuration_and_a_missing_folder_is_an_error() {
         "pretrain",
         "--resume",
         "--out",
-        dir.path().join("typo").to_str().unwrap(),
+        arg(&dir.path().join("typo")),
         "--quiet",
     ]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(
-        stderr(&res).contains("nothing to resume"),
-        "{}",
-        stderr(&res)
-    );
+    assert_fails(&res, &["nothing to resume"]);
     assert!(!dir.path().join("typo").exists());
     // `--resume --out RUN` alone continues with RUN's settings (it used to need every flag
     // repeated, and refused the defaults as other settings).
     let out = dir.path().join("run");
     assert_ok(&tiny("pretrain", &out, &["--quiet", "--seed", "5"]));
-    let res = mmssl(&[
-        "pretrain",
-        "--resume",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let res = mmssl(&["pretrain", "--resume", "--out", arg(&out), "--quiet"]);
     assert_ok(&res);
     // A flag that contradicts the folder is still refused, naming the setting.
     let res = mmssl(&[
         "pretrain",
         "--resume",
         "--out",
-        out.to_str().unwrap(),
+        arg(&out),
         "--seed",
         "6",
         "--quiet",
     ]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(
-        stderr(&res).contains("seed: 5 then, 6 now"),
-        "{}",
-        stderr(&res)
-    );
+    assert_fails(&res, &["seed: 5 then, 6 now"]);
 }
 
 #[test]
@@ -121,27 +88,17 @@ fn linear_eval_keeps_the_similarity_it_did_not_recompute() {
     assert_ok(&tiny("run", &out, &["--quiet"]));
     let before = read_json(out.join("eval.json"));
     assert!(before["similarity"]["cka"].is_f64());
-    assert_ok(&mmssl(&[
+    assert_ok(&on_run(
         "linear-eval",
-        "--run",
-        out.to_str().unwrap(),
-        "--eval-epochs",
-        "2",
-        "--quiet",
-    ]));
+        &out,
+        &["--eval-epochs", "2", "--quiet"],
+    ));
     let after = read_json(out.join("eval.json"));
     assert_eq!(after["eval_epochs"], 2);
     assert_eq!(after["similarity"], before["similarity"]);
     // The analysis alone takes no evaluation flags.
-    let res = mmssl(&[
-        "analyze",
-        "--run",
-        out.to_str().unwrap(),
-        "--eval-epochs",
-        "3",
-    ]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(stderr(&res).contains("linear-eval"), "{}", stderr(&res));
+    let res = on_run("analyze", &out, &["--eval-epochs", "3"]);
+    assert_fails(&res, &["linear-eval"]);
 }
 
 #[test]
@@ -160,13 +117,7 @@ fn a_grid_changed_between_runs_is_refused_or_rerun_on_request() {
         .unwrap()
     };
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "experiment",
-            "--grid",
-            grid.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
+        let mut args = vec!["experiment", "--grid", arg(&grid), "--out", arg(&out)];
         args.extend(extra);
         mmssl(&args)
     };
@@ -184,11 +135,9 @@ fn a_grid_changed_between_runs_is_refused_or_rerun_on_request() {
     // Changed: the old results used to be reported as the new grid's.
     write(96);
     let res = run(&["--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = stderr(&res);
-    assert!(
-        err.contains("other settings") && err.contains("data.train_limit: 64 then, 96 now"),
-        "{err}"
+    assert_fails(
+        &res,
+        &["other settings", "data.train_limit: 64 then, 96 now"],
     );
     // On request the old cell is moved aside and run again.
     assert_ok(&run(&["--quiet", "--rerun-changed"]));
@@ -203,8 +152,7 @@ fn a_grid_changed_between_runs_is_refused_or_rerun_on_request() {
     // The same method twice (`XX` and `xx`) is refused rather than run and counted twice.
     std::fs::write(&grid, "methods = [\"XX\", \"xx\"]\n").unwrap();
     let res = run(&["--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(stderr(&res).contains("same method"), "{}", stderr(&res));
+    assert_fails(&res, &["same method"]);
 }
 
 #[test]
@@ -216,7 +164,7 @@ fn settings_that_can_only_fail_later_fail_before_pretraining() {
         (vec!["--objective", "CR:1e40"], "at most 1e6"),
     ] {
         let out = dir.path().join(flags.join("_").replace([':', '-'], ""));
-        let mut args = vec!["run", "--out", out.to_str().unwrap(), "--quiet"];
+        let mut args = vec!["run", "--out", arg(&out), "--quiet"];
         args.extend(flags.iter().copied());
         let res = mmssl(&args);
         assert_eq!(res.status.code(), Some(2), "{flags:?}");
@@ -231,13 +179,10 @@ fn settings_that_can_only_fail_later_fail_before_pretraining() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let res = tiny("run", &file.join("run"), &["--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    assert!(stderr(&res).contains("cannot write"), "{}", stderr(&res));
+    assert_fails(&res, &["cannot write"]);
     // A negative number names the flag instead of "unexpected argument '-3'".
     let res = mmssl(&["run", "--epochs", "-3"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = stderr(&res);
-    assert!(err.contains("'-3'") && err.contains("--epochs"), "{err}");
+    let err = assert_fails(&res, &["'-3'", "--epochs"]);
     assert!(!err.contains("unexpected argument"), "{err}");
     // `CR:-1` shows the weight as written.
     let res = mmssl(&["run", "--objective", "CR:-1", "--quiet"]);
@@ -269,12 +214,7 @@ fn a_corrupt_checkpoint_is_reported_as_a_read_error() {
     let out = dir.path().join("run");
     assert_ok(&tiny("pretrain", &out, &["--quiet"]));
     std::fs::write(out.join("checkpoints/best.bpk"), b"not a checkpoint").unwrap();
-    let res = mmssl(&["linear-eval", "--run", out.to_str().unwrap(), "--quiet"]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = stderr(&res);
-    assert!(
-        err.contains("cannot read") && err.contains("best.bpk"),
-        "{err}"
-    );
+    let res = on_run("linear-eval", &out, &["--quiet"]);
+    let err = assert_fails(&res, &["cannot read", "best.bpk"]);
     assert!(!err.contains("cannot write"), "{err}");
 }

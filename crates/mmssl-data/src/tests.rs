@@ -5,7 +5,7 @@ use super::*;
 use std::io::Write;
 use std::path::PathBuf;
 
-fn shared(sub: &str) -> Option<PathBuf> {
+pub(crate) fn shared(sub: &str) -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data")
         .join(sub);
@@ -427,17 +427,9 @@ struct Slow {
 }
 
 impl PairedDataset for Slow {
+    crate::loading::dataset::inner_layout!();
     fn len(&self) -> usize {
         self.inner.len()
-    }
-    fn modalities(&self) -> usize {
-        2
-    }
-    fn shape(&self, m: usize) -> Vec<usize> {
-        self.inner.shape(m)
-    }
-    fn classes(&self) -> usize {
-        self.inner.classes()
     }
     fn label(&self, i: usize) -> Option<usize> {
         self.inner.label(i)

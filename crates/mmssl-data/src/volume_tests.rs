@@ -6,15 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub(crate) fn shared_mri(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/mri")
-        .join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is absent", p.display());
-        None
-    }
+    crate::tests::shared(&format!("mri/{name}"))
 }
 
 pub(crate) fn gunzip(path: &Path) -> Vec<u8> {

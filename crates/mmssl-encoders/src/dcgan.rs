@@ -5,7 +5,7 @@
 use crate::init::{leaky_relu_gain, xavier_conv};
 use crate::{EncoderError, EncoderOutput, LEAKY_SLOPE};
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use mmssl_kernels::nn::{Act, Conv, ConvTranspose, NormAct};
@@ -144,19 +144,57 @@ impl Post {
     }
 }
 
+/// The layers of `table` and their batch norm and activation, for `sizes`: (name, value) of the
+/// first layer's input channels and of the model's outer size ([`Channels::Outer`]), both
+/// checked positive. Weights are Xavier-uniform, drawn from `rng` layer by layer, `[C_out,
+/// C_in, k...]` (`[C_in, C_out, k...]` when `transposed`, as transposed convolutions store
+/// them); `layer(weight, stride, padding)` makes each layer.
+fn build<const D: usize, L, R: Rng + ?Sized>(
+    table: &[Layer],
+    sizes: [(&'static str, usize); 2],
+    transposed: bool,
+    device: &Device,
+    rng: &mut R,
+    layer: impl Fn(Param<Tensor<D>>, usize, usize) -> L,
+) -> Result<(Vec<L>, Vec<Post>), EncoderError> {
+    assert!(
+        D == 4 || D == 5,
+        "DCGAN models are 2D (rank 4) or 3D (rank 5)"
+    );
+    for (name, value) in sizes {
+        EncoderError::check_positive(name, value)?;
+    }
+    let (mut layers, mut posts) = (Vec::new(), Vec::new());
+    let mut c_in = sizes[0].1;
+    for spec in table {
+        let c_out = match spec.channels {
+            Channels::Fixed(c) => c,
+            Channels::Outer => sizes[1].1,
+        };
+        let gain = if spec.leaky_gain {
+            leaky_relu_gain(LEAKY_SLOPE)
+        } else {
+            1.0
+        };
+        let shape = if transposed {
+            kernel_shape::<D>(c_in, c_out)
+        } else {
+            kernel_shape::<D>(c_out, c_in)
+        };
+        let weight = xavier_conv(shape, gain, rng, device);
+        layers.push(layer(weight, spec.stride, spec.padding));
+        posts.push(Post::new(spec, c_out, device));
+        c_in = c_out;
+    }
+    Ok((layers, posts))
+}
+
 /// A weight shape `[a, b, 4, 4(, 4)]` of rank `D`.
 fn kernel_shape<const D: usize>(a: usize, b: usize) -> [usize; D] {
     let mut shape = [KERNEL; D];
     shape[0] = a;
     shape[1] = b;
     shape
-}
-
-fn check_rank<const D: usize>() {
-    assert!(
-        D == 4 || D == 5,
-        "DCGAN models are 2D (rank 4) or 3D (rank 5)"
-    );
 }
 
 /// The DCGAN encoder of rank `D` (`D = 4`: images `[B, C, 32, 32]`, see [`DcganEncoder2d`];
@@ -189,26 +227,8 @@ impl<const D: usize> DcganEncoder<D> {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self, EncoderError> {
-        check_rank::<D>();
-        EncoderError::check_positive("in_channels", in_channels)?;
-        EncoderError::check_positive("latent_dim", latent_dim)?;
-        let (mut convs, mut posts) = (Vec::new(), Vec::new());
-        let mut c_in = in_channels;
-        for spec in table {
-            let c_out = match spec.channels {
-                Channels::Fixed(c) => c,
-                Channels::Outer => latent_dim,
-            };
-            let gain = if spec.leaky_gain {
-                leaky_relu_gain(LEAKY_SLOPE)
-            } else {
-                1.0
-            };
-            let weight = xavier_conv(kernel_shape::<D>(c_out, c_in), gain, rng, device);
-            convs.push(Conv::new(weight, spec.stride, spec.padding));
-            posts.push(Post::new(spec, c_out, device));
-            c_in = c_out;
-        }
+        let sizes = [("in_channels", in_channels), ("latent_dim", latent_dim)];
+        let (convs, posts) = build(table, sizes, false, device, rng, Conv::new)?;
         Ok(DcganEncoder { convs, posts, tap })
     }
 
@@ -263,27 +283,8 @@ impl<const D: usize> DcganDecoder<D> {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self, EncoderError> {
-        check_rank::<D>();
-        EncoderError::check_positive("out_channels", out_channels)?;
-        EncoderError::check_positive("latent_dim", latent_dim)?;
-        let (mut deconvs, mut posts) = (Vec::new(), Vec::new());
-        let mut c_in = latent_dim;
-        for spec in table {
-            let c_out = match spec.channels {
-                Channels::Fixed(c) => c,
-                Channels::Outer => out_channels,
-            };
-            let gain = if spec.leaky_gain {
-                leaky_relu_gain(LEAKY_SLOPE)
-            } else {
-                1.0
-            };
-            // Transposed convolutions store their weights `[C_in, C_out, k...]`.
-            let weight = xavier_conv(kernel_shape::<D>(c_in, c_out), gain, rng, device);
-            deconvs.push(ConvTranspose::new(weight, spec.stride, spec.padding));
-            posts.push(Post::new(spec, c_out, device));
-            c_in = c_out;
-        }
+        let sizes = [("latent_dim", latent_dim), ("out_channels", out_channels)];
+        let (deconvs, posts) = build(table, sizes, true, device, rng, ConvTranspose::new)?;
         Ok(DcganDecoder { deconvs, posts })
     }
 

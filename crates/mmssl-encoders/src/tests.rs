@@ -195,61 +195,62 @@ fn reference_weights(seed: u64, layers: &[(usize, usize, f64)], k: usize) -> Vec
         .collect()
 }
 
+/// Every value of `weights`, in order.
+fn concat<const D: usize>(weights: impl Iterator<Item = Tensor<D>>) -> Vec<f32> {
+    weights.flat_map(values).collect()
+}
+
+/// The layers `(a, b, gain)` along `channels` as the separate models drew them: `[out, in]`
+/// weights for an encoder; `[in, out]` (transposed convolutions) for a decoder, whose last
+/// layer has gain 1.
+fn chain(channels: &[usize], decoder: bool) -> Vec<(usize, usize, f64)> {
+    let g = (2.0f64 / 1.04).sqrt();
+    let last = channels.len() - 2;
+    channels
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| match decoder {
+            false => (w[1], w[0], g),
+            true => (w[0], w[1], if i == last { 1.0 } else { g }),
+        })
+        .collect()
+}
+
 #[test]
 fn the_tables_draw_the_same_weights_as_the_separate_models_did() {
     let device = Device::flex();
-    let g = (2.0f64 / 1.04).sqrt();
-    let flat = |w: Vec<Vec<f32>>| w.concat();
-    // 2D encoder, 3 channels, latent 16: conv 3->32, 32->64, 64->128, 128->16.
-    let enc = DcganEncoder2dConfig::new()
+    let e2 = DcganEncoder2dConfig::new()
         .with_in_channels(3)
-        .with_latent_dim(16)
-        .init(&device, &mut rng(21))
-        .unwrap();
-    let got: Vec<Vec<f32>> = enc.convs.iter().map(|c| values(c.weight.val())).collect();
-    let want = reference_weights(
-        21,
-        &[(32, 3, g), (64, 32, g), (128, 64, g), (16, 128, g)],
-        16,
-    );
-    assert_eq!(flat(got), flat(want));
-    assert_eq!(enc.convs[1].weight.dims(), [64, 32, 4, 4]);
-    // 3D encoder: 1->32->64->128->256->64.
-    let enc = DcganEncoder3dConfig::new()
+        .with_latent_dim(16);
+    let e2 = e2.init(&device, &mut rng(21)).unwrap();
+    let e3 = DcganEncoder3dConfig::new()
         .init(&device, &mut rng(22))
         .unwrap();
-    let got: Vec<Vec<f32>> = enc.convs.iter().map(|c| values(c.weight.val())).collect();
-    let layers = [
-        (32, 1, g),
-        (64, 32, g),
-        (128, 64, g),
-        (256, 128, g),
-        (64, 256, g),
-    ];
-    assert_eq!(flat(got), flat(reference_weights(22, &layers, 64)));
-    assert_eq!(enc.tapped_channels(), 128);
-    // 2D decoder to 3 channels: latent 64 -> 128 -> 64 -> 32 -> 3 (last with gain 1).
-    let dec = DcganDecoder2dConfig::new()
-        .with_out_channels(3)
-        .init(&device, &mut rng(23))
-        .unwrap();
-    let got: Vec<Vec<f32>> = dec.deconvs.iter().map(|c| values(c.weight.val())).collect();
-    let layers = [(64, 128, g), (128, 64, g), (64, 32, g), (32, 3, 1.0)];
-    assert_eq!(flat(got), flat(reference_weights(23, &layers, 16)));
-    assert_eq!(dec.deconvs[0].weight.dims(), [64, 128, 4, 4]);
-    // 3D decoder: latent 64 -> 256 -> 128 -> 64 -> 32 -> 1.
-    let dec = DcganDecoder3dConfig::new()
+    let d2 = DcganDecoder2dConfig::new().with_out_channels(3);
+    let d2 = d2.init(&device, &mut rng(23)).unwrap();
+    let d3 = DcganDecoder3dConfig::new()
         .init(&device, &mut rng(24))
         .unwrap();
-    let got: Vec<Vec<f32>> = dec.deconvs.iter().map(|c| values(c.weight.val())).collect();
-    let layers = [
-        (64, 256, g),
-        (256, 128, g),
-        (128, 64, g),
-        (64, 32, g),
-        (32, 1, 1.0),
+    let got = [
+        concat(e2.convs.iter().map(|c| c.weight.val())),
+        concat(e3.convs.iter().map(|c| c.weight.val())),
+        concat(d2.deconvs.iter().map(|c| c.weight.val())),
+        concat(d3.deconvs.iter().map(|c| c.weight.val())),
     ];
-    assert_eq!(flat(got), flat(reference_weights(24, &layers, 64)));
+    let layers = [
+        chain(&[3, 32, 64, 128, 16], false),
+        chain(&[1, 32, 64, 128, 256, 64], false),
+        chain(&[64, 128, 64, 32, 3], true),
+        chain(&[64, 256, 128, 64, 32, 1], true),
+    ];
+    for (i, (got, layers)) in got.iter().zip(&layers).enumerate() {
+        let kernel_volume = if i % 2 == 0 { 16 } else { 64 };
+        let want = reference_weights(21 + i as u64, layers, kernel_volume).concat();
+        assert_eq!(*got, want, "case {i}");
+    }
+    assert_eq!(e3.convs[1].weight.dims(), [64, 32, 4, 4, 4]);
+    assert_eq!(e3.tapped_channels(), 128);
+    assert_eq!(d2.deconvs[0].weight.dims(), [64, 128, 4, 4]);
 }
 
 #[test]

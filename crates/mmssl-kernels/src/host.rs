@@ -297,6 +297,10 @@ pub fn matmul_strided(
 
 #[cfg(test)]
 mod tests {
+    /// `d = lhs rhs` (no scaling, no accumulation, serial).
+    fn product(d: &mut [f32], dims: (usize, usize, usize), lhs: Operand<'_>, rhs: Operand<'_>) {
+        matmul(d, dims, lhs, rhs, 1.0, false, false);
+    }
     use super::*;
 
     #[test]
@@ -344,14 +348,11 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| i as f32 - 5.0).collect(); // [m, k]
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32).sqrt()).collect(); // [k, n]
         let mut row_major = vec![0.0f32; m * n];
-        matmul(
+        product(
             &mut row_major,
             (m, n, k),
             Operand::rows(&a, k),
             Operand::rows(&b, n),
-            1.0,
-            false,
-            false,
         );
         // Element (i, j) to slot j * m + i: the transpose, row-major [n, m].
         let mut transposed = vec![0.0f32; m * n];
@@ -394,14 +395,11 @@ mod tests {
     fn matmul_rejects_short_operands() {
         let a = [1.0f32; 6];
         let mut d = [0.0f32; 4];
-        matmul(
+        product(
             &mut d,
             (2, 2, 3),
             Operand::rows(&a, 3),
             Operand::rows(&a[..5], 2),
-            1.0,
-            false,
-            false,
         );
     }
 

@@ -135,28 +135,15 @@ impl<'a> Contrast<'a> {
         }
     }
 
-    /// Sets the estimator.
-    pub fn with_estimator(mut self, estimator: Estimator) -> Self {
-        self.estimator = estimator;
-        self
-    }
-
-    /// Sets the clipping constant (`None`: no clipping).
-    pub fn with_clip(mut self, clip: Option<f64>) -> Self {
-        self.clip = clip;
-        self
-    }
-
-    /// Sets the penalty coefficient.
-    pub fn with_penalty(mut self, penalty: f64) -> Self {
-        self.penalty = penalty;
-        self
-    }
-
-    /// Sets the InfoNCE negatives.
-    pub fn with_negatives(mut self, negatives: Negatives) -> Self {
-        self.negatives = negatives;
-        self
+    crate::setters! {
+        /// Sets the estimator.
+        with_estimator => estimator: Estimator;
+        /// Sets the clipping constant (`None`: no clipping).
+        with_clip => clip: Option<f64>;
+        /// Sets the penalty coefficient.
+        with_penalty => penalty: f64;
+        /// Sets the InfoNCE negatives.
+        with_negatives => negatives: Negatives;
     }
 
     /// The estimator's loss and the score penalty of `anchors` against `targets`.

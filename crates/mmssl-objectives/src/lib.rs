@@ -38,6 +38,22 @@
 //! ```
 #![deny(missing_docs)]
 
+/// Builder methods for the fields of a settings type: each
+/// `/// doc` `with_name => field: Type;` becomes
+/// `pub fn with_name(mut self, value: Type) -> Self`, setting `field`. Used inside an `impl`.
+#[macro_export]
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident => $field:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+
 mod contrast;
 mod critic;
 mod edge;

@@ -69,40 +69,19 @@ impl ObjectiveConfig {
         }
     }
 
-    /// Sets the estimator.
-    pub fn with_estimator(mut self, estimator: Estimator) -> Self {
-        self.estimator = estimator;
-        self
-    }
-
-    /// Sets the critic.
-    pub fn with_critic(mut self, critic: CriticKind) -> Self {
-        self.critic = critic;
-        self
-    }
-
-    /// Sets the clipping constant (`None`: no clipping).
-    pub fn with_clip(mut self, clip: Option<f64>) -> Self {
-        self.clip = clip;
-        self
-    }
-
-    /// Sets the penalty coefficient.
-    pub fn with_penalty(mut self, penalty: f64) -> Self {
-        self.penalty = penalty;
-        self
-    }
-
-    /// Whether the penalty is weighted with its edge.
-    pub fn with_penalty_weighted(mut self, weighted: bool) -> Self {
-        self.penalty_weighted = weighted;
-        self
-    }
-
-    /// Sets the embedding size.
-    pub fn with_embedding_dim(mut self, dim: usize) -> Self {
-        self.embedding_dim = dim;
-        self
+    crate::setters! {
+        /// Sets the estimator.
+        with_estimator => estimator: Estimator;
+        /// Sets the critic.
+        with_critic => critic: CriticKind;
+        /// Sets the clipping constant (`None`: no clipping).
+        with_clip => clip: Option<f64>;
+        /// Sets the penalty coefficient.
+        with_penalty => penalty: f64;
+        /// Whether the penalty is weighted with its edge.
+        with_penalty_weighted => penalty_weighted: bool;
+        /// Sets the embedding size.
+        with_embedding_dim => embedding_dim: usize;
     }
 
     /// Checks the settings and builds the objective (and the bilinear critic's matrix, if any).

@@ -137,6 +137,11 @@ fn rel_close(x: f64, y: f64, tol: f64) -> bool {
     (x - y).abs() <= tol * y.abs().max(1e-3)
 }
 
+/// The InfoNCE-style loss of `est` with the scaled dot critic and clipping at 20.
+fn loss_at(a: Tensor<3>, t: Tensor<3>, est: Estimator, penalty: f64) -> f64 {
+    scalar(contrast(a, t, dot(), est, Some(20.0), penalty).unwrap().0)
+}
+
 fn dot() -> Critic<'static> {
     Critic {
         kind: CriticKind::ScaledDot,
@@ -198,15 +203,11 @@ fn cosine_and_bilinear_critics_match_their_definitions() {
         kind: CriticKind::Cosine { temperature: tau },
         bilinear: None,
     };
-    let (loss, _) = contrast(
-        a.tensor(&device),
-        t.tensor(&device),
-        cosine,
-        Estimator::InfoNce,
-        Some(20.0),
-        0.0,
-    )
-    .unwrap();
+    let infonce = |critic: Critic<'_>, penalty: f64| {
+        let (a, t) = (a.tensor(&device), t.tensor(&device));
+        contrast(a, t, critic, Estimator::InfoNce, Some(20.0), penalty).unwrap()
+    };
+    let (loss, _) = infonce(cosine, 0.0);
     let cos = |u: &[f64], v: &[f64]| {
         let n = |x: &[f64]| x.iter().map(|y| y * y).sum::<f64>().sqrt();
         u.iter().zip(v).map(|(x, y)| x * y).sum::<f64>() / (n(u) * n(v)) / tau
@@ -244,15 +245,7 @@ fn cosine_and_bilinear_critics_match_their_definitions() {
         kind: CriticKind::Bilinear,
         bilinear: Some(&w),
     };
-    let (loss, pen) = contrast(
-        a.tensor(&device),
-        t.tensor(&device),
-        critic,
-        Estimator::InfoNce,
-        Some(20.0),
-        0.04,
-    )
-    .unwrap();
+    let (loss, pen) = infonce(critic, 0.04);
     let (rl, rp) = ref_loss(
         &a.as_f32(),
         &t.as_f32(),
@@ -328,30 +321,8 @@ fn aligned_pairs_score_lower_than_shuffled_pairs() {
             .copy_from_slice(&t.v[src * block..(src + 1) * block]);
     }
     for est in Estimator::all() {
-        let aligned = scalar(
-            contrast(
-                a.tensor(&device),
-                t.tensor(&device),
-                dot(),
-                est,
-                Some(20.0),
-                0.0,
-            )
-            .unwrap()
-            .0,
-        );
-        let mixed = scalar(
-            contrast(
-                a.tensor(&device),
-                shuffled.tensor(&device),
-                dot(),
-                est,
-                Some(20.0),
-                0.0,
-            )
-            .unwrap()
-            .0,
-        );
+        let aligned = loss_at(a.tensor(&device), t.tensor(&device), est, 0.0);
+        let mixed = loss_at(a.tensor(&device), shuffled.tensor(&device), est, 0.0);
         assert!(
             aligned < mixed,
             "{est:?}: aligned {aligned} >= shuffled {mixed}"
@@ -374,29 +345,12 @@ fn loss_is_invariant_to_permuting_the_batch() {
         out
     };
     for est in Estimator::all() {
-        let x = scalar(
-            contrast(
-                a.tensor(&device),
-                t.tensor(&device),
-                dot(),
-                est,
-                Some(20.0),
-                0.04,
-            )
-            .unwrap()
-            .0,
-        );
-        let y = scalar(
-            contrast(
-                permute(&a).tensor(&device),
-                permute(&t).tensor(&device),
-                dot(),
-                est,
-                Some(20.0),
-                0.04,
-            )
-            .unwrap()
-            .0,
+        let x = loss_at(a.tensor(&device), t.tensor(&device), est, 0.04);
+        let y = loss_at(
+            permute(&a).tensor(&device),
+            permute(&t).tensor(&device),
+            est,
+            0.04,
         );
         assert!(rel_close(x, y, 1e-6), "{est:?}: {x} vs {y}");
     }
@@ -695,26 +649,13 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     // Without autodiff the fused forward gives the same values.
     let plain = Device::flex();
     let (ha, ht) = (Host::random(4, 8, 1, 1, 1.0), Host::random(4, 8, 5, 2, 1.0));
-    let f = contrast(
-        ha.tensor(&plain),
-        ht.tensor(&plain),
-        dot(),
-        Estimator::InfoNce,
-        Some(20.0),
-        0.04,
-    )
-    .unwrap();
-    let g = contrast_unfused(
-        ha.tensor(&plain),
-        ht.tensor(&plain),
-        dot(),
-        Estimator::InfoNce,
-        Some(20.0),
-        0.04,
-    )
-    .unwrap();
-    assert!(rel_close(scalar(f.0), scalar(g.0), 1e-5));
-    assert!(rel_close(scalar(f.1), scalar(g.1), 1e-5));
+    let [f, g] = [contrast, contrast_unfused].map(|term| {
+        let (a, t) = (ha.tensor(&plain), ht.tensor(&plain));
+        let (loss, penalty) = term(a, t, dot(), Estimator::InfoNce, Some(20.0), 0.04).unwrap();
+        (scalar(loss), scalar(penalty))
+    });
+    assert!(rel_close(f.0, g.0, 1e-5));
+    assert!(rel_close(f.1, g.1, 1e-5));
 }
 
 #[test]

@@ -3,60 +3,20 @@
 //! LAPACK), CKA from `n x n` centred Gram matrices, debiased CKA from the U-statistic.
 
 use super::*;
-use crate::linalg::LinalgBackend;
+use crate::linalg::{LinalgBackend, jacobi_eigh};
 use ndarray::{Array1, Array2, Axis, s};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-// ---------- independent reference implementations ----------
-
-/// Cyclic Jacobi eigensolver for a symmetric matrix: (eigenvalues descending, vectors).
-fn jacobi_eigh(a: &Array2<f64>) -> (Array1<f64>, Array2<f64>) {
-    let n = a.nrows();
-    let mut a = a.clone();
-    let mut v = Array2::<f64>::eye(n);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[[i, j]] * a[[i, j]])
-            .sum();
-        let scale: f64 = a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                if a[[p, q]].abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[[q, q]] - a[[p, p]]) / (2.0 * a[[p, q]]);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let sn = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[[k, p]], a[[k, q]]);
-                    a[[k, p]] = c * akp - sn * akq;
-                    a[[k, q]] = sn * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[[p, k]], a[[q, k]]);
-                    a[[p, k]] = c * apk - sn * aqk;
-                    a[[q, k]] = sn * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[[k, p]], v[[k, q]]);
-                    v[[k, p]] = c * vkp - sn * vkq;
-                    v[[k, q]] = sn * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| a[[j, j]].total_cmp(&a[[i, i]]));
-    let vals = Array1::from_iter(order.iter().map(|&i| a[[i, i]]));
-    let vecs = Array2::from_shape_fn((n, n), |(r, c)| v[[r, order[c]]]);
-    (vals, vecs)
+/// Asserts that `e` is the non-finite value of `matrix` at (`row`, `col`).
+fn assert_non_finite(e: &SimilarityError, matrix: &str, row: usize, col: usize) {
+    assert!(
+        matches!(e, SimilarityError::NonFinite { matrix: m, row: r, col: c, .. }
+            if *m == matrix && *r == row && *c == col),
+        "{e:?}"
+    );
 }
+
+// ---------- independent reference implementations ----------
 
 fn centre(a: &Array2<f64>) -> Array2<f64> {
     a - &a.mean_axis(Axis(0)).unwrap()
@@ -484,27 +444,11 @@ fn bad_inputs_are_errors() {
     let mut nan = a.clone();
     nan[[4, 2]] = f64::NAN;
     let e = linear_cka(nan.view(), b.view()).unwrap_err();
-    assert!(matches!(
-        e,
-        SimilarityError::NonFinite {
-            matrix: "A",
-            row: 4,
-            col: 2,
-            ..
-        }
-    ));
+    assert_non_finite(&e, "A", 4, 2);
     let mut inf = b.clone();
     inf[[7, 0]] = f64::NEG_INFINITY;
     let e = svcca(a.view(), inf.view()).unwrap_err();
-    assert!(matches!(
-        e,
-        SimilarityError::NonFinite {
-            matrix: "B",
-            row: 7,
-            col: 0,
-            ..
-        }
-    ));
+    assert_non_finite(&e, "B", 7, 0);
     let constant = Array2::from_elem((30, 3), 0.1);
     for f in [cca, svcca, pwcca, linear_cka, linear_cka_debiased] {
         assert!(matches!(

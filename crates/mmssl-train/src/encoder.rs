@@ -6,9 +6,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 use burn::tensor::Tensor;
 use mmssl_data::{Batch, ViewBatch};
-use mmssl_encoders::{
-    DcganEncoder2d, DcganEncoder2dConfig, DcganEncoder3d, DcganEncoder3dConfig, EncoderOutput,
-};
+use mmssl_encoders::dcgan::{ENCODER_2D, ENCODER_3D, TAP_2D, TAP_3D};
+use mmssl_encoders::{DcganEncoder, DcganEncoder2d, DcganEncoder3d, EncoderOutput};
 use rand::Rng;
 
 /// A DCGAN encoder for 32x32 images or 64^3 volumes.
@@ -30,19 +29,14 @@ impl AnyEncoder {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self> {
+        let (z, d, r) = (latent_dim, device, rng);
         match shape {
-            [c, 32, 32] => Ok(AnyEncoder::Images(
-                DcganEncoder2dConfig::new()
-                    .with_in_channels(*c)
-                    .with_latent_dim(latent_dim)
-                    .init(device, rng)?,
-            )),
-            [c, 64, 64, 64] => Ok(AnyEncoder::Volumes(
-                DcganEncoder3dConfig::new()
-                    .with_in_channels(*c)
-                    .with_latent_dim(latent_dim)
-                    .init(device, rng)?,
-            )),
+            [c, 32, 32] => Ok(Self::Images(DcganEncoder::from_table(
+                ENCODER_2D, TAP_2D, *c, z, d, r,
+            )?)),
+            [c, 64, 64, 64] => Ok(Self::Volumes(DcganEncoder::from_table(
+                ENCODER_3D, TAP_3D, *c, z, d, r,
+            )?)),
             other => Err(TrainError::UnsupportedShape {
                 shape: other.to_vec(),
             }),

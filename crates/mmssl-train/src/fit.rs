@@ -93,23 +93,26 @@ pub struct EpochMetrics {
 
 pub use mmssl_kernels::runtime::on_pool;
 
+/// What one training step reports to [`Progress::step`].
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport<'a> {
+    /// Epoch number, from 0.
+    pub epoch: usize,
+    /// Step within the epoch, from 0.
+    pub step: usize,
+    /// Steps of the epoch.
+    pub steps: usize,
+    /// The step's loss.
+    pub loss: f64,
+    /// The step's named loss terms.
+    pub terms: &'a [(String, f64)],
+}
+
 /// Receives progress from [`fit`] (progress bars, logs). `Send`: the training steps, and so
 /// the calls, run on a thread of rayon's pool.
 pub trait Progress: Send {
     /// After every training step.
-    fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64) {}
-    /// After every training step, with the named loss terms of the step; calls
-    /// [`Progress::step`] unless overridden.
-    fn step_terms(
-        &mut self,
-        epoch: usize,
-        step: usize,
-        steps: usize,
-        loss: f64,
-        _terms: &[(String, f64)],
-    ) {
-        self.step(epoch, step, steps, loss);
-    }
+    fn step(&mut self, _report: &StepReport<'_>) {}
     /// After every epoch.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
 }
@@ -483,7 +486,13 @@ pub fn fit<M: Method>(
                     let grads = GradientsParams::from_grads(out.loss.backward(), &model);
                     model = optim.step(lr, model, grads);
                     state.steps_done += 1;
-                    progress.step_terms(epoch, step, steps_per_epoch, value, &term_values);
+                    progress.step(&StepReport {
+                        epoch,
+                        step,
+                        steps: steps_per_epoch,
+                        loss: value,
+                        terms: &term_values,
+                    });
                 }
                 Ok((model, batches.waited()))
             })

@@ -39,7 +39,7 @@ pub use factory::{
     objective_options,
 };
 pub use fit::{
-    Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, TrainConfig, epoch_order,
+    Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, StepReport, TrainConfig, epoch_order,
     evaluate_loss, fit, on_pool,
 };
 pub use linear_eval::{

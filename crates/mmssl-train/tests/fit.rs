@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use mmssl_data::{
-    ImageSet, MnistSplit, PairedDataset, TwoViewConfig, TwoViewMnist, load_mnist_dir,
+    ImageSet, MapItems, PairedDataset, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
 };
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::{
@@ -13,15 +13,10 @@ use mmssl_train::{
     Quiet, TrainConfig, TrainError, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
-use std::path::PathBuf;
 
+/// The first `n` images of the MNIST test split (shipped inside mmssl-data).
 fn mnist(n: usize) -> Option<ImageSet> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    if !dir.exists() {
-        eprintln!("skipping: {} is absent", dir.display());
-        return None;
-    }
-    Some(load_mnist_dir(&dir, MnistSplit::Test).unwrap().truncate(n))
+    Some(embedded_mnist_test().unwrap().truncate(n))
 }
 
 fn model(data: &dyn PairedDataset, device: &Device) -> ContrastiveModel {
@@ -35,6 +30,23 @@ fn model(data: &dyn PairedDataset, device: &Device) -> ContrastiveModel {
         &mut StdRng::seed_from_u64(3),
     )
     .unwrap()
+}
+
+/// `epochs` epochs of training from the seeded model, without validation or checkpoints.
+fn train_plainly(
+    data: &dyn PairedDataset,
+    epochs: usize,
+    device: &Device,
+) -> Result<mmssl_train::FitOutcome<ContrastiveModel>, TrainError> {
+    fit(
+        model(data, device),
+        data,
+        None,
+        &config(epochs),
+        None,
+        device,
+        &mut Quiet,
+    )
 }
 
 fn config(epochs: usize) -> TrainConfig {
@@ -87,16 +99,7 @@ fn loss_decreases_on_real_two_view_mnist() {
     let Some(images) = mnist(256) else { return };
     let device = Device::flex().autodiff();
     let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
-    let out = fit(
-        model(&data, &device),
-        &data,
-        None,
-        &config(4),
-        None,
-        &device,
-        &mut Quiet,
-    )
-    .unwrap();
+    let out = train_plainly(&data, 4, &device).unwrap();
     let first = out.history[0].train_loss;
     let last = out.history.last().unwrap().train_loss;
     assert!(last < first, "training loss {first} -> {last}");
@@ -208,38 +211,19 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     assert!(err.to_string().contains("another configuration"), "{err}");
 }
 
-/// Wraps a dataset and poisons one item of epoch 1 with NaN.
-struct Poisoned<D>(D);
-impl<D: PairedDataset> PairedDataset for Poisoned<D> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn modalities(&self) -> usize {
-        self.0.modalities()
-    }
-    fn shape(&self, m: usize) -> Vec<usize> {
-        self.0.shape(m)
-    }
-    fn classes(&self) -> usize {
-        self.0.classes()
-    }
-    fn label(&self, i: usize) -> Option<usize> {
-        self.0.label(i)
-    }
-    fn get(&self, i: usize, epoch: u64) -> mmssl_data::Result<mmssl_data::PairedItem> {
-        let mut item = self.0.get(i, epoch)?;
-        if epoch == 1 {
-            item.views[1][3] = f32::NAN;
-        }
-        Ok(item)
-    }
-}
-
 #[test]
 fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let Some(images) = mnist(32) else { return };
     let device = Device::flex().autodiff();
-    let data = Poisoned(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
+    // One value of every item of epoch 1 poisoned with NaN.
+    let pairs = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
+    let data = MapItems::new(pairs, |d: &TwoViewMnist, i, epoch| {
+        let mut item = d.get(i, epoch)?;
+        if epoch == 1 {
+            item.views[1][3] = f32::NAN;
+        }
+        Ok(item)
+    });
     let tmp = tempfile::tempdir().unwrap();
     let ck = Checkpoints::new(tmp.path()).unwrap();
     let err = fit(
@@ -289,16 +273,7 @@ fn frozen_features_feed_linear_evaluation() {
         Arc::new(TwoViewMnist::new(images, TwoViewConfig::default()).unwrap());
     let part = |r: std::ops::Range<usize>| Subset::new(all.clone(), r.collect()).unwrap();
     let (train, valid, test) = (part(0..384), part(384..512), part(512..640));
-    let out = fit(
-        model(&train, &device),
-        &train,
-        None,
-        &config(1),
-        None,
-        &device,
-        &mut Quiet,
-    )
-    .unwrap();
+    let out = train_plainly(&train, 1, &device).unwrap();
     let feats = |d: &Subset, bn_train: bool| {
         extract_features(&out.last, d, 0, 64, bn_train, &device).unwrap()
     };

@@ -58,3 +58,39 @@ pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Asserts that the command failed with exit code 2 (a usage or data error) and that its
+/// stderr contains every one of `needles`; returns stderr.
+pub fn assert_fails(o: &Output, needles: &[&str]) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    }
+    err
+}
+
+/// `path` as a command-line argument (the tests' temporary paths are UTF-8).
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// Runs `mmssl COMMAND --run RUN EXTRA...` (`linear-eval`, `analyze`).
+pub fn on_run(command: &str, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![command, "--run", arg(run)];
+    args.extend_from_slice(extra);
+    mmssl(&args)
+}
+
+/// The flags of a tiny Two-View MNIST run: 64 pairs, one epoch of batches of 32, one epoch of
+/// linear evaluation (the last two flags).
+pub const TINY: [&str; 8] = [
+    "--epochs",
+    "1",
+    "--train-limit",
+    "64",
+    "--batch-size",
+    "32",
+    "--eval-epochs",
+    "1",
+];

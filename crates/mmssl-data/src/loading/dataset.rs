@@ -53,3 +53,74 @@ fn splitmix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// The `modalities`, `shape` and `classes` of a [`PairedDataset`] implementation, taken from
+/// its field `inner` (a dataset that passes another's items on, changed or selected).
+macro_rules! inner_layout {
+    () => {
+        fn modalities(&self) -> usize {
+            self.inner.modalities()
+        }
+        fn shape(&self, modality: usize) -> Vec<usize> {
+            self.inner.shape(modality)
+        }
+        fn classes(&self) -> usize {
+            self.inner.classes()
+        }
+    };
+}
+pub(crate) use inner_layout;
+
+/// A dataset whose items come from another through `get(inner, index, epoch)`; its length,
+/// modalities, shapes, classes and labels are the inner dataset's. For a variation of a
+/// dataset without writing a wrapper type: a fixed draw in every epoch, corrupted items for a
+/// test, an extra transform.
+///
+/// ```
+/// use mmssl_data::{ImageSet, MapItems, PairedDataset, TwoViewConfig, TwoViewMnist};
+///
+/// let pixels: Vec<u8> = (0..4 * 28 * 28).map(|i| (i % 251) as u8).collect();
+/// let images = ImageSet::new(pixels, vec![0, 1, 0, 1], 1, 28, 28, "example").unwrap();
+/// let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
+/// // The epoch-0 draw in every epoch.
+/// let fixed = MapItems::new(data, |d: &TwoViewMnist, i, _epoch| d.get(i, 0));
+/// assert_eq!(fixed.get(1, 7).unwrap(), fixed.get(1, 0).unwrap());
+/// assert_eq!(fixed.len(), 4);
+/// ```
+pub struct MapItems<D, F> {
+    inner: D,
+    get: F,
+}
+
+impl<D, F> MapItems<D, F>
+where
+    D: PairedDataset,
+    F: Fn(&D, usize, u64) -> Result<PairedItem> + Send + Sync,
+{
+    /// `inner` with its items given by `get(&inner, index, epoch)`.
+    pub fn new(inner: D, get: F) -> Self {
+        MapItems { inner, get }
+    }
+
+    /// The inner dataset.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+}
+
+impl<D, F> PairedDataset for MapItems<D, F>
+where
+    D: PairedDataset,
+    F: Fn(&D, usize, u64) -> Result<PairedItem> + Send + Sync,
+{
+    inner_layout!();
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn label(&self, index: usize) -> Option<usize> {
+        self.inner.label(index)
+    }
+    fn get(&self, index: usize, epoch: u64) -> Result<PairedItem> {
+        (self.get)(&self.inner, index, epoch)
+    }
+}

@@ -9,6 +9,6 @@ pub(crate) mod split;
 
 #[cfg(feature = "burn")]
 pub use batch::{Batch, ViewBatch, collate, load_batch};
-pub use dataset::{PairedDataset, PairedItem, item_rng};
+pub use dataset::{MapItems, PairedDataset, PairedItem, item_rng};
 pub use loader::{BatchPlan, LoadedBatch, LoaderConfig, Prefetch, load_items, prefetch};
 pub use split::{Subset, stratified_k_fold};

@@ -93,17 +93,9 @@ impl Subset {
 }
 
 impl PairedDataset for Subset {
+    crate::loading::dataset::inner_layout!();
     fn len(&self) -> usize {
         self.indices.len()
-    }
-    fn modalities(&self) -> usize {
-        self.inner.modalities()
-    }
-    fn shape(&self, modality: usize) -> Vec<usize> {
-        self.inner.shape(modality)
-    }
-    fn classes(&self) -> usize {
-        self.inner.classes()
     }
     fn label(&self, index: usize) -> Option<usize> {
         self.indices.get(index).and_then(|&i| self.inner.label(i))

@@ -380,16 +380,20 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
             let texture = Waves::new(&mut rng, 6, 0.08);
             let mut t1_out = vec![0f32; n];
             let mut gm_now = vec![0f32; n];
+            // The world position (mm) of voxel `v` (x fastest).
+            let world = |v: usize| {
+                let (i, j, k) = (
+                    v % shape[0],
+                    (v / shape[0]) % shape[1],
+                    v / (shape[0] * shape[1]),
+                );
+                grid.affine.apply([i as f64, j as f64, k as f64])
+            };
             for v in 0..n {
                 let l = (loss * atrophy_w[v] as f64).min(0.9);
                 gm_now[v] = (base_gm[v] as f64 * (1.0 - l)) as f32;
                 if brain[v] {
-                    let (i, j, k) = (
-                        v % shape[0],
-                        (v / shape[0]) % shape[1],
-                        v / (shape[0] * shape[1]),
-                    );
-                    let w = grid.affine.apply([i as f64, j as f64, k as f64]);
+                    let w = world(v);
                     let dark = base_t1[v] as f64 * (1.0 - l * base_gm[v] as f64);
                     let noisy = dark * bias.at(w).exp() + config.noise * scale * gaussian(&mut rng);
                     // Keep the brain strictly positive so that the mask stays the brain.
@@ -400,12 +404,7 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
             let mut falff_out = vec![0f32; n];
             for v in 0..n {
                 if brain[v] {
-                    let (i, j, k) = (
-                        v % shape[0],
-                        (v / shape[0]) % shape[1],
-                        v / (shape[0] * shape[1]),
-                    );
-                    let w = grid.affine.apply([i as f64, j as f64, k as f64]);
+                    let w = world(v);
                     let base = 0.2 + 0.45 * gm_smooth[v] as f64 + texture.at(w);
                     let drop = 1.0 - falff_drop * posterior_w[v] as f64;
                     let value = base * drop + 0.02 * gaussian(&mut rng);

@@ -16,7 +16,7 @@ use mmssl_data::{PairedDataset, Subset};
 use mmssl_similarity::{Similarity, SimilarityReport};
 use mmssl_train::{
     EpochMetrics, Features, LinearEvalConfig, LinearEvalResult, OneCycleConfig, Progress,
-    TrainConfig,
+    StepReport, TrainConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -42,30 +42,23 @@ pub struct Phases {
 }
 
 impl Phases {
+    /// The phases to run: pretraining, linear evaluation, similarity analysis.
+    pub const fn new(pretrain: bool, evaluate: bool, analyze: bool) -> Self {
+        Phases {
+            pretrain,
+            evaluate,
+            analyze,
+        }
+    }
+
     /// All three phases.
-    pub const ALL: Phases = Phases {
-        pretrain: true,
-        evaluate: true,
-        analyze: true,
-    };
+    pub const ALL: Phases = Phases::new(true, true, true);
     /// Pretraining only.
-    pub const PRETRAIN: Phases = Phases {
-        pretrain: true,
-        evaluate: false,
-        analyze: false,
-    };
+    pub const PRETRAIN: Phases = Phases::new(true, false, false);
     /// Linear evaluation of a pretrained run.
-    pub const EVALUATE: Phases = Phases {
-        pretrain: false,
-        evaluate: true,
-        analyze: false,
-    };
+    pub const EVALUATE: Phases = Phases::new(false, true, false);
     /// Similarity analysis of a pretrained run.
-    pub const ANALYZE: Phases = Phases {
-        pretrain: false,
-        evaluate: false,
-        analyze: true,
-    };
+    pub const ANALYZE: Phases = Phases::new(false, false, true);
 }
 
 /// Where a run is, for an [`Observer`].
@@ -426,15 +419,8 @@ struct MetricsLog<'a> {
 }
 
 impl Progress for MetricsLog<'_> {
-    fn step_terms(
-        &mut self,
-        epoch: usize,
-        step: usize,
-        steps: usize,
-        loss: f64,
-        terms: &[(String, f64)],
-    ) {
-        self.inner.step_terms(epoch, step, steps, loss, terms);
+    fn step(&mut self, report: &StepReport<'_>) {
+        self.inner.step(report);
     }
 
     fn epoch(&mut self, m: &EpochMetrics) {

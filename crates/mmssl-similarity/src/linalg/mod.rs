@@ -11,6 +11,9 @@
 //! to the usual sign freedom of singular and eigen vectors.
 
 mod faer_impl;
+mod jacobi;
+
+pub use jacobi::jacobi_eigh;
 #[cfg(feature = "lapack")]
 mod lapack_impl;
 

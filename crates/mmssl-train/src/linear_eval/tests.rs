@@ -36,15 +36,17 @@ fn quick() -> LinearEvalConfig {
     c
 }
 
+/// Linear evaluation of blobs of `classes` classes `shift` apart (training, validation and test
+/// sets of 600, `valid` and 2 `valid` items).
+fn evaluate(classes: usize, shift: f32, valid: usize, seed: u64) -> LinearEvalResult {
+    let set = |n, k| blobs(n, classes, shift, seed + k);
+    let (tr, va, te) = (set(600, 0), set(valid, 1), set(2 * valid, 2));
+    linear_eval(&tr, &va, &te, classes, &quick(), &Device::flex()).unwrap()
+}
+
 #[test]
 fn separable_features_are_classified_well() {
-    let device = Device::flex();
-    let (tr, va, te) = (
-        blobs(600, 3, 4.0, 1),
-        blobs(150, 3, 4.0, 2),
-        blobs(300, 3, 4.0, 3),
-    );
-    let r = linear_eval(&tr, &va, &te, 3, &quick(), &device).unwrap();
+    let r = evaluate(3, 4.0, 150, 1);
     assert!(r.accuracy > 0.95, "{r:?}");
     assert!(r.roc_auc.unwrap() > 0.99);
     assert!(r.balanced_accuracy > 0.95);
@@ -57,13 +59,7 @@ fn separable_features_are_classified_well() {
 
 #[test]
 fn uninformative_features_stay_near_chance() {
-    let device = Device::flex();
-    let (tr, va, te) = (
-        blobs(600, 2, 0.0, 4),
-        blobs(200, 2, 0.0, 5),
-        blobs(400, 2, 0.0, 6),
-    );
-    let r = linear_eval(&tr, &va, &te, 2, &quick(), &device).unwrap();
+    let r = evaluate(2, 0.0, 200, 4);
     assert!((r.accuracy - 0.5).abs() < 0.1, "{r:?}");
     assert!((r.roc_auc.unwrap() - 0.5).abs() < 0.1);
 }
@@ -103,11 +99,11 @@ fn bad_inputs_are_errors() {
 /// Counts the steps of each epoch.
 struct Steps(Vec<usize>);
 impl crate::fit::Progress for Steps {
-    fn step(&mut self, epoch: usize, _step: usize, _steps: usize, _loss: f64) {
-        if self.0.len() <= epoch {
-            self.0.resize(epoch + 1, 0);
+    fn step(&mut self, r: &crate::fit::StepReport<'_>) {
+        if self.0.len() <= r.epoch {
+            self.0.resize(r.epoch + 1, 0);
         }
-        self.0[epoch] += 1;
+        self.0[r.epoch] += 1;
     }
 }
 
