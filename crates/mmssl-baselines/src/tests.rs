@@ -91,17 +91,32 @@ fn cases() -> Vec<(&'static str, Array2<f64>, Array2<f64>)> {
     ]
 }
 
+/// Every case under every configuration, with the deep CCA loss evaluated in float64.
+type Evaluated = (
+    &'static str,
+    Array2<f64>,
+    Array2<f64>,
+    DeepCcaConfig,
+    DeepCcaF64,
+);
+fn evaluated() -> Vec<Evaluated> {
+    let mut out = Vec::new();
+    for (name, h1, h2) in cases() {
+        for cfg in configs() {
+            let ours = DeepCca::new(cfg)
+                .evaluate_f64(h1.view(), h2.view())
+                .unwrap();
+            out.push((name, h1.clone(), h2.clone(), cfg, ours));
+        }
+    }
+    out
+}
+
 fn configs() -> Vec<DeepCcaConfig> {
     vec![
         DeepCcaConfig::default(),
-        DeepCcaConfig {
-            norm: CorrelationNorm::Frobenius,
-            ..Default::default()
-        },
-        DeepCcaConfig {
-            top_k: Some(3),
-            ..Default::default()
-        },
+        DeepCcaConfig::default().with_norm(CorrelationNorm::Frobenius),
+        DeepCcaConfig::default().with_top_k(Some(3)),
         DeepCcaConfig {
             reg: 1e-1,
             norm: CorrelationNorm::Frobenius,
@@ -120,70 +135,60 @@ fn tensor(a: &Array2<f64>, device: &Device) -> Tensor<2> {
 
 #[test]
 fn deep_cca_matches_an_independent_f64_reference() {
-    for (name, h1, h2) in cases() {
-        for cfg in configs() {
-            let ours = DeepCca::new(cfg)
-                .evaluate_f64(h1.view(), h2.view())
-                .unwrap();
-            let reference = reference_correlation(&h1, &h2, &cfg);
-            assert!(
-                (ours.correlation - reference).abs() <= 1e-9 * reference.max(1.0),
-                "{name} {cfg:?}: {} vs {reference}",
-                ours.correlation
-            );
-            // The burn path sees the same (f32-exact) numbers: same f64 value, and the loss
-            // tensor is its negative rounded once to f32.
-            let device = Device::flex();
-            let out = DeepCca::new(cfg)
-                .forward(tensor(&h1, &device), tensor(&h2, &device))
-                .unwrap();
-            assert!((out.correlation - reference).abs() <= 1e-9 * reference.max(1.0));
-            let loss = out.loss.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
-            assert!(
-                (loss + reference).abs() <= 1e-6 * reference.max(1.0),
-                "{name}: {loss} vs {}",
-                -reference
-            );
-        }
+    for (name, h1, h2, cfg, ours) in evaluated() {
+        let reference = reference_correlation(&h1, &h2, &cfg);
+        assert!(
+            (ours.correlation - reference).abs() <= 1e-9 * reference.max(1.0),
+            "{name} {cfg:?}: {} vs {reference}",
+            ours.correlation
+        );
+        // The burn path sees the same (f32-exact) numbers: same f64 value, and the loss
+        // tensor is its negative rounded once to f32.
+        let device = Device::flex();
+        let out = DeepCca::new(cfg)
+            .forward(tensor(&h1, &device), tensor(&h2, &device))
+            .unwrap();
+        assert!((out.correlation - reference).abs() <= 1e-9 * reference.max(1.0));
+        let loss = out.loss.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        assert!(
+            (loss + reference).abs() <= 1e-6 * reference.max(1.0),
+            "{name}: {loss} vs {}",
+            -reference
+        );
     }
 }
 
 #[test]
 fn deep_cca_gradients_match_finite_differences_and_stay_finite() {
-    for (name, h1, h2) in cases() {
-        for cfg in configs() {
-            let ours = DeepCca::new(cfg)
-                .evaluate_f64(h1.view(), h2.view())
-                .unwrap();
-            for (which, grad) in [(0, &ours.grad_h1), (1, &ours.grad_h2)] {
+    for (name, h1, h2, cfg, ours) in evaluated() {
+        for (which, grad) in [(0, &ours.grad_h1), (1, &ours.grad_h2)] {
+            assert!(
+                grad.iter().all(|g| g.is_finite()),
+                "{name}: non-finite gradient"
+            );
+            let base = if which == 0 { &h1 } else { &h2 };
+            let scale = grad.iter().fold(0.0f64, |a, g| a.max(g.abs())).max(1e-3);
+            // A handful of entries per matrix.
+            for (i, j) in [(0, 0), (1, 2), (base.nrows() - 1, base.ncols() - 1), (2, 1)] {
+                let step = 1e-5;
+                let mut plus = base.clone();
+                plus[[i, j]] += step;
+                let mut minus = base.clone();
+                minus[[i, j]] -= step;
+                let f = |x: &Array2<f64>| {
+                    if which == 0 {
+                        -reference_correlation(x, &h2, &cfg)
+                    } else {
+                        -reference_correlation(&h1, x, &cfg)
+                    }
+                };
+                let numeric = (f(&plus) - f(&minus)) / (2.0 * step);
                 assert!(
-                    grad.iter().all(|g| g.is_finite()),
-                    "{name}: non-finite gradient"
+                    (numeric - grad[[i, j]]).abs() <= 1e-5 * scale + 1e-7,
+                    "{name} {cfg:?} H{} [{i},{j}]: analytic {} vs numeric {numeric}",
+                    which + 1,
+                    grad[[i, j]]
                 );
-                let base = if which == 0 { &h1 } else { &h2 };
-                let scale = grad.iter().fold(0.0f64, |a, g| a.max(g.abs())).max(1e-3);
-                // A handful of entries per matrix.
-                for (i, j) in [(0, 0), (1, 2), (base.nrows() - 1, base.ncols() - 1), (2, 1)] {
-                    let step = 1e-5;
-                    let mut plus = base.clone();
-                    plus[[i, j]] += step;
-                    let mut minus = base.clone();
-                    minus[[i, j]] -= step;
-                    let f = |x: &Array2<f64>| {
-                        if which == 0 {
-                            -reference_correlation(x, &h2, &cfg)
-                        } else {
-                            -reference_correlation(&h1, x, &cfg)
-                        }
-                    };
-                    let numeric = (f(&plus) - f(&minus)) / (2.0 * step);
-                    assert!(
-                        (numeric - grad[[i, j]]).abs() <= 1e-5 * scale + 1e-7,
-                        "{name} {cfg:?} H{} [{i},{j}]: analytic {} vs numeric {numeric}",
-                        which + 1,
-                        grad[[i, j]]
-                    );
-                }
             }
         }
     }
@@ -338,18 +343,9 @@ fn deep_cca_rejects_bad_inputs() {
         }
     ));
     for cfg in [
-        DeepCcaConfig {
-            reg: 0.0,
-            ..Default::default()
-        },
-        DeepCcaConfig {
-            reg: f64::NAN,
-            ..Default::default()
-        },
-        DeepCcaConfig {
-            top_k: Some(0),
-            ..Default::default()
-        },
+        DeepCcaConfig::default().with_reg(0.0),
+        DeepCcaConfig::default().with_reg(f64::NAN),
+        DeepCcaConfig::default().with_top_k(Some(0)),
     ] {
         assert!(matches!(
             DeepCca::new(cfg).evaluate_f64(a.view(), a.view()),
@@ -788,22 +784,13 @@ fn linear_cca_recovers_known_correlations() {
     // Errors.
     assert!(fit.transform(0, x2.view()).is_err());
     assert!(fit.transform(2, x1.view()).is_err());
-    assert!(
-        LinearCcaConfig {
-            components: 4,
-            reg: 1e-3
-        }
-        .fit(x1.view(), x2.view())
-        .is_err()
-    );
-    assert!(
-        LinearCcaConfig {
-            components: 0,
-            reg: 1e-3
-        }
-        .fit(x1.view(), x2.view())
-        .is_err()
-    );
+    for components in [4, 0] {
+        let config = LinearCcaConfig {
+            components,
+            reg: 1e-3,
+        };
+        assert!(config.fit(x1.view(), x2.view()).is_err(), "{components}");
+    }
     let short = x2.slice(ndarray::s![..10, ..]);
     assert!(LinearCcaConfig::default().fit(x1.view(), short).is_err());
     let mut bad = x2.clone();

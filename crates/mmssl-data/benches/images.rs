@@ -63,11 +63,7 @@ fn bench(c: &mut Criterion) {
     // A pass of 40 batches through the loader, consumed as fast as it comes: the loader's
     // own ceiling with each number of workers.
     let order: Vec<usize> = (0..40 * BATCH).collect();
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: BATCH,
-        partial: false,
-    };
+    let plan = BatchPlan::full(&order, BATCH);
     let mut g = c.benchmark_group("prefetch_pass");
     g.throughput(Throughput::Elements(order.len() as u64));
     g.sample_size(10);

@@ -460,11 +460,7 @@ fn prefetching_yields_the_synchronous_stream_whatever_the_workers() {
     let data = slow(40, None, 0);
     let order: Vec<usize> = (0..40).rev().collect();
     // 40 items in batches of 6: 6 complete batches, the last 4 items are not a batch.
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: 6,
-        partial: false,
-    };
+    let plan = BatchPlan::full(&order, 6);
     assert_eq!(plan.len(), 6);
     let reference: Vec<Vec<PairedItem>> = plan
         .order
@@ -496,11 +492,7 @@ fn a_loading_error_arrives_in_place_of_its_batch() {
     // Item 13 sits in batch 3 (order 0..40, batches of 4).
     let data = slow(40, Some(13), 0);
     let order: Vec<usize> = (0..40).collect();
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: 4,
-        partial: false,
-    };
+    let plan = BatchPlan::full(&order, 4);
     for workers in [0, 1, 3] {
         let config = LoaderConfig {
             workers,
@@ -534,11 +526,7 @@ fn leaving_early_stops_the_workers() {
     // hand beyond those taken, so at most (2 + 2 * 2) * 4 items are ever loaded.
     let data = slow(400, None, 2);
     let order: Vec<usize> = (0..400).collect();
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: 4,
-        partial: false,
-    };
+    let plan = BatchPlan::full(&order, 4);
     let config = LoaderConfig {
         workers: 2,
         prefetch: 1,
@@ -554,22 +542,14 @@ fn waiting_time_counts_synchronous_loading() {
     // Without workers the consumer loads itself: 3 batches x 2 items x 10 ms at least.
     let data = slow(6, None, 10);
     let order: Vec<usize> = (0..6).collect();
-    let plan = BatchPlan {
-        order: &order,
-        batch_size: 2,
-        partial: false,
-    };
+    let plan = BatchPlan::full(&order, 2);
     let waited = prefetch(&data, plan, 0, LoaderConfig::synchronous(), |it| {
         assert_eq!(it.by_ref().count(), 3);
         it.waited()
     });
     assert!(waited >= std::time::Duration::from_millis(60), "{waited:?}");
     // An empty plan (fewer items than a batch) yields nothing.
-    let short = BatchPlan {
-        order: &order[..1],
-        batch_size: 2,
-        partial: false,
-    };
+    let short = BatchPlan::full(&order[..1], 2);
     assert!(short.is_empty());
     assert_eq!(
         prefetch(&data, short, 0, LoaderConfig::default(), |it| it.count()),
@@ -633,11 +613,7 @@ fn vector_items_collate_into_vector_batches() {
 #[test]
 fn partial_plans_keep_the_incomplete_last_batch() {
     let order: Vec<usize> = (0..10).collect();
-    let full = BatchPlan {
-        order: &order,
-        batch_size: 4,
-        partial: false,
-    };
+    let full = BatchPlan::full(&order, 4);
     let partial = BatchPlan {
         partial: true,
         ..full

@@ -5,6 +5,16 @@ use super::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// A volume of the shared MRI data read whole and by its header alone.
+fn shared_volume(name: &str) -> Option<(PathBuf, Volume, NiftiHeaderInfo)> {
+    let path = shared_mri(name)?;
+    let (vol, info) = (
+        read_nifti(&path).unwrap(),
+        read_nifti_header(&path).unwrap(),
+    );
+    Some((path, vol, info))
+}
+
 pub(crate) fn shared_mri(name: &str) -> Option<PathBuf> {
     crate::tests::shared(&format!("mri/{name}"))
 }
@@ -199,11 +209,9 @@ fn header_and_image_pairs_read_like_single_files() {
 
 #[test]
 fn real_big_endian_file_matches_an_independent_decode() {
-    let Some(path) = shared_mri("anatomical_big_endian.nii") else {
+    let Some((path, vol, info)) = shared_volume("anatomical_big_endian.nii") else {
         return;
     };
-    let vol = read_nifti(&path).unwrap();
-    let info = read_nifti_header(&path).unwrap();
     assert!(info.big_endian);
     assert_eq!(vol.dims(), [33, 41, 25, 1]);
     assert_eq!(vol.voxel_size(), [2.0, 2.0, 2.0]);
@@ -224,11 +232,9 @@ fn real_big_endian_file_matches_an_independent_decode() {
 
 #[test]
 fn nifti2_files_are_read() {
-    let Some(path) = shared_mri("example_nifti2.nii.gz") else {
+    let Some((path, vol, info)) = shared_volume("example_nifti2.nii.gz") else {
         return;
     };
-    let vol = read_nifti(&path).unwrap();
-    let info = read_nifti_header(&path).unwrap();
     assert_eq!(info.version, 2);
     assert_eq!(info.dims, vec![32, 20, 12, 2]);
     assert_eq!(vol.dims(), [32, 20, 12, 2]);
@@ -587,19 +593,9 @@ fn masks_and_z_normalisation() {
     // Errors: a constant volume, an empty mask, mismatched shapes.
     let flat = Volume::new(vec![1.0; 8], [2, 2, 2], Affine::identity(), "flat").unwrap();
     let all = Mask::threshold(&flat, 0.0);
-    assert!(
-        z_normalise(&flat, &all)
-            .unwrap_err()
-            .to_string()
-            .contains("constant")
-    );
-    let none = Mask::threshold(&flat, 5.0);
-    assert!(
-        z_normalise(&flat, &none)
-            .unwrap_err()
-            .to_string()
-            .contains("empty")
-    );
+    let refused = |mask: &Mask| z_normalise(&flat, mask).unwrap_err().to_string();
+    assert!(refused(&all).contains("constant"));
+    assert!(refused(&Mask::threshold(&flat, 5.0)).contains("empty"));
     assert!(matches!(
         z_normalise(&v, &all),
         Err(DataError::Mismatch { .. })

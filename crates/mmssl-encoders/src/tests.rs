@@ -9,6 +9,27 @@ fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// The default 2D encoder drawn with `seed`.
+fn encoder_2d(device: &Device, seed: u64) -> DcganEncoder2d {
+    DcganEncoder2dConfig::new()
+        .init(device, &mut rng(seed))
+        .unwrap()
+}
+
+/// The default 3D encoder drawn with `seed`.
+fn encoder_3d(device: &Device, seed: u64) -> DcganEncoder3d {
+    DcganEncoder3dConfig::new()
+        .init(device, &mut rng(seed))
+        .unwrap()
+}
+
+/// The default 3D decoder drawn with `seed`.
+fn decoder_3d(device: &Device, seed: u64) -> DcganDecoder3d {
+    DcganDecoder3dConfig::new()
+        .init(device, &mut rng(seed))
+        .unwrap()
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
@@ -43,9 +64,7 @@ fn encoder_2d_shapes_for_grey_and_colour() {
 #[test]
 fn tapped_map_is_the_raw_second_convolution() {
     let device = Device::flex();
-    let enc = DcganEncoder2dConfig::new()
-        .init(&device, &mut rng(2))
-        .unwrap();
+    let enc = encoder_2d(&device, 2);
     let x = images(3, 1, &device);
     let out = enc.forward(x.clone());
     // burn's own convolution on the encoder's weights, not the layers under test.
@@ -69,9 +88,7 @@ fn same_seed_same_model_different_seed_different_model() {
     let device = Device::flex();
     let x = images(2, 1, &device);
     let z = |seed| {
-        let enc = DcganEncoder2dConfig::new()
-            .init(&device, &mut rng(seed))
-            .unwrap();
+        let enc = encoder_2d(&device, seed);
         values(enc.forward(x.clone()).z)
     };
     assert_eq!(z(7), z(7));
@@ -81,9 +98,7 @@ fn same_seed_same_model_different_seed_different_model() {
 #[test]
 fn encoder_3d_shapes() {
     let device = Device::flex();
-    let enc = DcganEncoder3dConfig::new()
-        .init(&device, &mut rng(3))
-        .unwrap();
+    let enc = encoder_3d(&device, 3);
     let x = Tensor::<5>::random([1, 1, 64, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
     let out = enc.forward(x);
     assert_eq!(out.conv.dims(), [1, 128, 512]);
@@ -102,9 +117,7 @@ fn decoders_produce_images_in_the_unit_interval() {
     let img = dec.forward(z.clone());
     assert_eq!(img.dims(), [3, 3, 32, 32]);
     assert!(values(img).iter().all(|v| *v >= 0.0 && *v <= 1.0));
-    let dec3 = DcganDecoder3dConfig::new()
-        .init(&device, &mut rng(5))
-        .unwrap();
+    let dec3 = decoder_3d(&device, 5);
     let vol = dec3.forward(z.slice([0..1, 0..64]));
     assert_eq!(vol.dims(), [1, 1, 64, 64, 64]);
     assert!(values(vol).iter().all(|v| *v >= 0.0 && *v <= 1.0));
@@ -223,14 +236,10 @@ fn the_tables_draw_the_same_weights_as_the_separate_models_did() {
         .with_in_channels(3)
         .with_latent_dim(16);
     let e2 = e2.init(&device, &mut rng(21)).unwrap();
-    let e3 = DcganEncoder3dConfig::new()
-        .init(&device, &mut rng(22))
-        .unwrap();
+    let e3 = encoder_3d(&device, 22);
     let d2 = DcganDecoder2dConfig::new().with_out_channels(3);
     let d2 = d2.init(&device, &mut rng(23)).unwrap();
-    let d3 = DcganDecoder3dConfig::new()
-        .init(&device, &mut rng(24))
-        .unwrap();
+    let d3 = decoder_3d(&device, 24);
     let got = [
         concat(e2.convs.iter().map(|c| c.weight.val())),
         concat(e3.convs.iter().map(|c| c.weight.val())),
@@ -257,12 +266,8 @@ fn the_tables_draw_the_same_weights_as_the_separate_models_did() {
 fn the_2d_and_3d_models_follow_their_tables() {
     use crate::dcgan::{DECODER_2D, DECODER_3D, ENCODER_2D, ENCODER_3D, TAP_2D, TAP_3D};
     let device = Device::flex();
-    let e2 = DcganEncoder2dConfig::new()
-        .init(&device, &mut rng(1))
-        .unwrap();
-    let e3 = DcganEncoder3dConfig::new()
-        .init(&device, &mut rng(1))
-        .unwrap();
+    let e2 = encoder_2d(&device, 1);
+    let e3 = encoder_3d(&device, 1);
     assert_eq!((e2.convs.len(), e2.tap), (ENCODER_2D.len(), TAP_2D));
     assert_eq!((e3.convs.len(), e3.tap), (ENCODER_3D.len(), TAP_3D));
     assert_eq!(e2.tapped_channels(), 64);
@@ -280,9 +285,7 @@ fn the_2d_and_3d_models_follow_their_tables() {
     let d2 = DcganDecoder2dConfig::new()
         .init(&device, &mut rng(1))
         .unwrap();
-    let d3 = DcganDecoder3dConfig::new()
-        .init(&device, &mut rng(1))
-        .unwrap();
+    let d3 = decoder_3d(&device, 1);
     assert_eq!(d2.deconvs.len(), DECODER_2D.len());
     assert_eq!(
         norms(&d3.posts),

@@ -376,25 +376,17 @@ mod tests {
     #[test]
     #[should_panic(expected = "destination shorter")]
     fn a_short_strided_destination_is_refused() {
-        let a = [1.0f32; 4];
-        let mut d = [0.0f32; 3];
-        matmul_strided(
-            &mut d,
-            (1, 2),
-            (2, 2, 1),
-            Operand::rows(&a, 1),
-            Operand::rows(&a, 2),
-            1.0,
-            false,
-            false,
-        );
+        // A 2 x 2 product into a strided destination needs 4 slots; 3 are given.
+        let (a, mut d) = ([1.0f32; 4], [0.0f32; 3]);
+        let (lhs, rhs) = (Operand::rows(&a, 1), Operand::rows(&a, 2));
+        matmul_strided(&mut d, (1, 2), (2, 2, 1), lhs, rhs, 1.0, false, false);
     }
 
     #[test]
     #[should_panic(expected = "right operand shorter")]
     fn matmul_rejects_short_operands() {
-        let a = [1.0f32; 6];
-        let mut d = [0.0f32; 4];
+        // The right operand of a (2 x 3) x (3 x 2) product needs 6 values; 5 are given.
+        let (a, mut d) = ([1.0f32; 6], [0.0f32; 4]);
         product(
             &mut d,
             (2, 2, 3),

@@ -163,26 +163,17 @@ fn both(
     register_font();
     let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400) + LEGEND_WIDTH;
     let size = (width, 480);
-    let svg = stem.with_extension("svg");
-    draw(
-        SVGBackend::new(&svg, size).into_drawing_area(),
-        title,
-        y_label,
-        groups,
-        series,
-        chance,
-    )
-    .map_err(|reason| ProtocolError::Write { path: svg, reason })?;
-    let png = stem.with_extension("png");
-    draw(
-        BitMapBackend::new(&png, size).into_drawing_area(),
-        title,
-        y_label,
-        groups,
-        series,
-        chance,
-    )
-    .map_err(|reason| ProtocolError::Write { path: png, reason })?;
+    // The same chart through each backend (their drawing areas have different types).
+    macro_rules! render {
+        ($backend:ident, $extension:literal) => {{
+            let path = stem.with_extension($extension);
+            let area = $backend::new(&path, size).into_drawing_area();
+            draw(area, title, y_label, groups, series, chance)
+                .map_err(|reason| ProtocolError::Write { path, reason })?;
+        }};
+    }
+    render!(SVGBackend, "svg");
+    render!(BitMapBackend, "png");
     Ok(())
 }
 

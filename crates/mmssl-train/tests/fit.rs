@@ -135,16 +135,12 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let cfg = config(3);
     let tmp = tempfile::tempdir().unwrap();
     let ck_a = Checkpoints::new(tmp.path().join("a")).unwrap();
-    let straight = fit(
-        model(&data, &device),
-        &data,
-        Some(&valid),
-        &cfg,
-        Some(&ck_a),
-        &device,
-        &mut Quiet,
-    )
-    .unwrap();
+    // A fresh seeded model trained with validation and checkpoints.
+    let run = |cfg: &TrainConfig, ck: &Checkpoints, progress: &mut dyn Progress| {
+        let model = model(&data, &device);
+        fit(model, &data, Some(&valid), cfg, Some(ck), &device, progress)
+    };
+    let straight = run(&cfg, &ck_a, &mut Quiet).unwrap();
 
     // The interrupted run loads on the training thread and the resumed one with three
     // workers (the straight run: the default two): loader settings change speed, not numbers,
@@ -162,28 +158,11 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         ..cfg.clone()
     };
     let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fit(
-            model(&data, &device),
-            &data,
-            Some(&valid),
-            &inline,
-            Some(&ck_b),
-            &device,
-            &mut DieAfter(2),
-        )
+        run(&inline, &ck_b, &mut DieAfter(2))
     }));
     assert!(killed.is_err(), "the simulated kill must interrupt the run");
     let ck_b = ck_b.resume(true);
-    let resumed = fit(
-        model(&data, &device),
-        &data,
-        Some(&valid),
-        &three,
-        Some(&ck_b),
-        &device,
-        &mut Quiet,
-    )
-    .unwrap();
+    let resumed = run(&three, &ck_b, &mut Quiet).unwrap();
 
     assert_eq!(weights(&straight.last), weights(&resumed.last));
     assert_eq!(comparable(&straight.history), comparable(&resumed.history));

@@ -5,10 +5,10 @@
 //! (`n, rows, cols`), labels 1 (`n`).
 
 use crate::error::{DataError, Result};
+use crate::formats::gzip::{GZIP_MAGIC, open_maybe_gz, read_up_to};
 use crate::images::ImageSet;
 use flate2::read::GzDecoder;
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 /// An IDX array of unsigned bytes.
@@ -27,23 +27,14 @@ pub struct IdxArray {
 /// short file, a wrong magic number or element type are errors naming the file.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-    let mut head = BufReader::new(file);
-    let mut magic2 = [0u8; 2];
-    let n = read_up_to(&mut head, &mut magic2).map_err(|e| DataError::io(path, e))?;
-    let prefix = std::io::Cursor::new(magic2[..n].to_vec());
-    if n == 2 && magic2 == [0x1f, 0x8b] {
-        parse(path, GzDecoder::new(prefix.chain(head)), None)
-    } else {
-        parse(path, prefix.chain(head), Some(file_len))
-    }
+    let (r, len) = open_maybe_gz(path)?;
+    parse(path, r, len)
 }
 
 /// Parses an IDX array held in memory (`.gz` or raw); `name` labels errors.
 pub fn read_idx_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<IdxArray> {
     let path = name.as_ref();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
+    if bytes.starts_with(&GZIP_MAGIC) {
         parse(path, GzDecoder::new(bytes), None)
     } else {
         parse(path, bytes, Some(bytes.len() as u64))
@@ -69,17 +60,6 @@ pub fn embedded_mnist_test() -> Result<ImageSet> {
         images.dims[2],
         "embedded MNIST t10k",
     )
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..])? {
-            0 => break,
-            k => filled += k,
-        }
-    }
-    Ok(filled)
 }
 
 fn parse(path: &Path, mut r: impl Read, raw_len: Option<u64>) -> Result<IdxArray> {

@@ -2,6 +2,7 @@
 //! description of any of them ([`describe`]).
 
 pub(crate) mod describe;
+pub(crate) mod gzip;
 pub(crate) mod idx;
 pub(crate) mod mat;
 pub(crate) mod nifti;

@@ -55,7 +55,17 @@ pub struct BatchPlan<'a> {
     pub partial: bool,
 }
 
-impl BatchPlan<'_> {
+impl<'a> BatchPlan<'a> {
+    /// Complete batches of `batch_size` consecutive indices of `order` (an incomplete last
+    /// chunk is not a batch).
+    pub fn full(order: &'a [usize], batch_size: usize) -> Self {
+        BatchPlan {
+            order,
+            batch_size,
+            partial: false,
+        }
+    }
+
     /// Number of batches: complete ones, and the incomplete last one with `partial`.
     pub fn len(&self) -> usize {
         if self.batch_size == 0 {
@@ -165,7 +175,7 @@ pub fn load_items(dataset: &dyn PairedDataset, indices: &[usize], epoch: u64) ->
 /// let images = ImageSet::new(pixels, vec![0, 1, 0, 1, 0, 1, 0, 1], 1, 28, 28, "x").unwrap();
 /// let data = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
 /// let order = [7, 6, 5, 4, 3, 2, 1, 0];
-/// let plan = BatchPlan { order: &order, batch_size: 4, partial: false };
+/// let plan = BatchPlan::full(&order, 4);
 /// let labels: Vec<Vec<Option<usize>>> = prefetch(&data, plan, 0, LoaderConfig::default(), |batches| {
 ///     batches.map(|b| b.unwrap().iter().map(|i| i.label).collect()).collect()
 /// });

@@ -14,14 +14,19 @@ use burn::tensor::{Device, Distribution};
 /// (output, dx, dw) of the fused path and of burn's, with a random upstream gradient.
 fn compare<const D: usize>(
     x: Tensor<D>,
-    forward: impl Fn(Tensor<D>, bool) -> Tensor<D>,
+    fused_path: impl Fn(Tensor<D>) -> Tensor<D>,
+    generic: impl Fn(Tensor<D>) -> Tensor<D>,
     weight: impl Fn() -> Tensor<D>,
     what: &str,
 ) {
     let mut results = Vec::new();
     for fused in [true, false] {
         let xi = x.clone().require_grad();
-        let y = forward(xi.clone(), fused);
+        let y = if fused {
+            fused_path(xi.clone())
+        } else {
+            generic(xi.clone())
+        };
         let up = Tensor::<D>::ones(y.dims(), &y.device()).mul(y.clone().detach().cos()); // a fixed, non-uniform upstream gradient
         let g = (y.clone() * up).sum().backward();
         results.push((
@@ -65,18 +70,8 @@ fn fused_conv2d_equals_burns_in_value_and_gradients() {
         let x = Tensor::<4>::random([b, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
         assert!(try_conv2d(&conv, &x).is_some(), "the fused path applies");
         let what = format!("2D b{b} {ci}->{co} {h}x{w} k{k} s{s} p{p}");
-        compare(
-            x,
-            |x, fused| {
-                if fused {
-                    conv2d_forward(&conv, x)
-                } else {
-                    conv.forward(x)
-                }
-            },
-            || conv.weight.val(),
-            &what,
-        );
+        let (fused, generic) = (|x| conv2d_forward(&conv, x), |x| conv.forward(x));
+        compare(x, fused, generic, || conv.weight.val(), &what);
     }
 }
 
@@ -102,18 +97,8 @@ fn fused_conv3d_equals_burns_in_value_and_gradients() {
         );
         assert!(try_conv3d(&conv, &x).is_some(), "the fused path applies");
         let what = format!("3D b{b} {ci}->{co} {n} k{k} s{s} p{p}");
-        compare(
-            x,
-            |x, fused| {
-                if fused {
-                    conv3d_forward(&conv, x)
-                } else {
-                    conv.forward(x)
-                }
-            },
-            || conv.weight.val(),
-            &what,
-        );
+        let (fused, generic) = (|x| conv3d_forward(&conv, x), |x| conv.forward(x));
+        compare(x, fused, generic, || conv.weight.val(), &what);
     }
     KEEP_LIMIT.store(KEEP_COLUMNS, Relaxed);
 }

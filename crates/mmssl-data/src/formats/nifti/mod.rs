@@ -20,11 +20,11 @@
 //!   decompressed. NaN or infinite voxels are an error naming the voxel.
 
 use crate::error::{DataError, Result};
+use crate::formats::gzip::{GZIP_MAGIC, open_maybe_gz, read_up_to};
 use crate::neuro::volume::{Affine, Volume};
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod data;
@@ -175,7 +175,6 @@ impl NiftiHeaderInfo {
     }
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Offsets past this are not credible for any real file.
 const MAX_VOX_OFFSET: u64 = 1 << 32;
 
@@ -240,22 +239,6 @@ fn open_header(path: &Path) -> Result<Opened> {
     Ok((head.len() as u64, info, r, raw_len))
 }
 
-/// Opens a file, decompressing it when it starts with the gzip magic; the length is returned
-/// for uncompressed files.
-fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-    let mut r = BufReader::new(file);
-    let mut magic = [0u8; 2];
-    let n = read_up_to(&mut r, &mut magic).map_err(|e| DataError::io(path, e))?;
-    let prefix = std::io::Cursor::new(magic[..n].to_vec());
-    if n == 2 && magic == GZIP_MAGIC {
-        Ok((Box::new(GzDecoder::new(prefix.chain(r))), None))
-    } else {
-        Ok((Box::new(prefix.chain(r)), Some(len)))
-    }
-}
-
 fn companion_image(hdr: &Path) -> Result<PathBuf> {
     let name = hdr.file_name().map(|n| n.to_string_lossy().into_owned());
     let stem = name.as_deref().and_then(|n| {
@@ -283,19 +266,6 @@ fn companion_image(hdr: &Path) -> Result<PathBuf> {
             hdr.display()
         ),
     })
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn corrupt(path: &Path, e: std::io::Error) -> DataError {

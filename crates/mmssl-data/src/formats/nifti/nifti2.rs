@@ -27,41 +27,22 @@ pub(super) fn raw_nifti2(path: &Path, head: &[u8], be: bool) -> Result<RawHeader
              transferred in text mode)",
         ));
     }
-    let b8 = |at: usize| -> [u8; 8] {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&head[at..at + 8]);
-        a
-    };
-    let b4 = |at: usize| -> [u8; 4] { [head[at], head[at + 1], head[at + 2], head[at + 3]] };
-    let f64_at = |at: usize| {
-        if be {
-            f64::from_be_bytes(b8(at))
-        } else {
-            f64::from_le_bytes(b8(at))
-        }
-    };
-    let i64_at = |at: usize| {
-        if be {
-            i64::from_be_bytes(b8(at))
-        } else {
-            i64::from_le_bytes(b8(at))
-        }
-    };
-    let i32_at = |at: usize| {
-        if be {
-            i32::from_be_bytes(b4(at))
-        } else {
-            i32::from_le_bytes(b4(at))
-        }
-    };
-    let i16_at = |at: usize| {
-        let a = [head[at], head[at + 1]];
-        if be {
-            i16::from_be_bytes(a)
-        } else {
-            i16::from_le_bytes(a)
-        }
-    };
+    // A reader of the `$n`-byte `$t` at a byte offset, in the header's byte order.
+    macro_rules! reader {
+        ($t:ty, $n:literal) => {
+            |at: usize| {
+                let mut bytes = [0u8; $n];
+                bytes.copy_from_slice(&head[at..at + $n]);
+                if be {
+                    <$t>::from_be_bytes(bytes)
+                } else {
+                    <$t>::from_le_bytes(bytes)
+                }
+            }
+        };
+    }
+    let (f64_at, i64_at) = (reader!(f64, 8), reader!(i64, 8));
+    let (i32_at, i16_at) = (reader!(i32, 4), reader!(i16, 2));
     let mut dim = [0i64; 8];
     for (k, d) in dim.iter_mut().enumerate() {
         *d = i64_at(16 + 8 * k);
