@@ -3,7 +3,7 @@
 //! The `mmssl` command-line tool: the one place where a compute backend is chosen
 //! ([`backend::select_device`]). It maps flags to a run configuration of `mmssl-protocol` and
 //! prints; the protocol (runs, grids, results) is that library's. The binary is a thin
-//! wrapper over [`Cli`] and [`run`], so the commands can be driven (and tested) from Rust too.
+//! wrapper over [`Cli`] and [`run()`], so the commands can be driven (and tested) from Rust too.
 //!
 //! Commands: `mmssl run` (pretrain an objective or a baseline, linear evaluation per modality
 //! against the random-init encoder, similarity of the modalities), its phases alone

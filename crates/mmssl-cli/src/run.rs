@@ -1,5 +1,5 @@
 //! `mmssl run` and `mmssl pretrain`: flags (and `--config FILE`) to a
-//! [`RunConfig`](mmssl_protocol::RunConfig), progress on the terminal. The protocol itself is
+//! [`RunConfig`], progress on the terminal. The protocol itself is
 //! `mmssl_protocol::run_with`.
 
 use crate::backend::{BackendKind, select_device};

@@ -25,7 +25,7 @@ pub struct ConvHeadConfig {
 /// `BN(conv2(ReLU(BN(conv1(x)))) + shortcut(x))`, with `conv1: C -> 64`, `conv2: 64 -> 64`
 /// (no bias) and `shortcut: C -> 64` (with bias). When `C == 64` the shortcut starts near the
 /// identity (`I + U(-0.01, 0.01)`), so the head starts close to a normalised copy of its input.
-/// A 1x1 convolution is a linear map over channels ([`pointwise`]).
+/// A 1x1 convolution is a linear map over channels ([`Pointwise`](mmssl_kernels::nn::Pointwise)).
 #[derive(Module, Debug)]
 pub struct ConvHead {
     pub(crate) conv1: Pointwise,

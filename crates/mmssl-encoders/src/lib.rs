@@ -48,6 +48,20 @@ pub use dcgan::{
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
 
+// The CPU kernels and their plumbing moved to `mmssl-kernels`; their former paths here still
+// resolve.
+#[doc(hidden)]
+pub use mmssl_kernels::{
+    Activation, activate, batch_norm, conv2d_forward, conv3d_forward, pointwise,
+};
+
+/// Former home of the CPU plumbing, now [`mmssl_kernels::host`] and [`mmssl_kernels::runtime`].
+#[doc(hidden)]
+pub mod cpu {
+    pub use mmssl_kernels::host::*;
+    pub use mmssl_kernels::runtime::tune_allocator;
+}
+
 /// Negative slope of the LeakyReLU used throughout the DCGAN encoders and decoders.
 pub const LEAKY_SLOPE: f64 = 0.2;
 

@@ -41,7 +41,10 @@ pub mod norm;
 mod pointwise;
 pub mod runtime;
 
+pub use conv::{conv2d_forward, conv3d_forward, try_conv};
+pub use norm::{Activation, activate, batch_norm};
 pub use pointwise::pointwise;
+pub use runtime::{init, on_pool};
 
 #[cfg(test)]
 mod test_util;

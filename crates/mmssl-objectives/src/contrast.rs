@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// Which negatives an InfoNCE anchor is contrasted with when anchors have several locations
-/// (see the [module documentation](self)).
+/// (see [`Contrast`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Negatives {

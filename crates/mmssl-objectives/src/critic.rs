@@ -183,7 +183,7 @@ fn l2_normalise<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 }
 
 impl std::fmt::Display for CriticKind {
-    /// `scaled_dot`, `cosine(0.1)`, `bilinear`: the form [`CriticKind::from_str`] reads.
+    /// `scaled_dot`, `cosine(0.1)`, `bilinear`: the form `CriticKind::from_str` (`FromStr`) reads.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CriticKind::ScaledDot => f.write_str("scaled_dot"),

@@ -1,7 +1,7 @@
 //! InfoNCE fused into one operation on the CPU backend (`flex`), for the objectives of
 //! `mmssl-objectives`.
 //!
-//! The generic path ([`Scores`](crate::Scores) + [`Estimator::loss`](crate::Estimator::loss))
+//! The generic path (`mmssl_objectives::Scores` + `Estimator::loss`)
 //! builds the loss from about fifteen tensor operations over the `[B L_a, B L_t]` score matrix,
 //! each a pass over memory forward and again backward (and burn's autodiff recomputes `tanh` in
 //! its backward). On the CPU that elementwise traffic, not the score matrix product, dominated
