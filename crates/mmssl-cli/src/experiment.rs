@@ -4,8 +4,7 @@
 use crate::backend::select_device;
 use crate::run::Bars;
 use clap::Args;
-use mmssl_protocol::aggregate::ResultRow;
-use mmssl_protocol::{Grid, GridOptions, Registry};
+use mmssl_protocol::{Grid, GridOptions, Registry, SlurmOptions, Submission};
 use std::path::PathBuf;
 
 /// Arguments of `mmssl experiment`.
@@ -28,10 +27,55 @@ pub struct ExperimentArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Run only cell K of the grid (in the order datasets, methods, folds, seeds; from 0):
+    /// what each task of a Slurm job array runs. No aggregation.
+    #[arg(long, value_name = "K", conflicts_with_all = ["aggregate_only", "executor"])]
+    pub cell: Option<usize>,
+    /// Where the cells run: on this machine, one after another (`local`), or as a Slurm job
+    /// array with an aggregation job after it (`slurm`, see docs/cluster.md).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    /// With `--executor slurm`: write the scripts and print them, submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Slurm partition.
+    #[arg(long, help_heading = "Slurm")]
+    pub partition: Option<String>,
+    /// GPUs per cell (`--gres=gpu:N`).
+    #[arg(long, help_heading = "Slurm")]
+    pub gpus: Option<u32>,
+    /// CPUs per cell.
+    #[arg(long, help_heading = "Slurm")]
+    pub cpus: Option<u32>,
+    /// Memory per cell (e.g. `16G`).
+    #[arg(long, help_heading = "Slurm")]
+    pub mem: Option<String>,
+    /// Time limit per cell (e.g. `12:00:00`).
+    #[arg(long, help_heading = "Slurm")]
+    pub time: Option<String>,
+    /// Slurm account.
+    #[arg(long, help_heading = "Slurm")]
+    pub account: Option<String>,
+    /// At most this many cells at once.
+    #[arg(long, help_heading = "Slurm")]
+    pub max_parallel: Option<usize>,
+    /// A further `sbatch` argument for the array (repeat for several), e.g. `--sbatch-arg=--qos=long`.
+    #[arg(long, help_heading = "Slurm", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
 }
 
-/// Runs the grid's unfinished cells and aggregates; returns the rows and the output folder.
-pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), crate::CliError> {
+/// Where `mmssl experiment` runs the cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    /// On this machine, one cell after another.
+    Local,
+    /// As a Slurm job array (`sbatch`), with an aggregation job after it.
+    Slurm,
+}
+
+/// Runs the grid's unfinished cells and aggregates (or runs one cell, or submits the grid to
+/// Slurm); returns what to print.
+pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
     let registry = Registry::builtin();
     let grid = Grid::load(&args.grid, &registry)?;
     let out = args
@@ -46,12 +90,97 @@ pub fn experiment(args: &ExperimentArgs) -> Result<(Vec<ResultRow>, PathBuf), cr
                 .unwrap_or_else(|| "grid".into());
             PathBuf::from("experiments").join(stem)
         });
-    let device = select_device(grid.base.backend)?;
     let mut bars = Bars::new(args.quiet, grid.base.training.batch_size);
     let options = GridOptions {
         aggregate_only: args.aggregate_only,
         rerun_changed: args.rerun_changed,
     };
+    let slurm_flags = [
+        ("--dry-run", args.dry_run),
+        ("--partition", args.partition.is_some()),
+        ("--gpus", args.gpus.is_some()),
+        ("--cpus", args.cpus.is_some()),
+        ("--mem", args.mem.is_some()),
+        ("--time", args.time.is_some()),
+        ("--account", args.account.is_some()),
+        ("--max-parallel", args.max_parallel.is_some()),
+        ("--sbatch-arg", !args.sbatch_arg.is_empty()),
+    ];
+    if args.executor == Executor::Local
+        && let Some((flag, _)) = slurm_flags.iter().find(|(_, given)| *given)
+    {
+        return Err(mmssl_protocol::ProtocolError::InvalidSetting {
+            field: flag.trim_start_matches('-').into(),
+            value: "given".into(),
+            reason: "it applies to --executor slurm only".into(),
+        }
+        .into());
+    }
+    if args.executor == Executor::Slurm {
+        let slurm = SlurmOptions {
+            partition: args.partition.clone(),
+            gpus: args.gpus,
+            cpus: args.cpus,
+            mem: args.mem.clone(),
+            time: args.time.clone(),
+            account: args.account.clone(),
+            max_parallel: args.max_parallel,
+            extra: args.sbatch_arg.clone(),
+            dry_run: args.dry_run,
+            ..Default::default()
+        };
+        let s = grid.submit_slurm(&args.grid, &out, &registry, &slurm, options, &mut bars)?;
+        return Ok(submission_text(&s, args.dry_run));
+    }
+    let device = select_device(grid.base.backend)?;
+    if let Some(k) = args.cell {
+        grid.run_cell(&out, k, &registry, &device, &mut bars)?;
+        return Ok(format!("cell {k} of {} finished", out.display()));
+    }
     let rows = grid.run(&out, &registry, &device, options, &mut bars)?;
-    Ok((rows, out))
+    let summaries = mmssl_protocol::aggregate::summarise(&rows);
+    Ok(format!(
+        "{}\n{} result rows; tables and figures in {}",
+        mmssl_protocol::aggregate::markdown(&summaries),
+        rows.len(),
+        out.display()
+    ))
+}
+
+/// What a submission did, and with `dry_run` the scripts themselves.
+fn submission_text(s: &Submission, dry_run: bool) -> String {
+    let mut text = format!(
+        "{} cells to run ({:?}), {} skipped{}\n",
+        s.cells.len(),
+        s.cells,
+        s.skipped.len(),
+        if s.skipped.is_empty() {
+            String::new()
+        } else {
+            let reasons: Vec<String> = s
+                .skipped
+                .iter()
+                .map(|(k, why)| format!("{k} {why}"))
+                .collect();
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    if dry_run {
+        for script in [&s.array_script, &s.aggregate_script] {
+            let body = std::fs::read_to_string(script).unwrap_or_default();
+            text += &format!("\n# {}\n{body}", script.display());
+        }
+        text += "\ndry run: nothing submitted\n";
+    } else {
+        if let Some(id) = &s.array_job {
+            text += &format!("job array {id}: {}\n", s.array_script.display());
+        }
+        if let Some(id) = &s.aggregate_job {
+            text += &format!(
+                "aggregation job {id} (after the array): {}\n",
+                s.aggregate_script.display()
+            );
+        }
+    }
+    text
 }

@@ -173,14 +173,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Experiment(args) => match experiment::experiment(&args) {
-            Ok((rows, out)) => {
-                let summaries = mmssl_protocol::aggregate::summarise(&rows);
-                println!("{}", mmssl_protocol::aggregate::markdown(&summaries));
-                println!(
-                    "{} result rows; tables and figures in {}",
-                    rows.len(),
-                    out.display()
-                );
+            Ok(text) => {
+                println!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

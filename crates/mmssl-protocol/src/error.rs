@@ -183,6 +183,22 @@ pub enum ProtocolError {
         /// The experiment folder.
         out: PathBuf,
     },
+    /// A grid has no cell of this index.
+    #[error("cell {index} does not exist: the grid has {total} cells (0 to {})", total.saturating_sub(1))]
+    NoCell {
+        /// The index asked for.
+        index: usize,
+        /// The grid's cells.
+        total: usize,
+    },
+    /// A Slurm command failed or could not be run.
+    #[error("`{command}` failed: {reason}")]
+    Slurm {
+        /// The command line.
+        command: String,
+        /// Its error output, or why it could not start.
+        reason: String,
+    },
     /// Data problem.
     #[error(transparent)]
     Data(#[from] mmssl_data::DataError),

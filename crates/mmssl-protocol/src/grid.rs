@@ -263,8 +263,93 @@ impl Grid {
         observer: &mut dyn Observer,
     ) -> Result<Vec<ResultRow>> {
         let _lock = FolderLock::acquire(out)?;
+        let cells = self.checked_cells(out, registry, options, observer)?;
+        let total = cells.len();
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        let mut skipped = 0;
+        for (k, cell) in cells.into_iter().enumerate() {
+            let dir = cell.config.output.dir.clone();
+            let finished = dir.join("eval.json");
+            if finished.exists() {
+                skipped += 1;
+                observer.note(&format!(
+                    "[{}/{total}] {}: finished, skipped ({})",
+                    k + 1,
+                    cell.label(),
+                    dir.display()
+                ));
+            } else {
+                if options.aggregate_only {
+                    continue;
+                }
+                observer.note(&format!(
+                    "[{}/{total}] {} -> {}",
+                    k + 1,
+                    cell.label(),
+                    dir.display()
+                ));
+                if let Err(e) = run_cell_config(&cell, registry, device, observer) {
+                    observer.note(&format!("[{}/{total}] {} failed: {e}", k + 1, cell.label()));
+                    failures.push(format!("{}: {e}", cell.label()));
+                    continue;
+                }
+            }
+            // Always from the file, so a rerun aggregates exactly the same numbers.
+            rows.extend(finished_rows(&cell)?);
+        }
+        if skipped > 0 {
+            observer.note(&format!(
+                "{skipped} of {total} cells were finished already and are reused"
+            ));
+        }
+        aggregate(&rows, out)?;
+        if !failures.is_empty() {
+            return Err(ProtocolError::GridFailures {
+                failures,
+                total,
+                out: out.to_path_buf(),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Runs cell `index` (in the order of [`Grid::cells`]) into its folder under `out`, as
+    /// [`Grid::run`] runs each cell: resumed from its checkpoint if it has one, started again
+    /// otherwise, skipped if finished; a failure is written to `error.txt` in its folder. The
+    /// experiment folder is not locked (tasks of one grid run side by side: each run folder
+    /// has its own lock). What a job-array task of [`Grid::submit_slurm`] runs.
+    pub fn run_cell(
+        &self,
+        out: &Path,
+        index: usize,
+        registry: &Registry,
+        device: &Device,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
         let cells = self.cells(out);
         let total = cells.len();
+        let cell = cells
+            .into_iter()
+            .nth(index)
+            .ok_or(ProtocolError::NoCell { index, total })?;
+        if cell.config.output.dir.join("eval.json").exists() {
+            observer.note(&format!("{}: finished, skipped", cell.label()));
+            return Ok(());
+        }
+        run_cell_config(&cell, registry, device, observer)
+    }
+
+    /// The cells, after refusing folders made with other settings or, with
+    /// [`GridOptions::rerun_changed`], moving them aside.
+    pub(crate) fn checked_cells(
+        &self,
+        out: &Path,
+        registry: &Registry,
+        options: GridOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<Cell>> {
+        let cells = self.cells(out);
         // Folders made with other settings, found before anything runs.
         let mut conflicts = Vec::new();
         for cell in &cells {
@@ -301,71 +386,49 @@ impl Grid {
                 }
             }
         }
-        let mut rows = Vec::new();
-        let mut failures = Vec::new();
-        let mut skipped = 0;
-        for (k, cell) in cells.into_iter().enumerate() {
-            let dir = cell.config.output.dir.clone();
-            let finished = dir.join("eval.json");
-            if finished.exists() {
-                skipped += 1;
-                observer.note(&format!(
-                    "[{}/{total}] {}: finished, skipped ({})",
-                    k + 1,
-                    cell.label(),
-                    dir.display()
-                ));
-            } else {
-                if options.aggregate_only {
-                    continue;
-                }
-                let mut config = cell.config.clone();
-                config.output.resume = dir.join("checkpoints").join("state.json").exists();
-                // A failed attempt without a checkpoint starts again.
-                config.output.overwrite = !config.output.resume;
-                observer.note(&format!(
-                    "[{}/{total}] {} -> {}",
-                    k + 1,
-                    cell.label(),
-                    dir.display()
-                ));
-                if let Err(e) = run_with(&config, registry, Phases::ALL, device, observer) {
-                    observer.note(&format!("[{}/{total}] {} failed: {e}", k + 1, cell.label()));
-                    let _ = std::fs::create_dir_all(&dir);
-                    let _ = std::fs::write(dir.join("error.txt"), format!("{e}\n"));
-                    failures.push(format!("{}: {e}", cell.label()));
-                    continue;
-                }
-                let _ = std::fs::remove_file(dir.join("error.txt"));
-            }
-            // Always from the file, so a rerun aggregates exactly the same numbers.
-            let text = std::fs::read_to_string(&finished)
-                .map_err(|e| ProtocolError::read(&finished, e))?;
-            let eval: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ProtocolError::read(&finished, e))?;
-            rows.extend(ResultRow::of_eval(
-                &eval,
-                cell.dataset.name(),
-                &cell.method.to_string(),
-                cell.fold,
-                cell.seed,
-            ));
-        }
-        if skipped > 0 {
-            observer.note(&format!(
-                "{skipped} of {total} cells were finished already and are reused"
-            ));
-        }
-        aggregate(&rows, out)?;
-        if !failures.is_empty() {
-            return Err(ProtocolError::GridFailures {
-                failures,
-                total,
-                out: out.to_path_buf(),
-            });
-        }
-        Ok(rows)
+        Ok(cells)
     }
+}
+
+/// Runs an unfinished cell: resumed from its checkpoint if it has one, started again
+/// otherwise (a failed attempt without a checkpoint); a failure is also written to
+/// `error.txt` in the cell's folder, and removed by a later success.
+fn run_cell_config(
+    cell: &Cell,
+    registry: &Registry,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let dir = &cell.config.output.dir;
+    let mut config = cell.config.clone();
+    config.output.resume = dir.join("checkpoints").join("state.json").exists();
+    config.output.overwrite = !config.output.resume;
+    match run_with(&config, registry, Phases::ALL, device, observer) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(dir.join("error.txt"));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(dir.join("error.txt"), format!("{e}\n"));
+            Err(e)
+        }
+    }
+}
+
+/// The result rows of a finished cell, read from its `eval.json`.
+pub(crate) fn finished_rows(cell: &Cell) -> Result<Vec<ResultRow>> {
+    let finished = cell.config.output.dir.join("eval.json");
+    let text = std::fs::read_to_string(&finished).map_err(|e| ProtocolError::read(&finished, e))?;
+    let eval: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ProtocolError::read(&finished, e))?;
+    Ok(ResultRow::of_eval(
+        &eval,
+        cell.dataset.name(),
+        &cell.method.to_string(),
+        cell.fold,
+        cell.seed,
+    ))
 }
 
 /// How [`Grid::run`] treats the experiment folder.

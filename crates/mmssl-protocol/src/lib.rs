@@ -47,6 +47,7 @@ mod grid;
 pub mod plots;
 mod registry;
 mod run;
+pub mod slurm;
 mod spec;
 
 pub use config::{
@@ -64,6 +65,7 @@ pub use registry::{Registry, ResolvedMethod};
 pub use run::{
     ModalityEval, Observer, Phase, Phases, RunReport, load_run_config, run, run_with, write_atomic,
 };
+pub use slurm::{SlurmOptions, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
 
 /// The baselines (`mmssl-baselines`), for methods built from them.

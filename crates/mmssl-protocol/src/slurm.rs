@@ -1,0 +1,374 @@
+//! Grids on a Slurm cluster: one job-array task per unfinished cell, and an aggregation job
+//! that runs after the array (`--dependency=afterany`). Slurm is the scheduler; nothing here
+//! schedules anything itself.
+//!
+//! [`Grid::submit_slurm`] writes, under `EXP/slurm/`:
+//!
+//! - `cells/<k>.toml`: the complete run configuration of every cell `k` of the grid;
+//! - `array-<stamp>.txt`: the cells of this submission, one index per line (array task `i`
+//!   runs the cell on line `i + 1`);
+//! - `array-<stamp>.sbatch`: the job-array script; each task runs
+//!   `mmssl experiment --grid GRID --out EXP --cell K`, which resumes the cell from its
+//!   checkpoint when it has one (a requeued task continues where it stopped);
+//! - `aggregate-<stamp>.sbatch`: `mmssl experiment --grid GRID --out EXP --aggregate-only`,
+//!   which writes `results.csv`, `results.md` and the figures;
+//! - `jobs.json`: every submission's job ids and cells, appended to.
+//!
+//! Then it submits both with `sbatch` (unless dry-run). Cells with `eval.json` are finished and
+//! not submitted; so are cells whose run folder is locked by a running task. Submitting again
+//! after failures therefore submits exactly what is left.
+
+use crate::error::{ProtocolError, Result};
+use crate::folder::FolderLock;
+use crate::grid::{Grid, GridOptions};
+use crate::registry::Registry;
+use crate::run::{Observer, write_atomic};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Resources and settings of the jobs [`Grid::submit_slurm`] writes; `None` leaves a setting
+/// to the cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`).
+    pub gpus: Option<u32>,
+    /// `--cpus-per-task`.
+    pub cpus: Option<u32>,
+    /// `--mem` (e.g. `16G`).
+    pub mem: Option<String>,
+    /// `--time` (e.g. `12:00:00`).
+    pub time: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// At most this many array tasks at once (`--array=...%N`).
+    pub max_parallel: Option<usize>,
+    /// Further `sbatch` arguments, each a whole `#SBATCH` line's argument (e.g. `--qos=long`).
+    pub extra: Vec<String>,
+    /// The `mmssl` binary the tasks run (default: the running one).
+    pub mmssl: Option<PathBuf>,
+    /// The `sbatch` command (default: `sbatch` on the `PATH`).
+    pub sbatch: Option<PathBuf>,
+    /// Write the scripts without submitting them.
+    pub dry_run: bool,
+}
+
+/// What [`Grid::submit_slurm`] wrote and submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The submission's stamp (UTC time), part of its file names.
+    pub stamp: String,
+    /// The cells submitted (indices into [`Grid::cells`]).
+    pub cells: Vec<usize>,
+    /// Cells skipped: finished (`eval.json`) or running (their folder is locked).
+    pub skipped: Vec<(usize, String)>,
+    /// The job-array script.
+    pub array_script: PathBuf,
+    /// The aggregation script.
+    pub aggregate_script: PathBuf,
+    /// The array's job id (`None` for a dry run or when no cell is left).
+    pub array_job: Option<String>,
+    /// The aggregation job's id (`None` for a dry run).
+    pub aggregate_job: Option<String>,
+}
+
+/// Quotes `text` for a POSIX shell (single quotes; a single quote becomes `'\''`).
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn quote_path(p: &Path) -> String {
+    shell_quote(&p.to_string_lossy())
+}
+
+impl SlurmOptions {
+    /// The `#SBATCH` lines of the resources.
+    fn resource_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut add = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                lines.push(format!("#SBATCH --{flag}={v}"));
+            }
+        };
+        add("partition", self.partition.clone());
+        add("gres", self.gpus.map(|g| format!("gpu:{g}")));
+        add("cpus-per-task", self.cpus.map(|c| c.to_string()));
+        add("mem", self.mem.clone());
+        add("time", self.time.clone());
+        add("account", self.account.clone());
+        for extra in &self.extra {
+            lines.push(format!("#SBATCH {extra}"));
+        }
+        lines
+    }
+
+    fn mmssl(&self) -> Result<PathBuf> {
+        match &self.mmssl {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe().map_err(|e| ProtocolError::InvalidSetting {
+                field: "slurm.mmssl".into(),
+                value: "(the running binary)".into(),
+                reason: format!("cannot find the running binary ({e}); name it"),
+            }),
+        }
+    }
+}
+
+impl Grid {
+    /// Writes the job-array and aggregation scripts of the grid's unfinished cells under
+    /// `out/slurm/` and, unless [`SlurmOptions::dry_run`], submits them with `sbatch` (the aggregation job
+    /// after the array, `--dependency=afterany`). `grid_file` is the grid's file, which the
+    /// jobs read again. See the module documentation for the files.
+    ///
+    /// Folders made with other settings are refused as by [`Grid::run`] (or moved aside with
+    /// [`GridOptions::rerun_changed`]).
+    pub fn submit_slurm(
+        &self,
+        grid_file: &Path,
+        out: &Path,
+        registry: &Registry,
+        options: &SlurmOptions,
+        grid_options: GridOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Submission> {
+        let cells = self.checked_cells(out, registry, grid_options, observer)?;
+        let dir = out.join("slurm");
+        let cell_dir = dir.join("cells");
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| ProtocolError::write(&dir, e))?;
+        std::fs::create_dir_all(&cell_dir).map_err(|e| ProtocolError::write(&cell_dir, e))?;
+        let mut submitted = Vec::new();
+        let mut skipped = Vec::new();
+        for (k, cell) in cells.iter().enumerate() {
+            let mut config = cell.config.clone();
+            config.absolute_paths();
+            let text = toml::to_string(&config)
+                .map_err(|e| ProtocolError::Config(format!("cell {k}: {e}")))?;
+            write_atomic(&cell_dir.join(format!("{k}.toml")), &text)?;
+            let run_dir = &cell.config.output.dir;
+            if run_dir.join("eval.json").exists() {
+                skipped.push((k, "finished".to_string()));
+            } else if run_dir.exists() && FolderLock::acquire(run_dir).is_err() {
+                skipped.push((k, "running".to_string()));
+            } else {
+                submitted.push(k);
+            }
+        }
+        let stamp = chrono_stamp();
+        let list = dir.join(format!("array-{stamp}.txt"));
+        let lines: Vec<String> = submitted.iter().map(|k| k.to_string()).collect();
+        write_atomic(&list, &(lines.join("\n") + "\n"))?;
+        let mmssl = options.mmssl()?;
+        let grid_file =
+            std::path::absolute(grid_file).map_err(|e| ProtocolError::read(grid_file, e))?;
+        let out_abs = std::path::absolute(out).map_err(|e| ProtocolError::read(out, e))?;
+        let logs = out_abs.join("slurm").join("logs");
+        let name = out_abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "grid".into());
+        let resources = options.resource_lines().join("\n");
+        let array_script = dir.join(format!("array-{stamp}.sbatch"));
+        let cap = options
+            .max_parallel
+            .map(|n| format!("%{n}"))
+            .unwrap_or_default();
+        let array_text = format!(
+            "#!/bin/bash\n\
+             # mmssl grid {grid}: one task per unfinished cell (written by mmssl experiment).\n\
+             #SBATCH --job-name=mmssl-{name}\n\
+             #SBATCH --array=0-{last}{cap}\n\
+             #SBATCH --output={logs}/%A_%a.out\n\
+             #SBATCH --open-mode=append\n\
+             #SBATCH --requeue\n\
+             #SBATCH --signal=B:TERM@120\n\
+             {resources}\n\
+             set -euo pipefail\n\
+             CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list})\n\
+             exec {mmssl} experiment --grid {gridq} --out {out} --cell \"$CELL\" --quiet\n",
+            grid = grid_file.display(),
+            last = submitted.len().saturating_sub(1),
+            logs = logs.display(),
+            list =
+                quote_path(&std::path::absolute(&list).map_err(|e| ProtocolError::read(&list, e))?),
+            mmssl = quote_path(&mmssl),
+            gridq = quote_path(&grid_file),
+            out = quote_path(&out_abs),
+        );
+        write_atomic(&array_script, &array_text)?;
+        let aggregate_script = dir.join(format!("aggregate-{stamp}.sbatch"));
+        let aggregate_text = format!(
+            "#!/bin/bash\n\
+             # mmssl grid {grid}: results.csv, results.md and figures of the finished cells.\n\
+             #SBATCH --job-name=mmssl-{name}-aggregate\n\
+             #SBATCH --output={logs}/aggregate-%j.out\n\
+             {part}\n\
+             set -euo pipefail\n\
+             exec {mmssl} experiment --grid {gridq} --out {out} --aggregate-only --quiet\n",
+            grid = grid_file.display(),
+            logs = logs.display(),
+            part = options
+                .partition
+                .as_ref()
+                .map(|p| format!("#SBATCH --partition={p}"))
+                .unwrap_or_default(),
+            mmssl = quote_path(&mmssl),
+            gridq = quote_path(&grid_file),
+            out = quote_path(&out_abs),
+        );
+        write_atomic(&aggregate_script, &aggregate_text)?;
+        let mut submission = Submission {
+            stamp,
+            cells: submitted,
+            skipped,
+            array_script,
+            aggregate_script,
+            array_job: None,
+            aggregate_job: None,
+        };
+        if options.dry_run {
+            return Ok(submission);
+        }
+        let sbatch = options
+            .sbatch
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("sbatch"));
+        let mut dependency = Vec::new();
+        if !submission.cells.is_empty() {
+            let id = run_sbatch(&sbatch, &[], &submission.array_script)?;
+            dependency = vec![format!("--dependency=afterany:{id}")];
+            submission.array_job = Some(id);
+        }
+        submission.aggregate_job = Some(run_sbatch(
+            &sbatch,
+            &dependency,
+            &submission.aggregate_script,
+        )?);
+        record(&dir.join("jobs.json"), &submission)?;
+        Ok(submission)
+    }
+}
+
+/// `sbatch --parsable ARGS SCRIPT`; the job id.
+fn run_sbatch(sbatch: &Path, args: &[String], script: &Path) -> Result<String> {
+    let command = format!(
+        "{} --parsable {} {}",
+        sbatch.display(),
+        args.join(" "),
+        script.display()
+    );
+    let output = Command::new(sbatch)
+        .arg("--parsable")
+        .args(args)
+        .arg(script)
+        .output()
+        .map_err(|e| ProtocolError::Slurm {
+            command: command.clone(),
+            reason: format!("cannot run it ({e}); is Slurm installed on this machine?"),
+        })?;
+    if !output.status.success() {
+        return Err(ProtocolError::Slurm {
+            command,
+            reason: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    // `--parsable` prints `JOBID` or `JOBID;CLUSTER`.
+    let text = String::from_utf8_lossy(&output.stdout);
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ProtocolError::Slurm {
+            command,
+            reason: format!("unexpected output `{}`", text.trim()),
+        });
+    }
+    Ok(id)
+}
+
+/// Appends `submission` to the submissions recorded in `path`.
+fn record(path: &Path, submission: &Submission) -> Result<()> {
+    let mut all: Vec<Submission> = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| ProtocolError::read(path, e))?,
+        Err(_) => Vec::new(),
+    };
+    all.push(submission.clone());
+    let text = serde_json::to_string_pretty(&all).map_err(|e| ProtocolError::write(path, e))?;
+    write_atomic(path, &text)
+}
+
+/// The current UTC time as `YYYYMMDD-HHMMSS-NNN` (milliseconds, so two submissions in one
+/// second get distinct files).
+fn chrono_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:03}",
+        rest / 3600,
+        (rest % 3600) / 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn dates_from_days_match_known_ones() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_791), (2026, 12, 4));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn resources_become_sbatch_lines() {
+        let o = SlurmOptions {
+            partition: Some("gpu".into()),
+            gpus: Some(1),
+            cpus: Some(8),
+            mem: Some("32G".into()),
+            time: Some("12:00:00".into()),
+            account: Some("lab".into()),
+            extra: vec!["--qos=long".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            o.resource_lines(),
+            [
+                "#SBATCH --partition=gpu",
+                "#SBATCH --gres=gpu:1",
+                "#SBATCH --cpus-per-task=8",
+                "#SBATCH --mem=32G",
+                "#SBATCH --time=12:00:00",
+                "#SBATCH --account=lab",
+                "#SBATCH --qos=long",
+            ]
+        );
+        assert!(SlurmOptions::default().resource_lines().is_empty());
+    }
+}
