@@ -50,26 +50,9 @@ fn script(dir: &Path, prefix: &str) -> String {
 fn a_dry_run_writes_the_array_the_aggregation_and_every_cells_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
-    let res = experiment(
-        &grid,
-        &out,
-        &[
-            "--executor",
-            "slurm",
-            "--dry-run",
-            "--partition",
-            "gpu",
-            "--gpus",
-            "1",
-            "--cpus",
-            "4",
-            "--time",
-            "02:00:00",
-            "--max-parallel",
-            "2",
-            "--sbatch-arg=--qos=long",
-        ],
-    );
+    let flags = "--executor slurm --dry-run --partition gpu --gpus 1 --cpus 4 --time 02:00:00 \
+                 --max-parallel 2 --sbatch-arg=--qos=long";
+    let res = experiment(&grid, &out, &flags.split_whitespace().collect::<Vec<_>>());
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(

@@ -105,6 +105,18 @@ fn write_grid(dir: &Path, name: &str, text: &str) -> PathBuf {
     grid
 }
 
+/// `mmssl experiment --grid GRID --out OUT` on this machine.
+fn run_locally(grid: &Path, out: &Path) {
+    assert_ok(&mmssl(&[
+        "experiment",
+        "--grid",
+        arg(grid),
+        "--out",
+        arg(out),
+        "--quiet",
+    ]));
+}
+
 /// `mmssl experiment --grid GRID --out OUT --executor slurm` against `cluster`.
 fn submit(cluster: &Cluster, grid: &Path, out: &Path) {
     let res = command()
@@ -132,15 +144,7 @@ fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
     let (on_slurm, local) = (dir.path().join("slurm"), dir.path().join("local"));
     submit(&cluster, &grid, &on_slurm);
     cluster.wait_idle(Duration::from_secs(600));
-    let experiment = [
-        "experiment",
-        "--grid",
-        arg(&grid),
-        "--out",
-        arg(&local),
-        "--quiet",
-    ];
-    assert_ok(&mmssl(&experiment));
+    run_locally(&grid, &local);
     let results = |d: &Path| std::fs::read_to_string(d.join("results.csv")).unwrap();
     assert_eq!(results(&on_slurm), results(&local));
     assert_eq!(results(&local).lines().count(), 1 + 8);
@@ -178,15 +182,7 @@ fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     cluster.wait_idle(Duration::from_secs(900));
-    let experiment = [
-        "experiment",
-        "--grid",
-        arg(&long),
-        "--out",
-        arg(&straight),
-        "--quiet",
-    ];
-    assert_ok(&mmssl(&experiment));
+    run_locally(&long, &straight);
     let eval = |d: &Path| {
         let mut e = common::read_json(d.join("two-view-mnist/CR/fold0-seed2/eval.json"));
         e.as_object_mut().unwrap().remove("seconds");
