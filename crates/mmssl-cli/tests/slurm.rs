@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, command, mmssl, read_json};
+use common::{arg, assert_fails, assert_ok, command, experiment, read_json};
 use std::path::{Path, PathBuf};
 
 /// A grid of four tiny cells (two methods x two seeds) in `dir`.
@@ -17,19 +17,6 @@ fn grid(dir: &Path) -> PathBuf {
     )
     .unwrap();
     grid
-}
-
-fn experiment(grid: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "experiment",
-        "--grid",
-        arg(grid),
-        "--out",
-        arg(out),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    mmssl(&args)
 }
 
 /// The one `.sbatch` script of `dir` whose name starts with `prefix`.

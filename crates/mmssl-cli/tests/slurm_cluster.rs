@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{arg, assert_ok, command, mmssl};
+use common::{arg, assert_ok, command, experiment};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -105,18 +105,6 @@ fn write_grid(dir: &Path, name: &str, text: &str) -> PathBuf {
     grid
 }
 
-/// `mmssl experiment --grid GRID --out OUT` on this machine.
-fn run_locally(grid: &Path, out: &Path) {
-    assert_ok(&mmssl(&[
-        "experiment",
-        "--grid",
-        arg(grid),
-        "--out",
-        arg(out),
-        "--quiet",
-    ]));
-}
-
 /// `mmssl experiment --grid GRID --out OUT --executor slurm` against `cluster`.
 fn submit(cluster: &Cluster, grid: &Path, out: &Path) {
     let res = command()
@@ -144,7 +132,7 @@ fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
     let (on_slurm, local) = (dir.path().join("slurm"), dir.path().join("local"));
     submit(&cluster, &grid, &on_slurm);
     cluster.wait_idle(Duration::from_secs(600));
-    run_locally(&grid, &local);
+    assert_ok(&experiment(&grid, &local, &[]));
     let results = |d: &Path| std::fs::read_to_string(d.join("results.csv")).unwrap();
     assert_eq!(results(&on_slurm), results(&local));
     assert_eq!(results(&local).lines().count(), 1 + 8);
@@ -182,7 +170,7 @@ fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     cluster.wait_idle(Duration::from_secs(900));
-    run_locally(&long, &straight);
+    assert_ok(&experiment(&long, &straight, &[]));
     let eval = |d: &Path| {
         let mut e = common::read_json(d.join("two-view-mnist/CR/fold0-seed2/eval.json"));
         e.as_object_mut().unwrap().remove("seconds");

@@ -94,3 +94,17 @@ pub const TINY: [&str; 8] = [
     "--eval-epochs",
     "1",
 ];
+
+/// `mmssl experiment --grid GRID --out OUT --quiet EXTRA...`.
+pub fn experiment(grid: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "experiment",
+        "--grid",
+        arg(grid),
+        "--out",
+        arg(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    mmssl(&args)
+}
