@@ -15,31 +15,13 @@ use std::time::Instant;
 
 /// `YYYYMMDD-HHMMSS` in UTC, for default run folders.
 pub fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    civil_time(secs)
+    mmssl_protocol::utc_stamp(std::time::SystemTime::now())
 }
 
-/// `YYYYMMDD-HHMMSS` of `secs` seconds after 1970-01-01 UTC (the days to a civil date by
-/// Howard Hinnant's algorithm).
+/// [`mmssl_protocol::utc_stamp`] of `secs` seconds after 1970-01-01 UTC.
+#[cfg(test)]
 fn civil_time(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    mmssl_protocol::utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// Arguments of `mmssl run` and `mmssl pretrain`. Flags not given keep the value of

@@ -56,7 +56,7 @@ pub use config::{
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};
-pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh};
+pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp};
 pub use grid::{Cell, Grid, GridOptions, slug};
 /// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a
 /// name builds its [`Method`] model from the options of its spec.

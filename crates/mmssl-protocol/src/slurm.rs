@@ -155,7 +155,7 @@ impl Grid {
                 submitted.push(k);
             }
         }
-        let stamp = chrono_stamp();
+        let stamp = submission_stamp();
         let list = dir.join(format!("array-{stamp}.txt"));
         let lines: Vec<String> = submitted.iter().map(|k| k.to_string()).collect();
         write_atomic(&list, &(lines.join("\n") + "\n"))?;
@@ -298,33 +298,12 @@ fn record(path: &Path, submission: &Submission) -> Result<()> {
 
 /// The current UTC time as `YYYYMMDD-HHMMSS-NNN` (milliseconds, so two submissions in one
 /// second get distinct files).
-fn chrono_stamp() -> String {
-    let now = std::time::SystemTime::now()
+fn submission_stamp() -> String {
+    let now = std::time::SystemTime::now();
+    let millis = now
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:03}",
-        rest / 3600,
-        (rest % 3600) / 60,
-        rest % 60,
-        now.subsec_millis()
-    )
-}
-
-/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+        .map_or(0, |d| d.subsec_millis());
+    format!("{}-{millis:03}", crate::folder::utc_stamp(now))
 }
 
 #[cfg(test)]
@@ -335,14 +314,6 @@ mod tests {
     fn shell_quoting_survives_quotes_and_spaces() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
-
-    #[test]
-    fn dates_from_days_match_known_ones() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(20_791), (2026, 12, 4));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

@@ -38,8 +38,8 @@ impl<const D: usize> Conv<D> {
         runtime::init();
         let n = spatial_dims(D);
         let weight = self.weight.val();
-        let (stride, padding) = (vec![self.stride; n], vec![self.padding; n]);
-        if let Some(y) = try_conv(&x, &weight, &stride, &padding) {
+        let (stride, padding) = ([self.stride; 3], [self.padding; 3]);
+        if let Some(y) = try_conv(&x, &weight, &stride[..n], &padding[..n]) {
             return y;
         }
         if n == 2 {
