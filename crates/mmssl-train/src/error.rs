@@ -47,6 +47,24 @@ pub enum TrainError {
         /// The first non-finite term, in words.
         culprit: String,
     },
+    /// Training was asked to stop ([`crate::Progress::stop_requested`], e.g. on SIGTERM) and
+    /// did, after a step; with checkpoints it saved one there, from which a resumed run
+    /// continues to the same numbers as an uninterrupted one.
+    #[error(
+        "training stopped on request after step {step} of epoch {epoch}{}",
+        match checkpoint {
+            Some(dir) => format!("; checkpoint saved in {}, resume to continue", dir.display()),
+            None => "; no checkpoint (none was asked for)".to_string(),
+        }
+    )]
+    Interrupted {
+        /// Epoch (from 0) of the last step done.
+        epoch: usize,
+        /// Steps of that epoch done (from 1).
+        step: usize,
+        /// The checkpoint folder, if checkpoints were kept.
+        checkpoint: Option<PathBuf>,
+    },
     /// Writing or reading a checkpoint file failed.
     #[error("checkpoint error: {}: {reason}", path.display())]
     Checkpoint {

@@ -108,13 +108,21 @@ pub struct StepReport<'a> {
     pub terms: &'a [(String, f64)],
 }
 
-/// Receives progress from [`fit`] (progress bars, logs). `Send`: the training steps, and so
-/// the calls, run on a thread of rayon's pool.
+/// Receives progress from [`fit`] (progress bars, logs) and may ask it to stop. `Send`: the
+/// training steps, and so the calls, run on a thread of rayon's pool.
 pub trait Progress: Send {
     /// After every training step.
     fn step(&mut self, _report: &StepReport<'_>) {}
     /// After every epoch.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// Asked after every step: `true` makes [`fit`] stop once that step is done, save a
+    /// checkpoint there (in the middle of an epoch if need be) and return
+    /// [`TrainError::Interrupted`]; resuming from it gives the same numbers as a run that was
+    /// never stopped. What a handler of SIGTERM or Ctrl-C answers (`mmssl` does). The default
+    /// never stops.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Progress`] that reports nothing.
@@ -138,6 +146,27 @@ struct LoopState {
     /// were named here: then `last.bpk` and `optimizer.bpk`).
     #[serde(default)]
     files: Option<CheckpointFiles>,
+    /// Where a run stopped in the middle of an epoch (see [`Progress::stop_requested`]); the
+    /// files then hold the model and optimiser after that epoch's first `step` steps.
+    #[serde(default)]
+    partial: Option<PartialEpoch>,
+}
+
+/// An epoch stopped after some of its steps, and what it had accumulated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartialEpoch {
+    /// The epoch.
+    epoch: usize,
+    /// Its steps done.
+    step: usize,
+    /// Sum of their losses.
+    loss_sum: f64,
+    /// Sums of their named terms.
+    term_sums: BTreeMap<String, f64>,
+    /// Wall time spent on them.
+    seconds: f64,
+    /// Time of it spent waiting for data.
+    data_wait_seconds: f64,
 }
 
 /// The files one committed checkpoint consists of, named by the epoch that wrote them.
@@ -169,6 +198,8 @@ impl CheckpointFiles {
 /// commit the stable names `last.bpk` and `best.bpk` (what evaluation and users load) are
 /// pointed at the new files (hard links, or copies where links are impossible) and the
 /// previous epoch's files are deleted; a resume redoes both steps if a kill interrupted them.
+/// A run asked to stop in the middle of an epoch ([`Progress::stop_requested`]) commits the
+/// same way, its files named by epoch and step (`last.e0003s000012.bpk`).
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     dir: PathBuf,
@@ -207,8 +238,8 @@ impl Checkpoints {
         self.dir.join("state.json")
     }
 
-    /// Saves the checkpoint of the epoch `state` has just completed (see the type's
-    /// documentation for the order of the writes).
+    /// Saves the checkpoint of the epoch `state` has just completed, or of the steps of
+    /// [`LoopState::partial`] (see the type's documentation for the order of the writes).
     fn commit<M: Method>(
         &self,
         state: &mut LoopState,
@@ -216,7 +247,10 @@ impl Checkpoints {
         optim: &burn::optim::ModuleOptimizer,
         improved: bool,
     ) -> Result<()> {
-        let tag = format!("e{:04}", state.epochs_done);
+        let tag = match &state.partial {
+            Some(p) => format!("e{:04}s{:06}", p.epoch, p.step),
+            None => format!("e{:04}", state.epochs_done),
+        };
         let files = CheckpointFiles {
             last: format!("last.{tag}.bpk"),
             optimizer: format!("optimizer.{tag}.bpk"),
@@ -226,6 +260,10 @@ impl Checkpoints {
                 state.files.as_ref().and_then(|f| f.best.clone())
             },
         };
+        // burn's running statistics (BatchNorm) hold their last update aside until something
+        // synchronises them, and a record would miss it; `valid()` synchronises them (the
+        // state is shared with the training model), as validation does.
+        let _ = model.valid();
         let save = |name: &str| {
             let m = model.clone();
             atomic(&self.dir.join(name), |p| {
@@ -340,6 +378,13 @@ pub struct FitOutcome<M> {
 ///
 /// A NaN or infinite loss stops training with [`TrainError::NonFinite`] naming the epoch, step
 /// and the first non-finite term; checkpoints of earlier epochs are kept.
+///
+/// When `progress` asks to stop ([`Progress::stop_requested`], asked after every step), the
+/// loop stops after the current step, saves a checkpoint there (with `checkpoints`: the model,
+/// the optimiser, the step within the epoch and the epoch's sums so far) and returns
+/// [`TrainError::Interrupted`]; resumed, the run finishes with the same weights and metrics as
+/// one that never stopped. A stop asked during an epoch's last step or its validation takes
+/// effect after that epoch's checkpoint.
 pub fn fit<M: Method>(
     mut model: M,
     train: &dyn PairedDataset,
@@ -389,6 +434,7 @@ pub fn fit<M: Method>(
         history: Vec::new(),
         config: config.clone(),
         files: None,
+        partial: None,
     };
     let mut best_model: Option<M> = None;
     if let Some(ck) = checkpoints
@@ -429,16 +475,27 @@ pub fn fit<M: Method>(
     for epoch in state.epochs_done..config.epochs {
         let started = Instant::now();
         let order = epoch_order(train.len(), config.seed, epoch);
+        // A run stopped inside this epoch continues after its last step: the batches are
+        // consecutive chunks of the order, and every draw is seeded by (epoch, step).
+        let resumed = state.partial.take().filter(|p| p.epoch == epoch);
+        let first = resumed.as_ref().map_or(0, |p| p.step);
         let plan = BatchPlan {
-            order: &order,
+            order: &order[(first * config.batch_size).min(order.len())..],
             batch_size: config.batch_size,
             partial: config.partial_batches,
         };
-        let (mut loss_sum, mut term_sums) = (0.0, BTreeMap::<String, f64>::new());
+        let (mut loss_sum, mut term_sums, before, waited_before) = match resumed {
+            Some(p) => (p.loss_sum, p.term_sums, p.seconds, p.data_wait_seconds),
+            None => (0.0, BTreeMap::<String, f64>::new(), 0.0, 0.0),
+        };
         let mut lr = config.lr;
+        let mut done = first;
         let (trained, waited) = prefetch(train, plan, epoch as u64, config.loader, |batches| {
             on_pool(|| {
-                for step in 0..steps_per_epoch {
+                for step in first..steps_per_epoch {
+                    if step > first && progress.stop_requested() {
+                        break;
+                    }
                     lr = driver.lr_at(state.steps_done);
                     let items = batches
                         .next()
@@ -486,6 +543,7 @@ pub fn fit<M: Method>(
                     let grads = GradientsParams::from_grads(out.loss.backward(), &model);
                     model = optim.step(lr, model, grads);
                     state.steps_done += 1;
+                    done = step + 1;
                     progress.step(&StepReport {
                         epoch,
                         step,
@@ -498,12 +556,32 @@ pub fn fit<M: Method>(
             })
         })?;
         model = trained;
+        let waited = waited.as_secs_f64() + waited_before;
+        if done < steps_per_epoch {
+            // Asked to stop inside the epoch: save where it stands and say so.
+            state.partial = Some(PartialEpoch {
+                epoch,
+                step: done,
+                loss_sum,
+                term_sums,
+                seconds: before + started.elapsed().as_secs_f64(),
+                data_wait_seconds: waited,
+            });
+            return Err(interrupted(
+                &mut state,
+                &model,
+                &optim,
+                checkpoints,
+                epoch,
+                done,
+            ));
+        }
         let train_loss = loss_sum / steps_per_epoch as f64;
         let valid_loss = match valid {
             Some(v) => Some(evaluate_loss(&model, v, config, epoch, device)?),
             None => None,
         };
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = before + started.elapsed().as_secs_f64();
         let metrics = EpochMetrics {
             epoch,
             train_loss,
@@ -515,7 +593,7 @@ pub fn fit<M: Method>(
             lr,
             seconds,
             pairs_per_second: items_per_epoch as f64 / seconds.max(1e-9),
-            data_wait_seconds: waited.as_secs_f64(),
+            data_wait_seconds: waited,
         };
         let score = valid_loss.unwrap_or(train_loss);
         let improved = state.best.is_none_or(|(b, _)| score < b);
@@ -532,6 +610,15 @@ pub fn fit<M: Method>(
             ck.commit(&mut state, &model, &optim, improved)?;
         }
         progress.epoch(&metrics);
+        if epoch + 1 < config.epochs && progress.stop_requested() {
+            // Asked to stop during the epoch's last step or its validation: the epoch's
+            // checkpoint is the place to continue from.
+            return Err(TrainError::Interrupted {
+                epoch,
+                step: steps_per_epoch,
+                checkpoint: checkpoints.map(|c| c.dir.clone()),
+            });
+        }
     }
     Ok(FitOutcome {
         last: model,
@@ -539,6 +626,28 @@ pub fn fit<M: Method>(
         best_epoch: state.best.map(|(_, e)| e),
         best: best_model,
     })
+}
+
+/// Saves the checkpoint of an epoch stopped after `step` steps (with `checkpoints`) and
+/// returns the error that says where the run stopped; a failure to save is returned instead.
+fn interrupted<M: Method>(
+    state: &mut LoopState,
+    model: &M,
+    optim: &burn::optim::ModuleOptimizer,
+    checkpoints: Option<&Checkpoints>,
+    epoch: usize,
+    step: usize,
+) -> TrainError {
+    if let Some(ck) = checkpoints
+        && let Err(e) = ck.commit(state, model, optim, false)
+    {
+        return e;
+    }
+    TrainError::Interrupted {
+        epoch,
+        step,
+        checkpoint: checkpoints.map(|c| c.dir.clone()),
+    }
 }
 
 /// Mean loss of `model` (in evaluation mode: BatchNorm running statistics, no autodiff) over

@@ -1,5 +1,6 @@
 //! The training loop end to end on real MNIST pairs: the loss goes down, an interrupted and
-//! resumed run ends exactly where an uninterrupted one does, and a NaN stops training with a
+//! resumed run ends exactly where an uninterrupted one does (killed after an epoch, or asked
+//! to stop in the middle of one), and a NaN stops training with a
 //! precise error while keeping the last good checkpoint.
 
 use burn::module::Module;
@@ -188,6 +189,123 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("another configuration"), "{err}");
+}
+
+/// Asks to stop once `after` steps have been reported (as a SIGTERM handler would).
+struct StopAfter {
+    after: usize,
+    seen: usize,
+}
+impl Progress for StopAfter {
+    fn step(&mut self, _: &mmssl_train::StepReport<'_>) {
+        self.seen += 1;
+    }
+    fn stop_requested(&self) -> bool {
+        self.seen >= self.after
+    }
+}
+
+#[test]
+fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
+    let Some(images) = mnist(96) else { return };
+    let device = Device::flex().autodiff();
+    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
+    let valid = TwoViewMnist::new(
+        images,
+        TwoViewConfig {
+            seed: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // 4 steps per epoch, 3 epochs.
+    let cfg = config(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |ck: &Checkpoints, progress: &mut dyn Progress| {
+        fit(
+            model(&data, &device),
+            &data,
+            Some(&valid),
+            &cfg,
+            Some(ck),
+            &device,
+            progress,
+        )
+    };
+    let straight = run(&Checkpoints::new(tmp.path().join("a")).unwrap(), &mut Quiet).unwrap();
+
+    // Stopped after step 2 of epoch 1 (6 steps in all), then after 1 more step (epoch 1, step
+    // 3), then at the end of epoch 1 by a request during its last step, then finished.
+    let ck = Checkpoints::new(tmp.path().join("b")).unwrap().resume(true);
+    let stops = [(6, 1, 2, true), (1, 1, 3, true), (1, 1, 4, false)];
+    for (after, epoch, step, mid_epoch) in stops {
+        match run(&ck, &mut StopAfter { after, seen: 0 }) {
+            Err(TrainError::Interrupted {
+                epoch: e,
+                step: s,
+                checkpoint,
+            }) => {
+                assert_eq!((e, s), (epoch, step));
+                assert_eq!(checkpoint.as_deref(), Some(tmp.path().join("b").as_path()));
+            }
+            Err(other) => panic!("expected an interruption, got {other}"),
+            Ok(_) => panic!("expected an interruption, the run finished"),
+        }
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("b/state.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["partial"].is_object(), mid_epoch, "{state}");
+        if mid_epoch {
+            assert_eq!(state["partial"]["step"], step);
+            let name = format!("last.e{epoch:04}s{step:06}.bpk");
+            assert!(tmp.path().join("b").join(&name).exists(), "{name}");
+        }
+        assert_eq!(state["epochs_done"], if mid_epoch { 1 } else { 2 });
+        // Only the newest checkpoint's files are kept.
+        let stamped = std::fs::read_dir(tmp.path().join("b"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("last.e")
+            })
+            .count();
+        assert_eq!(stamped, 1);
+    }
+    let resumed = run(&ck, &mut Quiet).unwrap();
+    assert_eq!(comparable(&straight.history), comparable(&resumed.history));
+    assert!(weights(&straight.last) == weights(&resumed.last));
+    assert_eq!(straight.best_epoch, resumed.best_epoch);
+    assert_eq!(
+        weights(straight.best.as_ref().unwrap()),
+        weights(resumed.best.as_ref().unwrap())
+    );
+
+    // Without checkpoints the request still stops training, and the error says nothing was
+    // saved.
+    let err = fit(
+        model(&data, &device),
+        &data,
+        None,
+        &cfg,
+        None,
+        &device,
+        &mut StopAfter { after: 1, seen: 0 },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            err,
+            TrainError::Interrupted {
+                epoch: 0,
+                step: 1,
+                checkpoint: None
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no checkpoint"), "{err}");
 }
 
 #[test]
