@@ -133,11 +133,20 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
         return Ok(submission_text(&s, args.dry_run));
     }
     let device = select_device(grid.base.backend)?;
+    let again = || {
+        format!(
+            "the same `mmssl experiment` command again (--out {})",
+            out.display()
+        )
+    };
     if let Some(k) = args.cell {
-        grid.run_cell(&out, k, &registry, &device, &mut bars)?;
+        grid.run_cell(&out, k, &registry, &device, &mut bars)
+            .map_err(|e| crate::CliError::resumable(e, again))?;
         return Ok(format!("cell {k} of {} finished", out.display()));
     }
-    let rows = grid.run(&out, &registry, &device, options, &mut bars)?;
+    let rows = grid
+        .run(&out, &registry, &device, options, &mut bars)
+        .map_err(|e| crate::CliError::resumable(e, again))?;
     let summaries = mmssl_protocol::aggregate::summarise(&rows);
     Ok(format!(
         "{}\n{} result rows; tables and figures in {}",

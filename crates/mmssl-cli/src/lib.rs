@@ -21,6 +21,7 @@ pub mod backend;
 pub mod data;
 pub mod experiment;
 pub mod run;
+pub mod signals;
 pub mod similarity;
 
 use backend::{BackendKind, compiled, select_device};
@@ -120,6 +121,29 @@ pub enum CliError {
     /// The backend is unavailable.
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// The run stopped on a signal after saving where it was ([`signals`]); `mmssl` exits with
+    /// [`signals::EXIT_INTERRUPTED`].
+    #[error("{error}\nto continue: {next}")]
+    Interrupted {
+        /// What stopped, and where its checkpoint is.
+        error: ProtocolError,
+        /// The command that continues it.
+        next: String,
+    },
+}
+
+impl CliError {
+    /// `error` as [`CliError::Interrupted`] with the command that continues it, when it is an
+    /// interruption ([`ProtocolError::is_interrupted`]); unchanged otherwise.
+    pub fn resumable(error: impl Into<CliError>, next: impl FnOnce() -> String) -> CliError {
+        match error.into() {
+            CliError::Protocol(e) if e.is_interrupted() => CliError::Interrupted {
+                error: e,
+                next: next(),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Runs a parsed command line: prints results to stdout, errors to stderr, and returns the
@@ -132,6 +156,12 @@ pub fn run(cli: Cli) -> ExitCode {
         );
         Command::Run(Box::new(run::RunArgs::quick_demo()))
     });
+    if matches!(
+        command,
+        Command::Run(_) | Command::Pretrain(_) | Command::LinearEval(_) | Command::Experiment(_)
+    ) {
+        signals::install();
+    }
     let command_kind = match &command {
         Command::LinearEval(_) => Kind::LinearEval,
         _ => Kind::Other,
@@ -143,7 +173,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 println!("results: {}", out.join("eval.json").display());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail_cli(&e),
         },
         Command::Pretrain(args) => match run::run_phases(&args, Phases::PRETRAIN) {
             Ok((report, out)) => {
@@ -155,7 +185,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail_cli(&e),
         },
         Command::LinearEval(p) | Command::Analyze(p) => {
             let (phases, file) = if matches!(command_kind, Kind::LinearEval) {
@@ -169,7 +199,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     println!("results: {}", p.run.join(file).display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail_cli(&e),
             }
         }
         Command::Experiment(args) => match experiment::experiment(&args) {
@@ -177,7 +207,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 println!("{text}");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail_cli(&e),
         },
         Command::Similarity(args) => match similarity::run(&args) {
             Ok(json) => {
@@ -230,4 +260,13 @@ enum Kind {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
+}
+
+/// Exit code 2 for an error, [`signals::EXIT_INTERRUPTED`] for a run stopped on a signal.
+fn fail_cli(e: &CliError) -> ExitCode {
+    if let CliError::Interrupted { .. } = e {
+        eprintln!("stopped: {e}");
+        return ExitCode::from(signals::EXIT_INTERRUPTED);
+    }
+    fail(e)
 }

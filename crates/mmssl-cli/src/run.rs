@@ -285,6 +285,8 @@ pub struct Bars {
     quiet: bool,
     batch_size: usize,
     epoch_start: Instant,
+    /// Whether the stop request was announced.
+    told: std::sync::atomic::AtomicBool,
 }
 
 impl Bars {
@@ -307,6 +309,7 @@ impl Bars {
             quiet,
             batch_size,
             epoch_start: Instant::now(),
+            told: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -369,6 +372,19 @@ impl Progress for Bars {
             m.data_wait_seconds
         ));
     }
+
+    /// A SIGTERM or Ctrl-C was received ([`crate::signals`]); said once, even when quiet.
+    fn stop_requested(&self) -> bool {
+        let stop = crate::signals::requested();
+        if stop && !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.print(
+                "stop requested: finishing the current step and saving a checkpoint (Ctrl-C \
+                 again quits at once)"
+                    .to_string(),
+            );
+        }
+        stop
+    }
 }
 
 impl Observer for Bars {
@@ -430,8 +446,16 @@ pub fn run_config(
     let device = select_device(config.backend)?;
     let mut bars = Bars::new(quiet, config.training.batch_size);
     let registry = mmssl_protocol::Registry::builtin();
-    let report = mmssl_protocol::run_with(config, &registry, phases, &device, &mut bars)?;
-    Ok((report, config.output.dir.clone()))
+    let dir = &config.output.dir;
+    let report =
+        mmssl_protocol::run_with(config, &registry, phases, &device, &mut bars).map_err(|e| {
+            crate::CliError::resumable(e, || match (phases.pretrain, phases.evaluate) {
+                (true, true) => format!("mmssl run --resume --out {}", dir.display()),
+                (true, false) => format!("mmssl pretrain --resume --out {}", dir.display()),
+                (false, _) => format!("mmssl linear-eval --run {}", dir.display()),
+            })
+        })?;
+    Ok((report, dir.clone()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The run directory survives interruption: a `mmssl pretrain` killed with SIGKILL at
-//! arbitrary moments and resumed ends with the same checkpoints and metrics as a run that was
-//! never interrupted; `--resume` refuses other settings; baselines go through the separate
+//! arbitrary moments, or stopped by SIGTERM (a checkpoint in the middle of an epoch, exit 75),
+//! and resumed ends with the same checkpoints and metrics as a run that was never interrupted; `--resume` refuses other settings; baselines go through the separate
 //! phases with their option flags.
 
 mod common;
@@ -156,6 +156,68 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
         names.iter().all(|n| !n.ends_with(".tmp")) && names.len() <= 6,
         "{names:?}"
     );
+
+    // The same run stopped by SIGTERM (what Slurm sends before a time limit or a preemption):
+    // it finishes its step, saves a checkpoint there, says how to continue and exits 75;
+    // resumed, it ends with the same numbers.
+    let term = dir.path().join("term");
+    let mut stops = 0;
+    for (after_epochs, delay_ms) in [(1, 60), (2, 30)] {
+        let mut args = pretrain_args(&term);
+        if term.join("checkpoints/state.json").exists() {
+            args.push("--resume".into());
+        }
+        let child = command()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while epochs_done(&term) < after_epochs && start.elapsed() < Duration::from_secs(300) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let pid = child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            continue; // it finished before the signal came
+        }
+        stops += 1;
+        assert_eq!(out.status.code(), Some(75), "{err}");
+        assert!(err.contains("stop requested"), "{err}");
+        assert!(err.contains("training stopped on request"), "{err}");
+        let next = format!(
+            "to continue: mmssl pretrain --resume --out {}",
+            term.display()
+        );
+        assert!(err.contains(&next), "{err}");
+        // Its checkpoint is where it stopped: inside an epoch, or at the end of one.
+        let state = read_json(term.join("checkpoints/state.json"));
+        let stopped_at = state["partial"]["step"].as_u64().unwrap_or(0);
+        eprintln!(
+            "stopped after {} epochs and {stopped_at} steps",
+            epochs_done(&term)
+        );
+        assert!(epochs_done(&term) >= after_epochs, "{state}");
+    }
+    assert!(stops >= 1, "the run finished before SIGTERM came");
+    let mut args = pretrain_args(&term);
+    args.push("--resume".into());
+    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    for file in ["last.bpk", "best.bpk"] {
+        let a = weights(&whole.join("checkpoints").join(file));
+        let b = weights(&term.join("checkpoints").join(file));
+        assert!(
+            a == b,
+            "{file} differs after {stops} stops on SIGTERM and resumes"
+        );
+    }
+    assert_eq!(metrics(&whole), metrics(&term));
 }
 
 #[test]

@@ -199,6 +199,13 @@ pub enum ProtocolError {
         /// Its error output, or why it could not start.
         reason: String,
     },
+    /// The run was asked to stop ([`mmssl_train::Progress::stop_requested`], e.g. on SIGTERM)
+    /// between two phases; what is finished is saved, and running it again continues.
+    #[error("stopped on request {during}; run it again to continue")]
+    Interrupted {
+        /// Where (`before the linear evaluation of modality 1`).
+        during: String,
+    },
     /// Data problem.
     #[error(transparent)]
     Data(#[from] mmssl_data::DataError),
@@ -227,6 +234,17 @@ impl ProtocolError {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// Whether the run stopped because it was asked to ([`ProtocolError::Interrupted`] or
+    /// [`mmssl_train::TrainError::Interrupted`]), not because something failed: running it
+    /// again continues from where it stopped.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::Interrupted { .. }
+                | ProtocolError::Train(mmssl_train::TrainError::Interrupted { .. })
+        )
     }
 
     pub(crate) fn write(path: &std::path::Path, e: impl std::fmt::Display) -> Self {

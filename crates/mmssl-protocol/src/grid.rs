@@ -253,6 +253,8 @@ impl Grid {
     /// - A cell that fails does not stop the grid: its error is saved as `error.txt` in its
     ///   folder, the other cells go on, the finished ones are aggregated, and then
     ///   [`ProtocolError::GridFailures`] names each failure (running again retries them).
+    /// - A cell stopped on request ([`ProtocolError::is_interrupted`]: Ctrl-C, SIGTERM) stops
+    ///   the grid with that error; running the grid again resumes the cell.
     /// - The experiment folder is locked while the grid runs.
     pub fn run(
         &self,
@@ -290,6 +292,10 @@ impl Grid {
                     dir.display()
                 ));
                 if let Err(e) = run_cell_config(&cell, registry, device, observer) {
+                    if e.is_interrupted() {
+                        // Asked to stop (Ctrl-C, SIGTERM): not a failure, and no further cell.
+                        return Err(e);
+                    }
                     observer.note(&format!("[{}/{total}] {} failed: {e}", k + 1, cell.label()));
                     failures.push(format!("{}: {e}", cell.label()));
                     continue;
@@ -392,7 +398,8 @@ impl Grid {
 
 /// Runs an unfinished cell: resumed from its checkpoint if it has one, started again
 /// otherwise (a failed attempt without a checkpoint); a failure is also written to
-/// `error.txt` in the cell's folder, and removed by a later success.
+/// `error.txt` in the cell's folder, and removed by a later success. A run stopped on request
+/// ([`ProtocolError::is_interrupted`]) is not a failure and writes nothing.
 fn run_cell_config(
     cell: &Cell,
     registry: &Registry,
@@ -408,6 +415,7 @@ fn run_cell_config(
             let _ = std::fs::remove_file(dir.join("error.txt"));
             Ok(())
         }
+        Err(e) if e.is_interrupted() => Err(e),
         Err(e) => {
             let _ = std::fs::create_dir_all(dir);
             let _ = std::fs::write(dir.join("error.txt"), format!("{e}\n"));

@@ -429,4 +429,8 @@ impl Progress for MetricsLog<'_> {
         }
         self.inner.epoch(m);
     }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
+    }
 }

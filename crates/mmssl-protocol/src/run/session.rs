@@ -122,6 +122,18 @@ impl Session<'_> {
         for m in 0..best.modalities() {
             let mut results = Vec::new();
             for (model, random_init) in [(&best, false), (&random, true)] {
+                if self.observer.stop_requested() {
+                    return Err(ProtocolError::Interrupted {
+                        during: format!(
+                            "before the linear evaluation of modality {m} ({})",
+                            if random_init {
+                                "random initialisation"
+                            } else {
+                                "pretrained"
+                            }
+                        ),
+                    });
+                }
                 self.observer.phase(Phase::Evaluating {
                     modality: m,
                     random_init,
