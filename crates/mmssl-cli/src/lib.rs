@@ -126,7 +126,7 @@ pub enum CliError {
     #[error("{error}\nto continue: {next}")]
     Interrupted {
         /// What stopped, and where its checkpoint is.
-        error: ProtocolError,
+        error: Box<ProtocolError>,
         /// The command that continues it.
         next: String,
     },
@@ -138,7 +138,7 @@ impl CliError {
     pub fn resumable(error: impl Into<CliError>, next: impl FnOnce() -> String) -> CliError {
         match error.into() {
             CliError::Protocol(e) if e.is_interrupted() => CliError::Interrupted {
-                error: e,
+                error: Box::new(e),
                 next: next(),
             },
             other => other,
