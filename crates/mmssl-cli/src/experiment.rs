@@ -4,15 +4,21 @@
 use crate::backend::select_device;
 use crate::run::Bars;
 use clap::Args;
-use mmssl_protocol::{Grid, GridOptions, Registry, SlurmOptions, Submission};
+use mmssl_protocol::{
+    Grid, GridOptions, ProtocolError, Registry, SlurmOptions, SlurmResources, Submission,
+};
 use std::path::PathBuf;
 
 /// Arguments of `mmssl experiment`.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ExperimentArgs {
+    /// `status EXP`: where each cell of an experiment stands (instead of running a grid).
+    #[command(subcommand)]
+    pub command: Option<ExperimentCommand>,
     /// The grid file (TOML).
-    #[arg(long)]
-    pub grid: PathBuf,
+    #[arg(long, required = true)]
+    pub grid: Option<PathBuf>,
     /// Where the runs and the aggregated results go (default: the grid's `out`, else
     /// `experiments/<grid file name>`).
     #[arg(long)]
@@ -32,7 +38,8 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "K", conflicts_with_all = ["aggregate_only", "executor"])]
     pub cell: Option<usize>,
     /// Where the cells run: on this machine, one after another (`local`), or as a Slurm job
-    /// array with an aggregation job after it (`slurm`, see docs/cluster.md).
+    /// array with an aggregation job after it (`slurm`, see docs/cluster.md). The resources
+    /// come from the grid file's `[slurm]` section; the flags below override it key by key.
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     pub executor: Executor,
     /// With `--executor slurm`: write the scripts and print them, submit nothing.
@@ -64,6 +71,21 @@ pub struct ExperimentArgs {
     pub sbatch_arg: Vec<String>,
 }
 
+/// What `mmssl experiment` does besides running a grid.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ExperimentCommand {
+    /// Per cell: finished, running, pending, failed, stopped (a checkpoint, nothing running
+    /// it) or not started; from the run folders and, for a grid submitted to Slurm, from
+    /// squeue and sacct. A failed cell shows its error's first lines and its log file.
+    Status {
+        /// The experiment folder (`--out` of the grid).
+        exp: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Where `mmssl experiment` runs the cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Executor {
@@ -76,15 +98,25 @@ pub enum Executor {
 /// Runs the grid's unfinished cells and aggregates (or runs one cell, or submits the grid to
 /// Slurm); returns what to print.
 pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
+    if let Some(ExperimentCommand::Status { exp, json }) = &args.command {
+        let status = mmssl_protocol::grid_status(exp)?;
+        return Ok(if *json {
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        } else {
+            status.table()
+        });
+    }
+    let Some(grid_file) = &args.grid else {
+        return Err(ProtocolError::Config("--grid is required".into()).into());
+    };
     let registry = Registry::builtin();
-    let grid = Grid::load(&args.grid, &registry)?;
+    let grid = Grid::load(grid_file, &registry)?;
     let out = args
         .out
         .clone()
         .or_else(|| grid.out.clone())
         .unwrap_or_else(|| {
-            let stem = args
-                .grid
+            let stem = grid_file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "grid".into());
@@ -109,7 +141,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
     if args.executor == Executor::Local
         && let Some((flag, _)) = slurm_flags.iter().find(|(_, given)| *given)
     {
-        return Err(mmssl_protocol::ProtocolError::InvalidSetting {
+        return Err(ProtocolError::InvalidSetting {
             field: flag.trim_start_matches('-').into(),
             value: "given".into(),
             reason: "it applies to --executor slurm only".into(),
@@ -118,18 +150,20 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
     }
     if args.executor == Executor::Slurm {
         let slurm = SlurmOptions {
-            partition: args.partition.clone(),
-            gpus: args.gpus,
-            cpus: args.cpus,
-            mem: args.mem.clone(),
-            time: args.time.clone(),
-            account: args.account.clone(),
-            max_parallel: args.max_parallel,
-            extra: args.sbatch_arg.clone(),
+            resources: SlurmResources {
+                partition: args.partition.clone(),
+                gpus: args.gpus,
+                cpus: args.cpus,
+                mem: args.mem.clone(),
+                time: args.time.clone(),
+                account: args.account.clone(),
+                max_parallel: args.max_parallel,
+                extra: args.sbatch_arg.clone(),
+            },
             dry_run: args.dry_run,
             ..Default::default()
         };
-        let s = grid.submit_slurm(&args.grid, &out, &registry, &slurm, options, &mut bars)?;
+        let s = grid.submit_slurm(grid_file, &out, &registry, &slurm, options, &mut bars)?;
         return Ok(submission_text(&s, args.dry_run));
     }
     let device = select_device(grid.base.backend)?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The exit code of a run that stopped on a signal after saving its checkpoint:
 /// `EX_TEMPFAIL` of sysexits.h ("try again later"). The Slurm task scripts requeue a task that
 /// exits with it.
-pub const EXIT_INTERRUPTED: u8 = 75;
+pub use mmssl_protocol::EXIT_INTERRUPTED;
 
 static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 

@@ -1,6 +1,9 @@
-//! `mmssl experiment --executor slurm`: the job-array and aggregation scripts, the cell list
-//! (unfinished cells only), `--cell K` (what each array task runs), and the submission through
-//! a stand-in `sbatch` that records its arguments (a real cluster is not needed here).
+//! `mmssl experiment --executor slurm`: the job-array and aggregation scripts (resources from
+//! the grid's `[slurm]` and flags), the cell list (unfinished cells only), `--cell K` (what
+//! each array task runs), the submission through a stand-in `sbatch` that records its
+//! arguments, `mmssl experiment status` from stand-in `squeue` and `sacct`, and an array task
+//! stopped by SIGTERM requeueing itself (a stand-in `scontrol`) and resuming to the
+//! uninterrupted result (a real cluster is not needed here).
 
 mod common;
 
@@ -37,6 +40,13 @@ fn script(dir: &Path, prefix: &str) -> String {
 fn a_dry_run_writes_the_array_the_aggregation_and_every_cells_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
+    // Resources from the grid file's [slurm] section; the flags override it key by key.
+    let text = std::fs::read_to_string(&grid).unwrap();
+    std::fs::write(
+        &grid,
+        format!("{text}[slurm]\npartition = \"cpu\"\nmem = \"8G\"\nextra = [\"--nice=5\"]\n"),
+    )
+    .unwrap();
     let flags = "--executor slurm --dry-run --partition gpu --gpus 1 --cpus 4 --time 02:00:00 \
                  --max-parallel 2 --sbatch-arg=--qos=long";
     let res = experiment(&grid, &out, &flags.split_whitespace().collect::<Vec<_>>());
@@ -56,12 +66,17 @@ fn a_dry_run_writes_the_array_the_aggregation_and_every_cells_configuration() {
         "#SBATCH --cpus-per-task=4",
         "#SBATCH --time=02:00:00",
         "#SBATCH --qos=long",
+        "#SBATCH --mem=8G",
+        "#SBATCH --nice=5",
         "#SBATCH --requeue",
+        "#SBATCH --signal=B:TERM@120",
+        "scontrol requeue \"$TASK\"",
         "experiment --grid",
         "--cell \"$CELL\"",
     ] {
         assert!(array.contains(line), "{line} missing:\n{array}");
     }
+    assert!(!array.contains("--partition=cpu"), "{array}");
     assert!(stdout.contains(&array), "the dry run prints the script");
     let aggregate = script(&slurm, "aggregate-");
     assert!(aggregate.contains("--aggregate-only"), "{aggregate}");
@@ -109,29 +124,35 @@ fn one_cell_runs_alone_and_finished_cells_are_not_submitted_again() {
     );
 }
 
+/// Writes the executable stand-in `bin/name` (a shell script) and returns `bin` prepended to
+/// the `PATH`.
+fn stand_in(bin: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let file = bin.join(name);
+    std::fs::write(&file, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[test]
 fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
     let dir = tempfile::tempdir().unwrap();
     let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
     // A stand-in sbatch: records its arguments and answers job ids 1001, 1002, ...
     let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let calls = dir.path().join("calls.txt");
-    let sbatch = bin.join("sbatch");
-    std::fs::write(
-        &sbatch,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> '{calls}'\nn=$(wc -l < '{calls}')\necho $((1000 + n))\n",
+    let path = stand_in(
+        &bin,
+        "sbatch",
+        &format!(
+            "echo \"$@\" >> '{calls}'\nn=$(wc -l < '{calls}')\necho $((1000 + n))\n",
             calls = calls.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     let run = |extra: &[&str]| {
         let mut args = vec!["experiment", "--grid", arg(&grid), "--out", arg(&out)];
@@ -151,6 +172,150 @@ fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
     assert_eq!(jobs[0]["array_job"], "1001");
     assert_eq!(jobs[0]["aggregate_job"], "1002");
     assert_eq!(jobs[0]["cells"].as_array().unwrap().len(), 4);
+
+    // Where the cells stand, from stand-ins of squeue and sacct: task 0 runs, task 1 waits,
+    // task 2 failed (its log says why), task 3 was cancelled before it started.
+    stand_in(
+        &bin,
+        "squeue",
+        "echo '1001_0|RUNNING|None'\necho '1001_1|PENDING|Resources'\necho '977|RUNNING|None'\n",
+    );
+    stand_in(
+        &bin,
+        "sacct",
+        "echo '1001_0|RUNNING|0:0'\necho '1001_2|FAILED|1:0'\necho '1001_3|CANCELLED by 0|0:15'\n",
+    );
+    let log = out.join("slurm/logs/1001_2.out");
+    std::fs::write(&log, "epoch 1\nerror: the data folder is not readable\n").unwrap();
+    let status = |extra: &[&str]| {
+        let res = command()
+            .env("PATH", &path)
+            .args(["experiment", "status", arg(&out)])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_ok(&res);
+        String::from_utf8_lossy(&res.stdout).into_owned()
+    };
+    let table = status(&[]);
+    for needle in [
+        "4 cells: 1 running, 1 pending, 2 failed",
+        "squeue: answered; sacct: answered",
+        "running      1001_0  two-view-mnist XX fold 0 seed 0 [RUNNING (None)]",
+        "pending      1001_1  two-view-mnist XX fold 0 seed 1 [PENDING (Resources)]",
+        "failed       1001_2  two-view-mnist lcca fold 0 seed 0 [FAILED exit 1:0]",
+        "| error: the data folder is not readable",
+        "log: ",
+        "1001_2.out",
+        "[CANCELLED exit 0:15]",
+    ] {
+        assert!(table.contains(needle), "`{needle}` missing:\n{table}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    assert_eq!(json["cells"][1]["state"], "pending");
+    assert_eq!(json["cells"][2]["log"], arg(&log));
+    // Submitting again leaves the running and the waiting task alone.
+    let res = run(&["--executor", "slurm", "--quiet"]);
+    assert_ok(&res);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains(
+            "2 cells to run ([2, 3]), 2 skipped (0 running as 1001_0, 1 pending as 1001_1)"
+        ),
+        "{stdout}"
+    );
+    // Without Slurm's programs the folders still answer, and the status says what is missing.
+    let empty = dir.path().join("nothing");
+    std::fs::create_dir_all(&empty).unwrap();
+    let res = command()
+        .env("PATH", &empty)
+        .args(["experiment", "status", arg(&out)])
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    let table = String::from_utf8_lossy(&res.stdout);
+    assert!(table.contains("squeue: unavailable"), "{table}");
+    assert!(table.contains("4 cells: 4 not-started"), "{table}");
+}
+
+/// A long cell: 3 epochs of 20 steps.
+fn long_grid(dir: &Path) -> PathBuf {
+    let grid = dir.join("long.toml");
+    std::fs::write(
+        &grid,
+        "methods = [\"CR\"]\nseeds = [3]\n[settings]\nepochs = 3\ntrain_limit = 640\n\
+         eval_epochs = 1\nbatch_size = 32\n",
+    )
+    .unwrap();
+    grid
+}
+
+#[test]
+fn an_array_task_stopped_by_sigterm_requeues_itself_and_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = long_grid(dir.path());
+    let (out, straight) = (dir.path().join("exp"), dir.path().join("straight"));
+    assert_ok(&experiment(
+        &grid,
+        &out,
+        &["--executor", "slurm", "--dry-run"],
+    ));
+    let array = std::fs::read_dir(out.join("slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch") && arg(p).contains("array-"))
+        .unwrap();
+    // The task as Slurm would start it, with a stand-in scontrol that records its arguments.
+    let calls = dir.path().join("scontrol.txt");
+    let path = stand_in(
+        &dir.path().join("bin"),
+        "scontrol",
+        &format!("echo \"$@\" >> '{}'\n", calls.display()),
+    );
+    let task = || {
+        std::process::Command::new("bash")
+            .arg(&array)
+            .env("PATH", &path)
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let state = out.join("two-view-mnist/CR/fold0-seed3/checkpoints/state.json");
+    let child = task();
+    let start = std::time::Instant::now();
+    while !state.exists() && start.elapsed() < std::time::Duration::from_secs(300) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // What `--signal=B:TERM@120` does: SIGTERM to the batch shell only.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let res = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert_eq!(
+        res.status.code(),
+        Some(75),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(stdout.contains("requeueing 7_0"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "requeue 7_0\n");
+    assert!(!out.join("two-view-mnist/CR/fold0-seed3/eval.json").exists());
+    // The requeued task: the same script again, which resumes the cell and finishes it.
+    let res = task().wait_with_output().unwrap();
+    assert_ok(&res);
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "requeue 7_0\n");
+    assert_ok(&experiment(&grid, &straight, &[]));
+    let eval = |d: &Path| {
+        let mut e = read_json(d.join("two-view-mnist/CR/fold0-seed3/eval.json"));
+        e.as_object_mut().unwrap().remove("seconds");
+        e
+    };
+    assert_eq!(eval(&out), eval(&straight));
 }
 
 #[test]

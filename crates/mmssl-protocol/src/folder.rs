@@ -65,6 +65,27 @@ impl FolderLock {
         Ok(FolderLock { _file: file, path })
     }
 
+    /// Whether some process holds the lock of `dir`, found without taking it (so that a run
+    /// starting at that moment is never refused because of the question): on Linux from
+    /// `/proc/locks`, which lists the locks of this machine. `None` where that cannot be
+    /// known (another system, no lock file). A lock held on another machine of a shared file
+    /// system is not seen.
+    pub fn is_held(dir: &Path) -> Option<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir.join(LOCK_FILE)).ok()?;
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        let dev = meta.dev();
+        // Linux's encoding of a device number.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        Some(
+            locks
+                .lines()
+                .any(|l| l.split_whitespace().nth(5) == Some(id.as_str())),
+        )
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -179,7 +200,15 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("run"), "{e}");
+        // Seen without taking it, where /proc/locks exists.
+        if std::path::Path::new("/proc/locks").exists() {
+            assert_eq!(FolderLock::is_held(&run), Some(true));
+        }
         drop(lock);
+        if std::path::Path::new("/proc/locks").exists() {
+            assert_eq!(FolderLock::is_held(&run), Some(false));
+        }
+        assert_eq!(FolderLock::is_held(&dir.path().join("none")), None);
         FolderLock::acquire(&run).unwrap();
     }
 

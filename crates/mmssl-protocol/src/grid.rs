@@ -14,6 +14,11 @@
 //! epochs = 2
 //! train_limit = 10000
 //! data_dir = "../shared/data/mnist"
+//!
+//! [slurm]               # optional: what each cell asks a Slurm cluster for
+//! partition = "gpu"
+//! gpus = 1
+//! time = "04:00:00"
 //! ```
 
 use crate::aggregate::{ResultRow, aggregate};
@@ -22,6 +27,7 @@ use crate::error::{ProtocolError, Result};
 use crate::folder::{FolderLock, aside_name};
 use crate::registry::Registry;
 use crate::run::{Observer, Phases, run_with, saved_config};
+use crate::slurm::SlurmResources;
 use crate::spec::MethodSpec;
 use burn::tensor::Device;
 use serde::Deserialize;
@@ -43,6 +49,9 @@ pub struct Grid {
     /// The configuration every cell starts from (its method, dataset, seed, fold and output
     /// folder are the cell's).
     pub base: RunConfig,
+    /// What each cell asks a Slurm cluster for (the file's `[slurm]` section), used by
+    /// [`Grid::submit_slurm`]; a local run ignores it.
+    pub slurm: SlurmResources,
     /// The baselines' former flat keys in `[settings]` (`cca_dim = 12`): options of each
     /// cell's method where they apply.
     method_settings: Vec<(String, String)>,
@@ -62,6 +71,8 @@ struct GridFile {
     out: Option<PathBuf>,
     #[serde(default)]
     settings: toml::Table,
+    #[serde(default)]
+    slurm: SlurmResources,
 }
 
 fn default_datasets() -> Vec<DatasetKind> {
@@ -171,6 +182,7 @@ impl Grid {
         once("seeds", &file.seeds)?;
         once("folds", &file.folds)?;
         once("datasets", &file.datasets)?;
+        file.slurm.check()?;
         Ok(Grid {
             methods,
             datasets: file.datasets,
@@ -178,6 +190,7 @@ impl Grid {
             folds: file.folds,
             out: file.out,
             base,
+            slurm: file.slurm,
             method_settings,
         })
     }
@@ -356,6 +369,7 @@ impl Grid {
         observer: &mut dyn Observer,
     ) -> Result<Vec<Cell>> {
         let cells = self.cells(out);
+        crate::status::record_cells(out, &cells)?;
         // Folders made with other settings, found before anything runs.
         let mut conflicts = Vec::new();
         for cell in &cells {
@@ -495,6 +509,24 @@ mod tests {
             Path::new("EXP/two-view-mnist/XX_critic_cosine_0.1_/fold1-seed8")
         );
         assert_eq!(slug("CR:1,XX:0.5"), "CR_1_XX_0.5");
+        assert_eq!(g.slurm, SlurmResources::default());
+        let g = Grid::from_toml_str(
+            "methods = [\"CR\"]\n[slurm]\npartition = \"gpu\"\ngpus = 2\nextra = [\"--qos=x\"]\n",
+            &r,
+        )
+        .unwrap();
+        assert_eq!(g.slurm.partition.as_deref(), Some("gpu"));
+        assert_eq!((g.slurm.gpus, g.slurm.extra.len()), (Some(2), 1));
+        for (text, needle) in [
+            ("[slurm]\ngpu = 1\n", "gpu"),
+            ("[slurm]\ngpus = 0\n", "slurm.gpus"),
+            ("[slurm]\ngpus = \"one\"\n", "gpus"),
+        ] {
+            let e = Grid::from_toml_str(&format!("methods = [\"CR\"]\n{text}"), &r)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ mod registry;
 mod run;
 pub mod slurm;
 mod spec;
+pub mod status;
 
 pub use config::{
     AnalysisConfig, BackendKind, DataConfig, DatasetKind, EvaluationConfig, OutputConfig,
@@ -65,8 +66,9 @@ pub use registry::{Registry, ResolvedMethod};
 pub use run::{
     ModalityEval, Observer, Phase, Phases, RunReport, load_run_config, run, run_with, write_atomic,
 };
-pub use slurm::{SlurmOptions, Submission};
+pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
+pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid_status};
 
 /// The baselines (`mmssl-baselines`), for methods built from them.
 pub use mmssl_baselines as baselines;

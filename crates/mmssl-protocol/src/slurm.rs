@@ -9,44 +9,160 @@
 //!   runs the cell on line `i + 1`);
 //! - `array-<stamp>.sbatch`: the job-array script; each task runs
 //!   `mmssl experiment --grid GRID --out EXP --cell K`, which resumes the cell from its
-//!   checkpoint when it has one (a requeued task continues where it stopped);
+//!   checkpoint when it has one (a requeued task continues where it stopped). The script
+//!   passes SIGTERM on to `mmssl` (Slurm sends it `--signal=B:TERM@120`, 120 seconds before
+//!   the time limit, and on preemption); `mmssl` finishes its step, saves a checkpoint and
+//!   exits with [`EXIT_INTERRUPTED`], and the script then requeues its task
+//!   (`scontrol requeue`), which resumes from that checkpoint;
 //! - `aggregate-<stamp>.sbatch`: `mmssl experiment --grid GRID --out EXP --aggregate-only`,
 //!   which writes `results.csv`, `results.md` and the figures;
 //! - `jobs.json`: every submission's job ids and cells, appended to.
 //!
 //! Then it submits both with `sbatch` (unless dry-run). Cells with `eval.json` are finished and
-//! not submitted; so are cells whose run folder is locked by a running task. Submitting again
-//! after failures therefore submits exactly what is left.
+//! not submitted; neither are cells whose run folder is locked by a running task, nor those
+//! whose task of an earlier submission runs or waits in Slurm's queue (`squeue`). Submitting
+//! again after failures therefore submits exactly what is left.
 
 use crate::error::{ProtocolError, Result};
-use crate::folder::FolderLock;
 use crate::grid::{Grid, GridOptions};
 use crate::registry::Registry;
 use crate::run::{Observer, write_atomic};
+use crate::status::{CellRecord, CellState, SlurmTools, status_of};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Resources and settings of the jobs [`Grid::submit_slurm`] writes; `None` leaves a setting
-/// to the cluster's defaults.
+/// The exit code of `mmssl` for a run stopped by SIGTERM or Ctrl-C after saving its
+/// checkpoint (`EX_TEMPFAIL`); the array tasks requeue themselves on it.
+pub const EXIT_INTERRUPTED: u8 = 75;
+
+/// What each task of a grid's job array asks Slurm for; `None` leaves a setting to the
+/// cluster's defaults. A grid file's `[slurm]` section holds these keys ([`Grid::slurm`]);
+/// [`SlurmOptions::resources`] (the command line's flags) overrides them key by key.
+///
+/// ```toml
+/// [slurm]
+/// partition = "gpu"
+/// gpus = 1
+/// cpus = 8
+/// mem = "32G"
+/// time = "12:00:00"
+/// account = "lab"
+/// max_parallel = 20
+/// extra = ["--qos=long", "--constraint=a100"]
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SlurmOptions {
+#[serde(deny_unknown_fields)]
+pub struct SlurmResources {
     /// `--partition`.
+    #[serde(default)]
     pub partition: Option<String>,
     /// GPUs per task (`--gres=gpu:N`).
+    #[serde(default)]
     pub gpus: Option<u32>,
     /// `--cpus-per-task`.
+    #[serde(default)]
     pub cpus: Option<u32>,
     /// `--mem` (e.g. `16G`).
+    #[serde(default)]
     pub mem: Option<String>,
     /// `--time` (e.g. `12:00:00`).
+    #[serde(default)]
     pub time: Option<String>,
     /// `--account`.
+    #[serde(default)]
     pub account: Option<String>,
     /// At most this many array tasks at once (`--array=...%N`).
+    #[serde(default)]
     pub max_parallel: Option<usize>,
     /// Further `sbatch` arguments, each a whole `#SBATCH` line's argument (e.g. `--qos=long`).
+    #[serde(default)]
     pub extra: Vec<String>,
+}
+
+impl SlurmResources {
+    /// These resources with every key `other` sets taken from `other` (its `extra` lines
+    /// appended after these).
+    pub fn overridden_by(&self, other: &SlurmResources) -> SlurmResources {
+        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            b.clone().or_else(|| a.clone())
+        }
+        SlurmResources {
+            partition: pick(&self.partition, &other.partition),
+            gpus: pick(&self.gpus, &other.gpus),
+            cpus: pick(&self.cpus, &other.cpus),
+            mem: pick(&self.mem, &other.mem),
+            time: pick(&self.time, &other.time),
+            account: pick(&self.account, &other.account),
+            max_parallel: pick(&self.max_parallel, &other.max_parallel),
+            extra: self.extra.iter().chain(&other.extra).cloned().collect(),
+        }
+    }
+
+    /// Refuses counts of 0 and empty or multi-line values, naming the key.
+    pub fn check(&self) -> Result<()> {
+        let zero = [
+            ("gpus", self.gpus.map(|v| v as usize)),
+            ("cpus", self.cpus.map(|v| v as usize)),
+            ("max_parallel", self.max_parallel),
+        ];
+        for (key, value) in zero {
+            if value == Some(0) {
+                return Err(ProtocolError::setting(
+                    &format!("slurm.{key}"),
+                    0,
+                    "must be at least 1 (leave it out for the cluster's default)",
+                ));
+            }
+        }
+        let texts = [
+            ("partition", self.partition.as_deref()),
+            ("mem", self.mem.as_deref()),
+            ("time", self.time.as_deref()),
+            ("account", self.account.as_deref()),
+        ];
+        let extra = self.extra.iter().map(|e| ("extra", Some(e.as_str())));
+        for (key, value) in texts.into_iter().chain(extra) {
+            if let Some(v) = value
+                && (v.trim().is_empty() || v.contains('\n'))
+            {
+                return Err(ProtocolError::setting(
+                    &format!("slurm.{key}"),
+                    format!("{v:?}"),
+                    "must be one non-empty line",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `#SBATCH` lines of the resources.
+    fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut add = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                lines.push(format!("#SBATCH --{flag}={v}"));
+            }
+        };
+        add("partition", self.partition.clone());
+        add("gres", self.gpus.map(|g| format!("gpu:{g}")));
+        add("cpus-per-task", self.cpus.map(|c| c.to_string()));
+        add("mem", self.mem.clone());
+        add("time", self.time.clone());
+        add("account", self.account.clone());
+        for extra in &self.extra {
+            lines.push(format!("#SBATCH {extra}"));
+        }
+        lines
+    }
+}
+
+/// How [`Grid::submit_slurm`] submits: the resources (over the grid file's `[slurm]`), the
+/// programs, and whether to submit at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmOptions {
+    /// Resources; each key set here overrides the grid's ([`SlurmResources::overridden_by`]).
+    pub resources: SlurmResources,
     /// The `mmssl` binary the tasks run (default: the running one).
     pub mmssl: Option<PathBuf>,
     /// The `sbatch` command (default: `sbatch` on the `PATH`).
@@ -62,7 +178,9 @@ pub struct Submission {
     pub stamp: String,
     /// The cells submitted (indices into [`Grid::cells`]).
     pub cells: Vec<usize>,
-    /// Cells skipped: finished (`eval.json`) or running (their folder is locked).
+    /// Cells skipped, and why: finished (`eval.json`), running (their folder is locked, or
+    /// Slurm runs their task) or pending (their task from an earlier submission waits in
+    /// Slurm's queue).
     pub skipped: Vec<(usize, String)>,
     /// The job-array script.
     pub array_script: PathBuf,
@@ -84,26 +202,6 @@ fn quote_path(p: &Path) -> String {
 }
 
 impl SlurmOptions {
-    /// The `#SBATCH` lines of the resources.
-    fn resource_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut add = |flag: &str, value: Option<String>| {
-            if let Some(v) = value {
-                lines.push(format!("#SBATCH --{flag}={v}"));
-            }
-        };
-        add("partition", self.partition.clone());
-        add("gres", self.gpus.map(|g| format!("gpu:{g}")));
-        add("cpus-per-task", self.cpus.map(|c| c.to_string()));
-        add("mem", self.mem.clone());
-        add("time", self.time.clone());
-        add("account", self.account.clone());
-        for extra in &self.extra {
-            lines.push(format!("#SBATCH {extra}"));
-        }
-        lines
-    }
-
     fn mmssl(&self) -> Result<PathBuf> {
         match &self.mmssl {
             Some(p) => Ok(p.clone()),
@@ -133,6 +231,14 @@ impl Grid {
         grid_options: GridOptions,
         observer: &mut dyn Observer,
     ) -> Result<Submission> {
+        let resources = self.slurm.overridden_by(&options.resources);
+        resources.check()?;
+        if resources.gpus.is_some() && self.base.backend == crate::config::BackendKind::Cpu {
+            observer.warning(
+                "GPUs are requested for every cell, but the grid's runs use the CPU backend: \
+                 set `backend = \"cuda\"` (or \"wgpu\") in [settings] to use them",
+            );
+        }
         let cells = self.checked_cells(out, registry, grid_options, observer)?;
         let dir = out.join("slurm");
         let cell_dir = dir.join("cells");
@@ -140,19 +246,29 @@ impl Grid {
         std::fs::create_dir_all(&cell_dir).map_err(|e| ProtocolError::write(&cell_dir, e))?;
         let mut submitted = Vec::new();
         let mut skipped = Vec::new();
-        for (k, cell) in cells.iter().enumerate() {
+        // Finished cells, and those running or waiting in Slurm's queue (from an earlier
+        // submission) or running here, are not submitted again.
+        let records = cells
+            .iter()
+            .enumerate()
+            .map(|(k, c)| CellRecord::of(k, c))
+            .collect();
+        let status = status_of(out, records, &SlurmTools::default());
+        for ((k, cell), now) in cells.iter().enumerate().zip(&status.cells) {
             let mut config = cell.config.clone();
             config.absolute_paths();
             let text = toml::to_string(&config)
                 .map_err(|e| ProtocolError::Config(format!("cell {k}: {e}")))?;
             write_atomic(&cell_dir.join(format!("{k}.toml")), &text)?;
-            let run_dir = &cell.config.output.dir;
-            if run_dir.join("eval.json").exists() {
-                skipped.push((k, "finished".to_string()));
-            } else if run_dir.exists() && FolderLock::acquire(run_dir).is_err() {
-                skipped.push((k, "running".to_string()));
-            } else {
-                submitted.push(k);
+            match now.state {
+                CellState::Finished | CellState::Running | CellState::Pending => {
+                    let job = now.job.as_ref().map(|j| format!(" as {j}"));
+                    skipped.push((
+                        k,
+                        format!("{}{}", now.state.name(), job.unwrap_or_default()),
+                    ));
+                }
+                _ => submitted.push(k),
             }
         }
         let stamp = submission_stamp();
@@ -168,12 +284,13 @@ impl Grid {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "grid".into());
-        let resources = options.resource_lines().join("\n");
-        let array_script = dir.join(format!("array-{stamp}.sbatch"));
-        let cap = options
+        let cap = resources
             .max_parallel
             .map(|n| format!("%{n}"))
             .unwrap_or_default();
+        let partition = resources.partition.clone();
+        let resources = resources.lines().join("\n");
+        let array_script = dir.join(format!("array-{stamp}.sbatch"));
         let array_text = format!(
             "#!/bin/bash\n\
              # mmssl grid {grid}: one task per unfinished cell (written by mmssl experiment).\n\
@@ -184,9 +301,23 @@ impl Grid {
              #SBATCH --requeue\n\
              #SBATCH --signal=B:TERM@120\n\
              {resources}\n\
-             set -euo pipefail\n\
-             CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list})\n\
-             exec {mmssl} experiment --grid {gridq} --out {out} --cell \"$CELL\" --quiet\n",
+             set -uo pipefail\n\
+             CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list}) || exit 2\n\
+             TASK=\"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"\n\
+             # SIGTERM (the warning before the time limit, or a preemption) goes on to mmssl,\n\
+             # which finishes its step, saves a checkpoint and exits {code}; the task is then\n\
+             # requeued and continues from that checkpoint.\n\
+             {mmssl} experiment --grid {gridq} --out {out} --cell \"$CELL\" --quiet &\n\
+             PID=$!\n\
+             trap 'kill -TERM \"$PID\" 2>/dev/null' TERM\n\
+             wait \"$PID\"; STATUS=$?\n\
+             # A trapped signal ends `wait` early: wait again until mmssl has exited.\n\
+             while kill -0 \"$PID\" 2>/dev/null; do wait \"$PID\"; STATUS=$?; done\n\
+             if [ \"$STATUS\" -eq {code} ]; then\n\
+             \x20   echo \"mmssl: cell $CELL stopped with a checkpoint; requeueing $TASK\"\n\
+             \x20   scontrol requeue \"$TASK\" || true\n\
+             fi\n\
+             exit \"$STATUS\"\n",
             grid = grid_file.display(),
             last = submitted.len().saturating_sub(1),
             logs = logs.display(),
@@ -195,6 +326,7 @@ impl Grid {
             mmssl = quote_path(&mmssl),
             gridq = quote_path(&grid_file),
             out = quote_path(&out_abs),
+            code = EXIT_INTERRUPTED,
         );
         write_atomic(&array_script, &array_text)?;
         let aggregate_script = dir.join(format!("aggregate-{stamp}.sbatch"));
@@ -208,8 +340,7 @@ impl Grid {
              exec {mmssl} experiment --grid {gridq} --out {out} --aggregate-only --quiet\n",
             grid = grid_file.display(),
             logs = logs.display(),
-            part = options
-                .partition
+            part = partition
                 .as_ref()
                 .map(|p| format!("#SBATCH --partition={p}"))
                 .unwrap_or_default(),
@@ -318,7 +449,7 @@ mod tests {
 
     #[test]
     fn resources_become_sbatch_lines() {
-        let o = SlurmOptions {
+        let o = SlurmResources {
             partition: Some("gpu".into()),
             gpus: Some(1),
             cpus: Some(8),
@@ -329,7 +460,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            o.resource_lines(),
+            o.lines(),
             [
                 "#SBATCH --partition=gpu",
                 "#SBATCH --gres=gpu:1",
@@ -340,6 +471,50 @@ mod tests {
                 "#SBATCH --qos=long",
             ]
         );
-        assert!(SlurmOptions::default().resource_lines().is_empty());
+        assert!(SlurmResources::default().lines().is_empty());
+        // Flags override the grid's keys one by one; extra lines add up.
+        let flags = SlurmResources {
+            time: Some("1:00:00".into()),
+            extra: vec!["--exclusive".into()],
+            ..Default::default()
+        };
+        let both = o.overridden_by(&flags);
+        assert_eq!(both.time.as_deref(), Some("1:00:00"));
+        assert_eq!(both.partition.as_deref(), Some("gpu"));
+        assert_eq!(both.extra, ["--qos=long", "--exclusive"]);
+        assert!(o.check().is_ok());
+        for (bad, key) in [
+            (
+                SlurmResources {
+                    gpus: Some(0),
+                    ..Default::default()
+                },
+                "slurm.gpus",
+            ),
+            (
+                SlurmResources {
+                    max_parallel: Some(0),
+                    ..Default::default()
+                },
+                "slurm.max_parallel",
+            ),
+            (
+                SlurmResources {
+                    mem: Some(" ".into()),
+                    ..Default::default()
+                },
+                "slurm.mem",
+            ),
+            (
+                SlurmResources {
+                    extra: vec!["--a\n--b".into()],
+                    ..Default::default()
+                },
+                "slurm.extra",
+            ),
+        ] {
+            let e = bad.check().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }
