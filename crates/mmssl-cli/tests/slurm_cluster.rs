@@ -1,7 +1,9 @@
 //! A grid through a real single-node Slurm cluster (started by the test from the Debian
 //! packages `slurmctld`, `slurmd`, `slurm-client` and `munge`, as root; stopped by process id
-//! whatever happens): the aggregated results equal those of the same grid run locally, and a
-//! task requeued while it runs (`scontrol requeue`) resumes to the same result. Skipped, with
+//! whatever happens): the aggregated results equal those of the same grid run locally; a task
+//! sent SIGTERM (what Slurm sends before a time limit) checkpoints, requeues itself and
+//! resumes to the same result, as does a task requeued by force (`scontrol requeue`); the
+//! status command follows them. Skipped, with
 //! a message, where the Slurm binaries are absent or the test is not root.
 
 mod common;
@@ -117,7 +119,7 @@ fn submit(cluster: &Cluster, grid: &Path, out: &Path) {
 }
 
 #[test]
-fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
+fn a_grid_through_slurm_equals_the_local_grid_and_interrupted_tasks_resume() {
     let dir = tempfile::tempdir().unwrap();
     let Some(cluster) = Cluster::start(&dir.path().join("cluster")) else {
         return;
@@ -137,50 +139,93 @@ fn a_grid_through_slurm_equals_the_local_grid_and_a_requeued_task_resumes() {
     assert_eq!(results(&on_slurm), results(&local));
     assert_eq!(results(&local).lines().count(), 1 + 8);
 
-    // One longer cell, requeued while it runs, once its first epoch is committed.
+    // Two longer cells side by side, each interrupted once its first epoch is committed: one
+    // by SIGTERM to its batch shell, as `--signal=B:TERM@120` sends before the time limit (it
+    // saves a checkpoint where it is, exits 75 and requeues itself), the other requeued by
+    // force (`scontrol requeue`: killed, it resumes from its last epoch's checkpoint). Slurm
+    // starts requeued tasks after a delay of about two minutes.
     let long = write_grid(
         dir.path(),
         "long.toml",
-        "methods = [\"CR\"]\nseeds = [2]\n[settings]\nepochs = 6\ntrain_limit = 1024\n\
-         eval_epochs = 1\nbatch_size = 32\n",
+        "methods = [\"CR\"]\nseeds = [2, 3]\n[settings]\nepochs = 6\ntrain_limit = 1024\n\
+         eval_epochs = 1\nbatch_size = 32\n[slurm]\ncpus = 1\n",
     );
     let (requeued, straight) = (dir.path().join("requeued"), dir.path().join("straight"));
     submit(&cluster, &long, &requeued);
-    let state = requeued.join("two-view-mnist/CR/fold0-seed2/checkpoints/state.json");
+    let cell = |seed: u64| requeued.join(format!("two-view-mnist/CR/fold0-seed{seed}"));
     let start = Instant::now();
-    while !state.exists() && start.elapsed() < Duration::from_secs(300) {
-        std::thread::sleep(Duration::from_millis(100));
+    while !(0..2).all(|k| cell(2 + k).join("checkpoints/state.json").exists())
+        && start.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(state.exists(), "the first epoch was never committed");
-    let jobs = cluster.slurm("squeue", &["-h", "-t", "R", "-o", "%i"]);
-    let task = jobs
+    let jobs = cluster.slurm("squeue", &["-h", "-r", "-t", "R", "-o", "%i"]);
+    let tasks: Vec<String> = jobs
         .lines()
-        .find(|id| id.contains('_'))
-        .unwrap_or_else(|| panic!("no running array task: {jobs}"))
-        .trim()
-        .to_string();
-    let out = Command::new("scontrol")
+        .filter(|id| id.contains('_'))
+        .map(|id| id.trim().to_string())
+        .collect();
+    assert_eq!(tasks.len(), 2, "two running array tasks expected: {jobs}");
+    let (term, forced) = {
+        let mut t = tasks.clone();
+        t.sort();
+        (t[0].clone(), t[1].clone())
+    };
+    for (program, args) in [
+        ("scancel", vec!["--signal=TERM", "--batch", term.as_str()]),
+        ("scontrol", vec!["requeue", forced.as_str()]),
+    ] {
+        let out = Command::new(program)
+            .env("SLURM_CONF", cluster.conf())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // While they wait to start again, the status command sees them queued.
+    let start = Instant::now();
+    let mut table = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let res = command()
+            .env("SLURM_CONF", cluster.conf())
+            .args(["experiment", "status", arg(&requeued)])
+            .output()
+            .unwrap();
+        assert_ok(&res);
+        table = String::from_utf8_lossy(&res.stdout).into_owned();
+        if table.contains("2 pending") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(table.contains("2 pending"), "{table}");
+    cluster.wait_idle(Duration::from_secs(900));
+    let log = |task: &str| {
+        std::fs::read_to_string(requeued.join(format!("slurm/logs/{task}.out"))).unwrap()
+    };
+    let term_log = log(&term);
+    assert!(
+        term_log.contains("training stopped on request") && term_log.contains("requeueing"),
+        "{term_log}"
+    );
+    assert_ok(&experiment(&long, &straight, &[]));
+    for seed in [2, 3] {
+        let eval = |d: &Path| {
+            let mut e =
+                common::read_json(d.join(format!("two-view-mnist/CR/fold0-seed{seed}/eval.json")));
+            e.as_object_mut().unwrap().remove("seconds");
+            e
+        };
+        assert_eq!(eval(&requeued), eval(&straight), "seed {seed}");
+    }
+    let res = command()
         .env("SLURM_CONF", cluster.conf())
-        .args(["requeue", &task])
+        .args(["experiment", "status", arg(&requeued)])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster.wait_idle(Duration::from_secs(900));
-    assert_ok(&experiment(&long, &straight, &[]));
-    let eval = |d: &Path| {
-        let mut e = common::read_json(d.join("two-view-mnist/CR/fold0-seed2/eval.json"));
-        e.as_object_mut().unwrap().remove("seconds");
-        e
-    };
-    assert_eq!(eval(&requeued), eval(&straight));
-    // The requeued task's log shows both attempts in one file (--open-mode=append).
-    let logs: Vec<PathBuf> = std::fs::read_dir(requeued.join("slurm/logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(!logs.is_empty());
+    assert!(String::from_utf8_lossy(&res.stdout).contains("2 cells: 2 finished"));
 }
