@@ -7,7 +7,8 @@
 //!
 //! Commands: `mmssl run` (pretrain an objective or a baseline, linear evaluation per modality
 //! against the random-init encoder, similarity of the modalities), its phases alone
-//! (`mmssl pretrain`, `mmssl linear-eval --run RUN`, `mmssl analyze --run RUN`),
+//! (`mmssl pretrain`, `mmssl linear-eval --run RUN`, `mmssl analyze --run RUN`), grids
+//! (`mmssl experiment`, locally or on Slurm, and `mmssl experiment status EXP`),
 //! `mmssl similarity` (CCA, SVCCA, PWCCA, CKA between two `.npy` representations),
 //! `mmssl data info|synth-cohort|download` (describe a dataset file, write a synthetic
 //! OASIS-3-style cohort from the bundled MNI152 template, download MNIST, Fashion-MNIST or SVHN
@@ -147,7 +148,9 @@ impl CliError {
 }
 
 /// Runs a parsed command line: prints results to stdout, errors to stderr, and returns the
-/// process exit code (0 on success, 2 on bad input or an unusable backend).
+/// process exit code (0 on success, 2 on bad input or an unusable backend,
+/// [`signals::EXIT_INTERRUPTED`] (75) for a run stopped by SIGTERM or Ctrl-C after saving a
+/// checkpoint).
 pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or_else(|| {
         eprintln!(
