@@ -2,6 +2,7 @@
 //! intensity standardisation, augmentation), fALFF, cohorts of paired T1 and fALFF volumes, and
 //! the synthetic cohort.
 
+pub(crate) mod bids;
 pub(crate) mod cohort;
 pub(crate) mod falff;
 pub(crate) mod histogram;
@@ -9,6 +10,10 @@ pub(crate) mod preprocess;
 pub(crate) mod synth;
 pub(crate) mod volume;
 
+pub use bids::{
+    BidsConfig, BidsFile, BidsName, BidsReport, BidsSession, BidsSkipped, BidsUsed, RunChoice,
+    bids_to_manifest, parse_label_map,
+};
 pub use cohort::{
     CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
     Subject, VolumeCohort, VolumePipeline, balanced_upsample, evaluation_items, pretraining_items,
