@@ -2,9 +2,11 @@
 //! real 4D resting BOLD series, a 3D statistical map posing as BOLD, a corrupt file), with the
 //! good and the bad cases side by side.
 
+use super::maps::sidecar_of;
 use super::*;
 use crate::formats::nifti::read_nifti;
 use crate::neuro::cohort::Manifest;
+use crate::neuro::falff::falff;
 use crate::volume_tests::shared_mri;
 
 /// `root/rel`, with its folders, a copy of `src` (or `bytes`).
