@@ -1,12 +1,16 @@
 //! `mmssl data`: look inside dataset files (`info`), write a synthetic OASIS-3-style cohort
-//! (`synth-cohort`) and download MNIST, Fashion-MNIST or SVHN with checksum verification
-//! (`download`).
+//! (`synth-cohort`), download MNIST, Fashion-MNIST or SVHN with checksum verification
+//! (`download`), and turn a BIDS dataset into fALFF derivatives and a cohort manifest
+//! (`bids`).
 
 use clap::{Args, Subcommand, ValueEnum};
 use mmssl_data::{DataError, SynthConfig, SynthReport};
 use std::path::{Path, PathBuf};
 
+mod bids;
 mod download;
+
+pub use bids::{BidsArgs, Runs};
 
 /// Arguments of `mmssl data`.
 #[derive(Debug, Args)]
@@ -26,6 +30,9 @@ pub enum DataCommand {
     SynthCohort(SynthArgs),
     /// Download MNIST, Fashion-MNIST or SVHN and verify every file's MD5 checksum.
     Download(DownloadArgs),
+    /// Compute ALFF and fALFF for every session of a BIDS dataset (T1w + resting-state BOLD)
+    /// into a BIDS derivative folder, with the cohort manifest `--dataset oasis3` reads.
+    Bids(BidsArgs),
 }
 
 /// Arguments of `mmssl data info`.
@@ -262,6 +269,7 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
                 d.text()
             })
         }
+        DataCommand::Bids(a) => bids::bids(a),
         DataCommand::SynthCohort(a) => {
             let report = synth(a)?;
             Ok(synth_text(&report))

@@ -1,0 +1,202 @@
+//! `mmssl data bids` end to end: a BIDS tree built from the real volumes of
+//! `../shared/data/mri` becomes fALFF derivatives and a manifest, on which `mmssl run --dataset
+//! oasis3` trains and evaluates; skipped sessions are listed; bad input exits 2 naming it.
+
+mod common;
+
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, stdout};
+use std::path::{Path, PathBuf};
+
+fn mri() -> Option<PathBuf> {
+    let mri = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mri");
+    if mri.exists() {
+        Some(mri)
+    } else {
+        eprintln!("skipping: {} is absent", mri.display());
+        None
+    }
+}
+
+/// Frames `first..first + 28` of the real resting BOLD series (10x10x18 voxels, 40 frames,
+/// TR 1.35 s) on a coarse grid spanning the MNI152 template's box, so that its maps overlap
+/// the T1w images as registered data would (the cohort pipeline expects both modalities in one
+/// space); each subject's window differs, and so do its maps.
+fn bold_over_the_template(mri: &Path, first: usize, dst: &Path) {
+    let bold = mmssl_data::read_nifti(mri.join("bold_4d_small.nii.gz")).unwrap();
+    let [x, y, z, _] = bold.dims();
+    let frame = x * y * z;
+    let data = bold.data()[first * frame..(first + 28) * frame].to_vec();
+    let affine = mmssl_data::Affine::scaling([19.2, 23.2, 10.5], [-96.0, -132.0, -78.0]);
+    let placed = mmssl_data::Volume::new_4d(
+        data,
+        [x, y, z, 28],
+        affine,
+        bold.tr(),
+        dst.display().to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    mmssl_data::write_nifti(&placed, dst).unwrap();
+}
+
+/// The MNI152 T1 template at 2 mm (every other voxel), scaled by `factor` about the origin:
+/// subjects with heads of different sizes.
+fn t1_scaled(template: &mmssl_data::Volume, factor: f64, dst: &Path) {
+    let [x, y, z, _] = template.dims();
+    let (nx, ny, nz) = (x.div_ceil(2), y.div_ceil(2), z.div_ceil(2));
+    let mut data = Vec::with_capacity(nx * ny * nz);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                data.push(template.get(2 * i, 2 * j, 2 * k).unwrap());
+            }
+        }
+    }
+    let a = template.affine();
+    let origin = [
+        a.rows[0][3] * factor,
+        a.rows[1][3] * factor,
+        a.rows[2][3] * factor,
+    ];
+    let sizes = template.voxel_size().map(|v| 2.0 * v * factor);
+    let affine = mmssl_data::Affine::scaling(sizes, origin);
+    let volume =
+        mmssl_data::Volume::new(data, [nx, ny, nz], affine, dst.display().to_string()).unwrap();
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    mmssl_data::write_nifti(&volume, dst).unwrap();
+}
+
+/// Twelve subjects (HC and AD in turn, ages 60-71), one session each with the MNI152 T1 at a
+/// subject's scale and a window of the real resting BOLD series, plus one subject without a
+/// T1w image.
+fn tree(mri: &Path, root: &Path) {
+    let template = mmssl_data::read_nifti(mri.join("mni152_t1_1mm.nii.gz")).unwrap();
+    let mut participants = String::from("participant_id\tgroup\tage\n");
+    for s in 1..=12 {
+        let sub = format!("sub-{s:02}");
+        let dir = root.join(&sub).join("ses-1");
+        t1_scaled(
+            &template,
+            0.9 + 0.02 * s as f64,
+            &dir.join(format!("anat/{sub}_ses-1_T1w.nii.gz")),
+        );
+        bold_over_the_template(
+            mri,
+            s - 1,
+            &dir.join(format!("func/{sub}_ses-1_task-rest_bold.nii.gz")),
+        );
+        let group = if s % 2 == 0 { "Dementia" } else { "Control" };
+        participants += &format!("{sub}\t{group}\t{}\n", 59 + s);
+    }
+    bold_over_the_template(
+        mri,
+        0,
+        &root.join("sub-13/ses-1/func/sub-13_ses-1_task-rest_bold.nii.gz"),
+    );
+    participants += "sub-13\tControl\t80\n";
+    std::fs::write(root.join("participants.tsv"), participants).unwrap();
+    std::fs::write(
+        root.join("task-rest_bold.json"),
+        r#"{"RepetitionTime": 1.35}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
+    let Some(mri) = mri() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (root, deriv) = (dir.path().join("bids"), dir.path().join("deriv"));
+    tree(&mri, &root);
+    let bids = |extra: &[&str]| {
+        let mut args = vec!["data", "bids", arg(&root), "--out", arg(&deriv), "--quiet"];
+        args.extend_from_slice(extra);
+        mmssl(&args)
+    };
+    let map = [
+        "--label-map",
+        "Control=HC,Dementia=AD",
+        "--covariate",
+        "age",
+    ];
+    let res = bids(&map);
+    assert_ok(&res);
+    let text = stdout(&res);
+    for needle in [
+        "12 sessions of 12 subjects",
+        "HC 6, AD 6, other 0, unlabelled 0; label column: group",
+        "maps computed for 12 sessions, reused for 0",
+        "1 sessions skipped:\n  sub-13 ses-1: no T1w image",
+        "next: mmssl run --dataset oasis3 --manifest",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    let manifest = deriv.join("manifest.csv");
+    let info = mmssl(&["data", "info", arg(&manifest)]);
+    assert_ok(&info);
+    // Again: the maps are reused.
+    let res = bids(&map);
+    assert_ok(&res);
+    assert!(stdout(&res).contains("computed for 0 sessions, reused for 12"));
+
+    // The manifest trains and evaluates as an OASIS-3 cohort.
+    let out = dir.path().join("run");
+    let res = mmssl(&[
+        "run",
+        "--dataset",
+        "oasis3",
+        "--manifest",
+        arg(&manifest),
+        "--objective",
+        "CR-XX",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-epochs",
+        "2",
+        "--out",
+        arg(&out),
+        "--quiet",
+    ]);
+    assert_ok(&res);
+    let eval = read_json(out.join("eval.json"));
+    assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_bids_input_exits_2_naming_it() {
+    let Some(mri) = mri() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bids");
+    tree(&mri, &root);
+    let out = dir.path().join("deriv");
+    let run = |root: &Path, extra: &[&str]| {
+        let mut args = vec!["data", "bids", arg(root), "--out", arg(&out), "--quiet"];
+        args.extend_from_slice(extra);
+        mmssl(&args)
+    };
+    assert_fails(
+        &run(&dir.path().join("nowhere"), &[]),
+        &["nowhere", "not a folder"],
+    );
+    assert_fails(
+        &run(&root, &[]),
+        &["`Control`", "`Dementia`", "--label-map"],
+    );
+    assert_fails(
+        &run(&root, &["--label-map", "Control=healthy"]),
+        &["--label-map", "healthy"],
+    );
+    assert_fails(
+        &run(
+            &root,
+            &["--label-map", "Control=HC,Dementia=AD", "--strict"],
+        ),
+        &["sub-13", "no T1w image"],
+    );
+    assert_fails(
+        &run(&root, &["--label-column", "diagnosis"]),
+        &["no label column `diagnosis`"],
+    );
+}
