@@ -117,6 +117,11 @@ pub struct RunReport {
     pub linear_eval: Vec<ModalityEval>,
     /// Similarity of the two modalities' representations on the test set (when analysed).
     pub similarity: Option<SimilarityReport>,
+    /// Why the similarity could not be computed from these representations (e.g. one
+    /// modality's test representations are constant: a collapsed encoder), when it could not;
+    /// the rest of the report stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity_error: Option<String>,
     /// Seconds spent pretraining, evaluating and comparing (0 for a phase not run).
     pub seconds: [f64; 3],
     /// Linear-evaluation epochs used.
@@ -156,6 +161,9 @@ impl RunReport {
             for w in &sim.warnings {
                 s += &format!("  note: {w}\n");
             }
+        }
+        if let Some(e) = &self.similarity_error {
+            s += &format!("\nsimilarity of the two modalities: not computed ({e})\n");
         }
         s += &format!(
             "time: pretraining {:.0} s, linear evaluation {:.0} s, similarity {:.1} s\n",
@@ -333,13 +341,22 @@ pub fn run_with(
     let to_nd = |f: &Features| {
         ndarray::Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
     };
-    let similarity = if phases.analyze && config.analysis.enabled && test_z.len() >= 2 {
-        session.observer.phase(Phase::Analysing);
-        let sim = Similarity::new().svcca_threshold(config.analysis.svcca_threshold)?;
-        Some(sim.report(to_nd(&test_z[0]).view(), to_nd(&test_z[1]).view())?)
-    } else {
-        None
-    };
+    let (similarity, similarity_error) =
+        if phases.analyze && config.analysis.enabled && test_z.len() >= 2 {
+            session.observer.phase(Phase::Analysing);
+            let sim = Similarity::new().svcca_threshold(config.analysis.svcca_threshold)?;
+            match analyse(&sim, &to_nd(&test_z[0]), &to_nd(&test_z[1])) {
+                Ok(r) => (Some(r), None),
+                Err(e) => {
+                    session.observer.warning(&format!(
+                        "the similarity of the modalities is not computed: {e}"
+                    ));
+                    (None, Some(e))
+                }
+            }
+        } else {
+            (None, None)
+        };
     // Evaluation alone keeps the similarity an earlier analysis of this folder computed.
     let similarity = match similarity {
         None if phases.evaluate && !phases.analyze => earlier_similarity(out),
@@ -351,6 +368,7 @@ pub fn run_with(
         sizes,
         linear_eval: linear,
         similarity,
+        similarity_error,
         seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
         eval_epochs,
     };
@@ -361,6 +379,18 @@ pub fn run_with(
         write_atomic(&out.join("similarity.json"), &json)?;
     }
     Ok(report)
+}
+
+/// The similarity of two modalities' test representations; an input the indices are not
+/// defined for (fewer than two items, a non-finite value, a modality whose representations are
+/// all the same) is a message for the report, not a failure of the run: training and linear
+/// evaluation stand.
+fn analyse(
+    sim: &Similarity,
+    a: &ndarray::Array2<f64>,
+    b: &ndarray::Array2<f64>,
+) -> std::result::Result<SimilarityReport, String> {
+    sim.report(a.view(), b.view()).map_err(|e| e.to_string())
 }
 
 /// The labelled `set` of the linear evaluation must have labelled items of at least two

@@ -14,6 +14,7 @@ fn the_summary_prints_every_similarity_warning() {
         sizes: [10, 4, 2],
         linear_eval: Vec::new(),
         similarity: Some(sim),
+        similarity_error: None,
         seconds: [1.0, 2.0, 0.0],
         eval_epochs: 500,
     };
@@ -21,4 +22,36 @@ fn the_summary_prints_every_similarity_warning() {
     assert!(text.contains("CKA -") && text.contains("SVCCA -"), "{text}");
     assert!(text.contains("note: cka: undefined with n = 2"), "{text}");
     assert!(text.contains("note: svcca"), "{text}");
+}
+
+#[test]
+fn collapsed_representations_leave_the_similarity_out_with_the_reason() {
+    // One modality's test representations are all the same (a collapsed encoder).
+    let a = ndarray::Array2::from_elem((6, 4), 0.5);
+    let b = ndarray::Array2::from_shape_fn((6, 4), |(i, j)| ((i * 7 + j * 3) % 5) as f64);
+    let e = analyse(&Similarity::new(), &a, &b).unwrap_err();
+    assert!(e.contains("zero variance"), "{e}");
+    assert!(analyse(&Similarity::new(), &b, &b.mapv(|x| x * 2.0 + 1.0)).is_ok());
+    let report = RunReport {
+        method: "XX".into(),
+        dataset: crate::DatasetKind::Oasis3,
+        sizes: [10, 4, 6],
+        linear_eval: Vec::new(),
+        similarity: None,
+        similarity_error: Some(e),
+        seconds: [1.0, 2.0, 0.0],
+        eval_epochs: 500,
+    };
+    assert!(
+        report
+            .summary()
+            .contains("not computed (A has zero variance")
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(
+        json["similarity_error"]
+            .as_str()
+            .unwrap()
+            .contains("zero variance")
+    );
 }
