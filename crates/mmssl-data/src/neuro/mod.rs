@@ -1,12 +1,14 @@
 //! Neuroimaging: volumes with their affine, the preprocessing pipeline (resampling, masks,
 //! intensity standardisation, augmentation), fALFF, cohorts of paired T1 and fALFF volumes, and
-//! the synthetic cohort.
+//! the synthetic cohort, BIDS datasets to fALFF derivatives, and voxelwise statistics of maps
+//! (group means, Welch's t, clusters).
 
 pub(crate) mod bids;
 pub(crate) mod cohort;
 pub(crate) mod falff;
 pub(crate) mod histogram;
 pub(crate) mod preprocess;
+pub(crate) mod stats;
 pub(crate) mod synth;
 pub(crate) mod volume;
 
@@ -25,6 +27,7 @@ pub use preprocess::{
     AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
     augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
 };
+pub use stats::{Cluster, WelchMaps, clusters, mean_map, welch_t};
 pub use synth::{
     HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
     SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,
