@@ -1,6 +1,6 @@
 //! Neuroimaging: volumes with their affine, the preprocessing pipeline (resampling, masks,
-//! intensity standardisation, augmentation), fALFF, cohorts of paired T1 and fALFF volumes, and
-//! the synthetic cohort, BIDS datasets to fALFF derivatives, and voxelwise statistics of maps
+//! intensity standardisation, augmentation), fALFF, cohorts of paired T1 and fALFF volumes, the
+//! synthetic cohort, BIDS datasets to fALFF derivatives, and voxelwise statistics of maps
 //! (group means, Welch's t, clusters).
 
 pub(crate) mod bids;
