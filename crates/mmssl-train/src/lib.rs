@@ -20,6 +20,7 @@
 //! progress rendering assumes one loss; the loop here is small and does exactly that.
 #![deny(missing_docs)]
 
+pub mod attribution;
 mod contrastive;
 mod encoder;
 mod error;
@@ -31,6 +32,7 @@ pub mod metrics;
 mod onecycle;
 mod radam;
 
+pub use attribution::{Attribution, attribute};
 pub use contrastive::{ContrastiveFactory, ContrastiveModel};
 pub use encoder::{AnyEncoder, Backbone};
 pub use error::{Result, TrainError};
