@@ -168,10 +168,15 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
     }
     let device = select_device(grid.base.backend)?;
     let again = || {
-        format!(
+        let command = format!(
             "the same `mmssl experiment` command again (--out {})",
             out.display()
-        )
+        );
+        match std::env::var("SLURM_ARRAY_JOB_ID") {
+            // In a task of a submitted job array, its script does it.
+            Ok(_) => format!("{command}; this Slurm task requeues itself to do so"),
+            Err(_) => command,
+        }
     };
     if let Some(k) = args.cell {
         grid.run_cell(&out, k, &registry, &device, &mut bars)

@@ -303,6 +303,11 @@ fn an_array_task_stopped_by_sigterm_requeues_itself_and_resumes_to_the_same_resu
         String::from_utf8_lossy(&res.stderr)
     );
     assert!(stdout.contains("requeueing 7_0"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("this Slurm task requeues itself"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_to_string(&calls).unwrap(), "requeue 7_0\n");
     assert!(!out.join("two-view-mnist/CR/fold0-seed3/eval.json").exists());
     // The requeued task: the same script again, which resumes the cell and finishes it.

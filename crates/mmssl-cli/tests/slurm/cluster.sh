@@ -5,6 +5,7 @@
 # Needs root and the Debian packages slurmctld, slurmd, slurm-client and munge. The caller
 # stops the daemons by those pids.
 set -euo pipefail
+mkdir -p "$1"
 D=$(realpath "$1")
 mkdir -p "$D"/{state,spool,log,munge,run}
 chmod 700 "$D/munge"
