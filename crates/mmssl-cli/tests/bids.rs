@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, read_json, stdout};
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, run_on_cohort, stdout};
 use std::path::{Path, PathBuf};
 
 fn mri() -> Option<PathBuf> {
@@ -141,24 +141,7 @@ fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
 
     // The manifest trains and evaluates as an OASIS-3 cohort.
     let out = dir.path().join("run");
-    let res = mmssl(&[
-        "run",
-        "--dataset",
-        "oasis3",
-        "--manifest",
-        arg(&manifest),
-        "--objective",
-        "CR-XX",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--eval-epochs",
-        "2",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+    let res = run_on_cohort(&manifest, &out);
     assert_ok(&res);
     let eval = read_json(out.join("eval.json"));
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, on_run, read_json};
+use common::{arg, assert_fails, assert_ok, mmssl, on_run, read_json, run_on_cohort};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use std::path::{Path, PathBuf};
@@ -547,24 +547,7 @@ fn run_on_a_synthetic_volume_cohort() {
     cfg.seed = 3;
     let report = mmssl_data::synth_cohort(&cfg, dir.path().join("cohort")).unwrap();
     let out = dir.path().join("run3d");
-    let res = mmssl(&[
-        "run",
-        "--dataset",
-        "oasis3",
-        "--manifest",
-        report.manifest.to_str().unwrap(),
-        "--objective",
-        "CR-XX",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--eval-epochs",
-        "2",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+    let res = run_on_cohort(&report.manifest, &out);
     assert_ok(&res);
     let eval: serde_json::Value = read_json(out.join("eval.json"));
     let ms = eval["linear_eval"].as_array().unwrap();

@@ -111,6 +111,21 @@ fn loss_decreases_on_real_two_view_mnist() {
     );
 }
 
+/// 64 training pairs and 96 validation pairs (other draws) of the embedded MNIST split.
+fn train_and_valid() -> Option<(TwoViewMnist, TwoViewMnist)> {
+    let images = mnist(96)?;
+    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
+    let valid = TwoViewMnist::new(
+        images,
+        TwoViewConfig {
+            seed: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    Some((data, valid))
+}
+
 struct DieAfter(usize);
 impl Progress for DieAfter {
     fn epoch(&mut self, m: &EpochMetrics) {
@@ -122,17 +137,10 @@ impl Progress for DieAfter {
 
 #[test]
 fn interrupted_and_resumed_run_equals_uninterrupted_run() {
-    let Some(images) = mnist(96) else { return };
+    let Some((data, valid)) = train_and_valid() else {
+        return;
+    };
     let device = Device::flex().autodiff();
-    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
-    let valid = TwoViewMnist::new(
-        images,
-        TwoViewConfig {
-            seed: 5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let cfg = config(3);
     let tmp = tempfile::tempdir().unwrap();
     let ck_a = Checkpoints::new(tmp.path().join("a")).unwrap();
@@ -207,17 +215,10 @@ impl Progress for StopAfter {
 
 #[test]
 fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
-    let Some(images) = mnist(96) else { return };
+    let Some((data, valid)) = train_and_valid() else {
+        return;
+    };
     let device = Device::flex().autodiff();
-    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
-    let valid = TwoViewMnist::new(
-        images,
-        TwoViewConfig {
-            seed: 5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     // 4 steps per epoch, 3 epochs.
     let cfg = config(3);
     let tmp = tempfile::tempdir().unwrap();

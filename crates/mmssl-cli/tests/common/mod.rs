@@ -108,3 +108,26 @@ pub fn experiment(grid: &Path, out: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     mmssl(&args)
 }
+
+/// `mmssl run` of CR-XX on a volume cohort: one epoch of batches of 2, two epochs of linear
+/// evaluation, into `out`.
+pub fn run_on_cohort(manifest: &Path, out: &Path) -> Output {
+    mmssl(&[
+        "run",
+        "--dataset",
+        "oasis3",
+        "--manifest",
+        arg(manifest),
+        "--objective",
+        "CR-XX",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-epochs",
+        "2",
+        "--out",
+        arg(out),
+        "--quiet",
+    ])
+}
