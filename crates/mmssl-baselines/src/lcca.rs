@@ -164,6 +164,12 @@ impl LinearCca {
         &self.correlations
     }
 
+    /// The column means of `modality` (0 or 1) on the fitting data, subtracted before
+    /// projecting: `d`.
+    pub fn mean(&self, modality: usize) -> Option<&Array1<f64>> {
+        self.means.get(modality)
+    }
+
     /// The projection of `modality` (0 or 1): `d x k`.
     pub fn projection(&self, modality: usize) -> Option<&Array2<f64>> {
         self.projections.get(modality)

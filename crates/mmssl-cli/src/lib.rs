@@ -21,6 +21,7 @@
 pub mod backend;
 pub mod data;
 pub mod experiment;
+pub mod explain;
 pub mod run;
 pub mod signals;
 pub mod similarity;
@@ -52,6 +53,10 @@ pub enum Command {
     LinearEval(PhaseArgs),
     /// Similarity (CCA, SVCCA, PWCCA, CKA) of a pretrained run's modalities on the test set.
     Analyze(PhaseArgs),
+    /// Attribution maps of a pretrained run: which parts of each modality's input carry the
+    /// shared representation, a latent unit or the classifier's decision; class means and
+    /// Welch's t between classes, as NIfTI volumes (or image grids) with figures and peaks.
+    Explain(Box<explain::ExplainArgs>),
     /// A grid of runs from a TOML file (methods x datasets x folds x seeds), resumable,
     /// aggregated into results.csv, results.md and figures.
     Experiment(experiment::ExperimentArgs),
@@ -205,6 +210,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail_cli(&e),
             }
         }
+        Command::Explain(args) => match explain::run(&args) {
+            Ok(report) => {
+                print!("{}", report.summary());
+                println!("report: {}", report.out.join("explain.json").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail_cli(&e),
+        },
         Command::Experiment(args) => match experiment::experiment(&args) {
             Ok(text) => {
                 println!("{text}");

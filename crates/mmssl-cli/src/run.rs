@@ -410,6 +410,14 @@ impl Observer for Bars {
                 }
             ),
             Phase::Analysing => "similarity of the modalities".to_string(),
+            Phase::Explaining { random_init } => format!(
+                "attribution maps of the {} model",
+                if random_init {
+                    "randomly initialised"
+                } else {
+                    "pretrained"
+                }
+            ),
         };
         self.print(line);
     }

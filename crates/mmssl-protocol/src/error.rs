@@ -199,6 +199,14 @@ pub enum ProtocolError {
         /// Its error output, or why it could not start.
         reason: String,
     },
+    /// The run's method has nothing `explain` can attribute.
+    #[error("cannot explain a run of {method}: {reason}")]
+    NotExplainable {
+        /// The method.
+        method: String,
+        /// Why.
+        reason: String,
+    },
     /// The run was asked to stop ([`mmssl_train::Progress::stop_requested`], e.g. on SIGTERM)
     /// between two phases; what is finished is saved, and running it again continues.
     #[error("stopped on request {during}; run it again to continue")]

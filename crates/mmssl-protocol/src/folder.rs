@@ -22,6 +22,7 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "landmarks.json",
     "error.txt",
     "checkpoints",
+    "explain",
 ];
 
 /// An exclusive lock on a folder, held until dropped (and released by the system when the

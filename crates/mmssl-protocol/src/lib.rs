@@ -42,6 +42,7 @@ pub mod aggregate;
 mod config;
 mod datasets;
 mod error;
+pub mod explain;
 mod folder;
 mod grid;
 pub mod plots;
@@ -57,6 +58,7 @@ pub use config::{
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};
+pub use explain::{ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with};
 pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp};
 pub use grid::{Cell, Grid, GridOptions, slug};
 /// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a

@@ -16,7 +16,7 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The font is a fixed, valid file; a failure here would be a build defect.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);

@@ -33,6 +33,7 @@
 //! ```
 
 use crate::error::{ProtocolError, Result};
+use crate::explain::{ExplainConfig, ExplainReport};
 use crate::run::{Evaluated, Session};
 use crate::spec::MethodSpec;
 use mmssl_baselines::{
@@ -40,6 +41,7 @@ use mmssl_baselines::{
 };
 use mmssl_objectives::ObjectiveSpec;
 use mmssl_train::{ContrastiveFactory, MethodFactory, MethodOption, MethodOptions, TrainConfig};
+use std::path::Path;
 use std::sync::Arc;
 
 /// What the registry keeps per method (object-safe; the protocol's own session type stays
@@ -49,6 +51,13 @@ pub(crate) trait Entry: Send + Sync {
     fn check(&self, options: &MethodOptions<'_>) -> Result<()>;
     fn warnings(&self, options: &MethodOptions<'_>, training: &TrainConfig) -> Vec<String>;
     fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluated>;
+    fn explain(
+        &self,
+        options: &MethodOptions<'_>,
+        session: &mut Session<'_>,
+        config: &ExplainConfig,
+        out: &Path,
+    ) -> Result<ExplainReport>;
     fn needs_labels(&self) -> bool {
         false
     }
@@ -73,6 +82,19 @@ impl<F: MethodFactory> Entry for Trained<F> {
         session.pretrain_and_evaluate(self.0.needs_labels(), |setup, rng| {
             Ok(self.0.build(options, setup, rng)?)
         })
+    }
+    fn explain(
+        &self,
+        options: &MethodOptions<'_>,
+        session: &mut Session<'_>,
+        config: &ExplainConfig,
+        out: &Path,
+    ) -> Result<ExplainReport> {
+        session.explain(
+            |setup, rng| Ok(self.0.build(options, setup, rng)?),
+            config,
+            out,
+        )
     }
 }
 
@@ -113,6 +135,15 @@ impl ResolvedMethod {
 
     pub(crate) fn execute(&self, session: &mut Session<'_>) -> Result<Evaluated> {
         self.entry.execute(&self.options(), session)
+    }
+
+    pub(crate) fn explain(
+        &self,
+        session: &mut Session<'_>,
+        config: &ExplainConfig,
+        out: &Path,
+    ) -> Result<ExplainReport> {
+        self.entry.explain(&self.options(), session, config, out)
     }
 }
 
@@ -275,6 +306,20 @@ impl Entry for LinearCcaEntry {
     }
     fn execute(&self, o: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluated> {
         session.linear_cca(&LinearCcaConfig::from_options(o)?)
+    }
+    fn explain(
+        &self,
+        _: &MethodOptions<'_>,
+        _: &mut Session<'_>,
+        _: &ExplainConfig,
+        _: &Path,
+    ) -> Result<ExplainReport> {
+        Err(ProtocolError::NotExplainable {
+            method: "lcca".into(),
+            reason: "linear CCA has no encoder to attribute: its projections, in lcca.json, \
+                     are the weights of each input value"
+                .into(),
+        })
     }
 }
 

@@ -75,11 +75,11 @@ impl Attribution {
 /// The gradient of `target(x).sum()` with respect to `x` (the items do not interact when the
 /// target of each item depends on that item only, as in evaluation mode).
 fn gradient<const D: usize>(
-    target: &dyn Fn(Tensor<D>) -> Tensor<1>,
+    target: &dyn Fn(Tensor<D>) -> Result<Tensor<1>>,
     x: Tensor<D>,
 ) -> Result<Tensor<D>> {
     let x = x.detach().require_grad();
-    let y = target(x.clone()).sum();
+    let y = target(x.clone())?.sum();
     let grads = y.backward();
     x.grad(&grads).ok_or(TrainError::Readback {
         what: "the input gradient",
@@ -87,13 +87,14 @@ fn gradient<const D: usize>(
     })
 }
 
-/// Attributions of `target` (one value per item of the batch `x`, `[B]`) to every value of
+/// Attributions of `target` (one value per item of the batch `x`, `[B]`, or the error that
+/// stops it) to every value of
 /// `x` (`[B, ...]`, on an autodiff device), with the shape of `x`. Models inside `target`
 /// should be frozen on the autodiff device (`Module::freeze`): their BatchNorm layers then use
 /// their running statistics, as evaluation does, so that items do not interact (a test checks
 /// this on the DCGAN encoder), and their parameters take no gradient.
 pub fn attribute<const D: usize>(
-    target: &dyn Fn(Tensor<D>) -> Tensor<1>,
+    target: &dyn Fn(Tensor<D>) -> Result<Tensor<1>>,
     x: Tensor<D>,
     method: &Attribution,
 ) -> Result<Tensor<D>> {
@@ -194,7 +195,7 @@ mod tests {
     fn a_linear_target_is_attributed_its_weights() {
         // f(x) = x . w per item: the gradient and SmoothGrad are w, integrated gradients x * w.
         let w = Tensor::<2>::from_data(TensorData::new(vec![2.0f32, -1.0, 0.5], [1, 3]), &device());
-        let f = move |x: Tensor<2>| (x * w.clone()).sum_dim(1).squeeze_dim::<1>(1);
+        let f = move |x: Tensor<2>| Ok((x * w.clone()).sum_dim(1).squeeze_dim::<1>(1));
         let expect_w = [2.0, -1.0, 0.5, 2.0, -1.0, 0.5];
         let g = values(attribute(&f, batch(), &Attribution::Gradient).unwrap());
         assert_eq!(g, expect_w);
@@ -219,7 +220,7 @@ mod tests {
     fn integrated_gradients_are_complete() {
         // f(x) = sum x^2: the midpoint rule is exact, so the attributions sum to f(x) - f(0)
         // per item; f(x) = sum tanh(x) approximately, with 64 steps.
-        let square = |x: Tensor<2>| (x.clone() * x).sum_dim(1).squeeze_dim::<1>(1);
+        let square = |x: Tensor<2>| Ok((x.clone() * x).sum_dim(1).squeeze_dim::<1>(1));
         let ig = values(
             attribute(
                 &square,
@@ -235,9 +236,9 @@ mod tests {
             assert!((sum - f).abs() < 1e-5, "{sum} vs {f}");
         }
         let tanh = |x: Tensor<2>| {
-            burn::tensor::activation::tanh(x)
+            Ok(burn::tensor::activation::tanh(x)
                 .sum_dim(1)
-                .squeeze_dim::<1>(1)
+                .squeeze_dim::<1>(1))
         };
         let ig = values(
             attribute(
@@ -270,7 +271,7 @@ mod tests {
             .init(&device, &mut StdRng::seed_from_u64(3))
             .unwrap()
             .freeze();
-        let unit = move |x: Tensor<4>| encoder.forward(x).z.narrow(1, 5, 1).squeeze_dim::<1>(1);
+        let unit = move |x: Tensor<4>| Ok(encoder.forward(x).z.narrow(1, 5, 1).squeeze_dim::<1>(1));
         let image = |seed: u64| {
             let mut rng = StdRng::seed_from_u64(seed);
             (0..32 * 32)
@@ -298,8 +299,8 @@ mod tests {
             )
             .unwrap(),
         );
-        let fx = values(unit(x.clone().detach()));
-        let f0 = values(unit(x.zeros_like()));
+        let fx = values(unit(x.clone().detach()).unwrap());
+        let f0 = values(unit(x.zeros_like()).unwrap());
         for item in 0..2 {
             let sum: f32 = ig[item * 1024..(item + 1) * 1024].iter().sum();
             let delta = fx[item] - f0[item];
@@ -312,7 +313,7 @@ mod tests {
 
     #[test]
     fn smoothgrad_is_seeded_and_settings_are_checked() {
-        let cube = |x: Tensor<2>| (x.clone() * x.clone() * x).sum_dim(1).squeeze_dim::<1>(1);
+        let cube = |x: Tensor<2>| Ok((x.clone() * x.clone() * x).sum_dim(1).squeeze_dim::<1>(1));
         let sg = |seed| Attribution::SmoothGrad {
             samples: 3,
             noise: 0.3,

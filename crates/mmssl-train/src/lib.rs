@@ -46,7 +46,7 @@ pub use fit::{
 };
 pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, LinearProbe, cross_entropy, extract_features,
-    linear_eval,
+    linear_eval, linear_eval_probe,
 };
 pub use method::{Method, StepOutput};
 /// Loader settings of [`TrainConfig::loader`] (from `mmssl-data`).

@@ -36,6 +36,18 @@ pub trait PairedDataset: Send + Sync {
     fn label(&self, index: usize) -> Option<usize>;
     /// Item `index` as drawn in `epoch`.
     fn get(&self, index: usize, epoch: u64) -> Result<PairedItem>;
+    /// A name for item `index` that is stable across runs and safe in a file name (volume
+    /// cohorts: `sub-<subject>_ses-<session>`), for outputs written per item; `None` (the
+    /// default) when the dataset has none.
+    fn item_name(&self, _index: usize) -> Option<String> {
+        None
+    }
+    /// Where the voxels of item `index` lie in world space (volume cohorts: the grid every
+    /// modality was resampled onto), so that maps computed on the input can be written back
+    /// with the input's affine; `None` (the default) for data without a spatial frame.
+    fn item_grid(&self, _index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        Ok(None)
+    }
 }
 
 /// A generator determined by `(seed, epoch, index)` alone (SplitMix64 mixing of the three).
@@ -122,5 +134,11 @@ where
     }
     fn get(&self, index: usize, epoch: u64) -> Result<PairedItem> {
         (self.get)(&self.inner, index, epoch)
+    }
+    fn item_name(&self, index: usize) -> Option<String> {
+        self.inner.item_name(index)
+    }
+    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        self.inner.item_grid(index)
     }
 }

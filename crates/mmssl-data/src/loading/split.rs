@@ -107,4 +107,18 @@ impl PairedDataset for Subset {
         })?;
         self.inner.get(i, epoch)
     }
+    fn item_name(&self, index: usize) -> Option<String> {
+        self.indices
+            .get(index)
+            .and_then(|&i| self.inner.item_name(i))
+    }
+    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        match self.indices.get(index) {
+            Some(&i) => self.inner.item_grid(i),
+            None => Err(DataError::OutOfRange {
+                index,
+                len: self.indices.len(),
+            }),
+        }
+    }
 }

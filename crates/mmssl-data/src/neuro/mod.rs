@@ -7,6 +7,7 @@ pub(crate) mod bids;
 pub(crate) mod cohort;
 pub(crate) mod falff;
 pub(crate) mod histogram;
+pub(crate) mod planted;
 pub(crate) mod preprocess;
 pub(crate) mod stats;
 pub(crate) mod synth;
@@ -23,6 +24,7 @@ pub use cohort::{
 };
 pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
+pub use planted::{PlantedRegion, Recovery, planted_recovery, planted_regions};
 pub use preprocess::{
     AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
     augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,

@@ -77,6 +77,11 @@ pub enum Phase {
     },
     /// Similarity of the modalities.
     Analysing,
+    /// Attribution maps (`random_init`: of the reference model); items follow as steps.
+    Explaining {
+        /// Whether it is the randomly initialised reference.
+        random_init: bool,
+    },
 }
 
 /// Receives a run's progress: the training loop's steps and epochs ([`Progress`]), the phases,
@@ -199,29 +204,9 @@ pub fn load_run_config(run_dir: &Path) -> Result<RunConfig> {
     Ok(config)
 }
 
-/// Runs all phases of `config` with the built-in methods on `device` (the autodiff wrapper is
-/// added when missing) and returns the report.
-pub fn run(config: &RunConfig, device: &Device, observer: &mut dyn Observer) -> Result<RunReport> {
-    run_with(config, &Registry::builtin(), Phases::ALL, device, observer)
-}
-
-/// Per-modality evaluations, test-set features of each modality, pretraining and evaluation
-/// seconds.
-pub(crate) type Evaluated = (Vec<ModalityEval>, Vec<Features>, f64, f64);
-
-/// Runs the chosen `phases` of `config`, its method looked up in `registry`. Evaluation and
-/// analysis use the best checkpoint of the run folder. Writes `eval.json` (evaluation, with
-/// the similarity when analysed too) or `similarity.json` (analysis alone).
-pub fn run_with(
-    config: &RunConfig,
-    registry: &Registry,
-    phases: Phases,
-    device: &Device,
-    observer: &mut dyn Observer,
-) -> Result<RunReport> {
-    config.validate(registry)?;
-    let method = registry.resolve(&config.method)?;
-    let out = &config.output.dir.clone();
+/// The linear-evaluation epochs, the pretraining settings and the linear-evaluation settings
+/// of `config`.
+fn settings(config: &RunConfig) -> (usize, TrainConfig, LinearEvalConfig) {
     let eval_epochs = config.evaluation.epochs_for(config.data.dataset);
     let t = &config.training;
     let schedule = match t.schedule {
@@ -251,6 +236,33 @@ pub fn run_with(
         },
         ..Default::default()
     };
+    (eval_epochs, train_config, eval_config)
+}
+
+/// Runs all phases of `config` with the built-in methods on `device` (the autodiff wrapper is
+/// added when missing) and returns the report.
+pub fn run(config: &RunConfig, device: &Device, observer: &mut dyn Observer) -> Result<RunReport> {
+    run_with(config, &Registry::builtin(), Phases::ALL, device, observer)
+}
+
+/// Per-modality evaluations, test-set features of each modality, pretraining and evaluation
+/// seconds.
+pub(crate) type Evaluated = (Vec<ModalityEval>, Vec<Features>, f64, f64);
+
+/// Runs the chosen `phases` of `config`, its method looked up in `registry`. Evaluation and
+/// analysis use the best checkpoint of the run folder. Writes `eval.json` (evaluation, with
+/// the similarity when analysed too) or `similarity.json` (analysis alone).
+pub fn run_with(
+    config: &RunConfig,
+    registry: &Registry,
+    phases: Phases,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<RunReport> {
+    config.validate(registry)?;
+    let method = registry.resolve(&config.method)?;
+    let out = &config.output.dir.clone();
+    let (eval_epochs, train_config, eval_config) = settings(config);
     // The method in its canonical spelling: `cc-xx-cr` and `CR-XX-CC` are one run.
     // Data paths absolute, so the saved configuration means the same from anywhere.
     let mut canonical = config.clone();
@@ -379,6 +391,48 @@ pub fn run_with(
         write_atomic(&out.join("similarity.json"), &json)?;
     }
     Ok(report)
+}
+
+/// Runs `f` with the method of the run configured by `config` (a run folder's saved
+/// configuration) and a session on its loaded data, under the folder's lock: the entry to the
+/// phases after pretraining that are not a run's own (explanations).
+pub(crate) fn with_session<R>(
+    config: &RunConfig,
+    registry: &Registry,
+    device: &Device,
+    observer: &mut dyn Observer,
+    f: impl FnOnce(&crate::registry::ResolvedMethod, &mut Session<'_>) -> Result<R>,
+) -> Result<R> {
+    config.validate(registry)?;
+    let method = registry.resolve(&config.method)?;
+    let (_, train_config, eval_config) = settings(config);
+    let _lock = FolderLock::acquire(&config.output.dir)?;
+    let device = if device.is_autodiff() {
+        device.clone()
+    } else {
+        device.clone().autodiff()
+    };
+    observer.phase(Phase::Loading);
+    let data = load_datasets(config)?;
+    check_labels("training", data.eval_train())?;
+    check_labels("validation", data.eval_valid())?;
+    check_labels("test", &data.test)?;
+    let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
+        .map(|m| data.train.shape(m))
+        .collect();
+    let classes = data.eval_train().classes();
+    let mut session = Session {
+        config,
+        data: &data,
+        device: &device,
+        shapes: &shapes,
+        train_config: &train_config,
+        eval_config: &eval_config,
+        classes,
+        phases: Phases::new(false, false, false),
+        observer,
+    };
+    f(&method, &mut session)
 }
 
 /// The similarity of two modalities' test representations; an input the indices are not

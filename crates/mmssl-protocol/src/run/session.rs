@@ -163,6 +163,55 @@ impl Session<'_> {
         Ok((linear, test_z, pretrain_seconds, t1.elapsed().as_secs_f64()))
     }
 
+    /// Loads the best checkpoint of the model `build` makes (and, for `config.reference`, the
+    /// model at its random initialisation), frozen, and explains them (see
+    /// [`crate::explain`]).
+    pub(crate) fn explain<M: Method>(
+        &mut self,
+        build: impl Fn(&BuildSetup<'_>, &mut StdRng) -> Result<M>,
+        config: &crate::explain::ExplainConfig,
+        out: &std::path::Path,
+    ) -> Result<crate::explain::ExplainReport> {
+        let setup = BuildSetup {
+            shapes: self.shapes,
+            classes: self.classes,
+            device: self.device,
+        };
+        let seed = self.config.seed;
+        let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
+        let dir = &self.config.output.dir;
+        let checkpoints = Checkpoints::new(dir.join("checkpoints"))?;
+        if !checkpoints.best().exists() {
+            return Err(ProtocolError::NotPretrained {
+                missing: checkpoints.best(),
+                dir: dir.clone(),
+            });
+        }
+        let best = make()?
+            .try_load_file(checkpoints.best())
+            .map_err(|e| ProtocolError::read(&checkpoints.best(), format!("{e:?}")))?
+            .freeze();
+        let random = match config.reference {
+            true => Some(make()?.freeze()),
+            false => None,
+        };
+        let mut models: Vec<(&str, &dyn crate::explain::Encoders)> = vec![("pretrained", &best)];
+        if let Some(r) = &random {
+            models.push(("random-init", r));
+        }
+        crate::explain::Explainer {
+            run: self.config,
+            data: self.data,
+            device: self.device,
+            eval_config: self.eval_config,
+            classes: self.classes,
+            config,
+            out,
+            observer: &mut *self.observer,
+        }
+        .explain(&models)
+    }
+
     /// Fits linear CCA on the flattened training pairs (writing `lcca.json`) and evaluates its
     /// canonical variates.
     pub(crate) fn linear_cca(&mut self, config: &LinearCcaConfig) -> Result<Evaluated> {

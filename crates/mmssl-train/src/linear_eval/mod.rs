@@ -187,6 +187,20 @@ pub fn linear_eval(
     config: &LinearEvalConfig,
     device: &Device,
 ) -> Result<LinearEvalResult> {
+    Ok(linear_eval_probe(train, valid, test, classes, config, device)?.0)
+}
+
+/// [`linear_eval`], and the chosen classifier (the epoch of the lowest validation loss) with
+/// it (on the autodiff device): the same seed, settings and features give the same classifier, so the decision a run's
+/// linear evaluation made can be rebuilt from its run folder (e.g. to explain it).
+pub fn linear_eval_probe(
+    train: &Features,
+    valid: &Features,
+    test: &Features,
+    classes: usize,
+    config: &LinearEvalConfig,
+    device: &Device,
+) -> Result<(LinearEvalResult, LinearProbe)> {
     if train.is_empty() || valid.is_empty() || test.is_empty() {
         return Err(TrainError::EmptyFeatures {
             train: train.len(),
@@ -288,12 +302,13 @@ pub fn linear_eval(
                 .0
         })
         .collect();
-    Ok(LinearEvalResult {
+    let result = LinearEvalResult {
         accuracy: accuracy(&predicted, &test.labels),
         balanced_accuracy: balanced_accuracy(&predicted, &test.labels, classes),
         roc_auc: roc_auc(&probs, &test.labels, classes),
         test_loss,
         best_epoch,
         valid_losses,
-    })
+    };
+    Ok((result, chosen))
 }

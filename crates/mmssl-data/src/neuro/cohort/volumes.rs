@@ -328,4 +328,40 @@ impl PairedDataset for VolumeCohort {
             label: item.label,
         })
     }
+
+    fn item_name(&self, index: usize) -> Option<String> {
+        let row = self.volumes.manifest.rows.get(self.items.get(index)?.row)?;
+        let part = |prefix: &str, id: &str| {
+            let id: String = id
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' => c,
+                    _ => '_',
+                })
+                .collect();
+            if id.starts_with(prefix) {
+                id
+            } else {
+                format!("{prefix}{id}")
+            }
+        };
+        Some(format!(
+            "{}_{}",
+            part("sub-", &row.subject),
+            part("ses-", &row.session)
+        ))
+    }
+
+    /// The grid of the prepared pair (the whole grid: an augmented cohort's crops have no
+    /// fixed place on it, so it answers `None`).
+    fn item_grid(&self, index: usize) -> Result<Option<Grid>> {
+        if self.augment.is_some() {
+            return Ok(None);
+        }
+        let item = self.items.get(index).ok_or(DataError::OutOfRange {
+            index,
+            len: self.items.len(),
+        })?;
+        Ok(Some(self.volumes.prepared(item.row)?.grid))
+    }
 }
