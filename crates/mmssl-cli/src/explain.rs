@@ -83,6 +83,9 @@ pub struct ExplainArgs {
     /// Maps of |attribution| (where the input matters, whichever the direction).
     #[arg(long)]
     pub magnitude: bool,
+    /// FWHM (mm) of the Gaussian smoothing of each volume map before the group maps (0: none).
+    #[arg(long, default_value_t = 8.0)]
+    pub smooth: f64,
     /// Also explain the model at its random initialisation (same seed), for reference.
     #[arg(long)]
     pub reference: bool,
@@ -156,6 +159,7 @@ impl ExplainArgs {
             attribution,
             set,
             magnitude: self.magnitude,
+            smoothing_mm: self.smooth,
             reference: self.reference,
             per_item: !self.no_item_maps,
             limit: self.limit,

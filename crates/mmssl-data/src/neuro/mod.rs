@@ -29,7 +29,7 @@ pub use preprocess::{
     AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
     augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
 };
-pub use stats::{Cluster, WelchMaps, clusters, mean_map, welch_t};
+pub use stats::{Cluster, WelchMaps, clusters, mean_map, smooth_fwhm, welch_t};
 pub use synth::{
     HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
     SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,

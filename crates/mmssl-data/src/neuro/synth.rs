@@ -202,29 +202,7 @@ fn atrophy_weight(w: [f64; 3]) -> f64 {
 
 /// Separable Gaussian smoothing (standard deviation `sigma` voxels) of a 3D array.
 fn smooth(data: &[f32], shape: [usize; 3], sigma: f64) -> Vec<f32> {
-    let r = (3.0 * sigma).ceil() as isize;
-    let kernel: Vec<f64> = (-r..=r)
-        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let mut cur: Vec<f64> = data.iter().map(|&v| v as f64).collect();
-    let strides = [1, shape[0], shape[0] * shape[1]];
-    for axis in 0..3 {
-        let mut next = vec![0.0; cur.len()];
-        for (i, out) in next.iter_mut().enumerate() {
-            let pos = (i / strides[axis]) % shape[axis];
-            let (mut acc, mut wsum) = (0.0, 0.0);
-            for (j, &kw) in kernel.iter().enumerate() {
-                let q = pos as isize + j as isize - r;
-                if q >= 0 && (q as usize) < shape[axis] {
-                    acc += kw * cur[i - pos * strides[axis] + q as usize * strides[axis]];
-                    wsum += kw;
-                }
-            }
-            *out = acc / wsum;
-        }
-        cur = next;
-    }
-    cur.into_iter().map(|v| v as f32).collect()
+    crate::neuro::stats::smooth_axes(data, shape, [sigma; 3])
 }
 
 /// The 99th percentile of the positive values.

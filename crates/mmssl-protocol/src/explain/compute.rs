@@ -44,7 +44,7 @@ pub(crate) struct Explainer<'a> {
 }
 
 /// A target computed from one modality's representation `z` (`[B, dim]`), one value per item.
-enum Head {
+pub(super) enum Head {
     /// `(z - mean) . direction` (`mean` `[1, dim]`, `direction` `[dim, 1]`).
     Linear {
         mean: Tensor<2>,
@@ -57,7 +57,7 @@ enum Head {
 }
 
 impl Head {
-    fn apply(
+    pub(super) fn apply(
         &self,
         z: Tensor<2>,
         labels: &[Option<usize>],
@@ -97,7 +97,7 @@ impl Head {
 /// The items of `sets`, each once: `(set, index)` in order; items with the same
 /// [`PairedDataset::item_name`] (a session repeated for class balance, or in two sets) count
 /// once.
-fn distinct(sets: &[&Subset]) -> Vec<(usize, usize)> {
+pub(super) fn distinct(sets: &[&Subset]) -> Vec<(usize, usize)> {
     let mut seen = HashSet::new();
     let mut items = Vec::new();
     for (s, set) in sets.iter().enumerate() {
@@ -231,7 +231,11 @@ impl Explainer<'_> {
                                     &folder.join("items").join(format!("{stem}.nii.gz")),
                                 )?;
                             }
-                            let common = space.to_common(&map)?;
+                            let mut common = space.to_common(&map)?;
+                            if space.is_volumes() {
+                                common =
+                                    mmssl_data::smooth_fwhm(&common, self.config.smoothing_mm)?;
+                            }
                             if examples[t][m].len() < maps::EXAMPLES {
                                 examples[t][m].push(common.clone());
                             }
@@ -442,7 +446,7 @@ impl Explainer<'_> {
 }
 
 /// Consecutive chunks of at most `size` items of one set: `(set, indices)`.
-fn batches(items: &[(usize, usize)], size: usize) -> Vec<(usize, Vec<usize>)> {
+pub(super) fn batches(items: &[(usize, usize)], size: usize) -> Vec<(usize, Vec<usize>)> {
     let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
     for &(s, i) in items {
         match out.last_mut() {

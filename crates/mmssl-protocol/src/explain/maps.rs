@@ -137,7 +137,7 @@ impl Space {
 /// What the group maps share: the mask and the template (volumes), the class-mean inputs and
 /// a few items' inputs (images).
 pub(super) struct Prepared {
-    /// Voxels inside the brain in at least half of the items (volumes).
+    /// Voxels inside the brain in every item (volumes).
     mask: Option<Vec<bool>>,
     /// The figures' underlay on the common grid (volumes).
     template: Option<Volume>,
@@ -188,7 +188,12 @@ impl Prepared {
                         input.dims(),
                     )?;
                     let flags = space.to_common(&flags)?;
-                    add(&mut inside, flags.data());
+                    let flags: Vec<f32> = flags
+                        .data()
+                        .iter()
+                        .map(|&f| (f >= 0.5) as u8 as f32)
+                        .collect();
+                    add(&mut inside, &flags);
                     add(&mut intensity, common.data());
                 } else {
                     let slot = &mut sums[m][labels[k]];
@@ -216,7 +221,9 @@ impl Prepared {
         if let Space::Volumes { common } = space {
             let empty = || Volume::new(vec![0.0; common.len()], common.shape, common.affine, "");
             let inside = inside.unwrap_or_default();
-            let mask: Vec<bool> = inside.iter().map(|&c| c / n >= 0.5).collect();
+            // Inside the brain in every item: at the edge, where some items have no brain,
+            // the test would compare a few values against zeros.
+            let mask: Vec<bool> = inside.iter().map(|&c| c >= n - 0.5).collect();
             let mask_volume = empty()?.with_data(
                 mask.iter().map(|&b| b as u8 as f32).collect(),
                 empty()?.dims(),

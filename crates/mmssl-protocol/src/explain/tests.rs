@@ -1,1 +1,218 @@
+use super::compute::{Head, batches, distinct};
+use super::maps::Space;
+use super::*;
+use burn::tensor::{Tensor, TensorData};
+use mmssl_data::{Affine, Grid, PairedDataset, PairedItem, Subset};
+use std::sync::Arc;
 
+fn device() -> Device {
+    Device::default()
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn heads_compute_their_targets_by_hand() {
+    let d = device();
+    // z = [[1, 2], [3, -1]].
+    let z = || Tensor::<2>::from_data(TensorData::new(vec![1f32, 2.0, 3.0, -1.0], [2, 2]), &d);
+    let linear = Head::Linear {
+        mean: Tensor::from_data(TensorData::new(vec![1f32, 1.0], [1, 2]), &d),
+        direction: Tensor::from_data(TensorData::new(vec![0.5f32, -2.0], [2, 1]), &d),
+    };
+    // (z - [1, 1]) . [0.5, -2] = [0 - 2, 1 + 4].
+    assert_eq!(
+        values(linear.apply(z(), &[None, None], 2).unwrap()),
+        [-2.0, 5.0]
+    );
+    assert_eq!(
+        values(Head::Unit(1).apply(z(), &[None, None], 2).unwrap()),
+        [2.0, -1.0]
+    );
+}
+
+#[test]
+fn the_decision_is_the_evidence_for_the_second_class_or_the_own_class() {
+    use burn::module::Module;
+    use rand::SeedableRng;
+    let d = device();
+    let probe = mmssl_train::LinearProbe::new(2, 3, &d, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let z = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2.0, 3.0, -1.0], [2, 2]), &d);
+    let logits: Vec<f32> = probe
+        .logits(z.clone())
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    // Three classes: own logit minus the mean logit.
+    let head = Head::Decision(probe.clone().freeze());
+    let got = values(head.apply(z.clone(), &[Some(2), Some(0)], 3).unwrap());
+    let mean = |r: usize| (logits[3 * r] + logits[3 * r + 1] + logits[3 * r + 2]) / 3.0;
+    assert!(
+        (got[0] - (logits[2] - mean(0))).abs() < 1e-5,
+        "{got:?} {logits:?}"
+    );
+    assert!((got[1] - (logits[3] - mean(1))).abs() < 1e-5);
+    // An item without a label has no own class.
+    assert!(head.apply(z.clone(), &[Some(1), None], 3).is_err());
+    // Two classes: logit 1 - logit 0, whatever the labels.
+    let two = mmssl_train::LinearProbe::new(2, 2, &d, &mut rand::rngs::StdRng::seed_from_u64(2));
+    let l: Vec<f32> = two
+        .logits(z.clone())
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let got = values(Head::Decision(two).apply(z, &[None, None], 2).unwrap());
+    assert!((got[0] - (l[1] - l[0])).abs() < 1e-5 && (got[1] - (l[3] - l[2])).abs() < 1e-5);
+}
+
+/// Items named `names` (a repeated name is one session repeated).
+struct Named(Vec<&'static str>);
+impl PairedDataset for Named {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn modalities(&self) -> usize {
+        2
+    }
+    fn shape(&self, _: usize) -> Vec<usize> {
+        vec![1, 2, 2]
+    }
+    fn classes(&self) -> usize {
+        2
+    }
+    fn label(&self, i: usize) -> Option<usize> {
+        Some(i % 2)
+    }
+    fn get(&self, i: usize, _: u64) -> mmssl_data::Result<PairedItem> {
+        Ok(PairedItem {
+            views: vec![vec![i as f32; 4]; 2],
+            label: Some(i % 2),
+        })
+    }
+    fn item_name(&self, i: usize) -> Option<String> {
+        self.0.get(i).map(|s| s.to_string())
+    }
+}
+
+#[test]
+fn items_repeated_for_class_balance_or_in_two_sets_count_once() {
+    let a = Subset::new(Arc::new(Named(vec!["x", "y", "x", "z"])), vec![0, 1, 2, 3]).unwrap();
+    let b = Subset::new(Arc::new(Named(vec!["z", "w"])), vec![0, 1]).unwrap();
+    assert_eq!(distinct(&[&a, &b]), vec![(0, 0), (0, 1), (0, 3), (1, 1)]);
+    // Batches never mix sets and hold at most `size` items.
+    let items = distinct(&[&a, &b]);
+    assert_eq!(
+        batches(&items, 2),
+        vec![(0, vec![0, 1]), (0, vec![3]), (1, vec![1])]
+    );
+}
+
+#[test]
+fn the_common_grid_is_the_shared_one_or_centred_on_the_mean_centre() {
+    let grid = |x0: f64| Grid::new([4, 4, 4], Affine::scaling([3.0; 3], [x0, 0.0, 0.0])).unwrap();
+    let shapes = vec![vec![1, 4, 4, 4]; 2];
+    let Space::Volumes { common } =
+        Space::new(&[Some(grid(0.0)), Some(grid(0.0))], &shapes).unwrap()
+    else {
+        panic!("volumes")
+    };
+    assert_eq!(common, grid(0.0));
+    // Origins 0 and 6 mm: the common grid's origin is 3 mm.
+    let Space::Volumes { common } =
+        Space::new(&[Some(grid(0.0)), Some(grid(6.0))], &shapes).unwrap()
+    else {
+        panic!("volumes")
+    };
+    let o = common.affine.apply([0.0; 3]);
+    assert!((o[0] - 3.0).abs() < 1e-9 && o[1].abs() < 1e-9, "{o:?}");
+    // Volumes without a grid, or on grids of two shapes, have no common space.
+    assert!(Space::new(&[None], &shapes).is_err());
+    let other = Grid::new([5, 4, 4], Affine::identity()).unwrap();
+    assert!(Space::new(&[Some(grid(0.0)), Some(other)], &shapes).is_err());
+    assert!(Space::new(&[None], &[vec![3, 8]]).is_err());
+    // An image's map sums its channels.
+    let space = Space::new(&[None], &[vec![2, 1, 2]]).unwrap();
+    let map = space
+        .item_map(&[1.0, 2.0, 10.0, 20.0], &[2, 1, 2], None, "x")
+        .unwrap();
+    assert_eq!(map.data(), [11.0, 22.0]);
+    assert_eq!(map.shape(), [2, 1, 1]);
+}
+
+#[test]
+fn settings_out_of_range_are_refused_by_name() {
+    assert!(ExplainConfig::default().check().is_ok());
+    let bad = |c: ExplainConfig, field: &str| {
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    };
+    bad(
+        ExplainConfig {
+            target: ExplainTarget::Shared { components: 0 },
+            ..Default::default()
+        },
+        "explain.components",
+    );
+    bad(
+        ExplainConfig {
+            batch_size: 0,
+            ..Default::default()
+        },
+        "explain.batch_size",
+    );
+    bad(
+        ExplainConfig {
+            smoothing_mm: -1.0,
+            ..Default::default()
+        },
+        "explain.smoothing_mm",
+    );
+    bad(
+        ExplainConfig {
+            limit: Some(0),
+            ..Default::default()
+        },
+        "explain.limit",
+    );
+    bad(
+        ExplainConfig {
+            cluster_threshold: 0.0,
+            ..Default::default()
+        },
+        "explain.cluster_threshold",
+    );
+    bad(
+        ExplainConfig {
+            attribution: mmssl_train::Attribution::IntegratedGradients { steps: 0 },
+            ..Default::default()
+        },
+        "steps",
+    );
+    assert_eq!("valid".parse::<ExplainSet>().unwrap(), ExplainSet::Valid);
+    assert!("everything".parse::<ExplainSet>().is_err());
+    assert_eq!(
+        ExplainTarget::Shared { components: 2 }.names(),
+        ["shared-1", "shared-2"]
+    );
+}
+
+#[test]
+fn an_output_folder_of_something_else_is_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("explain");
+    prepare_out(&out, false).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert!(prepare_out(&out, true).is_err());
+    assert!(out.join("notes.txt").exists());
+    std::fs::write(out.join("explain.json"), "{}").unwrap();
+    assert!(prepare_out(&out, false).is_err());
+    prepare_out(&out, true).unwrap();
+    assert!(std::fs::read_dir(&out).unwrap().next().is_none());
+}
