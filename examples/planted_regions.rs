@@ -28,34 +28,34 @@ fn main() -> Result<(), Box<dyn Error>> {
     let report: serde_json::Value = serde_json::from_str(&text)?;
     let mask = read_nifti(dir.join("mask.nii.gz"))?;
     println!(
-        "| model | target | modality | contrast | peak t | peak (mm) | distance to nearest centre (mm) | |t| mass inside | share of brain | enrichment |"
+        "| model | target | modality | map | peak | peak (mm) | distance to nearest centre (mm) | |t| mass inside | share of brain | enrichment |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for model in report["models"].as_array().into_iter().flatten() {
         for maps in model["maps"].as_array().into_iter().flatten() {
             let modality = maps["modality"].as_u64().unwrap_or(0) as usize;
             for contrast in maps["contrasts"].as_array().into_iter().flatten() {
-                let file = contrast["file"]
-                    .as_str()
-                    .ok_or("a contrast without a file")?;
-                let t = read_nifti(file)?;
-                let r =
-                    planted_recovery(&t, Some(&mask), &planted_regions(modality), 1.5, threshold)?;
-                println!(
-                    "| {} | {} | {} | {} | {:.2} | [{:.0}, {:.0}, {:.0}] | {:.1} | {:.3} | {:.3} | {:.2} |",
-                    model["model"].as_str().unwrap_or("?"),
-                    maps["target"].as_str().unwrap_or("?"),
-                    maps["modality_name"].as_str().unwrap_or("?"),
-                    contrast["name"].as_str().unwrap_or("?"),
-                    r.peak,
-                    r.peak_mm[0],
-                    r.peak_mm[1],
-                    r.peak_mm[2],
-                    r.peak_distance_mm,
-                    r.mass_inside,
-                    r.share_inside,
-                    r.enrichment
-                );
+                for (kind, key) in [("t", "file"), ("difference", "difference_file")] {
+                    let file = contrast[key].as_str().ok_or("a contrast without a file")?;
+                    let map = read_nifti(file)?;
+                    let regions = planted_regions(modality);
+                    let r = planted_recovery(&map, Some(&mask), &regions, 1.5, threshold)?;
+                    println!(
+                        "| {} | {} | {} | {kind} {} | {:.3e} | [{:.0}, {:.0}, {:.0}] | {:.1} | {:.3} | {:.3} | {:.2} |",
+                        model["model"].as_str().unwrap_or("?"),
+                        maps["target"].as_str().unwrap_or("?"),
+                        maps["modality_name"].as_str().unwrap_or("?"),
+                        contrast["name"].as_str().unwrap_or("?"),
+                        r.peak,
+                        r.peak_mm[0],
+                        r.peak_mm[1],
+                        r.peak_mm[2],
+                        r.peak_distance_mm,
+                        r.mass_inside,
+                        r.share_inside,
+                        r.enrichment
+                    );
+                }
             }
         }
     }

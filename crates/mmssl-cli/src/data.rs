@@ -59,6 +59,15 @@ pub struct SynthArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// AD's grey-matter loss at the centre of the hippocampal regions (0 to 0.9).
+    #[arg(long, default_value_t = 0.35)]
+    pub atrophy: f64,
+    /// AD's relative fALFF reduction at the centre of the posterior region (0 to 0.9).
+    #[arg(long, default_value_t = 0.3)]
+    pub falff_drop: f64,
+    /// Largest displacement of each subject's random deformation, in mm (0 to 30).
+    #[arg(long, default_value_t = 4.0)]
+    pub deformation_mm: f64,
     /// T1 template in MNI space (default: the bundled MNI ICBM152 2009a T1).
     #[arg(long)]
     pub t1: Option<PathBuf>,
@@ -358,6 +367,9 @@ pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
     }
     config.subjects = args.subjects;
     config.seed = args.seed;
+    config.atrophy = args.atrophy;
+    config.falff_drop = args.falff_drop;
+    config.deformation_mm = args.deformation_mm;
     Ok(mmssl_data::synth_cohort(&config, &args.out)?)
 }
 

@@ -379,19 +379,32 @@ pub(super) fn write_group(g: Group<'_>) -> Result<TargetMaps> {
             continue;
         }
         let t = g.prep.masked(welch_t(&first, &second)?.t)?;
+        // The difference of the group means, in attribution units: unlike t, it is weighted
+        // by how much the model uses each voxel.
+        let (ma, mb) = (mean_map(&first)?, mean_map(&second)?);
+        let diff: Vec<f32> = ma
+            .data()
+            .iter()
+            .zip(mb.data())
+            .map(|(a, b)| a - b)
+            .collect();
+        let difference = g.prep.masked(ma.with_data(diff, ma.dims())?)?;
         let mut found = clusters(&t, g.config.cluster_threshold, g.config.cluster_min_voxels)?;
         found.truncate(g.config.max_clusters);
-        let file = if volumes {
+        let (file, difference_file) = if volumes {
             let file = g.folder.join(format!("t_{name}.nii.gz"));
+            let diff_file = g.folder.join(format!("difference_{name}.nii.gz"));
             write_volume(&t, &file)?;
-            file
+            write_volume(&difference, &diff_file)?;
+            (file, diff_file)
         } else {
-            figure.clone()
+            (figure.clone(), figure.clone())
         };
         contrasts.push(Contrast {
             name: name.clone(),
             sizes: [first.len(), second.len()],
             file,
+            difference_file,
             max_abs_t: max_abs(&t),
             clusters: found,
         });

@@ -20,7 +20,7 @@
 //!
 //! Volumes: each item's map is written on its input grid with the input's affine
 //! (`items/<name>.nii.gz`), so it overlays on the subject's preprocessed volume; the group maps
-//! (class means, Welch's t of each contrast) are computed on a common grid (the items' grid when
+//! (class means, and per contrast Welch's t and the difference of the means) are computed on a common grid (the items' grid when
 //! they share one, else the same grid centred on the mean of their centres, each map resampled
 //! trilinearly, then smoothed with a Gaussian of [`ExplainConfig::smoothing_mm`] FWHM),
 //! restricted to the voxels inside the brain in every item, and written with a PNG of orthogonal slices over the template and the strongest clusters (peak
@@ -225,8 +225,13 @@ pub struct Contrast {
     pub name: String,
     /// Items in the first and in the second group.
     pub sizes: [usize; 2],
-    /// Welch's t map (NIfTI for volumes, PNG for images).
+    /// Welch's t map (NIfTI for volumes, PNG for images). Per voxel, t does not change when
+    /// the attributions are scaled, so for a model that is nearly linear at a voxel it shows
+    /// where the inputs differ between the groups more than how much the model uses them.
     pub file: PathBuf,
+    /// The difference of the group means (first minus second; NIfTI for volumes), in the
+    /// attributions' units: weighted by how much the model uses each voxel.
+    pub difference_file: PathBuf,
     /// The largest `|t|` inside the mask.
     pub max_abs_t: f32,
     /// The strongest clusters beyond the threshold (volumes: peaks in millimetres; images:
