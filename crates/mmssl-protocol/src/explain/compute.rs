@@ -195,6 +195,9 @@ impl Explainer<'_> {
                 vec![vec![Vec::new(); modalities]; targets.len()];
             let mut examples: Vec<Vec<Vec<Volume>>> =
                 vec![vec![Vec::new(); modalities]; targets.len()];
+            // Per item: its name, and per target and modality the target's value, its value at
+            // the all-zero input and the sum of the attributions.
+            let mut table: Vec<(String, Vec<f64>)> = Vec::new();
             let mut done = 0;
             for (s, chunk) in batches(&items, self.config.batch_size) {
                 if self.observer.stop_requested() {
@@ -204,13 +207,26 @@ impl Explainer<'_> {
                 }
                 let set = sets[s];
                 let batch = load_batch(set, &chunk, 0, self.device)?;
+                for (k, &i) in chunk.iter().enumerate() {
+                    let name = set
+                        .item_name(i)
+                        .unwrap_or_else(|| format!("item-{}", done + k));
+                    table.push((name, Vec::new()));
+                }
                 for m in 0..modalities {
                     let per: usize = shapes[m].iter().product();
                     for (t, head) in heads[m].iter().enumerate() {
                         let method = self.attribution_for(done);
                         let flat = self.attribute(model, &batch, m, head, &method)?;
+                        let at_x = self.target_values(model, &batch, m, head, false)?;
+                        let at_zero = self.target_values(model, &batch, m, head, true)?;
                         for (k, &i) in chunk.iter().enumerate() {
                             let item_no = done + k;
+                            let sum: f64 =
+                                flat[k * per..(k + 1) * per].iter().map(|&v| v as f64).sum();
+                            table[item_no]
+                                .1
+                                .extend([at_x[k] as f64, at_zero[k] as f64, sum]);
                             let mut map = space.item_map(
                                 &flat[k * per..(k + 1) * per],
                                 &shapes[m],
@@ -249,6 +265,26 @@ impl Explainer<'_> {
                     items.len()
                 ));
             }
+            let mut csv = "item,label".to_string();
+            for target in &targets {
+                for m in 0..modalities {
+                    let mname = modality_names(kind)[m.min(1)];
+                    for col in ["value", "value_at_zero", "attribution_sum"] {
+                        csv += &format!(",{target}/{mname}/{col}");
+                    }
+                }
+            }
+            csv.push('\n');
+            for (k, (item, row)) in table.iter().enumerate() {
+                csv += &format!("{item},{}", names[labels[k]]);
+                for v in row {
+                    csv += &format!(",{v}");
+                }
+                csv.push('\n');
+            }
+            let model_dir = self.out.join(name);
+            std::fs::create_dir_all(&model_dir).map_err(|e| ProtocolError::write(&model_dir, e))?;
+            crate::run::write_atomic(&model_dir.join("items.csv"), &csv)?;
             let mut maps_out = Vec::new();
             for (t, target) in targets.iter().enumerate() {
                 for m in 0..modalities {
@@ -274,6 +310,7 @@ impl Explainer<'_> {
                 canonical_correlations: correlations,
                 classifier_accuracy: accuracy,
                 maps: maps_out,
+                items_file: model_dir.join("items.csv"),
             });
         }
         report.seconds = t0.elapsed().as_secs_f64();
@@ -406,6 +443,32 @@ impl Explainer<'_> {
                 Ok((heads, None, Some(accuracy)))
             }
         }
+    }
+
+    /// The target's values on `batch` (`zero`: with modality `m`'s input set to 0, the
+    /// baseline of integrated gradients).
+    fn target_values(
+        &self,
+        model: &dyn Encoders,
+        batch: &Batch,
+        m: usize,
+        head: &Head,
+        zero: bool,
+    ) -> Result<Vec<f32>> {
+        let mut views = batch.views.clone();
+        if zero {
+            views[m] = match &views[m] {
+                ViewBatch::Volumes(x) => ViewBatch::Volumes(x.zeros_like()),
+                ViewBatch::Images(x) => ViewBatch::Images(x.zeros_like()),
+                ViewBatch::Vectors(x) => ViewBatch::Vectors(x.zeros_like()),
+            };
+        }
+        let b = Batch {
+            views,
+            labels: batch.labels.clone(),
+        };
+        let v = head.apply(model.represent(&b, m)?, &batch.labels, self.classes)?;
+        values(v.detach(), "target values")
     }
 
     /// The attribution of `head` on modality `m` of `batch` to that modality's input, flat in

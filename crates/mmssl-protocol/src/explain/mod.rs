@@ -272,6 +272,10 @@ pub struct ModelMaps {
     pub classifier_accuracy: Option<Vec<f64>>,
     /// Per target and modality.
     pub maps: Vec<TargetMaps>,
+    /// `items.csv`: per item its name, class, and per target and modality the target's
+    /// value, its value at the all-zero input and the sum of the attributions (for integrated
+    /// gradients the sum approximates the difference of the two: completeness).
+    pub items_file: PathBuf,
 }
 
 /// What `explain.json` holds.
