@@ -44,6 +44,8 @@ pub(crate) struct Explainer<'a> {
 }
 
 /// A target computed from one modality's representation `z` (`[B, dim]`), one value per item.
+// A handful per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Head {
     /// `(z - mean) . direction` (`mean` `[1, dim]`, `direction` `[dim, 1]`).
     Linear {

@@ -43,7 +43,8 @@ impl<'a> Tile<'a> {
 /// The colour of `v` over `base`.
 fn colour(base: RGBColor, v: f32, threshold: f32, max: f32) -> RGBColor {
     let a = v.abs();
-    if !(a >= threshold) || a == 0.0 {
+    // NaN or below the threshold: the underlay.
+    if a.is_nan() || a < threshold || a == 0.0 {
         return base;
     }
     let f = ((a - threshold) / (max - threshold).max(f32::MIN_POSITIVE)).clamp(0.0, 1.0);
