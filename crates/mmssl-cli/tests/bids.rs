@@ -145,6 +145,38 @@ fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
     assert_ok(&res);
     let eval = read_json(out.join("eval.json"));
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+
+    // The third command of docs/biomarkers.md: maps of every labelled session, each on its
+    // own input grid, named by subject and session.
+    let res = mmssl(&[
+        "explain",
+        arg(&out),
+        "--method",
+        "gradient",
+        "--set",
+        "all",
+        "--quiet",
+    ]);
+    assert_ok(&res);
+    let report = read_json(out.join("explain/explain.json"));
+    let items = report["items"].as_u64().unwrap();
+    assert_eq!(items, 12, "one labelled session per subject");
+    let folder = out.join("explain/pretrained/shared-1/falff/items");
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len() as u64, items);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("sub-") && n.contains("_ses-") && n.ends_with(".nii.gz")),
+        "{names:?}"
+    );
+    assert!(
+        out.join("explain/pretrained/shared-1/t1/t_AD-vs-HC.nii.gz")
+            .exists()
+    );
 }
 
 #[test]

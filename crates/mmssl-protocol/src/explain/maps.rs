@@ -372,7 +372,7 @@ pub(super) fn write_group(g: Group<'_>) -> Result<TargetMaps> {
         let second = of(&|l| b.map_or(l != a, |b| l == b));
         if first.len() < 2 || second.len() < 2 {
             skipped.push(format!(
-                "{name}: {} and {} items (Welch's t needs two per group)",
+                "{name}: {} and {} items (Welch's t needs two per group; `--set all` explains every labelled session)",
                 first.len(),
                 second.len()
             ));

@@ -333,6 +333,12 @@ impl ExplainReport {
                 s += &format!("{}: classifier test accuracy {}\n", m.model, a.join(", "));
             }
             for t in &m.maps {
+                for why in &t.skipped {
+                    s += &format!(
+                        "{} {} {}: not compared: {why}\n",
+                        m.model, t.target, t.modality_name
+                    );
+                }
                 for c in &t.contrasts {
                     let peak = c.clusters.first().map_or("no cluster".to_string(), |k| {
                         format!(
