@@ -32,19 +32,6 @@ pub enum MethodArg {
     IntegratedGradients,
 }
 
-/// Which items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SetArg {
-    /// The test set.
-    Test,
-    /// The linear evaluation's validation set.
-    Valid,
-    /// The linear evaluation's training set (each item once).
-    Train,
-    /// All three.
-    All,
-}
-
 /// Arguments of `mmssl explain`.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
@@ -74,9 +61,10 @@ pub struct ExplainArgs {
     /// SmoothGrad's seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Which items to explain.
-    #[arg(long, value_enum, default_value = "test")]
-    pub set: SetArg,
+    /// Which items to explain: test, valid (the linear evaluation's validation set), train
+    /// (its training set, each item once) or all.
+    #[arg(long, default_value = "test")]
+    pub set: ExplainSet,
     /// Explain only the first N items of the set.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -148,16 +136,10 @@ impl ExplainArgs {
                 Attribution::IntegratedGradients { steps: self.steps }
             }
         };
-        let set = match self.set {
-            SetArg::Test => ExplainSet::Test,
-            SetArg::Valid => ExplainSet::Valid,
-            SetArg::Train => ExplainSet::Train,
-            SetArg::All => ExplainSet::All,
-        };
         let config = ExplainConfig {
             target,
             attribution,
-            set,
+            set: self.set,
             magnitude: self.magnitude,
             smoothing_mm: self.smooth,
             reference: self.reference,

@@ -200,10 +200,10 @@ pub enum ProtocolError {
         reason: String,
     },
     /// The run's method has nothing `explain` can attribute.
-    #[error("cannot explain a run of {method}: {reason}")]
+    #[error("cannot explain {run}: {reason}")]
     NotExplainable {
-        /// The method.
-        method: String,
+        /// The run, as the message names it (`an lcca run`).
+        run: String,
         /// Why.
         reason: String,
     },

@@ -315,7 +315,7 @@ impl Entry for LinearCcaEntry {
         _: &Path,
     ) -> Result<ExplainReport> {
         Err(ProtocolError::NotExplainable {
-            method: "lcca".into(),
+            run: "an lcca run".into(),
             reason: "linear CCA has no encoder to attribute: its projections, in lcca.json, \
                      are the weights of each input value"
                 .into(),

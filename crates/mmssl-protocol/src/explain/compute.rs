@@ -9,7 +9,9 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use mmssl_baselines::LinearCcaConfig;
 use mmssl_data::{Batch, PairedDataset, Subset, ViewBatch, Volume, item_rng, load_batch};
-use mmssl_train::{Features, LinearEvalConfig, LinearProbe, Method, attribute, linear_eval_probe};
+use mmssl_train::{
+    Features, LinearEvalConfig, LinearProbe, Method, attribute, extract_features, linear_eval_probe,
+};
 use rand::RngExt;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -20,6 +22,14 @@ pub(crate) trait Encoders {
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>>;
     /// [`Method::modalities`].
     fn modalities(&self) -> usize;
+    /// The representations of modality `m` of every item of `data`, as the run's linear
+    /// evaluation extracts them in evaluation mode ([`extract_features`], batches of 256).
+    fn features(
+        &self,
+        data: &dyn PairedDataset,
+        m: usize,
+        device: &Device,
+    ) -> mmssl_train::Result<Features>;
 }
 
 impl<M: Method> Encoders for M {
@@ -28,6 +38,14 @@ impl<M: Method> Encoders for M {
     }
     fn modalities(&self) -> usize {
         Method::modalities(self)
+    }
+    fn features(
+        &self,
+        data: &dyn PairedDataset,
+        m: usize,
+        device: &Device,
+    ) -> mmssl_train::Result<Features> {
+        extract_features(self, data, m, 256, false, device)
     }
 }
 
@@ -364,16 +382,17 @@ impl Explainer<'_> {
             ExplainTarget::Shared { components } => {
                 if modalities != 2 {
                     return Err(ProtocolError::NotExplainable {
-                        method: self.run.method.to_string(),
+                        run: format!("a {} run", self.run.method),
                         reason: format!(
                             "the shared target needs two modalities, the model has {modalities}"
                         ),
                     });
                 }
                 let fit: Vec<usize> = distinct(&[train]).into_iter().map(|(_, i)| i).collect();
+                let fit = Subset::new(std::sync::Arc::new(train.clone()), fit)?;
                 let z: Vec<ndarray::Array2<f64>> = (0..2)
                     .map(|m| {
-                        let f = features(model, train, &fit, m, device)?;
+                        let f = model.features(&fit, m, device)?;
                         Ok(ndarray::Array2::from_shape_fn(
                             (f.len(), f.dim),
                             |(i, j)| f.values[i * f.dim + j] as f64,
@@ -432,10 +451,7 @@ impl Explainer<'_> {
                 let mut heads = Vec::new();
                 let mut accuracy = Vec::new();
                 for m in 0..modalities {
-                    let all = |set: &Subset| -> Result<Features> {
-                        let idx: Vec<usize> = (0..set.len()).collect();
-                        features(model, set, &idx, m, device)
-                    };
+                    let all = |set: &Subset| model.features(set, m, device);
                     let (tr, va, te) = (all(train)?, all(data.eval_valid())?, all(&data.test)?);
                     let (result, probe) =
                         linear_eval_probe(&tr, &va, &te, self.classes, self.eval_config, device)?;
@@ -503,7 +519,7 @@ impl Explainer<'_> {
                 "attributions",
             ),
             ViewBatch::Vectors(_) => Err(ProtocolError::NotExplainable {
-                method: self.run.method.to_string(),
+                run: format!("a {} run", self.run.method),
                 reason: format!("modality {m} is feature vectors, not images or volumes"),
             }),
         }
@@ -520,34 +536,4 @@ pub(super) fn batches(items: &[(usize, usize)], size: usize) -> Vec<(usize, Vec<
         }
     }
     out
-}
-
-/// The representations of `items` of `data` for modality `m` (frozen model: evaluation mode),
-/// in batches of 32.
-fn features(
-    model: &dyn Encoders,
-    data: &dyn PairedDataset,
-    items: &[usize],
-    m: usize,
-    device: &Device,
-) -> Result<Features> {
-    let mut out = Features {
-        values: Vec::new(),
-        dim: 0,
-        labels: Vec::new(),
-    };
-    for chunk in items.chunks(32) {
-        let batch = load_batch(data, chunk, 0, device)?;
-        let z = model.represent(&batch, m)?.detach();
-        out.dim = z.dims()[1];
-        out.values.extend(values(z, "features")?);
-        for &i in chunk {
-            out.labels
-                .push(data.label(i).ok_or(mmssl_train::TrainError::MissingLabel {
-                    item: i,
-                    needed_by: "the explanation's targets",
-                })?);
-        }
-    }
-    Ok(out)
 }

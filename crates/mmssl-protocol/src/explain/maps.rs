@@ -29,7 +29,7 @@ impl Space {
     pub(super) fn new(grids: &[Option<Grid>], shapes: &[Vec<usize>]) -> Result<Space> {
         let refuse = |reason: String| {
             Err(ProtocolError::NotExplainable {
-                method: "this run".into(),
+                run: "the run".into(),
                 reason,
             })
         };
@@ -87,13 +87,13 @@ impl Space {
             (Space::Volumes { .. }, &[_, d, h, w]) => {
                 let Some(grid) = grid else {
                     return Err(ProtocolError::NotExplainable {
-                        method: "this run".into(),
+                        run: "the run".into(),
                         reason: format!("{source} has no grid in world space"),
                     });
                 };
                 if grid.shape != [w, h, d] {
                     return Err(ProtocolError::NotExplainable {
-                        method: "this run".into(),
+                        run: "the run".into(),
                         reason: format!(
                             "{source}: the input is {w} x {h} x {d}, its grid {:?}",
                             grid.shape
@@ -115,7 +115,7 @@ impl Space {
                 Ok(Volume::new(summed, [w, h, 1], Affine::identity(), source)?)
             }
             _ => Err(ProtocolError::NotExplainable {
-                method: "this run".into(),
+                run: "the run".into(),
                 reason: format!("{source}: unexpected input shape {shape:?}"),
             }),
         }
@@ -171,14 +171,13 @@ impl Prepared {
             let set = sets[s];
             let item = set.get(i, 0)?;
             let grid = set.item_grid(i)?;
-            for m in 0..modalities {
+            // Volumes: the mask and the template come from the first modality (T1) alone.
+            let used = if space.is_volumes() { 1 } else { modalities };
+            for m in 0..used {
                 let input =
                     space.item_map(&item.views[m], &set.shape(m), grid.as_ref(), "input")?;
                 let common = space.to_common(&input)?;
                 if space.is_volumes() {
-                    if m != 0 {
-                        continue;
-                    }
                     let flags = input.with_data(
                         input
                             .data()

@@ -294,20 +294,11 @@ pub fn run_with(
             .and_then(|_| std::fs::remove_file(&probe))
             .map_err(|e| ProtocolError::write(&probe, e))?;
     }
-    let device = if device.is_autodiff() {
-        device.clone()
-    } else {
-        device.clone().autodiff()
-    };
-    observer.phase(Phase::Loading);
-    let data = load_datasets(config)?;
-    let sizes = data.sizes();
     // Labels that can only fail the evaluation fail now, before hours of pretraining.
-    if phases.evaluate || (phases.pretrain && method.needs_labels()) {
-        check_labels("training", data.eval_train())?;
-        check_labels("validation", data.eval_valid())?;
-        check_labels("test", &data.test)?;
-    }
+    let labels = phases.evaluate || (phases.pretrain && method.needs_labels());
+    let loaded = Loaded::new(config, device, labels, observer)?;
+    let (data, device) = (&loaded.data, &loaded.device);
+    let sizes = data.sizes();
     if phases.pretrain {
         let mut saved = config.clone();
         saved.output.resume = false;
@@ -333,21 +324,7 @@ pub fn run_with(
     for w in method.warnings(&train_config) {
         observer.warning(&w);
     }
-    let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
-        .map(|m| data.train.shape(m))
-        .collect();
-    let classes = data.eval_train().classes();
-    let mut session = Session {
-        config,
-        data: &data,
-        device: &device,
-        shapes: &shapes,
-        train_config: &train_config,
-        eval_config: &eval_config,
-        classes,
-        phases,
-        observer,
-    };
+    let mut session = loaded.session(config, &train_config, &eval_config, phases, observer);
     let (linear, test_z, pretrain_seconds, eval_seconds) = method.execute(&mut session)?;
     let t2 = Instant::now();
     let to_nd = |f: &Features| {
@@ -393,6 +370,71 @@ pub fn run_with(
     Ok(report)
 }
 
+/// A run's data, loaded, on the autodiff form of its device, with what its models are built
+/// from.
+struct Loaded {
+    device: Device,
+    data: crate::datasets::Datasets,
+    shapes: Vec<Vec<usize>>,
+    classes: usize,
+}
+
+impl Loaded {
+    /// Loads the sets of `config`; with `labels`, refuses labelled sets that the linear
+    /// evaluation cannot use.
+    fn new(
+        config: &RunConfig,
+        device: &Device,
+        labels: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<Self> {
+        let device = if device.is_autodiff() {
+            device.clone()
+        } else {
+            device.clone().autodiff()
+        };
+        observer.phase(Phase::Loading);
+        let data = load_datasets(config)?;
+        if labels {
+            check_labels("training", data.eval_train())?;
+            check_labels("validation", data.eval_valid())?;
+            check_labels("test", &data.test)?;
+        }
+        let shapes = (0..data.train.modalities())
+            .map(|m| data.train.shape(m))
+            .collect();
+        let classes = data.eval_train().classes();
+        Ok(Loaded {
+            device,
+            data,
+            shapes,
+            classes,
+        })
+    }
+
+    /// A session on this data.
+    fn session<'a>(
+        &'a self,
+        config: &'a RunConfig,
+        train_config: &'a TrainConfig,
+        eval_config: &'a LinearEvalConfig,
+        phases: Phases,
+        observer: &'a mut dyn Observer,
+    ) -> Session<'a> {
+        Session {
+            config,
+            data: &self.data,
+            device: &self.device,
+            shapes: &self.shapes,
+            train_config,
+            eval_config,
+            classes: self.classes,
+            phases,
+            observer,
+        }
+    }
+}
+
 /// Runs `f` with the method of the run configured by `config` (a run folder's saved
 /// configuration) and a session on its loaded data, under the folder's lock: the entry to the
 /// phases after pretraining that are not a run's own (explanations).
@@ -407,31 +449,9 @@ pub(crate) fn with_session<R>(
     let method = registry.resolve(&config.method)?;
     let (_, train_config, eval_config) = settings(config);
     let _lock = FolderLock::acquire(&config.output.dir)?;
-    let device = if device.is_autodiff() {
-        device.clone()
-    } else {
-        device.clone().autodiff()
-    };
-    observer.phase(Phase::Loading);
-    let data = load_datasets(config)?;
-    check_labels("training", data.eval_train())?;
-    check_labels("validation", data.eval_valid())?;
-    check_labels("test", &data.test)?;
-    let shapes: Vec<Vec<usize>> = (0..data.train.modalities())
-        .map(|m| data.train.shape(m))
-        .collect();
-    let classes = data.eval_train().classes();
-    let mut session = Session {
-        config,
-        data: &data,
-        device: &device,
-        shapes: &shapes,
-        train_config: &train_config,
-        eval_config: &eval_config,
-        classes,
-        phases: Phases::new(false, false, false),
-        observer,
-    };
+    let loaded = Loaded::new(config, device, true, observer)?;
+    let phases = Phases::new(false, false, false);
+    let mut session = loaded.session(config, &train_config, &eval_config, phases, observer);
     f(&method, &mut session)
 }
 

@@ -92,15 +92,7 @@ impl Session<'_> {
             return Ok((Vec::new(), Vec::new(), pretrain_seconds, 0.0));
         }
         // Evaluate the model of the best validation loss.
-        if !checkpoints.best().exists() {
-            return Err(ProtocolError::NotPretrained {
-                missing: checkpoints.best(),
-                dir: out.clone(),
-            });
-        }
-        let best = make()?
-            .try_load_file(checkpoints.best())
-            .map_err(|e| ProtocolError::read(&checkpoints.best(), format!("{e:?}")))?;
+        let best = load_best(make()?, &checkpoints, out)?;
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();
@@ -181,16 +173,7 @@ impl Session<'_> {
         let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
         let dir = &self.config.output.dir;
         let checkpoints = Checkpoints::new(dir.join("checkpoints"))?;
-        if !checkpoints.best().exists() {
-            return Err(ProtocolError::NotPretrained {
-                missing: checkpoints.best(),
-                dir: dir.clone(),
-            });
-        }
-        let best = make()?
-            .try_load_file(checkpoints.best())
-            .map_err(|e| ProtocolError::read(&checkpoints.best(), format!("{e:?}")))?
-            .freeze();
+        let best = load_best(make()?, &checkpoints, dir)?.freeze();
         let random = match config.reference {
             true => Some(make()?.freeze()),
             false => None,
@@ -275,4 +258,18 @@ impl Session<'_> {
         }
         Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
     }
+}
+
+/// `model` with the weights of the best checkpoint of the run in `dir`.
+fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Path) -> Result<M> {
+    let best = checkpoints.best();
+    if !best.exists() {
+        return Err(ProtocolError::NotPretrained {
+            missing: best,
+            dir: dir.to_path_buf(),
+        });
+    }
+    model
+        .try_load_file(&best)
+        .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))
 }
