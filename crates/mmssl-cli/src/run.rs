@@ -6,7 +6,7 @@ use crate::backend::{BackendKind, select_device};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_protocol::{
-    DatasetKind, MethodSpec, Observer, Phase, ProtocolError, RunConfig, ScheduleKind,
+    AugmentKind, DatasetKind, MethodSpec, Observer, Phase, ProtocolError, RunConfig, ScheduleKind,
 };
 use mmssl_train::{EpochMetrics, Progress, StepReport};
 use std::io::IsTerminal;
@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// The cohort manifest for `--dataset oasis3` (CSV: subject, session, t1, falff, label).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// How `oasis3` pretraining pairs are augmented (random crop of the padded volume and
+    /// flips): paired (default, one draw for T1 and fALFF, the authors' pipeline), separate
+    /// (one draw per modality, so the draw cannot be matched instead of the anatomy) or none.
+    #[arg(long)]
+    pub augment: Option<AugmentKind>,
     /// Use only N training pairs: the first N for Two-View MNIST, a seeded random N for the
     /// label-paired datasets (whose pairs are ordered by class).
     #[arg(long, allow_negative_numbers = true)]
@@ -204,6 +209,7 @@ impl RunArgs {
             manifest => c.data.manifest,
             train_limit => c.data.train_limit,
             fold => c.data.fold,
+            augment => c.data.augment,
             out => c.output.dir,
             epochs => c.training.epochs,
             batch_size => c.training.batch_size,

@@ -301,6 +301,7 @@ fn volume_cohort_preprocesses_caches_and_augments_pairs() {
         pad: 2,
         crop: [16; 3],
         flip: [true; 3],
+        pairing: AugmentPairing::Paired,
     };
     let pre = VolumeCohort::pretraining(vols.clone(), &subjects, Some(aug.clone()), 5).unwrap();
     assert_eq!(pre.len(), 7);
@@ -319,6 +320,28 @@ fn volume_cohort_preprocesses_caches_and_augments_pairs() {
             assert_eq!(*p == 0.0, *q == 0.0);
         }
     }
+    // Separate draws: T1 gets the paired draw (the first from the item's generator), fALFF a
+    // draw of its own, so in some epoch the supports differ.
+    let separate = AugmentConfig {
+        pairing: AugmentPairing::Separate,
+        ..aug.clone()
+    };
+    let sep = VolumeCohort::pretraining(vols.clone(), &subjects, Some(separate), 5).unwrap();
+    let mut misaligned = 0;
+    for e in 0..6 {
+        let (p, q) = (pre.get(0, e).unwrap(), sep.get(0, e).unwrap());
+        assert_eq!(p.views[0], q.views[0], "epoch {e}: T1 keeps the first draw");
+        assert_eq!(q, sep.get(0, e).unwrap(), "separate draws are seeded");
+        let differ = q.views[0]
+            .iter()
+            .zip(&q.views[1])
+            .any(|(a, b)| (*a == 0.0) != (*b == 0.0));
+        misaligned += differ as usize;
+    }
+    assert!(
+        misaligned >= 5,
+        "separate draws misalign T1 and fALFF: {misaligned} of 6"
+    );
     // Labelled sets: HC/AD subjects only (sub0, sub1, sub3, sub4), one pair each.
     let lab = VolumeCohort::labelled(vols.clone(), &subjects, false, None, 0).unwrap();
     assert_eq!(lab.len(), 4);

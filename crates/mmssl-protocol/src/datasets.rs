@@ -57,13 +57,14 @@ pub fn load_datasets(config: &RunConfig) -> Result<Datasets> {
 
 /// A paired-volume cohort: subjects split into 5 stratified folds (`fold` validates) and a
 /// hold-out fifth (the test set); histogram landmarks learnt on the training subjects only;
-/// pretraining on every session of the training subjects with paired crop/flip augmentation;
+/// pretraining on every session of the training subjects with crop/flip augmentation as
+/// `data.augment` says (paired by default);
 /// linear evaluation on one labelled (HC or AD) session per subject, class-balanced for
 /// training.
 fn cohort(config: &RunConfig) -> Result<Datasets> {
     use mmssl_data::{
-        AugmentConfig, CohortSplit, CohortVolumes, Manifest, VolumeCohort, VolumePipeline,
-        pretraining_items, split_subjects,
+        CohortSplit, CohortVolumes, Manifest, VolumeCohort, VolumePipeline, pretraining_items,
+        split_subjects,
     };
     let path = config
         .data
@@ -118,7 +119,7 @@ fn cohort(config: &RunConfig) -> Result<Datasets> {
             seed,
         )?)
     };
-    let mut train = pretraining(&train_subjects, Some(AugmentConfig::default()))?;
+    let mut train = pretraining(&train_subjects, config.data.augment.config())?;
     if let Some(n) = config.data.train_limit {
         train = Subset::first(Arc::new(train), n);
     }

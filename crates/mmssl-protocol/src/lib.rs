@@ -53,8 +53,8 @@ mod spec;
 pub mod status;
 
 pub use config::{
-    AnalysisConfig, BackendKind, DataConfig, DatasetKind, EvaluationConfig, OutputConfig,
-    RunConfig, ScheduleKind, TrainingConfig,
+    AnalysisConfig, AugmentKind, BackendKind, DataConfig, DatasetKind, EvaluationConfig,
+    OutputConfig, RunConfig, ScheduleKind, TrainingConfig,
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};

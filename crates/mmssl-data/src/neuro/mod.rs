@@ -26,8 +26,9 @@ pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
 pub use planted::{PlantedRegion, Recovery, planted_recovery, planted_regions};
 pub use preprocess::{
-    AugmentConfig, AugmentDraw, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING, apply_mask,
-    augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard, z_normalise,
+    AugmentConfig, AugmentDraw, AugmentPairing, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING,
+    apply_mask, augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard,
+    z_normalise,
 };
 pub use stats::{Cluster, WelchMaps, clusters, mean_map, smooth_fwhm, welch_t};
 pub use synth::{

@@ -412,8 +412,9 @@ pub fn z_normalise(volume: &Volume, mask: &Mask) -> Result<Volume> {
     volume.with_data(data, volume.dims())
 }
 
-/// Settings of the paired augmentation: zero-pad by `pad` voxels on every side, take a random
-/// `crop` window, and flip along each axis with probability 1/2 where `flip` allows.
+/// Settings of the volume augmentation: zero-pad by `pad` voxels on every side, take a random
+/// `crop` window, and flip along each axis with probability 1/2 where `flip` allows; one draw
+/// for all modalities of an item, or one each ([`AugmentPairing`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AugmentConfig {
     /// Zero padding on each side (8).
@@ -422,6 +423,9 @@ pub struct AugmentConfig {
     pub crop: [usize; 3],
     /// Which axes may be flipped (all three).
     pub flip: [bool; 3],
+    /// One draw for the whole item (paired, the default) or one per modality (separate).
+    #[serde(default)]
+    pub pairing: AugmentPairing,
 }
 
 impl Default for AugmentConfig {
@@ -430,8 +434,28 @@ impl Default for AugmentConfig {
             pad: 8,
             crop: [STANDARD_SIDE; 3],
             flip: [true; 3],
+            pairing: AugmentPairing::Paired,
         }
     }
+}
+
+/// Whether the modalities of one item share one augmentation draw.
+///
+/// With a shared draw (`Paired`, as the authors' OASIS-3 pipeline does: one crop corner for
+/// T1 and fALFF) the two views stay voxel-aligned, but the draw itself becomes information the
+/// views share: a contrastive objective can match a pair by where the brain sits in the crop
+/// window and which axes are flipped, without looking at the anatomy. On small cohorts that
+/// shortcut is what the model learns, and its validation loss (on unaugmented volumes) stays at
+/// chance. `Separate` draws crop and flips for each modality independently, so only what the
+/// volumes themselves share can match a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentPairing {
+    /// One draw for every modality of an item.
+    #[default]
+    Paired,
+    /// An independent draw per modality.
+    Separate,
 }
 
 /// One draw of the augmentation: the crop's corner in the padded volume and the flips.

@@ -9,6 +9,7 @@ pub(super) const FLAT_KEYS: &[(&str, &str, &str)] = &[
     ("manifest", "data", "manifest"),
     ("train_limit", "data", "train_limit"),
     ("fold", "data", "fold"),
+    ("augment", "data", "augment"),
     ("epochs", "training", "epochs"),
     ("batch_size", "training", "batch_size"),
     ("lr", "training", "lr"),

@@ -12,6 +12,7 @@
 //! dataset = "two-view-mnist"     # mnist-fashion, mnist-svhn, oasis3
 //! fold = 0
 //! # data_dir, second_data_dir, manifest, train_limit
+//! # augment = "paired"          # oasis3 only: paired, separate or none
 //!
 //! [training]
 //! epochs = 50
@@ -304,6 +305,17 @@ impl RunConfig {
                 "analysis.svcca_threshold",
                 s,
                 "a fraction of variance in (0, 1]",
+            ));
+        }
+        if self.data.augment != AugmentKind::Paired && self.data.dataset != DatasetKind::Oasis3 {
+            return Err(ProtocolError::setting(
+                "data.augment",
+                self.data.augment,
+                format!(
+                    "only cohort (oasis3) pretraining is augmented; {} has no augmentation to \
+                     change",
+                    self.data.dataset
+                ),
             ));
         }
         if self.data.train_limit == Some(0) {

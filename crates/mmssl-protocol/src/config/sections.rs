@@ -135,6 +135,7 @@ macro_rules! named_enum {
 named_enum!(DatasetKind, "data.dataset");
 named_enum!(BackendKind, "backend");
 named_enum!(ScheduleKind, "training.schedule");
+named_enum!(AugmentKind, "data.augment");
 
 /// Where the data comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +162,55 @@ pub struct DataConfig {
     /// (with the embedded MNIST subset, which of its nine 1,000-image blocks), of the 5
     /// subject-level folds for cohorts.
     pub fold: usize,
+    /// How cohort (`oasis3`) pretraining pairs are augmented (crop of the 8-voxel padded
+    /// volume and flips): `paired` (one draw for T1 and fALFF, the authors' pipeline),
+    /// `separate` (one draw per modality) or `none`. The image datasets are not augmented.
+    pub augment: AugmentKind,
+}
+
+/// How cohort pretraining pairs are augmented (see [`mmssl_data::AugmentPairing`] for why
+/// `separate` matters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentKind {
+    /// One random crop and flip for both modalities of a pair (the authors' pipeline).
+    #[default]
+    Paired,
+    /// An independent crop and flip per modality.
+    Separate,
+    /// No augmentation.
+    None,
+}
+
+impl AugmentKind {
+    /// Every kind.
+    pub const ALL: [AugmentKind; 3] = [
+        AugmentKind::Paired,
+        AugmentKind::Separate,
+        AugmentKind::None,
+    ];
+
+    /// The name as configs and flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AugmentKind::Paired => "paired",
+            AugmentKind::Separate => "separate",
+            AugmentKind::None => "none",
+        }
+    }
+
+    /// The data crate's augmentation for this kind (`None` for none).
+    pub fn config(self) -> Option<mmssl_data::AugmentConfig> {
+        let pairing = match self {
+            AugmentKind::Paired => mmssl_data::AugmentPairing::Paired,
+            AugmentKind::Separate => mmssl_data::AugmentPairing::Separate,
+            AugmentKind::None => return None,
+        };
+        Some(mmssl_data::AugmentConfig {
+            pairing,
+            ..Default::default()
+        })
+    }
 }
 
 impl DataConfig {
@@ -185,6 +235,7 @@ impl Default for DataConfig {
             manifest: None,
             train_limit: None,
             fold: 0,
+            augment: AugmentKind::Paired,
         }
     }
 }

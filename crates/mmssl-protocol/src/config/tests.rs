@@ -121,3 +121,51 @@ fn the_identity_ignores_output_backend_workers_and_evaluation() {
         "{d:?}"
     );
 }
+
+#[test]
+fn cohort_augmentation_is_a_setting_of_oasis3_only() {
+    let c = RunConfig::default();
+    assert_eq!(c.data.augment, AugmentKind::Paired, "the authors' pipeline");
+    assert_eq!(
+        AugmentKind::Paired.config().unwrap(),
+        mmssl_data::AugmentConfig::default()
+    );
+    assert_eq!(
+        AugmentKind::Separate.config().unwrap().pairing,
+        mmssl_data::AugmentPairing::Separate
+    );
+    assert_eq!(AugmentKind::None.config(), None);
+    // Flat and nested keys, and every name back from its text.
+    let flat = RunConfig::from_toml_str(
+        "dataset = \"oasis3\"\nmanifest = \"m.csv\"\naugment = \"separate\"\n",
+    )
+    .unwrap();
+    assert_eq!(flat.data.augment, AugmentKind::Separate);
+    let toml = flat.to_toml_string().unwrap();
+    assert!(toml.contains("augment = \"separate\""), "{toml}");
+    assert_eq!(RunConfig::from_toml_str(&toml).unwrap(), flat);
+    for k in AugmentKind::ALL {
+        assert_eq!(k.name().parse::<AugmentKind>().unwrap(), k);
+    }
+    assert_eq!("NONE".parse::<AugmentKind>().unwrap(), AugmentKind::None);
+    let e = "shared".parse::<AugmentKind>().unwrap_err().to_string();
+    assert!(
+        e.contains("data.augment") && e.contains("paired, separate, none"),
+        "{e}"
+    );
+    // An earlier config.toml without the key reads as paired.
+    let old =
+        RunConfig::from_toml_str("[data]\ndataset = \"oasis3\"\nmanifest = \"m.csv\"\n").unwrap();
+    assert_eq!(old.data.augment, AugmentKind::Paired);
+    // Image datasets are not augmented: another setting is refused by name.
+    let mut images = RunConfig::default();
+    images.data.augment = AugmentKind::None;
+    let e = images
+        .validate(&Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data.augment") && e.contains("two-view-mnist"),
+        "{e}"
+    );
+}

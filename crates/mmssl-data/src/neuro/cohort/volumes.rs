@@ -6,7 +6,7 @@ use crate::formats::nifti::read_nifti;
 use crate::loading::dataset::{PairedDataset, PairedItem, item_rng};
 use crate::neuro::histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer};
 use crate::neuro::preprocess::{
-    AugmentConfig, Grid, Mask, apply_mask, brain_centre, resample, z_normalise,
+    AugmentConfig, AugmentPairing, Grid, Mask, apply_mask, brain_centre, resample, z_normalise,
 };
 use crate::neuro::volume::Volume;
 use serde::{Deserialize, Serialize};
@@ -316,10 +316,15 @@ impl PairedDataset for VolumeCohort {
             None => vec![pair.t1.clone(), pair.falff.clone()],
             Some(a) => {
                 let mut rng = item_rng(self.seed, epoch, index as u64);
-                let draw = a.draw(&mut rng, pair.grid.shape)?;
+                let shape = pair.grid.shape;
+                let first = a.draw(&mut rng, shape)?;
+                let second = match a.pairing {
+                    AugmentPairing::Paired => first,
+                    AugmentPairing::Separate => a.draw(&mut rng, shape)?,
+                };
                 vec![
-                    a.apply(&draw, pair.grid.shape, &pair.t1)?,
-                    a.apply(&draw, pair.grid.shape, &pair.falff)?,
+                    a.apply(&first, shape, &pair.t1)?,
+                    a.apply(&second, shape, &pair.falff)?,
                 ]
             }
         };
