@@ -68,6 +68,12 @@ pub struct SynthArgs {
     /// Largest displacement of each subject's random deformation, in mm (0 to 30).
     #[arg(long, default_value_t = 4.0)]
     pub deformation_mm: f64,
+    /// A disease stage shared by T1 and fALFF, `LO,HI`: each AD subject draws one stage in
+    /// [LO, HI] (HC: in [0, 0.15 LO]) that scales both `--atrophy` and `--falff-drop`. Without
+    /// it the two effects' strengths are drawn independently and the modalities share only the
+    /// diagnosis.
+    #[arg(long, value_name = "LO,HI", value_parser = parse_stage)]
+    pub stage: Option<[f64; 2]>,
     /// T1 template in MNI space (default: the bundled MNI ICBM152 2009a T1).
     #[arg(long)]
     pub t1: Option<PathBuf>,
@@ -75,6 +81,21 @@ pub struct SynthArgs {
     /// not given; without a map one is derived from the T1 intensities).
     #[arg(long)]
     pub gm: Option<PathBuf>,
+}
+
+/// `LO,HI` as two numbers.
+fn parse_stage(text: &str) -> std::result::Result<[f64; 2], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [lo, hi] = parts.as_slice() else {
+        return Err(format!(
+            "`{text}`: expected LO,HI (two numbers), e.g. 0.25,1.5"
+        ));
+    };
+    let num = |t: &str| {
+        t.parse::<f64>()
+            .map_err(|_| format!("`{t}` in `{text}` is not a number"))
+    };
+    Ok([num(lo)?, num(hi)?])
 }
 
 /// Arguments of `mmssl data download`.
@@ -370,6 +391,7 @@ pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
     config.atrophy = args.atrophy;
     config.falff_drop = args.falff_drop;
     config.deformation_mm = args.deformation_mm;
+    config.stage = args.stage;
     Ok(mmssl_data::synth_cohort(&config, &args.out)?)
 }
 

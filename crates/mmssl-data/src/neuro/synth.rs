@@ -66,6 +66,16 @@ pub struct SynthConfig {
     pub atrophy: f64,
     /// Relative fALFF reduction of AD at the centre of the posterior region (0.3).
     pub falff_drop: f64,
+    /// A disease stage shared by both modalities: `Some([lo, hi])` draws one stage per AD
+    /// subject, uniform in `[lo, hi]` (HC: in `[0, 0.15 lo]`), and scales both the grey-matter
+    /// loss (`atrophy * stage`) and the fALFF reduction (`falff_drop * stage`) by it, each
+    /// capped at 0.9. `None` (the default) draws the two effects' strengths independently,
+    /// 0.8-1.2 times `atrophy` and `falff_drop` for AD, so the modalities share only the
+    /// diagnosis. Neurodegeneration and the loss of function progress together in AD, so a
+    /// shared stage is the more faithful model, and it gives the modalities a graded disease
+    /// signal in common.
+    #[serde(default)]
+    pub stage: Option<[f64; 2]>,
     /// Seed of every random draw.
     pub seed: u64,
 }
@@ -84,6 +94,7 @@ impl SynthConfig {
             noise: 0.02,
             atrophy: 0.35,
             falff_drop: 0.3,
+            stage: None,
             seed: 0,
         }
     }
@@ -124,6 +135,15 @@ impl SynthConfig {
             if !(v.is_finite() && (0.0..=max).contains(&v)) {
                 return bad(name, v.to_string(), &format!("must be in [0, {max}]"));
             }
+        }
+        if let Some([lo, hi]) = self.stage
+            && !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 10.0)
+        {
+            return bad(
+                "stage",
+                format!("{lo}-{hi}"),
+                "0 <= lowest <= highest <= 10 (a multiple of atrophy and falff_drop)",
+            );
         }
         Ok(())
     }
@@ -315,16 +335,27 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
         let warp: Vec<Waves> = (0..3)
             .map(|_| Waves::new(&mut rng, 4, config.deformation_mm * 0.5))
             .collect();
-        let severity = if is_ad {
+        let mut severity = if is_ad {
             config.atrophy * rng.random_range(0.8..1.2)
         } else {
             config.atrophy * rng.random_range(0.0..0.15)
         };
-        let falff_drop = if is_ad {
+        let mut falff_drop = if is_ad {
             config.falff_drop * rng.random_range(0.8..1.2)
         } else {
             config.falff_drop * rng.random_range(0.0..0.1)
         };
+        // (Drawn after the independent strengths, so that cohorts without a stage keep their
+        // numbers.)
+        if let Some([lo, hi]) = config.stage {
+            let stage = if is_ad {
+                lo + (hi - lo) * rng.random::<f64>()
+            } else {
+                0.15 * lo * rng.random::<f64>()
+            };
+            severity = (config.atrophy * stage).min(0.9);
+            falff_drop = (config.falff_drop * stage).min(0.9);
+        }
         let age0 = if is_ad { 74.0 } else { 70.0 } + 5.0 * gaussian(&mut rng);
         let sex = if rng.random_bool(0.5) { "F" } else { "M" };
         let subject = format!("sub-{:04}", s + 1);
