@@ -17,6 +17,8 @@
 //! sessions) and have lower posterior fALFF (around [`POSTERIOR_MNI`]), in line with the
 //! medial temporal atrophy and posterior default-mode hypoactivity reported in Alzheimer's
 //! disease; HC subjects get only a small random loss. Subjects alternate HC, AD, HC, ...
+//! The two effects' strengths are drawn independently per AD subject, or, with
+//! [`SynthConfig::stage`], scaled together by one disease stage per subject.
 //!
 //! Everything is seeded: the same configuration writes the same files.
 
