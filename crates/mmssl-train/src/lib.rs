@@ -42,7 +42,7 @@ pub use factory::{
 };
 pub use fit::{
     Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, StepReport, TrainConfig, epoch_order,
-    evaluate_loss, fit, on_pool,
+    evaluate_loss, evaluate_terms, fit, on_pool,
 };
 pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, LinearProbe, cross_entropy, extract_features,

@@ -79,8 +79,8 @@ fn weights(m: &ContrastiveModel) -> Vec<f32> {
     c.0
 }
 
-/// An epoch without its timings: (train loss, validation loss, terms).
-type Comparable = (f64, Option<f64>, Vec<(String, f64)>);
+/// An epoch without its timings: (train loss, validation loss, terms, validation terms).
+type Comparable = (f64, Option<f64>, Vec<(String, f64)>, Vec<(String, f64)>);
 
 /// Timings differ between runs; everything else must not.
 fn comparable(h: &[EpochMetrics]) -> Vec<Comparable> {
@@ -90,6 +90,7 @@ fn comparable(h: &[EpochMetrics]) -> Vec<Comparable> {
                 m.train_loss,
                 m.valid_loss,
                 m.terms.clone().into_iter().collect(),
+                m.valid_terms.clone().into_iter().collect(),
             )
         })
         .collect()
@@ -174,6 +175,42 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let resumed = run(&three, &ck_b, &mut Quiet).unwrap();
 
     assert_eq!(weights(&straight.last), weights(&resumed.last));
+    // Validation terms: the same names as the training terms, each epoch; the last epoch's are
+    // those of the last model evaluated again with that epoch's draws.
+    let epochs = straight.history.len();
+    for m in &straight.history {
+        assert_eq!(
+            m.valid_terms.keys().collect::<Vec<_>>(),
+            m.terms.keys().collect::<Vec<_>>()
+        );
+        assert!(m.valid_terms.values().all(|v| v.is_finite() && *v > 0.0));
+    }
+    let (loss, terms) =
+        mmssl_train::evaluate_terms(&straight.last, &valid, &cfg, epochs - 1, &device).unwrap();
+    let last = straight.history.last().unwrap();
+    assert_eq!(Some(loss), last.valid_loss);
+    assert_eq!(terms, last.valid_terms);
+    // The loss is the terms' sum plus the score penalties (at least 0).
+    let sum: f64 = terms.values().sum();
+    assert!(
+        loss >= sum - 1e-4 && loss < sum + 1.0,
+        "{loss} against {terms:?}"
+    );
+    // A run without validation writes no validation terms (nor the key in metrics.jsonl).
+    let plain = fit(
+        model(&data, &device),
+        &data,
+        None,
+        &config(1),
+        None,
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    assert!(plain.history[0].valid_terms.is_empty());
+    let json = serde_json::to_string(&plain.history[0]).unwrap();
+    assert!(!json.contains("valid_terms"), "{json}");
+    assert!(json.contains("\"terms\""), "{json}");
     assert_eq!(comparable(&straight.history), comparable(&resumed.history));
     assert_eq!(straight.best_epoch, resumed.best_epoch);
     assert!(ck_b.best().exists() && ck_b.last().exists());

@@ -82,6 +82,10 @@ pub struct EpochMetrics {
     pub terms: BTreeMap<String, f64>,
     /// Mean validation loss, if a validation set was given.
     pub valid_loss: Option<f64>,
+    /// Mean validation value of each named term (empty without a validation set): set
+    /// against `terms`, it shows which terms generalise and which fall only in training.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub valid_terms: BTreeMap<String, f64>,
     /// Learning rate at the epoch's last step.
     pub lr: f64,
     /// Wall time of the epoch.
@@ -364,9 +368,12 @@ pub fn fit<M: Method>(
             ));
         }
         let train_loss = loss_sum / steps_per_epoch as f64;
-        let valid_loss = match valid {
-            Some(v) => Some(evaluate_loss(&model, v, config, epoch, device)?),
-            None => None,
+        let (valid_loss, valid_terms) = match valid {
+            Some(v) => {
+                let (loss, terms) = evaluate_terms(&model, v, config, epoch, device)?;
+                (Some(loss), terms)
+            }
+            None => (None, BTreeMap::new()),
         };
         let seconds = before + started.elapsed().as_secs_f64();
         let metrics = EpochMetrics {
@@ -377,6 +384,7 @@ pub fn fit<M: Method>(
                 .map(|(k, v)| (k, v / steps_per_epoch as f64))
                 .collect(),
             valid_loss,
+            valid_terms,
             lr,
             seconds,
             pairs_per_second: items_per_epoch as f64 / seconds.max(1e-9),
@@ -447,6 +455,19 @@ pub fn evaluate_loss<M: Method>(
     epoch: usize,
     device: &Device,
 ) -> Result<f64> {
+    evaluate_terms(model, data, config, epoch, device).map(|(loss, _)| loss)
+}
+
+/// [`evaluate_loss`] and the mean of each named term of the loss over the same batches,
+/// averaged the same way: which terms generalise to held-out data and which only fall in
+/// training.
+pub fn evaluate_terms<M: Method>(
+    model: &M,
+    data: &dyn PairedDataset,
+    config: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+) -> Result<(f64, BTreeMap<String, f64>)> {
     let eval = model.valid();
     let plain = device.clone().without_autodiff();
     let order: Vec<usize> = (0..data.len()).collect();
@@ -465,22 +486,45 @@ pub fn evaluate_loss<M: Method>(
     }
     let shapes: Vec<Vec<usize>> = (0..data.modalities()).map(|m| data.shape(m)).collect();
     prefetch(data, plan, epoch as u64, config.loader, |batches| {
-        let (mut sum, mut weighted, mut items_seen) = (0.0, 0.0, 0usize);
+        // Per batch: its weight (1, or its items with partial batches), the loss, the terms.
+        let (mut weights, mut loss_sum) = (0.0, 0.0);
+        let mut term_sums = BTreeMap::<String, f64>::new();
         for (step, items) in batches.enumerate() {
             let items = items?;
             let batch = collate(&items, &shapes, &plain)?;
             let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
-            let loss = eval.loss(&batch, &mut rng)?.loss.into_scalar::<f32>() as f64;
-            sum += loss;
-            weighted += loss * items.len() as f64;
-            items_seen += items.len();
+            let out = eval.loss(&batch, &mut rng)?;
+            // One read-back per batch for the loss and every term.
+            let mut parts = vec![out.loss];
+            parts.extend(out.terms.iter().map(|(_, t)| t.clone()));
+            let read: Vec<f32> = Tensor::cat(parts, 0)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Readback {
+                    what: "the validation loss",
+                    reason: format!("{e:?}"),
+                })?;
+            // Full batches only: the plain mean of the batch means (as before partial batches
+            // existed, to the last bit); otherwise each batch weighted by its items.
+            let w = if config.partial_batches {
+                items.len() as f64
+            } else {
+                1.0
+            };
+            weights += w;
+            loss_sum += read[0] as f64 * w;
+            for ((name, _), v) in out.terms.iter().zip(&read[1..]) {
+                *term_sums.entry(name.clone()).or_default() += *v as f64 * w;
+            }
         }
-        // Full batches only: the plain mean of the batch means (as before partial batches
-        // existed, to the last bit); otherwise each batch weighted by its items.
-        Ok(if config.partial_batches {
-            weighted / items_seen.max(1) as f64
-        } else {
-            sum / steps as f64
-        })
+        let weights = weights.max(1e-300);
+        Ok((
+            loss_sum / weights,
+            term_sums
+                .into_iter()
+                .map(|(k, v)| (k, v / weights))
+                .collect(),
+        ))
     })
 }
