@@ -1,6 +1,6 @@
 //! The one interface every method (each objective, each baseline) implements for the loop.
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use mmssl_data::Batch;
@@ -13,6 +13,30 @@ pub struct StepOutput {
     pub loss: Tensor<1>,
     /// Named components (e.g. `XX[0->1]`), each `[1]`.
     pub terms: Vec<(String, Tensor<1>)>,
+}
+
+impl StepOutput {
+    /// The loss and every term as host numbers, in one read-back (each read is a device sync).
+    /// `what` names the read in a [`TrainError::Readback`].
+    pub fn values(&self, what: &'static str) -> Result<(f64, Vec<(String, f64)>)> {
+        let mut parts = vec![self.loss.clone().detach()];
+        parts.extend(self.terms.iter().map(|(_, t)| t.clone().detach()));
+        let read = Tensor::cat(parts, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Readback {
+                what,
+                reason: format!("{e:?}"),
+            })?;
+        let terms = self
+            .terms
+            .iter()
+            .zip(&read[1..])
+            .map(|((name, _), v)| (name.clone(), *v as f64))
+            .collect();
+        Ok((read[0] as f64, terms))
+    }
 }
 
 /// A trainable method: a module that turns a batch into a loss, and each modality of a batch

@@ -8,7 +8,7 @@ use crate::method::Method;
 use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use mmssl_data::{BatchPlan, LoaderConfig, PairedDataset, collate, item_rng, prefetch};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -295,25 +295,7 @@ pub fn fit<M: Method>(
                     let mut rng =
                         item_rng(config.seed ^ 0x6d6d_7373_6c00, epoch as u64, step as u64);
                     let out = model.loss(&batch, &mut rng)?;
-                    // One read-back per step for the loss and every term (each read is a device
-                    // sync).
-                    let mut parts = vec![out.loss.clone().detach()];
-                    parts.extend(out.terms.iter().map(|(_, t)| t.clone().detach()));
-                    let read: Vec<f32> = Tensor::cat(parts, 0)
-                        .into_data()
-                        .convert::<f32>()
-                        .try_to_vec::<f32>()
-                        .map_err(|e| TrainError::Readback {
-                            what: "the loss",
-                            reason: format!("{e:?}"),
-                        })?;
-                    let value = read[0] as f64;
-                    let term_values: Vec<(String, f64)> = out
-                        .terms
-                        .iter()
-                        .zip(&read[1..])
-                        .map(|((name, _), v)| (name.clone(), *v as f64))
-                        .collect();
+                    let (value, term_values) = out.values("the loss")?;
                     if !value.is_finite() {
                         let culprit = term_values
                             .iter()
@@ -494,17 +476,7 @@ pub fn evaluate_terms<M: Method>(
             let batch = collate(&items, &shapes, &plain)?;
             let mut rng = item_rng(config.seed ^ 0x7661_6c69_6400, epoch as u64, step as u64);
             let out = eval.loss(&batch, &mut rng)?;
-            // One read-back per batch for the loss and every term.
-            let mut parts = vec![out.loss];
-            parts.extend(out.terms.iter().map(|(_, t)| t.clone()));
-            let read: Vec<f32> = Tensor::cat(parts, 0)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Readback {
-                    what: "the validation loss",
-                    reason: format!("{e:?}"),
-                })?;
+            let (loss, terms) = out.values("the validation loss")?;
             // Full batches only: the plain mean of the batch means (as before partial batches
             // existed, to the last bit); otherwise each batch weighted by its items.
             let w = if config.partial_batches {
@@ -513,12 +485,12 @@ pub fn evaluate_terms<M: Method>(
                 1.0
             };
             weights += w;
-            loss_sum += read[0] as f64 * w;
-            for ((name, _), v) in out.terms.iter().zip(&read[1..]) {
-                *term_sums.entry(name.clone()).or_default() += *v as f64 * w;
+            loss_sum += loss * w;
+            for (name, v) in terms {
+                *term_sums.entry(name).or_default() += v * w;
             }
         }
-        let weights = weights.max(1e-300);
+        // (At least one batch: an empty plan was refused above.)
         Ok((
             loss_sum / weights,
             term_sums
