@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Runs mmssl and PyTorch side by side on the same machine and reports median step times.
+"""Runs mmssl, the PyTorch port and the authors' own code side by side; reports median times.
 
-    python3 benches/compare/run.py [--python PATH] [--rounds 5] [--reps 10] [--scaling]
-                                   [--only TEXT ...]
+    python3 benches/compare/run.py [--python PATH] [--authors FUSION_CHECKOUT] [--threads 1,2]
+                                   [--rounds 5] [--reps 10] [--scaling] [--only TEXT ...]
 
-Builds `cargo build --release --example train_step`, then for every case runs the two
-implementations in alternation (`--rounds` times each, `--reps` timed steps per run after
-warm-up, times a per-case factor for the short cases), each pinned to 2 threads (RAYON_NUM_THREADS=2 for mmssl, torch.set_num_threads(2)),
-and prints a Markdown table of medians and the ratio mmssl / PyTorch. Raw JSON lines go to
-target/compare/results.jsonl. PyTorch comes from `--python` (default: `python3`); install it
-with `pip install torch numpy` (see docs/performance.md).
+Builds `cargo build --release --example train_step`, then for every case and every thread count
+runs the implementations in alternation (`--rounds` times each, `--reps` timed steps per run
+after warm-up, times a per-case factor for the short cases), each pinned to that many threads
+(RAYON_NUM_THREADS for mmssl, torch.set_num_threads and OMP_NUM_THREADS for PyTorch), and
+prints a Markdown table of the medians and the ratios. The implementations:
+
+- mmssl: `examples/train_step.rs`;
+- the port: `benches/compare/torch_step.py`, mmssl's step written in PyTorch (torch.optim.RAdam);
+- the authors' code (with `--authors PATH`, a checkout of github:Entodi/fusion):
+  `benches/compare/authors_step.py`, their `Dim` model, `SpatialMultiDim` /
+  `VolumetricMultiDim` loss and catalyst's RAdam, for the step cases. The checkout is only
+  read and run; nothing of it is part of mmssl.
+
+Raw JSON lines go to target/compare/results.jsonl (under CARGO_TARGET_DIR when it is set).
+PyTorch comes from `--python` (default: `python3`); install it with `pip install torch numpy`
+and, for `--authors`, `pip install tqdm omegaconf StrEnum` and `pip install catalyst==22.4
+--no-deps` (see docs/performance.md).
 """
 
 import argparse
@@ -44,7 +55,7 @@ SCALING = [
 
 
 def run(cmd, env):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -53,10 +64,20 @@ def run(cmd, env):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--python", default="python3", help="a Python with torch installed")
+    p.add_argument(
+        "--authors",
+        type=Path,
+        default=None,
+        help="a checkout of github:Entodi/fusion: time the authors' own step too",
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads",
+        default="2",
+        help="thread counts, comma-separated (e.g. 1,2): every case runs at each",
+    )
     p.add_argument("--scaling", action="store_true", help="also the batch-size scaling table")
     p.add_argument(
         "--gpu",
@@ -70,47 +91,83 @@ def main():
         help="only cases whose label contains this text (repeat for several)",
     )
     args = p.parse_args()
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",")]
+        if any(t < 1 for t in thread_counts):
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--threads `{args.threads}`: expected positive integers separated by commas, e.g. 1,2")
+    if args.authors is not None and not (args.authors / "fusion/model/dim/dim.py").is_file():
+        sys.exit(f"--authors {args.authors}: not a checkout of github:Entodi/fusion (no fusion/model/dim/dim.py)")
+    if args.authors is not None and args.gpu:
+        sys.exit("--authors times the authors' code on the CPU only; leave out --gpu")
 
     build = ["cargo", "build", "--release", "--example", "train_step"]
     subprocess.run(build + (["--features", "wgpu"] if args.gpu else []), cwd=ROOT, check=True)
-    ours = [str(ROOT / "target/release/examples/train_step")]
-    theirs = [args.python, str(ROOT / "benches/compare/torch_step.py"), "--threads", str(args.threads)]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if not target.is_absolute():
+        target = ROOT / target
+    ours = [str(target / "release/examples/train_step")]
+    port = [args.python, str(ROOT / "benches/compare/torch_step.py")]
+    authors = [args.python, str(ROOT / "benches/compare/authors_step.py")]
+    extra = {"mmssl": [], "port": [], "authors": ["--fusion", str(args.authors)]}
     if args.gpu:
-        ours += ["--backend", "wgpu"]
-        theirs += ["--backend", "cuda"]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
-    out_dir = ROOT / "target/compare"
+        extra["mmssl"] += ["--backend", "wgpu"]
+        extra["port"] += ["--backend", "cuda"]
+    out_dir = target / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     log = open(out_dir / "results.jsonl", "a")
 
     cases = CASES + (SCALING if args.scaling else [])
     if args.only:
         cases = [c for c in cases if any(text in c[0] for text in args.only)]
+    names = ["mmssl", "port"] + (["authors"] if args.authors is not None else [])
     rows = []
-    for label, case, factor in cases:
-        common = ["--reps", str(args.reps * factor), "--warmup", str(args.warmup * factor)]
-        med = {"mmssl": [], "pytorch": []}
-        gf = {"mmssl": [], "pytorch": []}
-        for _ in range(args.rounds):
-            for name, prefix in (("mmssl", ours), ("pytorch", theirs)):
-                if name == "mmssl":
-                    cmd = prefix + case + common
-                else:
-                    cmd = prefix[:2] + case + prefix[2:] + common
-                r = run(cmd, env)
-                r["label"] = label
-                log.write(json.dumps(r) + "\n")
-                med[name].append(r["median_ms"])
-                gf[name].append(r["gflops"])
-        m, t = statistics.median(med["mmssl"]), statistics.median(med["pytorch"])
-        rows.append((label, m, t, statistics.median(gf["mmssl"]), statistics.median(gf["pytorch"])))
-        print(f"{label}: mmssl {m:.2f} ms, PyTorch {t:.2f} ms, ratio {m / t:.2f}", file=sys.stderr)
+    for threads in thread_counts:
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        for label, case, factor in cases:
+            common = ["--reps", str(args.reps * factor), "--warmup", str(args.warmup * factor)]
+            impls = [n for n in names if n != "authors" or case[0] == "step"]
+            med = {n: [] for n in impls}
+            gf = {n: [] for n in impls}
+            for _ in range(args.rounds):
+                for name in impls:
+                    if name == "mmssl":
+                        cmd = ours + case + common + extra[name]
+                    else:
+                        prefix = port if name == "port" else authors
+                        cmd = prefix + case + ["--threads", str(threads)] + common + extra[name]
+                    r = run(cmd, env)
+                    r["label"] = label
+                    r["impl"] = name
+                    r["threads_asked"] = threads
+                    log.write(json.dumps(r) + "\n")
+                    log.flush()
+                    med[name].append(r["median_ms"])
+                    gf[name].append(r["gflops"])
+            m = {n: statistics.median(v) for n, v in med.items()}
+            g = {n: statistics.median(v) for n, v in gf.items()}
+            rows.append((threads, label, m, g))
+            summary = ", ".join(f"{n} {v:.2f} ms" for n, v in m.items())
+            print(f"{label}, {threads} thread(s): {summary}", file=sys.stderr)
 
-    print("| case | mmssl (ms) | PyTorch (ms) | mmssl / PyTorch | GFLOP/s mmssl / PyTorch |")
-    print("|---|---|---|---|---|")
-    for label, m, t, gm, gt in rows:
-        flops = f"{gm:.1f} / {gt:.1f}" if gm else "-"
-        print(f"| {label} | {m:.2f} | {t:.2f} | {m / t:.2f} | {flops} |")
+    with_authors = args.authors is not None
+    head = "| threads | case | mmssl (ms) | port (ms) | mmssl / port |"
+    rule = "|---|---|---|---|---|"
+    if with_authors:
+        head += " authors (ms) | mmssl / authors |"
+        rule += "---|---|"
+    print(head + " GFLOP/s mmssl / PyTorch |")
+    print(rule + "---|")
+    for threads, label, m, g in rows:
+        line = f"| {threads} | {label} | {m['mmssl']:.2f} | {m['port']:.2f} | {m['mmssl'] / m['port']:.2f} |"
+        if with_authors:
+            if "authors" in m:
+                line += f" {m['authors']:.2f} | **{m['mmssl'] / m['authors']:.2f}** |"
+            else:
+                line += " - | - |"
+        flops = f"{g['mmssl']:.1f} / {g['port']:.1f} ({g['mmssl'] / g['port']:.0%})" if g["mmssl"] and g["port"] else "-"
+        print(line + f" {flops} |")
 
 
 if __name__ == "__main__":

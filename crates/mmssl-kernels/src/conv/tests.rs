@@ -46,7 +46,8 @@ fn fused_conv2d_equals_burns_in_value_and_gradients() {
     // (batch, c_in, c_out, h, w, kernel, stride, pad): the encoder's layers, odd sizes,
     // a 1x1 kernel, batch 1 (products in parallel), more samples than threads, samples
     // multiplied in groups of unequal size (9 samples of 3x3 outputs), and kernels that
-    // cover the whole input (no unfolding) with an odd batch.
+    // cover the whole input (no unfolding) with an odd batch; stride 2 whose last read is the
+    // sample's last value, and stride 3.
     let cases = [
         (9, 3, 4, 6, 6, 4, 2, 1),
         (7, 3, 5, 4, 4, 4, 1, 0),
@@ -56,6 +57,8 @@ fn fused_conv2d_equals_burns_in_value_and_gradients() {
         (1, 3, 5, 7, 9, 3, 2, 1),
         (4, 2, 3, 5, 6, 1, 1, 0),
         (3, 2, 2, 6, 5, 3, 1, 2),
+        (2, 2, 3, 5, 5, 1, 2, 0),
+        (2, 2, 3, 7, 8, 3, 3, 1),
     ];
     for (b, ci, co, h, w, k, s, p) in cases {
         let conv = Conv2dConfig::new([ci, co], [k, k])
@@ -156,4 +159,105 @@ fn inference_on_the_plain_device_matches_and_unsupported_layers_fall_back() {
         read(conv2d_forward(&biased, x.clone())),
         read(biased.forward(x))
     );
+}
+
+/// im2col by its definition: row `(c, kz, ky, kx)`, column `(oz, oy, ox)` holds the input at
+/// `o s + k - pad` per axis, or zero outside the input.
+fn naive_im2col(x: &[f32], d: &Dims) -> Vec<f32> {
+    let (k, p) = (d.k(), d.p());
+    let mut cols = vec![0.0f32; k * p];
+    visit(d, |row, col, at| {
+        if let Some(i) = at {
+            cols[row * p + col] = x[i];
+        }
+    });
+    cols
+}
+
+/// Calls `f(row, column, input index or None where the slot reads padding)` for every slot of
+/// one sample's columns.
+fn visit(d: &Dims, mut f: impl FnMut(usize, usize, Option<usize>)) {
+    let [kd, kh, kw] = d.g.kernel;
+    let [od, oh, ow] = d.output;
+    let [id, ih, iw] = d.input;
+    let coord = |o: usize, k: usize, a: usize, n: usize| {
+        let v = (o * d.g.stride[a] + k) as isize - d.g.padding[a] as isize;
+        (v >= 0 && (v as usize) < n).then_some(v as usize)
+    };
+    for c in 0..d.c_in {
+        for (r, (z, y, x)) in (0..kd)
+            .flat_map(|z| (0..kh).flat_map(move |y| (0..kw).map(move |x| (z, y, x))))
+            .enumerate()
+        {
+            let row = c * kd * kh * kw + r;
+            for (col, (a, b, e)) in (0..od)
+                .flat_map(|a| (0..oh).flat_map(move |b| (0..ow).map(move |e| (a, b, e))))
+                .enumerate()
+            {
+                let at = match (coord(a, z, 0, id), coord(b, y, 1, ih), coord(e, x, 2, iw)) {
+                    (Some(i), Some(j), Some(l)) => Some(((c * id + i) * ih + j) * iw + l),
+                    _ => None,
+                };
+                f(row, col, at);
+            }
+        }
+    }
+}
+
+#[test]
+fn unfolding_and_folding_match_their_definitions_across_geometries_on_one_thread() {
+    // In this order on one thread: the second geometry has the first's padded length
+    // (6 x 6) with its padding elsewhere, so a padded buffer reused without clearing would
+    // leak the first sample's values into the second's padding. Then strides 1, 2 (with a
+    // last read at the sample's end) and 3, in 2D and 3D.
+    // (input [B, C, D, H, W], kernel, stride, padding)
+    type Case = ([usize; 5], [usize; 3], [usize; 3], [usize; 3]);
+    let geometries: [Case; 7] = [
+        ([1, 2, 1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
+        ([1, 2, 1, 2, 2], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
+        ([1, 3, 1, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+        ([1, 2, 1, 5, 5], [1, 1, 1], [1, 2, 2], [0, 0, 0]),
+        ([1, 2, 1, 8, 7], [1, 3, 3], [1, 3, 3], [0, 1, 1]),
+        ([1, 2, 6, 5, 7], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+        ([1, 1, 5, 6, 5], [3, 2, 3], [1, 2, 3], [1, 0, 2]),
+    ];
+    for (input, kernel, stride, padding) in geometries {
+        let g = Geometry {
+            kernel,
+            stride,
+            padding,
+        };
+        let d = Dims::new(input, 3, g).expect("valid geometry");
+        let what = format!("{input:?} k{kernel:?} s{stride:?} p{padding:?}");
+        let x: Vec<f32> = (0..d.in_len())
+            .map(|i| 1.0 + (i as f32 * 0.731).sin())
+            .collect();
+        let unfold = super::unfold::Unfold::new(&d);
+        let (k, p) = (d.k(), d.p());
+        // Two samples side by side in one matrix, the second at column p: both must land.
+        let mut cols = vec![f32::NAN; k * 2 * p];
+        unfold.im2col(&x, &mut cols, 2 * p, 0);
+        unfold.im2col(&x, &mut cols, 2 * p, p);
+        let want = naive_im2col(&x, &d);
+        for row in 0..k {
+            for half in [0, p] {
+                assert_eq!(
+                    &cols[row * 2 * p + half..row * 2 * p + half + p],
+                    &want[row * p..(row + 1) * p],
+                    "{what}: im2col row {row}"
+                );
+            }
+        }
+        // col2im is the adjoint: every slot adds onto the input value it reads.
+        let dcols: Vec<f32> = (0..k * 2 * p).map(|i| (i as f32 * 0.377).cos()).collect();
+        let mut dx = vec![f32::NAN; d.in_len()];
+        unfold.col2im(&dcols, 2 * p, p, &mut dx);
+        let mut want_dx = vec![0.0f32; d.in_len()];
+        visit(&d, |row, col, at| {
+            if let Some(i) = at {
+                want_dx[i] += dcols[row * 2 * p + p + col];
+            }
+        });
+        close(&dx, &want_dx, 1e-6, &format!("{what}: col2im"));
+    }
 }
