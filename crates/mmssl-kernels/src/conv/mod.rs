@@ -6,13 +6,17 @@
 //! (`[K, g P]`, about 256 columns per group): one product per group packs the weights once,
 //! where one product per sample spent more time packing than multiplying for the deeper layers
 //! (16 locations per sample in the third 2D layer). A kernel that covers its whole unpadded
-//! input (the last layer, `P = 1`) needs no unfolding: the inputs are the columns. Groups are
-//! spread over threads, each product on one thread; with fewer groups than threads the
-//! products themselves run in parallel.
+//! input (the last layer, `P = 1`) needs no unfolding: the inputs are the columns. A sample
+//! with enough locations to form a group alone (every 3D layer; the first 2D one) is unfolded
+//! and multiplied a block of output lines (about 1 MiB of columns) at a time, `Y^T = cols^T
+//! W^T` per block, so that its columns (8-32 MiB per 3D sample) are multiplied while in cache
+//! instead of being written whole and read back to be packed. Groups are spread over threads,
+//! each product on one thread; with fewer groups than threads the products themselves run in
+//! parallel.
 //!
 //! Backward: `dW = sum_g dY_g cols_g^T` and, when the input needs a gradient,
 //! `dcols = W^T dY_g` folded back onto the input (`col2im`), instead of burn's
-//! transposed-convolution loop. The columns are kept from the forward up to 32 MiB per layer
+//! transposed-convolution loop; per block of a lone sample as in the forward. The columns are kept from the forward up to 32 MiB per layer
 //! and recomputed beyond (3D). The unfolding of one input channel is computed once per group
 //! and replayed for every channel and sample.
 //!

@@ -21,6 +21,20 @@ pub(super) static KEEP_LIMIT: AtomicUsize = AtomicUsize::new(KEEP_COLUMNS);
 /// layers (16 locations in the third 2D layer, 1 in the last). 128 and 512 measured the same.
 pub(super) const GROUP_COLUMNS: usize = 256;
 
+/// Values of the column block that a single-sample product unfolds and multiplies at a time
+/// (1 MiB): a sample's columns in 3D are 8-32 MiB, and unfolding them whole, then reading them
+/// back to pack and multiply, ran at memory speed; a block is multiplied while it is in cache.
+pub(super) const BLOCK_VALUES: usize = 1 << 18;
+
+/// [`BLOCK_VALUES`], lowered by a test to cover several blocks per sample (any block size
+/// gives the same numbers up to rounding, so other threads reading it meanwhile are unaffected).
+pub(super) static BLOCK_LIMIT: AtomicUsize = AtomicUsize::new(BLOCK_VALUES);
+
+/// Output lines per column block of a sample with `k` rows and `line` columns per line.
+fn block_lines(k: usize, line: usize, lines: usize) -> usize {
+    (BLOCK_LIMIT.load(Relaxed) / (k * line).max(1)).clamp(1, lines.max(1))
+}
+
 /// How a batch is cut into groups of consecutive samples, one product per group.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Groups {
@@ -81,6 +95,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, 
         w,
         d,
         unfold: &unfold,
+        wt: &[],
         parallel: !g.spread,
     };
     let work = |(i, (yg, cols)): (usize, (&mut [f32], Option<&mut [f32]>))| {
@@ -110,6 +125,8 @@ pub(super) struct Ctx<'a> {
     w: &'a [f32],
     d: &'a Dims,
     unfold: &'a Unfold,
+    /// The weights transposed, `[K, O]` (backward only; empty in the forward).
+    wt: &'a [f32],
     /// Whether each product uses every thread (fewer groups than threads).
     parallel: bool,
 }
@@ -129,6 +146,7 @@ pub(super) fn forward_group(
         d,
         unfold,
         parallel,
+        ..
     } = *ctx;
     let (k, p, o, len) = (d.k(), d.p(), d.c_out, d.in_len());
     let xs = &x[first * len..(first + n) * len];
@@ -139,8 +157,14 @@ pub(super) fn forward_group(
         matmul_strided(yg, (1, o), (o, n, k), wm, xt, 1.0, false, parallel);
         return;
     }
+    if n == 1 {
+        forward_sample(ctx, xs, cols, yg);
+        return;
+    }
+    // Several samples: their columns side by side, the product to scratch, its [O, n P] rows
+    // moved to [n, O, P].
     let np = n * p;
-    let out_len = if n == 1 { 0 } else { o * np };
+    let out_len = o * np;
     let scratch_cols = if cols.is_some() { 0 } else { k * np };
     with_scratch(scratch_cols + out_len, |scratch| {
         let (scratch_cols, out) = scratch.split_at_mut(scratch_cols);
@@ -151,17 +175,72 @@ pub(super) fn forward_group(
         for b in 0..n {
             unfold.im2col(&xs[b * len..(b + 1) * len], cols, np, b * p);
         }
-        // One sample: the product is its output; several: the product goes to scratch and
-        // its [O, n P] rows are moved to [n, O, P].
-        let dst: &mut [f32] = if n == 1 { &mut *yg } else { &mut *out };
         let cm = Operand::rows(cols, np);
-        matmul(dst, (o, np, k), wm, cm, 1.0, false, parallel);
-        if n > 1 {
-            for (sample, group) in regrouped_rows(n, o, p) {
-                yg[sample..sample + p].copy_from_slice(&out[group..group + p]);
-            }
+        matmul(out, (o, np, k), wm, cm, 1.0, false, parallel);
+        for (sample, group) in regrouped_rows(n, o, p) {
+            yg[sample..sample + p].copy_from_slice(&out[group..group + p]);
         }
     });
+}
+
+/// One sample's output `yg` `[O, P]`, unfolded and multiplied a block of output lines at a
+/// time: `Y^T [b, O] = cols_b^T [b, K] x W^T [K, O]` for each block of `b` columns, written
+/// transposed into its columns of `yg`. In this orientation the product reads the weights as
+/// they are and the block (in cache) as its left operand, so neither the weights nor the
+/// sample's whole columns are packed once per block. With `kept`, the columns are unfolded
+/// into it (`[K, P]`, for the backward) instead of a scratch block.
+fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &mut [f32]) {
+    let (d, unfold) = (ctx.d, ctx.unfold);
+    let (k, p, o) = (d.k(), d.p(), d.c_out);
+    let (line, lines) = (unfold.line_len(), unfold.lines());
+    let per_block = block_lines(k, line, lines);
+    let scratch = if kept.is_some() {
+        0
+    } else {
+        k * per_block * line
+    };
+    let wt = Operand::transposed(ctx.w, k);
+    unfold.with_sample(x, |xp| {
+        with_scratch(scratch, |scratch| {
+            for l0 in (0..lines).step_by(per_block) {
+                let l1 = (l0 + per_block).min(lines);
+                let (c0, b) = (l0 * line, (l1 - l0) * line);
+                let (block, ld): (&mut [f32], usize) = match kept.as_deref_mut() {
+                    Some(all) => (&mut all[c0..], p),
+                    None => (&mut scratch[..k * b], b),
+                };
+                unfold.gather_lines(xp, block, ld, 0, l0..l1);
+                let lhs = Operand::transposed(block, ld);
+                matmul_strided(
+                    &mut yg[c0..],
+                    (1, p),
+                    (b, o, k),
+                    lhs,
+                    wt,
+                    1.0,
+                    false,
+                    ctx.parallel,
+                );
+            }
+        });
+    });
+}
+
+/// `w` `[rows, cols]` transposed, `[cols, rows]`.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    // Sixteen rows at a time: sixteen sequential reads, one contiguous run of writes.
+    const ROWS: usize = 16;
+    let mut t = vec![0.0f32; rows * cols];
+    for r0 in (0..rows).step_by(ROWS) {
+        let r1 = (r0 + ROWS).min(rows);
+        for c in 0..cols {
+            let out = &mut t[c * rows + r0..c * rows + r1];
+            for (r, v) in (r0..r1).zip(out) {
+                *v = w[r * cols + c];
+            }
+        }
+    }
+    t
 }
 
 /// The `(offset in [n, O, P], offset in [O, n P])` of every `P`-long row of `n` samples'
@@ -188,11 +267,17 @@ pub(super) fn backward(
         None => (0..g.count).map(|_| None).collect(),
     };
     let unfold = Unfold::new(d);
+    let wt = if want_dx && !d.direct() {
+        transpose(w, o, k)
+    } else {
+        Vec::new()
+    };
     let ctx = Ctx {
         x,
         w,
         d,
         unfold: &unfold,
+        wt: &wt,
         parallel: !g.spread,
     };
     // dW partial sums, one per run of groups, added in a fixed order (deterministic).
@@ -241,6 +326,7 @@ pub(super) fn backward_group(
         d,
         unfold,
         parallel,
+        ..
     } = *ctx;
     let (k, p, o, len) = (d.k(), d.p(), d.c_out, d.in_len());
     let dys = &dy[first * o * p..(first + n) * o * p];
@@ -265,8 +351,12 @@ pub(super) fn backward_group(
         }
         return;
     }
+    if n == 1 {
+        backward_sample(ctx, xs, dys, kept, dw, dxg);
+        return;
+    }
     let np = n * p;
-    let gather = if n == 1 { 0 } else { o * np };
+    let gather = o * np;
     let recompute = if dw.is_some() && kept.is_none() {
         k * np
     } else {
@@ -277,14 +367,10 @@ pub(super) fn backward_group(
         let (dyg, rest) = scratch.split_at_mut(gather);
         let (cols_buf, dcols) = rest.split_at_mut(recompute);
         // dY_g as [O, n P]: the samples' [O, P] blocks side by side.
-        let dyg: &[f32] = if n == 1 {
-            dys
-        } else {
-            for (sample, group) in regrouped_rows(n, o, p) {
-                dyg[group..group + p].copy_from_slice(&dys[sample..sample + p]);
-            }
-            dyg
-        };
+        for (sample, group) in regrouped_rows(n, o, p) {
+            dyg[group..group + p].copy_from_slice(&dys[sample..sample + p]);
+        }
+        let dyg: &[f32] = dyg;
         let dym = Operand::rows(dyg, np);
         if let Some(dw) = dw {
             let cols: &[f32] = match kept {
@@ -308,4 +394,65 @@ pub(super) fn backward_group(
             }
         }
     });
+}
+
+/// One sample's share of the gradients, a block of output lines at a time as in
+/// [`forward_sample`]: `dW += dY_b cols_b^T` (the block's columns kept from the forward or
+/// unfolded again) and `dcols_b = (dY_b^T W)^T`, written transposed into a scratch block and
+/// folded onto the sample's input gradient `dxg` `[C, D, H, W]`.
+fn backward_sample(
+    ctx: &Ctx<'_>,
+    x: &[f32],
+    dy: &[f32],
+    kept: Option<&[f32]>,
+    mut dw: Option<&mut [f32]>,
+    dxg: Option<&mut [f32]>,
+) {
+    let (d, unfold, parallel) = (ctx.d, ctx.unfold, ctx.parallel);
+    let (k, p, o) = (d.k(), d.p(), d.c_out);
+    let (line, lines) = (unfold.line_len(), unfold.lines());
+    let per_block = block_lines(k, line, lines);
+    let recompute = dw.is_some() && kept.is_none();
+    let block_len = k * per_block * line;
+    let scratch = block_len * (usize::from(recompute) + usize::from(dxg.is_some()));
+    // Every block: the weight gradient from its columns, then its column gradient onto `dxp`.
+    let blocks = |xp: Option<&[f32]>, mut dxp: Option<&mut [f32]>, dw: &mut Option<&mut [f32]>| {
+        with_scratch(scratch, |scratch| {
+            let (cols_buf, dcols) = scratch.split_at_mut(if recompute { block_len } else { 0 });
+            for l0 in (0..lines).step_by(per_block) {
+                let l1 = (l0 + per_block).min(lines);
+                let (c0, b) = (l0 * line, (l1 - l0) * line);
+                let dyb = &dy[c0..];
+                if let Some(dw) = dw.as_deref_mut() {
+                    let (cols, ld): (&[f32], usize) = match (kept, xp) {
+                        (Some(all), _) => (&all[c0..], p),
+                        (None, Some(xp)) => {
+                            unfold.gather_lines(xp, &mut cols_buf[..k * b], b, 0, l0..l1);
+                            (&cols_buf[..k * b], b)
+                        }
+                        (None, None) => unreachable!("the sample is given when recomputing"),
+                    };
+                    // dW [O, K] += dY_b [O, b] x cols_b^T [b, K]
+                    let (lhs, rhs) = (Operand::rows(dyb, p), Operand::transposed(cols, ld));
+                    matmul(dw, (o, k, b), lhs, rhs, 1.0, true, parallel);
+                }
+                if let Some(dxp) = dxp.as_deref_mut() {
+                    // dcols_b^T [b, K] = dY_b^T [b, O] x W [O, K], written as [K, b].
+                    let dcols = &mut dcols[..k * b];
+                    let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(ctx.wt, o));
+                    matmul_strided(dcols, (1, b), (b, k, o), lhs, rhs, 1.0, false, parallel);
+                    unfold.scatter_lines(dcols, b, 0, l0..l1, dxp);
+                }
+            }
+        });
+    };
+    let with_dx = |xp: Option<&[f32]>, dw: &mut Option<&mut [f32]>| match dxg {
+        Some(dxg) => unfold.fold_sample(dxg, |dxp| blocks(xp, Some(dxp), dw)),
+        None => blocks(xp, None, dw),
+    };
+    if recompute {
+        unfold.with_sample(x, |xp| with_dx(Some(xp), &mut dw));
+    } else {
+        with_dx(None, &mut dw);
+    }
 }

@@ -1,6 +1,6 @@
 //! The fused convolution against burn's, in value and gradients.
 
-use super::products::{KEEP_COLUMNS, KEEP_LIMIT};
+use super::products::{BLOCK_LIMIT, BLOCK_VALUES, KEEP_COLUMNS, KEEP_LIMIT};
 use super::*;
 use crate::test_util::{close, read};
 use std::sync::atomic::Ordering::Relaxed;
@@ -81,29 +81,35 @@ fn fused_conv2d_equals_burns_in_value_and_gradients() {
 #[test]
 fn fused_conv3d_equals_burns_in_value_and_gradients() {
     let device = Device::flex().autodiff();
-    // Recompute the columns in the backward here (the 2D test keeps them).
-    KEEP_LIMIT.store(0, Relaxed);
-    for (b, ci, co, n, k, s, p) in [
-        (2, 1, 3, 8, 4, 2, 1),
-        (1, 2, 4, 5, 3, 2, 1),
-        (3, 2, 2, 4, 4, 1, 0),
-    ] {
-        let conv = Conv3dConfig::new([ci, co], [k, k, k])
-            .with_stride([s, s, s])
-            .with_padding(PaddingConfig3d::Explicit(p, p, p))
-            .with_bias(false)
-            .init(&device);
-        let x = Tensor::<5>::random(
-            [b, ci, n, n + 1, n + 2],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        assert!(try_conv3d(&conv, &x).is_some(), "the fused path applies");
-        let what = format!("3D b{b} {ci}->{co} {n} k{k} s{s} p{p}");
-        let (fused, generic) = (|x| conv3d_forward(&conv, x), |x| conv.forward(x));
-        compare(x, fused, generic, || conv.weight.val(), &what);
+    // One output line per column block, so that every sample is unfolded, multiplied and
+    // folded back in several blocks; with the columns kept from the forward, then recomputed
+    // in the backward (the 2D test keeps them, in one block per sample).
+    BLOCK_LIMIT.store(1, Relaxed);
+    for keep in [KEEP_COLUMNS, 0] {
+        KEEP_LIMIT.store(keep, Relaxed);
+        for (b, ci, co, n, k, s, p) in [
+            (2, 1, 3, 8, 4, 2, 1),
+            (1, 2, 4, 5, 3, 2, 1),
+            (3, 2, 2, 4, 4, 1, 0),
+        ] {
+            let conv = Conv3dConfig::new([ci, co], [k, k, k])
+                .with_stride([s, s, s])
+                .with_padding(PaddingConfig3d::Explicit(p, p, p))
+                .with_bias(false)
+                .init(&device);
+            let x = Tensor::<5>::random(
+                [b, ci, n, n + 1, n + 2],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            assert!(try_conv3d(&conv, &x).is_some(), "the fused path applies");
+            let what = format!("3D b{b} {ci}->{co} {n} k{k} s{s} p{p} keep {keep}");
+            let (fused, generic) = (|x| conv3d_forward(&conv, x), |x| conv.forward(x));
+            compare(x, fused, generic, || conv.weight.val(), &what);
+        }
     }
     KEEP_LIMIT.store(KEEP_COLUMNS, Relaxed);
+    BLOCK_LIMIT.store(BLOCK_VALUES, Relaxed);
 }
 
 #[test]
@@ -209,10 +215,11 @@ fn unfolding_and_folding_match_their_definitions_across_geometries_on_one_thread
     // In this order on one thread: the second geometry has the first's padded length
     // (6 x 6) with its padding elsewhere, so a padded buffer reused without clearing would
     // leak the first sample's values into the second's padding. Then strides 1, 2 (with a
-    // last read at the sample's end) and 3, in 2D and 3D.
+    // last read at the sample's end) and 3, in 2D and 3D, and rows of 18 and 17 outputs at
+    // stride 2 (eight at a time with AVX2, then the rest).
     // (input [B, C, D, H, W], kernel, stride, padding)
     type Case = ([usize; 5], [usize; 3], [usize; 3], [usize; 3]);
-    let geometries: [Case; 7] = [
+    let geometries: [Case; 9] = [
         ([1, 2, 1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
         ([1, 2, 1, 2, 2], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
         ([1, 3, 1, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
@@ -220,6 +227,8 @@ fn unfolding_and_folding_match_their_definitions_across_geometries_on_one_thread
         ([1, 2, 1, 8, 7], [1, 3, 3], [1, 3, 3], [0, 1, 1]),
         ([1, 2, 6, 5, 7], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
         ([1, 1, 5, 6, 5], [3, 2, 3], [1, 2, 3], [1, 0, 2]),
+        ([1, 2, 1, 3, 37], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+        ([1, 2, 1, 2, 33], [1, 1, 1], [1, 2, 2], [0, 0, 0]),
     ];
     for (input, kernel, stride, padding) in geometries {
         let g = Geometry {

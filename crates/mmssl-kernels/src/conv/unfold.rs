@@ -1,6 +1,7 @@
 //! Unfolding samples into columns (`im2col`) and folding column gradients back (`col2im`).
 
 use super::Dims;
+use std::ops::Range;
 
 thread_local! {
     /// Per-thread buffer for one zero-padded sample, with the geometry whose borders it holds
@@ -111,33 +112,69 @@ impl Unfold {
     /// Unfolds one sample `x` `[C, D, H, W]` into `cols`, a matrix of `ld` values per row, at
     /// column `col0`; every slot is written, so a reused buffer needs no clearing.
     pub(super) fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+        self.with_sample(x, |xp| self.gather(xp, cols, ld, col0));
+    }
+
+    /// Runs `f` on the sample `x` `[C, D, H, W]` as [`Unfold::gather`] reads it: `x` itself
+    /// without padding, else a zero-padded copy.
+    pub(super) fn with_sample<R>(&self, x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
         if self.pad == [0, 0, 0] {
-            self.gather(x, cols, ld, col0);
-            return;
+            return f(x);
         }
+        let mut out = None;
         self.with_padded(|buf| {
             self.rows_of(|src, dst, n| buf[dst..dst + n].copy_from_slice(&x[src..src + n]));
-            self.gather(buf, cols, ld, col0);
+            out = Some(f(buf));
+        });
+        out.expect("with_padded runs its closure")
+    }
+
+    /// Writes one sample's input gradient `dx` `[C, D, H, W]` from what `f` adds onto the
+    /// zeroed (padded) gradient it is given with [`Unfold::scatter`] /
+    /// [`Unfold::scatter_lines`]; overwrites `dx`.
+    pub(super) fn fold_sample(&self, dx: &mut [f32], f: impl FnOnce(&mut [f32])) {
+        if self.pad == [0, 0, 0] {
+            dx.fill(0.0);
+            f(dx);
+            return;
+        }
+        self.with_padded_grad(|buf| {
+            f(buf);
+            self.rows_of(|src, dst, n| dx[src..src + n].copy_from_slice(&buf[dst..dst + n]));
         });
     }
 
-    /// Calls `f(slot, read)` for every run of consecutive column slots of one sample: the
-    /// slots `slot..slot + W'` (indices into a column matrix of `ld` values per row, at column
-    /// `col0`) read the sample's padded values at `read, read + s, ..., read + (W' - 1) s`, for
-    /// the output width `W'` and the stride `s` along the width.
+    /// Output lines `(z, y)` of one sample; each is [`Unfold::line_len`] consecutive columns.
+    pub(super) fn lines(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// Columns per output line: the output width `W'`.
+    pub(super) fn line_len(&self) -> usize {
+        self.output[2]
+    }
+
+    /// Calls `f(slot, read)` for every run of consecutive column slots of the output `lines`
+    /// of one sample: the slots `slot..slot + W'` (indices into a column matrix of `ld` values
+    /// per row whose column `col0` is the first line's first column) read the sample's padded
+    /// values at `read, read + s, ..., read + (W' - 1) s`, for the output width `W'` and the
+    /// stride `s` along the width.
     #[inline(always)]
-    fn runs(&self, ld: usize, col0: usize, mut f: impl FnMut(usize, usize)) {
+    fn runs(&self, ld: usize, col0: usize, lines: Range<usize>, mut f: impl FnMut(usize, usize)) {
         let channel = self.padded.iter().product::<usize>();
-        let [od, oh, ow] = self.output;
+        let [_, oh, ow] = self.output;
         let [zs, ys, _] = self.steps;
         let rows = self.kernel_rows.len();
         for c in 0..self.c_in {
             for (r, &base) in self.kernel_rows.iter().enumerate() {
                 let mut slot = (c * rows + r) * ld + col0;
-                for z in 0..od {
-                    for y in 0..oh {
-                        f(slot, c * channel + base + z * zs + y * ys);
-                        slot += ow;
+                let (mut z, mut y) = (lines.start / oh, lines.start % oh);
+                for _ in lines.clone() {
+                    f(slot, c * channel + base + z * zs + y * ys);
+                    slot += ow;
+                    y += 1;
+                    if y == oh {
+                        (z, y) = (z + 1, 0);
                     }
                 }
             }
@@ -150,31 +187,61 @@ impl Unfold {
     /// encoders' layers), which the compiler turns into vector loads and shuffles; on x86-64
     /// with AVX2 (checked at run time) the same code is compiled for 8-lane vectors.
     pub(super) fn gather(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+        self.gather_lines(xp, cols, ld, col0, 0..self.lines());
+    }
+
+    /// [`Unfold::gather`] of the output `lines` only, the first line's first column at `col0`.
+    pub(super) fn gather_lines(
+        &self,
+        xp: &[f32],
+        cols: &mut [f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { self.gather_avx2(xp, cols, ld, col0) };
+            return unsafe { self.gather_avx2(xp, cols, ld, col0, lines) };
         }
-        self.gather_generic(xp, cols, ld, col0);
+        self.gather_generic::<false>(xp, cols, ld, col0, lines);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn gather_avx2(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
-        self.gather_generic(xp, cols, ld, col0);
+    fn gather_avx2(
+        &self,
+        xp: &[f32],
+        cols: &mut [f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+    ) {
+        self.gather_generic::<true>(xp, cols, ld, col0, lines);
     }
 
+    /// With `AVX2`, only called from a function compiled for AVX2 on a CPU that has it.
     #[inline(always)]
-    fn gather_generic(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
+    fn gather_generic<const AVX2: bool>(
+        &self,
+        xp: &[f32],
+        cols: &mut [f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+    ) {
         let (ow, xs) = (self.output[2], self.steps[2]);
         match xs {
-            1 => self.runs(ld, col0, |slot, read| {
+            1 => self.runs(ld, col0, lines, |slot, read| {
                 cols[slot..slot + ow].copy_from_slice(&xp[read..read + ow]);
             }),
-            2 => self.runs(ld, col0, |slot, read| {
+            2 => self.runs(ld, col0, lines, |slot, read| {
                 let dst = &mut cols[slot..slot + ow];
                 // The pair after the last read may pass the end of the sample.
                 match xp.get(read..read + 2 * ow) {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `AVX2` is set only where the CPU has AVX2 (see above).
+                    Some(src) if AVX2 => unsafe { even_lanes_avx2(src, dst) },
                     Some(src) => {
                         for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
                             *d = pair[0];
@@ -187,7 +254,7 @@ impl Unfold {
                     }
                 }
             }),
-            _ => self.runs(ld, col0, |slot, read| {
+            _ => self.runs(ld, col0, lines, |slot, read| {
                 for (x, d) in cols[slot..slot + ow].iter_mut().enumerate() {
                     *d = xp[read + x * xs];
                 }
@@ -198,48 +265,73 @@ impl Unfold {
     /// Writes one sample's input gradient `dx` `[C, D, H, W]` from its column gradient (laid
     /// out as in [`Unfold::im2col`]), overwriting `dx`.
     pub(super) fn col2im(&self, dcols: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
-        if self.pad == [0, 0, 0] {
-            dx.fill(0.0);
-            self.scatter(dcols, ld, col0, dx);
-            return;
-        }
-        self.with_padded_grad(|buf| {
-            self.scatter(dcols, ld, col0, buf);
-            self.rows_of(|src, dst, n| dx[src..src + n].copy_from_slice(&buf[dst..dst + n]));
-        });
+        self.fold_sample(dx, |dxp| self.scatter(dcols, ld, col0, dxp));
     }
 
     /// Adds the column gradient onto the (padded) sample gradient `dxp`, vectorised like
     /// [`Unfold::gather`].
     pub(super) fn scatter(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
+        self.scatter_lines(dcols, ld, col0, 0..self.lines(), dxp);
+    }
+
+    /// [`Unfold::scatter`] of the output `lines` only, the first line's first column at `col0`.
+    pub(super) fn scatter_lines(
+        &self,
+        dcols: &[f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+        dxp: &mut [f32],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { self.scatter_avx2(dcols, ld, col0, dxp) };
+            return unsafe { self.scatter_avx2(dcols, ld, col0, lines, dxp) };
         }
-        self.scatter_generic(dcols, ld, col0, dxp);
+        self.scatter_generic::<false>(dcols, ld, col0, lines, dxp);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn scatter_avx2(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
-        self.scatter_generic(dcols, ld, col0, dxp);
+    fn scatter_avx2(
+        &self,
+        dcols: &[f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+        dxp: &mut [f32],
+    ) {
+        self.scatter_generic::<true>(dcols, ld, col0, lines, dxp);
     }
 
+    /// With `AVX2`, only called from a function compiled for AVX2 on a CPU that has it.
     #[inline(always)]
-    fn scatter_generic(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
+    fn scatter_generic<const AVX2: bool>(
+        &self,
+        dcols: &[f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+        dxp: &mut [f32],
+    ) {
         let (ow, xs) = (self.output[2], self.steps[2]);
         match xs {
-            1 => self.runs(ld, col0, |slot, read| {
+            1 => self.runs(ld, col0, lines, |slot, read| {
                 let src = &dcols[slot..slot + ow];
                 for (d, &g) in dxp[read..read + ow].iter_mut().zip(src) {
                     *d += g;
                 }
             }),
-            2 => self.runs(ld, col0, |slot, read| {
+            2 => self.runs(ld, col0, lines, |slot, read| {
                 let src = &dcols[slot..slot + ow];
                 let end = read + 2 * ow;
-                if end <= dxp.len() {
+                if end <= dxp.len() && AVX2 {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `AVX2` is set only where the CPU has AVX2 (see above).
+                    unsafe {
+                        add_even_lanes_avx2(src, &mut dxp[read..end]);
+                    }
+                } else if end <= dxp.len() {
                     // Whole pairs, the second value plus zero, so that the loop loads and
                     // stores whole vectors (a gradient of -0 becomes +0, the same number).
                     for (pair, &g) in dxp[read..end].chunks_exact_mut(2).zip(src) {
@@ -252,11 +344,66 @@ impl Unfold {
                     }
                 }
             }),
-            _ => self.runs(ld, col0, |slot, read| {
+            _ => self.runs(ld, col0, lines, |slot, read| {
                 for (x, &g) in dcols[slot..slot + ow].iter().enumerate() {
                     dxp[read + x * xs] += g;
                 }
             }),
         }
+    }
+}
+
+/// `dst[i] = src[2 i]` for every `i` (`src` holds at least `2 dst.len()` values), eight at a
+/// time: two loads, one in-lane shuffle of the even values and one cross-lane permutation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn even_lanes_avx2(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(src.len() >= 2 * n);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `2 i + 16 <= 2 n <= src.len()` and `i + 8 <= dst.len()`.
+        unsafe {
+            let a = _mm256_loadu_ps(src.as_ptr().add(2 * i));
+            let b = _mm256_loadu_ps(src.as_ptr().add(2 * i + 8));
+            // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in the order (0, 2, 1, 3).
+            let even = _mm256_shuffle_ps::<0x88>(a, b);
+            let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), even);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        dst[j] = src[2 * j];
+    }
+}
+
+/// `dst[2 i] += src[i]` for every `i` (`dst` holds at least `2 src.len()` values), eight at a
+/// time; the odd values in between get `+ 0.0` (a gradient of -0 becomes +0, the same number).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_even_lanes_avx2(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = src.len();
+    assert!(dst.len() >= 2 * n);
+    let zero = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= src.len()` and `2 i + 16 <= dst.len()`.
+        unsafe {
+            let g = _mm256_loadu_ps(src.as_ptr().add(i));
+            // [g0 0 g1 0 | g4 0 g5 0] and [g2 0 g3 0 | g6 0 g7 0], then whole 128-bit lanes.
+            let (lo, hi) = (_mm256_unpacklo_ps(g, zero), _mm256_unpackhi_ps(g, zero));
+            let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+            let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+            let d = dst.as_mut_ptr().add(2 * i);
+            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), first));
+            _mm256_storeu_ps(d.add(8), _mm256_add_ps(_mm256_loadu_ps(d.add(8)), second));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        dst[2 * j] += src[j];
     }
 }
