@@ -215,11 +215,13 @@ fn unfolding_and_folding_match_their_definitions_across_geometries_on_one_thread
     // In this order on one thread: the second geometry has the first's padded length
     // (6 x 6) with its padding elsewhere, so a padded buffer reused without clearing would
     // leak the first sample's values into the second's padding. Then strides 1, 2 (with a
-    // last read at the sample's end) and 3, in 2D and 3D, and rows of 18 and 17 outputs at
-    // stride 2 (eight at a time with AVX2, then the rest).
+    // last read at the sample's end) and 3, in 2D and 3D, rows of 18 and 17 outputs at
+    // stride 2 (eight at a time with AVX2, then the rest), and rows of four (two lines at a
+    // time with AVX2: an even and an odd number of lines, the last pair at the sample's end,
+    // pairs across depth planes).
     // (input [B, C, D, H, W], kernel, stride, padding)
     type Case = ([usize; 5], [usize; 3], [usize; 3], [usize; 3]);
-    let geometries: [Case; 9] = [
+    let geometries: [Case; 13] = [
         ([1, 2, 1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
         ([1, 2, 1, 2, 2], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
         ([1, 3, 1, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
@@ -229,15 +231,37 @@ fn unfolding_and_folding_match_their_definitions_across_geometries_on_one_thread
         ([1, 1, 5, 6, 5], [3, 2, 3], [1, 2, 3], [1, 0, 2]),
         ([1, 2, 1, 3, 37], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
         ([1, 2, 1, 2, 33], [1, 1, 1], [1, 2, 2], [0, 0, 0]),
+        ([1, 2, 1, 5, 8], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+        ([1, 2, 1, 7, 8], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+        ([1, 2, 1, 3, 7], [1, 1, 1], [1, 2, 2], [0, 0, 0]),
+        ([1, 2, 4, 5, 8], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
     ];
-    for (input, kernel, stride, padding) in geometries {
+    // With AVX2 where the CPU has it, then the portable loops.
+    for portable in [false, true] {
+        super::unfold::PORTABLE.store(portable, Relaxed);
+        for &(input, kernel, stride, padding) in &geometries {
+            check_unfolding(input, kernel, stride, padding, portable);
+        }
+    }
+    super::unfold::PORTABLE.store(false, Relaxed);
+}
+
+/// [`Unfold::im2col`] and [`Unfold::col2im`] of one geometry against their definitions.
+fn check_unfolding(
+    input: [usize; 5],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    portable: bool,
+) {
+    {
         let g = Geometry {
             kernel,
             stride,
             padding,
         };
         let d = Dims::new(input, 3, g).expect("valid geometry");
-        let what = format!("{input:?} k{kernel:?} s{stride:?} p{padding:?}");
+        let what = format!("{input:?} k{kernel:?} s{stride:?} p{padding:?} portable {portable}");
         let x: Vec<f32> = (0..d.in_len())
             .map(|i| 1.0 + (i as f32 * 0.731).sin())
             .collect();

@@ -14,6 +14,21 @@ thread_local! {
     static PADDED_GRAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Set by a test to take the portable loops on a CPU with AVX2 too.
+#[cfg(test)]
+pub(super) static PORTABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the unfolding runs its AVX2 versions (the CPU has AVX2; checked at run time).
+#[cfg(target_arch = "x86_64")]
+fn use_avx2() -> bool {
+    #[cfg(test)]
+    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
 /// What fixes which values of a padded sample buffer are padding: channels, input sizes and
 /// padding per axis.
 type PadKey = (usize, [usize; 3], [usize; 3]);
@@ -200,11 +215,11 @@ impl Unfold {
         lines: Range<usize>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if use_avx2() {
             // SAFETY: the CPU supports the feature the function is compiled for.
             return unsafe { self.gather_avx2(xp, cols, ld, col0, lines) };
         }
-        self.gather_generic::<false>(xp, cols, ld, col0, lines);
+        self.gather_generic(xp, cols, ld, col0, lines);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -217,12 +232,15 @@ impl Unfold {
         col0: usize,
         lines: Range<usize>,
     ) {
-        self.gather_generic::<true>(xp, cols, ld, col0, lines);
+        if self.steps[2] == 2 {
+            self.gather_s2_avx2(xp, cols, ld, col0, lines);
+        } else {
+            self.gather_generic(xp, cols, ld, col0, lines);
+        }
     }
 
-    /// With `AVX2`, only called from a function compiled for AVX2 on a CPU that has it.
     #[inline(always)]
-    fn gather_generic<const AVX2: bool>(
+    fn gather_generic(
         &self,
         xp: &[f32],
         cols: &mut [f32],
@@ -239,9 +257,6 @@ impl Unfold {
                 let dst = &mut cols[slot..slot + ow];
                 // The pair after the last read may pass the end of the sample.
                 match xp.get(read..read + 2 * ow) {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `AVX2` is set only where the CPU has AVX2 (see above).
-                    Some(src) if AVX2 => unsafe { even_lanes_avx2(src, dst) },
                     Some(src) => {
                         for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
                             *d = pair[0];
@@ -284,11 +299,11 @@ impl Unfold {
         dxp: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if use_avx2() {
             // SAFETY: the CPU supports the feature the function is compiled for.
             return unsafe { self.scatter_avx2(dcols, ld, col0, lines, dxp) };
         }
-        self.scatter_generic::<false>(dcols, ld, col0, lines, dxp);
+        self.scatter_generic(dcols, ld, col0, lines, dxp);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -301,12 +316,142 @@ impl Unfold {
         lines: Range<usize>,
         dxp: &mut [f32],
     ) {
-        self.scatter_generic::<true>(dcols, ld, col0, lines, dxp);
+        if self.steps[2] == 2 {
+            self.scatter_s2_avx2(dcols, ld, col0, lines, dxp);
+        } else {
+            self.scatter_generic(dcols, ld, col0, lines, dxp);
+        }
     }
 
-    /// With `AVX2`, only called from a function compiled for AVX2 on a CPU that has it.
+    /// Source offsets, within one channel and before the kernel row's own offset, of the first
+    /// value each output line in `lines` reads.
+    fn line_offsets(&self, lines: Range<usize>) -> Vec<usize> {
+        let oh = self.output[1];
+        let [zs, ys, _] = self.steps;
+        lines.map(|l| (l / oh) * zs + (l % oh) * ys).collect()
+    }
+
+    /// [`Unfold::gather_lines`] at stride 2 along the width, with AVX2: per kernel row, the
+    /// lines eight outputs at a time (two lines at once where a line has four outputs, the
+    /// deepest layers').
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn gather_s2_avx2(
+        &self,
+        xp: &[f32],
+        cols: &mut [f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+    ) {
+        let offsets = self.line_offsets(lines);
+        let ow = self.output[2];
+        let len = offsets.len() * ow;
+        let channel = self.padded.iter().product::<usize>();
+        let rows = self.kernel_rows.len();
+        for c in 0..self.c_in {
+            for (r, &base) in self.kernel_rows.iter().enumerate() {
+                let start = (c * rows + r) * ld + col0;
+                let dst = &mut cols[start..start + len];
+                let src0 = c * channel + base;
+                if ow == 4 {
+                    let mut pairs = dst.chunks_exact_mut(8);
+                    let mut offs = offsets.chunks_exact(2);
+                    for (d, o) in (&mut pairs).zip(&mut offs) {
+                        let (a, b) = (src0 + o[0], src0 + o[1]);
+                        match (xp.get(a..a + 8), xp.get(b..b + 8)) {
+                            (Some(sa), Some(sb)) => two_lines_of_four_avx2(sa, sb, d),
+                            _ => {
+                                for x in 0..4 {
+                                    d[x] = xp[a + 2 * x];
+                                    d[4 + x] = xp[b + 2 * x];
+                                }
+                            }
+                        }
+                    }
+                    let last = pairs.into_remainder().chunks_exact_mut(4);
+                    for (d, &o) in last.zip(offs.remainder()) {
+                        for (x, v) in d.iter_mut().enumerate() {
+                            *v = xp[src0 + o + 2 * x];
+                        }
+                    }
+                } else {
+                    for (d, &o) in dst.chunks_exact_mut(ow).zip(&offsets) {
+                        let s = src0 + o;
+                        match xp.get(s..s + 2 * ow) {
+                            Some(src) => even_lanes_avx2(src, d),
+                            None => {
+                                for (x, v) in d.iter_mut().enumerate() {
+                                    *v = xp[s + 2 * x];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Unfold::scatter_lines`] at stride 2 along the width, with AVX2, laid out as
+    /// [`Unfold::gather_s2_avx2`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn scatter_s2_avx2(
+        &self,
+        dcols: &[f32],
+        ld: usize,
+        col0: usize,
+        lines: Range<usize>,
+        dxp: &mut [f32],
+    ) {
+        let offsets = self.line_offsets(lines);
+        let ow = self.output[2];
+        let len = offsets.len() * ow;
+        let channel = self.padded.iter().product::<usize>();
+        let rows = self.kernel_rows.len();
+        for c in 0..self.c_in {
+            for (r, &base) in self.kernel_rows.iter().enumerate() {
+                let start = (c * rows + r) * ld + col0;
+                let src = &dcols[start..start + len];
+                let dst0 = c * channel + base;
+                if ow == 4 {
+                    let mut pairs = src.chunks_exact(8);
+                    let mut offs = offsets.chunks_exact(2);
+                    for (g, o) in (&mut pairs).zip(&mut offs) {
+                        let (a, b) = (dst0 + o[0], dst0 + o[1]);
+                        if a + 8 <= dxp.len() && b + 8 <= dxp.len() {
+                            add_two_lines_of_four_avx2(g, dxp, a, b);
+                        } else {
+                            for x in 0..4 {
+                                dxp[a + 2 * x] += g[x];
+                                dxp[b + 2 * x] += g[4 + x];
+                            }
+                        }
+                    }
+                    for (g, &o) in pairs.remainder().chunks_exact(4).zip(offs.remainder()) {
+                        for (x, &v) in g.iter().enumerate() {
+                            dxp[dst0 + o + 2 * x] += v;
+                        }
+                    }
+                } else {
+                    for (g, &o) in src.chunks_exact(ow).zip(&offsets) {
+                        let s = dst0 + o;
+                        match dxp.get_mut(s..s + 2 * ow) {
+                            Some(d) => add_even_lanes_avx2(g, d),
+                            None => {
+                                for (x, &v) in g.iter().enumerate() {
+                                    dxp[s + 2 * x] += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[inline(always)]
-    fn scatter_generic<const AVX2: bool>(
+    fn scatter_generic(
         &self,
         dcols: &[f32],
         ld: usize,
@@ -325,13 +470,7 @@ impl Unfold {
             2 => self.runs(ld, col0, lines, |slot, read| {
                 let src = &dcols[slot..slot + ow];
                 let end = read + 2 * ow;
-                if end <= dxp.len() && AVX2 {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `AVX2` is set only where the CPU has AVX2 (see above).
-                    unsafe {
-                        add_even_lanes_avx2(src, &mut dxp[read..end]);
-                    }
-                } else if end <= dxp.len() {
+                if end <= dxp.len() {
                     // Whole pairs, the second value plus zero, so that the loop loads and
                     // stores whole vectors (a gradient of -0 becomes +0, the same number).
                     for (pair, &g) in dxp[read..end].chunks_exact_mut(2).zip(src) {
@@ -405,5 +544,42 @@ fn add_even_lanes_avx2(src: &[f32], dst: &mut [f32]) {
     }
     for j in i..n {
         dst[2 * j] += src[j];
+    }
+}
+
+/// `d[0..4]` = the even values of `a[0..8]`, `d[4..8]` = those of `b[0..8]`: two output lines of
+/// four at stride 2, in one shuffle and one permutation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn two_lines_of_four_avx2(a: &[f32], b: &[f32], d: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= 8 && b.len() >= 8 && d.len() >= 8);
+    // SAFETY: eight values each, asserted above.
+    unsafe {
+        let (va, vb) = (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()));
+        let even = _mm256_shuffle_ps::<0x88>(va, vb);
+        let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)));
+        _mm256_storeu_ps(d.as_mut_ptr(), even);
+    }
+}
+
+/// `dst[a + 2 x] += g[x]` and `dst[b + 2 x] += g[4 + x]` for `x < 4` (the values in between get
+/// `+ 0.0`); the two windows of eight are updated one after the other, so they may overlap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_two_lines_of_four_avx2(g: &[f32], dst: &mut [f32], a: usize, b: usize) {
+    use std::arch::x86_64::*;
+    assert!(g.len() >= 8 && a + 8 <= dst.len() && b + 8 <= dst.len());
+    let zero = _mm256_setzero_ps();
+    // SAFETY: eight values of `g`, and the windows `a..a + 8`, `b..b + 8` of `dst`, asserted.
+    unsafe {
+        let v = _mm256_loadu_ps(g.as_ptr());
+        let (lo, hi) = (_mm256_unpacklo_ps(v, zero), _mm256_unpackhi_ps(v, zero));
+        let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+        let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+        let pa = dst.as_mut_ptr().add(a);
+        _mm256_storeu_ps(pa, _mm256_add_ps(_mm256_loadu_ps(pa), first));
+        let pb = dst.as_mut_ptr().add(b);
+        _mm256_storeu_ps(pb, _mm256_add_ps(_mm256_loadu_ps(pb), second));
     }
 }
