@@ -7,6 +7,7 @@
 //! cargo run --release --example train_step -- step --dims 3 --batch 4
 //! cargo run --release --example train_step -- infonce --locations 64
 //! cargo run --release --example train_step -- gemm --size 1024
+//! cargo run --release --example train_step -- gemm --shape 64,4096,64
 //! ```
 //!
 //! A step is what `mmssl_train::fit` does per batch: the encoders, conv and latent heads and
@@ -58,6 +59,9 @@ struct Args {
     /// Side of the square matrices of `gemm`.
     #[arg(long, default_value_t = 1024)]
     size: usize,
+    /// `M,N,K` of `gemm` instead of the square `--size`: `[M, K] x [K, N]`.
+    #[arg(long, value_parser = parse_shape)]
+    shape: Option<[usize; 3]>,
     /// Untimed repetitions first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -67,6 +71,26 @@ struct Args {
     /// cpu, or wgpu in a build with `--features wgpu`.
     #[arg(long, default_value = "cpu")]
     backend: String,
+}
+
+/// `M,N,K`, three positive integers.
+fn parse_shape(text: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<usize> = text
+        .split(',')
+        .map(|v| v.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{text}`: {e}; expected M,N,K, e.g. 64,4096,64"))?;
+    match parts[..] {
+        [m, n, k] if m > 0 && n > 0 && k > 0 => Ok([m, n, k]),
+        _ => Err(format!(
+            "`{text}`: expected M,N,K (three positive integers), e.g. 64,4096,64"
+        )),
+    }
+}
+
+/// `[M, N, K]` of the `gemm` product.
+fn gemm_shape(a: &Args) -> [usize; 3] {
+    a.shape.unwrap_or([a.size; 3])
 }
 
 fn device(backend: &str) -> Result<Device, String> {
@@ -194,8 +218,9 @@ fn infonce_once(anchors: &Tensor<3>, targets: &Tensor<3>, dot: Critic<'_>) {
 
 fn gemm(a: &Args, device: &Device) -> Vec<f64> {
     let dist = Distribution::Normal(0.0, 1.0);
-    let x = Tensor::<2>::random([a.size, a.size], dist, device);
-    let y = Tensor::<2>::random([a.size, a.size], dist, device);
+    let [m, n, k] = gemm_shape(a);
+    let x = Tensor::<2>::random([m, k], dist, device);
+    let y = Tensor::<2>::random([k, n], dist, device);
     time(a.warmup, a.reps, || {
         on_pool(|| {
             let _ = x.clone().matmul(y.clone()).slice([0..1, 0..1]).into_data();
@@ -219,7 +244,10 @@ fn main() {
     };
     // FLOPs of the one matrix product that dominates, for throughput figures.
     let flops = match a.what {
-        What::Gemm => 2.0 * (a.size as f64).powi(3),
+        What::Gemm => {
+            let [m, n, k] = gemm_shape(&a);
+            2.0 * (m * n * k) as f64
+        }
         // Score matrix [B, B L] with d = 64: forward plus the two backward products.
         What::Infonce => 3.0 * 2.0 * (a.batch * a.batch * a.locations * 64) as f64,
         What::Step => 0.0,
@@ -227,7 +255,7 @@ fn main() {
     let m = median(&times);
     let gflops = if flops > 0.0 { flops / (m * 1e6) } else { 0.0 };
     println!(
-        "{{\"impl\":\"mmssl\",\"what\":\"{}\",\"objective\":\"{}\",\"modalities\":{},\"dims\":{},\"batch\":{},\"locations\":{},\"size\":{},\"backend\":\"{}\",\"median_ms\":{m:.3},\"gflops\":{gflops:.2},\"times_ms\":{:?}}}",
+        "{{\"impl\":\"mmssl\",\"what\":\"{}\",\"objective\":\"{}\",\"modalities\":{},\"dims\":{},\"batch\":{},\"locations\":{},\"size\":{},\"shape\":{:?},\"backend\":\"{}\",\"median_ms\":{m:.3},\"gflops\":{gflops:.2},\"times_ms\":{:?}}}",
         format!("{:?}", a.what).to_lowercase(),
         a.objective,
         a.modalities,
@@ -235,6 +263,7 @@ fn main() {
         a.batch,
         a.locations,
         a.size,
+        gemm_shape(&a),
         a.backend,
         times
             .iter()

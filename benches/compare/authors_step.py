@@ -2,6 +2,7 @@
 
     python authors_step.py step --fusion PATH [--objective CR-XX-CC] [--dims 2|3] [--batch 64]
                                 [--modalities 2] [--threads 2] [--warmup 3] [--reps 10]
+                                [--optimizer catalyst|torch|none]
 
 PATH is a checkout of github:Entodi/fusion. Nothing of it is copied: this script puts the
 checkout on `sys.path`, builds the objects the authors' pretraining configurations name and
@@ -21,6 +22,10 @@ each `z` for the logged metrics):
   the optimiser the authors' `optimizer_provider` registers. Install catalyst without its
   dependencies (`pip install catalyst==22.4 --no-deps`); only its `radam.py` file is loaded,
   by path, since the package's `__init__` imports much more than the optimiser.
+
+`--optimizer torch` swaps in `torch.optim.RAdam` (what the port uses) and `--optimizer none`
+times the step without the update, to tell the optimiser's share of the difference from the
+model's and the loss's.
 
 The authors pin torch 2.0.1; the checkout runs unchanged on the torch this Python has (its
 version goes into the JSON line). Inputs are uniform [0, 1) like `torch_step.py`'s. Prints one
@@ -116,6 +121,12 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--optimizer",
+        choices=["catalyst", "torch", "none"],
+        default="catalyst",
+        help="catalyst's RAdam (the authors'), torch.optim.RAdam, or no update",
+    )
     # Accepted so that run.py can pass the same arguments to every implementation.
     p.add_argument("--locations", type=int, default=64)
     p.add_argument("--size", type=int, default=1024)
@@ -124,7 +135,12 @@ def main():
     torch.manual_seed(0)
 
     model, criterion, side = build(args.fusion.resolve(), args.objective, args.modalities, args.dims)
-    optimizer = load_radam()(model.parameters(), lr=4e-4)
+    if args.optimizer == "catalyst":
+        optimizer = load_radam()(model.parameters(), lr=4e-4)
+    elif args.optimizer == "torch":
+        optimizer = torch.optim.RAdam(model.parameters(), lr=4e-4)
+    else:
+        optimizer = None
     # The runners hand the model a dict of the sources' batches keyed by the source id.
     xs = {str(i): torch.rand([args.batch] + side) for i in range(args.modalities)}
 
@@ -135,7 +151,8 @@ def main():
         output = model(xs)
         loss, _ = criterion(output, None)
         loss.backward()
-        optimizer.step()
+        if optimizer is not None:
+            optimizer.step()
         loss.item()
         for z in output.z.values():
             torch.softmax(z, dim=1)
@@ -152,6 +169,7 @@ def main():
         json.dumps(
             dict(
                 impl="authors",
+                optimizer=args.optimizer,
                 what=args.what,
                 objective=args.objective,
                 modalities=args.modalities,

@@ -43,6 +43,13 @@ CASES = [
     ("InfoNCE fwd+bwd, B 64, L_t 64", ["infonce", "--batch", "64", "--locations", "64"], 20),
     ("InfoNCE fwd+bwd, B 64, L_t 512", ["infonce", "--batch", "64", "--locations", "512"], 3),
     ("f32 GEMM 1024^3", ["gemm", "--size", "1024"], 2),
+    # The thin products of one InfoNCE term at B 64, L_t 64, d 64 (scores, anchor gradient,
+    # target gradient) and of the 3D step's largest convolution (second layer, one sample:
+    # [O, K] x [K, P]), each library on the same shapes.
+    ("f32 GEMM 64x4096x64 (InfoNCE scores)", ["gemm", "--shape", "64,4096,64"], 20),
+    ("f32 GEMM 64x64x4096 (InfoNCE anchor gradient)", ["gemm", "--shape", "64,64,4096"], 20),
+    ("f32 GEMM 4096x64x64 (InfoNCE target gradient)", ["gemm", "--shape", "4096,64,64"], 20),
+    ("f32 GEMM 64x4096x2048 (3D conv layer 2)", ["gemm", "--shape", "64,4096,2048"], 2),
 ]
 
 SCALING = [

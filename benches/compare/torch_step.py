@@ -150,6 +150,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--locations", type=int, default=64)
     p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--shape", default=None, help="M,N,K of gemm ([M, K] x [K, N]) instead of --size")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
@@ -188,13 +189,14 @@ def main():
 
         flops = 3.0 * 2.0 * args.batch * args.batch * args.locations * 64
     else:
-        x = torch.randn(args.size, args.size, device=dev)
-        y = torch.randn(args.size, args.size, device=dev)
+        m, n, k = [int(v) for v in args.shape.split(",")] if args.shape else [args.size] * 3
+        x = torch.randn(m, k, device=dev)
+        y = torch.randn(k, n, device=dev)
 
         def run():
             (x @ y)[0, 0].item()
 
-        flops = 2.0 * args.size**3
+        flops = 2.0 * m * n * k
 
     for _ in range(args.warmup):
         run()
@@ -215,6 +217,7 @@ def main():
                 batch=args.batch,
                 locations=args.locations,
                 size=args.size,
+                shape=args.shape,
                 backend=args.backend,
                 torch=torch.__version__,
                 threads=torch.get_num_threads(),
