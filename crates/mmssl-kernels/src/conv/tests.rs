@@ -254,43 +254,41 @@ fn check_unfolding(
     padding: [usize; 3],
     portable: bool,
 ) {
-    {
-        let g = Geometry {
-            kernel,
-            stride,
-            padding,
-        };
-        let d = Dims::new(input, 3, g).expect("valid geometry");
-        let what = format!("{input:?} k{kernel:?} s{stride:?} p{padding:?} portable {portable}");
-        let x: Vec<f32> = (0..d.in_len())
-            .map(|i| 1.0 + (i as f32 * 0.731).sin())
-            .collect();
-        let unfold = super::unfold::Unfold::new(&d);
-        let (k, p) = (d.k(), d.p());
-        // Two samples side by side in one matrix, the second at column p: both must land.
-        let mut cols = vec![f32::NAN; k * 2 * p];
-        unfold.im2col(&x, &mut cols, 2 * p, 0);
-        unfold.im2col(&x, &mut cols, 2 * p, p);
-        let want = naive_im2col(&x, &d);
-        for row in 0..k {
-            for half in [0, p] {
-                assert_eq!(
-                    &cols[row * 2 * p + half..row * 2 * p + half + p],
-                    &want[row * p..(row + 1) * p],
-                    "{what}: im2col row {row}"
-                );
-            }
+    let g = Geometry {
+        kernel,
+        stride,
+        padding,
+    };
+    let d = Dims::new(input, 3, g).expect("valid geometry");
+    let what = format!("{input:?} k{kernel:?} s{stride:?} p{padding:?} portable {portable}");
+    let x: Vec<f32> = (0..d.in_len())
+        .map(|i| 1.0 + (i as f32 * 0.731).sin())
+        .collect();
+    let unfold = super::unfold::Unfold::new(&d);
+    let (k, p) = (d.k(), d.p());
+    // Two samples side by side in one matrix, the second at column p: both must land.
+    let mut cols = vec![f32::NAN; k * 2 * p];
+    unfold.im2col(&x, &mut cols, 2 * p, 0);
+    unfold.im2col(&x, &mut cols, 2 * p, p);
+    let want = naive_im2col(&x, &d);
+    for row in 0..k {
+        for half in [0, p] {
+            assert_eq!(
+                &cols[row * 2 * p + half..row * 2 * p + half + p],
+                &want[row * p..(row + 1) * p],
+                "{what}: im2col row {row}"
+            );
         }
-        // col2im is the adjoint: every slot adds onto the input value it reads.
-        let dcols: Vec<f32> = (0..k * 2 * p).map(|i| (i as f32 * 0.377).cos()).collect();
-        let mut dx = vec![f32::NAN; d.in_len()];
-        unfold.col2im(&dcols, 2 * p, p, &mut dx);
-        let mut want_dx = vec![0.0f32; d.in_len()];
-        visit(&d, |row, col, at| {
-            if let Some(i) = at {
-                want_dx[i] += dcols[row * 2 * p + p + col];
-            }
-        });
-        close(&dx, &want_dx, 1e-6, &format!("{what}: col2im"));
     }
+    // col2im is the adjoint: every slot adds onto the input value it reads.
+    let dcols: Vec<f32> = (0..k * 2 * p).map(|i| (i as f32 * 0.377).cos()).collect();
+    let mut dx = vec![f32::NAN; d.in_len()];
+    unfold.col2im(&dcols, 2 * p, p, &mut dx);
+    let mut want_dx = vec![0.0f32; d.in_len()];
+    visit(&d, |row, col, at| {
+        if let Some(i) = at {
+            want_dx[i] += dcols[row * 2 * p + p + col];
+        }
+    });
+    close(&dx, &want_dx, 1e-6, &format!("{what}: col2im"));
 }
