@@ -42,8 +42,11 @@ pub(super) struct Unfold {
     kernel_rows: Vec<usize>,
     /// Output sizes `(D', H', W')`.
     output: [usize; 3],
-    /// Padded-input strides between consecutive outputs along `(D', H', W')`.
-    steps: [usize; 3],
+    /// Offset in a padded channel, before the kernel row's own, of the first value each output
+    /// line `(z, y)` reads.
+    line_starts: Vec<usize>,
+    /// Padded-input step between consecutive outputs of a line (the stride along the width).
+    stride: usize,
     c_in: usize,
     /// Input sizes `(D, H, W)` and padded ones.
     input: [usize; 3],
@@ -66,10 +69,15 @@ impl Unfold {
                 }
             }
         }
+        let [od, oh, _] = d.output;
+        let line_starts = (0..od * oh)
+            .map(|l| (l / oh) * sd * ph * pw + (l % oh) * sh * pw)
+            .collect();
         Unfold {
             kernel_rows,
             output: d.output,
-            steps: [sd * ph * pw, sh * pw, sw],
+            line_starts,
+            stride: sw,
             c_in: d.c_in,
             input: d.input,
             padded,
@@ -161,7 +169,7 @@ impl Unfold {
 
     /// Output lines `(z, y)` of one sample; each is [`Unfold::line_len`] consecutive columns.
     pub(super) fn lines(&self) -> usize {
-        self.output[0] * self.output[1]
+        self.line_starts.len()
     }
 
     /// Columns per output line: the output width `W'`.
@@ -169,43 +177,30 @@ impl Unfold {
         self.output[2]
     }
 
-    /// Calls `f(slot, read)` for every run of consecutive column slots of the output `lines`
-    /// of one sample: the slots `slot..slot + W'` (indices into a column matrix of `ld` values
-    /// per row whose column `col0` is the first line's first column) read the sample's padded
-    /// values at `read, read + s, ..., read + (W' - 1) s`, for the output width `W'` and the
-    /// stride `s` along the width.
-    #[inline(always)]
-    fn runs(&self, ld: usize, col0: usize, lines: Range<usize>, mut f: impl FnMut(usize, usize)) {
+    /// Calls `f(slot, read)` for every kernel row `(c, kz, ky, kx)` of one sample: its column
+    /// row starts at `slot` (in a column matrix of `ld` values per row whose column `col0` is
+    /// the first column unfolded), and output line `l` of it reads the sample's padded values
+    /// from `read + line_starts[l]` on, every `stride`-th one.
+    fn kernel_rows_of(&self, ld: usize, col0: usize, mut f: impl FnMut(usize, usize)) {
         let channel = self.padded.iter().product::<usize>();
-        let [_, oh, ow] = self.output;
-        let [zs, ys, _] = self.steps;
         let rows = self.kernel_rows.len();
         for c in 0..self.c_in {
             for (r, &base) in self.kernel_rows.iter().enumerate() {
-                let mut slot = (c * rows + r) * ld + col0;
-                let (mut z, mut y) = (lines.start / oh, lines.start % oh);
-                for _ in lines.clone() {
-                    f(slot, c * channel + base + z * zs + y * ys);
-                    slot += ow;
-                    y += 1;
-                    if y == oh {
-                        (z, y) = (z + 1, 0);
-                    }
-                }
+                f((c * rows + r) * ld + col0, c * channel + base);
             }
         }
     }
 
     /// The strided reads of [`Unfold::im2col`] from the (padded) sample `xp`.
-    ///
-    /// Runs are copied whole for the unit stride and de-interleaved for stride 2 (the
-    /// encoders' layers), which the compiler turns into vector loads and shuffles; on x86-64
-    /// with AVX2 (checked at run time) the same code is compiled for 8-lane vectors.
     pub(super) fn gather(&self, xp: &[f32], cols: &mut [f32], ld: usize, col0: usize) {
         self.gather_lines(xp, cols, ld, col0, 0..self.lines());
     }
 
     /// [`Unfold::gather`] of the output `lines` only, the first line's first column at `col0`.
+    ///
+    /// Each line is copied whole at stride 1 and de-interleaved at stride 2 (the encoders'
+    /// layers); at stride 2 on x86-64 with AVX2 (checked at run time) eight outputs at a time,
+    /// and two lines at once where a line has four outputs.
     pub(super) fn gather_lines(
         &self,
         xp: &[f32],
@@ -214,67 +209,20 @@ impl Unfold {
         col0: usize,
         lines: Range<usize>,
     ) {
+        let (ow, stride) = (self.output[2], self.stride);
+        let starts = &self.line_starts[lines];
+        let len = starts.len() * ow;
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() {
-            // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { self.gather_avx2(xp, cols, ld, col0, lines) };
+        if stride == 2 && use_avx2() {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { self.gather_s2_avx2(xp, cols, ld, col0, starts) };
         }
-        self.gather_generic(xp, cols, ld, col0, lines);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn gather_avx2(
-        &self,
-        xp: &[f32],
-        cols: &mut [f32],
-        ld: usize,
-        col0: usize,
-        lines: Range<usize>,
-    ) {
-        if self.steps[2] == 2 {
-            self.gather_s2_avx2(xp, cols, ld, col0, lines);
-        } else {
-            self.gather_generic(xp, cols, ld, col0, lines);
-        }
-    }
-
-    #[inline(always)]
-    fn gather_generic(
-        &self,
-        xp: &[f32],
-        cols: &mut [f32],
-        ld: usize,
-        col0: usize,
-        lines: Range<usize>,
-    ) {
-        let (ow, xs) = (self.output[2], self.steps[2]);
-        match xs {
-            1 => self.runs(ld, col0, lines, |slot, read| {
-                cols[slot..slot + ow].copy_from_slice(&xp[read..read + ow]);
-            }),
-            2 => self.runs(ld, col0, lines, |slot, read| {
-                let dst = &mut cols[slot..slot + ow];
-                // The pair after the last read may pass the end of the sample.
-                match xp.get(read..read + 2 * ow) {
-                    Some(src) => {
-                        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                            *d = pair[0];
-                        }
-                    }
-                    None => {
-                        for (x, d) in dst.iter_mut().enumerate() {
-                            *d = xp[read + 2 * x];
-                        }
-                    }
-                }
-            }),
-            _ => self.runs(ld, col0, lines, |slot, read| {
-                for (x, d) in cols[slot..slot + ow].iter_mut().enumerate() {
-                    *d = xp[read + x * xs];
-                }
-            }),
-        }
+        self.kernel_rows_of(ld, col0, |slot, read| {
+            let dst = &mut cols[slot..slot + len];
+            for (d, &at) in dst.chunks_exact_mut(ow).zip(starts) {
+                read_line(xp, read + at, stride, d);
+            }
+        });
     }
 
     /// Writes one sample's input gradient `dx` `[C, D, H, W]` from its column gradient (laid
@@ -283,13 +231,13 @@ impl Unfold {
         self.fold_sample(dx, |dxp| self.scatter(dcols, ld, col0, dxp));
     }
 
-    /// Adds the column gradient onto the (padded) sample gradient `dxp`, vectorised like
-    /// [`Unfold::gather`].
+    /// Adds the column gradient onto the (padded) sample gradient `dxp`.
     pub(super) fn scatter(&self, dcols: &[f32], ld: usize, col0: usize, dxp: &mut [f32]) {
         self.scatter_lines(dcols, ld, col0, 0..self.lines(), dxp);
     }
 
-    /// [`Unfold::scatter`] of the output `lines` only, the first line's first column at `col0`.
+    /// [`Unfold::scatter`] of the output `lines` only, the first line's first column at
+    /// `col0`, vectorised like [`Unfold::gather_lines`].
     pub(super) fn scatter_lines(
         &self,
         dcols: &[f32],
@@ -298,42 +246,24 @@ impl Unfold {
         lines: Range<usize>,
         dxp: &mut [f32],
     ) {
+        let (ow, stride) = (self.output[2], self.stride);
+        let starts = &self.line_starts[lines];
+        let len = starts.len() * ow;
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() {
-            // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { self.scatter_avx2(dcols, ld, col0, lines, dxp) };
+        if stride == 2 && use_avx2() {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { self.scatter_s2_avx2(dcols, ld, col0, starts, dxp) };
         }
-        self.scatter_generic(dcols, ld, col0, lines, dxp);
+        self.kernel_rows_of(ld, col0, |slot, read| {
+            let src = &dcols[slot..slot + len];
+            for (g, &at) in src.chunks_exact(ow).zip(starts) {
+                add_line(g, dxp, read + at, stride);
+            }
+        });
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn scatter_avx2(
-        &self,
-        dcols: &[f32],
-        ld: usize,
-        col0: usize,
-        lines: Range<usize>,
-        dxp: &mut [f32],
-    ) {
-        if self.steps[2] == 2 {
-            self.scatter_s2_avx2(dcols, ld, col0, lines, dxp);
-        } else {
-            self.scatter_generic(dcols, ld, col0, lines, dxp);
-        }
-    }
-
-    /// Source offsets, within one channel and before the kernel row's own offset, of the first
-    /// value each output line in `lines` reads.
-    fn line_offsets(&self, lines: Range<usize>) -> Vec<usize> {
-        let oh = self.output[1];
-        let [zs, ys, _] = self.steps;
-        lines.map(|l| (l / oh) * zs + (l % oh) * ys).collect()
-    }
-
-    /// [`Unfold::gather_lines`] at stride 2 along the width, with AVX2: per kernel row, the
-    /// lines eight outputs at a time (two lines at once where a line has four outputs, the
-    /// deepest layers').
+    /// [`Unfold::gather_lines`] at stride 2, compiled for AVX2: every kernel row through
+    /// [`gather_row_s2`], inlined here.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn gather_s2_avx2(
@@ -342,58 +272,17 @@ impl Unfold {
         cols: &mut [f32],
         ld: usize,
         col0: usize,
-        lines: Range<usize>,
+        starts: &[usize],
     ) {
-        let offsets = self.line_offsets(lines);
         let ow = self.output[2];
-        let len = offsets.len() * ow;
-        let channel = self.padded.iter().product::<usize>();
-        let rows = self.kernel_rows.len();
-        for c in 0..self.c_in {
-            for (r, &base) in self.kernel_rows.iter().enumerate() {
-                let start = (c * rows + r) * ld + col0;
-                let dst = &mut cols[start..start + len];
-                let src0 = c * channel + base;
-                if ow == 4 {
-                    let mut pairs = dst.chunks_exact_mut(8);
-                    let mut offs = offsets.chunks_exact(2);
-                    for (d, o) in (&mut pairs).zip(&mut offs) {
-                        let (a, b) = (src0 + o[0], src0 + o[1]);
-                        match (xp.get(a..a + 8), xp.get(b..b + 8)) {
-                            (Some(sa), Some(sb)) => two_lines_of_four_avx2(sa, sb, d),
-                            _ => {
-                                for x in 0..4 {
-                                    d[x] = xp[a + 2 * x];
-                                    d[4 + x] = xp[b + 2 * x];
-                                }
-                            }
-                        }
-                    }
-                    let last = pairs.into_remainder().chunks_exact_mut(4);
-                    for (d, &o) in last.zip(offs.remainder()) {
-                        for (x, v) in d.iter_mut().enumerate() {
-                            *v = xp[src0 + o + 2 * x];
-                        }
-                    }
-                } else {
-                    for (d, &o) in dst.chunks_exact_mut(ow).zip(&offsets) {
-                        let s = src0 + o;
-                        match xp.get(s..s + 2 * ow) {
-                            Some(src) => even_lanes_avx2(src, d),
-                            None => {
-                                for (x, v) in d.iter_mut().enumerate() {
-                                    *v = xp[s + 2 * x];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let len = starts.len() * ow;
+        self.kernel_rows_of(ld, col0, |slot, read| {
+            // SAFETY: this function runs only where the CPU has AVX2.
+            unsafe { gather_row_s2(xp, read, starts, ow, &mut cols[slot..slot + len]) };
+        });
     }
 
-    /// [`Unfold::scatter_lines`] at stride 2 along the width, with AVX2, laid out as
-    /// [`Unfold::gather_s2_avx2`].
+    /// [`Unfold::scatter_lines`] at stride 2, compiled for AVX2, through [`scatter_row_s2`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn scatter_s2_avx2(
@@ -401,93 +290,146 @@ impl Unfold {
         dcols: &[f32],
         ld: usize,
         col0: usize,
-        lines: Range<usize>,
+        starts: &[usize],
         dxp: &mut [f32],
     ) {
-        let offsets = self.line_offsets(lines);
         let ow = self.output[2];
-        let len = offsets.len() * ow;
-        let channel = self.padded.iter().product::<usize>();
-        let rows = self.kernel_rows.len();
-        for c in 0..self.c_in {
-            for (r, &base) in self.kernel_rows.iter().enumerate() {
-                let start = (c * rows + r) * ld + col0;
-                let src = &dcols[start..start + len];
-                let dst0 = c * channel + base;
-                if ow == 4 {
-                    let mut pairs = src.chunks_exact(8);
-                    let mut offs = offsets.chunks_exact(2);
-                    for (g, o) in (&mut pairs).zip(&mut offs) {
-                        let (a, b) = (dst0 + o[0], dst0 + o[1]);
-                        if a + 8 <= dxp.len() && b + 8 <= dxp.len() {
-                            add_two_lines_of_four_avx2(g, dxp, a, b);
-                        } else {
-                            for x in 0..4 {
-                                dxp[a + 2 * x] += g[x];
-                                dxp[b + 2 * x] += g[4 + x];
-                            }
-                        }
-                    }
-                    for (g, &o) in pairs.remainder().chunks_exact(4).zip(offs.remainder()) {
-                        for (x, &v) in g.iter().enumerate() {
-                            dxp[dst0 + o + 2 * x] += v;
-                        }
-                    }
-                } else {
-                    for (g, &o) in src.chunks_exact(ow).zip(&offsets) {
-                        let s = dst0 + o;
-                        match dxp.get_mut(s..s + 2 * ow) {
-                            Some(d) => add_even_lanes_avx2(g, d),
-                            None => {
-                                for (x, &v) in g.iter().enumerate() {
-                                    dxp[s + 2 * x] += v;
-                                }
-                            }
-                        }
-                    }
+        let len = starts.len() * ow;
+        self.kernel_rows_of(ld, col0, |slot, read| {
+            // SAFETY: this function runs only where the CPU has AVX2.
+            unsafe { scatter_row_s2(&dcols[slot..slot + len], read, starts, ow, dxp) };
+        });
+    }
+}
+
+/// `dst[x] = xp[s + x stride]` for every `x`: one output line of a kernel row.
+#[inline(always)]
+fn read_line(xp: &[f32], s: usize, stride: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    match stride {
+        1 => dst.copy_from_slice(&xp[s..s + n]),
+        // The pair after the last read may pass the end of the sample.
+        2 => match xp.get(s..s + 2 * n) {
+            Some(src) => {
+                for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *d = pair[0];
                 }
+            }
+            None => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = xp[s + 2 * x];
+                }
+            }
+        },
+        _ => {
+            for (x, d) in dst.iter_mut().enumerate() {
+                *d = xp[s + x * stride];
             }
         }
     }
+}
 
-    #[inline(always)]
-    fn scatter_generic(
-        &self,
-        dcols: &[f32],
-        ld: usize,
-        col0: usize,
-        lines: Range<usize>,
-        dxp: &mut [f32],
-    ) {
-        let (ow, xs) = (self.output[2], self.steps[2]);
-        match xs {
-            1 => self.runs(ld, col0, lines, |slot, read| {
-                let src = &dcols[slot..slot + ow];
-                for (d, &g) in dxp[read..read + ow].iter_mut().zip(src) {
-                    *d += g;
+/// `dxp[s + x stride] += g[x]` for every `x`: the adjoint of [`read_line`].
+#[inline(always)]
+fn add_line(g: &[f32], dxp: &mut [f32], s: usize, stride: usize) {
+    let n = g.len();
+    match stride {
+        1 => {
+            for (d, &v) in dxp[s..s + n].iter_mut().zip(g) {
+                *d += v;
+            }
+        }
+        2 => match dxp.get_mut(s..s + 2 * n) {
+            // Whole pairs, the second value plus zero, so that the loop loads and stores whole
+            // vectors (a gradient of -0 becomes +0, the same number).
+            Some(pairs) => {
+                for (pair, &v) in pairs.chunks_exact_mut(2).zip(g) {
+                    pair[0] += v;
+                    pair[1] += 0.0;
                 }
-            }),
-            2 => self.runs(ld, col0, lines, |slot, read| {
-                let src = &dcols[slot..slot + ow];
-                let end = read + 2 * ow;
-                if end <= dxp.len() {
-                    // Whole pairs, the second value plus zero, so that the loop loads and
-                    // stores whole vectors (a gradient of -0 becomes +0, the same number).
-                    for (pair, &g) in dxp[read..end].chunks_exact_mut(2).zip(src) {
-                        pair[0] += g;
-                        pair[1] += 0.0;
-                    }
-                } else {
-                    for (x, &g) in src.iter().enumerate() {
-                        dxp[read + 2 * x] += g;
-                    }
+            }
+            None => {
+                for (x, &v) in g.iter().enumerate() {
+                    dxp[s + 2 * x] += v;
                 }
-            }),
-            _ => self.runs(ld, col0, lines, |slot, read| {
-                for (x, &g) in dcols[slot..slot + ow].iter().enumerate() {
-                    dxp[read + x * xs] += g;
+            }
+        },
+        _ => {
+            for (x, &v) in g.iter().enumerate() {
+                dxp[s + x * stride] += v;
+            }
+        }
+    }
+}
+
+/// One kernel row's output lines at stride 2 with AVX2: line `l` of `dst` (`ow` values each)
+/// reads `xp` from `read + starts[l]`; eight outputs at a time, two lines at once when `ow` is 4.
+///
+/// # Safety
+/// The CPU must have AVX2 (inlined into functions compiled for it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gather_row_s2(xp: &[f32], read: usize, starts: &[usize], ow: usize, dst: &mut [f32]) {
+    if ow == 4 {
+        let mut pairs = dst.chunks_exact_mut(8);
+        let mut at = starts.chunks_exact(2);
+        for (d, s) in (&mut pairs).zip(&mut at) {
+            let (a, b) = (read + s[0], read + s[1]);
+            match (xp.get(a..a + 8), xp.get(b..b + 8)) {
+                // SAFETY: the caller guarantees AVX2.
+                (Some(sa), Some(sb)) => unsafe { two_lines_of_four_avx2(sa, sb, d) },
+                _ => {
+                    let (da, db) = d.split_at_mut(4);
+                    read_line(xp, a, 2, da);
+                    read_line(xp, b, 2, db);
                 }
-            }),
+            }
+        }
+        if let (Some(&s), d) = (at.remainder().first(), pairs.into_remainder()) {
+            read_line(xp, read + s, 2, d);
+        }
+        return;
+    }
+    for (d, &s) in dst.chunks_exact_mut(ow).zip(starts) {
+        match xp.get(read + s..read + s + 2 * ow) {
+            // SAFETY: the caller guarantees AVX2.
+            Some(src) => unsafe { even_lanes_avx2(src, d) },
+            None => read_line(xp, read + s, 2, d),
+        }
+    }
+}
+
+/// The adjoint of [`gather_row_s2`]: adds one kernel row's column gradient `src` onto the
+/// padded sample gradient `dxp`.
+///
+/// # Safety
+/// The CPU must have AVX2 (inlined into functions compiled for it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn scatter_row_s2(src: &[f32], read: usize, starts: &[usize], ow: usize, dxp: &mut [f32]) {
+    if ow == 4 {
+        let mut pairs = src.chunks_exact(8);
+        let mut at = starts.chunks_exact(2);
+        for (g, s) in (&mut pairs).zip(&mut at) {
+            let (a, b) = (read + s[0], read + s[1]);
+            if a + 8 <= dxp.len() && b + 8 <= dxp.len() {
+                // SAFETY: the caller guarantees AVX2.
+                unsafe { add_two_lines_of_four_avx2(g, dxp, a, b) };
+            } else {
+                add_line(&g[..4], dxp, a, 2);
+                add_line(&g[4..], dxp, b, 2);
+            }
+        }
+        if let Some(&s) = at.remainder().first() {
+            add_line(pairs.remainder(), dxp, read + s, 2);
+        }
+        return;
+    }
+    for (g, &s) in src.chunks_exact(ow).zip(starts) {
+        match dxp.get_mut(read + s..read + s + 2 * ow) {
+            // SAFETY: the caller guarantees AVX2.
+            Some(d) => unsafe { add_even_lanes_avx2(g, d) },
+            None => add_line(g, dxp, read + s, 2),
         }
     }
 }
