@@ -30,9 +30,39 @@ pub(super) const BLOCK_VALUES: usize = 1 << 18;
 /// gives the same numbers up to rounding, so other threads reading it meanwhile are unaffected).
 pub(super) static BLOCK_LIMIT: AtomicUsize = AtomicUsize::new(BLOCK_VALUES);
 
-/// Output lines per column block of a sample with `k` rows and `line` columns per line.
-fn block_lines(k: usize, line: usize, lines: usize) -> usize {
-    (BLOCK_LIMIT.load(Relaxed) / (k * line).max(1)).clamp(1, lines.max(1))
+/// The column blocks of one sample with `k` rows: runs of whole output lines of about
+/// [`BLOCK_LIMIT`] values each.
+#[derive(Debug, Clone, Copy)]
+struct Blocks {
+    /// Columns per output line, output lines per sample, lines per block.
+    line: usize,
+    lines: usize,
+    per_block: usize,
+}
+
+impl Blocks {
+    fn new(unfold: &Unfold, k: usize) -> Blocks {
+        let (line, lines) = (unfold.line_len(), unfold.lines());
+        let per_block = (BLOCK_LIMIT.load(Relaxed) / (k * line).max(1)).clamp(1, lines.max(1));
+        Blocks {
+            line,
+            lines,
+            per_block,
+        }
+    }
+
+    /// Columns of the largest block.
+    fn max_columns(&self) -> usize {
+        self.per_block * self.line
+    }
+
+    /// Every block: its output lines, its first column and its number of columns.
+    fn iter(self) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
+        (0..self.lines).step_by(self.per_block).map(move |l0| {
+            let l1 = (l0 + self.per_block).min(self.lines);
+            (l0..l1, l0 * self.line, (l1 - l0) * self.line)
+        })
+    }
 }
 
 /// How a batch is cut into groups of consecutive samples, one product per group.
@@ -192,24 +222,21 @@ pub(super) fn forward_group(
 fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &mut [f32]) {
     let (d, unfold) = (ctx.d, ctx.unfold);
     let (k, p, o) = (d.k(), d.p(), d.c_out);
-    let (line, lines) = (unfold.line_len(), unfold.lines());
-    let per_block = block_lines(k, line, lines);
+    let blocks = Blocks::new(unfold, k);
     let scratch = if kept.is_some() {
         0
     } else {
-        k * per_block * line
+        k * blocks.max_columns()
     };
     let wt = Operand::transposed(ctx.w, k);
     unfold.with_sample(x, |xp| {
         with_scratch(scratch, |scratch| {
-            for l0 in (0..lines).step_by(per_block) {
-                let l1 = (l0 + per_block).min(lines);
-                let (c0, b) = (l0 * line, (l1 - l0) * line);
+            for (lines, c0, b) in blocks.iter() {
                 let (block, ld): (&mut [f32], usize) = match kept.as_deref_mut() {
                     Some(all) => (&mut all[c0..], p),
                     None => (&mut scratch[..k * b], b),
                 };
-                unfold.gather_lines(xp, block, ld, 0, l0..l1);
+                unfold.gather_lines(xp, block, ld, 0, lines);
                 let lhs = Operand::transposed(block, ld);
                 matmul_strided(
                     &mut yg[c0..],
@@ -410,24 +437,21 @@ fn backward_sample(
 ) {
     let (d, unfold, parallel) = (ctx.d, ctx.unfold, ctx.parallel);
     let (k, p, o) = (d.k(), d.p(), d.c_out);
-    let (line, lines) = (unfold.line_len(), unfold.lines());
-    let per_block = block_lines(k, line, lines);
+    let blocks = Blocks::new(unfold, k);
     let recompute = dw.is_some() && kept.is_none();
-    let block_len = k * per_block * line;
+    let block_len = k * blocks.max_columns();
     let scratch = block_len * (usize::from(recompute) + usize::from(dxg.is_some()));
     // Every block: the weight gradient from its columns, then its column gradient onto `dxp`.
     let blocks = |xp: Option<&[f32]>, mut dxp: Option<&mut [f32]>, dw: &mut Option<&mut [f32]>| {
         with_scratch(scratch, |scratch| {
             let (cols_buf, dcols) = scratch.split_at_mut(if recompute { block_len } else { 0 });
-            for l0 in (0..lines).step_by(per_block) {
-                let l1 = (l0 + per_block).min(lines);
-                let (c0, b) = (l0 * line, (l1 - l0) * line);
+            for (lines, c0, b) in blocks.iter() {
                 let dyb = &dy[c0..];
                 if let Some(dw) = dw.as_deref_mut() {
                     let (cols, ld): (&[f32], usize) = match (kept, xp) {
                         (Some(all), _) => (&all[c0..], p),
                         (None, Some(xp)) => {
-                            unfold.gather_lines(xp, &mut cols_buf[..k * b], b, 0, l0..l1);
+                            unfold.gather_lines(xp, &mut cols_buf[..k * b], b, 0, lines.clone());
                             (&cols_buf[..k * b], b)
                         }
                         (None, None) => unreachable!("the sample is given when recomputing"),
@@ -441,7 +465,7 @@ fn backward_sample(
                     let dcols = &mut dcols[..k * b];
                     let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(ctx.wt, o));
                     matmul_strided(dcols, (1, b), (b, k, o), lhs, rhs, 1.0, false, parallel);
-                    unfold.scatter_lines(dcols, b, 0, l0..l1, dxp);
+                    unfold.scatter_lines(dcols, b, 0, lines, dxp);
                 }
             }
         });
