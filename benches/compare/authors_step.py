@@ -36,13 +36,12 @@ import argparse
 import contextlib
 import importlib.util
 import io
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+
+from timing import report, time_ms
 
 
 def load_radam():
@@ -157,33 +156,18 @@ def main():
         for z in output.z.values():
             torch.softmax(z, dim=1)
 
-    for _ in range(args.warmup):
-        run()
-    times = []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    m = statistics.median(times)
-    print(
-        json.dumps(
-            dict(
-                impl="authors",
-                optimizer=args.optimizer,
-                what=args.what,
-                objective=args.objective,
-                modalities=args.modalities,
-                dims=args.dims,
-                batch=args.batch,
-                torch=torch.__version__,
-                threads=torch.get_num_threads(),
-                median_ms=round(m, 3),
-                gflops=0.0,
-                times_ms=[round(t, 3) for t in times],
-            )
-        )
+    report(
+        time_ms(run, args.warmup, args.reps),
+        impl="authors",
+        optimizer=args.optimizer,
+        what=args.what,
+        objective=args.objective,
+        modalities=args.modalities,
+        dims=args.dims,
+        batch=args.batch,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
     )
-
 
 if __name__ == "__main__":
     main()

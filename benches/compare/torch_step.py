@@ -14,14 +14,13 @@ Prints one JSON line like mmssl's `train_step` example.
 """
 
 import argparse
-import json
 import math
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from timing import report, time_ms
 
 
 def encoder(dims: int) -> nn.ModuleDict:
@@ -198,36 +197,22 @@ def main():
 
         flops = 2.0 * m * n * k
 
-    for _ in range(args.warmup):
-        run()
-    times = []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    m = statistics.median(times)
-    print(
-        json.dumps(
-            dict(
-                impl="pytorch",
-                what=args.what,
-                objective=args.objective,
-                modalities=args.modalities,
-                dims=args.dims,
-                batch=args.batch,
-                locations=args.locations,
-                size=args.size,
-                shape=args.shape,
-                backend=args.backend,
-                torch=torch.__version__,
-                threads=torch.get_num_threads(),
-                median_ms=round(m, 3),
-                gflops=round(flops / (m * 1e6), 2) if flops else 0.0,
-                times_ms=[round(t, 3) for t in times],
-            )
-        )
+    report(
+        time_ms(run, args.warmup, args.reps),
+        flops,
+        impl="pytorch",
+        what=args.what,
+        objective=args.objective,
+        modalities=args.modalities,
+        dims=args.dims,
+        batch=args.batch,
+        locations=args.locations,
+        size=args.size,
+        shape=args.shape,
+        backend=args.backend,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
     )
-
 
 if __name__ == "__main__":
     main()
