@@ -125,7 +125,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], d: &Dims, keep: bool) -> (Vec<f32>, 
         w,
         d,
         unfold: &unfold,
-        wt: &[],
+        wt: &std::sync::OnceLock::new(),
         parallel: !g.spread,
     };
     let work = |(i, (yg, cols)): (usize, (&mut [f32], Option<&mut [f32]>))| {
@@ -155,8 +155,9 @@ pub(super) struct Ctx<'a> {
     w: &'a [f32],
     d: &'a Dims,
     unfold: &'a Unfold,
-    /// The weights transposed, `[K, O]` (backward only; empty in the forward).
-    wt: &'a [f32],
+    /// The weights transposed, `[K, O]`, made by the first single-sample backward that needs
+    /// them (grouped samples and the forward do not).
+    wt: &'a std::sync::OnceLock<Vec<f32>>,
     /// Whether each product uses every thread (fewer groups than threads).
     parallel: bool,
 }
@@ -228,7 +229,7 @@ fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &m
     } else {
         k * blocks.max_columns()
     };
-    let wt = Operand::transposed(ctx.w, k);
+    let w_t = Operand::transposed(ctx.w, k);
     unfold.with_sample(x, |xp| {
         with_scratch(scratch, |scratch| {
             for (lines, c0, b) in blocks.iter() {
@@ -243,7 +244,7 @@ fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &m
                     (1, p),
                     (b, o, k),
                     lhs,
-                    wt,
+                    w_t,
                     1.0,
                     false,
                     ctx.parallel,
@@ -294,11 +295,7 @@ pub(super) fn backward(
         None => (0..g.count).map(|_| None).collect(),
     };
     let unfold = Unfold::new(d);
-    let wt = if want_dx && !d.direct() {
-        transpose(w, o, k)
-    } else {
-        Vec::new()
-    };
+    let wt = std::sync::OnceLock::new();
     let ctx = Ctx {
         x,
         w,
@@ -463,7 +460,8 @@ fn backward_sample(
                 if let Some(dxp) = dxp.as_deref_mut() {
                     // dcols_b^T [b, K] = dY_b^T [b, O] x W [O, K], written as [K, b].
                     let dcols = &mut dcols[..k * b];
-                    let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(ctx.wt, o));
+                    let wt = ctx.wt.get_or_init(|| transpose(ctx.w, o, k));
+                    let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(wt, o));
                     matmul_strided(dcols, (1, b), (b, k, o), lhs, rhs, 1.0, false, parallel);
                     unfold.scatter_lines(dcols, b, 0, lines, dxp);
                 }
