@@ -386,7 +386,7 @@ fn tracked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{close, read};
+    use crate::test_util::{close, normal_values, read};
     use burn::module::Param;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution};
@@ -428,7 +428,11 @@ mod tests {
     }
 
     fn check<const D: usize>(x: Tensor<D>, what: &str) {
-        let upstream = Tensor::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        // A fixed upstream gradient: the same numbers on every run.
+        let dims = x.dims();
+        let len = dims.iter().product::<usize>();
+        let values = TensorData::new(normal_values(len, 7, 0.0, 1.0), [len]);
+        let upstream = Tensor::<1>::from_data(values, &x.device()).reshape(dims);
         for act in [
             Activation::Identity,
             Activation::Relu,
@@ -453,12 +457,11 @@ mod tests {
     #[test]
     fn fused_batch_norm_equals_burns_in_value_gradient_and_running_statistics() {
         let device = Device::flex().autodiff();
+        // Fixed draws (a seed per shape): the same numbers on every run.
         let n = |shape: Vec<usize>| {
-            Tensor::<1>::random(
-                [shape.iter().product::<usize>()],
-                Distribution::Normal(0.5, 2.0),
-                &device,
-            )
+            let len = shape.iter().product::<usize>();
+            let values = normal_values(len, len as u64, 0.5, 2.0);
+            Tensor::<1>::from_data(TensorData::new(values, [len]), &device)
         };
         check(n(vec![6, 5]).reshape([6, 5]), "[6, 5]");
         check(n(vec![4, 3, 7]).reshape([4, 3, 7]), "[4, 3, 7]");

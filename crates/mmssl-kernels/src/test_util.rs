@@ -18,3 +18,26 @@ pub(crate) fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
         );
     }
 }
+
+/// `len` draws of a normal distribution with this `mean` and `std`, the same for the same
+/// `seed` on every run (splitmix64 and Box-Muller; no global random state, which tests running
+/// in parallel would share).
+pub(crate) fn normal_values(len: usize, seed: u64, mean: f32, std: f32) -> Vec<f32> {
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // In (0, 1]: never zero, so the logarithm below is finite.
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    };
+    (0..len)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            let n = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+            mean + std * n as f32
+        })
+        .collect()
+}
