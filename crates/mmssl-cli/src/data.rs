@@ -74,6 +74,12 @@ pub struct SynthArgs {
     /// diagnosis.
     #[arg(long, value_name = "LO,HI", value_parser = parse_stage)]
     pub stage: Option<[f64; 2]>,
+    /// The HC subjects' stage range with `--stage`, `LO,HI` (default: [0, 0.15 LO] of the AD
+    /// range). A range reaching AD's, e.g. `--stage 0.5,1.5 --hc-stage 0,0.5`, models a
+    /// preclinical continuum: every subject then has a graded effect, shared by T1 and fALFF,
+    /// in the planted regions.
+    #[arg(long, value_name = "LO,HI", value_parser = parse_stage, requires = "stage")]
+    pub hc_stage: Option<[f64; 2]>,
     /// T1 template in MNI space (default: the bundled MNI ICBM152 2009a T1).
     #[arg(long)]
     pub t1: Option<PathBuf>,
@@ -392,6 +398,7 @@ pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
     config.falff_drop = args.falff_drop;
     config.deformation_mm = args.deformation_mm;
     config.stage = args.stage;
+    config.hc_stage = args.hc_stage;
     Ok(mmssl_data::synth_cohort(&config, &args.out)?)
 }
 

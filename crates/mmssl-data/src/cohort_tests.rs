@@ -3,6 +3,7 @@
 //! message when absent).
 
 use super::*;
+use crate::synth_tests::group_effects;
 use crate::volume_tests::shared_mri;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -465,107 +466,4 @@ fn synthetic_cohort_has_the_group_effect_and_loads_back() {
     let mut bad = cfg.clone();
     bad.subjects = 1;
     assert!(synth_cohort(&bad, tmp.path()).is_err());
-}
-
-/// The planted effects of a synthetic session, measured in world space: T1 near the hippocampi
-/// over the whole brain's mean, and posterior fALFF over the brain's mean.
-fn group_effects(t: &Volume, f: &Volume, brain: &[bool]) -> (f64, f64) {
-    let near = |c: [f64; 3], radius: f64| -> Vec<usize> {
-        (0..t.frame_len())
-            .filter(|&v| {
-                let [nx, ny, _] = t.shape();
-                let w = t.world(
-                    (v % nx) as f64,
-                    ((v / nx) % ny) as f64,
-                    (v / (nx * ny)) as f64,
-                );
-                brain[v] && (0..3).map(|a| (w[a] - c[a]).powi(2)).sum::<f64>() < radius * radius
-            })
-            .collect()
-    };
-    let mean =
-        |d: &[f32], idx: &[usize]| idx.iter().map(|&i| d[i] as f64).sum::<f64>() / idx.len() as f64;
-    let all: Vec<usize> = (0..t.frame_len()).filter(|&v| brain[v]).collect();
-    let hip: Vec<usize> = HIPPOCAMPI_MNI.iter().flat_map(|&c| near(c, 8.0)).collect();
-    let post = near(POSTERIOR_MNI, 12.0);
-    (
-        mean(t.data(), &hip) / mean(t.data(), &all),
-        mean(f.data(), &post) / mean(f.data(), &all),
-    )
-}
-
-#[test]
-fn a_shared_stage_couples_the_two_modalities_effects() {
-    let (Some(t1), Some(gm)) = (
-        shared_mri("mni152_t1_1mm.nii.gz"),
-        shared_mri("mni152_gm_1mm.nii.gz"),
-    ) else {
-        return;
-    };
-    // Effects per AD subject: (T1 hippocampal ratio, posterior fALFF ratio) of its session.
-    let effects = |stage: Option<[f64; 2]>| {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut cfg = SynthConfig::new(&t1, Some(gm.clone()));
-        cfg.subjects = 16;
-        cfg.sessions = [1, 1];
-        cfg.atrophy = 0.6;
-        cfg.falff_drop = 0.6;
-        cfg.stage = stage;
-        cfg.seed = 3;
-        let report = synth_cohort(&cfg, tmp.path()).unwrap();
-        let m = Manifest::read(&report.manifest).unwrap();
-        m.rows()
-            .iter()
-            .filter(|r| r.diagnosis == Diagnosis::Ad)
-            .map(|r| {
-                let t = read_nifti(&r.t1).unwrap();
-                let f = read_nifti(&r.falff).unwrap();
-                let brain: Vec<bool> = t.data().iter().map(|&v| v > 0.0).collect();
-                group_effects(&t, &f, &brain)
-            })
-            .collect::<Vec<_>>()
-    };
-    let corr = |e: &[(f64, f64)]| {
-        let n = e.len() as f64;
-        let (ma, mb) = (
-            e.iter().map(|p| p.0).sum::<f64>() / n,
-            e.iter().map(|p| p.1).sum::<f64>() / n,
-        );
-        let cov: f64 = e.iter().map(|p| (p.0 - ma) * (p.1 - mb)).sum();
-        let va: f64 = e.iter().map(|p| (p.0 - ma).powi(2)).sum();
-        let vb: f64 = e.iter().map(|p| (p.1 - mb).powi(2)).sum();
-        cov / (va * vb).sqrt()
-    };
-    let spread = |e: &[(f64, f64)], k: usize| {
-        let v: Vec<f64> = e.iter().map(|p| if k == 0 { p.0 } else { p.1 }).collect();
-        v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
-    };
-    let staged = effects(Some([0.2, 1.5]));
-    let independent = effects(None);
-    assert_eq!((staged.len(), independent.len()), (8, 8));
-    let (rs, ri) = (corr(&staged), corr(&independent));
-    eprintln!("AD effects, T1 against fALFF: r = {rs:.3} with a shared stage, {ri:.3} without");
-    // One stage scales both effects: the more hippocampal loss (a lower T1 ratio), the lower
-    // the posterior fALFF, across AD subjects.
-    assert!(rs > 0.8, "shared stage: r = {rs}");
-    assert!(
-        rs > ri + 0.2,
-        "independent strengths: r = {ri} against {rs}"
-    );
-    // Stages 0.2-1.5 spread the effects far wider than the 0.8-1.2 strengths.
-    for k in 0..2 {
-        assert!(
-            spread(&staged, k) > 2.0 * spread(&independent, k),
-            "modality {k}: {} against {}",
-            spread(&staged, k),
-            spread(&independent, k)
-        );
-    }
-    // A stage range must be ordered and non-negative.
-    let mut bad = SynthConfig::new(&t1, Some(gm));
-    bad.stage = Some([1.0, 0.5]);
-    let e = synth_cohort(&bad, tempfile::tempdir().unwrap().path())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("stage"), "{e}");
 }

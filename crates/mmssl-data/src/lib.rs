@@ -58,6 +58,8 @@ pub use neuro::*;
 #[cfg(test)]
 mod cohort_tests;
 #[cfg(test)]
+mod synth_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod volume_tests;

@@ -78,6 +78,13 @@ pub struct SynthConfig {
     /// signal in common.
     #[serde(default)]
     pub stage: Option<[f64; 2]>,
+    /// The HC subjects' stage range when [`stage`](Self::stage) is set: `Some([lo, hi])` draws
+    /// each HC subject's stage uniform in `[lo, hi]` instead of in `[0, 0.15 lo]` of the AD
+    /// range. A range that reaches up to AD's models a preclinical continuum: every subject,
+    /// HC or AD, then carries a graded effect in the planted regions that both modalities
+    /// share, and the diagnosis is where it lies on that continuum. Needs `stage`.
+    #[serde(default)]
+    pub hc_stage: Option<[f64; 2]>,
     /// Seed of every random draw.
     pub seed: u64,
 }
@@ -97,6 +104,7 @@ impl SynthConfig {
             atrophy: 0.35,
             falff_drop: 0.3,
             stage: None,
+            hc_stage: None,
             seed: 0,
         }
     }
@@ -138,13 +146,22 @@ impl SynthConfig {
                 return bad(name, v.to_string(), &format!("must be in [0, {max}]"));
             }
         }
-        if let Some([lo, hi]) = self.stage
-            && !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 10.0)
-        {
+        for (name, range) in [("stage", self.stage), ("hc_stage", self.hc_stage)] {
+            if let Some([lo, hi]) = range
+                && !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 10.0)
+            {
+                return bad(
+                    name,
+                    format!("{lo}-{hi}"),
+                    "0 <= lowest <= highest <= 10 (a multiple of atrophy and falff_drop)",
+                );
+            }
+        }
+        if let (Some([lo, hi]), None) = (self.hc_stage, self.stage) {
             return bad(
-                "stage",
+                "hc_stage",
                 format!("{lo}-{hi}"),
-                "0 <= lowest <= highest <= 10 (a multiple of atrophy and falff_drop)",
+                "needs `stage`: the HC range only applies to a shared disease stage",
             );
         }
         Ok(())
@@ -350,10 +367,11 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
         // (Drawn after the independent strengths, so that cohorts without a stage keep their
         // numbers.)
         if let Some([lo, hi]) = config.stage {
-            let stage = if is_ad {
-                lo + (hi - lo) * rng.random::<f64>()
-            } else {
-                0.15 * lo * rng.random::<f64>()
+            let u = rng.random::<f64>();
+            let stage = match (is_ad, config.hc_stage) {
+                (true, _) => lo + (hi - lo) * u,
+                (false, Some([hc_lo, hc_hi])) => hc_lo + (hc_hi - hc_lo) * u,
+                (false, None) => 0.15 * lo * u,
             };
             severity = (config.atrophy * stage).min(0.9);
             falff_drop = (config.falff_drop * stage).min(0.9);
