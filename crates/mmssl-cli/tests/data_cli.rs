@@ -431,6 +431,27 @@ fn synth_cohort_with_a_missing_template_names_it() {
 }
 
 #[test]
+fn synth_cohort_stage_flags_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("c");
+    let synth = |extra: &[&str]| {
+        let mut args = vec!["data", "synth-cohort", "--out", arg(&out_dir)];
+        args.extend_from_slice(extra);
+        mmssl(&args)
+    };
+    // The HC range only means something on a shared stage.
+    assert_fails(&synth(&["--hc-stage", "0,0.5"]), &["--stage"]);
+    assert_fails(&synth(&["--stage", "0.5,x"]), &["`x`", "not a number"]);
+    assert_fails(&synth(&["--stage", "0.5"]), &["expected LO,HI"]);
+    // An unordered HC range is refused by name before anything is written.
+    assert_fails(
+        &synth(&["--stage", "0.5,1.5", "--hc-stage", "0.5,0.1"]),
+        &["hc_stage", "0.5-0.1"],
+    );
+    assert!(!out_dir.join("manifest.csv").exists());
+}
+
+#[test]
 fn bundled_template_is_found() {
     let (t1, gm) = mmssl_cli::data::bundled_template().unwrap();
     assert!(t1.is_file() && gm.is_file());

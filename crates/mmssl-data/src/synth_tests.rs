@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::volume_tests::shared_mri;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The planted effects of a synthetic session, measured in world space: T1 near the hippocampi
 /// over the whole brain's mean, and posterior fALFF over the brain's mean.
@@ -45,8 +45,8 @@ fn a_shared_stage_couples_the_two_modalities_effects() {
     let effects = |stage: Option<[f64; 2]>| {
         cohort_effects(&t1, &gm, stage, None)
             .into_iter()
-            .filter(|s| s.0 == Diagnosis::Ad)
-            .map(|s| s.1)
+            .filter(|s| s.diagnosis == Diagnosis::Ad)
+            .map(|s| s.effects)
             .collect::<Vec<_>>()
     };
     let spread = |e: &[(f64, f64)], k: usize| {
@@ -96,16 +96,24 @@ fn corr(e: &[(f64, f64)]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
-/// Per subject of a 16-subject cohort with one session each: (diagnosis, effects, the T1 and
-/// fALFF voxels).
+/// One subject of a cohort with one session per subject.
+struct Subject {
+    diagnosis: Diagnosis,
+    /// (T1 hippocampal ratio, posterior fALFF ratio), from [`group_effects`].
+    effects: (f64, f64),
+    t1: Vec<f32>,
+    falff: Vec<f32>,
+}
+
+/// The subjects of a 16-subject cohort with one session each.
 fn cohort_effects(
-    t1: &PathBuf,
-    gm: &PathBuf,
+    t1: &Path,
+    gm: &Path,
     stage: Option<[f64; 2]>,
     hc_stage: Option<[f64; 2]>,
-) -> Vec<(Diagnosis, (f64, f64), Vec<f32>, Vec<f32>)> {
+) -> Vec<Subject> {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = SynthConfig::new(t1, Some(gm.clone()));
+    let mut cfg = SynthConfig::new(t1, Some(gm.to_path_buf()));
     cfg.subjects = 16;
     cfg.sessions = [1, 1];
     cfg.atrophy = 0.6;
@@ -121,8 +129,12 @@ fn cohort_effects(
             let t = read_nifti(&r.t1).unwrap();
             let f = read_nifti(&r.falff).unwrap();
             let brain: Vec<bool> = t.data().iter().map(|&v| v > 0.0).collect();
-            let e = group_effects(&t, &f, &brain);
-            (r.diagnosis, e, t.data().to_vec(), f.data().to_vec())
+            Subject {
+                diagnosis: r.diagnosis,
+                effects: group_effects(&t, &f, &brain),
+                t1: t.data().to_vec(),
+                falff: f.data().to_vec(),
+            }
         })
         .collect()
 }
@@ -138,20 +150,20 @@ fn an_hc_stage_range_puts_every_subject_on_one_disease_continuum() {
     let default = cohort_effects(&t1, &gm, Some([0.5, 1.5]), None);
     let continuum = cohort_effects(&t1, &gm, Some([0.5, 1.5]), Some([0.0, 0.5]));
     assert_eq!((default.len(), continuum.len()), (16, 16));
-    let t1_ratios = |c: &[(Diagnosis, (f64, f64), Vec<f32>, Vec<f32>)], d: Diagnosis| {
+    let t1_ratios = |c: &[Subject], d: Diagnosis| {
         c.iter()
-            .filter(|s| s.0 == d)
-            .map(|s| s.1.0)
+            .filter(|s| s.diagnosis == d)
+            .map(|s| s.effects.0)
             .collect::<Vec<f64>>()
     };
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for (a, b) in default.iter().zip(&continuum) {
-        assert_eq!(a.0, b.0);
-        if a.0 == Diagnosis::Ad {
+        assert_eq!(a.diagnosis, b.diagnosis);
+        if a.diagnosis == Diagnosis::Ad {
             // AD subjects draw exactly as before: the HC range changes only HC volumes.
-            assert!(a.2 == b.2 && a.3 == b.3, "an AD subject changed");
+            assert!(a.t1 == b.t1 && a.falff == b.falff, "an AD subject changed");
         } else {
-            assert!(a.2 != b.2, "an HC subject kept its T1");
+            assert!(a.t1 != b.t1, "an HC subject kept its T1");
         }
     }
     let (hc_default, hc_cont) = (
@@ -175,8 +187,8 @@ fn an_hc_stage_range_puts_every_subject_on_one_disease_continuum() {
     let deltas: Vec<(f64, f64)> = default
         .iter()
         .zip(&continuum)
-        .filter(|(a, _)| a.0 == Diagnosis::Hc)
-        .map(|(a, b)| (a.1.0 - b.1.0, a.1.1 - b.1.1))
+        .filter(|(a, _)| a.diagnosis == Diagnosis::Hc)
+        .map(|(a, b)| (a.effects.0 - b.effects.0, a.effects.1 - b.effects.1))
         .collect();
     let r = corr(&deltas);
     eprintln!("HC subjects, deeper T1 effect against deeper fALFF effect: r = {r:.3}");
