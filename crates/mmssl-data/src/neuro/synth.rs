@@ -18,7 +18,8 @@
 //! medial temporal atrophy and posterior default-mode hypoactivity reported in Alzheimer's
 //! disease; HC subjects get only a small random loss. Subjects alternate HC, AD, HC, ...
 //! The two effects' strengths are drawn independently per AD subject, or, with
-//! [`SynthConfig::stage`], scaled together by one disease stage per subject.
+//! [`SynthConfig::stage`], scaled together by one disease stage per subject;
+//! [`SynthConfig::hc_stage`] then puts HC subjects on the same continuum.
 //!
 //! Everything is seeded: the same configuration writes the same files.
 
@@ -69,9 +70,10 @@ pub struct SynthConfig {
     /// Relative fALFF reduction of AD at the centre of the posterior region (0.3).
     pub falff_drop: f64,
     /// A disease stage shared by both modalities: `Some([lo, hi])` draws one stage per AD
-    /// subject, uniform in `[lo, hi]` (HC: in `[0, 0.15 lo]`), and scales both the grey-matter
-    /// loss (`atrophy * stage`) and the fALFF reduction (`falff_drop * stage`) by it, each
-    /// capped at 0.9. `None` (the default) draws the two effects' strengths independently,
+    /// subject, uniform in `[lo, hi]` (HC: in `[0, 0.15 lo]`, or in
+    /// [`hc_stage`](Self::hc_stage)), and scales both the grey-matter loss
+    /// (`atrophy * stage`) and the fALFF reduction (`falff_drop * stage`) by it, each capped
+    /// at 0.9. `None` (the default) draws the two effects' strengths independently,
     /// 0.8-1.2 times `atrophy` and `falff_drop` for AD, so the modalities share only the
     /// diagnosis. Neurodegeneration and the loss of function progress together in AD, so a
     /// shared stage is the more faithful model, and it gives the modalities a graded disease
