@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::synth_tests::group_effects;
-use crate::volume_tests::shared_mri;
+use crate::volume_tests::shared_template;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -370,10 +370,7 @@ fn volume_cohort_preprocesses_caches_and_augments_pairs() {
 
 #[test]
 fn synthetic_cohort_has_the_group_effect_and_loads_back() {
-    let (Some(t1), Some(gm)) = (
-        shared_mri("mni152_t1_1mm.nii.gz"),
-        shared_mri("mni152_gm_1mm.nii.gz"),
-    ) else {
+    let Some((t1, gm)) = shared_template() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

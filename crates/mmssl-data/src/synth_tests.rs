@@ -3,7 +3,7 @@
 //! absent).
 
 use super::*;
-use crate::volume_tests::shared_mri;
+use crate::volume_tests::shared_template;
 use std::path::Path;
 
 /// The planted effects of a synthetic session, measured in world space: T1 near the hippocampi
@@ -35,15 +35,12 @@ pub(crate) fn group_effects(t: &Volume, f: &Volume, brain: &[bool]) -> (f64, f64
 
 #[test]
 fn a_shared_stage_couples_the_two_modalities_effects() {
-    let (Some(t1), Some(gm)) = (
-        shared_mri("mni152_t1_1mm.nii.gz"),
-        shared_mri("mni152_gm_1mm.nii.gz"),
-    ) else {
+    let Some((t1, gm)) = shared_template() else {
         return;
     };
     // Effects per AD subject: (T1 hippocampal ratio, posterior fALFF ratio) of its session.
     let effects = |stage: Option<[f64; 2]>| {
-        cohort_effects(&t1, &gm, stage, None)
+        synth_subjects(&t1, &gm, stage, None)
             .into_iter()
             .filter(|s| s.diagnosis == Diagnosis::Ad)
             .map(|s| s.effects)
@@ -106,7 +103,7 @@ struct Subject {
 }
 
 /// The subjects of a 16-subject cohort with one session each.
-fn cohort_effects(
+fn synth_subjects(
     t1: &Path,
     gm: &Path,
     stage: Option<[f64; 2]>,
@@ -132,8 +129,8 @@ fn cohort_effects(
             Subject {
                 diagnosis: r.diagnosis,
                 effects: group_effects(&t, &f, &brain),
-                t1: t.data().to_vec(),
-                falff: f.data().to_vec(),
+                t1: t.into_data(),
+                falff: f.into_data(),
             }
         })
         .collect()
@@ -141,14 +138,11 @@ fn cohort_effects(
 
 #[test]
 fn an_hc_stage_range_puts_every_subject_on_one_disease_continuum() {
-    let (Some(t1), Some(gm)) = (
-        shared_mri("mni152_t1_1mm.nii.gz"),
-        shared_mri("mni152_gm_1mm.nii.gz"),
-    ) else {
+    let Some((t1, gm)) = shared_template() else {
         return;
     };
-    let default = cohort_effects(&t1, &gm, Some([0.5, 1.5]), None);
-    let continuum = cohort_effects(&t1, &gm, Some([0.5, 1.5]), Some([0.0, 0.5]));
+    let default = synth_subjects(&t1, &gm, Some([0.5, 1.5]), None);
+    let continuum = synth_subjects(&t1, &gm, Some([0.5, 1.5]), Some([0.0, 0.5]));
     assert_eq!((default.len(), continuum.len()), (16, 16));
     let t1_ratios = |c: &[Subject], d: Diagnosis| {
         c.iter()

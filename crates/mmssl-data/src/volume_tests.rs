@@ -19,6 +19,14 @@ pub(crate) fn shared_mri(name: &str) -> Option<PathBuf> {
     crate::tests::shared(&format!("mri/{name}"))
 }
 
+/// The shared MNI ICBM152 T1 template and its grey-matter map, if both are there.
+pub(crate) fn shared_template() -> Option<(PathBuf, PathBuf)> {
+    Some((
+        shared_mri("mni152_t1_1mm.nii.gz")?,
+        shared_mri("mni152_gm_1mm.nii.gz")?,
+    ))
+}
+
 pub(crate) fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
