@@ -3,7 +3,10 @@
 
 use super::DataCmdError;
 use clap::{Args, ValueEnum};
-use mmssl_data::{BidsConfig, BidsReport, DataError, FalffConfig, RunChoice, parse_label_map};
+use mmssl_data::{
+    AnatImage, BidsConfig, BidsReport, ConfoundsConfig, DataError, FalffConfig, RunChoice,
+    Standardise, TrSource, parse_label_map,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -12,6 +15,56 @@ use std::path::PathBuf;
 pub struct BidsArgs {
     /// The BIDS dataset's root folder (with `sub-*/`, `participants.tsv`).
     pub bids_dir: PathBuf,
+    /// A derivative dataset of it to take the images from: fMRIPrep's output folder (or
+    /// C-PAC's, any BIDS-Derivatives layout): preprocessed BOLD, brain masks, confounds, T1w.
+    #[arg(long, value_name = "DIR")]
+    pub derivatives: Option<PathBuf>,
+    /// The space of the derivative images (`space-<SPACE>`; `T1w` for the subject's own).
+    #[arg(long, default_value = "MNI152NLin2009cAsym", requires = "derivatives")]
+    pub space: String,
+    /// The description of the derivative BOLD series (`desc-<DESC>_bold`).
+    #[arg(long, default_value = "preproc", requires = "derivatives")]
+    pub desc: String,
+    /// The anatomical modality: the preprocessed T1w inside its brain mask, or the grey-matter
+    /// probability map (`label-GM_probseg`).
+    #[arg(long, value_enum, default_value_t = Anat::T1w, requires = "derivatives")]
+    pub anat: Anat,
+    /// Confounds regressed from each derivative series: presets `6p`, `24p`, `9p`, `36p`,
+    /// `none`, terms `motion6`, `motion24`, `wm-csf`, `wm-csf8`, `gs`, `gs4`, or column names
+    /// of the confounds table, joined by `+` (default with --derivatives: `24p+wm-csf`).
+    #[arg(long, value_name = "MODEL", requires = "derivatives")]
+    pub confounds: Option<String>,
+    /// Scrub (censor) frames whose framewise displacement exceeds this many mm; censored frames
+    /// are left out of the regression and interpolated for the spectrum.
+    #[arg(long, value_name = "MM", requires = "derivatives")]
+    pub fd_threshold: Option<f64>,
+    /// With --fd-threshold: also censor runs of kept frames shorter than this (nilearn's 5).
+    #[arg(
+        long,
+        value_name = "FRAMES",
+        default_value_t = 0,
+        requires = "fd_threshold"
+    )]
+    pub min_segment: usize,
+    /// Skip a series whose censoring keeps fewer than this fraction of its frames.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
+    pub min_kept: f64,
+    /// Smooth the maps inside the brain mask with a Gaussian of this FWHM in mm (0: none).
+    #[arg(long, value_name = "MM", default_value_t = 0.0)]
+    pub smooth_fwhm: f64,
+    /// The fALFF map the manifest names: as computed, z-scored inside the brain mask, or
+    /// divided by its mean there (all three are written; default: z with --derivatives, none
+    /// without).
+    #[arg(long, value_enum)]
+    pub standardise: Option<Standardisation>,
+    /// The repetition time to use when the JSON sidecar and the NIfTI header disagree (the
+    /// disagreement is reported either way).
+    #[arg(long, value_enum, default_value_t = TrFrom::Sidecar)]
+    pub tr_from: TrFrom,
+    /// Skip a session unless at least this fraction of the T1w brain lies inside the BOLD
+    /// field of view.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.8)]
+    pub min_overlap: f64,
     /// The derivative dataset to write: maps, `manifest.csv`, `bids_report.json`.
     #[arg(long)]
     pub out: PathBuf,
@@ -57,6 +110,35 @@ pub struct BidsArgs {
     pub quiet: bool,
 }
 
+/// `--anat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Anat {
+    /// The preprocessed T1w image, masked by its brain mask.
+    T1w,
+    /// The grey-matter probability map.
+    Gm,
+}
+
+/// `--standardise`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Standardisation {
+    /// As computed.
+    None,
+    /// z-scored inside the brain mask.
+    Z,
+    /// Divided by its mean inside the brain mask.
+    Mean,
+}
+
+/// `--tr-from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrFrom {
+    /// The sidecar's RepetitionTime.
+    Sidecar,
+    /// The header's pixdim[4].
+    Header,
+}
+
 /// `--runs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Runs {
@@ -83,7 +165,42 @@ impl BidsArgs {
             })?,
             None => Default::default(),
         };
+        let mut base = match &self.derivatives {
+            Some(d) => BidsConfig::fmriprep(d),
+            None => BidsConfig::default(),
+        };
+        if let Some(text) = &self.confounds {
+            base.confounds.terms = ConfoundsConfig::parse_terms(text).map_err(|reason| {
+                DataCmdError::Data(DataError::InvalidParameter {
+                    name: "--confounds",
+                    value: text.clone(),
+                    reason,
+                })
+            })?;
+        }
+        base.confounds.fd_threshold = self.fd_threshold;
+        base.confounds.min_segment = self.min_segment;
+        base.confounds.min_kept = self.min_kept;
+        if let Some(s) = self.standardise {
+            base.standardise = match s {
+                Standardisation::None => Standardise::None,
+                Standardisation::Z => Standardise::Z,
+                Standardisation::Mean => Standardise::Mean,
+            };
+        }
         Ok(BidsConfig {
+            space: self.space.clone(),
+            desc: self.desc.clone(),
+            anat: match self.anat {
+                Anat::T1w => AnatImage::T1w,
+                Anat::Gm => AnatImage::GreyMatter,
+            },
+            smooth_fwhm: self.smooth_fwhm,
+            tr_from: match self.tr_from {
+                TrFrom::Sidecar => TrSource::Sidecar,
+                TrFrom::Header => TrSource::Header,
+            },
+            min_overlap: self.min_overlap,
             task: self.task.clone(),
             t1_acq: self.t1_acq.clone(),
             bold_acq: self.bold_acq.clone(),
@@ -103,6 +220,7 @@ impl BidsArgs {
             },
             overwrite: self.overwrite,
             strict: self.strict,
+            ..base
         })
     }
 }
@@ -131,14 +249,85 @@ pub fn bids(args: &BidsArgs) -> Result<String, DataCmdError> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    Ok(text(&report))
+    Ok(format!("{}\n{}", settings_text(&config), text(&report)))
+}
+
+/// The settings in force, defaults included, in one paragraph.
+pub fn settings_text(config: &BidsConfig) -> String {
+    let form = match config.standardise {
+        Standardise::None => "fALFF as computed",
+        Standardise::Z => "fALFF z-scored inside the brain mask (desc-zstd)",
+        Standardise::Mean => "fALFF divided by its brain mean (desc-meanstd)",
+    };
+    let common = format!(
+        "band {}-{} Hz, {}, TR from the {} when it disagrees with the {}, at least {:.0}% of          the brain inside the BOLD field of view, smoothing {}, manifest: {form}",
+        config.falff.band[0],
+        config.falff.band[1],
+        if config.falff.detrend {
+            "mean and linear trend removed"
+        } else {
+            "mean removed"
+        },
+        match config.tr_from {
+            TrSource::Sidecar => "sidecar",
+            TrSource::Header => "header",
+        },
+        match config.tr_from {
+            TrSource::Sidecar => "header",
+            TrSource::Header => "sidecar",
+        },
+        100.0 * config.min_overlap,
+        if config.smooth_fwhm > 0.0 {
+            format!("{} mm FWHM inside the brain mask", config.smooth_fwhm)
+        } else {
+            "none".into()
+        },
+    );
+    match &config.derivatives {
+        None => format!("raw BIDS series; {common}"),
+        Some(d) => {
+            let c = &config.confounds;
+            let confounds = if c.terms.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} ({} columns)", c.terms.join("+"), c.columns().len())
+            };
+            let scrub = match c.fd_threshold {
+                Some(fd) => format!(
+                    "frames with framewise displacement > {fd} mm{}, at least {:.0}% kept",
+                    if c.min_segment > 1 {
+                        format!(" and kept runs shorter than {} frames", c.min_segment)
+                    } else {
+                        String::new()
+                    },
+                    100.0 * c.min_kept
+                ),
+                None => "none (non-steady-state frames only)".into(),
+            };
+            format!(
+                "derivatives {}: space {}, BOLD desc-{}, anatomical {}; confounds {confounds}; \
+                 scrubbing {scrub}; {common}",
+                d.display(),
+                config.space,
+                config.desc,
+                match config.anat {
+                    AnatImage::T1w => "preprocessed T1w inside its brain mask",
+                    AnatImage::GreyMatter => "grey-matter probability map",
+                }
+            )
+        }
+    }
 }
 
 /// The summary: counts, every skipped session with its reason, the next command.
 pub fn text(report: &BidsReport) -> String {
     let count = |l: &str| report.used.iter().filter(|u| u.label == l).count();
     let (computed, reused) = report.computed_reused();
-    let mut out = format!(
+    let mut out = String::new();
+    for w in &report.warnings {
+        out += &format!("WARNING: {w}\n");
+    }
+    out += &format!(
         "{} sessions of {} subjects in {} (HC {}, AD {}, other {}, unlabelled {}; label column: {})\n\
          maps computed for {computed} sessions, reused for {reused}\n",
         report.used.len(),
@@ -155,6 +344,37 @@ pub fn text(report: &BidsReport) -> String {
         count(""),
         report.label_column.as_deref().unwrap_or("none"),
     );
+    let with_choices: Vec<_> = report
+        .used
+        .iter()
+        .filter(|u| !u.choices.is_empty())
+        .collect();
+    if !with_choices.is_empty() {
+        out += "choices made:\n";
+        for u in with_choices {
+            for c in &u.choices {
+                out += &format!("  sub-{} ses-{}: {c}\n", u.subject, u.session);
+            }
+        }
+    }
+    let scrubbed: Vec<String> = report
+        .used
+        .iter()
+        .flat_map(|u| {
+            u.regression
+                .iter()
+                .filter(|r| r.kept < r.frames)
+                .map(move |r| {
+                    format!(
+                        "sub-{} ses-{} {}/{}",
+                        u.subject, u.session, r.kept, r.frames
+                    )
+                })
+        })
+        .collect();
+    if !scrubbed.is_empty() {
+        out += &format!("frames kept after censoring: {}\n", scrubbed.join(", "));
+    }
     if !report.skipped.is_empty() {
         out += &format!("{} sessions skipped:\n", report.skipped.len());
         for s in &report.skipped {

@@ -48,6 +48,17 @@ pub trait PairedDataset: Send + Sync {
     fn item_grid(&self, _index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
         Ok(None)
     }
+    /// The grid of the file item `index` of `modality` was read from, before any resampling
+    /// (volume cohorts: the template grid the study's images are on, e.g. MNI at 3 mm), so
+    /// that maps can be written voxel-aligned with it; `None` (the default) for data without
+    /// one.
+    fn source_grid(
+        &self,
+        _index: usize,
+        _modality: usize,
+    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        Ok(None)
+    }
 }
 
 /// A generator determined by `(seed, epoch, index)` alone (SplitMix64 mixing of the three).
@@ -140,5 +151,12 @@ where
     }
     fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
         self.inner.item_grid(index)
+    }
+    fn source_grid(
+        &self,
+        index: usize,
+        modality: usize,
+    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        self.inner.source_grid(index, modality)
     }
 }

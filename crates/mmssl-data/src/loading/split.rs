@@ -121,4 +121,17 @@ impl PairedDataset for Subset {
             }),
         }
     }
+    fn source_grid(
+        &self,
+        index: usize,
+        modality: usize,
+    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+        match self.indices.get(index) {
+            Some(&i) => self.inner.source_grid(i, modality),
+            None => Err(DataError::OutOfRange {
+                index,
+                len: self.indices.len(),
+            }),
+        }
+    }
 }

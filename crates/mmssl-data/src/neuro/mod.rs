@@ -5,22 +5,27 @@
 
 pub(crate) mod bids;
 pub(crate) mod cohort;
+pub(crate) mod confounds;
 pub(crate) mod falff;
 pub(crate) mod histogram;
 pub(crate) mod planted;
 pub(crate) mod preprocess;
 pub(crate) mod stats;
 pub(crate) mod synth;
+pub(crate) mod synth_fmriprep;
 pub(crate) mod volume;
 
 pub use bids::{
-    BidsConfig, BidsFile, BidsName, BidsReport, BidsSession, BidsSkipped, BidsUsed, RunChoice,
-    bids_to_manifest, parse_label_map,
+    AnatImage, BidsConfig, BidsFile, BidsName, BidsReport, BidsSession, BidsSkipped, BidsUsed,
+    RunChoice, Standardise, TrSource, bids_to_manifest, parse_label_map,
 };
 pub use cohort::{
     CohortItem, CohortSplit, CohortVolumes, Diagnosis, Manifest, ManifestRow, PreparedPair,
     Subject, VolumeCohort, VolumePipeline, balanced_upsample, evaluation_items, pretraining_items,
     split_subjects,
+};
+pub use confounds::{
+    ConfoundDesign, ConfoundsConfig, ConfoundsTable, Regression, confound_design, regress_confounds,
 };
 pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
@@ -34,5 +39,8 @@ pub use stats::{Cluster, WelchMaps, clusters, mean_map, smooth_fwhm, welch_t};
 pub use synth::{
     HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,
     SynthReport, TEMPORAL_MNI, TEMPORAL_SIGMA_MM, synth_cohort,
+};
+pub use synth_fmriprep::{
+    FmriprepSynthConfig, FmriprepSynthReport, SYNTH_SPACE, SynthSeries, synth_fmriprep,
 };
 pub use volume::{Affine, Volume};

@@ -189,7 +189,16 @@ impl Explainer<'_> {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let shapes: Vec<Vec<usize>> = (0..modalities).map(|m| data.test.shape(m)).collect();
         let space = Space::new(&grids, &shapes)?;
-        let prep = maps::Prepared::new(&space, &sets, &items, &labels, self.config, self.out)?;
+        let outputs = maps::output_grids(&space, &sets, &items, modalities, &mut warnings)?;
+        let prep = maps::Prepared::new(
+            &space,
+            &sets,
+            &items,
+            &labels,
+            self.config,
+            self.out,
+            outputs.first().and_then(Option::as_ref),
+        )?;
         let mut report = ExplainReport {
             run: self.run.output.dir.clone(),
             out: self.out.to_path_buf(),
@@ -263,7 +272,7 @@ impl Explainer<'_> {
                                     .item_name(i)
                                     .unwrap_or_else(|| format!("item-{item_no}"));
                                 maps::write_volume(
-                                    &map,
+                                    &maps::on_output(&map, outputs[m].as_ref())?,
                                     &folder.join("items").join(format!("{stem}.nii.gz")),
                                 )?;
                             }
@@ -321,6 +330,7 @@ impl Explainer<'_> {
                         folder: &folder,
                         target,
                         modality_name: modality_names(kind)[m.min(1)],
+                        output: outputs[m].as_ref(),
                     })?);
                     store[t][m] = Vec::new();
                 }
@@ -336,7 +346,7 @@ impl Explainer<'_> {
         report.seconds = t0.elapsed().as_secs_f64();
         crate::run::write_atomic(
             &self.out.join("explain.json"),
-            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+            &serde_json::to_string_pretty(&report.relative_to_run()).unwrap_or_default(),
         )?;
         Ok(report)
     }

@@ -1,6 +1,8 @@
 //! PNG figures of maps: orthogonal slices over a template (volumes) and image grids (images).
 //! Values at or beyond a threshold are drawn opaque over the grey underlay, positive from red
-//! to yellow, negative from blue to cyan, saturating at `max`.
+//! to yellow, negative from blue to cyan, saturating at `max`. Slice figures mark the
+//! subject's left and right on the coronal and axial views (from the grid's affine), and give
+//! each row a colour bar with its threshold and saturation values.
 
 use crate::error::{ProtocolError, Result};
 use mmssl_data::Volume;
@@ -83,6 +85,52 @@ fn failed(path: &Path) -> impl Fn(String) -> ProtocolError + '_ {
 const SCALE: u32 = 3;
 const LABEL: u32 = 150;
 const TITLE: u32 = 30;
+/// Width of the colour bar and its tick labels.
+const BAR: u32 = 110;
+
+/// A vertical colour bar from `+max` (top) to `-max` (bottom) at `(left, top)`, `h` pixels
+/// high, with the values between `-threshold` and `threshold` (not drawn in the map) black,
+/// and ticks at `+-max` and `+-threshold`.
+fn colour_bar<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    (left, top, h): (i32, i32, i32),
+    threshold: f32,
+    max: f32,
+    text: &TextStyle<'_>,
+) -> std::result::Result<(), String> {
+    let value = |j: i32| max - 2.0 * max * j as f32 / (h - 1).max(1) as f32;
+    for j in 0..h {
+        let c = colour(RGBColor(0, 0, 0), value(j), threshold, max);
+        root.draw(&Rectangle::new(
+            [(left, top + j), (left + 12, top + j + 1)],
+            c.filled(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    root.draw(&Rectangle::new(
+        [(left, top), (left + 12, top + h)],
+        WHITE.stroke_width(1),
+    ))
+    .map_err(|e| e.to_string())?;
+    let at =
+        |v: f32| top + ((max - v) / (2.0 * max).max(f32::MIN_POSITIVE) * (h - 1) as f32) as i32;
+    let mut ticks = vec![(max, format!("{max:.3}")), (-max, format!("-{max:.3}"))];
+    if threshold > 0.0 && threshold < max {
+        ticks.push((threshold, format!("{threshold:.3} thr")));
+        ticks.push((-threshold, format!("-{threshold:.3}")));
+    }
+    for (v, label) in ticks {
+        let y = at(v);
+        root.draw(&PathElement::new(
+            vec![(left + 12, y), (left + 16, y)],
+            WHITE,
+        ))
+        .map_err(|e| e.to_string())?;
+        root.draw(&Text::new(label, (left + 18, y - 6), text.clone()))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// Orthogonal slices (sagittal, coronal, axial) through voxel `cut` of each panel's map over
 /// `underlay` (all on one grid), a row per panel; written to `path` as PNG.
@@ -98,7 +146,9 @@ pub(super) fn slices(
     let cut = [cut[0].min(nx - 1), cut[1].min(ny - 1), cut[2].min(nz - 1)];
     // (width, height) of each view in voxels: sagittal y-z, coronal x-z, axial x-y.
     let views = [(ny, nz), (nx, nz), (nx, ny)];
-    let width = LABEL + views.iter().map(|v| v.0 as u32 * SCALE + 10).sum::<u32>();
+    let width = LABEL + views.iter().map(|v| v.0 as u32 * SCALE + 10).sum::<u32>() + BAR;
+    // The subject's right is +x in world space: which side of the picture it is on.
+    let right_on_right = underlay.affine().rows[0][0] >= 0.0;
     let row_h = (nz.max(ny) as u32) * SCALE + 10;
     let height = TITLE + row_h * panels.len().max(1) as u32;
     let err = failed(path);
@@ -119,6 +169,12 @@ pub(super) fn slices(
             panel.label.clone(),
             (8, (top + row_h / 2) as i32),
             text.clone(),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+        root.draw(&Text::new(
+            format!("|value| >= {:.3}", panel.threshold),
+            (8, (top + row_h / 2 + 18) as i32),
+            ("sans-serif", 11).into_font().color(&WHITE),
         ))
         .map_err(|e| err(e.to_string()))?;
         let mut left = LABEL;
@@ -146,8 +202,37 @@ pub(super) fn slices(
                     .map_err(|e| err(e.to_string()))?;
                 }
             }
+            if v > 0 {
+                // Coronal and axial views: the subject's left and right.
+                let (l, r) = if right_on_right {
+                    ("L", "R")
+                } else {
+                    ("R", "L")
+                };
+                let small = ("sans-serif", 12).into_font().color(&WHITE);
+                root.draw(&Text::new(
+                    l,
+                    ((left + 2) as i32, (top + 2) as i32),
+                    small.clone(),
+                ))
+                .map_err(|e| err(e.to_string()))?;
+                root.draw(&Text::new(
+                    r,
+                    ((left + w as u32 * SCALE - 10) as i32, (top + 2) as i32),
+                    small,
+                ))
+                .map_err(|e| err(e.to_string()))?;
+            }
             left += w as u32 * SCALE + 10;
         }
+        colour_bar(
+            &root,
+            (left as i32 + 4, top as i32 + 6, row_h as i32 - 20),
+            panel.threshold,
+            panel.max,
+            &("sans-serif", 11).into_font().color(&WHITE),
+        )
+        .map_err(&err)?;
     }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())

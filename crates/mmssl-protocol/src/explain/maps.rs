@@ -134,6 +134,57 @@ impl Space {
     }
 }
 
+/// The grid each modality's maps are written on: the grid of the files the items were read
+/// from when every explained item shares one (the template the study's images are on, so
+/// that the maps are voxel-aligned with it), else `None` (the common grid), with a warning.
+pub(super) fn output_grids(
+    space: &Space,
+    sets: &[&Subset],
+    items: &[(usize, usize)],
+    modalities: usize,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<Grid>>> {
+    if !space.is_volumes() {
+        return Ok(vec![None; modalities]);
+    }
+    let mut out = Vec::new();
+    for m in 0..modalities {
+        let mut grids: Vec<Grid> = Vec::new();
+        let mut missing = false;
+        for &(s, i) in items {
+            match sets[s].source_grid(i, m)? {
+                Some(g) => {
+                    if !grids.contains(&g) {
+                        grids.push(g);
+                    }
+                }
+                None => missing = true,
+            }
+        }
+        match (grids.len(), missing) {
+            (1, false) => out.push(Some(grids[0])),
+            (0, _) => out.push(None),
+            (n, _) => {
+                warnings.push(format!(
+                    "the inputs of modality {m} lie on {n} different grids{}: its maps are written \
+                     on the common grid of the explanation, not on a template's",
+                    if missing { " (or none)" } else { "" }
+                ));
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `map` on the output grid (resampled trilinearly when it is elsewhere).
+pub(super) fn on_output(map: &Volume, output: Option<&Grid>) -> Result<Volume> {
+    match output {
+        Some(g) if map.affine() != &g.affine || map.shape() != g.shape => Ok(resample(map, g)?),
+        _ => Ok(map.clone()),
+    }
+}
+
 /// What the group maps share: the mask and the template (volumes), the class-mean inputs and
 /// a few items' inputs (images).
 pub(super) struct Prepared {
@@ -159,6 +210,7 @@ impl Prepared {
         labels: &[usize],
         config: &ExplainConfig,
         out: &Path,
+        output: Option<&Grid>,
     ) -> Result<Prepared> {
         let modalities = sets[0].modalities();
         let classes = labels.iter().max().map_or(0, |&l| l + 1);
@@ -247,8 +299,18 @@ impl Prepared {
                 }
             };
             let (mask_file, template_file) = (out.join("mask.nii.gz"), out.join("template.nii.gz"));
-            write_volume(&mask_volume, &mask_file)?;
-            write_volume(&template, &template_file)?;
+            let mask_out = on_output(&mask_volume, output)?;
+            let binary: Vec<f32> = mask_out
+                .data()
+                .iter()
+                .map(|&v| (v >= 0.5) as u8 as f32)
+                .collect();
+            write_volume(&mask_out.with_data(binary, mask_out.dims())?, &mask_file)?;
+            let template_out = match (&config.template, output) {
+                (Some(path), Some(g)) => resample(&read_nifti(path)?, g)?,
+                _ => on_output(&template, output)?,
+            };
+            write_volume(&template_out, &template_file)?;
             prepared.mask = Some(mask);
             prepared.template = Some(template);
             prepared.mask_file = Some(mask_file);
@@ -320,6 +382,8 @@ pub(super) struct Group<'a> {
     pub(super) folder: &'a Path,
     pub(super) target: &'a str,
     pub(super) modality_name: &'a str,
+    /// The grid the files are written on (`None`: the common grid).
+    pub(super) output: Option<&'a Grid>,
 }
 
 /// The largest `|value|` of a map.
@@ -349,7 +413,7 @@ pub(super) fn write_group(g: Group<'_>) -> Result<TargetMaps> {
         let mean = g.prep.masked(mean_map(&members)?)?;
         let file = g.folder.join(format!("mean_{name}.nii.gz"));
         if volumes {
-            write_volume(&mean, &file)?;
+            write_volume(&on_output(&mean, g.output)?, &file)?;
             class_means.push((name.clone(), file));
         }
         means.push((c, mean));
@@ -393,8 +457,8 @@ pub(super) fn write_group(g: Group<'_>) -> Result<TargetMaps> {
         let (file, difference_file) = if volumes {
             let file = g.folder.join(format!("t_{name}.nii.gz"));
             let diff_file = g.folder.join(format!("difference_{name}.nii.gz"));
-            write_volume(&t, &file)?;
-            write_volume(&difference, &diff_file)?;
+            write_volume(&on_output(&t, g.output)?, &file)?;
+            write_volume(&on_output(&difference, g.output)?, &diff_file)?;
             (file, diff_file)
         } else {
             (figure.clone(), figure.clone())

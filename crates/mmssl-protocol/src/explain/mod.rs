@@ -308,6 +308,77 @@ pub struct ExplainReport {
 }
 
 impl ExplainReport {
+    /// Every path of the report, mutably.
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut out: Vec<&mut PathBuf> = vec![&mut self.out];
+        out.extend(self.mask.as_mut());
+        out.extend(self.template.as_mut());
+        for m in &mut self.models {
+            out.push(&mut m.items_file);
+            for t in &mut m.maps {
+                out.push(&mut t.folder);
+                out.extend(t.figure.as_mut());
+                out.extend(t.class_means.iter_mut().map(|(_, p)| p));
+                for c in &mut t.contrasts {
+                    out.push(&mut c.file);
+                    out.push(&mut c.difference_file);
+                }
+            }
+        }
+        out
+    }
+
+    /// The report as `explain.json` stores it: `run` absolute, every other path relative to
+    /// the run folder (absolute where it lies outside, with `--out` elsewhere), so the folder
+    /// can be read from anywhere and moved whole.
+    pub fn relative_to_run(&self) -> ExplainReport {
+        let mut r = self.clone();
+        let run = std::path::absolute(&self.run).unwrap_or_else(|_| self.run.clone());
+        r.run = run.clone();
+        for p in r.paths_mut() {
+            let abs = std::path::absolute(&*p).unwrap_or_else(|_| p.clone());
+            *p = match abs.strip_prefix(&run) {
+                Ok(rel) => rel.to_path_buf(),
+                Err(_) => abs,
+            };
+        }
+        r
+    }
+
+    /// Reads an `explain.json`, its relative paths resolved against the run folder: the
+    /// folder holding `explain.json` less the components of its `out` (so a run folder that
+    /// was moved or copied still resolves), else its `run`.
+    pub fn read(path: &Path) -> Result<ExplainReport> {
+        let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::read(path, e))?;
+        let mut r: ExplainReport =
+            serde_json::from_str(&text).map_err(|e| ProtocolError::File {
+                path: path.to_path_buf(),
+                reason: format!("not an explain.json: {e}"),
+            })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let run = if r.out.is_relative() {
+            let mut base = dir.clone();
+            for _ in r.out.components() {
+                base.pop();
+            }
+            if base.join(&r.out) == dir {
+                base
+            } else {
+                r.run.clone()
+            }
+        } else {
+            r.run.clone()
+        };
+        r.run = run.clone();
+        for p in r.paths_mut() {
+            if p.is_relative() {
+                *p = run.join(&*p);
+            }
+        }
+        Ok(r)
+    }
+
     /// A few lines for the terminal: the files and the strongest peak of each contrast.
     pub fn summary(&self) -> String {
         let counts: Vec<String> = self

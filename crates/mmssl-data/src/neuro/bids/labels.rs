@@ -1,6 +1,6 @@
 //! Labels and covariates from `participants.tsv` and `sessions.tsv`, and the manifest.
 
-use super::layout::Table;
+use super::layout::{Table, TableProblem};
 use super::{BidsConfig, BidsSession, BidsUsed, write_atomic};
 use crate::error::{DataError, Result};
 use crate::neuro::cohort::Diagnosis;
@@ -21,11 +21,12 @@ pub(super) fn write_manifest(
     w.write_record(&header).map_err(err)?;
     for u in used {
         let falff = u.falff.strip_prefix(out).unwrap_or(&u.falff);
+        let t1 = u.t1.strip_prefix(out).unwrap_or(&u.t1);
         let session = labels.has_sessions.then_some(u.session.as_str());
         let mut record = vec![
             u.subject.clone(),
             u.session.clone(),
-            u.t1.to_string_lossy().into_owned(),
+            t1.to_string_lossy().into_owned(),
             falff.to_string_lossy().into_owned(),
             u.label.clone(),
         ];
@@ -50,19 +51,63 @@ pub(super) struct Labels {
 }
 
 impl Labels {
+    /// The tables of `root` for `sessions`; problems that leave a table unused (a missing
+    /// `participants.tsv`, a `sessions.tsv` without a session column) are pushed to
+    /// `warnings`, never fatal.
     pub(super) fn read(
         root: &Path,
         sessions: &[BidsSession],
         config: &BidsConfig,
+        warnings: &mut Vec<String>,
     ) -> Result<Labels> {
-        let participants = Table::read(&root.join("participants.tsv"), "participant_id")?;
+        let participants_path = root.join("participants.tsv");
+        let participants = match Table::read(&participants_path, &["participant_id"], "sub-") {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => {
+                warnings.push(format!(
+                    "no {}: every session is unlabelled (used for pretraining only, not for \
+                     linear evaluation)",
+                    participants_path.display()
+                ));
+                None
+            }
+            Err(TableProblem::NoKey(columns)) => {
+                return Err(DataError::format(
+                    &participants_path,
+                    format!(
+                        "no `participant_id` column (the columns are {})",
+                        columns.join(", ")
+                    ),
+                ));
+            }
+            Err(TableProblem::Error(e)) => return Err(e),
+        };
         let mut per_subject = BTreeMap::new();
         for subject in sessions.iter().map(|s| &s.subject).collect::<BTreeSet<_>>() {
             let path = root
                 .join(format!("sub-{subject}"))
                 .join(format!("sub-{subject}_sessions.tsv"));
-            if let Some(t) = Table::read(&path, "session_id")? {
-                per_subject.insert(subject.clone(), t);
+            match Table::read(&path, &["session_id", "session"], "ses-") {
+                Ok(Some(t)) => {
+                    if t.key != "session_id" {
+                        warnings.push(format!(
+                            "{}: read with its `{}` column as the session label (BIDS names it \
+                             `session_id`)",
+                            path.display(),
+                            t.key
+                        ));
+                    }
+                    per_subject.insert(subject.clone(), t);
+                }
+                Ok(None) => {}
+                Err(TableProblem::NoKey(columns)) => warnings.push(format!(
+                    "{}: ignored, it has no `session_id` (or `session`) column (its columns: {})",
+                    path.display(),
+                    columns.join(", ")
+                )),
+                Err(TableProblem::Error(e)) => {
+                    warnings.push(format!("{e}: ignored"));
+                }
             }
         }
         let has = |c: &str| {
@@ -140,13 +185,13 @@ impl Labels {
     fn value(&self, subject: &str, session: Option<&str>, column: &str) -> Option<String> {
         if let (Some(t), Some(ses)) = (self.sessions.get(subject), session)
             && t.has(column)
-            && let Some(v) = t.get(&format!("ses-{ses}"), column)
+            && let Some(v) = t.get(ses, column)
         {
             return Some(v.to_string());
         }
         self.participants
             .as_ref()
-            .and_then(|t| t.get(&format!("sub-{subject}"), column))
+            .and_then(|t| t.get(subject, column))
             .map(str::to_string)
     }
 

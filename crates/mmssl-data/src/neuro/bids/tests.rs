@@ -7,6 +7,7 @@ use super::*;
 use crate::formats::nifti::read_nifti;
 use crate::neuro::cohort::Manifest;
 use crate::neuro::falff::falff;
+use crate::neuro::volume::Volume;
 use crate::volume_tests::shared_mri;
 
 /// `root/rel`, with its folders, a copy of `src` (or `bytes`).
@@ -23,10 +24,29 @@ fn put(root: &Path, rel: &str, src: Option<&Path>, bytes: &[u8]) {
     }
 }
 
+/// The real BOLD series of `bold_4d_small.nii.gz` (10x10x18, 40 frames, TR 1.35 s) on a grid
+/// of 18x22x9 mm voxels that covers the MNI brain, written to `path` (the file's own affine
+/// puts it in a 2 cm slab beside the head).
+pub(crate) fn covering_bold(path: &Path) -> Option<PathBuf> {
+    let real = read_nifti(shared_mri("bold_4d_small.nii.gz")?).unwrap();
+    let grid = crate::neuro::volume::Affine::scaling([18.0, 22.0, 9.0], [-81.0, -115.0, -68.0]);
+    let v = Volume::new_4d(
+        real.data().to_vec(),
+        real.dims(),
+        grid,
+        real.tr(),
+        "covering bold",
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    crate::formats::nifti::write_nifti(&v, path).unwrap();
+    Some(path.to_path_buf())
+}
+
 /// The tree; `None` where the shared data is absent.
 fn tree(root: &Path) -> Option<()> {
     let t1 = shared_mri("mni152_t1_1mm.nii.gz")?;
-    let bold = shared_mri("bold_4d_small.nii.gz")?;
+    let bold = covering_bold(&root.with_extension("bold.nii.gz"))?;
     let map3d = shared_mri("statmap_3mm.nii.gz")?;
     put(
         root,
@@ -177,10 +197,10 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
     let calls = AtomicUsize::new(0);
     let report = bids_to_manifest(&root, &out, &config(), &|done, total| {
         calls.fetch_add(1, Ordering::Relaxed);
-        assert!(done <= total && total == 3);
+        assert!(done <= total && total == 4);
     })
     .unwrap();
-    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert_eq!(calls.load(Ordering::Relaxed), 4);
     let used: Vec<(&str, &str, &str)> = report
         .used
         .iter()
@@ -188,8 +208,35 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
         .collect();
     assert_eq!(
         used,
-        [("01", "1", "HC"), ("01", "2", "AD"), ("02", "1", "AD")]
+        [
+            ("01", "1", "HC"),
+            ("01", "2", "AD"),
+            ("02", "1", "AD"),
+            ("05", "1", "HC")
+        ]
     );
+    // Raw series: said loudly, once.
+    assert_eq!(report.warnings.len(), 1);
+    assert!(report.warnings[0].starts_with("NO PREPROCESSING"));
+    // The run chosen is said.
+    assert!(
+        report.used[1]
+            .choices
+            .iter()
+            .any(|c| c.contains("2 candidates")
+                && c.contains("took sub-01_ses-2_task-rest_run-1_bold.nii.gz (--runs first)")),
+        "{:?}",
+        report.used[1].choices
+    );
+    // sub-05: the sidecar's 2 s against the header's 1.35 s: the sidecar wins, and it is said.
+    assert_eq!(report.used[3].tr, 2.0);
+    assert!(
+        report.used[3].choices[0].contains("contradicts the header's 1.35 s")
+            && report.used[3].choices[0].contains("--tr-from sidecar"),
+        "{:?}",
+        report.used[3].choices
+    );
+    assert!(report.used.iter().all(|u| u.overlap > 0.95));
     assert_eq!(report.label_column.as_deref(), Some("diagnosis"));
     // The first run of sub-01 ses-2 (runs: first), named with its run.
     assert!(report.used[1].bold[0].ends_with("sub-01_ses-2_task-rest_run-1_bold.nii.gz"));
@@ -204,18 +251,13 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
         .iter()
         .map(|s| (s.subject.as_str(), s.reason.as_str()))
         .collect();
-    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
     let reason = |sub: &str| skipped.iter().find(|(s, _)| *s == sub).unwrap().1;
     assert!(reason("03").contains("no T1w image"), "{}", reason("03"));
     assert!(
         reason("04").contains("must be 4D") && reason("04").contains("sub-04_ses-1_task-rest_bold"),
         "{}",
         reason("04")
-    );
-    assert!(
-        reason("05").contains("RepetitionTime 2 s contradicts the header's 1.35 s"),
-        "{}",
-        reason("05")
     );
     assert!(
         reason("06").contains("sub-06_ses-1_task-rest_bold.nii.gz"),
@@ -258,7 +300,7 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
 
     // The manifest reads as a cohort manifest, covariates included.
     let manifest = Manifest::read(&report.manifest).unwrap();
-    assert_eq!(manifest.rows().len(), 3);
+    assert_eq!(manifest.rows().len(), 4);
     assert_eq!(manifest.covariate_names(), ["age"]);
     assert_eq!(manifest.covariate(2, "age"), Some("75"));
     assert_eq!(manifest.rows()[1].diagnosis, Diagnosis::Ad);
@@ -266,18 +308,18 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("bids_report.json")).unwrap())
             .unwrap();
-    assert_eq!(saved["report"]["skipped"].as_array().unwrap().len(), 4);
+    assert_eq!(saved["report"]["skipped"].as_array().unwrap().len(), 3);
 
     // Again: everything is reused; with overwrite, computed again.
     assert_eq!(
         run(&root, &out, &config()).unwrap().computed_reused(),
-        (0, 3)
+        (0, 4)
     );
     let again = BidsConfig {
         overwrite: true,
         ..config()
     };
-    assert_eq!(run(&root, &out, &again).unwrap().computed_reused(), (3, 0));
+    assert_eq!(run(&root, &out, &again).unwrap().computed_reused(), (4, 0));
     // Other settings are not reused.
     let band = BidsConfig {
         falff: FalffConfig {
@@ -286,7 +328,15 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
         },
         ..config()
     };
-    assert_eq!(run(&root, &out, &band).unwrap().computed_reused(), (3, 0));
+    assert_eq!(run(&root, &out, &band).unwrap().computed_reused(), (4, 0));
+    // The header's TR on request: sub-05's maps are computed again, with 1.35 s.
+    let header = BidsConfig {
+        tr_from: TrSource::Header,
+        ..band
+    };
+    let r = run(&root, &out, &header).unwrap();
+    assert_eq!(r.computed_reused(), (1, 3));
+    assert_eq!(r.used[3].tr as f32, 1.35);
 }
 
 #[test]
@@ -432,13 +482,14 @@ fn malformed_trees_and_labels_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no subject folders"), "{e}");
-    // Without the inherited sidecar no series has a repetition time: nothing is usable, and
-    // the error says why.
+    // Without the inherited sidecar the header gives the repetition time, and that is said.
     std::fs::remove_file(root.join("task-rest_bold.json")).unwrap();
-    let e = run(&root, &out, &config()).unwrap_err().to_string();
+    let r = run(&root, &out, &config()).unwrap();
+    assert_eq!(r.used[0].tr as f32, 1.35);
     assert!(
-        e.contains("no session could be used") && e.contains("RepetitionTime"),
-        "{e}"
+        r.used[0].choices[0].contains("no RepetitionTime in its sidecar; the header's 1.35 s"),
+        "{:?}",
+        r.used[0].choices
     );
     // A file name whose entities do not parse.
     put(&root, "sub-07/anat/sub-07_acq-a-b_T1w.nii.gz", None, b"");

@@ -369,4 +369,29 @@ impl PairedDataset for VolumeCohort {
         })?;
         Ok(Some(self.volumes.prepared(item.row)?.grid))
     }
+
+    /// The grid of the manifest row's T1 (modality 0) or fALFF (1) file, from its header.
+    fn source_grid(&self, index: usize, modality: usize) -> Result<Option<Grid>> {
+        let item = self.items.get(index).ok_or(DataError::OutOfRange {
+            index,
+            len: self.items.len(),
+        })?;
+        let row = self
+            .volumes
+            .manifest()
+            .rows
+            .get(item.row)
+            .ok_or(DataError::OutOfRange {
+                index: item.row,
+                len: self.volumes.manifest().rows.len(),
+            })?;
+        let path = match modality {
+            0 => &row.t1,
+            1 => &row.falff,
+            _ => return Ok(None),
+        };
+        let header = crate::formats::nifti::read_nifti_header(path)?;
+        let [x, y, z, _] = header.dims4();
+        Ok(Some(Grid::new([x, y, z], header.affine)?))
+    }
 }
