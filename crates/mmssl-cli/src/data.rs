@@ -30,9 +30,10 @@ pub enum DataCommand {
     SynthCohort(SynthArgs),
     /// Download MNIST, Fashion-MNIST or SVHN and verify every file's MD5 checksum.
     Download(DownloadArgs),
-    /// Compute ALFF and fALFF for every session of a BIDS dataset (T1w + resting-state BOLD)
-    /// into a BIDS derivative folder, with the cohort manifest `--dataset oasis3` reads.
-    Bids(BidsArgs),
+    /// Compute ALFF and fALFF for every session of a BIDS dataset (T1w + resting-state BOLD),
+    /// raw or preprocessed by fMRIPrep (--derivatives), into a BIDS derivative folder, with
+    /// the cohort manifest `--dataset oasis3` reads.
+    Bids(Box<BidsArgs>),
 }
 
 /// Arguments of `mmssl data info`.

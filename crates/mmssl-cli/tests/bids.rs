@@ -215,3 +215,99 @@ fn bad_bids_input_exits_2_naming_it() {
         &["no label column `diagnosis`"],
     );
 }
+
+/// An fMRIPrep output folder (the synthetic study of `mmssl_data::synth_fmriprep`, from the
+/// real MNI template: 12 subjects, BOLD at 8 mm, anatomy at 4 mm) through `data bids
+/// --derivatives`, `run` and `explain`: every setting and choice printed, z-scored fALFF in
+/// MNI space, maps written voxel-aligned with the study's template grids.
+#[test]
+fn from_fmriprep_derivatives_to_maps_on_the_template_grid() {
+    let Some(mri) = mri() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = mmssl_data::FmriprepSynthConfig {
+        subjects: 12,
+        frames: 64,
+        bold_spacing: 8.0,
+        anat_spacing: 4.0,
+        ..mmssl_data::FmriprepSynthConfig::new(
+            mri.join("mni152_t1_1mm.nii.gz"),
+            mri.join("mni152_gm_1mm.nii.gz"),
+        )
+    };
+    let study = mmssl_data::synth_fmriprep(&config, &dir.path().join("study")).unwrap();
+    let out = dir.path().join("maps");
+    let res = mmssl(&[
+        "data",
+        "bids",
+        arg(&study.bids),
+        "--derivatives",
+        arg(&study.derivatives),
+        "--out",
+        arg(&out),
+        "--fd-threshold",
+        "0.5",
+        "--quiet",
+    ]);
+    assert_ok(&res);
+    let text = stdout(&res);
+    for needle in [
+        "space MNI152NLin2009cAsym, BOLD desc-preproc, anatomical preprocessed T1w inside its brain mask",
+        "confounds motion24+wm-csf (26 columns)",
+        "scrubbing frames with framewise displacement > 0.5 mm, at least 50% kept",
+        "manifest: fALFF z-scored inside the brain mask (desc-zstd)",
+        "12 sessions of 12 subjects",
+        "HC 6, AD 6",
+        "no anatomical image of its own: using sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz from sub-01/anat (subject level)",
+        "frames kept after censoring: sub-01 ses-1 59/64",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    assert!(!text.contains("NO PREPROCESSING"), "{text}");
+    let manifest = out.join("manifest.csv");
+    let csv = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        csv.contains("space-MNI152NLin2009cAsym_desc-zstd_falff.nii.gz"),
+        "{csv}"
+    );
+
+    let run = dir.path().join("run");
+    assert_ok(&run_on_cohort(&manifest, &run));
+    let res = mmssl(&[
+        "explain",
+        arg(&run),
+        "--method",
+        "gradient",
+        "--set",
+        "all",
+        "--quiet",
+    ]);
+    assert_ok(&res);
+    // The maps lie on the grids of the study's files: the T1w's (4 mm) and the BOLD's (8 mm).
+    let t1_grid = mmssl_data::read_nifti_header(
+        study
+            .derivatives
+            .join("sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz"),
+    )
+    .unwrap();
+    let bold_grid = mmssl_data::read_nifti_header(&study.series[0].bold).unwrap();
+    for (file, grid) in [
+        ("t1/t_AD-vs-HC.nii.gz", &t1_grid),
+        ("t1/mean_HC.nii.gz", &t1_grid),
+        ("falff/t_AD-vs-HC.nii.gz", &bold_grid),
+        ("falff/difference_AD-vs-HC.nii.gz", &bold_grid),
+    ] {
+        let h = mmssl_data::read_nifti_header(run.join("explain/pretrained/shared-1").join(file))
+            .unwrap();
+        assert_eq!(h.dims[..3], grid.dims[..3], "{file}");
+        assert_eq!(h.affine, grid.affine, "{file}");
+    }
+    let mask = mmssl_data::read_nifti_header(run.join("explain/mask.nii.gz")).unwrap();
+    assert_eq!(mask.affine, t1_grid.affine);
+    // explain.json: paths relative to the run folder, read back from anywhere.
+    let report = read_json(run.join("explain/explain.json"));
+    let file = report["models"][0]["maps"][0]["contrasts"][0]["file"]
+        .as_str()
+        .unwrap();
+    assert!(file.starts_with("explain/pretrained/"), "{file}");
+    assert_eq!(report["out"], "explain");
+}
