@@ -10,6 +10,7 @@
 //! ```
 
 use mmssl::data::{planted_recovery, planted_regions, read_nifti};
+use mmssl::protocol::ExplainReport;
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -24,28 +25,35 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|t| t.parse())
         .transpose()?
         .unwrap_or(0.0);
-    let text = std::fs::read_to_string(dir.join("explain.json"))?;
-    let report: serde_json::Value = serde_json::from_str(&text)?;
+    // Paths in explain.json are relative to the run folder: `read` resolves them, so this
+    // works from any working folder.
+    let report = ExplainReport::read(&dir.join("explain.json"))?;
     let mask = read_nifti(dir.join("mask.nii.gz"))?;
     println!(
-        "| model | target | modality | map | peak | peak (mm) | distance to nearest centre (mm) | |t| mass inside | share of brain | enrichment |"
+        "| model | target | modality | map | peak | peak (mm) | region | distance to nearest centre (mm) | |t| mass inside | share of brain | enrichment |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for model in report["models"].as_array().into_iter().flatten() {
-        for maps in model["maps"].as_array().into_iter().flatten() {
-            let modality = maps["modality"].as_u64().unwrap_or(0) as usize;
-            for contrast in maps["contrasts"].as_array().into_iter().flatten() {
-                for (kind, key) in [("t", "file"), ("difference", "difference_file")] {
-                    let file = contrast[key].as_str().ok_or("a contrast without a file")?;
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for model in &report.models {
+        for maps in &model.maps {
+            for contrast in &maps.contrasts {
+                let region = contrast
+                    .clusters
+                    .first()
+                    .and_then(|k| k.region.clone())
+                    .unwrap_or_default();
+                for (kind, file) in [
+                    ("t", &contrast.file),
+                    ("difference", &contrast.difference_file),
+                ] {
                     let map = read_nifti(file)?;
-                    let regions = planted_regions(modality);
+                    let regions = planted_regions(maps.modality);
                     let r = planted_recovery(&map, Some(&mask), &regions, 1.5, threshold)?;
                     println!(
-                        "| {} | {} | {} | {kind} {} | {:.3e} | [{:.0}, {:.0}, {:.0}] | {:.1} | {:.3} | {:.3} | {:.2} |",
-                        model["model"].as_str().unwrap_or("?"),
-                        maps["target"].as_str().unwrap_or("?"),
-                        maps["modality_name"].as_str().unwrap_or("?"),
-                        contrast["name"].as_str().unwrap_or("?"),
+                        "| {} | {} | {} | {kind} {} | {:.3e} | [{:.0}, {:.0}, {:.0}] | {region} | {:.1} | {:.3} | {:.3} | {:.2} |",
+                        model.model,
+                        maps.target,
+                        maps.modality_name,
+                        contrast.name,
                         r.peak,
                         r.peak_mm[0],
                         r.peak_mm[1],

@@ -28,6 +28,11 @@ pub enum DataCommand {
     Info(InfoArgs),
     /// Write a synthetic OASIS-3-style cohort (T1 + fALFF pairs, HC and AD) and its manifest.
     SynthCohort(SynthArgs),
+    /// Write a synthetic resting-state study as fMRIPrep leaves it (raw BIDS root plus
+    /// derivatives/fmriprep: preprocessed BOLD in MNI space, brain masks, confounds with
+    /// motion, T1w and grey matter), whose true fALFF is known: input for `data bids
+    /// --derivatives`.
+    SynthFmriprep(SynthFmriprepArgs),
     /// Download MNIST, Fashion-MNIST or SVHN and verify every file's MD5 checksum.
     Download(DownloadArgs),
     /// Compute ALFF and fALFF for every session of a BIDS dataset (T1w + resting-state BOLD),
@@ -88,6 +93,45 @@ pub struct SynthArgs {
     /// not given; without a map one is derived from the T1 intensities).
     #[arg(long)]
     pub gm: Option<PathBuf>,
+}
+
+/// Arguments of `mmssl data synth-fmriprep`.
+#[derive(Debug, Args)]
+pub struct SynthFmriprepArgs {
+    /// The study's folder (new or empty): the raw BIDS root, with `derivatives/fmriprep/`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Subjects (HC and AD in turn).
+    #[arg(long, default_value_t = 12)]
+    pub subjects: usize,
+    /// Sessions per subject (the T1w is subject-level, as fMRIPrep writes it).
+    #[arg(long, default_value_t = 1)]
+    pub sessions: usize,
+    /// Frames per BOLD series.
+    #[arg(long, default_value_t = 120)]
+    pub frames: usize,
+    /// Repetition time in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub tr: f64,
+    /// BOLD voxel size in mm.
+    #[arg(long, default_value_t = 4.0)]
+    pub bold_spacing: f64,
+    /// Anatomical voxel size in mm.
+    #[arg(long, default_value_t = 2.0)]
+    pub anat_spacing: f64,
+    /// Motion's share of each voxel's signal (standard deviation relative to the neural
+    /// part; 0: none).
+    #[arg(long, default_value_t = 2.0)]
+    pub motion: f64,
+    /// One-frame motion jumps per series (each gives two frames of high displacement).
+    #[arg(long, default_value_t = 2)]
+    pub spikes: usize,
+    /// AD's relative fALFF drop at the posterior cingulate (0 to 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub falff_drop: f64,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `LO,HI` as two numbers.
@@ -310,6 +354,34 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
         DataCommand::SynthCohort(a) => {
             let report = synth(a)?;
             Ok(synth_text(&report))
+        }
+        DataCommand::SynthFmriprep(a) => {
+            let (t1, gm) = bundled_template()?;
+            let config = mmssl_data::FmriprepSynthConfig {
+                subjects: a.subjects,
+                sessions: a.sessions,
+                frames: a.frames,
+                tr: a.tr,
+                bold_spacing: a.bold_spacing,
+                anat_spacing: a.anat_spacing,
+                motion: a.motion,
+                spikes: a.spikes,
+                falff_drop: a.falff_drop,
+                seed: a.seed,
+                ..mmssl_data::FmriprepSynthConfig::new(t1, gm)
+            };
+            let r = mmssl_data::synth_fmriprep(&config, &a.out)?;
+            Ok(format!(
+                "synthetic fMRIPrep study: {} series of {} subjects in {}\n\
+                 derivatives: {}\n\
+                 next: mmssl data bids {} --derivatives {} --out MAPS",
+                r.series.len(),
+                a.subjects,
+                r.bids.display(),
+                r.derivatives.display(),
+                r.bids.display(),
+                r.derivatives.display()
+            ))
         }
         DataCommand::Download(a) => {
             let mut source = Source::official(a.dataset);

@@ -5,7 +5,8 @@ use crate::backend::{BackendKind, select_device};
 use crate::run::Bars;
 use clap::{Args, ValueEnum};
 use mmssl_protocol::{
-    ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, ProtocolError, load_run_config,
+    AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, ProtocolError,
+    load_run_config,
 };
 use mmssl_train::Attribution;
 use std::path::PathBuf;
@@ -92,6 +93,14 @@ pub struct ExplainArgs {
     /// Smallest cluster, in voxels.
     #[arg(long, default_value_t = 5)]
     pub min_voxels: usize,
+    /// The atlas naming each cluster's region: `auto` (AAL from Debian's mricron-data where
+    /// installed), `none`, or a label volume in the maps' template space.
+    #[arg(long, default_value = "auto", value_name = "auto|none|PATH")]
+    pub atlas: String,
+    /// The region names of `--atlas PATH` (`index name` per line; default: beside it,
+    /// `<stem>.nii.txt`, `<stem>.txt` or `<stem>.tsv`).
+    #[arg(long, value_name = "PATH")]
+    pub atlas_labels: Option<PathBuf>,
     /// Output folder (default RUN/explain).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -107,6 +116,46 @@ pub struct ExplainArgs {
 }
 
 impl ExplainArgs {
+    /// `--atlas` and `--atlas-labels`.
+    fn atlas(&self) -> Result<AtlasSetting, ProtocolError> {
+        match (self.atlas.as_str(), &self.atlas_labels) {
+            ("auto", None) => Ok(AtlasSetting::Auto),
+            ("none", None) => Ok(AtlasSetting::None),
+            ("auto" | "none", Some(_)) => Err(ProtocolError::Config(
+                "--atlas-labels goes with --atlas PATH".into(),
+            )),
+            (path, labels) => {
+                let image = PathBuf::from(path);
+                let labels = match labels {
+                    Some(l) => l.clone(),
+                    None => {
+                        let name = image
+                            .file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned();
+                        let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
+                        [
+                            format!("{stem}.nii.txt"),
+                            format!("{stem}.txt"),
+                            format!("{stem}.tsv"),
+                        ]
+                        .into_iter()
+                        .map(|n| image.with_file_name(n))
+                        .find(|p| p.is_file())
+                        .ok_or_else(|| {
+                            ProtocolError::Config(format!(
+                                "--atlas {path}: no names file beside it ({stem}.nii.txt, \
+                                 {stem}.txt or {stem}.tsv); give one with --atlas-labels"
+                            ))
+                        })?
+                    }
+                };
+                Ok(AtlasSetting::File { image, labels })
+            }
+        }
+    }
+
     /// The library settings these flags give.
     pub fn config(&self) -> Result<ExplainConfig, ProtocolError> {
         let target = match self.target {
@@ -151,6 +200,7 @@ impl ExplainArgs {
             cluster_min_voxels: self.min_voxels,
             out: self.out.clone(),
             overwrite: self.overwrite,
+            atlas: self.atlas()?,
             ..ExplainConfig::default()
         };
         config.check()?;

@@ -257,7 +257,7 @@ fn from_fmriprep_derivatives_to_maps_on_the_template_grid() {
         "manifest: fALFF z-scored inside the brain mask (desc-zstd)",
         "12 sessions of 12 subjects",
         "HC 6, AD 6",
-        "no anatomical image of its own: using sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz from sub-01/anat (subject level)",
+        "12 sessions (sub-01 ses-1, sub-02 ses-1, sub-03 ses-1, sub-04 ses-1, sub-05 ses-1, sub-06 ses-1, sub-07 ses-1, sub-08 ses-1, sub-09 ses-1, sub-10 ses-1, sub-11 ses-1, sub-12 ses-1): no anatomical image of its own: using sub-*_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz from sub-*/anat (subject level)",
         "frames kept after censoring: sub-01 ses-1 59/64",
     ] {
         assert!(text.contains(needle), "`{needle}` missing:\n{text}");
@@ -310,4 +310,24 @@ fn from_fmriprep_derivatives_to_maps_on_the_template_grid() {
         .unwrap();
     assert!(file.starts_with("explain/pretrained/"), "{file}");
     assert_eq!(report["out"], "explain");
+    let moved = dir.path().join("moved");
+    std::fs::rename(&run, &moved).unwrap();
+    let read = mmssl_protocol::ExplainReport::read(&moved.join("explain/explain.json")).unwrap();
+    let t = &read.models[0].maps[1].contrasts[0].file;
+    assert!(t.starts_with(&moved) && t.is_file(), "{t:?}");
+    // With Debian's AAL installed (CI installs mricron-data) the fALFF clusters are named.
+    // Each cluster carries the region at (or within 6 mm of) its peak.
+    if let Some((image, labels)) = mmssl_data::Atlas::installed() {
+        assert_eq!(read.atlas.as_deref(), Some(image.as_path()));
+        let aal = mmssl_data::Atlas::read(&image, &labels).unwrap();
+        let clusters: Vec<_> = read.models[0]
+            .maps
+            .iter()
+            .flat_map(|m| m.contrasts.iter().flat_map(|c| c.clusters.iter()))
+            .collect();
+        for k in &clusters {
+            assert_eq!(k.region, aal.describe(k.peak_mm, 6.0), "{k:?}");
+        }
+        assert!(clusters.iter().any(|k| k.region.is_some()), "{clusters:?}");
+    }
 }

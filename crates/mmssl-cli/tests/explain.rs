@@ -43,7 +43,8 @@ fn a_two_view_run_is_explained_as_image_grids() {
         let skipped = m["skipped"].as_array().unwrap().len();
         assert_eq!(done + skipped, 10, "{m}");
         assert_eq!(done, counts.iter().filter(|&&c| c >= 2).count());
-        let figure = std::path::PathBuf::from(m["figure"].as_str().unwrap());
+        // Paths in explain.json are relative to the run folder.
+        let figure = run.join(m["figure"].as_str().unwrap());
         let png = std::fs::read(&figure).unwrap();
         assert_eq!(&png[1..4], b"PNG", "{}", figure.display());
         // Image maps are PNG only: no NIfTI, no mask.
@@ -126,7 +127,7 @@ fn what_cannot_be_explained_is_refused() {
 /// validation at a larger size is in docs/biomarkers.md.)
 #[test]
 fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
-    use mmssl_data::{Grid, brain_centre, planted_recovery, planted_regions, read_nifti};
+    use mmssl_data::{planted_recovery, planted_regions, read_nifti};
     let dir = tempfile::tempdir().unwrap();
     let cohort = dir.path().join("cohort");
     assert_ok(&mmssl(&[
@@ -176,8 +177,9 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
     let out = run.join("explain");
     let report = read_json(out.join("explain.json"));
     assert_eq!(report["items"], 12, "one labelled session per subject");
-    // Each session's map is on the grid the model saw: 64^3 voxels of 3 mm centred on the
-    // session's brain, with that grid's affine.
+    // Each session's map is written on the grid of the cohort's files (the MNI template at
+    // 3 mm that synth-cohort resampled every volume to), voxel-aligned with it, not on the
+    // 64^3 grid the model saw.
     let mut rows = csv::Reader::from_path(out.join("pretrained/items.csv")).unwrap();
     let header = rows.headers().unwrap().clone();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -185,9 +187,13 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
     assert_eq!(records.len(), 12);
     for r in records.iter().take(3) {
         let (subject, session) = r[0].split_once('_').unwrap();
-        let t1 = read_nifti(cohort.join(subject).join(format!("{session}_T1w.nii.gz"))).unwrap();
-        let grid = Grid::centred([64; 3], 3.0, brain_centre(&t1, 0.0).unwrap()).unwrap();
-        for modality in ["t1", "falff"] {
+        for (modality, file) in [("t1", "T1w"), ("falff", "falff")] {
+            let source = mmssl_data::read_nifti_header(
+                cohort
+                    .join(subject)
+                    .join(format!("{session}_{file}.nii.gz")),
+            )
+            .unwrap();
             let map = read_nifti(
                 out.join("pretrained/decision")
                     .join(modality)
@@ -195,22 +201,13 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
                     .join(format!("{}.nii.gz", &r[0])),
             )
             .unwrap();
-            assert_eq!(map.shape(), [64; 3]);
-            for (a, b) in map
-                .affine()
-                .rows
-                .iter()
-                .flatten()
-                .zip(grid.affine.rows.iter().flatten())
-            {
-                assert!(
-                    (a - b).abs() < 1e-3,
-                    "{:?} vs {:?}",
-                    map.affine(),
-                    grid.affine
-                );
-            }
+            assert_eq!(map.shape().to_vec(), source.dims[..3].to_vec());
+            assert_eq!(map.affine(), &source.affine);
         }
+    }
+    for file in ["mask.nii.gz", "pretrained/decision/t1/t_AD-vs-HC.nii.gz"] {
+        let h = mmssl_data::read_nifti_header(out.join(file)).unwrap();
+        assert_eq!(h.dims[..3], [66, 78, 63], "{file}");
     }
     // Integrated gradients are complete: per item the attributions sum to the decision at the
     // input minus the decision at the zero input, up to the midpoint rule's error with 8 steps

@@ -58,7 +58,9 @@ pub use config::{
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};
-pub use explain::{ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with};
+pub use explain::{
+    AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with,
+};
 pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp};
 pub use grid::{Cell, Grid, GridOptions, slug};
 /// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a

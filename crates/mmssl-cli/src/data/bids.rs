@@ -260,7 +260,8 @@ pub fn settings_text(config: &BidsConfig) -> String {
         Standardise::Mean => "fALFF divided by its brain mean (desc-meanstd)",
     };
     let common = format!(
-        "band {}-{} Hz, {}, TR from the {} when it disagrees with the {}, at least {:.0}% of          the brain inside the BOLD field of view, smoothing {}, manifest: {form}",
+        "band {}-{} Hz, {}, TR from the {} when it disagrees with the {}, at least {:.0}% of \
+         the brain inside the BOLD field of view, smoothing {}, manifest: {form}",
         config.falff.band[0],
         config.falff.band[1],
         if config.falff.detrend {
@@ -344,16 +345,42 @@ pub fn text(report: &BidsReport) -> String {
         count(""),
         report.label_column.as_deref().unwrap_or("none"),
     );
-    let with_choices: Vec<_> = report
-        .used
-        .iter()
-        .filter(|u| !u.choices.is_empty())
-        .collect();
-    if !with_choices.is_empty() {
+    // Every choice, the same choice of several sessions on one line.
+    let mut choices: Vec<(String, Vec<String>)> = Vec::new();
+    for u in &report.used {
+        for c in &u.choices {
+            let general = c
+                .replace(&format!("sub-{}", u.subject), "sub-*")
+                .replace(&format!("ses-{}", u.session), "ses-*");
+            let who = format!("sub-{} ses-{}", u.subject, u.session);
+            match choices.iter_mut().find(|(g, _)| *g == general) {
+                Some((_, list)) => list.push(who),
+                None => choices.push((general, vec![who])),
+            }
+        }
+    }
+    if !choices.is_empty() {
         out += "choices made:\n";
-        for u in with_choices {
-            for c in &u.choices {
-                out += &format!("  sub-{} ses-{}: {c}\n", u.subject, u.session);
+        for (general, who) in choices {
+            if who.len() == 1 {
+                // A single session: its own words, labels included.
+                let u = report
+                    .used
+                    .iter()
+                    .find(|u| format!("sub-{} ses-{}", u.subject, u.session) == who[0]);
+                let own = u
+                    .and_then(|u| {
+                        u.choices.iter().find(|c| {
+                            c.replace(&format!("sub-{}", u.subject), "sub-*")
+                                .replace(&format!("ses-{}", u.session), "ses-*")
+                                == general
+                        })
+                    })
+                    .cloned()
+                    .unwrap_or(general);
+                out += &format!("  {}: {own}\n", who[0]);
+            } else {
+                out += &format!("  {} sessions ({}): {general}\n", who.len(), who.join(", "));
             }
         }
     }

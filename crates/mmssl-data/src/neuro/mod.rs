@@ -3,6 +3,7 @@
 //! synthetic cohort, BIDS datasets to fALFF derivatives, and voxelwise statistics of maps
 //! (group means, Welch's t, clusters).
 
+pub(crate) mod atlas;
 pub(crate) mod bids;
 pub(crate) mod cohort;
 pub(crate) mod confounds;
@@ -15,6 +16,7 @@ pub(crate) mod synth;
 pub(crate) mod synth_fmriprep;
 pub(crate) mod volume;
 
+pub use atlas::{Atlas, DEBIAN_AAL};
 pub use bids::{
     AnatImage, BidsConfig, BidsFile, BidsName, BidsReport, BidsSession, BidsSkipped, BidsUsed,
     RunChoice, Standardise, TrSource, bids_to_manifest, parse_label_map,

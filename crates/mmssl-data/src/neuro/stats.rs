@@ -181,6 +181,10 @@ pub struct Cluster {
     pub centre_mm: [f64; 3],
     /// The sum of `|value|` over the cluster.
     pub mass: f64,
+    /// The atlas region at the peak (or the nearest one, `near NAME (D mm)`), when an atlas
+    /// was given ([`crate::Atlas::describe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The clusters of `map` (3D): voxels with `value >= threshold` or `value <= -threshold`,
@@ -269,6 +273,7 @@ pub fn clusters(map: &Volume, threshold: f32, min_voxels: usize) -> Result<Vec<C
             peak_mm: map.world(px as f64, py as f64, pz as f64),
             centre_mm: weighted.map(|c| c / mass),
             mass,
+            region: None,
         });
     }
     found.sort_by(|a, b| b.peak.abs().total_cmp(&a.peak.abs()));

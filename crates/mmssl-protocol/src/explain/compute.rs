@@ -190,6 +190,7 @@ impl Explainer<'_> {
         let shapes: Vec<Vec<usize>> = (0..modalities).map(|m| data.test.shape(m)).collect();
         let space = Space::new(&grids, &shapes)?;
         let outputs = maps::output_grids(&space, &sets, &items, modalities, &mut warnings)?;
+        let atlas = maps::load_atlas(&space, &self.config.atlas, &mut warnings)?;
         let prep = maps::Prepared::new(
             &space,
             &sets,
@@ -209,6 +210,7 @@ impl Explainer<'_> {
             classes,
             mask: prep.mask_file.clone(),
             template: prep.template_file.clone(),
+            atlas: atlas.as_ref().map(|(_, p)| p.clone()),
             models: Vec::new(),
             warnings,
             seconds: 0.0,
@@ -331,6 +333,7 @@ impl Explainer<'_> {
                         target,
                         modality_name: modality_names(kind)[m.min(1)],
                         output: outputs[m].as_ref(),
+                        atlas: atlas.as_ref().map(|(a, _)| a),
                     })?);
                     store[t][m] = Vec::new();
                 }

@@ -5,8 +5,8 @@
 use super::figures::{self, Panel, Tile};
 use super::*;
 use mmssl_data::{
-    Affine, Grid, PairedDataset, Subset, Volume, clusters, mean_map, read_nifti, resample, welch_t,
-    write_nifti,
+    Affine, Atlas, Grid, PairedDataset, Subset, Volume, clusters, mean_map, read_nifti, resample,
+    welch_t, write_nifti,
 };
 
 /// Items shown one by one in the image figures.
@@ -176,6 +176,39 @@ pub(super) fn output_grids(
     }
     Ok(out)
 }
+
+/// The atlas of `setting` for volume maps, with its file (`None` for images, for
+/// [`AtlasSetting::None`], or when `Auto` finds none installed); a warning says which atlas
+/// names the regions and that it assumes MNI space.
+pub(super) fn load_atlas(
+    space: &Space,
+    setting: &AtlasSetting,
+    warnings: &mut Vec<String>,
+) -> Result<Option<(Atlas, PathBuf)>> {
+    if !space.is_volumes() {
+        return Ok(None);
+    }
+    let (image, labels) = match setting {
+        AtlasSetting::None => return Ok(None),
+        AtlasSetting::Auto => match Atlas::installed() {
+            Some(found) => found,
+            None => return Ok(None),
+        },
+        AtlasSetting::File { image, labels } => (image.clone(), labels.clone()),
+    };
+    let atlas = Atlas::read(&image, &labels)?;
+    warnings.push(format!(
+        "cluster regions are named from the {} atlas ({}, {} regions); it is in MNI space, so \
+         the names mean something only for maps in MNI space",
+        atlas.name(),
+        image.display(),
+        atlas.regions()
+    ));
+    Ok(Some((atlas, image)))
+}
+
+/// How far from a cluster's peak the nearest atlas region is looked for, mm.
+const REGION_RADIUS_MM: f64 = 6.0;
 
 /// `map` on the output grid (resampled trilinearly when it is elsewhere).
 pub(super) fn on_output(map: &Volume, output: Option<&Grid>) -> Result<Volume> {
@@ -384,6 +417,8 @@ pub(super) struct Group<'a> {
     pub(super) modality_name: &'a str,
     /// The grid the files are written on (`None`: the common grid).
     pub(super) output: Option<&'a Grid>,
+    /// The atlas naming the clusters' regions.
+    pub(super) atlas: Option<&'a Atlas>,
 }
 
 /// The largest `|value|` of a map.
@@ -454,6 +489,11 @@ pub(super) fn write_group(g: Group<'_>) -> Result<TargetMaps> {
         let difference = g.prep.masked(ma.with_data(diff, ma.dims())?)?;
         let mut found = clusters(&t, g.config.cluster_threshold, g.config.cluster_min_voxels)?;
         found.truncate(g.config.max_clusters);
+        if let Some(atlas) = g.atlas {
+            for k in &mut found {
+                k.region = atlas.describe(k.peak_mm, REGION_RADIUS_MM);
+            }
+        }
         let (file, difference_file) = if volumes {
             let file = g.folder.join(format!("t_{name}.nii.gz"));
             let diff_file = g.folder.join(format!("difference_{name}.nii.gz"));

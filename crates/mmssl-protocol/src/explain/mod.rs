@@ -150,6 +150,29 @@ pub struct ExplainConfig {
     pub out: Option<PathBuf>,
     /// Replace an earlier explanation in the output folder.
     pub overwrite: bool,
+    /// The atlas that names each cluster's region (volumes in MNI space).
+    #[serde(default)]
+    pub atlas: AtlasSetting,
+}
+
+/// Where cluster reports take region names from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AtlasSetting {
+    /// The AAL atlas of Debian's `mricron-data` where it is installed
+    /// ([`mmssl_data::DEBIAN_AAL`]), else coordinates only.
+    #[default]
+    Auto,
+    /// Coordinates only.
+    None,
+    /// A label volume in the maps' template space and its names file
+    /// ([`mmssl_data::Atlas::read`]).
+    File {
+        /// The label volume.
+        image: PathBuf,
+        /// The names, `index name` per line.
+        labels: PathBuf,
+    },
 }
 
 impl Default for ExplainConfig {
@@ -170,6 +193,7 @@ impl Default for ExplainConfig {
             max_clusters: 10,
             out: None,
             overwrite: false,
+            atlas: AtlasSetting::Auto,
         }
     }
 }
@@ -299,6 +323,9 @@ pub struct ExplainReport {
     pub mask: Option<PathBuf>,
     /// The figures' underlay (volumes).
     pub template: Option<PathBuf>,
+    /// The atlas whose regions name the clusters, if one was used.
+    #[serde(default)]
+    pub atlas: Option<PathBuf>,
     /// Per model.
     pub models: Vec<ModelMaps>,
     /// What may not be what was meant.
@@ -413,8 +440,16 @@ impl ExplainReport {
                 for c in &t.contrasts {
                     let peak = c.clusters.first().map_or("no cluster".to_string(), |k| {
                         format!(
-                            "peak t = {:.2} at [{:.0}, {:.0}, {:.0}] ({} voxels)",
-                            k.peak, k.peak_mm[0], k.peak_mm[1], k.peak_mm[2], k.voxels
+                            "peak t = {:.2} at [{:.0}, {:.0}, {:.0}]{} ({} voxels)",
+                            k.peak,
+                            k.peak_mm[0],
+                            k.peak_mm[1],
+                            k.peak_mm[2],
+                            k.region
+                                .as_ref()
+                                .map(|r| format!(" {r}"))
+                                .unwrap_or_default(),
+                            k.voxels
                         )
                     });
                     s += &format!(
