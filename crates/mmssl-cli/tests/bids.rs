@@ -102,6 +102,20 @@ fn tree(mri: &Path, root: &Path) {
     .unwrap();
 }
 
+/// `mmssl explain RUN --method gradient --set all`, which must succeed.
+fn explain_every_session(run: &Path) {
+    let res = mmssl(&[
+        "explain",
+        arg(run),
+        "--method",
+        "gradient",
+        "--set",
+        "all",
+        "--quiet",
+    ]);
+    assert_ok(&res);
+}
+
 #[test]
 fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
     let Some(mri) = mri() else { return };
@@ -148,16 +162,7 @@ fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
 
     // The third command of docs/biomarkers.md: maps of every labelled session, each on its
     // own input grid, named by subject and session.
-    let res = mmssl(&[
-        "explain",
-        arg(&out),
-        "--method",
-        "gradient",
-        "--set",
-        "all",
-        "--quiet",
-    ]);
-    assert_ok(&res);
+    explain_every_session(&out);
     let report = read_json(out.join("explain/explain.json"));
     let items = report["items"].as_u64().unwrap();
     assert_eq!(items, 12, "one labelled session per subject");
@@ -272,16 +277,7 @@ fn from_fmriprep_derivatives_to_maps_on_the_template_grid() {
 
     let run = dir.path().join("run");
     assert_ok(&run_on_cohort(&manifest, &run));
-    let res = mmssl(&[
-        "explain",
-        arg(&run),
-        "--method",
-        "gradient",
-        "--set",
-        "all",
-        "--quiet",
-    ]);
-    assert_ok(&res);
+    explain_every_session(&run);
     // The maps lie on the grids of the study's files: the T1w's (4 mm) and the BOLD's (8 mm).
     let t1_grid = mmssl_data::read_nifti_header(
         study

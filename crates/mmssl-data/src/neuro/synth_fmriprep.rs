@@ -21,7 +21,7 @@ use crate::error::{DataError, Result};
 use crate::formats::nifti::{read_nifti, write_nifti};
 use crate::loading::dataset::item_rng;
 use crate::neuro::preprocess::{Grid, resample};
-use crate::neuro::synth::{POSTERIOR_MNI, POSTERIOR_SIGMA_MM};
+use crate::neuro::synth::{POSTERIOR_MNI, POSTERIOR_SIGMA_MM, gaussian};
 use crate::neuro::volume::{Affine, Volume};
 use rand::{Rng, RngExt};
 use realfft::RealFftPlanner;
@@ -152,12 +152,6 @@ pub struct FmriprepSynthReport {
     pub derivatives: PathBuf,
     /// Every series.
     pub series: Vec<SynthSeries>,
-}
-
-fn gaussian<R: Rng + ?Sized>(rng: &mut R) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
