@@ -447,9 +447,9 @@ fn basis(design: &ConfoundDesign, frames: usize) -> (Vec<Vec<f64>>, Vec<String>,
 
 /// Regresses the confounds out of every voxel of the 4D series `bold` (inside `mask` where
 /// given; zero outside), then fills censored frames by interpolation (see the module
-/// documentation). The result is on the series' grid with its TR.
+/// documentation), in place. The result is on the series' grid with its TR.
 pub fn regress_confounds(
-    bold: &Volume,
+    bold: Volume,
     mask: Option<&[bool]>,
     design: &ConfoundDesign,
 ) -> Result<(Volume, Regression)> {
@@ -491,35 +491,50 @@ pub fn regress_confounds(
             }
         })
         .collect();
-    let data = bold.data();
-    let series: Vec<Vec<f32>> = (0..n)
-        .into_par_iter()
-        .map(|v| {
-            if mask.is_some_and(|m| !m[v]) {
-                return vec![0.0; frames];
+    // In place, a block of voxels at a time: one copy of the series in memory (a 2 mm MNI
+    // series of 300 frames is 1.3 GB), the block's series gathered voxel by voxel.
+    let (dims, affine, tr, sizes) = (bold.dims(), *bold.affine(), bold.tr(), bold.voxel_size());
+    let source = bold.source().to_string();
+    let mut data = bold.into_data();
+    const BLOCK: usize = 8192;
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let mut block = vec![0f32; len * frames];
+        for t in 0..frames {
+            for (k, &x) in data[t * n + start..t * n + start + len].iter().enumerate() {
+                block[k * frames + t] = x;
             }
-            let mut y: Vec<f64> = rows.iter().map(|&t| data[v + t * n] as f64).collect();
-            for b in &q {
-                let d: f64 = b.iter().zip(&y).map(|(a, c)| a * c).sum();
-                y.iter_mut().zip(b).for_each(|(x, a)| *x -= d * a);
+        }
+        block
+            .par_chunks_mut(frames)
+            .enumerate()
+            .for_each(|(k, series)| {
+                if mask.is_some_and(|m| !m[start + k]) {
+                    series.fill(0.0);
+                    return;
+                }
+                let mut y: Vec<f64> = rows.iter().map(|&t| series[t] as f64).collect();
+                for b in &q {
+                    let d: f64 = b.iter().zip(&y).map(|(a, c)| a * c).sum();
+                    y.iter_mut().zip(b).for_each(|(x, a)| *x -= d * a);
+                }
+                for (k, &t) in rows.iter().enumerate() {
+                    series[t] = y[k] as f32;
+                }
+                for &(t, b, a, w) in &fill {
+                    series[t] = ((1.0 - w) * y[b] + w * y[a]) as f32;
+                }
+            });
+        for t in 0..frames {
+            for (k, x) in data[t * n + start..t * n + start + len]
+                .iter_mut()
+                .enumerate()
+            {
+                *x = block[k * frames + t];
             }
-            let mut out = vec![0f32; frames];
-            for (k, &t) in rows.iter().enumerate() {
-                out[t] = y[k] as f32;
-            }
-            for &(t, b, a, w) in &fill {
-                out[t] = ((1.0 - w) * y[b] + w * y[a]) as f32;
-            }
-            out
-        })
-        .collect();
-    let mut cleaned = vec![0f32; n * frames];
-    for (v, s) in series.into_iter().enumerate() {
-        for (t, x) in s.into_iter().enumerate() {
-            cleaned[v + t * n] = x;
         }
     }
-    let volume = bold.with_data(cleaned, bold.dims())?;
+    let volume = Volume::new_4d(data, dims, affine, tr, source)?.with_voxel_size(sizes)?;
     Ok((
         volume,
         Regression {
@@ -574,7 +589,7 @@ mod tests {
                 .collect();
             assert_eq!(design.keep, expected_keep, "{}", case["confounds"]);
             assert_eq!(design.non_steady, 3);
-            let (clean, report) = regress_confounds(&bold, None, &design).unwrap();
+            let (clean, report) = regress_confounds(bold.clone(), None, &design).unwrap();
             assert_eq!(report.kept, design.kept());
             assert!(report.dropped.is_empty(), "{:?}", report.dropped);
             let residuals = case["residuals"].as_array().unwrap();
@@ -621,8 +636,8 @@ mod tests {
         // A mask: outside voxels are zero, inside ones as without a mask.
         let bold = read_nifti(fixture("sub-01_task-rest_bold.nii.gz")).unwrap();
         let mask: Vec<bool> = (0..bold.frame_len()).map(|v| v % 3 != 0).collect();
-        let (all, _) = regress_confounds(&bold, None, &a).unwrap();
-        let (masked, _) = regress_confounds(&bold, Some(&mask), &a).unwrap();
+        let (all, _) = regress_confounds(bold.clone(), None, &a).unwrap();
+        let (masked, _) = regress_confounds(bold.clone(), Some(&mask), &a).unwrap();
         for (i, (&x, &y)) in all.data().iter().zip(masked.data()).enumerate() {
             let v = i % bold.frame_len();
             assert_eq!(y, if mask[v] { x } else { 0.0 });
@@ -637,7 +652,7 @@ mod tests {
             ..Default::default()
         };
         let d = confound_design(&twice, &config, 30).unwrap();
-        let (_, r) = regress_confounds(&bold, None, &d).unwrap();
+        let (_, r) = regress_confounds(bold.clone(), None, &d).unwrap();
         assert_eq!(r.dropped, ["csf_copy"]);
         assert_eq!(r.used, ["intercept", "linear trend", "csf"]);
     }

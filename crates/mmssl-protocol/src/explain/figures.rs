@@ -107,8 +107,9 @@ fn colour_bar<DB: DrawingBackend>(
         ))
         .map_err(|e| e.to_string())?;
     }
+    // The frame one pixel outside the bar, which keeps its end colours.
     root.draw(&Rectangle::new(
-        [(left, top), (left + 12, top + h)],
+        [(left - 1, top - 1), (left + 12, top + h)],
         WHITE.stroke_width(1),
     ))
     .map_err(|e| e.to_string())?;

@@ -216,3 +216,74 @@ fn an_output_folder_of_something_else_is_never_removed() {
     prepare_out(&out, true).unwrap();
     assert!(std::fs::read_dir(&out).unwrap().next().is_none());
 }
+
+/// A slice figure has, right of its three views, a colour bar per row running from the
+/// saturated positive colour (yellow, top) through black (below the threshold) to the
+/// saturated negative one (cyan, bottom).
+#[test]
+fn slice_figures_have_a_colour_bar_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [20, 24, 16];
+    let n: usize = shape.iter().product();
+    let affine = Affine::scaling([4.0; 3], [-40.0, -48.0, -32.0]);
+    let under = mmssl_data::Volume::new(
+        (0..n).map(|i| 1.0 + (i % 7) as f32).collect(),
+        shape,
+        affine,
+        "underlay",
+    )
+    .unwrap();
+    // Values of 5 and -1 with threshold 3 and saturation 6: nothing in the views reaches the
+    // saturated colours.
+    let map = under
+        .with_data(
+            (0..n)
+                .map(|i| if i % 5 == 0 { 5.0 } else { -1.0 })
+                .collect(),
+            under.dims(),
+        )
+        .unwrap();
+    let path = dir.path().join("figure.png");
+    let panel = |label: &str| super::figures::Panel {
+        label: label.into(),
+        map: &map,
+        threshold: 3.0,
+        max: 6.0,
+    };
+    super::figures::slices(&path, "t", &under, &[panel("a"), panel("b")], [10, 12, 8]).unwrap();
+    let decoder = png::Decoder::new(std::fs::File::open(&path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let pixel = |x: usize, y: usize| {
+        let i = (y * w + x) * channels;
+        [buf[i], buf[i + 1], buf[i + 2]]
+    };
+    // Where each saturated colour appears, by row of the image, in the columns of the bar
+    // (right of the views: 150 px of labels, then 24, 20 and 20 voxels of 3 px, 10 px apart).
+    let views_end = 150 + (24 * 3 + 10) + (20 * 3 + 10) + (20 * 3 + 10);
+    assert!(w > views_end, "no room for a colour bar: {w} px");
+    let rows_with = |rgb: [u8; 3], columns: std::ops::Range<usize>| -> Vec<usize> {
+        (0..h)
+            .filter(|&y| columns.clone().any(|x| pixel(x, y) == rgb))
+            .collect()
+    };
+    let yellow = rows_with([255, 255, 0], views_end..w);
+    let cyan = rows_with([0, 255, 255], views_end..w);
+    assert!(
+        !yellow.is_empty() && !cyan.is_empty(),
+        "{yellow:?} {cyan:?}"
+    );
+    // One bar per row of the figure (below a 30 px title), yellow above cyan in each.
+    let row_h = (h - 30) / 2;
+    let row = |y: usize| y.saturating_sub(30) / row_h;
+    for r in 0..2 {
+        let y = yellow.iter().filter(|&&y| row(y) == r).min().unwrap();
+        let c = cyan.iter().filter(|&&y| row(y) == r).max().unwrap();
+        assert!(y < c, "row {r}: yellow at {y}, cyan at {c}");
+    }
+    // The views themselves never reach the saturated colours.
+    assert!(rows_with([255, 255, 0], 150..views_end).is_empty());
+}

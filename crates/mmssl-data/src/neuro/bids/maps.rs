@@ -673,7 +673,7 @@ pub(super) fn compute(p: &Planned, config: &BidsConfig) -> std::result::Result<C
             let design = confound_design(&table, &config.confounds, bold.frames())
                 .map_err(|e| e.to_string())?;
             let (clean, report) =
-                regress_confounds(&bold, inside.as_deref(), &design).map_err(|e| e.to_string())?;
+                regress_confounds(bold, inside.as_deref(), &design).map_err(|e| e.to_string())?;
             bold = clean;
             regression.push(report);
         }
