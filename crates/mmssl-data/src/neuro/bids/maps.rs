@@ -639,9 +639,15 @@ pub(super) fn compute(p: &Planned, config: &BidsConfig) -> std::result::Result<C
             .flatten()
             .all(|m| m.exists() && settings_of(m).as_ref() == Some(&p.settings));
     if reusable {
+        // What the regression did when the maps were made, from their sidecar.
+        let regression = std::fs::read_to_string(sidecar_of(&p.maps[0][0]))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| serde_json::from_value(v.get("ConfoundRegression")?.clone()).ok())
+            .unwrap_or_default();
         return Ok(Computed {
             computed: false,
-            regression: Vec::new(),
+            regression,
         });
     }
     let falff_config = FalffConfig {

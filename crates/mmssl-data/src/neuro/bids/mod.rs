@@ -233,8 +233,8 @@ pub struct BidsUsed {
     /// The fraction of the anatomical brain inside the BOLD field of view (the smallest over
     /// averaged runs).
     pub overlap: f64,
-    /// The confound regression of each series (empty without a confounds table, or when the
-    /// maps were reused).
+    /// The confound regression of each series (empty without a confounds table; read back
+    /// from the maps' sidecar when they were reused).
     pub regression: Vec<Regression>,
     /// The label as the manifest writes it (`HC`, `AD`, `other`, empty).
     pub label: String,
