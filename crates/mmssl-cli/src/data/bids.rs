@@ -345,14 +345,14 @@ pub fn text(report: &BidsReport) -> String {
         count(""),
         report.label_column.as_deref().unwrap_or("none"),
     );
-    // Every choice, the same choice of several sessions on one line.
-    let mut choices: Vec<(String, Vec<String>)> = Vec::new();
+    // Every choice; the same choice of several sessions (labels aside) on one line.
+    let mut choices: Vec<(String, Vec<(String, &str)>)> = Vec::new();
     for u in &report.used {
         for c in &u.choices {
             let general = c
                 .replace(&format!("sub-{}", u.subject), "sub-*")
                 .replace(&format!("ses-{}", u.session), "ses-*");
-            let who = format!("sub-{} ses-{}", u.subject, u.session);
+            let who = (format!("sub-{} ses-{}", u.subject, u.session), c.as_str());
             match choices.iter_mut().find(|(g, _)| *g == general) {
                 Some((_, list)) => list.push(who),
                 None => choices.push((general, vec![who])),
@@ -362,25 +362,16 @@ pub fn text(report: &BidsReport) -> String {
     if !choices.is_empty() {
         out += "choices made:\n";
         for (general, who) in choices {
-            if who.len() == 1 {
-                // A single session: its own words, labels included.
-                let u = report
-                    .used
-                    .iter()
-                    .find(|u| format!("sub-{} ses-{}", u.subject, u.session) == who[0]);
-                let own = u
-                    .and_then(|u| {
-                        u.choices.iter().find(|c| {
-                            c.replace(&format!("sub-{}", u.subject), "sub-*")
-                                .replace(&format!("ses-{}", u.session), "ses-*")
-                                == general
-                        })
-                    })
-                    .cloned()
-                    .unwrap_or(general);
-                out += &format!("  {}: {own}\n", who[0]);
-            } else {
-                out += &format!("  {} sessions ({}): {general}\n", who.len(), who.join(", "));
+            match who.as_slice() {
+                [(session, own)] => out += &format!("  {session}: {own}\n"),
+                _ => {
+                    let names: Vec<&str> = who.iter().map(|(s, _)| s.as_str()).collect();
+                    out += &format!(
+                        "  {} sessions ({}): {general}\n",
+                        who.len(),
+                        names.join(", ")
+                    );
+                }
             }
         }
     }

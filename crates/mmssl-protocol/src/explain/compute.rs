@@ -1,6 +1,7 @@
 //! The attributions of each model: its targets, the items in batches, each item's map.
 
 use super::maps::{self, Space};
+use super::output;
 use super::*;
 use crate::config::RunConfig;
 use crate::datasets::Datasets;
@@ -189,8 +190,8 @@ impl Explainer<'_> {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let shapes: Vec<Vec<usize>> = (0..modalities).map(|m| data.test.shape(m)).collect();
         let space = Space::new(&grids, &shapes)?;
-        let outputs = maps::output_grids(&space, &sets, &items, modalities, &mut warnings)?;
-        let atlas = maps::load_atlas(&space, &self.config.atlas, &mut warnings)?;
+        let outputs = output::output_grids(&space, &sets, &items, modalities, &mut warnings)?;
+        let atlas = output::load_atlas(&space, &self.config.atlas, &mut warnings)?;
         let prep = maps::Prepared::new(
             &space,
             &sets,
@@ -274,7 +275,7 @@ impl Explainer<'_> {
                                     .item_name(i)
                                     .unwrap_or_else(|| format!("item-{item_no}"));
                                 maps::write_volume(
-                                    &maps::on_output(&map, outputs[m].as_ref())?,
+                                    &output::on_output(&map, outputs[m].as_ref())?,
                                     &folder.join("items").join(format!("{stem}.nii.gz")),
                                 )?;
                             }

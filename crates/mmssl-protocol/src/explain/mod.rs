@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 mod compute;
 mod figures;
 mod maps;
+mod output;
 #[cfg(test)]
 mod tests;
 

@@ -50,6 +50,7 @@ mod layout;
 #[cfg(test)]
 mod layout_tests;
 mod maps;
+mod plan;
 #[cfg(test)]
 mod tests;
 
@@ -63,7 +64,8 @@ use crate::neuro::confounds::{ConfoundsConfig, Regression};
 use crate::neuro::falff::FalffConfig;
 use labels::{Labels, write_manifest};
 use layout::{DerivativeFilters, Filters, scan};
-use maps::{AnatPoints, compute, plan, plan_anat, prepare_anat};
+use maps::{compute, prepare_anat};
+use plan::{AnatPoints, plan, plan_anat};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -386,7 +388,7 @@ pub fn bids_to_manifest(
             }
         }
     }
-    let mut distinct: Vec<&maps::AnatPlan> = Vec::new();
+    let mut distinct: Vec<&plan::AnatPlan> = Vec::new();
     for a in anat_plans.iter().flatten() {
         if !distinct.iter().any(|d| d.source == a.source) {
             distinct.push(a);
