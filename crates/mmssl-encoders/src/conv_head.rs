@@ -1,11 +1,13 @@
 //! The projection head for convolutional feature maps (AMDIM style; Bachman et al., NeurIPS
 //! 2019): a 1x1 residual block with BatchNorm on the sum.
 
-use crate::EncoderError;
-use crate::init::{near_identity, xavier_param};
+use crate::init::{near_identity, uniform_param, xavier_param};
+use crate::{EncoderError, Variant};
 use burn::config::Config;
 use burn::module::Module;
+use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::TensorData;
 use burn::tensor::{Device, Tensor};
 use mmssl_kernels::nn::{NormAct, Pointwise};
 use mmssl_kernels::norm::Activation;
@@ -19,12 +21,16 @@ pub struct ConvHeadConfig {
     /// Embedding size.
     #[config(default = 64)]
     pub out_channels: usize,
+    /// mmssl's definition or the authors' (see [`Variant`]).
+    #[config(default = "Variant::Mmssl")]
+    pub variant: Variant,
 }
 
 /// 1x1 residual block on a feature map `[B, C, L]` (every location independently):
 /// `BN(conv2(ReLU(BN(conv1(x)))) + shortcut(x))`, with `conv1: C -> 64`, `conv2: 64 -> 64`
-/// (no bias) and `shortcut: C -> 64` (with bias). When `C == 64` the shortcut starts near the
-/// identity (`I + U(-0.01, 0.01)`), so the head starts close to a normalised copy of its input.
+/// (no bias) and `shortcut: C -> 64` (with a bias in [`Variant::Mmssl`], without in
+/// [`Variant::Authors`]). When `C == 64` the shortcut starts near the identity
+/// (`I + U(-0.01, 0.01)`), so the head starts close to a normalised copy of its input.
 /// A 1x1 convolution is a linear map over channels ([`Pointwise`](mmssl_kernels::nn::Pointwise)).
 #[derive(Module, Debug)]
 pub struct ConvHead {
@@ -61,21 +67,63 @@ impl ConvHeadConfig {
         EncoderError::check_positive("in_channels", self.in_channels)?;
         EncoderError::check_positive("out_channels", self.out_channels)?;
         let (c, o) = (self.in_channels, self.out_channels);
-        let mut shortcut = linear(c, o, true, 1.0, rng, device);
-        if c == o {
-            shortcut.weight = near_identity(c, 0.01, rng, device);
+        let variant = self.variant;
+        let mut shortcut = linear(c, o, variant.shortcut_bias(), 1.0, rng, device);
+        match variant {
+            Variant::Mmssl if c == o => shortcut.weight = near_identity(c, 0.01, rng, device),
+            Variant::Mmssl => {}
+            // The authors follow AMDIM: identity on the first channels where it fits, else
+            // PyTorch's default initialisation of a 1x1 convolution.
+            Variant::Authors if o >= c => shortcut.weight = eye_noise(c, o, 0.01, rng, device),
+            Variant::Authors => {
+                shortcut.weight = uniform_param([c, o], 1.0 / (c as f64).sqrt(), rng, device)
+            }
         }
+        let gain2 = match variant {
+            Variant::Mmssl => 1.0,
+            Variant::Authors => 2f64.sqrt(),
+        };
+        let running = variant.running_variance();
         Ok(ConvHead {
             conv1: Pointwise::new(linear(c, o, false, 2f64.sqrt(), rng, device)),
-            bn1: NormAct::new(o, Activation::Relu, device),
-            conv2: Pointwise::new(linear(o, o, false, 1.0, rng, device)),
+            bn1: NormAct::new(o, Activation::Relu, device).with_running(running),
+            conv2: Pointwise::new(linear(o, o, false, gain2, rng, device)),
             shortcut: Pointwise::new(shortcut),
-            bn_out: NormAct::new(o, Activation::Identity, device),
+            bn_out: NormAct::new(o, Activation::Identity, device).with_running(running),
         })
     }
 }
 
+/// A `[c, o]` weight (`o >= c`) `U(-noise, noise)` with ones on the diagonal: the identity onto
+/// the first `c` of `o` channels.
+fn eye_noise<R: Rng + ?Sized>(
+    c: usize,
+    o: usize,
+    noise: f64,
+    rng: &mut R,
+    device: &Device,
+) -> Param<Tensor<2>> {
+    use rand::RngExt;
+    let values: Vec<f32> = (0..c * o)
+        .map(|k| {
+            let v = rng.random_range(-noise..noise) as f32;
+            if k / o == k % o { 1.0 } else { v }
+        })
+        .collect();
+    Param::from_data(TensorData::new(values, [c, o]), device)
+}
+
 impl ConvHead {
+    /// Channels of the feature map it embeds.
+    pub fn in_channels(&self) -> usize {
+        self.conv1.linear.weight.dims()[0]
+    }
+
+    /// Embedding size.
+    pub fn out_channels(&self) -> usize {
+        self.conv1.linear.weight.dims()[1]
+    }
+
     /// Embeds every location of a feature map.
     ///
     /// # Shapes

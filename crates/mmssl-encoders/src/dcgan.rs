@@ -3,19 +3,21 @@
 //! the 3D models for 64^3 volumes.
 
 use crate::init::{leaky_relu_gain, xavier_conv};
+use crate::variant::{BASE_WIDTH, EncoderOptions};
 use crate::{EncoderError, EncoderOutput, LEAKY_SLOPE};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use mmssl_kernels::nn::{Act, Conv, ConvTranspose, NormAct};
-use mmssl_kernels::norm::Activation;
+use mmssl_kernels::norm::{Activation, RunningVariance};
 use rand::Rng;
 
 /// Output channels of a layer in a [`Layer`] table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channels {
-    /// A fixed number.
+    /// A number at the paper's width ([`BASE_WIDTH`], 32); a model of another width scales
+    /// it (`Fixed(64)` is 16 channels at width 8).
     Fixed(usize),
     /// The model's outer size: the latent size for an encoder's last layer, the data's
     /// channels for a decoder's last layer.
@@ -115,7 +117,7 @@ pub struct Post {
 }
 
 impl Post {
-    fn new(spec: &Layer, channels: usize, device: &Device) -> Self {
+    fn new(spec: &Layer, channels: usize, running: RunningVariance, device: &Device) -> Self {
         let leaky = Activation::LeakyRelu(LEAKY_SLOPE);
         let activation = if spec.act {
             leaky
@@ -125,7 +127,7 @@ impl Post {
         Post {
             norm: spec
                 .norm
-                .then(|| NormAct::new(channels, activation, device)),
+                .then(|| NormAct::new(channels, activation, device).with_running(running)),
             act: (spec.act && !spec.norm).then(|| Act::new(leaky)),
         }
     }
@@ -146,12 +148,13 @@ impl Post {
 
 /// The layers of `table` and their batch norm and activation, for `sizes`: (name, value) of the
 /// first layer's input channels and of the model's outer size ([`Channels::Outer`]), both
-/// checked positive. Weights are Xavier-uniform, drawn from `rng` layer by layer, `[C_out,
+/// checked positive, at `options`' width, the batch norms' running variance as its variant says. Weights are Xavier-uniform, drawn from `rng` layer by layer, `[C_out,
 /// C_in, k...]` (`[C_in, C_out, k...]` when `transposed`, as transposed convolutions store
 /// them); `layer(weight, stride, padding)` makes each layer.
 fn build<const D: usize, L, R: Rng + ?Sized>(
     table: &[Layer],
     sizes: [(&'static str, usize); 2],
+    options: &EncoderOptions,
     transposed: bool,
     device: &Device,
     rng: &mut R,
@@ -164,11 +167,13 @@ fn build<const D: usize, L, R: Rng + ?Sized>(
     for (name, value) in sizes {
         EncoderError::check_positive(name, value)?;
     }
+    EncoderError::check_positive("width", options.width)?;
+    let running = options.variant.running_variance();
     let (mut layers, mut posts) = (Vec::new(), Vec::new());
     let mut c_in = sizes[0].1;
     for spec in table {
         let c_out = match spec.channels {
-            Channels::Fixed(c) => c,
+            Channels::Fixed(c) => (c * options.width).div_ceil(BASE_WIDTH),
             Channels::Outer => sizes[1].1,
         };
         let gain = if spec.leaky_gain {
@@ -183,7 +188,7 @@ fn build<const D: usize, L, R: Rng + ?Sized>(
         };
         let weight = xavier_conv(shape, gain, rng, device);
         layers.push(layer(weight, spec.stride, spec.padding));
-        posts.push(Post::new(spec, c_out, device));
+        posts.push(Post::new(spec, c_out, running, device));
         c_in = c_out;
     }
     Ok((layers, posts))
@@ -227,9 +232,48 @@ impl<const D: usize> DcganEncoder<D> {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self, EncoderError> {
+        let options = EncoderOptions::default();
+        Self::from_table_with(table, tap, in_channels, latent_dim, &options, device, rng)
+    }
+
+    /// [`DcganEncoder::from_table`] at the width and in the variant of `options`.
+    pub fn from_table_with<R: Rng + ?Sized>(
+        table: &[Layer],
+        tap: usize,
+        in_channels: usize,
+        latent_dim: usize,
+        options: &EncoderOptions,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self, EncoderError> {
         let sizes = [("in_channels", in_channels), ("latent_dim", latent_dim)];
-        let (convs, posts) = build(table, sizes, false, device, rng, Conv::new)?;
+        let (convs, posts) = build(table, sizes, options, false, device, rng, Conv::new)?;
         Ok(DcganEncoder { convs, posts, tap })
+    }
+
+    /// Channels of the first convolution: the width (32 unless built otherwise).
+    pub fn width(&self) -> usize {
+        self.convs[0].weight.dims()[0]
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.convs[0].weight.dims()[1]
+    }
+
+    /// Size of the latent `z`.
+    pub fn latent_dim(&self) -> usize {
+        self.convs[self.convs.len() - 1].weight.dims()[0]
+    }
+
+    /// The index of the tapped layer.
+    pub fn tap(&self) -> usize {
+        self.tap
+    }
+
+    /// Layers (convolutions).
+    pub fn depth(&self) -> usize {
+        self.convs.len()
     }
 
     /// Channels of the tapped feature map.
@@ -284,7 +328,16 @@ impl<const D: usize> DcganDecoder<D> {
         rng: &mut R,
     ) -> Result<Self, EncoderError> {
         let sizes = [("latent_dim", latent_dim), ("out_channels", out_channels)];
-        let (deconvs, posts) = build(table, sizes, true, device, rng, ConvTranspose::new)?;
+        let options = EncoderOptions::default();
+        let (deconvs, posts) = build(
+            table,
+            sizes,
+            &options,
+            true,
+            device,
+            rng,
+            ConvTranspose::new,
+        )?;
         Ok(DcganDecoder { deconvs, posts })
     }
 

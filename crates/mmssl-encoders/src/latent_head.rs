@@ -1,7 +1,7 @@
 //! The projection head for latents: `Linear -> BN -> ReLU -> Linear`.
 
-use crate::EncoderError;
 use crate::conv_head::linear;
+use crate::{EncoderError, Variant};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -19,6 +19,9 @@ pub struct LatentHeadConfig {
     /// Embedding size.
     #[config(default = 64)]
     pub out_features: usize,
+    /// mmssl's definition or the authors' (see [`Variant`]).
+    #[config(default = "Variant::Mmssl")]
+    pub variant: Variant,
 }
 
 /// `Linear(in -> out, no bias) -> BN -> ReLU -> Linear(out -> out, no bias)` on `[B, in]`.
@@ -39,10 +42,15 @@ impl LatentHeadConfig {
         EncoderError::check_positive("in_features", self.in_features)?;
         EncoderError::check_positive("out_features", self.out_features)?;
         let (i, o) = (self.in_features, self.out_features);
+        let gain2 = match self.variant {
+            Variant::Mmssl => 1.0,
+            Variant::Authors => 2f64.sqrt(),
+        };
+        let running = self.variant.running_variance();
         Ok(LatentHead {
             fc1: linear(i, o, false, 2f64.sqrt(), rng, device),
-            bn: NormAct::new(o, Activation::Relu, device),
-            fc2: linear(o, o, false, 1.0, rng, device),
+            bn: NormAct::new(o, Activation::Relu, device).with_running(running),
+            fc2: linear(o, o, false, gain2, rng, device),
         })
     }
 }

@@ -39,6 +39,7 @@ pub mod dcgan;
 pub mod init;
 mod latent_head;
 mod output;
+mod variant;
 
 pub use conv_head::{ConvHead, ConvHeadConfig};
 pub use dcgan::{
@@ -47,6 +48,7 @@ pub use dcgan::{
 };
 pub use latent_head::{LatentHead, LatentHeadConfig};
 pub use output::EncoderOutput;
+pub use variant::{BASE_WIDTH, EncoderOptions, Variant};
 
 // The CPU kernels and their plumbing moved to `mmssl-kernels`; their former paths here still
 // resolve.

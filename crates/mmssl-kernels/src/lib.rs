@@ -42,7 +42,7 @@ mod pointwise;
 pub mod runtime;
 
 pub use conv::{conv2d_forward, conv3d_forward, try_conv};
-pub use norm::{Activation, activate, batch_norm};
+pub use norm::{Activation, RunningVariance, activate, batch_norm, batch_norm_with};
 pub use pointwise::pointwise;
 pub use runtime::{init, on_pool};
 

@@ -12,8 +12,11 @@
 //! otherwise (0 for ReLU).
 //!
 //! The running statistics are updated exactly as burn's `BatchNorm` updates them (momentum,
-//! biased batch variance). Other backends, inference mode and non-`f32` tensors use burn's
-//! `BatchNorm::forward` and the activation functions unchanged.
+//! biased batch variance), or, with [`RunningVariance::Unbiased`], as PyTorch's `BatchNorm`
+//! does (the batch variance times `n / (n - 1)`, `n` values per channel). Other backends,
+//! inference mode and non-`f32` tensors use burn's `BatchNorm::forward` (or, for the unbiased
+//! update in training mode, burn's `batch_norm_train` and the same update) and the activation
+//! functions unchanged.
 
 use crate::host::{AdTensor, HostTensor, autodiff_primitive, zeros};
 use burn::nn::BatchNorm;
@@ -56,6 +59,31 @@ impl Activation {
             Activation::Identity => x,
             Activation::Relu => relu(x),
             Activation::LeakyRelu(s) => leaky_relu(x, s),
+        }
+    }
+}
+
+/// Which batch variance the running variance of a batch normalisation follows in training mode.
+///
+/// Normalisation itself always divides by the biased batch variance (both libraries do); only
+/// the running estimate, used in evaluation mode, differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunningVariance {
+    /// The biased batch variance (mean squared deviation), as burn's `BatchNorm` updates it.
+    #[default]
+    Biased,
+    /// The unbiased batch variance (`n / (n - 1)` times the biased one, `n` values per
+    /// channel), as PyTorch's `BatchNorm` updates it.
+    Unbiased,
+}
+
+impl RunningVariance {
+    /// The factor the biased batch variance of `n` values per channel is multiplied by.
+    pub fn factor(self, n: usize) -> f64 {
+        match self {
+            RunningVariance::Unbiased if n > 1 => n as f64 / (n - 1) as f64,
+            _ => 1.0,
         }
     }
 }
@@ -129,10 +157,42 @@ pub fn batch_norm<const D: usize>(
     x: Tensor<D>,
     activation: Activation,
 ) -> Tensor<D> {
-    match fused(bn, &x, activation) {
-        Some(y) => y,
-        None => activation.apply(bn.forward(x)),
+    batch_norm_with(bn, x, activation, RunningVariance::Biased)
+}
+
+/// [`batch_norm`] with the running variance following `running` in training mode.
+pub fn batch_norm_with<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    activation: Activation,
+    running: RunningVariance,
+) -> Tensor<D> {
+    if let Some(y) = fused(bn, &x, activation, running) {
+        return y;
     }
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if running == RunningVariance::Biased || !training {
+        return activation.apply(bn.forward(x));
+    }
+    // burn's training-mode batch norm, its running variance from the unbiased batch variance.
+    let dims = x.dims();
+    let n: usize = dims[0] * dims[2..].iter().product::<usize>();
+    let device = x.device();
+    let result =
+        burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(batch.detach().mul_scalar(bn.momentum))
+            .detach()
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), result.mean));
+    let unbiased = result.variance.mul_scalar(running.factor(n));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), unbiased));
+    activation.apply(result.output)
 }
 
 /// The fused path, when it applies (training mode, autodiff CPU backend, `f32`).
@@ -140,6 +200,7 @@ fn fused<const D: usize>(
     bn: &BatchNorm,
     x: &Tensor<D>,
     activation: Activation,
+    running: RunningVariance,
 ) -> Option<Tensor<D>> {
     let device = x.device();
     if D < 2 || !device.is_autodiff() || !bn.training.is_enabled() {
@@ -149,7 +210,14 @@ fn fused<const D: usize>(
     let pg = autodiff_primitive(&bn.gamma.val())?;
     let pb = autodiff_primitive(&bn.beta.val())?;
     let dims = x.dims();
-    let (out, mean, var) = tracked(px, pg, pb, dims[0], dims[1], bn.epsilon, activation.slope())?;
+    let (out, mean, mut var) =
+        tracked(px, pg, pb, dims[0], dims[1], bn.epsilon, activation.slope())?;
+    let n = dims[0] * dims[2..].iter().product::<usize>();
+    let factor = running.factor(n);
+    if factor != 1.0 {
+        var.iter_mut()
+            .for_each(|v| *v = (*v as f64 * factor) as f32);
+    }
     // The running statistics, with burn's own expression (`BatchNorm::forward_train`).
     let blend = |running: Tensor<1>, batch: Vec<f32>| {
         let n = batch.len();

@@ -45,6 +45,7 @@ mod error;
 pub mod explain;
 mod folder;
 mod grid;
+pub mod interop;
 pub mod plots;
 mod registry;
 mod run;

@@ -40,7 +40,9 @@ use mmssl_baselines::{
     HybridFactory, LCCA_OPTIONS, LinearCcaConfig, MmvaeFactory, SupervisedFactory,
 };
 use mmssl_objectives::ObjectiveSpec;
-use mmssl_train::{ContrastiveFactory, MethodFactory, MethodOption, MethodOptions, TrainConfig};
+use mmssl_train::{
+    BuildSetup, ContrastiveFactory, MethodFactory, MethodOption, MethodOptions, TrainConfig,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -61,6 +63,27 @@ pub(crate) trait Entry: Send + Sync {
     fn needs_labels(&self) -> bool {
         false
     }
+    /// The model built from `seed`, `tensors` (burn-store paths) applied to it; when every
+    /// parameter outside `partial` (path prefixes that may keep their initialisation) was filled
+    /// and every tensor used, the model saved to each of `save`.
+    fn load_weights(
+        &self,
+        options: &MethodOptions<'_>,
+        setup: &BuildSetup<'_>,
+        seed: u64,
+        tensors: Vec<burn_store::burn_pack::Tensor>,
+        partial: &[String],
+        save: &[std::path::PathBuf],
+    ) -> Result<crate::interop::Applied>;
+    /// Every tensor of the model built from `seed` with the weights of `checkpoint`, by
+    /// burn-store path.
+    fn weights(
+        &self,
+        options: &MethodOptions<'_>,
+        setup: &BuildSetup<'_>,
+        seed: u64,
+        checkpoint: &Path,
+    ) -> Result<Vec<burn_store::burn_pack::Tensor>>;
 }
 
 struct Trained<F>(F);
@@ -95,6 +118,38 @@ impl<F: MethodFactory> Entry for Trained<F> {
             config,
             out,
         )
+    }
+    fn load_weights(
+        &self,
+        options: &MethodOptions<'_>,
+        setup: &BuildSetup<'_>,
+        seed: u64,
+        tensors: Vec<burn_store::burn_pack::Tensor>,
+        partial: &[String],
+        save: &[std::path::PathBuf],
+    ) -> Result<crate::interop::Applied> {
+        use rand::SeedableRng;
+        let model = self
+            .0
+            .build(options, setup, &mut rand::rngs::StdRng::seed_from_u64(seed))?;
+        crate::interop::apply_and_save(model, tensors, partial, save)
+    }
+    fn weights(
+        &self,
+        options: &MethodOptions<'_>,
+        setup: &BuildSetup<'_>,
+        seed: u64,
+        checkpoint: &Path,
+    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+        use burn::module::Module;
+        use burn_store::ModuleSnapshot;
+        use rand::SeedableRng;
+        let model = self
+            .0
+            .build(options, setup, &mut rand::rngs::StdRng::seed_from_u64(seed))?
+            .try_load_file(checkpoint)
+            .map_err(|e| ProtocolError::read(checkpoint, format!("{e:?}")))?;
+        Ok(model.collect(None, None, true))
     }
 }
 
@@ -135,6 +190,27 @@ impl ResolvedMethod {
 
     pub(crate) fn execute(&self, session: &mut Session<'_>) -> Result<Evaluated> {
         self.entry.execute(&self.options(), session)
+    }
+
+    pub(crate) fn load_weights(
+        &self,
+        setup: &mmssl_train::BuildSetup<'_>,
+        seed: u64,
+        tensors: Vec<burn_store::burn_pack::Tensor>,
+        partial: &[String],
+        save: &[std::path::PathBuf],
+    ) -> Result<crate::interop::Applied> {
+        self.entry
+            .load_weights(&self.options(), setup, seed, tensors, partial, save)
+    }
+
+    pub(crate) fn weights(
+        &self,
+        setup: &mmssl_train::BuildSetup<'_>,
+        seed: u64,
+        checkpoint: &Path,
+    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+        self.entry.weights(&self.options(), setup, seed, checkpoint)
     }
 
     pub(crate) fn explain(
@@ -320,6 +396,30 @@ impl Entry for LinearCcaEntry {
                      are the weights of each input value"
                 .into(),
         })
+    }
+    fn load_weights(
+        &self,
+        _: &MethodOptions<'_>,
+        _: &BuildSetup<'_>,
+        _: u64,
+        _: Vec<burn_store::burn_pack::Tensor>,
+        _: &[String],
+        _: &[std::path::PathBuf],
+    ) -> Result<crate::interop::Applied> {
+        Err(ProtocolError::Config(
+            "linear CCA (lcca) has no network to load weights into".into(),
+        ))
+    }
+    fn weights(
+        &self,
+        _: &MethodOptions<'_>,
+        _: &BuildSetup<'_>,
+        _: u64,
+        _: &Path,
+    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+        Err(ProtocolError::Config(
+            "linear CCA (lcca) has no network weights: its projections are in lcca.json".into(),
+        ))
     }
 }
 

@@ -11,7 +11,9 @@ use crate::method::{Method, StepOutput};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
-use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
+use mmssl_encoders::{
+    ConvHead, ConvHeadConfig, EncoderOptions, LatentHead, LatentHeadConfig, Variant,
+};
 use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -35,6 +37,20 @@ impl ContrastiveModel {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self> {
+        let options = EncoderOptions::default();
+        Self::with_options(shapes, latent_dim, &options, objective, device, rng)
+    }
+
+    /// [`ContrastiveModel::new`] with encoders of `options`' width and every part (encoders,
+    /// heads) in its [`Variant`].
+    pub fn with_options<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        options: &EncoderOptions,
+        objective: &ObjectiveConfig,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
         if shapes.is_empty() {
             return Err(TrainError::NoModalities);
         }
@@ -42,16 +58,18 @@ impl ContrastiveModel {
         let mut conv_heads = Vec::new();
         let mut latent_heads = Vec::new();
         for shape in shapes {
-            let enc = AnyEncoder::for_shape(shape, latent_dim, device, rng)?;
+            let enc = AnyEncoder::for_shape_with(shape, latent_dim, options, device, rng)?;
             conv_heads.push(
                 ConvHeadConfig::new(enc.tapped_channels())
                     .with_out_channels(objective.embedding_dim)
+                    .with_variant(options.variant)
                     .init(device, rng)?,
             );
             latent_heads.push(
                 LatentHeadConfig::new()
                     .with_in_features(latent_dim)
                     .with_out_features(objective.embedding_dim)
+                    .with_variant(options.variant)
                     .init(device, rng)?,
             );
             encoders.push(enc);
@@ -103,8 +121,37 @@ impl Method for ContrastiveModel {
     }
 }
 
+/// The encoders' width and the model's definition, as options of a contrastive method
+/// (`CR-XX-CC;variant=authors;width=32`).
+pub const MODEL_OPTIONS: &[MethodOption] = &[
+    MethodOption::new(
+        "variant",
+        "mmssl (default) or authors: the model definition where mmssl's and the authors' \
+         PyTorch code differ (conv head shortcut bias, running variance, initialisation; \
+         docs/interop.md)",
+    ),
+    MethodOption::new(
+        "width",
+        "channels of the encoders' first convolution, the later ones scaling with it \
+         (default 32, the paper's)",
+    ),
+];
+
+/// The [`MODEL_OPTIONS`] of `o`, checked.
+pub fn model_options(o: &MethodOptions<'_>) -> Result<EncoderOptions> {
+    let variant = match o.raw("variant") {
+        Some(v) => v.parse::<Variant>().map_err(|e| o.bad("variant", e))?,
+        None => Variant::Mmssl,
+    };
+    Ok(EncoderOptions {
+        width: o.count("width", mmssl_encoders::BASE_WIDTH)?,
+        variant,
+    })
+}
+
 /// Builds a [`ContrastiveModel`] for an objective spec, with the options of
-/// [`OBJECTIVE_OPTIONS`] and [`LATENT_DIM`] (`XX;estimator=jsd;critic=cosine(0.1)`).
+/// [`OBJECTIVE_OPTIONS`], [`LATENT_DIM`] and [`MODEL_OPTIONS`]
+/// (`XX;estimator=jsd;critic=cosine(0.1);variant=authors`).
 #[derive(Debug, Clone)]
 pub struct ContrastiveFactory(pub ObjectiveSpec);
 
@@ -114,12 +161,14 @@ impl MethodFactory for ContrastiveFactory {
     fn options(&self) -> Vec<MethodOption> {
         let mut v = OBJECTIVE_OPTIONS.to_vec();
         v.push(LATENT_DIM);
+        v.extend_from_slice(MODEL_OPTIONS);
         v
     }
 
     fn check(&self, o: &MethodOptions<'_>) -> Result<()> {
         objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
         o.count("latent_dim", 64)?;
+        model_options(o)?;
         Ok(())
     }
 
@@ -130,9 +179,10 @@ impl MethodFactory for ContrastiveFactory {
         rng: &mut StdRng,
     ) -> Result<ContrastiveModel> {
         let objective = objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
-        ContrastiveModel::new(
+        ContrastiveModel::with_options(
             s.shapes,
             o.count("latent_dim", 64)?,
+            &model_options(o)?,
             &objective,
             s.device,
             rng,

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use burn::tensor::Tensor;
 use mmssl_data::{Batch, ViewBatch};
 use mmssl_encoders::dcgan::{ENCODER_2D, ENCODER_3D, TAP_2D, TAP_3D};
-use mmssl_encoders::{DcganEncoder, DcganEncoder2d, DcganEncoder3d, EncoderOutput};
+use mmssl_encoders::{DcganEncoder, DcganEncoder2d, DcganEncoder3d, EncoderOptions, EncoderOutput};
 use rand::Rng;
 
 /// A DCGAN encoder for 32x32 images or 64^3 volumes.
@@ -29,13 +29,24 @@ impl AnyEncoder {
         device: &Device,
         rng: &mut R,
     ) -> Result<Self> {
-        let (z, d, r) = (latent_dim, device, rng);
+        Self::for_shape_with(shape, latent_dim, &EncoderOptions::default(), device, rng)
+    }
+
+    /// [`AnyEncoder::for_shape`] at the width and in the variant of `options`.
+    pub fn for_shape_with<R: Rng + ?Sized>(
+        shape: &[usize],
+        latent_dim: usize,
+        options: &EncoderOptions,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let (z, o, d, r) = (latent_dim, options, device, rng);
         match shape {
-            [c, 32, 32] => Ok(Self::Images(DcganEncoder::from_table(
-                ENCODER_2D, TAP_2D, *c, z, d, r,
+            [c, 32, 32] => Ok(Self::Images(DcganEncoder::from_table_with(
+                ENCODER_2D, TAP_2D, *c, z, o, d, r,
             )?)),
-            [c, 64, 64, 64] => Ok(Self::Volumes(DcganEncoder::from_table(
-                ENCODER_3D, TAP_3D, *c, z, d, r,
+            [c, 64, 64, 64] => Ok(Self::Volumes(DcganEncoder::from_table_with(
+                ENCODER_3D, TAP_3D, *c, z, o, d, r,
             )?)),
             other => Err(TrainError::UnsupportedShape {
                 shape: other.to_vec(),

@@ -33,7 +33,7 @@ mod onecycle;
 mod radam;
 
 pub use attribution::{Attribution, attribute};
-pub use contrastive::{ContrastiveFactory, ContrastiveModel};
+pub use contrastive::{ContrastiveFactory, ContrastiveModel, MODEL_OPTIONS, model_options};
 pub use encoder::{AnyEncoder, Backbone};
 pub use error::{Result, TrainError};
 pub use factory::{

@@ -1,6 +1,6 @@
 //! Batch normalisation followed by an activation, and an activation alone.
 
-use crate::norm::{Activation, activate, batch_norm};
+use crate::norm::{Activation, RunningVariance, activate, batch_norm_with};
 use crate::runtime;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
@@ -17,6 +17,10 @@ pub struct NormAct {
     /// The activation after it.
     #[module(skip)]
     pub activation: Activation,
+    /// The batch variance the running variance follows in training mode (burn's biased one
+    /// unless set otherwise).
+    #[module(skip)]
+    pub running: RunningVariance,
 }
 
 impl NormAct {
@@ -26,13 +30,20 @@ impl NormAct {
         NormAct {
             norm: BatchNormConfig::new(channels).init(device),
             activation,
+            running: RunningVariance::Biased,
         }
+    }
+
+    /// The same layer, its running variance following `running` in training mode.
+    pub fn with_running(mut self, running: RunningVariance) -> Self {
+        self.running = running;
+        self
     }
 
     /// Normalises `x` `[B, C, ...]` and applies the activation.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         runtime::init();
-        batch_norm(&self.norm, x, self.activation)
+        batch_norm_with(&self.norm, x, self.activation, self.running)
     }
 }
 

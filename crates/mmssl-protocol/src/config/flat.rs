@@ -16,6 +16,7 @@ pub(super) const FLAT_KEYS: &[(&str, &str, &str)] = &[
     ("max_lr", "training", "max_lr"),
     ("schedule", "training", "schedule"),
     ("workers", "training", "workers"),
+    ("init_from", "training", "init_from"),
     ("eval_epochs", "evaluation", "epochs"),
     ("bn_train_mode", "evaluation", "bn_train_mode"),
     ("out", "output", "dir"),

@@ -429,7 +429,8 @@ impl RunConfig {
     /// configuration means the same from any working directory. Paths that do not exist are
     /// left as they are (loading them reports the problem).
     pub fn absolute_paths(&mut self) {
-        for p in self.data.paths_mut() {
+        let init = self.training.init_from.as_mut();
+        for p in self.data.paths_mut().chain(init) {
             if let Ok(abs) = std::fs::canonicalize(&*p) {
                 *p = abs;
             }
@@ -438,7 +439,8 @@ impl RunConfig {
 
     /// Relative data paths taken relative to `base` (a grid or configuration file's folder).
     pub fn paths_relative_to(&mut self, base: &Path) {
-        for p in self.data.paths_mut() {
+        let init = self.training.init_from.as_mut();
+        for p in self.data.paths_mut().chain(init) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

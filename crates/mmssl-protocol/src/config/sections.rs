@@ -258,6 +258,11 @@ pub struct TrainingConfig {
     /// Loader threads preparing the next batches (0: load in the training thread). Changes
     /// speed only, never results.
     pub workers: usize,
+    /// Start pretraining from these weights instead of the seeded initialisation: a run
+    /// folder (its `checkpoints/best.bpk`, e.g. one `mmssl import` made) or a `.bpk` file of
+    /// a model of the same method and options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainingConfig {
@@ -269,6 +274,7 @@ impl Default for TrainingConfig {
             max_lr: 0.01,
             schedule: ScheduleKind::OneCycle,
             workers: 2,
+            init_from: None,
         }
     }
 }

@@ -455,6 +455,25 @@ pub(crate) fn with_session<R>(
     f(&method, &mut session)
 }
 
+/// Loads the data of `config` on the autodiff form of `device` and calls `f` with what its
+/// models are built from, without taking the folder's lock (for the commands that make a
+/// folder, import, or only read one, export); `labels` as in a run's evaluation.
+pub(crate) fn with_setup<R>(
+    config: &RunConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+    labels: bool,
+    f: impl FnOnce(&mmssl_train::BuildSetup<'_>, &crate::datasets::Datasets) -> Result<R>,
+) -> Result<R> {
+    let loaded = Loaded::new(config, device, labels, observer)?;
+    let setup = mmssl_train::BuildSetup {
+        shapes: &loaded.shapes,
+        classes: loaded.classes,
+        device: &loaded.device,
+    };
+    f(&setup, &loaded.data)
+}
+
 /// The similarity of two modalities' test representations; an input the indices are not
 /// defined for (fewer than two items, a non-finite value, a modality whose representations are
 /// all the same) is a message for the report, not a failure of the run: training and linear

@@ -68,8 +68,18 @@ impl Session<'_> {
                 file,
                 inner: &mut *self.observer,
             };
+            // A new run may start from another run's (or an imported) model.
+            let initial = match (&self.config.training.init_from, resume) {
+                (Some(from), false) => {
+                    let file = crate::interop::init_checkpoint(from)?;
+                    make()?
+                        .try_load_file(&file)
+                        .map_err(|e| ProtocolError::read(&file, init_mismatch(&e)))?
+                }
+                _ => make()?,
+            };
             let outcome = fit(
-                make()?,
+                initial,
                 train,
                 Some(valid),
                 self.train_config,
@@ -258,6 +268,15 @@ impl Session<'_> {
         }
         Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
     }
+}
+
+/// Why a checkpoint did not load into the model of this run: most often another method,
+/// width or variant.
+fn init_mismatch(e: &dyn std::fmt::Debug) -> String {
+    format!(
+        "it does not fit this run's model (give --init-from a run of the same method and \
+         options, or the same --method as the run it comes from): {e:?}"
+    )
 }
 
 /// `model` with the weights of the best checkpoint of the run in `dir`.
