@@ -22,6 +22,7 @@ pub mod backend;
 pub mod data;
 pub mod experiment;
 pub mod explain;
+pub mod interop;
 pub mod run;
 pub mod signals;
 pub mod similarity;
@@ -53,6 +54,13 @@ pub enum Command {
     LinearEval(PhaseArgs),
     /// Similarity (CCA, SVCCA, PWCCA, CKA) of a pretrained run's modalities on the test set.
     Analyze(PhaseArgs),
+    /// Import the authors' PyTorch model (their `Dim` state dict, plain or in a Catalyst
+    /// checkpoint) as a run folder: linear-eval, analyze, explain and `run --init-from` work on
+    /// it (docs/interop.md).
+    Import(Box<interop::ImportArgs>),
+    /// Export a run's encoders as safetensors files that the authors' `DcganEncoder` loads
+    /// with `load_state_dict(strict=True)`, with their arguments and a check batch.
+    Export(interop::ExportArgs),
     /// Attribution maps of a pretrained run: which parts of each modality's input carry the
     /// shared representation, a latent unit or the classifier's decision; class means and
     /// Welch's t between classes, as NIfTI volumes (or image grids) with figures and peaks.
@@ -210,6 +218,20 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail_cli(&e),
             }
         }
+        Command::Import(args) => match interop::import(&args) {
+            Ok(report) => {
+                println!("{}", interop::import_summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail_cli(&e),
+        },
+        Command::Export(args) => match interop::export(&args) {
+            Ok(report) => {
+                println!("{}", interop::export_summary(&report));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail_cli(&e),
+        },
         Command::Explain(args) => match explain::run(&args) {
             Ok(report) => {
                 print!("{}", report.summary());

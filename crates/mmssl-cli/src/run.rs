@@ -127,6 +127,11 @@ pub struct RunArgs {
     /// thread; default 2). Changes speed only, never results.
     #[arg(long, allow_negative_numbers = true)]
     pub workers: Option<usize>,
+    /// Start pretraining from these weights instead of the seeded initialisation: a run
+    /// folder (e.g. one `mmssl import` made; its method is taken when --method is not given)
+    /// or a `.bpk` checkpoint of a model of the same method and options.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Continue the run in `--out` from its last checkpoint, with the settings in its
     /// config.toml (flags given must agree with them).
     #[arg(long)]
@@ -196,6 +201,14 @@ impl RunArgs {
         }
         if let Some(m) = self.method.as_ref().or(self.objective.as_ref()) {
             c.method = m.parse::<MethodSpec>()?;
+        } else if let Some(from) = self.init_from.as_ref().filter(|_| self.config.is_none()) {
+            // Fine-tuning a run: its model, so its method and options.
+            if from.join("config.toml").is_file() {
+                c.method = mmssl_protocol::load_run_config(from)?.method;
+            }
+        }
+        if let Some(from) = &self.init_from {
+            c.training.init_from = Some(from.clone());
         }
         macro_rules! set {
             ($($flag:ident => $field:expr),* $(,)?) => {

@@ -167,9 +167,19 @@ pub fn batch_norm_with<const D: usize>(
     activation: Activation,
     running: RunningVariance,
 ) -> Tensor<D> {
-    if let Some(y) = fused(bn, &x, activation, running) {
-        return y;
+    match fused(bn, &x, activation, running) {
+        Some(y) => y,
+        None => generic(bn, x, activation, running),
     }
+}
+
+/// [`batch_norm_with`] through burn's operations.
+fn generic<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    activation: Activation,
+    running: RunningVariance,
+) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     if running == RunningVariance::Biased || !training {
         return activation.apply(bn.forward(x));
@@ -465,6 +475,7 @@ mod tests {
         upstream: &Tensor<D>,
         act: Activation,
         fused: bool,
+        running: RunningVariance,
     ) -> Vec<Vec<f32>> {
         let device = x.device();
         let c = x.dims()[1];
@@ -478,9 +489,9 @@ mod tests {
         for step in 0..2 {
             let xi = x.clone().mul_scalar(1.0 + step as f64).require_grad();
             let y = if fused {
-                super::fused(&bn, &xi, act).expect("the fused path applies")
+                super::fused(&bn, &xi, act, running).expect("the fused path applies")
             } else {
-                act.apply(bn.forward(xi.clone()))
+                generic(&bn, xi.clone(), act, running)
             };
             let grads = (y.clone() * upstream.clone()).sum().backward();
             if step == 1 {
@@ -506,18 +517,64 @@ mod tests {
             Activation::Relu,
             Activation::LeakyRelu(0.2),
         ] {
-            let fused = run(&x, &upstream, act, true);
-            let plain = run(&x, &upstream, act, false);
-            let names = [
-                "output",
-                "dx",
-                "dgamma",
-                "dbeta",
-                "running mean",
-                "running var",
-            ];
-            for ((f, p), name) in fused.iter().zip(&plain).zip(names) {
-                close(f, p, 2e-5, &format!("{what} {act:?} {name}"));
+            for running in [RunningVariance::Biased, RunningVariance::Unbiased] {
+                let fused = run(&x, &upstream, act, true, running);
+                let plain = run(&x, &upstream, act, false, running);
+                let names = [
+                    "output",
+                    "dx",
+                    "dgamma",
+                    "dbeta",
+                    "running mean",
+                    "running var",
+                ];
+                for ((f, p), name) in fused.iter().zip(&plain).zip(names) {
+                    close(f, p, 2e-5, &format!("{what} {act:?} {running:?} {name}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_unbiased_running_variance_is_n_over_n_minus_1_of_the_biased_one() {
+        // Two channels of 2 x 3 values: var_biased = mean squared deviation; PyTorch's running
+        // variance follows var_biased * 6 / 5.
+        let device = Device::flex().autodiff();
+        let x: Vec<f32> = vec![1., 2., 4., 0., 0., 3., 7., 1., 1., 2., 5., 2.];
+        let x = Tensor::<3>::from_data(TensorData::new(x, [2, 2, 3]), &device);
+        let expected_mean = [
+            (1. + 2. + 4. + 7. + 1. + 1.) / 6.,
+            (0. + 0. + 3. + 2. + 5. + 2.) / 6.,
+        ];
+        let biased =
+            |vals: [f32; 6], m: f32| vals.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / 6.0;
+        let var = [
+            biased([1., 2., 4., 7., 1., 1.], expected_mean[0]),
+            biased([0., 0., 3., 2., 5., 2.], expected_mean[1]),
+        ];
+        for running in [RunningVariance::Biased, RunningVariance::Unbiased] {
+            let factor = if running == RunningVariance::Unbiased {
+                1.2
+            } else {
+                1.0
+            };
+            for fused in [true, false] {
+                let bn = BatchNormConfig::new(2).init(&device);
+                let _ = if fused {
+                    super::fused(&bn, &x, Activation::Identity, running).unwrap()
+                } else {
+                    generic(&bn, x.clone(), Activation::Identity, running)
+                };
+                let rv = read(bn.running_var.value_sync());
+                let rm = read(bn.running_mean.value_sync());
+                for c in 0..2 {
+                    let want = 0.9 + 0.1 * var[c] * factor;
+                    assert!(
+                        (rv[c] - want).abs() < 1e-6,
+                        "{running:?} fused={fused}: {rv:?}"
+                    );
+                    assert!((rm[c] - 0.1 * expected_mean[c]).abs() < 1e-6);
+                }
             }
         }
     }
@@ -578,7 +635,7 @@ mod tests {
         let device = Device::flex();
         let bn = BatchNormConfig::new(3).init(&device);
         let x = Tensor::<3>::random([2, 3, 4], Distribution::Default, &device);
-        assert!(super::fused(&bn, &x, Activation::Relu).is_none());
+        assert!(super::fused(&bn, &x, Activation::Relu, RunningVariance::Biased).is_none());
         let a = read(batch_norm(&bn, x.clone(), Activation::Relu));
         let b = read(relu(bn.forward(x)));
         assert_eq!(a, b);

@@ -88,7 +88,7 @@ pub fn export_run(
         let o = mmssl_train::MethodOptions::new(spec.name(), spec.options());
         model_options(&o).unwrap_or_default()
     };
-    let steps = steps_done(run_dir);
+    let counters = Counters::of(run_dir);
     let (tensors, shapes) =
         crate::run::with_setup(&config, device, observer, false, |setup, _| {
             Ok((
@@ -119,12 +119,9 @@ pub fn export_run(
         let arch = architecture(&by_path, &prefix, m, shape)?;
         let mut files = Vec::new();
         let table = arch.table(Part::Encoder, "", &prefix);
-        let dim_encoder = arch.table(
-            Part::Encoder,
-            &authors::dim_prefix(Part::Encoder, m, &arch),
-            &prefix,
-        );
-        dim.extend(gather(&by_path, &dim_encoder, steps)?);
+        let encoder_dim_prefix = authors::dim_prefix(Part::Encoder, m, &arch);
+        let dim_encoder = arch.table(Part::Encoder, &encoder_dim_prefix, &prefix);
+        dim.extend(gather(&by_path, &dim_encoder, &counters, "")?);
         let c_head = authors::mmssl_prefix(Part::ConvHead, m);
         let has_heads = by_path.contains_key(&format!("{c_head}conv1.linear.weight"));
         let shortcut_bias = by_path.contains_key(&format!("{c_head}shortcut.linear.bias"));
@@ -135,11 +132,14 @@ pub fn export_run(
                     &authors::dim_prefix(part, m, &arch),
                     &authors::mmssl_prefix(part, m),
                 );
-                dim.extend(gather(&by_path, &table, steps)?);
+                dim.extend(gather(&by_path, &table, &counters, "")?);
             }
         }
         let name = format!("encoder_{m}.safetensors");
-        write_safetensors(&out.join(&name), &gather(&by_path, &table, steps)?)?;
+        write_safetensors(
+            &out.join(&name),
+            &gather(&by_path, &table, &counters, &encoder_dim_prefix)?,
+        )?;
         files.push(out.join(&name));
         // The check batch: the exported tensors in a stand-alone encoder, in evaluation mode.
         let check = format!("check_{m}.safetensors");
@@ -190,7 +190,11 @@ pub fn export_run(
                 ),
             ] {
                 let table = arch.table(part, "", &authors::mmssl_prefix(part, m));
-                write_safetensors(&out.join(&file), &gather(&by_path, &table, steps)?)?;
+                let dim_prefix = authors::dim_prefix(part, m, &arch);
+                write_safetensors(
+                    &out.join(&file),
+                    &gather(&by_path, &table, &counters, &dim_prefix)?,
+                )?;
                 files.push(out.join(&file));
                 json[key] = serde_json::json!({ "weights": file, "args": head_args(&arch, part) });
             }
@@ -254,17 +258,20 @@ fn architecture(
     })
 }
 
-/// The tensors of `table` in the authors' names and layout.
+/// The tensors of `table` in the authors' names and layout; `dim_prefix` turns a name of the
+/// table into the authors' `Dim` name (for the counters).
 fn gather(
     paths: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     table: &[TensorPair],
-    steps: i64,
+    counters: &Counters,
+    dim_prefix: &str,
 ) -> Result<Vec<(String, Out)>> {
     table
         .iter()
         .map(|pair| {
             if pair.layout == Layout::Counter {
-                return Ok((pair.authors.clone(), Out::Counter(steps)));
+                let dim_name = format!("{dim_prefix}{}", pair.authors);
+                return Ok((pair.authors.clone(), Out::Counter(counters.get(&dim_name))));
             }
             let (_, values) = paths.get(&pair.mmssl).ok_or_else(|| {
                 ProtocolError::Config(format!(
@@ -381,14 +388,34 @@ fn check_batch(
     ])
 }
 
-/// Steps the run trained (`state.json`), for the batch norms' `num_batches_tracked`; 0 for a
-/// run without one (an import).
-fn steps_done(run_dir: &Path) -> i64 {
-    std::fs::read_to_string(run_dir.join("checkpoints").join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["steps_done"].as_i64())
-        .unwrap_or(0)
+/// What the batch norms' `num_batches_tracked` are exported as: the counters an imported
+/// run's file held (by the authors' `Dim` names), else the steps the run trained
+/// (`state.json`), else 0.
+struct Counters {
+    imported: BTreeMap<String, i64>,
+    steps: i64,
+}
+
+impl Counters {
+    fn of(run_dir: &Path) -> Counters {
+        let json = |path: PathBuf| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        };
+        let steps = json(run_dir.join("checkpoints").join("state.json"))
+            .and_then(|v| v["steps_done"].as_i64())
+            .unwrap_or(0);
+        let imported = json(run_dir.join("run.json"))
+            .and_then(|v| serde_json::from_value(v["imported"]["num_batches_tracked"].clone()).ok())
+            .unwrap_or_default();
+        Counters { imported, steps }
+    }
+
+    /// The counter of the batch norm the authors' `Dim` calls `name`.
+    fn get(&self, name: &str) -> i64 {
+        self.imported.get(name).copied().unwrap_or(self.steps)
+    }
 }
 
 /// Writes `tensors` as a safetensors file (through a temporary file and a rename).

@@ -135,6 +135,25 @@ pub fn init_checkpoint(from: &Path) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// An error unless `from` (`training.init_from`) names a checkpoint, and, when it is a run
+/// folder, one of the method `method` (canonical spelling): a model of another method or
+/// other options (width, variant, sizes) cannot start this run.
+pub fn check_init_from(from: &Path, method: &str, registry: &crate::Registry) -> Result<()> {
+    init_checkpoint(from)?;
+    if from.join("config.toml").is_file() {
+        let theirs = crate::run::saved_config(from, registry)?.method.to_string();
+        if theirs != method {
+            return Err(ProtocolError::Config(format!(
+                "--init-from {}: that run's model is `{theirs}`, this run's `{method}`; start \
+                 from a run of the same method and options (leave --method out to take that \
+                 run's)",
+                from.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `shape`'s fixed inputs: element `i` is the top 24 bits of a 32-bit integer hash of `i`, over
 /// 2^24 (in `[0, 1)`, exact in `f32`). The fixtures' script computes the same values
 /// (`hash_inputs` in `tests/fixtures/authors/make_fixtures.py`), so no input file is needed.

@@ -269,6 +269,14 @@ pub fn run_with(
     canonical.method = method.spec().clone();
     canonical.absolute_paths();
     let config = &canonical;
+    // A model to start from is checked before anything is written.
+    if let (true, false, Some(from)) = (
+        phases.pretrain,
+        config.output.resume,
+        &config.training.init_from,
+    ) {
+        crate::interop::check_init_from(from, config.method.to_string().as_str(), registry)?;
+    }
     // One writer per folder; the lock goes when the run ends, however it ends.
     let _lock = FolderLock::acquire(out)?;
     if phases.pretrain && config.output.resume {

@@ -1,0 +1,163 @@
+//! `mmssl import` and `mmssl export`: weights across the border with PyTorch.
+
+use crate::run::{Bars, RunArgs};
+use crate::select_device;
+use clap::{Args, ValueEnum};
+use mmssl_protocol::ProtocolError;
+use mmssl_protocol::interop::{ExportReport, ImportReport, ImportSettings};
+use std::path::PathBuf;
+
+/// Arguments of `mmssl import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The authors' state dict: a `.pt`/`.pth` file (`torch.save(model.state_dict())`, or a
+    /// Catalyst checkpoint holding it under `model_state_dict`) or a `.safetensors` file, of
+    /// their `Dim` model. Give two files for the authors' unimodal runs (one source each).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Import the encoders only: the heads keep their seeded initialisation (for a state dict
+    /// without heads).
+    #[arg(long)]
+    pub encoders_only: bool,
+    /// The run the weights become: `--out` (required), the data (`--dataset`, `--data-dir`,
+    /// ...) and `--method` (the objective the model was trained with, default CR-XX-CC).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Arguments of `mmssl export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The run folder whose best checkpoint is exported.
+    pub run: PathBuf,
+    /// The folder to write (new or empty unless --overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The file format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Safetensors)]
+    pub format: ExportFormat,
+    /// Also export each modality's conv and latent heads (runs of `variant=authors`).
+    #[arg(long)]
+    pub heads: bool,
+    /// Replace files in a folder that is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Compute backend for reading the run (default: the run's).
+    #[arg(long)]
+    pub backend: Option<mmssl_protocol::BackendKind>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// safetensors files with the authors' PyTorch names (`load_state_dict(strict=True)`).
+    Safetensors,
+}
+
+/// Runs `mmssl import`.
+pub fn import(args: &ImportArgs) -> Result<ImportReport, crate::CliError> {
+    if args.run.out.is_none() && args.run.config.is_none() {
+        return Err(ProtocolError::Config(
+            "--out RUN is required: the run folder the imported weights become".into(),
+        )
+        .into());
+    }
+    if args.run.resume {
+        return Err(ProtocolError::Config(
+            "--resume does not apply to `import`, which makes a new run folder".into(),
+        )
+        .into());
+    }
+    let (config, warnings) = args.run.to_config()?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let device = select_device(config.backend)?;
+    let mut bars = Bars::new(args.run.quiet, config.training.batch_size);
+    let settings = ImportSettings {
+        files: args.files.clone(),
+        encoders_only: args.encoders_only,
+    };
+    Ok(mmssl_protocol::interop::import_authors(
+        &config,
+        &settings,
+        &mmssl_protocol::Registry::builtin(),
+        &device,
+        &mut bars,
+    )?)
+}
+
+/// What `mmssl import` prints.
+pub fn import_summary(r: &ImportReport) -> String {
+    let mut text = String::new();
+    for s in &r.sources {
+        let a = &s.architecture;
+        text += &format!(
+            "source {} of {} -> modality {}: {}D DcganEncoder ({} input channel(s), width {}, z {}), {}\n",
+            s.source,
+            s.file.display(),
+            s.modality,
+            a.dims,
+            a.in_channels,
+            a.width,
+            a.latent_dim,
+            if r.kept.is_empty() {
+                format!(
+                    "conv head on {} and latent head (embedding {})",
+                    a.tap_key(),
+                    a.embedding_dim
+                )
+            } else {
+                "encoder only (heads at their seeded initialisation)".into()
+            }
+        );
+    }
+    let dir = r.dir.display();
+    text += &format!(
+        "{} tensors imported; method {}\nrun folder: {dir}\nnext: mmssl linear-eval --run {dir} \
+         (or analyze, explain), mmssl export {dir} --out DIR, mmssl run --init-from {dir}",
+        r.tensors, r.method
+    );
+    for n in &r.notes {
+        text += &format!("\nnote: {n}");
+    }
+    text
+}
+
+/// Runs `mmssl export`.
+pub fn export(args: &ExportArgs) -> Result<ExportReport, crate::CliError> {
+    let mut config = mmssl_protocol::load_run_config(&args.run)?;
+    if let Some(b) = args.backend {
+        config.backend = b;
+    }
+    let device = select_device(config.backend)?;
+    let mut bars = Bars::new(true, config.training.batch_size);
+    Ok(mmssl_protocol::interop::export_run(
+        &args.run,
+        &args.out,
+        args.heads,
+        args.overwrite,
+        &mmssl_protocol::Registry::builtin(),
+        &device,
+        &mut bars,
+    )?)
+}
+
+/// What `mmssl export` prints.
+pub fn export_summary(r: &ExportReport) -> String {
+    let mut text = String::new();
+    for m in &r.modalities {
+        text += &format!("modality {}:", m.modality);
+        for f in &m.files {
+            text += &format!(" {}", f.file_name().unwrap_or_default().to_string_lossy());
+        }
+        text.push('\n');
+    }
+    text += &format!(
+        "written to {}; load in PyTorch (docs/interop.md):\n  \
+         enc = DcganEncoder(**json.load(open('encoder_0.json'))['dcgan_encoder'])\n  \
+         enc.load_state_dict(safetensors.torch.load_file('encoder_0.safetensors'), strict=True)",
+        r.dir.display()
+    );
+    text
+}
