@@ -206,7 +206,10 @@ pub fn import_authors(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(|e| ProtocolError::write(&scratch, e))?;
     let staged = scratch.join("best.bpk");
-    let result = crate::run::with_setup(&config, device, observer, false, |setup, _| {
+    // A cohort writes its split and landmarks beside the run: into the scratch folder first.
+    let mut staged_config = config.clone();
+    staged_config.output.dir = scratch.clone();
+    let result = crate::run::with_setup(&staged_config, device, observer, false, |setup, _| {
         let modalities = setup.shapes.len();
         let mut tensors = Vec::new();
         let mut partial = Vec::new();
@@ -296,7 +299,7 @@ pub fn import_authors(
         num_batches_tracked: dicts.iter().flat_map(authors::counters).collect(),
         notes,
     };
-    let written = publish(&config, &report, &staged, device);
+    let written = publish(&config, &report, &scratch, device);
     let _ = std::fs::remove_dir_all(&scratch);
     written?;
     for n in &report.notes {
@@ -331,7 +334,10 @@ fn take(
     let mut wrong = Vec::new();
     for pair in table {
         let Some(t) = dict.tensors.get(&pair.authors) else {
-            missing.push(pair.authors.clone());
+            // Counters are recorded when present, never needed.
+            if pair.layout != Layout::Counter {
+                missing.push(pair.authors.clone());
+            }
             continue;
         };
         let counter_ok = pair.layout == Layout::Counter && t.values.len() == 1;
@@ -415,14 +421,16 @@ fn incomplete(files: &[PathBuf], a: &Applied) -> ProtocolError {
     }
 }
 
-/// Writes the run folder: the checkpoint, `config.toml`, `run.json`.
+/// Writes the run folder: the checkpoint staged in `scratch`, the data's split and landmarks
+/// (cohorts), `config.toml`, `run.json`.
 fn publish(
     config: &RunConfig,
     report: &ImportReport,
-    staged: &Path,
+    scratch: &Path,
     device: &Device,
 ) -> Result<()> {
     let out = &config.output.dir;
+    let staged = &scratch.join("best.bpk");
     prepare_fresh(out, config.output.overwrite)?;
     std::fs::create_dir_all(out.join("checkpoints"))
         .map_err(|e| ProtocolError::write(&out.join("checkpoints"), e))?;
@@ -431,6 +439,12 @@ fn publish(
     let last = out.join("checkpoints").join("last.bpk");
     std::fs::copy(staged, &best).map_err(|e| ProtocolError::write(&best, e))?;
     std::fs::copy(staged, &last).map_err(|e| ProtocolError::write(&last, e))?;
+    for name in ["split.json", "landmarks.json"] {
+        let (from, to) = (scratch.join(name), out.join(name));
+        if from.is_file() {
+            std::fs::copy(&from, &to).map_err(|e| ProtocolError::write(&to, e))?;
+        }
+    }
     let mut saved = config.clone();
     saved.output.resume = false;
     saved.output.overwrite = false;

@@ -1,0 +1,357 @@
+//! `mmssl import`, `mmssl export` and `mmssl run --init-from` end to end: the authors' 2D
+//! checkpoint becomes a run folder that linear-eval, explain, export and fine-tuning use; the
+//! export gives the file's tensors back bit for bit and re-imports to the same model; broken
+//! or foreign files are refused with exit 2 and nothing written.
+
+mod common;
+
+use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stdout};
+use mmssl_protocol::interop::StateDict;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../mmssl-protocol/tests/fixtures/authors")
+        .join(name)
+}
+
+fn import(files: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(|f| arg(f)));
+    args.extend(["--out", arg(out), "--eval-epochs", "1", "--quiet"]);
+    args.extend(extra);
+    mmssl(&args)
+}
+
+fn export(run: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["export", arg(run), "--out", arg(out)];
+    args.extend(extra);
+    mmssl(&args)
+}
+
+/// Every tensor of `a` equals `b`'s, bit for bit, and they name the same tensors.
+fn same_tensors(a: &StateDict, b: &StateDict) {
+    let names = |d: &StateDict| d.tensors.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(a), names(b));
+    for (name, t) in &a.tensors {
+        let u = &b.tensors[name];
+        assert_eq!(t.shape, u.shape, "{name}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&t.values), bits(&u.values), "{name}");
+    }
+}
+
+/// The training loss of the first epoch in a run's metrics.jsonl.
+fn first_loss(run: &Path) -> f64 {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    line["train_loss"].as_f64().unwrap()
+}
+
+#[test]
+fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("imported");
+    let pt = fixture("dim2d.pt");
+    let res = import(&[&pt], &run, &[]);
+    assert_ok(&res);
+    let out = stdout(&res);
+    assert!(out.contains("58 tensors imported"), "{out}");
+    assert!(out.contains("CR-XX-CC;variant=authors"), "{out}");
+    let info = read_json(run.join("run.json"));
+    assert_eq!(info["imported"]["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        info["imported"]["num_batches_tracked"]["_encoder.1._layers.2._layer.1.num_batches_tracked"],
+        17
+    );
+    // Linear evaluation and explanations work on it like on a pretrained run.
+    assert_ok(&common::on_run("linear-eval", &run, &["--quiet"]));
+    let eval = read_json(run.join("eval.json"));
+    assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
+    let res = mmssl(&[
+        "explain",
+        arg(&run),
+        "--quiet",
+        "--target",
+        "decision",
+        "--limit",
+        "20",
+        "--steps",
+        "2",
+    ]);
+    assert_ok(&res);
+    // Exported, the encoders (and heads, and the whole Dim) are the file's tensors bit for bit.
+    let exp = dir.path().join("export");
+    assert_ok(&export(&run, &exp, &["--heads"]));
+    let original = StateDict::read(&pt).unwrap();
+    let exported = StateDict::read(&exp.join("dim.safetensors")).unwrap();
+    same_tensors(&exported, &original);
+    for m in 0..2 {
+        let encoder = StateDict::read(&exp.join(format!("encoder_{m}.safetensors"))).unwrap();
+        let prefix = format!("_encoder.{m}.");
+        assert!(!encoder.tensors.is_empty());
+        for (name, t) in &encoder.tensors {
+            assert_eq!(
+                t.values,
+                original.tensors[&format!("{prefix}{name}")].values,
+                "{name}"
+            );
+        }
+        let json = read_json(exp.join(format!("encoder_{m}.json")));
+        assert_eq!(json["dcgan_encoder"]["dim_cls"][0], "8_1");
+        assert_eq!(json["dcgan_encoder"]["dim_h"], 32);
+        let check = StateDict::read(&exp.join(format!("check_{m}.safetensors"))).unwrap();
+        assert_eq!(check.tensors["z"].shape, vec![4, 64]);
+        assert_eq!(check.tensors["conv"].shape, vec![4, 64, 8, 8]);
+    }
+    // mmssl -> safetensors -> mmssl -> safetensors: the same numbers.
+    let again = dir.path().join("reimported");
+    assert_ok(&import(&[&exp.join("dim.safetensors")], &again, &[]));
+    let exp2 = dir.path().join("export2");
+    assert_ok(&export(&again, &exp2, &[]));
+    same_tensors(
+        &StateDict::read(&exp2.join("dim.safetensors")).unwrap(),
+        &exported,
+    );
+    // Fine-tuning starts from the imported weights (and takes the imported run's method).
+    let tuned = dir.path().join("tuned");
+    let mut args = vec![
+        "run",
+        "--init-from",
+        arg(&run),
+        "--out",
+        arg(&tuned),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    assert_ok(&mmssl(&args));
+    let config = std::fs::read_to_string(tuned.join("config.toml")).unwrap();
+    assert!(
+        config.contains("variant=authors") && config.contains("init_from"),
+        "{config}"
+    );
+    let fresh = dir.path().join("fresh");
+    let mut args = vec![
+        "run",
+        "--method",
+        "CR-XX-CC;variant=authors",
+        "--out",
+        arg(&fresh),
+    ];
+    args.extend(TINY);
+    args.push("--quiet");
+    assert_ok(&mmssl(&args));
+    assert_ne!(first_loss(&tuned), first_loss(&fresh));
+    // Another method cannot start from it; nothing is written.
+    let other = dir.path().join("other");
+    let res = mmssl(&[
+        "run",
+        "--init-from",
+        arg(&run),
+        "--method",
+        "CR-XX-CC",
+        "--out",
+        arg(&other),
+        "--quiet",
+    ]);
+    assert_fails(&res, &["--init-from", "CR-XX-CC;variant=authors"]);
+    assert!(!other.exists());
+}
+
+#[test]
+fn an_mmssl_run_exports_its_encoders_and_refuses_heads_the_authors_cannot_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec!["run", "--out", arg(&run), "--quiet"];
+    args.extend(TINY);
+    assert_ok(&mmssl(&args));
+    let exp = dir.path().join("export");
+    let res = export(&run, &exp, &["--heads"]);
+    assert_fails(&res, &["shortcut bias", "variant=authors"]);
+    assert_ok(&export(&run, &exp, &["--overwrite"]));
+    let dim = StateDict::read(&exp.join("dim.safetensors")).unwrap();
+    assert!(dim.tensors.keys().all(|k| k.starts_with("_encoder.")));
+    // The run trained 2 steps (64 pairs, batch 32): the counters say so.
+    let encoder = StateDict::read(&exp.join("encoder_0.safetensors")).unwrap();
+    assert_eq!(
+        encoder.tensors["_layers.1._layer.1.num_batches_tracked"].values,
+        vec![2.0]
+    );
+    // An export folder that is not empty is refused without --overwrite.
+    assert_fails(&export(&run, &exp, &[]), &["not empty", "--overwrite"]);
+    // Encoders only, imported back, evaluate as before: the same test features.
+    let back = dir.path().join("back");
+    assert_fails(
+        &import(&[&exp.join("dim.safetensors")], &back, &[]),
+        &["no latent head", "--encoders-only"],
+    );
+    assert!(!back.exists());
+    // The mmssl variant's weights need the mmssl definition only where heads differ: an
+    // encoder-only import takes the authors' variant, which computes the same encoder.
+    assert_ok(&import(
+        &[&exp.join("dim.safetensors")],
+        &back,
+        &["--encoders-only"],
+    ));
+    let info = read_json(back.join("run.json"));
+    assert!(!info["imported"]["kept"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let original = std::fs::read(fixture("dim2d.pt")).unwrap();
+    let truncated = dir.path().join("truncated.pt");
+    std::fs::write(&truncated, &original[..original.len() / 2]).unwrap();
+    let evil = dir.path().join("evil.pt");
+    std::fs::write(
+        &evil,
+        b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<PathBuf>, Vec<&str>, Vec<&str>)> = vec![
+        (vec![truncated], vec![], vec!["truncated.pt", "truncated"]),
+        (vec![evil], vec![], vec!["refused", "posix.system"]),
+        // 3D weights for a 2D run.
+        (
+            vec![fixture("dim3d_catalyst.pth")],
+            vec![],
+            vec!["wrong architecture", "3D"],
+        ),
+        // The same source twice.
+        (
+            vec![fixture("dim2d.pt"), fixture("dim2d.pt")],
+            vec![],
+            vec!["also in"],
+        ),
+        // A baseline cannot hold the authors' model; nor can a contradicting option.
+        (
+            vec![fixture("dim2d.pt")],
+            vec!["--method", "dccae"],
+            vec!["contrastive"],
+        ),
+        (
+            vec![fixture("dim2d.pt")],
+            vec!["--method", "CR-XX-CC;variant=mmssl"],
+            vec!["variant=mmssl contradicts"],
+        ),
+    ];
+    for (files, extra, needles) in cases {
+        let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        assert_fails(&import(&paths, &out, &extra), &needles);
+        assert!(!out.exists(), "{needles:?}: nothing may be written");
+    }
+    // An unexpected tensor, a mis-shaped one: the state dict re-written as safetensors.
+    let dict = StateDict::read(&fixture("dim2d.pt")).unwrap();
+    let write = |name: &str, edit: &dyn Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)| {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = dict
+            .tensors
+            .iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .map(|(k, t)| (k.clone(), t.shape.clone(), t.values.clone()))
+            .collect();
+        edit(&mut tensors);
+        let path = dir.path().join(name);
+        write_safetensors(&path, &tensors);
+        path
+    };
+    let extra = write("extra.safetensors", &|t| {
+        t.push(("_encoder.0.extra".into(), vec![1], vec![0.0]))
+    });
+    assert_fails(
+        &import(&[&extra], &out, &[]),
+        &["no place for", "_encoder.0.extra"],
+    );
+    let misshaped = write("misshaped.safetensors", &|t| {
+        let w = t
+            .iter_mut()
+            .find(|(k, _, _)| k == "_latent_heads.1._head.1.weight")
+            .unwrap();
+        w.1 = vec![32, 128];
+    });
+    assert_fails(
+        &import(&[&misshaped], &out, &[]),
+        &["mis-shaped", "_latent_heads.1._head.1.weight"],
+    );
+    let missing = write("missing.safetensors", &|t| {
+        t.retain(|(k, _, _)| k != "_encoder.1._layers.2._layer.1.bias")
+    });
+    assert_fails(
+        &import(&[&missing], &out, &[]),
+        &["missing", "_layers.2._layer.1.bias"],
+    );
+    // Without the counters the rest imports (they are recorded, not needed).
+    assert!(!out.exists());
+    let no_counters = write("plain.safetensors", &|_| {});
+    assert_ok(&import(&[&no_counters], &out, &[]));
+    // A folder holding a run is refused.
+    assert_fails(&import(&[&no_counters], &out, &[]), &["earlier run"]);
+}
+
+/// A safetensors file of f32 tensors.
+fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn the_authors_3d_checkpoint_becomes_a_cohort_run_and_exports_back_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cohort = dir.path().join("cohort");
+    assert_ok(&mmssl(&[
+        "data",
+        "synth-cohort",
+        "--out",
+        arg(&cohort),
+        "--subjects",
+        "12",
+    ]));
+    let manifest = cohort.join("manifest.csv");
+    let run = dir.path().join("run");
+    let pth = fixture("dim3d_catalyst.pth");
+    let extra = ["--dataset", "oasis3", "--manifest", arg(&manifest)];
+    let res = import(&[&pth], &run, &extra);
+    assert_ok(&res);
+    assert!(
+        stdout(&res).contains("CR-XX-CC;variant=authors;width=4"),
+        "{}",
+        stdout(&res)
+    );
+    // The cohort's split lands in the run folder with the weights; no scratch folder stays.
+    assert!(run.join("split.json").is_file() && run.join("landmarks.json").is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("import"))
+        .collect();
+    assert!(leftovers.is_empty());
+    assert_ok(&common::on_run("linear-eval", &run, &["--quiet"]));
+    let exp = dir.path().join("export");
+    assert_ok(&export(&run, &exp, &["--heads"]));
+    same_tensors(
+        &StateDict::read(&exp.join("dim.safetensors")).unwrap(),
+        &StateDict::read(&pth).unwrap(),
+    );
+    let check = StateDict::read(&exp.join("check_1.safetensors")).unwrap();
+    assert_eq!(check.tensors["conv"].shape, vec![2, 16, 8, 8, 8]);
+    let json = read_json(exp.join("encoder_1.json"));
+    assert_eq!(json["dcgan_encoder"]["input_size"], 64);
+    assert_eq!(json["dcgan_encoder"]["dim_cls"][0], "8_2");
+}
