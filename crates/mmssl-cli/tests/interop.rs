@@ -9,6 +9,9 @@ use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stdout};
 use mmssl_protocol::interop::StateDict;
 use std::path::{Path, PathBuf};
 
+/// A named f32 tensor: (name, shape, values).
+type Named = (String, Vec<usize>, Vec<f32>);
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../mmssl-protocol/tests/fixtures/authors")
@@ -244,8 +247,8 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
     }
     // An unexpected tensor, a mis-shaped one: the state dict re-written as safetensors.
     let dict = StateDict::read(&fixture("dim2d.pt")).unwrap();
-    let write = |name: &str, edit: &dyn Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)| {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = dict
+    let write = |name: &str, edit: &dyn Fn(&mut Vec<Named>)| {
+        let mut tensors: Vec<Named> = dict
             .tensors
             .iter()
             .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
@@ -290,7 +293,7 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
 }
 
 /// A safetensors file of f32 tensors.
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+fn write_safetensors(path: &Path, tensors: &[Named]) {
     let mut header = serde_json::Map::new();
     let mut data = Vec::new();
     for (name, shape, values) in tensors {
@@ -302,7 +305,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
         );
     }
     let mut text = serde_json::Value::Object(header).to_string();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut bytes = (text.len() as u64).to_le_bytes().to_vec();

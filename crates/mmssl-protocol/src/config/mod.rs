@@ -21,6 +21,7 @@
 //! max_lr = 0.01
 //! schedule = "one-cycle"
 //! workers = 2
+//! # init_from = "runs/imported" # start from these weights (a run folder or a .bpk)
 //!
 //! [evaluation]
 //! bn_train_mode = false          # epochs: 50 for images, 500 for volumes when absent
