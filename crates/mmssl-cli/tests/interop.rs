@@ -256,7 +256,7 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
             .collect();
         edit(&mut tensors);
         let path = dir.path().join(name);
-        write_safetensors(&path, &tensors);
+        write_safetensors(&path, &tensors, false);
         path
     };
     let extra = write("extra.safetensors", &|t| {
@@ -284,6 +284,42 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
         &import(&[&missing], &out, &[]),
         &["missing", "_layers.2._layer.1.bias"],
     );
+    // The authors' unimodal runs: one file per source; one alone is not a two-modality model.
+    let source = |s: usize| {
+        let prefixes = [
+            format!("_encoder.{s}."),
+            format!("_conv_heads.{s}."),
+            format!("_latent_heads.{s}."),
+        ];
+        write(&format!("source{s}.safetensors"), &|t| {
+            t.retain(|(k, _, _)| prefixes.iter().any(|p| k.starts_with(p.as_str())))
+        })
+    };
+    let (zero, one) = (source(0), source(1));
+    assert_fails(&import(&[&one], &out, &[]), &["no file holds source 0"]);
+    assert!(!out.exists());
+    let unimodal = dir.path().join("unimodal");
+    let res = import(&[&zero, &one], &unimodal, &[]);
+    assert_ok(&res);
+    assert!(stdout(&res).contains("source 1 of"), "{}", stdout(&res));
+    assert_ok(&common::on_run("analyze", &unimodal, &["--quiet"]));
+    assert!(unimodal.join("similarity.json").is_file());
+    // Double precision is converted, with a note.
+    let doubles = dir.path().join("doubles.safetensors");
+    let all: Vec<Named> = dict
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.clone(), t.values.clone()))
+        .collect();
+    write_safetensors(&doubles, &all, true);
+    let converted = dir.path().join("converted");
+    let res = import(&[&doubles], &converted, &[]);
+    assert_ok(&res);
+    assert!(
+        stdout(&res).contains("float64 tensor(s) converted to float32"),
+        "{}",
+        stdout(&res)
+    );
     // Without the counters the rest imports (they are recorded, not needed).
     assert!(!out.exists());
     let no_counters = write("plain.safetensors", &|_| {});
@@ -292,16 +328,22 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
     assert_fails(&import(&[&no_counters], &out, &[]), &["earlier run"]);
 }
 
-/// A safetensors file of f32 tensors.
-fn write_safetensors(path: &Path, tensors: &[Named]) {
+/// A safetensors file of `tensors`, stored as f32 or, with `double`, as f64.
+fn write_safetensors(path: &Path, tensors: &[Named], double: bool) {
     let mut header = serde_json::Map::new();
     let mut data = Vec::new();
     for (name, shape, values) in tensors {
         let start = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        for v in values {
+            match double {
+                true => data.extend((*v as f64).to_le_bytes()),
+                false => data.extend(v.to_le_bytes()),
+            }
+        }
+        let dtype = if double { "F64" } else { "F32" };
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
         );
     }
     let mut text = serde_json::Value::Object(header).to_string();

@@ -7,7 +7,7 @@ use crate::config::RunConfig;
 use crate::error::{ProtocolError, Result};
 use crate::folder::{FolderLock, prepare_fresh};
 use crate::registry::Registry;
-use crate::run::{Observer, write_atomic};
+use crate::run::Observer;
 use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -445,22 +445,5 @@ fn publish(
             std::fs::copy(&from, &to).map_err(|e| ProtocolError::write(&to, e))?;
         }
     }
-    let mut saved = config.clone();
-    saved.output.resume = false;
-    saved.output.overwrite = false;
-    saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
-    saved.save(out.join("config.toml"))?;
-    let run_info = serde_json::json!({
-        "mmssl_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": option_env!("MMSSL_GIT_REVISION"),
-        "backend": config.backend,
-        "device": format!("{device:?}"),
-        "seed": config.seed,
-        "method": report.method,
-        "imported": report,
-    });
-    write_atomic(
-        &out.join("run.json"),
-        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
-    )
+    crate::run::write_run_record(config, device, serde_json::json!({ "imported": report }))
 }

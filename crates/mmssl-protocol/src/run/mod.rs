@@ -308,26 +308,12 @@ pub fn run_with(
     let (data, device) = (&loaded.data, &loaded.device);
     let sizes = data.sizes();
     if phases.pretrain {
-        let mut saved = config.clone();
-        saved.output.resume = false;
-        saved.output.overwrite = false;
-        saved.evaluation.epochs = Some(eval_epochs);
-        saved.save(out.join("config.toml"))?;
-        let run_info = serde_json::json!({
-            "mmssl_version": env!("CARGO_PKG_VERSION"),
-            "git_revision": option_env!("MMSSL_GIT_REVISION"),
-            "backend": config.backend,
-            "device": format!("{device:?}"),
-            "seed": config.seed,
-            "method": method.spec().to_string(),
+        let details = serde_json::json!({
             "sizes": sizes,
             "train": train_config,
             "linear_eval": eval_config,
         });
-        write_atomic(
-            &out.join("run.json"),
-            &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
-        )?;
+        write_run_record(config, device, details)?;
     }
     for w in method.warnings(&train_config) {
         observer.warning(&w);
@@ -461,6 +447,37 @@ pub(crate) fn with_session<R>(
     let phases = Phases::new(false, false, false);
     let mut session = loaded.session(config, &train_config, &eval_config, phases, observer);
     f(&method, &mut session)
+}
+
+/// Writes a new run folder's record: `config.toml` (the configuration that reproduces it, with
+/// its evaluation epochs and without `resume`/`overwrite`) and `run.json` (versions, backend,
+/// device, seed, method, and `details`' fields).
+pub(crate) fn write_run_record(
+    config: &RunConfig,
+    device: &Device,
+    details: serde_json::Value,
+) -> Result<()> {
+    let out = &config.output.dir;
+    let mut saved = config.clone();
+    saved.output.resume = false;
+    saved.output.overwrite = false;
+    saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
+    saved.save(out.join("config.toml"))?;
+    let mut run_info = serde_json::json!({
+        "mmssl_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("MMSSL_GIT_REVISION"),
+        "backend": config.backend,
+        "device": format!("{device:?}"),
+        "seed": config.seed,
+        "method": config.method.to_string(),
+    });
+    if let (Some(info), serde_json::Value::Object(more)) = (run_info.as_object_mut(), details) {
+        info.extend(more);
+    }
+    write_atomic(
+        &out.join("run.json"),
+        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
+    )
 }
 
 /// Loads the data of `config` on the autodiff form of `device` and calls `f` with what its
