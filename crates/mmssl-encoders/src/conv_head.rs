@@ -1,13 +1,11 @@
 //! The projection head for convolutional feature maps (AMDIM style; Bachman et al., NeurIPS
 //! 2019): a 1x1 residual block with BatchNorm on the sum.
 
-use crate::init::{near_identity, uniform_param, xavier_param};
+use crate::init::{eye_with_noise, near_identity, uniform_param, xavier_param};
 use crate::{EncoderError, Variant};
 use burn::config::Config;
 use burn::module::Module;
-use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::TensorData;
 use burn::tensor::{Device, Tensor};
 use mmssl_kernels::nn::{NormAct, Pointwise};
 use mmssl_kernels::norm::Activation;
@@ -74,7 +72,9 @@ impl ConvHeadConfig {
             Variant::Mmssl => {}
             // The authors follow AMDIM: identity on the first channels where it fits, else
             // PyTorch's default initialisation of a 1x1 convolution.
-            Variant::Authors if o >= c => shortcut.weight = eye_noise(c, o, 0.01, rng, device),
+            Variant::Authors if o >= c => {
+                shortcut.weight = eye_with_noise(c, o, 0.01, true, rng, device)
+            }
             Variant::Authors => {
                 shortcut.weight = uniform_param([c, o], 1.0 / (c as f64).sqrt(), rng, device)
             }
@@ -92,25 +92,6 @@ impl ConvHeadConfig {
             bn_out: NormAct::new(o, Activation::Identity, device).with_running(running),
         })
     }
-}
-
-/// A `[c, o]` weight (`o >= c`) `U(-noise, noise)` with ones on the diagonal: the identity onto
-/// the first `c` of `o` channels.
-fn eye_noise<R: Rng + ?Sized>(
-    c: usize,
-    o: usize,
-    noise: f64,
-    rng: &mut R,
-    device: &Device,
-) -> Param<Tensor<2>> {
-    use rand::RngExt;
-    let values: Vec<f32> = (0..c * o)
-        .map(|k| {
-            let v = rng.random_range(-noise..noise) as f32;
-            if k / o == k % o { 1.0 } else { v }
-        })
-        .collect();
-    Param::from_data(TensorData::new(values, [c, o]), device)
 }
 
 impl ConvHead {

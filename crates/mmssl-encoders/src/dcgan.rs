@@ -112,7 +112,7 @@ pub const DECODER_3D: &[Layer] = &[
 /// Batch norm and activation after a convolution, as the table says.
 #[derive(Module, Debug)]
 pub struct Post {
-    norm: Option<NormAct>,
+    pub(crate) norm: Option<NormAct>,
     act: Option<Act>,
 }
 

@@ -39,13 +39,31 @@ pub fn near_identity<R: Rng + ?Sized>(
     rng: &mut R,
     device: &Device,
 ) -> Param<Tensor<2>> {
-    let values: Vec<f32> = (0..d * d)
+    eye_with_noise(d, d, noise, false, rng, device)
+}
+
+/// A `rows x cols` parameter of `U(-noise, noise)` entries with the identity on its diagonal:
+/// added to the noise, or (`exact`) replacing it there, as AMDIM's and the authors' conv head
+/// shortcut does (`uniform_(-0.01, 0.01)` then `masked_fill_(eye, 1)`).
+pub fn eye_with_noise<R: Rng + ?Sized>(
+    rows: usize,
+    cols: usize,
+    noise: f64,
+    exact: bool,
+    rng: &mut R,
+    device: &Device,
+) -> Param<Tensor<2>> {
+    let values: Vec<f32> = (0..rows * cols)
         .map(|k| {
-            let eye = if k / d == k % d { 1.0 } else { 0.0 };
-            (eye + rng.random_range(-noise..noise)) as f32
+            let v = rng.random_range(-noise..noise);
+            match (k / cols == k % cols, exact) {
+                (true, true) => 1.0,
+                (true, false) => (1.0 + v) as f32,
+                (false, _) => v as f32,
+            }
         })
         .collect();
-    Param::from_data(TensorData::new(values, [d, d]), device)
+    Param::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
 /// Xavier-uniform weights for a convolution or linear weight of `shape`.

@@ -292,3 +292,98 @@ fn the_2d_and_3d_models_follow_their_tables() {
         DECODER_3D.iter().map(|l| l.norm).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_authors_variant_builds_their_heads_and_running_variance() {
+    use mmssl_kernels::RunningVariance;
+    let device = Device::flex();
+    let bound = |w: &[f32]| w.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // 2D (64 -> 64): no shortcut bias, the identity exactly on the diagonal, noise elsewhere.
+    let head = ConvHeadConfig::new(64)
+        .with_variant(Variant::Authors)
+        .init(&device, &mut rng(3))
+        .unwrap();
+    assert!(head.shortcut.linear.bias.is_none());
+    let w = values(head.shortcut.linear.weight.val());
+    for (k, v) in w.iter().enumerate() {
+        if k / 64 == k % 64 {
+            assert_eq!(*v, 1.0);
+        } else {
+            assert!(v.abs() < 0.01);
+        }
+    }
+    assert_eq!(head.bn1.running, RunningVariance::Unbiased);
+    assert_eq!(head.bn_out.running, RunningVariance::Unbiased);
+    // 3D (128 -> 64): PyTorch's default U(-1/sqrt(128), 1/sqrt(128)).
+    let head = ConvHeadConfig::new(128)
+        .with_variant(Variant::Authors)
+        .init(&device, &mut rng(3))
+        .unwrap();
+    let b = bound(&values(head.shortcut.linear.weight.val()));
+    assert!(b <= 1.0 / 128f32.sqrt() && b > 0.8 / 128f32.sqrt(), "{b}");
+    // The second layers' Xavier gain is ReLU's: the bound sqrt(2) * sqrt(6 / 128).
+    let xavier = 2f32.sqrt() * (6.0f32 / 128.0).sqrt();
+    let b = bound(&values(head.conv2.linear.weight.val()));
+    assert!(b <= xavier && b > 0.9 * xavier, "{b}");
+    let latent = LatentHeadConfig::new()
+        .with_variant(Variant::Authors)
+        .init(&device, &mut rng(3))
+        .unwrap();
+    let b = bound(&values(latent.fc2.weight.val()));
+    assert!(b <= xavier && b > 0.9 * xavier, "{b}");
+    assert_eq!(latent.bn.running, RunningVariance::Unbiased);
+    // mmssl's own: a shortcut bias, gain 1, burn's biased running variance.
+    let own = ConvHeadConfig::new(64).init(&device, &mut rng(3)).unwrap();
+    assert!(own.shortcut.linear.bias.is_some());
+    assert!(bound(&values(own.conv2.linear.weight.val())) <= (6.0f32 / 128.0).sqrt());
+    assert_eq!(own.bn1.running, RunningVariance::Biased);
+}
+
+#[test]
+fn the_width_scales_every_layer_and_the_variant_reaches_the_encoders_batch_norms() {
+    use mmssl_kernels::RunningVariance;
+    let device = Device::flex();
+    let options = EncoderOptions {
+        width: 4,
+        variant: Variant::Authors,
+    };
+    let e = DcganEncoder3d::from_table_with(
+        dcgan::ENCODER_3D,
+        dcgan::TAP_3D,
+        1,
+        16,
+        &options,
+        &device,
+        &mut rng(0),
+    )
+    .unwrap();
+    let channels: Vec<usize> = e.convs.iter().map(|c| c.weight.dims()[0]).collect();
+    assert_eq!(channels, vec![4, 8, 16, 32, 16]);
+    assert_eq!((e.width(), e.in_channels(), e.latent_dim()), (4, 1, 16));
+    assert_eq!(e.tapped_channels(), 16);
+    let norms: Vec<RunningVariance> = e
+        .posts
+        .iter()
+        .filter_map(|p| p.norm.as_ref().map(|n| n.running))
+        .collect();
+    assert_eq!(norms, vec![RunningVariance::Unbiased; 3]);
+    let out = e.forward(Tensor::zeros([1, 1, 64, 64, 64], &device));
+    assert_eq!(out.conv.dims(), [1, 16, 512]);
+    assert_eq!(out.z.dims(), [1, 16]);
+    let zero = EncoderOptions {
+        width: 0,
+        variant: Variant::Mmssl,
+    };
+    let r = DcganEncoder2d::from_table_with(
+        dcgan::ENCODER_2D,
+        dcgan::TAP_2D,
+        1,
+        64,
+        &zero,
+        &device,
+        &mut rng(0),
+    );
+    assert!(r.is_err());
+    assert_eq!("Authors".parse::<Variant>().unwrap(), Variant::Authors);
+    assert!("pytorch".parse::<Variant>().is_err());
+}
