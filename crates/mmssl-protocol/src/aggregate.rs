@@ -91,22 +91,7 @@ pub fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
     Some((mean, var.sqrt()))
 }
 
-/// One bar of a summary: mean and standard deviation over folds and seeds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    /// Dataset.
-    pub dataset: String,
-    /// Method.
-    pub method: String,
-    /// Per modality: (mean, std) of the test accuracy.
-    pub accuracy: Vec<(f64, f64)>,
-    /// Per modality: (mean, std) of the random-init accuracy, if known.
-    pub random_init: Vec<Option<(f64, f64)>>,
-    /// (name, mean, std) of CCA, SVCCA, PWCCA, CKA.
-    pub similarity: Vec<(&'static str, f64, f64)>,
-    /// Runs aggregated.
-    pub runs: usize,
-}
+pub use crate::plots::Summary;
 
 /// Summaries per (dataset, method), in the order methods first appear.
 pub fn summarise(rows: &[ResultRow]) -> Vec<Summary> {

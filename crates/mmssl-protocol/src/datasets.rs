@@ -93,7 +93,7 @@ fn cohort(config: &RunConfig) -> Result<Datasets> {
         .map(|i| i.row)
         .collect();
     let standardizers = volumes.fit_standardizers(&rows)?;
-    crate::run::write_atomic(
+    crate::folder::write_atomic(
         &out.join("landmarks.json"),
         &serde_json::to_string_pretty(&standardizers).unwrap_or_default(),
     )?;

@@ -186,6 +186,14 @@ pub fn utc_stamp(time: std::time::SystemTime) -> String {
     )
 }
 
+/// Writes `text` to `path` through a temporary file and a rename: a reader never sees a
+/// partial file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| ProtocolError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ProtocolError::write(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

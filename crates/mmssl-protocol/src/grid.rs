@@ -24,10 +24,11 @@
 use crate::aggregate::{ResultRow, aggregate};
 use crate::config::{DatasetKind, RunConfig};
 use crate::error::{ProtocolError, Result};
+use crate::folder::write_atomic;
 use crate::folder::{FolderLock, aside_name};
+use crate::records::{CELLS_FILE, CellRecord, SlurmResources};
 use crate::registry::Registry;
 use crate::run::{Observer, Phases, run_with, saved_config};
-use crate::slurm::SlurmResources;
 use crate::spec::MethodSpec;
 use burn::tensor::Device;
 use serde::Deserialize;
@@ -369,7 +370,7 @@ impl Grid {
         observer: &mut dyn Observer,
     ) -> Result<Vec<Cell>> {
         let cells = self.cells(out);
-        crate::status::record_cells(out, &cells)?;
+        record_cells(out, &cells)?;
         // Folders made with other settings, found before anything runs.
         let mut conflicts = Vec::new();
         for cell in &cells {
@@ -461,6 +462,38 @@ pub struct GridOptions {
     /// Move aside and run again the cells whose folders were made with other settings
     /// (without it the grid is refused, naming them).
     pub rerun_changed: bool,
+}
+
+/// The records of `cells`, in order (`cells.json`).
+pub(crate) fn cell_records(cells: &[Cell]) -> Vec<CellRecord> {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(k, c)| cell_record(k, c))
+        .collect()
+}
+
+/// The record of `cell`, the grid's cell number `index`.
+fn cell_record(index: usize, cell: &Cell) -> CellRecord {
+    CellRecord {
+        index,
+        dataset: cell.dataset.name().to_string(),
+        method: cell.method.to_string(),
+        fold: cell.fold,
+        seed: cell.seed,
+        dir: std::path::absolute(&cell.config.output.dir)
+            .unwrap_or_else(|_| cell.config.output.dir.clone()),
+    }
+}
+
+/// Writes `out/cells.json` for `cells`.
+fn record_cells(out: &Path, cells: &[Cell]) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| ProtocolError::write(out, e))?;
+    let records = cell_records(cells);
+    let path = out.join(CELLS_FILE);
+    let text =
+        serde_json::to_string_pretty(&records).map_err(|e| ProtocolError::write(&path, e))?;
+    write_atomic(&path, &text)
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@
 #![cfg_attr(test, allow(clippy::field_reassign_with_default))]
 
 pub mod aggregate;
+mod attribution;
 mod config;
 mod datasets;
 mod error;
@@ -46,31 +47,34 @@ pub mod explain;
 mod folder;
 mod grid;
 pub mod interop;
+mod observe;
 pub mod plots;
+mod records;
 mod registry;
+mod report;
 mod run;
+mod session;
 pub mod slurm;
 mod spec;
 pub mod status;
+mod weights;
 
 pub use config::{
     AnalysisConfig, AugmentKind, BackendKind, DataConfig, DatasetKind, EvaluationConfig,
-    OutputConfig, RunConfig, ScheduleKind, TrainingConfig,
+    OutputConfig, RunConfig, ScheduleKind, TrainingConfig, load_run_config,
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{ProtocolError, Result};
 pub use explain::{
     AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with,
 };
-pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp};
+pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp, write_atomic};
 pub use grid::{Cell, Grid, GridOptions, slug};
 /// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a
 /// name builds its [`Method`] model from the options of its spec.
 pub use mmssl_train::{BuildSetup, Method, MethodFactory, MethodOption, MethodOptions};
 pub use registry::{Registry, ResolvedMethod};
-pub use run::{
-    ModalityEval, Observer, Phase, Phases, RunReport, load_run_config, run, run_with, write_atomic,
-};
+pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, run, run_with};
 pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
 pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid_status};

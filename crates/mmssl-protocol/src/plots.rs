@@ -6,7 +6,6 @@
 //! Text is drawn with the DejaVu Sans font shipped in `assets/` (Bitstream Vera licence, see
 //! `assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
 
-use crate::aggregate::Summary;
 use crate::error::{ProtocolError, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -21,6 +20,24 @@ pub(crate) fn register_font() {
         // The font is a fixed, valid file; a failure here would be a build defect.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// What a chart draws for one method on one dataset (an aggregation's summary: see
+/// [`crate::aggregate::summarise`]): means and standard deviations over folds and seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Dataset.
+    pub dataset: String,
+    /// Method.
+    pub method: String,
+    /// Per modality: (mean, std) of the test accuracy.
+    pub accuracy: Vec<(f64, f64)>,
+    /// Per modality: (mean, std) of the random-init accuracy, if known.
+    pub random_init: Vec<Option<(f64, f64)>>,
+    /// (name, mean, std) of CCA, SVCCA, PWCCA, CKA.
+    pub similarity: Vec<(&'static str, f64, f64)>,
+    /// Runs aggregated.
+    pub runs: usize,
 }
 
 /// One series of a grouped bar chart: its name and a (mean, std) per group.

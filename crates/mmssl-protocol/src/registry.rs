@@ -32,9 +32,9 @@
 //! assert!(registry.resolve(&"small-ae;depth=3".parse().unwrap()).is_err());
 //! ```
 
+use crate::attribution::{ExplainConfig, ExplainReport};
 use crate::error::{ProtocolError, Result};
-use crate::explain::{ExplainConfig, ExplainReport};
-use crate::run::{Evaluated, Session};
+use crate::session::{Evaluation, Session};
 use crate::spec::MethodSpec;
 use mmssl_baselines::{
     HybridFactory, LCCA_OPTIONS, LinearCcaConfig, MmvaeFactory, SupervisedFactory,
@@ -52,7 +52,8 @@ pub(crate) trait Entry: Send + Sync {
     fn options(&self) -> Vec<MethodOption>;
     fn check(&self, options: &MethodOptions<'_>) -> Result<()>;
     fn warnings(&self, options: &MethodOptions<'_>, training: &TrainConfig) -> Vec<String>;
-    fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluated>;
+    fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>)
+    -> Result<Evaluation>;
     fn explain(
         &self,
         options: &MethodOptions<'_>,
@@ -74,7 +75,7 @@ pub(crate) trait Entry: Send + Sync {
         tensors: Vec<burn_store::burn_pack::Tensor>,
         partial: &[String],
         save: &[std::path::PathBuf],
-    ) -> Result<crate::interop::Applied>;
+    ) -> Result<crate::weights::Applied>;
     /// Every tensor of the model built from `seed` with the weights of `checkpoint`, by
     /// burn-store path.
     fn weights(
@@ -101,7 +102,11 @@ impl<F: MethodFactory> Entry for Trained<F> {
     fn needs_labels(&self) -> bool {
         self.0.needs_labels()
     }
-    fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluated> {
+    fn execute(
+        &self,
+        options: &MethodOptions<'_>,
+        session: &mut Session<'_>,
+    ) -> Result<Evaluation> {
         session.pretrain_and_evaluate(self.0.needs_labels(), |setup, rng| {
             Ok(self.0.build(options, setup, rng)?)
         })
@@ -127,12 +132,12 @@ impl<F: MethodFactory> Entry for Trained<F> {
         tensors: Vec<burn_store::burn_pack::Tensor>,
         partial: &[String],
         save: &[std::path::PathBuf],
-    ) -> Result<crate::interop::Applied> {
+    ) -> Result<crate::weights::Applied> {
         use rand::SeedableRng;
         let model = self
             .0
             .build(options, setup, &mut rand::rngs::StdRng::seed_from_u64(seed))?;
-        crate::interop::apply_and_save(model, tensors, partial, save)
+        crate::weights::apply_and_save(model, tensors, partial, save)
     }
     fn weights(
         &self,
@@ -188,7 +193,7 @@ impl ResolvedMethod {
         self.entry.warnings(&self.options(), training)
     }
 
-    pub(crate) fn execute(&self, session: &mut Session<'_>) -> Result<Evaluated> {
+    pub(crate) fn execute(&self, session: &mut Session<'_>) -> Result<Evaluation> {
         self.entry.execute(&self.options(), session)
     }
 
@@ -199,7 +204,7 @@ impl ResolvedMethod {
         tensors: Vec<burn_store::burn_pack::Tensor>,
         partial: &[String],
         save: &[std::path::PathBuf],
-    ) -> Result<crate::interop::Applied> {
+    ) -> Result<crate::weights::Applied> {
         self.entry
             .load_weights(&self.options(), setup, seed, tensors, partial, save)
     }
@@ -380,7 +385,7 @@ impl Entry for LinearCcaEntry {
     fn warnings(&self, _: &MethodOptions<'_>, _: &TrainConfig) -> Vec<String> {
         Vec::new()
     }
-    fn execute(&self, o: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluated> {
+    fn execute(&self, o: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluation> {
         session.linear_cca(&LinearCcaConfig::from_options(o)?)
     }
     fn explain(
@@ -405,7 +410,7 @@ impl Entry for LinearCcaEntry {
         _: Vec<burn_store::burn_pack::Tensor>,
         _: &[String],
         _: &[std::path::PathBuf],
-    ) -> Result<crate::interop::Applied> {
+    ) -> Result<crate::weights::Applied> {
         Err(ProtocolError::Config(
             "linear CCA (lcca) has no network to load weights into".into(),
         ))

@@ -24,10 +24,12 @@
 //! again after failures therefore submits exactly what is left.
 
 use crate::error::{ProtocolError, Result};
+use crate::folder::write_atomic;
 use crate::grid::{Grid, GridOptions};
+use crate::observe::Observer;
+pub use crate::records::{SlurmResources, Submission};
 use crate::registry::Registry;
-use crate::run::{Observer, write_atomic};
-use crate::status::{CellRecord, CellState, SlurmTools, status_of};
+use crate::status::{CellState, SlurmTools, status_of};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,127 +37,6 @@ use std::process::Command;
 /// The exit code of `mmssl` for a run stopped by SIGTERM or Ctrl-C after saving its
 /// checkpoint (`EX_TEMPFAIL`); the array tasks requeue themselves on it.
 pub const EXIT_INTERRUPTED: u8 = 75;
-
-/// What each task of a grid's job array asks Slurm for; `None` leaves a setting to the
-/// cluster's defaults. A grid file's `[slurm]` section holds these keys ([`Grid::slurm`]);
-/// [`SlurmOptions::resources`] (the command line's flags) overrides them key by key.
-///
-/// ```toml
-/// [slurm]
-/// partition = "gpu"
-/// gpus = 1
-/// cpus = 8
-/// mem = "32G"
-/// time = "12:00:00"
-/// account = "lab"
-/// max_parallel = 20
-/// extra = ["--qos=long", "--constraint=a100"]
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlurmResources {
-    /// `--partition`.
-    #[serde(default)]
-    pub partition: Option<String>,
-    /// GPUs per task (`--gres=gpu:N`).
-    #[serde(default)]
-    pub gpus: Option<u32>,
-    /// `--cpus-per-task`.
-    #[serde(default)]
-    pub cpus: Option<u32>,
-    /// `--mem` (e.g. `16G`).
-    #[serde(default)]
-    pub mem: Option<String>,
-    /// `--time` (e.g. `12:00:00`).
-    #[serde(default)]
-    pub time: Option<String>,
-    /// `--account`.
-    #[serde(default)]
-    pub account: Option<String>,
-    /// At most this many array tasks at once (`--array=...%N`).
-    #[serde(default)]
-    pub max_parallel: Option<usize>,
-    /// Further `sbatch` arguments, each a whole `#SBATCH` line's argument (e.g. `--qos=long`).
-    #[serde(default)]
-    pub extra: Vec<String>,
-}
-
-impl SlurmResources {
-    /// These resources with every key `other` sets taken from `other` (its `extra` lines
-    /// appended after these).
-    pub fn overridden_by(&self, other: &SlurmResources) -> SlurmResources {
-        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
-            b.clone().or_else(|| a.clone())
-        }
-        SlurmResources {
-            partition: pick(&self.partition, &other.partition),
-            gpus: pick(&self.gpus, &other.gpus),
-            cpus: pick(&self.cpus, &other.cpus),
-            mem: pick(&self.mem, &other.mem),
-            time: pick(&self.time, &other.time),
-            account: pick(&self.account, &other.account),
-            max_parallel: pick(&self.max_parallel, &other.max_parallel),
-            extra: self.extra.iter().chain(&other.extra).cloned().collect(),
-        }
-    }
-
-    /// Refuses counts of 0 and empty or multi-line values, naming the key.
-    pub fn check(&self) -> Result<()> {
-        let zero = [
-            ("gpus", self.gpus.map(|v| v as usize)),
-            ("cpus", self.cpus.map(|v| v as usize)),
-            ("max_parallel", self.max_parallel),
-        ];
-        for (key, value) in zero {
-            if value == Some(0) {
-                return Err(ProtocolError::setting(
-                    &format!("slurm.{key}"),
-                    0,
-                    "must be at least 1 (leave it out for the cluster's default)",
-                ));
-            }
-        }
-        let texts = [
-            ("partition", self.partition.as_deref()),
-            ("mem", self.mem.as_deref()),
-            ("time", self.time.as_deref()),
-            ("account", self.account.as_deref()),
-        ];
-        let extra = self.extra.iter().map(|e| ("extra", Some(e.as_str())));
-        for (key, value) in texts.into_iter().chain(extra) {
-            if let Some(v) = value
-                && (v.trim().is_empty() || v.contains('\n'))
-            {
-                return Err(ProtocolError::setting(
-                    &format!("slurm.{key}"),
-                    format!("{v:?}"),
-                    "must be one non-empty line",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The `#SBATCH` lines of the resources.
-    fn lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut add = |flag: &str, value: Option<String>| {
-            if let Some(v) = value {
-                lines.push(format!("#SBATCH --{flag}={v}"));
-            }
-        };
-        add("partition", self.partition.clone());
-        add("gres", self.gpus.map(|g| format!("gpu:{g}")));
-        add("cpus-per-task", self.cpus.map(|c| c.to_string()));
-        add("mem", self.mem.clone());
-        add("time", self.time.clone());
-        add("account", self.account.clone());
-        for extra in &self.extra {
-            lines.push(format!("#SBATCH {extra}"));
-        }
-        lines
-    }
-}
 
 /// How [`Grid::submit_slurm`] submits: the resources (over the grid file's `[slurm]`), the
 /// programs, and whether to submit at all.
@@ -169,27 +50,6 @@ pub struct SlurmOptions {
     pub sbatch: Option<PathBuf>,
     /// Write the scripts without submitting them.
     pub dry_run: bool,
-}
-
-/// What [`Grid::submit_slurm`] wrote and submitted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Submission {
-    /// The submission's stamp (UTC time), part of its file names.
-    pub stamp: String,
-    /// The cells submitted (indices into [`Grid::cells`]).
-    pub cells: Vec<usize>,
-    /// Cells skipped, and why: finished (`eval.json`), running (their folder is locked, or
-    /// Slurm runs their task) or pending (their task from an earlier submission waits in
-    /// Slurm's queue).
-    pub skipped: Vec<(usize, String)>,
-    /// The job-array script.
-    pub array_script: PathBuf,
-    /// The aggregation script.
-    pub aggregate_script: PathBuf,
-    /// The array's job id (`None` for a dry run or when no cell is left).
-    pub array_job: Option<String>,
-    /// The aggregation job's id (`None` for a dry run).
-    pub aggregate_job: Option<String>,
 }
 
 /// Quotes `text` for a POSIX shell (single quotes; a single quote becomes `'\''`).
@@ -248,11 +108,7 @@ impl Grid {
         let mut skipped = Vec::new();
         // Finished cells, and those running or waiting in Slurm's queue (from an earlier
         // submission) or running here, are not submitted again.
-        let records = cells
-            .iter()
-            .enumerate()
-            .map(|(k, c)| CellRecord::of(k, c))
-            .collect();
+        let records = crate::grid::cell_records(&cells);
         let status = status_of(out, records, &SlurmTools::default());
         for ((k, cell), now) in cells.iter().enumerate().zip(&status.cells) {
             let mut config = cell.config.clone();

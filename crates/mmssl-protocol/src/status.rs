@@ -7,69 +7,13 @@
 
 use crate::error::{ProtocolError, Result};
 use crate::folder::FolderLock;
-use crate::grid::{Cell, Grid};
-use crate::run::write_atomic;
-use crate::slurm::Submission;
+use crate::grid::Grid;
+use crate::records::Submission;
+pub use crate::records::{CELLS_FILE, CellRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The file of an experiment folder that lists its grid's cells.
-pub const CELLS_FILE: &str = "cells.json";
-
-/// One cell as `cells.json` records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellRecord {
-    /// Its index in the grid ([`Grid::cells`]), as `--cell` takes it.
-    pub index: usize,
-    /// The dataset.
-    pub dataset: String,
-    /// The method, as the grid writes it.
-    pub method: String,
-    /// The fold.
-    pub fold: usize,
-    /// The seed.
-    pub seed: u64,
-    /// Its run folder.
-    pub dir: PathBuf,
-}
-
-impl CellRecord {
-    pub(crate) fn of(index: usize, cell: &Cell) -> CellRecord {
-        CellRecord {
-            index,
-            dataset: cell.dataset.name().to_string(),
-            method: cell.method.to_string(),
-            fold: cell.fold,
-            seed: cell.seed,
-            dir: std::path::absolute(&cell.config.output.dir)
-                .unwrap_or_else(|_| cell.config.output.dir.clone()),
-        }
-    }
-
-    /// `dataset method fold F seed S`.
-    pub fn label(&self) -> String {
-        format!(
-            "{} {} fold {} seed {}",
-            self.dataset, self.method, self.fold, self.seed
-        )
-    }
-}
-
-/// Writes `out/cells.json` for `cells`.
-pub(crate) fn record_cells(out: &Path, cells: &[Cell]) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| ProtocolError::write(out, e))?;
-    let records: Vec<CellRecord> = cells
-        .iter()
-        .enumerate()
-        .map(|(k, c)| CellRecord::of(k, c))
-        .collect();
-    let path = out.join(CELLS_FILE);
-    let text =
-        serde_json::to_string_pretty(&records).map_err(|e| ProtocolError::write(&path, e))?;
-    write_atomic(&path, &text)
-}
 
 /// Where a cell stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,12 +377,7 @@ impl Grid {
     /// Where every cell of this grid stands in `out` (as [`grid_status`], for a grid whose
     /// cells were never recorded there).
     pub fn status(&self, out: &Path) -> GridStatus {
-        let cells = self
-            .cells(out)
-            .iter()
-            .enumerate()
-            .map(|(k, c)| CellRecord::of(k, c))
-            .collect();
+        let cells = crate::grid::cell_records(&self.cells(out));
         status_of(out, cells, &SlurmTools::default())
     }
 }

@@ -262,7 +262,7 @@ impl RunConfig {
         } else {
             self.to_toml_string()?
         };
-        crate::run::write_atomic(path, &text)
+        crate::folder::write_atomic(path, &text)
     }
 
     /// Checks every setting (and the method against `registry`), with an error naming the
@@ -465,4 +465,22 @@ fn differences(a: toml::Table, b: toml::Table) -> Result<Vec<String>> {
             .map(|(k, v)| format!("{k}: unset then, {v} now")),
     );
     Ok(out)
+}
+
+/// The configuration a run folder was made with (`RUN/config.toml`), its output directory set
+/// to `run_dir`.
+pub fn load_run_config(run_dir: &Path) -> Result<RunConfig> {
+    let path = run_dir.join("config.toml");
+    if !path.exists() {
+        return Err(ProtocolError::File {
+            path,
+            reason: format!(
+                "missing: is {} a run folder made by `mmssl pretrain` or `mmssl run`?",
+                run_dir.display()
+            ),
+        });
+    }
+    let mut config = RunConfig::load(&path)?;
+    config.output.dir = run_dir.to_path_buf();
+    Ok(config)
 }

@@ -2,9 +2,11 @@
 
 use super::authors::{self, AuthorsArch, Layout, Part, TensorPair};
 use super::{hash_inputs, pack_f32, unpack_f32};
+use crate::config::load_run_config;
 use crate::error::{ProtocolError, Result};
+use crate::folder::write_atomic;
+use crate::observe::Observer;
 use crate::registry::Registry;
-use crate::run::{Observer, load_run_config, write_atomic};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_store::ModuleSnapshot;
@@ -90,7 +92,7 @@ pub fn export_run(
     };
     let counters = Counters::of(run_dir);
     let (tensors, shapes) =
-        crate::run::with_setup(&config, device, observer, false, |setup, _| {
+        crate::session::with_setup(&config, device, observer, false, |setup, _| {
             Ok((
                 method.weights(setup, config.seed, &checkpoint)?,
                 setup.shapes.to_vec(),

@@ -6,8 +6,8 @@ use super::{Applied, pack_f32};
 use crate::config::RunConfig;
 use crate::error::{ProtocolError, Result};
 use crate::folder::{FolderLock, prepare_fresh};
+use crate::observe::Observer;
 use crate::registry::Registry;
-use crate::run::Observer;
 use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -209,7 +209,7 @@ pub fn import_authors(
     // A cohort writes its split and landmarks beside the run: into the scratch folder first.
     let mut staged_config = config.clone();
     staged_config.output.dir = scratch.clone();
-    let result = crate::run::with_setup(&staged_config, device, observer, false, |setup, _| {
+    let result = crate::session::with_setup(&staged_config, device, observer, false, |setup, _| {
         let modalities = setup.shapes.len();
         let mut tensors = Vec::new();
         let mut partial = Vec::new();
@@ -445,5 +445,5 @@ fn publish(
             std::fs::copy(&from, &to).map_err(|e| ProtocolError::write(&to, e))?;
         }
     }
-    crate::run::write_run_record(config, device, serde_json::json!({ "imported": report }))
+    crate::session::write_run_record(config, device, serde_json::json!({ "imported": report }))
 }

@@ -4,6 +4,7 @@
 use super::authors::{self, Layout, Part};
 use super::*;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,20 +1,139 @@
-//! A run's phases after the data is loaded: pretraining with its checkpoints, the random-init
-//! reference, linear evaluation and similarity.
+//! What a method's execution needs and does once the data is loaded: pretraining with its
+//! checkpoints, the random-init reference, linear evaluation, explanations, linear CCA. The
+//! registry's entries run methods through a [`Session`]; the run ([`crate::run`]) makes one.
 
-use super::*;
+use crate::attribution::{Encoders, ExplainConfig, ExplainReport, Explainer};
 use crate::config::RunConfig;
-use crate::datasets::Datasets;
+use crate::datasets::{Datasets, load_datasets};
 use crate::error::{ProtocolError, Result};
+use crate::folder::write_atomic;
+use crate::observe::{Observer, Phase, Phases};
+use crate::report::ModalityEval;
 use burn::tensor::Device;
 use mmssl_baselines::LinearCcaConfig;
-use mmssl_data::Subset;
-use mmssl_train::BuildSetup;
+use mmssl_data::{PairedDataset, Subset};
 use mmssl_train::{
-    Checkpoints, LinearEvalConfig, Method, TrainConfig, extract_features, fit, linear_eval,
+    BuildSetup, Checkpoints, EpochMetrics, Features, LinearEvalConfig, Method, OneCycleConfig,
+    Progress, StepReport, TrainConfig, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::io::Write;
 use std::time::Instant;
+
+/// What a method's execution gives the run: the linear evaluation of each modality, the
+/// test-set features of each (for the similarity), and the seconds spent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Evaluation {
+    /// Per-modality linear evaluations (empty when not evaluated).
+    pub(crate) linear: Vec<ModalityEval>,
+    /// Test-set representations of each modality (empty when neither evaluated nor analysed).
+    pub(crate) test_features: Vec<Features>,
+    /// Seconds spent pretraining (0 when not pretrained here).
+    pub(crate) pretrain_seconds: f64,
+    /// Seconds spent evaluating.
+    pub(crate) eval_seconds: f64,
+}
+
+/// The linear-evaluation epochs, the pretraining settings and the linear-evaluation settings
+/// of `config`.
+pub(crate) fn settings(config: &RunConfig) -> (usize, TrainConfig, LinearEvalConfig) {
+    let eval_epochs = config.evaluation.epochs_for(config.data.dataset);
+    let t = &config.training;
+    let schedule = match t.schedule {
+        crate::ScheduleKind::OneCycle => Some(OneCycleConfig {
+            max_lr: t.max_lr,
+            ..Default::default()
+        }),
+        crate::ScheduleKind::Constant => None,
+    };
+    let mut eval_config = LinearEvalConfig {
+        batchnorm_train_mode: config.evaluation.bn_train_mode,
+        ..Default::default()
+    };
+    eval_config.training.epochs = eval_epochs;
+    eval_config.training.seed = config.seed;
+    eval_config.training.lr = t.lr;
+    eval_config.training.schedule = schedule;
+    let train_config = TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        seed: config.seed,
+        lr: t.lr,
+        schedule,
+        loader: mmssl_train::LoaderConfig {
+            workers: t.workers,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    (eval_epochs, train_config, eval_config)
+}
+
+/// A run's data, loaded, on the autodiff form of its device, with what its models are built
+/// from.
+pub(crate) struct Loaded {
+    pub(crate) device: Device,
+    pub(crate) data: crate::datasets::Datasets,
+    pub(crate) shapes: Vec<Vec<usize>>,
+    pub(crate) classes: usize,
+}
+
+impl Loaded {
+    /// Loads the sets of `config`; with `labels`, refuses labelled sets that the linear
+    /// evaluation cannot use.
+    pub(crate) fn new(
+        config: &RunConfig,
+        device: &Device,
+        labels: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<Self> {
+        let device = if device.is_autodiff() {
+            device.clone()
+        } else {
+            device.clone().autodiff()
+        };
+        observer.phase(Phase::Loading);
+        let data = load_datasets(config)?;
+        if labels {
+            check_labels("training", data.eval_train())?;
+            check_labels("validation", data.eval_valid())?;
+            check_labels("test", &data.test)?;
+        }
+        let shapes = (0..data.train.modalities())
+            .map(|m| data.train.shape(m))
+            .collect();
+        let classes = data.eval_train().classes();
+        Ok(Loaded {
+            device,
+            data,
+            shapes,
+            classes,
+        })
+    }
+
+    /// A session on this data.
+    pub(crate) fn session<'a>(
+        &'a self,
+        config: &'a RunConfig,
+        train_config: &'a TrainConfig,
+        eval_config: &'a LinearEvalConfig,
+        phases: Phases,
+        observer: &'a mut dyn Observer,
+    ) -> Session<'a> {
+        Session {
+            config,
+            data: &self.data,
+            device: &self.device,
+            shapes: &self.shapes,
+            train_config,
+            eval_config,
+            classes: self.classes,
+            phases,
+            observer,
+        }
+    }
+}
 
 /// What a method's execution needs: the data, the device, the settings, the observer.
 pub(crate) struct Session<'a> {
@@ -36,7 +155,7 @@ impl Session<'_> {
         &mut self,
         labelled: bool,
         build: impl Fn(&BuildSetup<'_>, &mut StdRng) -> Result<M>,
-    ) -> Result<Evaluated> {
+    ) -> Result<Evaluation> {
         let (data, device, out) = (self.data, self.device, &self.config.output.dir);
         let setup = BuildSetup {
             shapes: self.shapes,
@@ -71,7 +190,7 @@ impl Session<'_> {
             // A new run may start from another run's (or an imported) model.
             let initial = match (&self.config.training.init_from, resume) {
                 (Some(from), false) => {
-                    let file = crate::interop::init_checkpoint(from)?;
+                    let file = crate::weights::init_checkpoint(from)?;
                     make()?
                         .try_load_file(&file)
                         .map_err(|e| ProtocolError::read(&file, init_mismatch(&e)))?
@@ -99,7 +218,10 @@ impl Session<'_> {
             pretrain_seconds = t0.elapsed().as_secs_f64();
         }
         if !self.phases.evaluate && !self.phases.analyze {
-            return Ok((Vec::new(), Vec::new(), pretrain_seconds, 0.0));
+            return Ok(Evaluation {
+                pretrain_seconds,
+                ..Default::default()
+            });
         }
         // Evaluate the model of the best validation loss.
         let best = load_best(make()?, &checkpoints, out)?;
@@ -118,7 +240,12 @@ impl Session<'_> {
                     &best, &data.test, m, batch, bn_train, device,
                 )?);
             }
-            return Ok((linear, test_z, pretrain_seconds, 0.0));
+            return Ok(Evaluation {
+                linear,
+                test_features: test_z,
+                pretrain_seconds,
+                eval_seconds: 0.0,
+            });
         }
         let random = make()?;
         for m in 0..best.modalities() {
@@ -162,7 +289,12 @@ impl Session<'_> {
                 random_init,
             });
         }
-        Ok((linear, test_z, pretrain_seconds, t1.elapsed().as_secs_f64()))
+        Ok(Evaluation {
+            linear,
+            test_features: test_z,
+            pretrain_seconds,
+            eval_seconds: t1.elapsed().as_secs_f64(),
+        })
     }
 
     /// Loads the best checkpoint of the model `build` makes (and, for `config.reference`, the
@@ -171,9 +303,9 @@ impl Session<'_> {
     pub(crate) fn explain<M: Method>(
         &mut self,
         build: impl Fn(&BuildSetup<'_>, &mut StdRng) -> Result<M>,
-        config: &crate::explain::ExplainConfig,
+        config: &ExplainConfig,
         out: &std::path::Path,
-    ) -> Result<crate::explain::ExplainReport> {
+    ) -> Result<ExplainReport> {
         let setup = BuildSetup {
             shapes: self.shapes,
             classes: self.classes,
@@ -188,11 +320,11 @@ impl Session<'_> {
             true => Some(make()?.freeze()),
             false => None,
         };
-        let mut models: Vec<(&str, &dyn crate::explain::Encoders)> = vec![("pretrained", &best)];
+        let mut models: Vec<(&str, &dyn Encoders)> = vec![("pretrained", &best)];
         if let Some(r) = &random {
             models.push(("random-init", r));
         }
-        crate::explain::Explainer {
+        Explainer {
             run: self.config,
             data: self.data,
             device: self.device,
@@ -207,7 +339,7 @@ impl Session<'_> {
 
     /// Fits linear CCA on the flattened training pairs (writing `lcca.json`) and evaluates its
     /// canonical variates.
-    pub(crate) fn linear_cca(&mut self, config: &LinearCcaConfig) -> Result<Evaluated> {
+    pub(crate) fn linear_cca(&mut self, config: &LinearCcaConfig) -> Result<Evaluation> {
         let data = self.data;
         let path = self.config.output.dir.join("lcca.json");
         let mut fit_seconds = 0.0;
@@ -245,7 +377,11 @@ impl Session<'_> {
                     test_z.push(fitted.features(&data.test, m)?);
                 }
             }
-            return Ok((Vec::new(), test_z, fit_seconds, 0.0));
+            return Ok(Evaluation {
+                test_features: test_z,
+                pretrain_seconds: fit_seconds,
+                ..Default::default()
+            });
         }
         let t1 = Instant::now();
         let mut linear = Vec::new();
@@ -266,7 +402,12 @@ impl Session<'_> {
                 random_init: None,
             });
         }
-        Ok((linear, test_z, fit_seconds, t1.elapsed().as_secs_f64()))
+        Ok(Evaluation {
+            linear,
+            test_features: test_z,
+            pretrain_seconds: fit_seconds,
+            eval_seconds: t1.elapsed().as_secs_f64(),
+        })
     }
 }
 
@@ -291,4 +432,106 @@ fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Pa
     model
         .try_load_file(&best)
         .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))
+}
+
+/// Writes a new run folder's record: `config.toml` (the configuration that reproduces it, with
+/// its evaluation epochs and without `resume`/`overwrite`) and `run.json` (versions, backend,
+/// device, seed, method, and `details`' fields).
+pub(crate) fn write_run_record(
+    config: &RunConfig,
+    device: &Device,
+    details: serde_json::Value,
+) -> Result<()> {
+    let out = &config.output.dir;
+    let mut saved = config.clone();
+    saved.output.resume = false;
+    saved.output.overwrite = false;
+    saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
+    saved.save(out.join("config.toml"))?;
+    let mut run_info = serde_json::json!({
+        "mmssl_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("MMSSL_GIT_REVISION"),
+        "backend": config.backend,
+        "device": format!("{device:?}"),
+        "seed": config.seed,
+        "method": config.method.to_string(),
+    });
+    if let (Some(info), serde_json::Value::Object(more)) = (run_info.as_object_mut(), details) {
+        info.extend(more);
+    }
+    write_atomic(
+        &out.join("run.json"),
+        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
+    )
+}
+
+/// Loads the data of `config` on the autodiff form of `device` and calls `f` with what its
+/// models are built from, without taking the folder's lock (for the commands that make a
+/// folder, import, or only read one, export); `labels` as in a run's evaluation.
+pub(crate) fn with_setup<R>(
+    config: &RunConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+    labels: bool,
+    f: impl FnOnce(&mmssl_train::BuildSetup<'_>, &crate::datasets::Datasets) -> Result<R>,
+) -> Result<R> {
+    let loaded = Loaded::new(config, device, labels, observer)?;
+    let setup = mmssl_train::BuildSetup {
+        shapes: &loaded.shapes,
+        classes: loaded.classes,
+        device: &loaded.device,
+    };
+    f(&setup, &loaded.data)
+}
+
+/// The labelled `set` of the linear evaluation must have labelled items of at least two
+/// classes.
+fn check_labels(set: &'static str, data: &Subset) -> Result<()> {
+    let mut classes = std::collections::BTreeSet::new();
+    let mut unlabelled = 0;
+    for i in 0..data.len() {
+        match data.label(i) {
+            Some(l) => {
+                classes.insert(l);
+            }
+            None => unlabelled += 1,
+        }
+    }
+    let reason = match classes.len() {
+        0 => format!(
+            "it has no labelled item ({} items, {unlabelled} without a label)",
+            data.len()
+        ),
+        1 => format!(
+            "all its {} labelled items are of class {}: accuracy would be 0 or 1 whatever the \
+             representation",
+            data.len() - unlabelled,
+            classes.first().copied().unwrap_or_default()
+        ),
+        _ => return Ok(()),
+    };
+    Err(ProtocolError::Labels { set, reason })
+}
+
+/// Appends each epoch's metrics to `metrics.jsonl` as it ends, and passes everything on.
+struct MetricsLog<'a> {
+    file: std::fs::File,
+    inner: &'a mut dyn Observer,
+}
+
+impl Progress for MetricsLog<'_> {
+    fn step(&mut self, report: &StepReport<'_>) {
+        self.inner.step(report);
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        if let Ok(line) = serde_json::to_string(m) {
+            let _ = writeln!(self.file, "{line}");
+        }
+        self.inner.epoch(m);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
+    }
 }

@@ -5,7 +5,7 @@ use super::output;
 use super::*;
 use crate::config::RunConfig;
 use crate::datasets::Datasets;
-use crate::run::Phase;
+use crate::observe::{Observer, Phase};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use mmssl_baselines::LinearCcaConfig;
@@ -316,7 +316,7 @@ impl Explainer<'_> {
             }
             let model_dir = self.out.join(name);
             std::fs::create_dir_all(&model_dir).map_err(|e| ProtocolError::write(&model_dir, e))?;
-            crate::run::write_atomic(&model_dir.join("items.csv"), &csv)?;
+            crate::folder::write_atomic(&model_dir.join("items.csv"), &csv)?;
             let mut maps_out = Vec::new();
             for (t, target) in targets.iter().enumerate() {
                 for m in 0..modalities {
@@ -348,7 +348,7 @@ impl Explainer<'_> {
             });
         }
         report.seconds = t0.elapsed().as_secs_f64();
-        crate::run::write_atomic(
+        crate::folder::write_atomic(
             &self.out.join("explain.json"),
             &serde_json::to_string_pretty(&report.relative_to_run()).unwrap_or_default(),
         )?;
