@@ -415,7 +415,7 @@ impl mmssl_train::MethodFactory for HybridFactory {
     fn warnings(
         &self,
         o: &mmssl_train::MethodOptions<'_>,
-        training: &mmssl_train::TrainConfig,
+        training: &mmssl_train::FitConfig,
     ) -> Vec<String> {
         let batch = training.batch_size;
         match self.config(o) {

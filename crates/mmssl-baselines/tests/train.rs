@@ -6,7 +6,7 @@ use mmssl_baselines::{BaselineKind, BaselineOptions, LinearCcaConfig, dataset_ma
 use mmssl_data::{
     ImageSet, MapItems, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
 };
-use mmssl_train::{LinearEvalConfig, Quiet, TrainConfig, fit, linear_eval};
+use mmssl_train::{FitConfig, LinearEvalConfig, Quiet, fit, linear_eval};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// The first `n` images of the MNIST test split (shipped inside mmssl-data).
@@ -22,7 +22,7 @@ fn every_trained_baseline_lowers_its_loss_on_real_mnist_pairs() {
     let data = MapItems::new(pairs, |d: &TwoViewMnist, i, _epoch| d.get(i, 0));
     let shapes: Vec<Vec<usize>> = (0..2).map(|m| data.shape(m)).collect();
     let device = Device::flex().autodiff();
-    let config = TrainConfig {
+    let config = FitConfig {
         epochs: 10,
         batch_size: 16,
         seed: 5,

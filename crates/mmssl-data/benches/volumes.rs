@@ -10,7 +10,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmssl_data::{
-    Affine, Grid, Mask, Volume, read_nifti, resample, resample_to_standard, write_nifti,
+    Affine, Mask, Volume, VoxelGrid, read_nifti, resample, resample_to_standard, write_nifti,
     z_normalise,
 };
 use std::hint::black_box;
@@ -51,7 +51,7 @@ fn inputs(dir: &Path) -> Vec<(String, PathBuf)> {
     write_nifti(&source, &one_mm).expect("written");
     let a = *source.affine();
     let [x, y, z] = source.shape();
-    let grid = Grid::new(
+    let grid = VoxelGrid::new(
         [x.div_ceil(3), y.div_ceil(3), z.div_ceil(3)],
         a.compose(&Affine::scaling([3.0; 3], [0.0; 3])),
     )

@@ -8,7 +8,7 @@
 //!   noisy-MNIST variant with view 2 from another image of the class) and [`LabelPaired`]
 //!   (MNIST-SVHN style pairing of any two labelled image sets).
 //! - Volumes: [`read_nifti`] / [`write_nifti`] (NIfTI-1 and NIfTI-2, `.nii[.gz]`, `.hdr/.img`)
-//!   into [`Volume`]; [`resample`] onto a [`Grid`] (standard: 64^3 at 3 mm), [`Mask`],
+//!   into [`Volume`]; [`resample`] onto a [`VoxelGrid`] (standard: 64^3 at 3 mm), [`Mask`],
 //!   [`HistogramStandardizer`] (Nyul-Udupa), [`z_normalise`], [`augment_volumes`] (one crop and
 //!   flip for every modality); [`falff`] (ALFF / fALFF from 4D BOLD).
 //! - Cohorts: [`Manifest`] (CSV of T1/fALFF pairs), [`split_subjects`] (stratified subject

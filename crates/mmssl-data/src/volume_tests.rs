@@ -396,7 +396,7 @@ fn mni_template_resampled_to_3mm_matches_an_independent_computation() {
     // (1) Integer 3x downsampling with the same origin: target (i, j, k) is source
     // (3i, 3j, 3k) exactly, so the trilinear sample is that voxel.
     let shape = [nx.div_ceil(3), ny.div_ceil(3), nz.div_ceil(3)];
-    let grid = Grid::new(shape, a.compose(&Affine::scaling([3.0; 3], [0.0; 3]))).unwrap();
+    let grid = VoxelGrid::new(shape, a.compose(&Affine::scaling([3.0; 3], [0.0; 3]))).unwrap();
     let r = resample(&mni, &grid).unwrap();
     assert_eq!(r.shape(), [66, 78, 63]);
     assert_eq!(r.voxel_size(), [3.0, 3.0, 3.0]);
@@ -413,7 +413,7 @@ fn mni_template_resampled_to_3mm_matches_an_independent_computation() {
     assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
     // (2) Shifted by 1.5 source voxels: every sample is the mean of a 2x2x2 block.
     let shape = [(nx - 2) / 3, (ny - 2) / 3, (nz - 2) / 3];
-    let grid = Grid::new(shape, a.compose(&Affine::scaling([3.0; 3], [1.5; 3]))).unwrap();
+    let grid = VoxelGrid::new(shape, a.compose(&Affine::scaling([3.0; 3], [1.5; 3]))).unwrap();
     let r = resample(&mni, &grid).unwrap();
     let mut want = 0.0;
     for k in 0..shape[2] {
@@ -482,7 +482,7 @@ fn resampling_maps_through_world_space() {
     ]);
     let f = |w: [f64; 3]| 100.0 + 0.5 * w[0] - 0.25 * w[1] + 0.75 * w[2];
     let src = linear_volume([24, 26, 14], src_affine, f);
-    let grid = Grid::centred([10, 10, 8], 3.0, src.world(11.5, 12.5, 6.5)).unwrap();
+    let grid = VoxelGrid::centred([10, 10, 8], 3.0, src.world(11.5, 12.5, 6.5)).unwrap();
     let inv = src_affine.inverse().unwrap();
     let r = resample(&src, &grid).unwrap();
     let mut checked = 0;
@@ -502,7 +502,7 @@ fn resampling_maps_through_world_space() {
     }
     assert!(checked > 400, "{checked}");
     // Far outside the source: zero.
-    let away = Grid::centred([4, 4, 4], 3.0, [1000.0, 0.0, 0.0]).unwrap();
+    let away = VoxelGrid::centred([4, 4, 4], 3.0, [1000.0, 0.0, 0.0]).unwrap();
     assert!(
         resample(&src, &away)
             .unwrap()
@@ -578,17 +578,17 @@ fn masks_and_z_normalisation() {
         "mask",
     )
     .unwrap();
-    assert_eq!(Mask::from_volume(&mvol, &Grid::of(&v)).unwrap(), mask);
+    assert_eq!(Mask::from_volume(&mvol, &VoxelGrid::of(&v)).unwrap(), mask);
     let fine = resample(
         &mvol,
-        &Grid::new(
+        &VoxelGrid::new(
             [32, 28, 24],
             v.affine().compose(&Affine::scaling([0.5; 3], [0.0; 3])),
         )
         .unwrap(),
     )
     .unwrap();
-    let back = Mask::from_volume(&fine, &Grid::of(&v)).unwrap();
+    let back = Mask::from_volume(&fine, &VoxelGrid::of(&v)).unwrap();
     assert_eq!(back, mask);
     let masked = apply_mask(&blob([16, 14, 12], 1.0, 5.0), &mask).unwrap();
     assert!(

@@ -44,7 +44,9 @@ pub mod runtime;
 pub use conv::{conv2d_forward, conv3d_forward, try_conv};
 pub use norm::{Activation, RunningVariance, activate, batch_norm, batch_norm_with};
 pub use pointwise::pointwise;
-pub use runtime::{init, on_pool};
+#[allow(deprecated)]
+pub use runtime::init;
+pub use runtime::{configure, on_pool};
 
 #[cfg(test)]
 mod test_util;

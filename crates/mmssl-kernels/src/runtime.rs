@@ -1,12 +1,12 @@
 //! The process-wide settings the CPU kernels want, applied once by the library itself.
 //!
-//! [`init`] runs the first time any layer of [`crate::nn`] runs forward (and whenever a program
+//! [`configure`] runs the first time any layer of [`crate::nn`] runs forward (and whenever a program
 //! calls it first): it sets glibc's allocator to keep freed memory for reuse. [`on_pool`] runs
 //! a closure on a thread of rayon's pool, which the training loop does for every step.
 
 use std::sync::OnceLock;
 
-/// Whether [`init`] applied the allocator settings, once it has run.
+/// Whether [`configure`] applied the allocator settings, once it has run.
 static INIT: OnceLock<bool> = OnceLock::new();
 
 /// Applies the runtime settings once per process (later calls return at once) and returns
@@ -15,8 +15,15 @@ static INIT: OnceLock<bool> = OnceLock::new();
 /// The library calls it before its first kernel runs, so a program needs no call of its own;
 /// calling it first thing in `main` makes every allocation, including the data loading before
 /// training, follow the settings.
-pub fn init() -> bool {
+pub fn configure() -> bool {
     *INIT.get_or_init(tune_allocator)
+}
+
+/// The former name of [`configure`] (renamed: every component's `Config::init` builds a
+/// value; this one sets process-wide state).
+#[deprecated(since = "0.1.0", note = "renamed configure")]
+pub fn init() -> bool {
+    configure()
 }
 
 /// Sets glibc's allocator to keep freed memory for reuse: blocks up to 32 MiB come from the
@@ -26,7 +33,7 @@ pub fn init() -> bool {
 /// kernel zeroing again (2D step on two cores: ~56 ms -> ~50 ms; the first 2D convolution
 /// alone 2.1 -> 0.3 ms). The cost is a process that keeps its peak memory.
 ///
-/// A process-wide setting, applied by [`init`]; safe to call more than once. Does nothing
+/// A process-wide setting, applied by [`configure`]; safe to call more than once. Does nothing
 /// except on Linux with glibc. Returns whether the settings were applied.
 pub fn tune_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -48,9 +55,9 @@ pub fn tune_allocator() -> bool {
 /// thread to sleep for every operation (~10% of a 2D step on two cores). The training loop runs
 /// its steps this way; so should a hand-written training loop or benchmark on the CPU. With a
 /// single pool thread `f` runs on the calling thread instead, so that a dataset which itself
-/// uses rayon cannot wait on the thread that waits for its batch. Applies [`init`] first.
+/// uses rayon cannot wait on the thread that waits for its batch. Applies [`configure`] first.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    init();
+    configure();
     if rayon::current_num_threads() > 1 {
         rayon::scope(|_| f())
     } else {
@@ -65,8 +72,8 @@ mod tests {
     #[test]
     fn the_allocator_settings_apply_once_on_glibc() {
         let glibc = cfg!(all(target_os = "linux", target_env = "gnu"));
-        assert_eq!(init(), glibc, "mallopt refused a setting");
-        assert_eq!(init(), glibc);
+        assert_eq!(configure(), glibc, "mallopt refused a setting");
+        assert_eq!(configure(), glibc);
         assert_eq!(tune_allocator(), glibc);
         // Allocation still works afterwards, small and large.
         assert_eq!(crate::host::zeros(40 << 20).len(), 40 << 20);

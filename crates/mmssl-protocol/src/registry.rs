@@ -41,7 +41,7 @@ use mmssl_baselines::{
 };
 use mmssl_objectives::ObjectiveSpec;
 use mmssl_train::{
-    BuildSetup, ContrastiveFactory, MethodFactory, MethodOption, MethodOptions, TrainConfig,
+    BuildSetup, ContrastiveFactory, FitConfig, MethodFactory, MethodOption, MethodOptions,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ use std::sync::Arc;
 pub(crate) trait Entry: Send + Sync {
     fn options(&self) -> Vec<MethodOption>;
     fn check(&self, options: &MethodOptions<'_>) -> Result<()>;
-    fn warnings(&self, options: &MethodOptions<'_>, training: &TrainConfig) -> Vec<String>;
+    fn warnings(&self, options: &MethodOptions<'_>, training: &FitConfig) -> Vec<String>;
     fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>)
     -> Result<Evaluation>;
     fn explain(
@@ -96,7 +96,7 @@ impl<F: MethodFactory> Entry for Trained<F> {
     fn check(&self, options: &MethodOptions<'_>) -> Result<()> {
         Ok(self.0.check(options)?)
     }
-    fn warnings(&self, options: &MethodOptions<'_>, training: &TrainConfig) -> Vec<String> {
+    fn warnings(&self, options: &MethodOptions<'_>, training: &FitConfig) -> Vec<String> {
         self.0.warnings(options, training)
     }
     fn needs_labels(&self) -> bool {
@@ -189,7 +189,7 @@ impl ResolvedMethod {
         self.entry.needs_labels()
     }
 
-    pub(crate) fn warnings(&self, training: &TrainConfig) -> Vec<String> {
+    pub(crate) fn warnings(&self, training: &FitConfig) -> Vec<String> {
         self.entry.warnings(&self.options(), training)
     }
 
@@ -382,7 +382,7 @@ impl Entry for LinearCcaEntry {
         LinearCcaConfig::from_options(o)?;
         Ok(())
     }
-    fn warnings(&self, _: &MethodOptions<'_>, _: &TrainConfig) -> Vec<String> {
+    fn warnings(&self, _: &MethodOptions<'_>, _: &FitConfig) -> Vec<String> {
         Vec::new()
     }
     fn execute(&self, o: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluation> {

@@ -13,8 +13,8 @@ use burn::tensor::Device;
 use mmssl_baselines::LinearCcaConfig;
 use mmssl_data::{PairedDataset, Subset};
 use mmssl_train::{
-    BuildSetup, Checkpoints, EpochMetrics, Features, LinearEvalConfig, Method, OneCycleConfig,
-    Progress, StepReport, TrainConfig, extract_features, fit, linear_eval,
+    BuildSetup, Checkpoints, EpochMetrics, Features, FitConfig, LinearEvalConfig, Method,
+    OneCycleConfig, Progress, StepReport, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -37,7 +37,7 @@ pub(crate) struct Evaluation {
 
 /// The linear-evaluation epochs, the pretraining settings and the linear-evaluation settings
 /// of `config`.
-pub(crate) fn settings(config: &RunConfig) -> (usize, TrainConfig, LinearEvalConfig) {
+pub(crate) fn settings(config: &RunConfig) -> (usize, FitConfig, LinearEvalConfig) {
     let eval_epochs = config.evaluation.epochs_for(config.data.dataset);
     let t = &config.training;
     let schedule = match t.schedule {
@@ -55,7 +55,7 @@ pub(crate) fn settings(config: &RunConfig) -> (usize, TrainConfig, LinearEvalCon
     eval_config.training.seed = config.seed;
     eval_config.training.lr = t.lr;
     eval_config.training.schedule = schedule;
-    let train_config = TrainConfig {
+    let train_config = FitConfig {
         epochs: t.epochs,
         batch_size: t.batch_size,
         seed: config.seed,
@@ -116,7 +116,7 @@ impl Loaded {
     pub(crate) fn session<'a>(
         &'a self,
         config: &'a RunConfig,
-        train_config: &'a TrainConfig,
+        train_config: &'a FitConfig,
         eval_config: &'a LinearEvalConfig,
         phases: Phases,
         observer: &'a mut dyn Observer,
@@ -141,7 +141,7 @@ pub(crate) struct Session<'a> {
     pub(super) data: &'a Datasets,
     pub(super) device: &'a Device,
     pub(super) shapes: &'a [Vec<usize>],
-    pub(super) train_config: &'a TrainConfig,
+    pub(super) train_config: &'a FitConfig,
     pub(super) eval_config: &'a LinearEvalConfig,
     pub(super) classes: usize,
     pub(super) phases: Phases,

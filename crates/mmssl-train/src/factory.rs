@@ -8,7 +8,7 @@
 //! `mmssl-baselines`, a downstream crate's in that crate).
 
 use crate::error::{Result, TrainError};
-use crate::fit::TrainConfig;
+use crate::fit::FitConfig;
 use crate::method::Method;
 use burn::tensor::Device;
 use mmssl_objectives::{CriticKind, Estimator, ObjectiveConfig};
@@ -167,7 +167,7 @@ pub trait MethodFactory: Send + Sync + 'static {
     }
 
     /// Warnings about settings that run but are probably not what was meant.
-    fn warnings(&self, _options: &MethodOptions<'_>, _training: &TrainConfig) -> Vec<String> {
+    fn warnings(&self, _options: &MethodOptions<'_>, _training: &FitConfig) -> Vec<String> {
         Vec::new()
     }
 }

@@ -40,8 +40,10 @@ pub use factory::{
     BuildSetup, LATENT_DIM, MethodFactory, MethodOption, MethodOptions, OBJECTIVE_OPTIONS,
     objective_options,
 };
+#[allow(deprecated)]
+pub use fit::TrainConfig;
 pub use fit::{
-    Checkpoints, EpochMetrics, FitOutcome, Progress, Quiet, StepReport, TrainConfig, epoch_order,
+    Checkpoints, EpochMetrics, FitConfig, FitOutcome, Progress, Quiet, StepReport, epoch_order,
     evaluate_loss, evaluate_terms, fit, on_pool,
 };
 pub use linear_eval::{
@@ -49,7 +51,7 @@ pub use linear_eval::{
     linear_eval, linear_eval_probe,
 };
 pub use method::{Method, StepOutput};
-/// Loader settings of [`TrainConfig::loader`] (from `mmssl-data`).
+/// Loader settings of [`FitConfig::loader`] (from `mmssl-data`).
 pub use mmssl_data::LoaderConfig;
 pub use onecycle::{LrDriver, OneCycle, OneCycleConfig, ScheduleError};
 pub use radam::{RAdam, RAdamConfig, RAdamHandle, RAdamState};

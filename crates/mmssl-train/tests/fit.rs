@@ -10,8 +10,8 @@ use mmssl_data::{
 };
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::{
-    Checkpoints, ContrastiveModel, EpochMetrics, LoaderConfig, Method, OneCycleConfig, Progress,
-    Quiet, TrainConfig, TrainError, fit,
+    Checkpoints, ContrastiveModel, EpochMetrics, FitConfig, LoaderConfig, Method, OneCycleConfig,
+    Progress, Quiet, TrainError, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -50,8 +50,8 @@ fn train_plainly(
     )
 }
 
-fn config(epochs: usize) -> TrainConfig {
-    TrainConfig {
+fn config(epochs: usize) -> FitConfig {
+    FitConfig {
         epochs,
         batch_size: 16,
         seed: 11,
@@ -146,7 +146,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let ck_a = Checkpoints::new(tmp.path().join("a")).unwrap();
     // A fresh seeded model trained with validation and checkpoints.
-    let run = |cfg: &TrainConfig, ck: &Checkpoints, progress: &mut dyn Progress| {
+    let run = |cfg: &FitConfig, ck: &Checkpoints, progress: &mut dyn Progress| {
         let model = model(&data, &device);
         fit(model, &data, Some(&valid), cfg, Some(ck), &device, progress)
     };
@@ -156,11 +156,11 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     // workers (the straight run: the default two): loader settings change speed, not numbers,
     // and a run may resume with other ones.
     let ck_b = Checkpoints::new(tmp.path().join("b")).unwrap();
-    let inline = TrainConfig {
+    let inline = FitConfig {
         loader: LoaderConfig::synchronous(),
         ..cfg.clone()
     };
-    let three = TrainConfig {
+    let three = FitConfig {
         loader: LoaderConfig {
             workers: 3,
             prefetch: 1,

@@ -45,7 +45,7 @@ pub trait PairedDataset: Send + Sync {
     /// Where the voxels of item `index` lie in world space (volume cohorts: the grid every
     /// modality was resampled onto), so that maps computed on the input can be written back
     /// with the input's affine; `None` (the default) for data without a spatial frame.
-    fn item_grid(&self, _index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    fn item_grid(&self, _index: usize) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         Ok(None)
     }
     /// The grid of the file item `index` of `modality` was read from, before any resampling
@@ -56,7 +56,7 @@ pub trait PairedDataset: Send + Sync {
         &self,
         _index: usize,
         _modality: usize,
-    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    ) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         Ok(None)
     }
 }
@@ -149,14 +149,14 @@ where
     fn item_name(&self, index: usize) -> Option<String> {
         self.inner.item_name(index)
     }
-    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         self.inner.item_grid(index)
     }
     fn source_grid(
         &self,
         index: usize,
         modality: usize,
-    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    ) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         self.inner.source_grid(index, modality)
     }
 }

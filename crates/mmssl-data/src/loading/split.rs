@@ -112,7 +112,7 @@ impl PairedDataset for Subset {
             .get(index)
             .and_then(|&i| self.inner.item_name(i))
     }
-    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    fn item_grid(&self, index: usize) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         match self.indices.get(index) {
             Some(&i) => self.inner.item_grid(i),
             None => Err(DataError::OutOfRange {
@@ -125,7 +125,7 @@ impl PairedDataset for Subset {
         &self,
         index: usize,
         modality: usize,
-    ) -> Result<Option<crate::neuro::preprocess::Grid>> {
+    ) -> Result<Option<crate::neuro::preprocess::VoxelGrid>> {
         match self.indices.get(index) {
             Some(&i) => self.inner.source_grid(i, modality),
             None => Err(DataError::OutOfRange {

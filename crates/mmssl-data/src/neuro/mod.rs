@@ -32,8 +32,10 @@ pub use confounds::{
 pub use falff::{AlffReduction, FalffConfig, FalffMaps, falff};
 pub use histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer, landmarks};
 pub use planted::{PlantedRegion, Recovery, planted_recovery, planted_regions};
+#[allow(deprecated)]
+pub use preprocess::Grid;
 pub use preprocess::{
-    AugmentConfig, AugmentDraw, AugmentPairing, Grid, Mask, STANDARD_SIDE, STANDARD_SPACING,
+    AugmentConfig, AugmentDraw, AugmentPairing, Mask, STANDARD_SIDE, STANDARD_SPACING, VoxelGrid,
     apply_mask, augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard,
     z_normalise,
 };

@@ -4,7 +4,7 @@
 //! Resampling maps every target voxel through world space into the source,
 //! `source voxel = A_source^-1 * A_target * target voxel`, and samples trilinearly; the source
 //! is taken as zero outside its grid (so the brain's edge fades over one voxel instead of being
-//! cut). The standard grid of mmssl's OASIS-3 pipeline is [`Grid::standard`]: 64^3 voxels of
+//! cut). The standard grid of mmssl's OASIS-3 pipeline is [`VoxelGrid::standard`]: 64^3 voxels of
 //! 3 mm, axis-aligned in world space (x, y, z increasing with the world axes), centred on the
 //! brain's centre.
 
@@ -18,16 +18,21 @@ pub const STANDARD_SIDE: usize = 64;
 /// The voxel size of the standard grid in millimetres (3 mm).
 pub const STANDARD_SPACING: f64 = 3.0;
 
+/// The former name of [`VoxelGrid`] (renamed so as not to share a name with the protocol's grid
+/// of runs, `mmssl_protocol::Grid`).
+#[deprecated(since = "0.1.0", note = "renamed VoxelGrid")]
+pub type Grid = VoxelGrid;
+
 /// A target grid: its shape and voxel-to-world affine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Grid {
+pub struct VoxelGrid {
     /// `[x, y, z]` voxels.
     pub shape: [usize; 3],
     /// Voxel-to-world affine (millimetres).
     pub affine: Affine,
 }
 
-impl Grid {
+impl VoxelGrid {
     /// A grid of `shape` with an invertible `affine`.
     pub fn new(shape: [usize; 3], affine: Affine) -> Result<Self> {
         if shape.contains(&0) {
@@ -44,7 +49,7 @@ impl Grid {
                 reason: "the affine must be finite and invertible".into(),
             });
         }
-        Ok(Grid { shape, affine })
+        Ok(VoxelGrid { shape, affine })
     }
 
     /// An axis-aligned grid of `shape` with isotropic `spacing` (mm) whose centre (voxel
@@ -61,17 +66,17 @@ impl Grid {
         for a in 0..3 {
             origin[a] = centre[a] - spacing * (shape[a] as f64 - 1.0) / 2.0;
         }
-        Grid::new(shape, Affine::scaling([spacing; 3], origin))
+        VoxelGrid::new(shape, Affine::scaling([spacing; 3], origin))
     }
 
     /// The standard grid: 64^3 voxels of 3 mm centred at `centre` (world mm).
     pub fn standard(centre: [f64; 3]) -> Result<Self> {
-        Grid::centred([STANDARD_SIDE; 3], STANDARD_SPACING, centre)
+        VoxelGrid::centred([STANDARD_SIDE; 3], STANDARD_SPACING, centre)
     }
 
     /// The grid of a volume.
     pub fn of(volume: &Volume) -> Self {
-        Grid {
+        VoxelGrid {
             shape: volume.shape(),
             affine: *volume.affine(),
         }
@@ -82,7 +87,7 @@ impl Grid {
         self.shape.iter().product()
     }
 
-    /// Whether the grid has no voxel (never true for a grid built by [`Grid::new`]).
+    /// Whether the grid has no voxel (never true for a grid built by [`VoxelGrid::new`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -118,7 +123,7 @@ pub fn brain_centre(volume: &Volume, threshold: f32) -> Result<[f64; 3]> {
 
 /// Resamples every frame of `volume` onto `grid` by trilinear interpolation in world space
 /// (zero outside the source). The result has the grid's affine and the source's TR.
-pub fn resample(volume: &Volume, grid: &Grid) -> Result<Volume> {
+pub fn resample(volume: &Volume, grid: &VoxelGrid) -> Result<Volume> {
     let inv = volume.affine().inverse().ok_or_else(|| {
         DataError::format(volume.source(), "the volume's affine is not invertible")
     })?;
@@ -203,7 +208,7 @@ pub(crate) fn trilinear(data: &[f32], s: [usize; 3], p: [f64; 3]) -> f32 {
 /// Resamples `volume` onto the standard grid (64^3, 3 mm) centred on its brain centre (the
 /// centroid of voxels above `threshold`, see [`brain_centre`]).
 pub fn resample_to_standard(volume: &Volume, threshold: f32) -> Result<Volume> {
-    let grid = Grid::standard(brain_centre(volume, threshold)?)?;
+    let grid = VoxelGrid::standard(brain_centre(volume, threshold)?)?;
     resample(volume, &grid)
 }
 
@@ -279,8 +284,8 @@ impl Mask {
 
     /// A mask given as a volume (non-zero = inside; probabilities are thresholded at 0.5),
     /// resampled onto `grid` when it is on another grid.
-    pub fn from_volume(mask: &Volume, grid: &Grid) -> Result<Self> {
-        if Grid::of(mask) == *grid {
+    pub fn from_volume(mask: &Volume, grid: &VoxelGrid) -> Result<Self> {
+        if VoxelGrid::of(mask) == *grid {
             let binary = mask.data()[..mask.frame_len()]
                 .iter()
                 .all(|&v| v == 0.0 || v == 1.0);

@@ -26,7 +26,7 @@
 use crate::error::{DataError, Result};
 use crate::formats::nifti::{read_nifti, write_nifti};
 use crate::loading::dataset::item_rng;
-use crate::neuro::preprocess::{Grid, resample, trilinear};
+use crate::neuro::preprocess::{VoxelGrid, resample, trilinear};
 use crate::neuro::volume::{Affine, Volume};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -280,14 +280,14 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
     let gm = match &config.template_gm {
         Some(p) => {
             let g = read_nifti(p)?;
-            let g = if Grid::of(&g) == Grid::of(&t1) && g.frames() == 1 {
+            let g = if VoxelGrid::of(&g) == VoxelGrid::of(&t1) && g.frames() == 1 {
                 g
             } else {
                 let first = g.with_data(g.frame(0).unwrap_or(&[]).to_vec(), {
                     let [x, y, z] = g.shape();
                     [x, y, z, 1]
                 })?;
-                resample(&first, &Grid::of(&t1))?
+                resample(&first, &VoxelGrid::of(&t1))?
             };
             let gmax = g.data().iter().fold(0f32, |m, &v| m.max(v));
             // Probabilities stored as 0-255 or 0-1 alike.
@@ -327,7 +327,7 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
     }
     let sp = config.spacing;
     let shape: [usize; 3] = std::array::from_fn(|a| ((hi[a] - lo[a]) / sp).floor() as usize + 1);
-    let grid = Grid::new(shape, Affine::scaling([sp; 3], lo))?;
+    let grid = VoxelGrid::new(shape, Affine::scaling([sp; 3], lo))?;
     let inv = t1
         .affine()
         .inverse()

@@ -20,7 +20,7 @@
 use crate::error::{DataError, Result};
 use crate::formats::nifti::{read_nifti, write_nifti};
 use crate::loading::dataset::item_rng;
-use crate::neuro::preprocess::{Grid, resample};
+use crate::neuro::preprocess::{VoxelGrid, resample};
 use crate::neuro::synth::{POSTERIOR_MNI, POSTERIOR_SIGMA_MM, gaussian};
 use crate::neuro::volume::{Affine, Volume};
 use rand::{Rng, RngExt};
@@ -169,12 +169,12 @@ fn write_volume(v: &Volume, path: &Path) -> Result<()> {
 }
 
 /// The template's bounding grid at `spacing` mm.
-fn grid_at(template: &Volume, spacing: f64) -> Result<Grid> {
+fn grid_at(template: &Volume, spacing: f64) -> Result<VoxelGrid> {
     let sizes = template.voxel_size();
     let shape = template.shape();
     let origin = template.world(0.0, 0.0, 0.0);
     let n = [0, 1, 2].map(|a| ((shape[a] as f64 * sizes[a]) / spacing).floor().max(1.0) as usize);
-    Grid::new(n, Affine::scaling([spacing; 3], origin))
+    VoxelGrid::new(n, Affine::scaling([spacing; 3], origin))
 }
 
 /// Writes the study under `out` (`out/` the raw root, `out/derivatives/fmriprep/` the

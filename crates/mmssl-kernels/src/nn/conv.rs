@@ -35,7 +35,7 @@ impl<const D: usize> Conv<D> {
     /// `x` `[B, C_in, spatial...]` convolved: `[B, C_out, spatial'...]` with
     /// `spatial' = (spatial + 2 padding - k) / stride + 1`.
     pub fn forward(&self, x: Tensor<D>) -> Tensor<D> {
-        runtime::init();
+        runtime::configure();
         let n = spatial_dims(D);
         let weight = self.weight.val();
         let (stride, padding) = ([self.stride; 3], [self.padding; 3]);

@@ -42,7 +42,7 @@ impl NormAct {
 
     /// Normalises `x` `[B, C, ...]` and applies the activation.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        runtime::init();
+        runtime::configure();
         batch_norm_with(&self.norm, x, self.activation, self.running)
     }
 }
@@ -64,7 +64,7 @@ impl Act {
 
     /// `activation(x)`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        runtime::init();
+        runtime::configure();
         activate(x, self.activation)
     }
 }

@@ -23,7 +23,7 @@ impl Pointwise {
 
     /// `x` `[B, C, L]` mapped to `[B, O, L]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        runtime::init();
+        runtime::configure();
         pointwise(&self.linear, x)
     }
 }

@@ -6,8 +6,8 @@ use super::figures::{self, Panel, Tile};
 use super::output::{REGION_RADIUS_MM, on_output};
 use super::*;
 use mmssl_data::{
-    Affine, Atlas, Grid, PairedDataset, Subset, Volume, clusters, mean_map, read_nifti, resample,
-    welch_t, write_nifti,
+    Affine, Atlas, PairedDataset, Subset, Volume, VoxelGrid, clusters, mean_map, read_nifti,
+    resample, welch_t, write_nifti,
 };
 
 /// Items shown one by one in the image figures.
@@ -16,18 +16,18 @@ pub(super) const EXAMPLES: usize = 8;
 /// The space of the maps.
 pub(super) enum Space {
     /// Volumes `[1, D, H, W]`, each item on its own grid; group maps on `common`.
-    Volumes { common: Grid },
+    Volumes { common: VoxelGrid },
     /// Images `[C, H, W]`: maps of `H x W` (channels summed), all on one pixel grid.
     Images,
 }
 
-fn centre(g: &Grid) -> [f64; 3] {
+fn centre(g: &VoxelGrid) -> [f64; 3] {
     g.affine.apply(g.shape.map(|s| (s as f64 - 1.0) / 2.0))
 }
 
 impl Space {
     /// The space of items with `grids` whose modalities have item `shapes`.
-    pub(super) fn new(grids: &[Option<Grid>], shapes: &[Vec<usize>]) -> Result<Space> {
+    pub(super) fn new(grids: &[Option<VoxelGrid>], shapes: &[Vec<usize>]) -> Result<Space> {
         let refuse = |reason: String| {
             Err(ProtocolError::NotExplainable {
                 run: "the run".into(),
@@ -67,7 +67,7 @@ impl Space {
         }
         let n = grids.len() as f64;
         let spacing = first.affine.voxel_sizes()[0];
-        let common = Grid::centred(first.shape, spacing, sum.map(|s| s / n))?;
+        let common = VoxelGrid::centred(first.shape, spacing, sum.map(|s| s / n))?;
         Ok(Space::Volumes { common })
     }
 
@@ -81,7 +81,7 @@ impl Space {
         &self,
         values: &[f32],
         shape: &[usize],
-        grid: Option<&Grid>,
+        grid: Option<&VoxelGrid>,
         source: &str,
     ) -> Result<Volume> {
         match (self, shape) {
@@ -160,7 +160,7 @@ impl Prepared {
         labels: &[usize],
         config: &ExplainConfig,
         out: &Path,
-        output: Option<&Grid>,
+        output: Option<&VoxelGrid>,
     ) -> Result<Prepared> {
         let modalities = sets[0].modalities();
         let classes = labels.iter().max().map_or(0, |&l| l + 1);
@@ -339,7 +339,7 @@ pub(super) struct Group<'a> {
     pub(super) target: &'a str,
     pub(super) modality_name: &'a str,
     /// The grid the files are written on (`None`: the common grid).
-    pub(super) output: Option<&'a Grid>,
+    pub(super) output: Option<&'a VoxelGrid>,
     /// The atlas naming the clusters' regions.
     pub(super) atlas: Option<&'a Atlas>,
 }

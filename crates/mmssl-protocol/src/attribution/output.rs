@@ -4,7 +4,7 @@
 
 use super::maps::Space;
 use super::*;
-use mmssl_data::{Atlas, Grid, PairedDataset, Subset, Volume, resample};
+use mmssl_data::{Atlas, PairedDataset, Subset, Volume, VoxelGrid, resample};
 
 /// The grid each modality's maps are written on: the grid of the files the items were read
 /// from when every explained item shares one (the template the study's images are on, so
@@ -15,13 +15,13 @@ pub(super) fn output_grids(
     items: &[(usize, usize)],
     modalities: usize,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Option<Grid>>> {
+) -> Result<Vec<Option<VoxelGrid>>> {
     if !space.is_volumes() {
         return Ok(vec![None; modalities]);
     }
     let mut out = Vec::new();
     for m in 0..modalities {
-        let mut grids: Vec<Grid> = Vec::new();
+        let mut grids: Vec<VoxelGrid> = Vec::new();
         let mut missing = false;
         for &(s, i) in items {
             match sets[s].source_grid(i, m)? {
@@ -83,7 +83,7 @@ pub(super) fn load_atlas(
 pub(super) const REGION_RADIUS_MM: f64 = 6.0;
 
 /// `map` on the output grid (resampled trilinearly when it is elsewhere).
-pub(super) fn on_output(map: &Volume, output: Option<&Grid>) -> Result<Volume> {
+pub(super) fn on_output(map: &Volume, output: Option<&VoxelGrid>) -> Result<Volume> {
     match output {
         Some(g) if map.affine() != &g.affine || map.shape() != g.shape => Ok(resample(map, g)?),
         _ => Ok(map.clone()),

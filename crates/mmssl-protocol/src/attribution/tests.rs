@@ -2,7 +2,7 @@ use super::compute::{Head, batches, distinct};
 use super::maps::Space;
 use super::*;
 use burn::tensor::{Tensor, TensorData};
-use mmssl_data::{Affine, Grid, PairedDataset, PairedItem, Subset};
+use mmssl_data::{Affine, PairedDataset, PairedItem, Subset, VoxelGrid};
 use std::sync::Arc;
 
 fn device() -> Device {
@@ -116,7 +116,8 @@ fn items_repeated_for_class_balance_or_in_two_sets_count_once() {
 
 #[test]
 fn the_common_grid_is_the_shared_one_or_centred_on_the_mean_centre() {
-    let grid = |x0: f64| Grid::new([4, 4, 4], Affine::scaling([3.0; 3], [x0, 0.0, 0.0])).unwrap();
+    let grid =
+        |x0: f64| VoxelGrid::new([4, 4, 4], Affine::scaling([3.0; 3], [x0, 0.0, 0.0])).unwrap();
     let shapes = vec![vec![1, 4, 4, 4]; 2];
     let Space::Volumes { common } =
         Space::new(&[Some(grid(0.0)), Some(grid(0.0))], &shapes).unwrap()
@@ -134,7 +135,7 @@ fn the_common_grid_is_the_shared_one_or_centred_on_the_mean_centre() {
     assert!((o[0] - 3.0).abs() < 1e-9 && o[1].abs() < 1e-9, "{o:?}");
     // Volumes without a grid, or on grids of two shapes, have no common space.
     assert!(Space::new(&[None], &shapes).is_err());
-    let other = Grid::new([5, 4, 4], Affine::identity()).unwrap();
+    let other = VoxelGrid::new([5, 4, 4], Affine::identity()).unwrap();
     assert!(Space::new(&[Some(grid(0.0)), Some(other)], &shapes).is_err());
     assert!(Space::new(&[None], &[vec![3, 8]]).is_err());
     // An image's map sums its channels.

@@ -1,7 +1,7 @@
 //! Checkpoints of the training loop: the loop's state, and the files of one checkpoint
 //! committed together.
 
-use super::{EpochMetrics, TrainConfig};
+use super::{EpochMetrics, FitConfig};
 use crate::error::{Result, TrainError};
 use crate::method::Method;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ pub(super) struct LoopState {
     /// Metrics of completed epochs.
     pub(super) history: Vec<EpochMetrics>,
     /// The configuration the run was started with.
-    pub(super) config: TrainConfig,
+    pub(super) config: FitConfig,
     /// The checkpoint files of the completed epochs (`None` in a state written before they
     /// were named here: then `last.bpk` and `optimizer.bpk`).
     #[serde(default)]

@@ -20,9 +20,14 @@ mod checkpoint;
 pub use checkpoint::Checkpoints;
 use checkpoint::{LoopState, PartialEpoch, io};
 
+/// The former name of [`FitConfig`] (renamed so as not to sit beside the protocol's
+/// `TrainingConfig`, the `[training]` section of a run configuration, under a near-same name).
+#[deprecated(since = "0.1.0", note = "renamed FitConfig")]
+pub type TrainConfig = FitConfig;
+
 /// Settings of [`fit`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
+pub struct FitConfig {
     /// Passes over the training set.
     pub epochs: usize,
     /// Items per batch (64). The last incomplete batch of an epoch is dropped (contrastive
@@ -47,18 +52,18 @@ pub struct TrainConfig {
     pub partial_batches: bool,
 }
 
-impl TrainConfig {
+impl FitConfig {
     /// Whether `other` describes the same run (everything but the loader settings equal).
-    fn same_run(&self, other: &TrainConfig) -> bool {
+    fn same_run(&self, other: &FitConfig) -> bool {
         let mut a = self.clone();
         a.loader = other.loader;
         a == *other
     }
 }
 
-impl Default for TrainConfig {
+impl Default for FitConfig {
     fn default() -> Self {
-        TrainConfig {
+        FitConfig {
             epochs: 50,
             batch_size: 64,
             seed: 0,
@@ -180,7 +185,7 @@ pub fn fit<M: Method>(
     mut model: M,
     train: &dyn PairedDataset,
     valid: Option<&dyn PairedDataset>,
-    config: &TrainConfig,
+    config: &FitConfig,
     checkpoints: Option<&Checkpoints>,
     device: &Device,
     progress: &mut dyn Progress,
@@ -433,7 +438,7 @@ fn interrupted<M: Method>(
 pub fn evaluate_loss<M: Method>(
     model: &M,
     data: &dyn PairedDataset,
-    config: &TrainConfig,
+    config: &FitConfig,
     epoch: usize,
     device: &Device,
 ) -> Result<f64> {
@@ -446,7 +451,7 @@ pub fn evaluate_loss<M: Method>(
 pub fn evaluate_terms<M: Method>(
     model: &M,
     data: &dyn PairedDataset,
-    config: &TrainConfig,
+    config: &FitConfig,
     epoch: usize,
     device: &Device,
 ) -> Result<(f64, BTreeMap<String, f64>)> {

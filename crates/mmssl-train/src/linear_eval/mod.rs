@@ -4,10 +4,10 @@
 //! report test accuracy, balanced accuracy and ROC-AUC.
 //!
 //! The classifier is a [`Method`] ([`LinearProbe`]) over the cached features, trained by the
-//! same loop as pretraining ([`fit`]) with the same settings ([`TrainConfig`]).
+//! same loop as pretraining ([`fit`]) with the same settings ([`FitConfig`]).
 
 use crate::error::{Result, TrainError};
-use crate::fit::{Quiet, TrainConfig, fit};
+use crate::fit::{FitConfig, Quiet, fit};
 use crate::method::Method;
 use crate::metrics::{accuracy, balanced_accuracy, roc_auc};
 use burn::module::Module;
@@ -33,7 +33,7 @@ pub struct LinearEvalConfig {
     /// cached features on the training thread (no loader workers). Serialised flat, beside
     /// `batchnorm_train_mode`.
     #[serde(flatten)]
-    pub training: TrainConfig,
+    pub training: FitConfig,
     /// Extract features with the encoder's BatchNorm in training mode (batch statistics), as
     /// the authors' code does, instead of evaluation mode (running statistics, the default).
     /// In training mode a sample's features depend on the other samples of its batch.
@@ -43,7 +43,7 @@ pub struct LinearEvalConfig {
 impl Default for LinearEvalConfig {
     fn default() -> Self {
         LinearEvalConfig {
-            training: TrainConfig {
+            training: FitConfig {
                 partial_batches: true,
                 loader: LoaderConfig {
                     workers: 0,

@@ -6,7 +6,7 @@
 use super::tests::covering_bold;
 use super::*;
 use crate::formats::nifti::{read_nifti, write_nifti};
-use crate::neuro::preprocess::{Grid, resample};
+use crate::neuro::preprocess::{VoxelGrid, resample};
 use crate::volume_tests::shared_mri;
 
 fn put(root: &Path, rel: &str, src: &Path) {
@@ -25,7 +25,7 @@ fn text(root: &Path, rel: &str, body: &str) {
 /// covering BOLD series; the real BOLD series whose own affine misses the brain.
 fn images(dir: &Path) -> Option<[PathBuf; 4]> {
     let t1 = read_nifti(shared_mri("mni152_t1_1mm.nii.gz")?).unwrap();
-    let grid = Grid::centred([50, 58, 48], 4.0, [0.0, -18.0, 18.0]).unwrap();
+    let grid = VoxelGrid::centred([50, 58, 48], 4.0, [0.0, -18.0, 18.0]).unwrap();
     let small = resample(&t1, &grid).unwrap();
     let (gz, nii) = (dir.join("t1.nii.gz"), dir.join("t1.nii"));
     write_nifti(&small, &gz).unwrap();

@@ -7,7 +7,7 @@ use super::{BidsConfig, write_atomic};
 use crate::formats::nifti::{read_nifti, write_nifti};
 use crate::neuro::confounds::{ConfoundsTable, Regression, confound_design, regress_confounds};
 use crate::neuro::falff::{FalffConfig, falff};
-use crate::neuro::preprocess::{Grid, Mask};
+use crate::neuro::preprocess::{Mask, VoxelGrid};
 use crate::neuro::stats::smooth_axes;
 use crate::neuro::volume::Volume;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub(super) fn prepare_anat(
     config: &BidsConfig,
 ) -> std::result::Result<AnatPoints, String> {
     let image = read_nifti(&a.source).map_err(|e| e.to_string())?;
-    let grid = Grid::of(&image);
+    let grid = VoxelGrid::of(&image);
     let inside: Vec<bool> = match &a.mask {
         Some(m) => {
             let mask = read_nifti(m).map_err(|e| e.to_string())?;
@@ -197,7 +197,7 @@ pub(super) fn compute(p: &Planned, config: &BidsConfig) -> std::result::Result<C
         let inside = match &p.masks[k] {
             Some(m) => {
                 let mask = read_nifti(m).map_err(|e| e.to_string())?;
-                let flags = Mask::from_volume(&mask, &Grid::of(&bold))
+                let flags = Mask::from_volume(&mask, &VoxelGrid::of(&bold))
                     .map_err(|e| e.to_string())?
                     .flags()
                     .to_vec();

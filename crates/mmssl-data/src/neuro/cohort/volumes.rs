@@ -6,7 +6,7 @@ use crate::formats::nifti::read_nifti;
 use crate::loading::dataset::{PairedDataset, PairedItem, item_rng};
 use crate::neuro::histogram::{HistogramConfig, HistogramFitter, HistogramStandardizer};
 use crate::neuro::preprocess::{
-    AugmentConfig, AugmentPairing, Grid, Mask, apply_mask, brain_centre, resample, z_normalise,
+    AugmentConfig, AugmentPairing, Mask, VoxelGrid, apply_mask, brain_centre, resample, z_normalise,
 };
 use crate::neuro::volume::Volume;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ pub struct PreparedPair {
     /// The fALFF values.
     pub falff: Vec<f32>,
     /// The common grid.
-    pub grid: Grid,
+    pub grid: VoxelGrid,
 }
 
 /// The volumes of a manifest with their preprocessing and cache; shared (through `Arc`) by
@@ -136,7 +136,8 @@ impl CohortVolumes {
         let t1 = load3(&r.t1)?;
         let falff = load3(&r.falff)?;
         let p = &self.pipeline;
-        let grid = Grid::centred([p.side; 3], p.spacing, brain_centre(&t1, p.mask_threshold)?)?;
+        let grid =
+            VoxelGrid::centred([p.side; 3], p.spacing, brain_centre(&t1, p.mask_threshold)?)?;
         let t1 = resample(&t1, &grid)?;
         let falff = resample(&falff, &grid)?;
         let mask = match &self.mask {
@@ -178,7 +179,7 @@ impl CohortVolumes {
             Some([s1, s2]) => (s1.apply(&t1, &mask)?, s2.apply(&falff, &mask)?),
             None => (t1, falff),
         };
-        let grid = Grid::of(&t1);
+        let grid = VoxelGrid::of(&t1);
         let pair = Arc::new(PreparedPair {
             t1: z_normalise(&t1, &mask)?.into_data(),
             falff: z_normalise(&falff, &mask)?.into_data(),
@@ -359,7 +360,7 @@ impl PairedDataset for VolumeCohort {
 
     /// The grid of the prepared pair (the whole grid: an augmented cohort's crops have no
     /// fixed place on it, so it answers `None`).
-    fn item_grid(&self, index: usize) -> Result<Option<Grid>> {
+    fn item_grid(&self, index: usize) -> Result<Option<VoxelGrid>> {
         if self.augment.is_some() {
             return Ok(None);
         }
@@ -371,7 +372,7 @@ impl PairedDataset for VolumeCohort {
     }
 
     /// The grid of the manifest row's T1 (modality 0) or fALFF (1) file, from its header.
-    fn source_grid(&self, index: usize, modality: usize) -> Result<Option<Grid>> {
+    fn source_grid(&self, index: usize, modality: usize) -> Result<Option<VoxelGrid>> {
         let item = self.items.get(index).ok_or(DataError::OutOfRange {
             index,
             len: self.items.len(),
@@ -392,6 +393,6 @@ impl PairedDataset for VolumeCohort {
         };
         let header = crate::formats::nifti::read_nifti_header(path)?;
         let [x, y, z, _] = header.dims4();
-        Ok(Some(Grid::new([x, y, z], header.affine)?))
+        Ok(Some(VoxelGrid::new([x, y, z], header.affine)?))
     }
 }
