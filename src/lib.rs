@@ -45,3 +45,52 @@ pub use mmssl_objectives as objectives;
 pub use mmssl_protocol as protocol;
 pub use mmssl_similarity as similarity;
 pub use mmssl_train as train;
+pub use ndarray;
+pub use rand;
+
+/// Everything a downstream method names, in one import: `use mmssl::prelude::*;`.
+///
+/// It brings `burn` itself into scope too, so `#[derive(Module)]` (whose expansion names
+/// `burn::module::...`) works without `burn` in your `Cargo.toml`; likewise `rand` and
+/// `ndarray`, which appear in mmssl's public signatures.
+///
+/// ```
+/// use mmssl::prelude::*;
+///
+/// /// CR plus an L2 penalty on each modality's representation, as a method of its own.
+/// fn l2_of_z(step: &ContrastiveStep) -> Tensor<1> {
+///     let mut terms = step.encoded.iter().map(|e| e.z.clone().powi_scalar(2).mean());
+///     let first = terms.next().expect("a modality");
+///     terms.fold(first, |a, b| a + b)
+/// }
+///
+/// let mut registry = Registry::builtin();
+/// registry
+///     .register("cr-l2", ContrastiveFactory("CR".parse().unwrap()).with_term("l2", 0.01, l2_of_z))
+///     .unwrap();
+/// assert!(registry.resolve(&"cr-l2;latent_dim=32".parse().unwrap()).is_ok());
+///
+/// /// A module of your own, derived through the facade.
+/// #[derive(Module, Debug)]
+/// struct Projection {
+///     linear: burn::nn::Linear,
+/// }
+/// ```
+pub mod prelude {
+    pub use crate::burn;
+    pub use crate::burn::module::Module;
+    pub use crate::burn::tensor::{Device, Tensor};
+    pub use crate::data::{Batch, PairedDataset, ViewBatch};
+    pub use crate::encoders::EncoderOutput;
+    pub use crate::ndarray::{self, Array1, Array2};
+    pub use crate::protocol::{
+        BuildSetup, DatasetKind, Grid, GridOptions, Method, MethodFactory, MethodOption,
+        MethodOptions, MethodSpec, Observer, Phases, ProtocolError, Quiet, Registry, RunConfig,
+        RunReport, run_with,
+    };
+    pub use crate::rand::{self, Rng, SeedableRng, rngs::StdRng};
+    pub use crate::train::{
+        AnyEncoder, Backbone, ContrastiveFactory, ContrastiveModel, ContrastiveStep,
+        ExtendedFactory, ExtraTerm, StepOutput,
+    };
+}

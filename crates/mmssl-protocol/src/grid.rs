@@ -126,6 +126,40 @@ pub fn slug(method: &str) -> String {
 }
 
 impl Grid {
+    /// A grid of `methods` in code, each cell starting from `base`: one dataset, seed and fold
+    /// (`base`'s) until [`Grid::with_datasets`], [`Grid::with_seeds`] or [`Grid::with_folds`]
+    /// say more; the output folder is [`Grid::run`]'s. Methods are checked when the grid runs.
+    pub fn new(methods: Vec<MethodSpec>, base: RunConfig) -> Grid {
+        Grid {
+            methods,
+            datasets: vec![base.data.dataset],
+            seeds: vec![base.seed],
+            folds: vec![base.data.fold],
+            out: None,
+            base,
+            slurm: SlurmResources::default(),
+            method_settings: Vec::new(),
+        }
+    }
+
+    /// The same grid over `datasets`.
+    pub fn with_datasets(mut self, datasets: Vec<DatasetKind>) -> Grid {
+        self.datasets = datasets;
+        self
+    }
+
+    /// The same grid over `seeds`.
+    pub fn with_seeds(mut self, seeds: Vec<u64>) -> Grid {
+        self.seeds = seeds;
+        self
+    }
+
+    /// The same grid over validation `folds`.
+    pub fn with_folds(mut self, folds: Vec<usize>) -> Grid {
+        self.folds = folds;
+        self
+    }
+
     /// Parses a grid from TOML text; every method is checked against `registry`.
     pub fn from_toml_str(text: &str, registry: &Registry) -> Result<Self> {
         let file: GridFile =
@@ -500,6 +534,21 @@ fn record_cells(out: &Path, cells: &[Cell]) -> Result<()> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn a_grid_built_in_code_has_the_cells_of_its_axes() {
+        let mut base = RunConfig::default();
+        base.seed = 7;
+        let methods = vec!["CR".parse().unwrap(), "RR;latent_dim=32".parse().unwrap()];
+        let g = Grid::new(methods, base.clone());
+        let cells = g.cells(Path::new("exp"));
+        assert_eq!(cells.len(), 2);
+        assert!(cells.iter().all(|c| c.seed == 7 && c.fold == 0));
+        let g = g.with_seeds(vec![0, 1, 2]).with_folds(vec![0, 1]);
+        assert_eq!(g.cells(Path::new("exp")).len(), 2 * 3 * 2);
+        let g = g.with_datasets(vec![DatasetKind::TwoViewMnist, DatasetKind::MnistFashion]);
+        assert_eq!(g.cells(Path::new("exp")).len(), 24);
+    }
 
     #[test]
     fn grids_are_checked_and_expand_to_cells() {

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
 use mmssl_encoders::{
-    ConvHead, ConvHeadConfig, EncoderOptions, LatentHead, LatentHeadConfig, Variant,
+    ConvHead, ConvHeadConfig, EncoderOptions, EncoderOutput, LatentHead, LatentHeadConfig, Variant,
 };
 use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
 use rand::Rng;
@@ -91,25 +91,50 @@ impl ContrastiveModel {
     }
 }
 
-impl Method for ContrastiveModel {
-    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutput> {
-        let mut views = Vec::with_capacity(self.backbone.modalities());
-        for (i, out) in self.backbone.encode_all(batch)?.into_iter().enumerate() {
-            views.push(ModalityEmbeddings {
-                conv: self.conv_heads[i].forward(out.conv),
-                latent: self.latent_heads[i].forward(out.z),
-            });
-        }
-        let out = self.objective.forward(&views, rng)?;
+/// Everything the built-in contrastive model computes on a batch: what a method that extends
+/// it (see [`ExtraTerm`]) receives.
+#[derive(Debug, Clone)]
+pub struct ContrastiveStep {
+    /// Each modality's encoder output: the tapped map `conv` and the representation `z`.
+    pub encoded: Vec<EncoderOutput>,
+    /// Each modality's head embeddings (conv head on the map, latent head on `z`).
+    pub embeddings: Vec<ModalityEmbeddings>,
+    /// The objective's loss and its named terms.
+    pub output: StepOutput,
+}
+
+impl ContrastiveModel {
+    /// The whole step on `batch`: encodings, embeddings and the objective's output.
+    pub fn step(&self, batch: &Batch, rng: &mut StdRng) -> Result<ContrastiveStep> {
+        let encoded = self.backbone.encode_all(batch)?;
+        let embeddings: Vec<ModalityEmbeddings> = encoded
+            .iter()
+            .enumerate()
+            .map(|(i, out)| ModalityEmbeddings {
+                conv: self.conv_heads[i].forward(out.conv.clone()),
+                latent: self.latent_heads[i].forward(out.z.clone()),
+            })
+            .collect();
+        let out = self.objective.forward(&embeddings, rng)?;
         let terms = out
             .terms
             .iter()
             .map(|t| (t.term.to_string(), t.loss.clone()))
             .collect();
-        Ok(StepOutput {
-            loss: out.total,
-            terms,
+        Ok(ContrastiveStep {
+            encoded,
+            embeddings,
+            output: StepOutput {
+                loss: out.total,
+                terms,
+            },
         })
+    }
+}
+
+impl Method for ContrastiveModel {
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutput> {
+        Ok(self.step(batch, rng)?.output)
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
@@ -187,5 +212,134 @@ impl MethodFactory for ContrastiveFactory {
             s.device,
             rng,
         )
+    }
+}
+
+/// A term a downstream method adds to a built-in contrastive objective: `weight *
+/// compute(step)` on every batch, logged as `name`. A plain function of the
+/// [`ContrastiveStep`], so the model stays a plain module:
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use mmssl_train::{ContrastiveFactory, ContrastiveStep};
+///
+/// /// An L2 penalty on each modality's representation.
+/// fn l2_of_z(step: &ContrastiveStep) -> Tensor<1> {
+///     let mut terms = step.encoded.iter().map(|e| e.z.clone().powi_scalar(2).mean());
+///     let first = terms.next().expect("a modality");
+///     terms.fold(first, |a, b| a + b)
+/// }
+///
+/// let cr_l2 = ContrastiveFactory("CR".parse().unwrap()).with_term("l2", 0.01, l2_of_z);
+/// ```
+///
+/// Register the factory under a name (`Registry::register("cr-l2", cr_l2)` in
+/// `mmssl-protocol`) and it runs like a built-in method: it takes the objective's options
+/// (`cr-l2;latent_dim=32`).
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraTerm {
+    /// The name in the logs.
+    pub name: &'static str,
+    /// Its weight in the loss.
+    pub weight: f64,
+    /// The term from the built-in step: a `[1]` tensor.
+    pub compute: fn(&ContrastiveStep) -> Tensor<1>,
+}
+
+/// A built-in contrastive model plus [`ExtraTerm`]s.
+#[derive(Module, Debug)]
+pub struct ExtendedModel {
+    base: ContrastiveModel,
+    #[module(skip)]
+    terms: Vec<ExtraTerm>,
+}
+
+impl ExtendedModel {
+    /// The built-in model it extends.
+    pub fn base(&self) -> &ContrastiveModel {
+        &self.base
+    }
+}
+
+impl Method for ExtendedModel {
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutput> {
+        let step = self.base.step(batch, rng)?;
+        let mut output = step.output.clone();
+        for term in &self.terms {
+            output = output.with_term(term.name, (term.compute)(&step).mul_scalar(term.weight));
+        }
+        Ok(output)
+    }
+
+    fn represent(&self, batch: &Batch, modality: usize) -> Result<Tensor<2>> {
+        self.base.represent(batch, modality)
+    }
+
+    fn modalities(&self) -> usize {
+        self.base.modalities()
+    }
+}
+
+/// Builds an [`ExtendedModel`]: the objective's [`ContrastiveFactory`] and its terms.
+#[derive(Debug, Clone)]
+pub struct ExtendedFactory {
+    base: ContrastiveFactory,
+    terms: Vec<ExtraTerm>,
+}
+
+impl ContrastiveFactory {
+    /// This objective with the term `weight * compute(step)` added, logged as `name`.
+    pub fn with_term(
+        self,
+        name: &'static str,
+        weight: f64,
+        compute: fn(&ContrastiveStep) -> Tensor<1>,
+    ) -> ExtendedFactory {
+        ExtendedFactory {
+            base: self,
+            terms: Vec::new(),
+        }
+        .with_term(name, weight, compute)
+    }
+}
+
+impl ExtendedFactory {
+    /// One more term.
+    pub fn with_term(
+        mut self,
+        name: &'static str,
+        weight: f64,
+        compute: fn(&ContrastiveStep) -> Tensor<1>,
+    ) -> ExtendedFactory {
+        self.terms.push(ExtraTerm {
+            name,
+            weight,
+            compute,
+        });
+        self
+    }
+}
+
+impl MethodFactory for ExtendedFactory {
+    type Model = ExtendedModel;
+
+    fn options(&self) -> Vec<MethodOption> {
+        self.base.options()
+    }
+
+    fn check(&self, o: &MethodOptions<'_>) -> Result<()> {
+        self.base.check(o)
+    }
+
+    fn build(
+        &self,
+        o: &MethodOptions<'_>,
+        s: &BuildSetup<'_>,
+        rng: &mut StdRng,
+    ) -> Result<ExtendedModel> {
+        Ok(ExtendedModel {
+            base: self.base.build(o, s, rng)?,
+            terms: self.terms.clone(),
+        })
     }
 }

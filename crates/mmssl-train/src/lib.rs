@@ -33,7 +33,10 @@ mod onecycle;
 mod radam;
 
 pub use attribution::{Attribution, attribute};
-pub use contrastive::{ContrastiveFactory, ContrastiveModel, MODEL_OPTIONS, model_options};
+pub use contrastive::{
+    ContrastiveFactory, ContrastiveModel, ContrastiveStep, ExtendedFactory, ExtendedModel,
+    ExtraTerm, MODEL_OPTIONS, model_options,
+};
 pub use encoder::{AnyEncoder, Backbone};
 pub use error::{Result, TrainError};
 pub use factory::{

@@ -16,6 +16,14 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
+    /// This output with `term` added to the loss and logged as `name` (a method that extends
+    /// another adds its own terms this way).
+    pub fn with_term(mut self, name: impl Into<String>, term: Tensor<1>) -> Self {
+        self.loss = self.loss + term.clone();
+        self.terms.push((name.into(), term));
+        self
+    }
+
     /// The loss and every term as host numbers, in one read-back (each read is a device sync).
     /// `what` names the read in a [`TrainError::Readback`].
     pub fn values(&self, what: &'static str) -> Result<(f64, Vec<(String, f64)>)> {
