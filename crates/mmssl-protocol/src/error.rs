@@ -155,20 +155,22 @@ pub enum ProtocolError {
         dir: PathBuf,
     },
     /// Reading a file the protocol made failed.
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why: the underlying error (an I/O or parse error, or a message).
+        #[source]
+        source: Cause,
     },
     /// Writing results failed.
-    #[error("cannot write {path}: {reason}")]
+    #[error("cannot write {path}: {source}")]
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why: the underlying error (an I/O or serialisation error, or a message).
+        #[source]
+        source: Cause,
     },
     /// A grid whose cells failed; the others finished and were aggregated.
     #[error(
@@ -234,6 +236,11 @@ pub enum ProtocolError {
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, ProtocolError>;
 
+/// The underlying error of a [`ProtocolError::Read`] or [`ProtocolError::Write`], kept as an
+/// error (`std::error::Error::source` reaches it; downcast to `std::io::Error` to see an I/O
+/// error's kind).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 impl ProtocolError {
     /// An [`InvalidSetting`](ProtocolError::InvalidSetting) error.
     pub fn setting(field: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
@@ -255,17 +262,21 @@ impl ProtocolError {
         )
     }
 
-    pub(crate) fn write(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+    /// A [`ProtocolError::Write`] of `path`, caused by `e` (an error, kept as the source, or
+    /// a message).
+    pub(crate) fn write(path: &std::path::Path, e: impl Into<Cause>) -> Self {
         ProtocolError::Write {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
-    pub(crate) fn read(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+    /// A [`ProtocolError::Read`] of `path`, caused by `e` (an error, kept as the source, or a
+    /// message).
+    pub(crate) fn read(path: &std::path::Path, e: impl Into<Cause>) -> Self {
         ProtocolError::Read {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 }

@@ -199,6 +199,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_write_keeps_its_io_error_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-folder").join("eval.json");
+        let e = write_atomic(&path, "{}").unwrap_err();
+        assert!(e.to_string().starts_with("cannot write"), "{e}");
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an I/O error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
     fn a_locked_folder_is_refused_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");

@@ -64,7 +64,7 @@ pub use config::{
     OutputConfig, RunConfig, ScheduleKind, TrainingConfig, load_run_config,
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
-pub use error::{ProtocolError, Result};
+pub use error::{Cause, ProtocolError, Result};
 pub use explain::{
     AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with,
 };

@@ -185,8 +185,12 @@ fn both(
         ($backend:ident, $extension:literal) => {{
             let path = stem.with_extension($extension);
             let area = $backend::new(&path, size).into_drawing_area();
-            draw(area, title, y_label, groups, series, chance)
-                .map_err(|reason| ProtocolError::Write { path, reason })?;
+            draw(area, title, y_label, groups, series, chance).map_err(|reason: String| {
+                ProtocolError::Write {
+                    path,
+                    source: reason.into(),
+                }
+            })?;
         }};
     }
     render!(SVGBackend, "svg");

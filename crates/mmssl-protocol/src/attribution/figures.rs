@@ -76,10 +76,7 @@ fn grey(v: f32, (lo, hi): (f32, f32)) -> RGBColor {
 }
 
 fn failed(path: &Path) -> impl Fn(String) -> ProtocolError + '_ {
-    move |reason| ProtocolError::Write {
-        path: path.to_path_buf(),
-        reason,
-    }
+    move |reason: String| ProtocolError::write(path, reason)
 }
 
 const SCALE: u32 = 3;
