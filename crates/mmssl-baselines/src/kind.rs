@@ -1,4 +1,8 @@
 //! Baselines by name (`--method`), and one module type for all trainable ones.
+//!
+//! [`BaselineKind`] and [`BaselineOptions`] were a second table of the methods, beside the
+//! protocol's registry; they are deprecated and go in the next release.
+#![allow(deprecated)]
 
 use crate::deep_cca::DeepCcaConfig;
 use crate::error::{BaselineError, Result};
@@ -18,6 +22,10 @@ use std::str::FromStr;
 /// The settings of the baselines that a run chooses (the `mmssl` flags `--mmvae-k`,
 /// `--mmvae-estimator`, `--mmvae-learn-prior`, `--cca-dim`, `--cca-norm`, `--cca-top-k`,
 /// `--cca-reg`). The default is the paper's setting for each.
+#[deprecated(
+    since = "0.1.0",
+    note = "the method registry (mmssl_protocol::Registry::builtin) is the one table of methods; build a baseline with its factory (HybridFactory::DCCAE, MmvaeFactory, SupervisedFactory) and its options"
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineOptions {
     /// MMVAE's importance samples `K` per modality and item.
@@ -46,6 +54,10 @@ impl Default for BaselineOptions {
 }
 
 /// A baseline method, by the name the CLI takes.
+#[deprecated(
+    since = "0.1.0",
+    note = "the method registry (mmssl_protocol::Registry::builtin) is the one table of methods; build a baseline with its factory (HybridFactory::DCCAE, MmvaeFactory, SupervisedFactory)"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BaselineKind {

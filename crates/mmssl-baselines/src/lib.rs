@@ -52,7 +52,9 @@ pub use decoder::{AnyDecoder, flatten_view, mse};
 pub use deep_cca::{CorrelationNorm, DeepCca, DeepCcaConfig, DeepCcaF64, DeepCcaOutput};
 pub use error::{BaselineError, Result};
 pub use hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig, HybridFactory};
-pub use kind::{Baseline, BaselineKind, BaselineOptions};
+pub use kind::Baseline;
+#[allow(deprecated)]
+pub use kind::{BaselineKind, BaselineOptions};
 pub use lcca::{LCCA_OPTIONS, LinearCca, LinearCcaConfig, MAX_FEATURES, dataset_matrix};
 pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator, MmvaeFactory};
 pub use supervised::{Supervised, SupervisedFactory};

@@ -2,11 +2,16 @@
 //! down; linear CCA fitted on real pairs gives features that linear evaluation can use.
 
 use burn::tensor::Device;
-use mmssl_baselines::{BaselineKind, BaselineOptions, LinearCcaConfig, dataset_matrix};
+use mmssl_baselines::{
+    HybridFactory, LinearCcaConfig, MmvaeFactory, SupervisedFactory, dataset_matrix,
+};
 use mmssl_data::{
     ImageSet, MapItems, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
 };
-use mmssl_train::{FitConfig, LinearEvalConfig, Quiet, fit, linear_eval};
+use mmssl_train::{
+    BuildSetup, EpochMetrics, FitConfig, LinearEvalConfig, Method, MethodFactory, MethodOptions,
+    Quiet, fit, linear_eval,
+};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// The first `n` images of the MNIST test split (shipped inside mmssl-data).
@@ -30,24 +35,51 @@ fn every_trained_baseline_lowers_its_loss_on_real_mnist_pairs() {
         schedule: None,
         ..Default::default()
     };
-    for kind in BaselineKind::ALL.into_iter().filter(|k| k.is_trained()) {
-        // Two importance samples keep MMVAE's steps quick.
-        let options = BaselineOptions {
-            mmvae_k: 2,
-            ..Default::default()
+    let setup = BuildSetup {
+        shapes: &shapes,
+        classes: 10,
+        device: &device,
+    };
+    // Each trained baseline through its factory, as the method registry builds it; two
+    // importance samples keep MMVAE's steps quick.
+    let options = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let build = |name: &str, factory: &dyn Fn(&MethodOptions<'_>) -> Box<dyn Trainable>| {
+        let o = if name == "mmvae" {
+            options(&[("k", "2")])
+        } else {
+            Vec::new()
         };
-        let model = kind
-            .build(
-                &shapes,
-                64,
-                10,
-                &options,
-                &device,
-                &mut StdRng::seed_from_u64(1),
-            )
-            .unwrap();
-        let out = fit(model, &data, None, &config, None, &device, &mut Quiet).unwrap();
-        let losses: Vec<f64> = out.history.iter().map(|e| e.train_loss).collect();
+        (name.to_string(), factory(&MethodOptions::new(name, &o)))
+    };
+    let rng = || StdRng::seed_from_u64(1);
+    let models = [
+        build("supervised", &|o| {
+            Box::new(SupervisedFactory.build(o, &setup, &mut rng()).unwrap())
+        }),
+        build("ae", &|o| {
+            Box::new(HybridFactory::AE.build(o, &setup, &mut rng()).unwrap())
+        }),
+        build("dccae", &|o| {
+            Box::new(HybridFactory::DCCAE.build(o, &setup, &mut rng()).unwrap())
+        }),
+        build("cr-cca", &|o| {
+            Box::new(HybridFactory::CR_CCA.build(o, &setup, &mut rng()).unwrap())
+        }),
+        build("rr-ae", &|o| {
+            Box::new(HybridFactory::RR_AE.build(o, &setup, &mut rng()).unwrap())
+        }),
+        build("mmvae", &|o| {
+            Box::new(MmvaeFactory.build(o, &setup, &mut rng()).unwrap())
+        }),
+    ];
+    for (kind, model) in models {
+        let history = model.train(&data, &config, &device);
+        let losses: Vec<f64> = history.iter().map(|e| e.train_loss).collect();
         assert!(losses.iter().all(|l| l.is_finite()), "{kind}: {losses:?}");
         let (first, last) = (losses[0], *losses.last().unwrap());
         assert!(
@@ -56,8 +88,8 @@ fn every_trained_baseline_lowers_its_loss_on_real_mnist_pairs() {
         );
         // The deep CCA term itself learns: with 10-dimensional CCA heads and 16 samples per
         // batch (15 > 10) its correlation is not at the ceiling from the start and rises.
-        if out.history[0].terms.contains_key("CCA[0,1]") {
-            let cca: Vec<f64> = out.history.iter().map(|e| e.terms["CCA[0,1]"]).collect();
+        if history[0].terms.contains_key("CCA[0,1]") {
+            let cca: Vec<f64> = history.iter().map(|e| e.terms["CCA[0,1]"]).collect();
             assert!(
                 cca[0] > -10.0 && cca.iter().all(|c| *c >= -10.0),
                 "{kind}: {cca:?}"
@@ -157,4 +189,28 @@ fn linear_cca_refuses_raw_volumes_with_the_reason() {
         err.contains("262144 features") && err.contains("GB"),
         "{err}"
     );
+}
+
+/// A baseline's model, trained through the one loop (each factory builds its own type): the
+/// per-epoch metrics.
+trait Trainable {
+    fn train(
+        self: Box<Self>,
+        data: &dyn PairedDataset,
+        config: &FitConfig,
+        device: &Device,
+    ) -> Vec<EpochMetrics>;
+}
+
+impl<M: Method> Trainable for M {
+    fn train(
+        self: Box<Self>,
+        data: &dyn PairedDataset,
+        config: &FitConfig,
+        device: &Device,
+    ) -> Vec<EpochMetrics> {
+        fit(*self, data, None, config, None, device, &mut Quiet)
+            .unwrap()
+            .history
+    }
 }

@@ -149,16 +149,17 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The flags of the baselines' options: (flag, the methods it applies to, the option).
-const METHOD_FLAGS: &[(&str, &[&str], &str)] = &[
-    ("--mmvae-k", &["mmvae"], "k"),
-    ("--mmvae-estimator", &["mmvae"], "estimator"),
-    ("--mmvae-learn-prior", &["mmvae"], "learn_prior"),
-    ("--cca-dim", &["dccae", "cr-cca"], "cca_dim"),
-    ("--cca-norm", &["dccae", "cr-cca"], "cca_norm"),
-    ("--cca-top-k", &["dccae", "cr-cca"], "cca_top_k"),
-    ("--cca-reg", &["dccae", "cr-cca"], "cca_reg"),
-    ("--lcca-components", &["lcca"], "components"),
+/// The flags of the baselines' options: (flag, the option it sets). Which methods take an
+/// option is the method registry's to say.
+const METHOD_FLAGS: &[(&str, &str)] = &[
+    ("--mmvae-k", "k"),
+    ("--mmvae-estimator", "estimator"),
+    ("--mmvae-learn-prior", "learn_prior"),
+    ("--cca-dim", "cca_dim"),
+    ("--cca-norm", "cca_norm"),
+    ("--cca-top-k", "cca_top_k"),
+    ("--cca-reg", "cca_reg"),
+    ("--lcca-components", "components"),
 ];
 
 impl RunArgs {
@@ -255,12 +256,6 @@ impl RunArgs {
             self.cca_reg.map(|v| v.to_string()),
             self.lcca_components.map(|v| v.to_string()),
         ];
-        let name = c
-            .method
-            .name()
-            .trim()
-            .to_ascii_lowercase()
-            .replace('_', "-");
         let mut warnings = Vec::new();
         // Data flags the dataset does not read.
         let uses = |flag: &str| match c.data.dataset {
@@ -282,14 +277,25 @@ impl RunArgs {
                 ));
             }
         }
-        for ((flag, applies, option), value) in METHOD_FLAGS.iter().zip(values) {
+        let registry = mmssl_protocol::Registry::builtin();
+        let takes = |method: &MethodSpec, option: &str| {
+            registry
+                .options_of(method)
+                .is_ok_and(|o| o.iter().any(|x| x.name == option))
+        };
+        for ((flag, option), value) in METHOD_FLAGS.iter().zip(values) {
             let Some(value) = value else { continue };
-            if applies.contains(&name.as_str()) {
+            if takes(&c.method, option) {
                 c.method.set_option(option, value);
             } else {
+                let takers: Vec<&str> = registry
+                    .names()
+                    .into_iter()
+                    .filter(|n| takes(&MethodSpec::new(*n), option))
+                    .collect();
                 warnings.push(format!(
-                    "{flag} applies to {}, not to the method `{}`: ignored",
-                    applies.join(" and "),
+                    "{flag} sets the option `{option}` of {}, not of the method `{}`: ignored",
+                    takers.join(" and "),
                     c.method
                 ));
             }
