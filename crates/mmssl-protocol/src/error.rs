@@ -172,6 +172,17 @@ pub enum ProtocolError {
         #[source]
         source: Cause,
     },
+    /// Several settings of a run configuration are wrong: every one, in order (a single one
+    /// is reported as itself).
+    #[error(
+        "{} problems with the run configuration:\n  {}",
+        problems.len(),
+        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  ")
+    )]
+    Settings {
+        /// Each problem.
+        problems: Vec<ProtocolError>,
+    },
     /// A grid whose cells failed; the others finished and were aggregated.
     #[error(
         "{} of {total} runs failed (the others are aggregated in {}; rerun to retry):\n  {}",

@@ -70,8 +70,9 @@ pub use explain::{
 };
 pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp, write_atomic};
 pub use grid::{Cell, Grid, GridOptions, slug};
-/// The method-building interface (from `mmssl-train`): a [`MethodFactory`] registered under a
-/// name builds its [`Method`] model from the options of its spec.
+// The method-building interface (from `mmssl-train`): a `MethodFactory` registered under a
+// name builds its `Method` model from the options of its spec. (A doc comment on a grouped
+// re-export would become every item's summary.)
 pub use mmssl_train::{BuildSetup, Method, MethodFactory, MethodOption, MethodOptions};
 pub use registry::{Registry, ResolvedMethod};
 pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, run, run_with};
@@ -81,6 +82,6 @@ pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid
 
 /// The baselines (`mmssl-baselines`), for methods built from them.
 pub use mmssl_baselines as baselines;
-/// The training loop's progress interface and metrics, which an [`Observer`] extends, and an
-/// observer that reports nothing.
+// The training loop's progress interface and metrics, which an `Observer` extends, and an
+// observer that reports nothing.
 pub use mmssl_train::{EpochMetrics, Progress, Quiet};

@@ -266,12 +266,14 @@ impl RunConfig {
     }
 
     /// Checks every setting (and the method against `registry`), with an error naming the
-    /// setting and its value.
+    /// setting and its value; several wrong settings are reported at once
+    /// ([`ProtocolError::Settings`]).
     pub fn validate(&self, registry: &crate::Registry) -> Result<()> {
+        let mut problems = Vec::new();
         let t = &self.training;
         for (field, v) in [("training.lr", t.lr), ("training.max_lr", t.max_lr)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ProtocolError::setting(
+                problems.push(ProtocolError::setting(
                     field,
                     v,
                     "a learning rate must be a positive number",
@@ -279,7 +281,7 @@ impl RunConfig {
             }
         }
         if t.epochs == 0 {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "training.epochs",
                 0,
                 "at least 1 epoch (every run also evaluates the random initialisation, as its \
@@ -287,14 +289,14 @@ impl RunConfig {
             ));
         }
         if t.batch_size < 2 {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "training.batch_size",
                 t.batch_size,
                 "contrastive and CCA losses need at least 2 items in a batch",
             ));
         }
         if self.evaluation.epochs == Some(0) {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "evaluation.epochs",
                 0,
                 "linear evaluation needs at least 1 epoch",
@@ -302,14 +304,14 @@ impl RunConfig {
         }
         let s = self.analysis.svcca_threshold;
         if !(s > 0.0 && s <= 1.0) {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "analysis.svcca_threshold",
                 s,
                 "a fraction of variance in (0, 1]",
             ));
         }
         if self.data.augment != AugmentKind::Paired && self.data.dataset != DatasetKind::Oasis3 {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "data.augment",
                 self.data.augment,
                 format!(
@@ -320,7 +322,7 @@ impl RunConfig {
             ));
         }
         if self.data.train_limit == Some(0) {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "data.train_limit",
                 0,
                 "at least one training pair (or no limit)",
@@ -332,7 +334,7 @@ impl RunConfig {
             _ => 12,
         };
         if self.data.fold >= folds {
-            return Err(ProtocolError::setting(
+            problems.push(ProtocolError::setting(
                 "data.fold",
                 self.data.fold,
                 format!(
@@ -358,7 +360,7 @@ impl RunConfig {
                 } else {
                     "the Fashion-MNIST IDX files"
                 };
-                return Err(missing(
+                problems.push(missing(
                     "data.data_dir",
                     &format!(
                         "(--data-dir DIR) the folder with the MNIST IDX files (train and t10k); \
@@ -367,7 +369,7 @@ impl RunConfig {
                 ));
             }
             DatasetKind::Oasis3 if self.data.manifest.is_none() => {
-                return Err(missing(
+                problems.push(missing(
                     "data.manifest",
                     "(--manifest FILE) a CSV with columns subject, session, t1, falff, label \
                      (HC, AD, other or empty); `mmssl data synth-cohort --out DIR` writes a \
@@ -376,8 +378,14 @@ impl RunConfig {
             }
             _ => {}
         }
-        registry.resolve(&self.method)?;
-        Ok(())
+        if let Err(e) = registry.resolve(&self.method) {
+            problems.push(e);
+        }
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ProtocolError::Settings { problems }),
+        }
     }
 
     /// The settings that decide what pretraining computes, as a flat table of dotted keys: all

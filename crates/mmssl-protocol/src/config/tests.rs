@@ -169,3 +169,32 @@ fn cohort_augmentation_is_a_setting_of_oasis3_only() {
         "{e}"
     );
 }
+
+#[test]
+fn every_wrong_setting_is_reported_at_once() {
+    let registry = crate::Registry::builtin();
+    let mut c = RunConfig::default();
+    c.training.epochs = 0;
+    c.training.lr = -1.0;
+    c.method = "nonsense".parse().unwrap();
+    let e = c.validate(&registry).unwrap_err();
+    let ProtocolError::Settings { problems } = &e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(problems.len(), 3, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("3 problems with the run configuration"),
+        "{text}"
+    );
+    for needle in ["training.lr", "training.epochs", "nonsense"] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    // One problem is reported as itself.
+    let mut c = RunConfig::default();
+    c.training.epochs = 0;
+    assert!(matches!(
+        c.validate(&registry),
+        Err(ProtocolError::InvalidSetting { .. })
+    ));
+}
