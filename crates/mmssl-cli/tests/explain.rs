@@ -130,18 +130,7 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
     use mmssl_data::{planted_recovery, planted_regions, read_nifti};
     let dir = tempfile::tempdir().unwrap();
     let cohort = dir.path().join("cohort");
-    assert_ok(&mmssl(&[
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(&cohort),
-        "--subjects",
-        "12",
-        "--atrophy",
-        "0.8",
-        "--falff-drop",
-        "0.8",
-    ]));
+    common::synth_cohort(&cohort, &["--atrophy", "0.8", "--falff-drop", "0.8"]);
     let run = dir.path().join("run");
     let manifest = cohort.join("manifest.csv");
     assert_ok(&mmssl(&[

@@ -360,14 +360,7 @@ fn write_safetensors(path: &Path, tensors: &[Named], double: bool) {
 fn the_authors_3d_checkpoint_becomes_a_cohort_run_and_exports_back_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let cohort = dir.path().join("cohort");
-    assert_ok(&mmssl(&[
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(&cohort),
-        "--subjects",
-        "12",
-    ]));
+    common::synth_cohort(&cohort, &[]);
     let manifest = cohort.join("manifest.csv");
     let run = dir.path().join("run");
     let pth = fixture("dim3d_catalyst.pth");

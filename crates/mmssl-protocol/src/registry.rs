@@ -66,25 +66,38 @@ pub(crate) trait Entry: Send + Sync {
     }
     /// The model built from `seed`, `tensors` (burn-store paths) applied to it; when every
     /// parameter outside `partial` (path prefixes that may keep their initialisation) was filled
-    /// and every tensor used, the model saved to each of `save`.
+    /// and every tensor used, the model saved to each of `save`. A method without a network
+    /// (linear CCA) refuses.
     fn load_weights(
         &self,
-        options: &MethodOptions<'_>,
-        setup: &BuildSetup<'_>,
-        seed: u64,
-        tensors: Vec<burn_store::burn_pack::Tensor>,
-        partial: &[String],
-        save: &[std::path::PathBuf],
-    ) -> Result<crate::weights::Applied>;
+        _options: &MethodOptions<'_>,
+        _setup: &BuildSetup<'_>,
+        _seed: u64,
+        _tensors: Vec<burn_store::burn_pack::Tensor>,
+        _partial: &[String],
+        _save: &[std::path::PathBuf],
+    ) -> Result<crate::weights::Applied> {
+        Err(no_network())
+    }
     /// Every tensor of the model built from `seed` with the weights of `checkpoint`, by
-    /// burn-store path.
+    /// burn-store path; a method without a network refuses.
     fn weights(
         &self,
-        options: &MethodOptions<'_>,
-        setup: &BuildSetup<'_>,
-        seed: u64,
-        checkpoint: &Path,
-    ) -> Result<Vec<burn_store::burn_pack::Tensor>>;
+        _options: &MethodOptions<'_>,
+        _setup: &BuildSetup<'_>,
+        _seed: u64,
+        _checkpoint: &Path,
+    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+        Err(no_network())
+    }
+}
+
+/// The refusal of a method without network weights (linear CCA: its projections are in
+/// `lcca.json`).
+fn no_network() -> ProtocolError {
+    ProtocolError::Config(
+        "linear CCA (lcca) has no network weights: its projections are in lcca.json".into(),
+    )
 }
 
 struct Trained<F>(F);
@@ -401,30 +414,6 @@ impl Entry for LinearCcaEntry {
                      are the weights of each input value"
                 .into(),
         })
-    }
-    fn load_weights(
-        &self,
-        _: &MethodOptions<'_>,
-        _: &BuildSetup<'_>,
-        _: u64,
-        _: Vec<burn_store::burn_pack::Tensor>,
-        _: &[String],
-        _: &[std::path::PathBuf],
-    ) -> Result<crate::weights::Applied> {
-        Err(ProtocolError::Config(
-            "linear CCA (lcca) has no network to load weights into".into(),
-        ))
-    }
-    fn weights(
-        &self,
-        _: &MethodOptions<'_>,
-        _: &BuildSetup<'_>,
-        _: u64,
-        _: &Path,
-    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
-        Err(ProtocolError::Config(
-            "linear CCA (lcca) has no network weights: its projections are in lcca.json".into(),
-        ))
     }
 }
 

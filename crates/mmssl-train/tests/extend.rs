@@ -12,7 +12,7 @@ use mmssl_train::{
 use rand::{SeedableRng, rngs::StdRng};
 
 /// An L2 penalty on each modality's representation.
-fn l2_of_z(step: &ContrastiveStep) -> Tensor<1> {
+fn l1_of_z(step: &ContrastiveStep) -> Tensor<1> {
     let mut terms = step
         .encoded
         .iter()
@@ -43,7 +43,7 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
     let base = ContrastiveFactory("CR".parse().unwrap());
     let extended =
         base.clone()
-            .with_term("l2", 0.25, l2_of_z)
+            .with_term("l1", 0.25, l1_of_z)
             .with_term("latent", -2.0, mean_latent);
     // The built-in's options, checked the same way.
     assert_eq!(extended.options(), base.options());
@@ -58,7 +58,7 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
     let batch = load_batch(&data, &(0..16).collect::<Vec<_>>(), 0, &device).unwrap();
     let read = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()[0] as f64;
     let step = plain.step(&batch, &mut StdRng::seed_from_u64(9)).unwrap();
-    let expected = read(step.output.loss.clone()) + 0.25 * read(l2_of_z(&step))
+    let expected = read(step.output.loss.clone()) + 0.25 * read(l1_of_z(&step))
         - 2.0 * read(mean_latent(&step));
     let out = model.loss(&batch, &mut StdRng::seed_from_u64(9)).unwrap();
     let (loss, terms) = out.values("test").unwrap();
@@ -67,8 +67,8 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
         "{loss} vs {expected}"
     );
     let names: Vec<&str> = terms.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["CR[0]", "CR[1]", "l2", "latent"]);
-    assert!((terms[2].1 - 0.25 * read(l2_of_z(&step))).abs() < 1e-5);
+    assert_eq!(names, ["CR[0]", "CR[1]", "l1", "latent"]);
+    assert!((terms[2].1 - 0.25 * read(l1_of_z(&step))).abs() < 1e-5);
     // It represents and trains like the built-in.
     assert_eq!(model.modalities(), 2);
     assert_eq!(model.represent(&batch, 1).unwrap().dims(), [16, 32]);
@@ -79,5 +79,5 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
         ..Default::default()
     };
     let outcome = fit(model, &data, None, &config, None, &device, &mut Quiet).unwrap();
-    assert!(outcome.history[0].terms.contains_key("l2"));
+    assert!(outcome.history[0].terms.contains_key("l1"));
 }

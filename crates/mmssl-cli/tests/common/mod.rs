@@ -131,3 +131,17 @@ pub fn run_on_cohort(manifest: &Path, out: &Path) -> Output {
         "--quiet",
     ])
 }
+
+/// `mmssl data synth-cohort --out DIR --subjects 12 EXTRA...`, which must succeed.
+pub fn synth_cohort(dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "data",
+        "synth-cohort",
+        "--out",
+        arg(dir),
+        "--subjects",
+        "12",
+    ];
+    args.extend(extra);
+    assert_ok(&mmssl(&args));
+}
