@@ -199,15 +199,18 @@ impl std::str::FromStr for CriticKind {
     /// `scaled_dot` (or `dot`), `bilinear`, `cosine(T)` with a temperature `T > 0`, or
     /// `cosine` for `cosine(0.1)`; case-insensitive, `-` for `_`.
     fn from_str(s: &str) -> Result<Self> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        let lower = s.trim().to_ascii_lowercase();
+        // `-` for `_` in names only: `cosine(-1)` keeps its minus sign (and is refused as a
+        // temperature below, not as an unknown critic).
+        let norm = lower.replace('-', "_");
         let kind = match norm.as_str() {
             "scaled_dot" | "dot" | "scaleddot" => CriticKind::ScaledDot,
             "bilinear" => CriticKind::Bilinear,
             "cosine" | "cos" => CriticKind::cosine(DEFAULT_COSINE_TEMPERATURE),
-            other => {
-                let t = other
+            _ => {
+                let t = lower
                     .strip_prefix("cosine(")
-                    .or_else(|| other.strip_prefix("cos("))
+                    .or_else(|| lower.strip_prefix("cos("))
                     .and_then(|r| r.strip_suffix(')'))
                     .and_then(|t| t.trim().parse::<f64>().ok())
                     .ok_or_else(|| ObjectiveError::UnknownCritic(s.to_string()))?;

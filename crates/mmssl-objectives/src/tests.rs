@@ -820,3 +820,34 @@ fn objective_terms_evaluated_together_equal_the_generic_terms_one_by_one() {
         assert_all_close(&g1, &g0, 1e-4, &format!("latent {i}"));
     }
 }
+
+#[test]
+fn a_negative_cosine_temperature_is_refused_as_a_temperature() {
+    // `-` is `_` only in names: `cosine(-1)` is a cosine critic with a bad temperature, not an
+    // unknown critic.
+    for text in ["cosine(-1)", "COS(-0.5)"] {
+        let e = text.parse::<CriticKind>().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ObjectiveError::InvalidParameter {
+                    name: "temperature",
+                    ..
+                }
+            ),
+            "{text}: {e:?}"
+        );
+    }
+    assert_eq!(
+        "cosine(0.2)".parse::<CriticKind>().unwrap(),
+        CriticKind::cosine(0.2)
+    );
+    assert_eq!(
+        "Scaled-Dot".parse::<CriticKind>().unwrap(),
+        CriticKind::ScaledDot
+    );
+    assert!(matches!(
+        "cosine(abc)".parse::<CriticKind>(),
+        Err(ObjectiveError::UnknownCritic(_))
+    ));
+}
