@@ -3,14 +3,16 @@
 //! (`download`), and turn a BIDS dataset into fALFF derivatives and a cohort manifest
 //! (`bids`).
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use mmssl_data::{DataError, SynthConfig, SynthReport};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod bids;
-mod download;
 
 pub use bids::{BidsArgs, Runs};
+pub use mmssl_data::download::{
+    DatasetName, DownloadOptions, Fetched, Source, download, download_with, file_md5,
+};
 
 /// Arguments of `mmssl data`.
 #[derive(Debug, Args)]
@@ -149,11 +151,16 @@ fn parse_stage(text: &str) -> std::result::Result<[f64; 2], String> {
     Ok([num(lo)?, num(hi)?])
 }
 
+/// A dataset name of `mmssl data download`.
+fn dataset_name(text: &str) -> Result<DatasetName, String> {
+    text.parse().map_err(|e: DataError| e.to_string())
+}
+
 /// Arguments of `mmssl data download`.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The dataset.
-    #[arg(value_enum)]
+    /// The dataset: mnist, fashion-mnist or svhn.
+    #[arg(value_parser = dataset_name)]
     pub dataset: DatasetName,
     /// The folder to write the files to (created if missing).
     #[arg(long)]
@@ -175,168 +182,15 @@ pub struct DownloadArgs {
     pub retries: u32,
 }
 
-/// The datasets `mmssl data download` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DatasetName {
-    /// MNIST (4 IDX files, about 11 MB).
-    Mnist,
-    /// Fashion-MNIST (4 IDX files, about 30 MB).
-    FashionMnist,
-    /// SVHN cropped digits, train and test (`train_32x32.mat`, `test_32x32.mat`, about 240 MB).
-    Svhn,
-}
-
-/// Where a dataset's files are and what their MD5 checksums must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    /// The dataset's name, for messages.
-    pub name: String,
-    /// The address the file names are appended to.
-    pub base_url: String,
-    /// `(file name, MD5 as lowercase hex)`.
-    pub files: Vec<(String, String)>,
-}
-
-impl Source {
-    /// A source from a base URL and `(file name, md5)` pairs.
-    pub fn new(name: &str, base_url: &str, files: &[(&str, &str)]) -> Self {
-        Source {
-            name: name.into(),
-            base_url: base_url.into(),
-            files: files
-                .iter()
-                .map(|(f, m)| (f.to_string(), m.to_ascii_lowercase()))
-                .collect(),
-        }
-    }
-
-    /// The official source of a dataset (checksums as torchvision publishes them).
-    pub fn official(dataset: DatasetName) -> Self {
-        const IDX: [&str; 4] = [
-            "train-images-idx3-ubyte.gz",
-            "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz",
-            "t10k-labels-idx1-ubyte.gz",
-        ];
-        let idx = |md5: [&'static str; 4]| -> Vec<(&'static str, &'static str)> {
-            IDX.into_iter().zip(md5).collect()
-        };
-        match dataset {
-            DatasetName::Mnist => Source::new(
-                "MNIST",
-                "https://ossci-datasets.s3.amazonaws.com/mnist/",
-                &idx([
-                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                    "d53e105ee54ea40749a09fcbcd1e9432",
-                    "9fb629c4189551a2d022fa330f9573f3",
-                    "ec29112dd5afa0611ce80d1b7f02629c",
-                ]),
-            ),
-            DatasetName::FashionMnist => Source::new(
-                "Fashion-MNIST",
-                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                &idx([
-                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                    "25c81989df183df01b3e8a0aad5dffbe",
-                    "bef4ecab320f06d8554ea6380940ec79",
-                    "bb300cfdad3c16e7a12a480ee83cd310",
-                ]),
-            ),
-            DatasetName::Svhn => Source::new(
-                "SVHN",
-                "http://ufldl.stanford.edu/housenumbers/",
-                &[
-                    ("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"),
-                    ("test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
-                ],
-            ),
-        }
-    }
-
-    /// The same files and checksums from another base URL.
-    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
-        self
-    }
-
-    fn url(&self, file: &str) -> String {
-        if self.base_url.ends_with('/') {
-            format!("{}{file}", self.base_url)
-        } else {
-            format!("{}/{file}", self.base_url)
-        }
-    }
-}
-
-/// What [`download`] did with one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    /// The file's final path.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// `false` when the file was already there with the right checksum (nothing downloaded).
-    pub downloaded: bool,
-}
-
 /// A failure of `mmssl data`, printed as `error: ...` with exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum DataCmdError {
-    /// A reader of `mmssl-data` failed (the message names the file).
+    /// `mmssl-data` failed (the message names the file, the address or the setting).
     #[error(transparent)]
     Data(#[from] DataError),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The template shipped with the sources is not where it was at build time.
-    #[error(
-        "the bundled MNI152 template is missing ({path} not found: this mmssl binary was \
-         moved away from its source tree); pass --t1 FILE [--gm FILE] with an MNI-space T1 \
-         template"
-    )]
-    NoTemplate {
-        /// The file looked for.
-        path: PathBuf,
-    },
-    /// An HTTP request failed (connection, status code such as 404, broken transfer).
-    #[error("cannot download {file} from {url}: {message}")]
-    Http {
-        /// The file's final path.
-        file: PathBuf,
-        /// The address.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// A downloaded file does not have the expected checksum; it was deleted.
-    #[error(
-        "{path}: checksum mismatch: expected MD5 {expected}, got {actual} (the download was \
-         deleted; the server sent a different file than the official one)"
-    )]
-    Checksum {
-        /// The file's final path (never written).
-        path: PathBuf,
-        /// The expected MD5.
-        expected: String,
-        /// The MD5 of what arrived.
-        actual: String,
-    },
     /// JSON encoding failed.
     #[error("cannot encode the result as JSON: {0}")]
     Json(#[from] serde_json::Error),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataCmdError + '_ {
-    move |source| DataCmdError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Runs `mmssl data ...` and returns the text it prints on stdout.
@@ -351,12 +205,9 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
             })
         }
         DataCommand::Bids(a) => bids::bids(a),
-        DataCommand::SynthCohort(a) => {
-            let report = synth(a)?;
-            Ok(synth_text(&report))
-        }
+        DataCommand::SynthCohort(a) => Ok(synth(a)?.summary()),
         DataCommand::SynthFmriprep(a) => {
-            let (t1, gm) = bundled_template()?;
+            let (t1, gm) = mmssl_data::bundled_template()?;
             let config = mmssl_data::FmriprepSynthConfig {
                 subjects: a.subjects,
                 sessions: a.sessions,
@@ -370,18 +221,7 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
                 seed: a.seed,
                 ..mmssl_data::FmriprepSynthConfig::new(t1, gm)
             };
-            let r = mmssl_data::synth_fmriprep(&config, &a.out)?;
-            Ok(format!(
-                "synthetic fMRIPrep study: {} series of {} subjects in {}\n\
-                 derivatives: {}\n\
-                 next: mmssl data bids {} --derivatives {} --out MAPS",
-                r.series.len(),
-                a.subjects,
-                r.bids.display(),
-                r.derivatives.display(),
-                r.bids.display(),
-                r.derivatives.display()
-            ))
+            Ok(mmssl_data::synth_fmriprep(&config, &a.out)?.summary())
         }
         DataCommand::Download(a) => {
             let mut source = Source::official(a.dataset);
@@ -414,85 +254,25 @@ pub fn run(args: &DataArgs) -> Result<String, DataCmdError> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// synth-cohort
-
-/// The MNI ICBM152 T1 template and grey-matter map shipped in `mmssl-data/data/mni152`, found
-/// through the source path fixed at build time; an error telling to pass `--t1` when they
-/// are not there (a binary moved away from its source tree).
-pub fn bundled_template() -> Result<(PathBuf, PathBuf), DataCmdError> {
-    let t1 = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../mmssl-data/data/mni152/mni152_t1_1mm.nii.gz"
-    ));
-    let gm = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../mmssl-data/data/mni152/mni152_gm_1mm.nii.gz"
-    ));
-    for p in [&t1, &gm] {
-        if !p.is_file() {
-            return Err(DataCmdError::NoTemplate { path: p.clone() });
-        }
-    }
-    Ok((t1, gm))
-}
-
-/// The fewest subjects a synthetic cohort can have for `--dataset oasis3`: per diagnosis one
-/// held out (a fifth, rounded) and five for the five folds.
-pub const MIN_SYNTH_SUBJECTS: usize = 12;
-
-/// The batch size the printed `next:` command uses: a validation fold of the smallest cohort
-/// holds 2 subjects, so at least 2 sessions, and a set must fill at least one batch.
-const SYNTH_BATCH: usize = 2;
-
 /// Writes the synthetic cohort `mmssl data synth-cohort` describes.
 pub fn synth(args: &SynthArgs) -> Result<SynthReport, DataCmdError> {
     let (t1, gm) = match &args.t1 {
         Some(t1) => (t1.clone(), args.gm.clone()),
         None => {
-            let (t1, gm) = bundled_template()?;
+            let (t1, gm) = mmssl_data::bundled_template()?;
             (t1, Some(args.gm.clone().unwrap_or(gm)))
         }
     };
-    let mut config = SynthConfig::new(t1, gm);
-    if args.subjects < MIN_SYNTH_SUBJECTS {
-        return Err(DataCmdError::Data(DataError::InvalidParameter {
-            name: "--subjects",
-            value: args.subjects.to_string(),
-            reason: format!(
-                "at least {MIN_SYNTH_SUBJECTS}: the protocol holds out a fifth of each diagnosis \
-                 and deals the rest into 5 folds that each need both diagnoses"
-            ),
-        }));
-    }
-    config.subjects = args.subjects;
-    config.seed = args.seed;
-    config.atrophy = args.atrophy;
-    config.falff_drop = args.falff_drop;
-    config.deformation_mm = args.deformation_mm;
-    config.stage = args.stage;
-    config.hc_stage = args.hc_stage;
+    let config = SynthConfig {
+        subjects: args.subjects,
+        seed: args.seed,
+        atrophy: args.atrophy,
+        falff_drop: args.falff_drop,
+        deformation_mm: args.deformation_mm,
+        stage: args.stage,
+        hc_stage: args.hc_stage,
+        ..SynthConfig::new(t1, gm)
+    };
+    config.check_protocol_size()?;
     Ok(mmssl_data::synth_cohort(&config, &args.out)?)
 }
-
-fn synth_text(r: &SynthReport) -> String {
-    format!(
-        "synthetic cohort: {} subjects ({} HC, {} AD), {} sessions, volumes {}\n\
-         manifest: {}\n\
-         next: mmssl run --dataset oasis3 --manifest {} --objective CR-XX --epochs 2 \
-         --batch-size {SYNTH_BATCH} --out RUN",
-        r.subjects,
-        r.hc,
-        r.ad,
-        r.sessions,
-        r.shape
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(" x "),
-        r.manifest.display(),
-        r.manifest.display()
-    )
-}
-
-pub use download::{DownloadOptions, download, download_with, file_md5};

@@ -2,11 +2,9 @@
 //! The grid format is documented on [`mmssl_protocol::Grid`].
 
 use crate::backend::select_device;
-use crate::run::Bars;
 use clap::Args;
-use mmssl_protocol::{
-    Grid, GridOptions, ProtocolError, Registry, SlurmOptions, SlurmResources, Submission,
-};
+use mmssl_protocol::Terminal;
+use mmssl_protocol::{Grid, GridOptions, ProtocolError, Registry, SlurmOptions, SlurmResources};
 use std::path::PathBuf;
 
 /// Arguments of `mmssl experiment`.
@@ -122,7 +120,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
                 .unwrap_or_else(|| "grid".into());
             PathBuf::from("experiments").join(stem)
         });
-    let mut bars = Bars::new(args.quiet, grid.base.training.batch_size);
+    let mut bars = Terminal::new(args.quiet, grid.base.training.batch_size);
     let options = GridOptions {
         aggregate_only: args.aggregate_only,
         rerun_changed: args.rerun_changed,
@@ -164,7 +162,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
             ..Default::default()
         };
         let s = grid.submit_slurm(grid_file, &out, &registry, &slurm, options, &mut bars)?;
-        return Ok(submission_text(&s, args.dry_run));
+        return Ok(s.summary(args.dry_run));
     }
     let device = select_device(grid.base.backend)?;
     let again = || {
@@ -193,42 +191,4 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
         rows.len(),
         out.display()
     ))
-}
-
-/// What a submission did, and with `dry_run` the scripts themselves.
-fn submission_text(s: &Submission, dry_run: bool) -> String {
-    let mut text = format!(
-        "{} cells to run ({:?}), {} skipped{}\n",
-        s.cells.len(),
-        s.cells,
-        s.skipped.len(),
-        if s.skipped.is_empty() {
-            String::new()
-        } else {
-            let reasons: Vec<String> = s
-                .skipped
-                .iter()
-                .map(|(k, why)| format!("{k} {why}"))
-                .collect();
-            format!(" ({})", reasons.join(", "))
-        }
-    );
-    if dry_run {
-        for script in [&s.array_script, &s.aggregate_script] {
-            let body = std::fs::read_to_string(script).unwrap_or_default();
-            text += &format!("\n# {}\n{body}", script.display());
-        }
-        text += "\ndry run: nothing submitted\n";
-    } else {
-        if let Some(id) = &s.array_job {
-            text += &format!("job array {id}: {}\n", s.array_script.display());
-        }
-        if let Some(id) = &s.aggregate_job {
-            text += &format!(
-                "aggregation job {id} (after the array): {}\n",
-                s.aggregate_script.display()
-            );
-        }
-    }
-    text
 }

@@ -2,8 +2,8 @@
 //! [`mmssl_protocol::explain`]).
 
 use crate::backend::{BackendKind, select_device};
-use crate::run::Bars;
 use clap::{Args, ValueEnum};
+use mmssl_protocol::Terminal;
 use mmssl_protocol::{
     AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, ProtocolError,
     load_run_config,
@@ -116,46 +116,6 @@ pub struct ExplainArgs {
 }
 
 impl ExplainArgs {
-    /// `--atlas` and `--atlas-labels`.
-    fn atlas(&self) -> Result<AtlasSetting, ProtocolError> {
-        match (self.atlas.as_str(), &self.atlas_labels) {
-            ("auto", None) => Ok(AtlasSetting::Auto),
-            ("none", None) => Ok(AtlasSetting::None),
-            ("auto" | "none", Some(_)) => Err(ProtocolError::Config(
-                "--atlas-labels goes with --atlas PATH".into(),
-            )),
-            (path, labels) => {
-                let image = PathBuf::from(path);
-                let labels = match labels {
-                    Some(l) => l.clone(),
-                    None => {
-                        let name = image
-                            .file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned();
-                        let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
-                        [
-                            format!("{stem}.nii.txt"),
-                            format!("{stem}.txt"),
-                            format!("{stem}.tsv"),
-                        ]
-                        .into_iter()
-                        .map(|n| image.with_file_name(n))
-                        .find(|p| p.is_file())
-                        .ok_or_else(|| {
-                            ProtocolError::Config(format!(
-                                "--atlas {path}: no names file beside it ({stem}.nii.txt, \
-                                 {stem}.txt or {stem}.tsv); give one with --atlas-labels"
-                            ))
-                        })?
-                    }
-                };
-                Ok(AtlasSetting::File { image, labels })
-            }
-        }
-    }
-
     /// The library settings these flags give.
     pub fn config(&self) -> Result<ExplainConfig, ProtocolError> {
         let target = match self.target {
@@ -200,7 +160,7 @@ impl ExplainArgs {
             cluster_min_voxels: self.min_voxels,
             out: self.out.clone(),
             overwrite: self.overwrite,
-            atlas: self.atlas()?,
+            atlas: AtlasSetting::parse(&self.atlas, self.atlas_labels.as_deref())?,
             ..ExplainConfig::default()
         };
         config.check()?;
@@ -213,7 +173,7 @@ pub fn run(args: &ExplainArgs) -> Result<ExplainReport, crate::CliError> {
     let config = args.config()?;
     let run = load_run_config(&args.run)?;
     let device = select_device(args.backend.unwrap_or(run.backend))?;
-    let mut bars = Bars::new(args.quiet, run.training.batch_size);
+    let mut bars = Terminal::new(args.quiet, run.training.batch_size);
     Ok(mmssl_protocol::explain(
         &args.run, &config, &device, &mut bars,
     )?)

@@ -1,9 +1,10 @@
 //! `mmssl import` and `mmssl export`: weights across the border with PyTorch.
 
-use crate::run::{Bars, RunArgs};
+use crate::run::RunArgs;
 use crate::select_device;
 use clap::{Args, ValueEnum};
 use mmssl_protocol::ProtocolError;
+use mmssl_protocol::Terminal;
 use mmssl_protocol::interop::{ExportReport, ImportReport, ImportSettings};
 use std::path::PathBuf;
 
@@ -73,7 +74,7 @@ pub fn import(args: &ImportArgs) -> Result<ImportReport, crate::CliError> {
         eprintln!("warning: {w}");
     }
     let device = select_device(config.backend)?;
-    let mut bars = Bars::new(args.run.quiet, config.training.batch_size);
+    let mut bars = Terminal::new(args.run.quiet, config.training.batch_size);
     let settings = ImportSettings {
         files: args.files.clone(),
         encoders_only: args.encoders_only,
@@ -87,43 +88,6 @@ pub fn import(args: &ImportArgs) -> Result<ImportReport, crate::CliError> {
     )?)
 }
 
-/// What `mmssl import` prints.
-pub fn import_summary(r: &ImportReport) -> String {
-    let mut text = String::new();
-    for s in &r.sources {
-        let a = &s.architecture;
-        text += &format!(
-            "source {} of {} -> modality {}: {}D DcganEncoder ({} input channel(s), width {}, z {}), {}\n",
-            s.source,
-            s.file.display(),
-            s.modality,
-            a.dims,
-            a.in_channels,
-            a.width,
-            a.latent_dim,
-            if r.kept.is_empty() {
-                format!(
-                    "conv head on {} and latent head (embedding {})",
-                    a.tap_key(),
-                    a.embedding_dim
-                )
-            } else {
-                "encoder only (heads at their seeded initialisation)".into()
-            }
-        );
-    }
-    let dir = r.dir.display();
-    text += &format!(
-        "{} tensors imported; method {}\nrun folder: {dir}\nnext: mmssl linear-eval --run {dir} \
-         (or analyze, explain), mmssl export {dir} --out DIR, mmssl run --init-from {dir}",
-        r.tensors, r.method
-    );
-    for n in &r.notes {
-        text += &format!("\nnote: {n}");
-    }
-    text
-}
-
 /// Runs `mmssl export`.
 pub fn export(args: &ExportArgs) -> Result<ExportReport, crate::CliError> {
     let mut config = mmssl_protocol::load_run_config(&args.run)?;
@@ -131,7 +95,7 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, crate::CliError> {
         config.backend = b;
     }
     let device = select_device(config.backend)?;
-    let mut bars = Bars::new(true, config.training.batch_size);
+    let mut bars = Terminal::new(true, config.training.batch_size);
     Ok(mmssl_protocol::interop::export_run(
         &args.run,
         &args.out,
@@ -141,23 +105,4 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, crate::CliError> {
         &device,
         &mut bars,
     )?)
-}
-
-/// What `mmssl export` prints.
-pub fn export_summary(r: &ExportReport) -> String {
-    let mut text = String::new();
-    for m in &r.modalities {
-        text += &format!("modality {}:", m.modality);
-        for f in &m.files {
-            text += &format!(" {}", f.file_name().unwrap_or_default().to_string_lossy());
-        }
-        text.push('\n');
-    }
-    text += &format!(
-        "written to {}; load in PyTorch (docs/interop.md):\n  \
-         enc = DcganEncoder(**json.load(open('encoder_0.json'))['dcgan_encoder'])\n  \
-         enc.load_state_dict(safetensors.torch.load_file('encoder_0.safetensors'), strict=True)",
-        r.dir.display()
-    );
-    text
 }

@@ -135,6 +135,12 @@ pub enum CliError {
     /// The backend is unavailable.
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// `mmssl data` failed.
+    #[error(transparent)]
+    Data(#[from] data::DataCmdError),
+    /// `mmssl similarity` failed.
+    #[error(transparent)]
+    Similarity(#[from] similarity::SimilarityCmdError),
     /// The run stopped on a signal after saving where it was ([`signals`]); `mmssl` exits with
     /// [`signals::EXIT_INTERRUPTED`].
     #[error("{error}\nto continue: {next}")]
@@ -178,133 +184,82 @@ pub fn run(cli: Cli) -> ExitCode {
     ) {
         signals::install();
     }
-    let command_kind = match &command {
-        Command::LinearEval(_) => Kind::LinearEval,
-        _ => Kind::Other,
-    };
-    match command {
-        Command::Run(args) => match run::run_phases(&args, Phases::ALL) {
-            Ok((report, out)) => {
-                println!("{}", report.summary());
-                println!("results: {}", out.join("eval.json").display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::Pretrain(args) => match run::run_phases(&args, Phases::PRETRAIN) {
-            Ok((report, out)) => {
-                println!("{}", report.summary());
-                println!(
-                    "checkpoints: {}; next: mmssl linear-eval --run {}",
-                    out.join("checkpoints").display(),
-                    out.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::LinearEval(p) | Command::Analyze(p) => {
-            let (phases, file) = if matches!(command_kind, Kind::LinearEval) {
-                (Phases::EVALUATE, "eval.json")
-            } else {
-                (Phases::ANALYZE, "similarity.json")
-            };
-            match p.run(phases) {
-                Ok((report, _)) => {
-                    println!("{}", report.summary());
-                    println!("results: {}", p.run.join(file).display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail_cli(&e),
-            }
-        }
-        Command::Import(args) => match interop::import(&args) {
-            Ok(report) => {
-                println!("{}", interop::import_summary(&report));
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::Export(args) => match interop::export(&args) {
-            Ok(report) => {
-                println!("{}", interop::export_summary(&report));
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::Explain(args) => match explain::run(&args) {
-            Ok(report) => {
-                print!("{}", report.summary());
-                println!("report: {}", report.out.join("explain.json").display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::Experiment(args) => match experiment::experiment(&args) {
-            Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail_cli(&e),
-        },
-        Command::Similarity(args) => match similarity::run(&args) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
-        Command::Data(args) => match data::run(&args) {
-            Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
-        Command::Methods => {
-            print!("{}", mmssl_protocol::Registry::builtin().describe());
+    match execute(command) {
+        Ok(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
+        Err(CliError::Interrupted { error, next }) => {
+            eprintln!("stopped: {error}\nto continue: {next}");
+            ExitCode::from(signals::EXIT_INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one command and returns what it prints on stdout (progress and warnings go to
+/// stderr as it runs).
+pub fn execute(command: Command) -> Result<String, CliError> {
+    let results = |report: &mmssl_protocol::RunReport, file: PathBuf| {
+        format!("{}\nresults: {}", report.summary(), file.display())
+    };
+    Ok(match command {
+        Command::Run(args) => {
+            let (report, out) = run::run_phases(&args, Phases::ALL)?;
+            results(&report, out.join("eval.json"))
+        }
+        Command::Pretrain(args) => {
+            let (report, out) = run::run_phases(&args, Phases::PRETRAIN)?;
+            format!(
+                "{}\ncheckpoints: {}; next: mmssl linear-eval --run {}",
+                report.summary(),
+                out.join("checkpoints").display(),
+                out.display()
+            )
+        }
+        Command::LinearEval(p) => results(&p.run(Phases::EVALUATE)?.0, p.run.join("eval.json")),
+        Command::Analyze(p) => results(&p.run(Phases::ANALYZE)?.0, p.run.join("similarity.json")),
+        Command::Import(args) => interop::import(&args)?.summary(),
+        Command::Export(args) => interop::export(&args)?.summary(),
+        Command::Explain(args) => {
+            let report = explain::run(&args)?;
+            let json = report.out.join("explain.json");
+            format!("{}report: {}", report.summary(), json.display())
+        }
+        Command::Experiment(args) => experiment::experiment(&args)?,
+        Command::Similarity(args) => similarity::run(&args)?,
+        Command::Data(args) => data::run(&args)?,
+        Command::Methods => mmssl_protocol::Registry::builtin()
+            .describe()
+            .trim_end()
+            .to_string(),
         Command::Info { backend } => {
-            println!("mmssl {}", env!("CARGO_PKG_VERSION"));
+            let mut lines = vec![format!("mmssl {}", env!("CARGO_PKG_VERSION"))];
             for kind in BackendKind::ALL {
-                let state = if compiled(kind) {
-                    "compiled in"
-                } else {
-                    "not compiled in"
+                let state = match compiled(kind) {
+                    true => "compiled in",
+                    false => "not compiled in",
                 };
-                println!("backend {:<5} {state}", kind.name());
+                lines.push(format!("backend {:<5} {state}", kind.name()));
             }
-            println!(
+            lines.push(format!(
                 "similarity linear algebra: {:?}",
                 mmssl_similarity::linalg::LinalgBackend::default()
-            );
+            ));
             if let Some(kind) = backend {
                 match select_device(kind) {
-                    Ok(device) => println!("backend {} works: {device:?}", kind.name()),
-                    Err(e) => return fail(&e),
+                    Ok(device) => lines.push(format!("backend {} works: {device:?}", kind.name())),
+                    Err(e) => {
+                        // What this build has, then why the backend asked for does not work.
+                        println!("{}", lines.join("\n"));
+                        return Err(e.into());
+                    }
                 }
             }
-            ExitCode::SUCCESS
+            lines.join("\n")
         }
-    }
-}
-
-enum Kind {
-    LinearEval,
-    Other,
-}
-
-fn fail(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
-}
-
-/// Exit code 2 for an error, [`signals::EXIT_INTERRUPTED`] for a run stopped on a signal.
-fn fail_cli(e: &CliError) -> ExitCode {
-    if let CliError::Interrupted { .. } = e {
-        eprintln!("stopped: {e}");
-        return ExitCode::from(signals::EXIT_INTERRUPTED);
-    }
-    fail(e)
+    })
 }

@@ -4,24 +4,14 @@
 
 use crate::backend::{BackendKind, select_device};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_protocol::{
-    AugmentKind, DatasetKind, MethodSpec, Observer, Phase, ProtocolError, RunConfig, ScheduleKind,
+    AugmentKind, DatasetKind, MethodSpec, ProtocolError, RunConfig, ScheduleKind, Terminal,
 };
-use mmssl_train::{EpochMetrics, Progress, StepReport};
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// `YYYYMMDD-HHMMSS` in UTC, for default run folders.
 pub fn timestamp() -> String {
     mmssl_protocol::utc_stamp(std::time::SystemTime::now())
-}
-
-/// [`mmssl_protocol::utc_stamp`] of `secs` seconds after 1970-01-01 UTC.
-#[cfg(test)]
-fn civil_time(secs: u64) -> String {
-    mmssl_protocol::utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// Arguments of `mmssl run` and `mmssl pretrain`. Flags not given keep the value of
@@ -258,19 +248,12 @@ impl RunArgs {
         ];
         let mut warnings = Vec::new();
         // Data flags the dataset does not read.
-        let uses = |flag: &str| match c.data.dataset {
-            DatasetKind::TwoViewMnist => flag == "--data-dir",
-            DatasetKind::MnistFashion | DatasetKind::MnistSvhn => {
-                flag == "--data-dir" || flag == "--second-data-dir"
-            }
-            DatasetKind::Oasis3 => flag == "--manifest",
-        };
         for (flag, given) in [
             ("--data-dir", self.data_dir.is_some()),
             ("--second-data-dir", self.second_data_dir.is_some()),
             ("--manifest", self.manifest.is_some()),
         ] {
-            if given && !uses(flag) {
+            if given && !c.data.dataset.reads(flag) {
                 warnings.push(format!(
                     "{flag} is not read by the dataset {}: ignored",
                     c.data.dataset
@@ -278,24 +261,14 @@ impl RunArgs {
             }
         }
         let registry = mmssl_protocol::Registry::builtin();
-        let takes = |method: &MethodSpec, option: &str| {
-            registry
-                .options_of(method)
-                .is_ok_and(|o| o.iter().any(|x| x.name == option))
-        };
         for ((flag, option), value) in METHOD_FLAGS.iter().zip(values) {
             let Some(value) = value else { continue };
-            if takes(&c.method, option) {
+            if registry.takes(&c.method, option) {
                 c.method.set_option(option, value);
             } else {
-                let takers: Vec<&str> = registry
-                    .names()
-                    .into_iter()
-                    .filter(|n| takes(&MethodSpec::new(*n), option))
-                    .collect();
                 warnings.push(format!(
                     "{flag} sets the option `{option}` of {}, not of the method `{}`: ignored",
-                    takers.join(" and "),
+                    registry.taking(option).join(" and "),
                     c.method
                 ));
             }
@@ -304,159 +277,9 @@ impl RunArgs {
     }
 }
 
-/// Progress bars (or nothing with `--quiet`) and messages on stderr.
-pub struct Bars {
-    bar: Option<ProgressBar>,
-    quiet: bool,
-    batch_size: usize,
-    epoch_start: Instant,
-    /// Whether the stop request was announced.
-    told: std::sync::atomic::AtomicBool,
-}
-
-impl Bars {
-    /// Bars for a run with batches of `batch_size`; none when `quiet`.
-    pub fn new(quiet: bool, batch_size: usize) -> Self {
-        // A bar only on a terminal: elsewhere (nohup, a cluster job, CI) plain lines.
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:25}] {pos}/{len} steps, eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Bars {
-            bar,
-            quiet,
-            batch_size,
-            epoch_start: Instant::now(),
-            told: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    fn print(&self, line: String) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl Drop for Bars {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Progress for Bars {
-    fn step(&mut self, r: &StepReport<'_>) {
-        let StepReport {
-            epoch,
-            step,
-            steps,
-            loss,
-            terms,
-        } = *r;
-        if let Some(bar) = &self.bar {
-            if step == 0 {
-                self.epoch_start = Instant::now();
-                bar.set_length(steps as u64);
-                bar.set_position(0);
-                bar.set_prefix(format!("epoch {}", epoch + 1));
-            }
-            bar.set_position(step as u64 + 1);
-            let pairs = ((step + 1) * self.batch_size) as f64;
-            let rate = pairs / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
-            let mut msg = format!("loss {loss:.4}");
-            for (name, v) in terms.iter().take(8) {
-                msg += &format!(" {name} {v:.3}");
-            }
-            msg += &format!(" | {rate:.0} pairs/s");
-            bar.set_message(msg);
-        }
-    }
-
-    fn epoch(&mut self, m: &EpochMetrics) {
-        if self.quiet {
-            return;
-        }
-        let terms: Vec<String> = m.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-        self.print(format!(
-            "epoch {:>3}: train loss {:.4} ({}), valid loss {}, {:.0} pairs/s, {:.1} s waiting for data",
-            m.epoch + 1,
-            m.train_loss,
-            terms.join(", "),
-            m.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),
-            m.pairs_per_second,
-            m.data_wait_seconds
-        ));
-    }
-
-    /// A SIGTERM or Ctrl-C was received ([`crate::signals`]); said once, even when quiet.
-    fn stop_requested(&self) -> bool {
-        let stop = crate::signals::requested();
-        if stop && !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.print(
-                "stop requested: finishing the current step and saving a checkpoint (Ctrl-C \
-                 again quits at once)"
-                    .to_string(),
-            );
-        }
-        stop
-    }
-}
-
-impl Observer for Bars {
-    fn phase(&mut self, phase: Phase) {
-        if let (Some(bar), Phase::Evaluating { .. } | Phase::Analysing) = (&self.bar, phase) {
-            bar.finish_and_clear();
-        }
-        if self.quiet {
-            return;
-        }
-        let line = match phase {
-            Phase::Loading => "loading the data".to_string(),
-            Phase::Pretraining => "pretraining".to_string(),
-            Phase::Evaluating {
-                modality,
-                random_init,
-            } => format!(
-                "linear evaluation of modality {modality} ({})",
-                if random_init {
-                    "random initialisation"
-                } else {
-                    "pretrained"
-                }
-            ),
-            Phase::Analysing => "similarity of the modalities".to_string(),
-            Phase::Explaining { random_init } => format!(
-                "attribution maps of the {} model",
-                if random_init {
-                    "randomly initialised"
-                } else {
-                    "pretrained"
-                }
-            ),
-        };
-        self.print(line);
-    }
-
-    fn warning(&mut self, message: &str) {
-        self.print(format!("warning: {message}"));
-    }
-
-    fn note(&mut self, message: &str) {
-        if !self.quiet {
-            self.print(message.to_string());
-        }
-    }
-}
+/// The terminal display of the commands: [`mmssl_protocol::Terminal`].
+#[deprecated(since = "0.1.0", note = "renamed mmssl_protocol::Terminal")]
+pub type Bars = Terminal;
 
 /// Runs `phases` of the configuration `args` describe, with progress on stderr.
 pub fn run_phases(
@@ -477,7 +300,7 @@ pub fn run_config(
     quiet: bool,
 ) -> Result<(mmssl_protocol::RunReport, PathBuf), crate::CliError> {
     let device = select_device(config.backend)?;
-    let mut bars = Bars::new(quiet, config.training.batch_size);
+    let mut bars = Terminal::new(quiet, config.training.batch_size);
     let registry = mmssl_protocol::Registry::builtin();
     let dir = &config.output.dir;
     let report =
@@ -489,90 +312,4 @@ pub fn run_config(
             })
         })?;
     Ok((report, dir.clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn parse(flags: &[&str]) -> RunArgs {
-        #[derive(Parser)]
-        struct Flags {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let mut argv = vec!["mmssl-run"];
-        argv.extend(flags);
-        Flags::try_parse_from(argv).unwrap().run
-    }
-
-    #[test]
-    fn civil_times_of_known_instants() {
-        assert_eq!(civil_time(0), "19700101-000000");
-        // 2000-02-29 12:34:56 UTC, a leap day.
-        assert_eq!(civil_time(951_827_696), "20000229-123456");
-        // 2026-12-04 18:07:51 UTC.
-        assert_eq!(civil_time(1_796_407_671), "20261204-180751");
-    }
-
-    #[test]
-    fn flags_override_the_config_file_and_the_defaults() {
-        let (c, w) = parse(&[]).to_config().unwrap();
-        assert_eq!(w.len(), 0);
-        // The default folder is a new one per run.
-        assert!(c.output.dir.starts_with("runs"));
-        assert!(
-            c.output.dir.to_string_lossy().contains("CR-XX-CC-"),
-            "{:?}",
-            c.output.dir
-        );
-        let mut d = c.clone();
-        d.output.dir = RunConfig::default().output.dir;
-        assert_eq!(d, RunConfig::default());
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "epochs = 3\ntrain_limit = 100\n[training]\nbatch_size = 32\n",
-        )
-        .unwrap();
-        let (c, _) = parse(&[
-            "--config",
-            file.to_str().unwrap(),
-            "--epochs",
-            "5",
-            "--method",
-            "dccae;cca_norm=frobenius",
-            "--cca-dim",
-            "12",
-            "--lr",
-            "0.001",
-            "--bn-train-mode",
-        ])
-        .to_config()
-        .unwrap();
-        assert_eq!((c.training.epochs, c.training.batch_size), (5, 32));
-        assert_eq!((c.data.train_limit, c.training.lr), (Some(100), 0.001));
-        assert_eq!(c.method.to_string(), "dccae;cca_norm=frobenius;cca_dim=12");
-        assert!(c.evaluation.bn_train_mode);
-        let (c, w) = parse(&["--objective", "CR", "--mmvae-k", "3"])
-            .to_config()
-            .unwrap();
-        assert_eq!(c.method.to_string(), "CR");
-        assert!(
-            w[0].contains("--mmvae-k") && w[0].contains("mmvae"),
-            "{w:?}"
-        );
-        let e = parse(&["--objective", "CR", "--method", "dccae"])
-            .to_config()
-            .unwrap_err();
-        assert!(e.to_string().contains("both"), "{e}");
-        let demo = RunArgs::quick_demo().to_config().unwrap().0;
-        assert_eq!(
-            (demo.training.epochs, demo.evaluation.epochs),
-            (2, Some(10))
-        );
-        assert_eq!(demo.output.dir, PathBuf::from("runs/demo"));
-    }
 }

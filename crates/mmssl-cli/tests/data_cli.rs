@@ -1,7 +1,8 @@
-//! Tests of `mmssl data` (info, synth-cohort, download) and of the download function against
+//! Tests of `mmssl data` (info, synth-cohort, download) and of `mmssl_data::download` against
 //! a tiny local HTTP server.
 
-use mmssl_cli::data::{DataCmdError, DownloadOptions, Source, download, download_with, file_md5};
+use mmssl_data::DataError;
+use mmssl_data::download::{DownloadOptions, Source, download, download_with, file_md5};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -158,7 +159,7 @@ fn download_with_a_wrong_checksum_is_an_error_and_leaves_nothing() {
     let source = Source::new("test", &base, &[(files[1].0.as_str(), wrong)]);
     let dest = tempfile::tempdir().unwrap();
     let err = download(&source, dest.path(), true).unwrap_err();
-    assert!(matches!(err, DataCmdError::Checksum { .. }), "{err:?}");
+    assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
     let msg = err.to_string();
     let actual = file_md5(&files[1].1).unwrap();
     assert!(msg.contains("labels-idx1-ubyte.gz"), "{msg}");
@@ -179,7 +180,7 @@ fn download_of_a_missing_file_says_404() {
     let dest = tempfile::tempdir().unwrap();
     let err = download(&source, dest.path(), true).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, DataCmdError::Http { .. }), "{err:?}");
+    assert!(matches!(err, DataError::Download { .. }), "{err:?}");
     assert!(msg.contains("absent.gz") && msg.contains("404"), "{msg}");
     assert!(no_leftovers(dest.path()).is_empty());
 }
@@ -453,7 +454,7 @@ fn synth_cohort_stage_flags_are_checked() {
 
 #[test]
 fn bundled_template_is_found() {
-    let (t1, gm) = mmssl_cli::data::bundled_template().unwrap();
+    let (t1, gm) = mmssl_data::bundled_template().unwrap();
     assert!(t1.is_file() && gm.is_file());
 }
 
@@ -544,7 +545,7 @@ fn a_server_that_accepts_and_never_answers_times_out_and_is_retried() {
     let err = download_with(&source, dest.path(), &options).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, DataCmdError::Http { .. })
+        matches!(err, DataError::Download { .. })
             && msg.contains("timed out")
             && msg.contains("a.bin"),
         "{msg}"

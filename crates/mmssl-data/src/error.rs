@@ -14,6 +14,39 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// The file could not be written (or created, renamed, synced).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A download failed (connection, status code such as 404, broken transfer); nothing was
+    /// left at `file`.
+    #[error("cannot download {file} from {url}: {message}")]
+    Download {
+        /// The file's final path.
+        file: PathBuf,
+        /// The address.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A downloaded file does not have the expected checksum; it was deleted.
+    #[error(
+        "{path}: checksum mismatch: expected MD5 {expected}, got {actual} (the download was \
+         deleted; the server sent a different file than the official one)"
+    )]
+    Checksum {
+        /// The file's final path (never written).
+        path: PathBuf,
+        /// The expected MD5.
+        expected: String,
+        /// The MD5 of what arrived.
+        actual: String,
+    },
     /// The file is not what it should be (bad magic, truncated, inconsistent sizes, ...).
     #[error("{path}: {problem}")]
     Format {
@@ -88,6 +121,27 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// An [`DataError::InvalidParameter`]: `name` = `value` is refused for `reason`.
+    pub fn invalid(
+        name: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        DataError::InvalidParameter {
+            name,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A write error for `path`.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
     /// A format error for `path`.
     pub fn format(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         DataError::Format {

@@ -15,6 +15,8 @@
 //!   folds + hold-out), [`VolumeCohort`] (cached, augmented [`PairedDataset`] of pairs) and
 //!   [`synth_cohort`] (a synthetic cohort from the MNI template). See `docs/data.md`.
 //! - Splits: [`stratified_k_fold`] (any fold), [`Subset`].
+//! - Downloads: [`download`] (MNIST, Fashion-MNIST, SVHN or any files, MD5-verified; the
+//!   `download` feature, on by default).
 //! - Batching: [`collate`] / [`load_batch`] into per-modality tensors on any device;
 //!   [`prefetch`] loads upcoming batches on worker threads while the caller trains.
 //!
@@ -43,6 +45,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 pub mod formats;
 pub mod images;

@@ -39,15 +39,19 @@ pub enum ProtocolError {
         /// Why it is not an objective spec either.
         objective: mmssl_objectives::ObjectiveError,
     },
-    /// An option the method does not take.
-    #[error("method `{method}` has no option `{option}`; its options are {allowed}")]
-    UnknownOption {
+    /// Every problem with a method's option: one it does not take, or a value it cannot use
+    /// (the methods' own [`mmssl_train::TrainError::BadOption`] arrives as this variant too).
+    #[error("method `{method}`: option `{option}` = `{value}`: {reason}")]
+    BadOption {
         /// The method.
         method: String,
         /// The option as written.
         option: String,
-        /// The options it takes, comma-separated.
-        allowed: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong, and what is allowed (for an unknown option: the options the method
+        /// takes).
+        reason: String,
     },
     /// A method spec that does not parse.
     #[error(
@@ -233,15 +237,35 @@ pub enum ProtocolError {
     /// Objective problem.
     #[error(transparent)]
     Objective(#[from] mmssl_objectives::ObjectiveError),
-    /// Training problem.
+    /// Training problem (an option's value a method refuses is
+    /// [`ProtocolError::BadOption`] instead).
     #[error(transparent)]
-    Train(#[from] mmssl_train::TrainError),
+    Train(mmssl_train::TrainError),
     /// Baseline problem.
     #[error(transparent)]
     Baseline(#[from] mmssl_baselines::BaselineError),
     /// Similarity problem.
     #[error(transparent)]
     Similarity(#[from] mmssl_similarity::SimilarityError),
+}
+
+impl From<mmssl_train::TrainError> for ProtocolError {
+    fn from(e: mmssl_train::TrainError) -> Self {
+        match e {
+            mmssl_train::TrainError::BadOption {
+                method,
+                option,
+                value,
+                reason,
+            } => ProtocolError::BadOption {
+                method,
+                option,
+                value,
+                reason,
+            },
+            other => ProtocolError::Train(other),
+        }
+    }
 }
 
 /// Result alias of this crate.

@@ -54,9 +54,11 @@ mod registry;
 mod report;
 mod run;
 mod session;
+pub mod signals;
 pub mod slurm;
 mod spec;
 pub mod status;
+mod terminal;
 mod weights;
 
 pub use config::{
@@ -79,6 +81,7 @@ pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, run, run_with};
 pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
 pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid_status};
+pub use terminal::Terminal;
 
 /// The baselines (`mmssl-baselines`), for methods built from them.
 pub use mmssl_baselines as baselines;

@@ -324,6 +324,20 @@ impl Registry {
         Ok(self.lookup(spec)?.1.options())
     }
 
+    /// Whether the method `spec` names takes the option `option`.
+    pub fn takes(&self, spec: &MethodSpec, option: &str) -> bool {
+        self.options_of(spec)
+            .is_ok_and(|o| o.iter().any(|x| x.name == option))
+    }
+
+    /// The registered methods that take the option `option`.
+    pub fn taking(&self, option: &str) -> Vec<&str> {
+        let names = self.names().into_iter();
+        names
+            .filter(|n| self.takes(&MethodSpec::new(*n), option))
+            .collect()
+    }
+
     fn lookup(&self, spec: &MethodSpec) -> Result<(String, Arc<dyn Entry>)> {
         let key = normalise(spec.name());
         if let Some((name, entry)) = self.find(&key) {
@@ -346,17 +360,21 @@ impl Registry {
     pub fn resolve(&self, spec: &MethodSpec) -> Result<ResolvedMethod> {
         let (name, entry) = self.lookup(spec)?;
         let allowed = entry.options();
-        for (option, _) in spec.options() {
+        for (option, value) in spec.options() {
             if !allowed.iter().any(|o| o.name == option) {
                 let names: Vec<&str> = allowed.iter().map(|o| o.name).collect();
-                return Err(ProtocolError::UnknownOption {
+                return Err(ProtocolError::BadOption {
                     method: spec.name().to_string(),
                     option: option.clone(),
-                    allowed: if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    },
+                    value: value.clone(),
+                    reason: format!(
+                        "no such option; its options are {}",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
                 });
             }
         }
@@ -485,7 +503,7 @@ mod tests {
         ] {
             let e = resolve(text).unwrap_err();
             assert!(
-                matches!(&e, ProtocolError::Train(mmssl_train::TrainError::BadOption { option: o, .. }) if o == option),
+                matches!(&e, ProtocolError::BadOption { option: o, .. } if o == option),
                 "{text}: {e}"
             );
         }

@@ -293,6 +293,48 @@ fn submission_stamp() -> String {
     format!("{}-{millis:03}", crate::folder::utc_stamp(now))
 }
 
+impl Submission {
+    /// What `mmssl experiment --executor slurm` prints: the cells to run and those skipped
+    /// (with why), the job ids and scripts, and with `dry_run` the scripts themselves.
+    pub fn summary(&self, dry_run: bool) -> String {
+        let s = self;
+        let mut text = format!(
+            "{} cells to run ({:?}), {} skipped{}\n",
+            s.cells.len(),
+            s.cells,
+            s.skipped.len(),
+            if s.skipped.is_empty() {
+                String::new()
+            } else {
+                let reasons: Vec<String> = s
+                    .skipped
+                    .iter()
+                    .map(|(k, why)| format!("{k} {why}"))
+                    .collect();
+                format!(" ({})", reasons.join(", "))
+            }
+        );
+        if dry_run {
+            for script in [&s.array_script, &s.aggregate_script] {
+                let body = std::fs::read_to_string(script).unwrap_or_default();
+                text += &format!("\n# {}\n{body}", script.display());
+            }
+            text += "\ndry run: nothing submitted\n";
+        } else {
+            if let Some(id) = &s.array_job {
+                text += &format!("job array {id}: {}\n", s.array_script.display());
+            }
+            if let Some(id) = &s.aggregate_job {
+                text += &format!(
+                    "aggregation job {id} (after the array): {}\n",
+                    s.aggregate_script.display()
+                );
+            }
+        }
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@
 use super::DataCmdError;
 use clap::{Args, ValueEnum};
 use mmssl_data::{
-    AnatImage, BidsConfig, BidsReport, ConfoundsConfig, DataError, FalffConfig, RunChoice,
-    Standardise, TrSource, parse_label_map,
+    AnatImage, BidsConfig, ConfoundsConfig, DataError, FalffConfig, RunChoice, Standardise,
+    TrSource, parse_label_map,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -156,13 +156,8 @@ impl BidsArgs {
     /// The library settings of these flags.
     pub fn config(&self) -> Result<BidsConfig, DataCmdError> {
         let label_map = match &self.label_map {
-            Some(text) => parse_label_map(text).map_err(|reason| {
-                DataCmdError::Data(DataError::InvalidParameter {
-                    name: "--label-map",
-                    value: text.clone(),
-                    reason,
-                })
-            })?,
+            Some(text) => parse_label_map(text)
+                .map_err(|reason| DataError::invalid("--label-map", text, reason))?,
             None => Default::default(),
         };
         let mut base = match &self.derivatives {
@@ -170,13 +165,8 @@ impl BidsArgs {
             None => BidsConfig::default(),
         };
         if let Some(text) = &self.confounds {
-            base.confounds.terms = ConfoundsConfig::parse_terms(text).map_err(|reason| {
-                DataCmdError::Data(DataError::InvalidParameter {
-                    name: "--confounds",
-                    value: text.clone(),
-                    reason,
-                })
-            })?;
+            base.confounds.terms = ConfoundsConfig::parse_terms(text)
+                .map_err(|reason| DataError::invalid("--confounds", text, reason))?;
         }
         base.confounds.fd_threshold = self.fd_threshold;
         base.confounds.min_segment = self.min_segment;
@@ -249,164 +239,5 @@ pub fn bids(args: &BidsArgs) -> Result<String, DataCmdError> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    Ok(format!("{}\n{}", settings_text(&config), text(&report)))
-}
-
-/// The settings in force, defaults included, in one paragraph.
-pub fn settings_text(config: &BidsConfig) -> String {
-    let form = match config.standardise {
-        Standardise::None => "fALFF as computed",
-        Standardise::Z => "fALFF z-scored inside the brain mask (desc-zstd)",
-        Standardise::Mean => "fALFF divided by its brain mean (desc-meanstd)",
-    };
-    let common = format!(
-        "band {}-{} Hz, {}, TR from the {} when it disagrees with the {}, at least {:.0}% of \
-         the brain inside the BOLD field of view, smoothing {}, manifest: {form}",
-        config.falff.band[0],
-        config.falff.band[1],
-        if config.falff.detrend {
-            "mean and linear trend removed"
-        } else {
-            "mean removed"
-        },
-        match config.tr_from {
-            TrSource::Sidecar => "sidecar",
-            TrSource::Header => "header",
-        },
-        match config.tr_from {
-            TrSource::Sidecar => "header",
-            TrSource::Header => "sidecar",
-        },
-        100.0 * config.min_overlap,
-        if config.smooth_fwhm > 0.0 {
-            format!("{} mm FWHM inside the brain mask", config.smooth_fwhm)
-        } else {
-            "none".into()
-        },
-    );
-    match &config.derivatives {
-        None => format!("raw BIDS series; {common}"),
-        Some(d) => {
-            let c = &config.confounds;
-            let confounds = if c.terms.is_empty() {
-                "none".to_string()
-            } else {
-                format!("{} ({} columns)", c.terms.join("+"), c.columns().len())
-            };
-            let scrub = match c.fd_threshold {
-                Some(fd) => format!(
-                    "frames with framewise displacement > {fd} mm{}, at least {:.0}% kept",
-                    if c.min_segment > 1 {
-                        format!(" and kept runs shorter than {} frames", c.min_segment)
-                    } else {
-                        String::new()
-                    },
-                    100.0 * c.min_kept
-                ),
-                None => "none (non-steady-state frames only)".into(),
-            };
-            format!(
-                "derivatives {}: space {}, BOLD desc-{}, anatomical {}; confounds {confounds}; \
-                 scrubbing {scrub}; {common}",
-                d.display(),
-                config.space,
-                config.desc,
-                match config.anat {
-                    AnatImage::T1w => "preprocessed T1w inside its brain mask",
-                    AnatImage::GreyMatter => "grey-matter probability map",
-                }
-            )
-        }
-    }
-}
-
-/// The summary: counts, every skipped session with its reason, the next command.
-pub fn text(report: &BidsReport) -> String {
-    let count = |l: &str| report.used.iter().filter(|u| u.label == l).count();
-    let (computed, reused) = report.computed_reused();
-    let mut out = String::new();
-    for w in &report.warnings {
-        out += &format!("WARNING: {w}\n");
-    }
-    out += &format!(
-        "{} sessions of {} subjects in {} (HC {}, AD {}, other {}, unlabelled {}; label column: {})\n\
-         maps computed for {computed} sessions, reused for {reused}\n",
-        report.used.len(),
-        report
-            .used
-            .iter()
-            .map(|u| &u.subject)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
-        report.manifest.display(),
-        count("HC"),
-        count("AD"),
-        count("other"),
-        count(""),
-        report.label_column.as_deref().unwrap_or("none"),
-    );
-    // Every choice; the same choice of several sessions (labels aside) on one line.
-    let mut choices: Vec<(String, Vec<(String, &str)>)> = Vec::new();
-    for u in &report.used {
-        for c in &u.choices {
-            let general = c
-                .replace(&format!("sub-{}", u.subject), "sub-*")
-                .replace(&format!("ses-{}", u.session), "ses-*");
-            let who = (format!("sub-{} ses-{}", u.subject, u.session), c.as_str());
-            match choices.iter_mut().find(|(g, _)| *g == general) {
-                Some((_, list)) => list.push(who),
-                None => choices.push((general, vec![who])),
-            }
-        }
-    }
-    if !choices.is_empty() {
-        out += "choices made:\n";
-        for (general, who) in choices {
-            match who.as_slice() {
-                [(session, own)] => out += &format!("  {session}: {own}\n"),
-                _ => {
-                    let names: Vec<&str> = who.iter().map(|(s, _)| s.as_str()).collect();
-                    out += &format!(
-                        "  {} sessions ({}): {general}\n",
-                        who.len(),
-                        names.join(", ")
-                    );
-                }
-            }
-        }
-    }
-    let scrubbed: Vec<String> = report
-        .used
-        .iter()
-        .flat_map(|u| {
-            u.regression
-                .iter()
-                .filter(|r| r.kept < r.frames)
-                .map(move |r| {
-                    format!(
-                        "sub-{} ses-{} {}/{}",
-                        u.subject, u.session, r.kept, r.frames
-                    )
-                })
-        })
-        .collect();
-    if !scrubbed.is_empty() {
-        out += &format!("frames kept after censoring: {}\n", scrubbed.join(", "));
-    }
-    if !report.skipped.is_empty() {
-        out += &format!("{} sessions skipped:\n", report.skipped.len());
-        for s in &report.skipped {
-            let ses = if s.session.is_empty() {
-                String::new()
-            } else {
-                format!(" ses-{}", s.session)
-            };
-            out += &format!("  sub-{}{ses}: {}\n", s.subject, s.reason);
-        }
-    }
-    out += &format!(
-        "next: mmssl run --dataset oasis3 --manifest {}",
-        report.manifest.display()
-    );
-    out
+    Ok(format!("{}\n{}", config.describe(), report.summary()))
 }

@@ -11,6 +11,7 @@ pub(crate) mod falff;
 pub(crate) mod histogram;
 pub(crate) mod planted;
 pub(crate) mod preprocess;
+pub(crate) mod reports;
 pub(crate) mod stats;
 pub(crate) mod synth;
 pub(crate) mod synth_fmriprep;
@@ -39,6 +40,7 @@ pub use preprocess::{
     apply_mask, augment_volumes, brain_centre, crop_or_pad, resample, resample_to_standard,
     z_normalise,
 };
+pub use reports::{MIN_SYNTH_SUBJECTS, bundled_template};
 pub use stats::{Cluster, WelchMaps, clusters, mean_map, smooth_fwhm, welch_t};
 pub use synth::{
     HIPPOCAMPAL_SIGMA_MM, HIPPOCAMPI_MNI, POSTERIOR_MNI, POSTERIOR_SIGMA_MM, SynthConfig,

@@ -112,13 +112,7 @@ impl SynthConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |name: &'static str, value: String, reason: &str| {
-            Err(DataError::InvalidParameter {
-                name,
-                value,
-                reason: reason.into(),
-            })
-        };
+        let bad = |name, value: String, reason: &str| Err(DataError::invalid(name, value, reason));
         if self.subjects < 2 {
             return bad(
                 "subjects",

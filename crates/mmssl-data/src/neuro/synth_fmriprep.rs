@@ -83,13 +83,7 @@ impl FmriprepSynthConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |name: &'static str, value: String, reason: &str| {
-            Err(DataError::InvalidParameter {
-                name,
-                value,
-                reason: reason.into(),
-            })
-        };
+        let bad = |name, value: String, reason: &str| Err(DataError::invalid(name, value, reason));
         if self.subjects < 1 || self.sessions < 1 {
             return bad(
                 "subjects / sessions",

@@ -6,6 +6,42 @@ use super::maps::Space;
 use super::*;
 use mmssl_data::{Atlas, PairedDataset, Subset, Volume, VoxelGrid, resample};
 
+impl AtlasSetting {
+    /// The setting `--atlas` and `--atlas-labels` describe: `auto`, `none`, or the path of a
+    /// label volume whose names file is `labels`, else found beside it (`<stem>.nii.txt`,
+    /// `<stem>.txt` or `<stem>.tsv`, as AAL and FSL ship them).
+    pub fn parse(atlas: &str, labels: Option<&Path>) -> Result<AtlasSetting> {
+        match (atlas, labels) {
+            ("auto", None) => Ok(AtlasSetting::Auto),
+            ("none", None) => Ok(AtlasSetting::None),
+            ("auto" | "none", Some(_)) => Err(ProtocolError::Config(
+                "--atlas-labels goes with --atlas PATH".into(),
+            )),
+            (path, labels) => {
+                let image = PathBuf::from(path);
+                let labels = match labels {
+                    Some(l) => l.to_path_buf(),
+                    None => {
+                        let name = image.file_name().unwrap_or_default().to_string_lossy();
+                        let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
+                        ["nii.txt", "txt", "tsv"]
+                            .map(|ext| image.with_file_name(format!("{stem}.{ext}")))
+                            .into_iter()
+                            .find(|p| p.is_file())
+                            .ok_or_else(|| {
+                                ProtocolError::Config(format!(
+                                    "--atlas {path}: no names file beside it ({stem}.nii.txt, \
+                                     {stem}.txt or {stem}.tsv); give one with --atlas-labels"
+                                ))
+                            })?
+                    }
+                };
+                Ok(AtlasSetting::File { image, labels })
+            }
+        }
+    }
+}
+
 /// The grid each modality's maps are written on: the grid of the files the items were read
 /// from when every explained item shares one (the template the study's images are on, so
 /// that the maps are voxel-aligned with it), else `None` (the common grid), with a warning.

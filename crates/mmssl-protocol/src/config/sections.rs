@@ -32,6 +32,19 @@ impl DatasetKind {
         DatasetKind::Oasis3,
     ];
 
+    /// Whether the dataset reads the data setting `key`: `data_dir`, `second_data_dir` or
+    /// `manifest` (`--data-dir`, `--second-data-dir`, `--manifest`; `-` and `_` alike).
+    pub fn reads(self, key: &str) -> bool {
+        let key = key.trim_start_matches('-').replace('-', "_");
+        match self {
+            DatasetKind::TwoViewMnist => key == "data_dir",
+            DatasetKind::MnistFashion | DatasetKind::MnistSvhn => {
+                key == "data_dir" || key == "second_data_dir"
+            }
+            DatasetKind::Oasis3 => key == "manifest",
+        }
+    }
+
     /// The name as configs and flags spell it.
     pub fn name(self) -> &'static str {
         match self {

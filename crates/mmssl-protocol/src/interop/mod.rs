@@ -24,5 +24,68 @@ pub use burn_store;
 
 pub use crate::weights::{Applied, hash_inputs, init_checkpoint, pack_f32, unpack_f32};
 
+impl ImportReport {
+    /// What `mmssl import` prints: each source and what it became, the run folder, the next
+    /// commands and every note.
+    pub fn summary(&self) -> String {
+        let r = self;
+        let mut text = String::new();
+        for s in &r.sources {
+            let a = &s.architecture;
+            text += &format!(
+                "source {} of {} -> modality {}: {}D DcganEncoder ({} input channel(s), width {}, z {}), {}\n",
+                s.source,
+                s.file.display(),
+                s.modality,
+                a.dims,
+                a.in_channels,
+                a.width,
+                a.latent_dim,
+                if r.kept.is_empty() {
+                    format!(
+                        "conv head on {} and latent head (embedding {})",
+                        a.tap_key(),
+                        a.embedding_dim
+                    )
+                } else {
+                    "encoder only (heads at their seeded initialisation)".into()
+                }
+            );
+        }
+        let dir = r.dir.display();
+        text += &format!(
+            "{} tensors imported; method {}\nrun folder: {dir}\nnext: mmssl linear-eval --run {dir} \
+         (or analyze, explain), mmssl export {dir} --out DIR, mmssl run --init-from {dir}",
+            r.tensors, r.method
+        );
+        for n in &r.notes {
+            text += &format!("\nnote: {n}");
+        }
+        text
+    }
+}
+
+impl ExportReport {
+    /// What `mmssl export` prints: the files of each modality and the Python that loads them.
+    pub fn summary(&self) -> String {
+        let r = self;
+        let mut text = String::new();
+        for m in &r.modalities {
+            text += &format!("modality {}:", m.modality);
+            for f in &m.files {
+                text += &format!(" {}", f.file_name().unwrap_or_default().to_string_lossy());
+            }
+            text.push('\n');
+        }
+        text += &format!(
+            "written to {}; load in PyTorch (docs/interop.md):\n  \
+         enc = DcganEncoder(**json.load(open('encoder_0.json'))['dcgan_encoder'])\n  \
+         enc.load_state_dict(safetensors.torch.load_file('encoder_0.safetensors'), strict=True)",
+            r.dir.display()
+        );
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests;
