@@ -60,4 +60,6 @@ pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator, Mmva
 pub use supervised::{Supervised, SupervisedFactory};
 
 #[cfg(test)]
+mod deep_cca_tests;
+#[cfg(test)]
 mod tests;

@@ -9,8 +9,8 @@ use mmssl_data::{
     ImageSet, MapItems, PairedDataset, PairedItem, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
 };
 use mmssl_train::{
-    BuildSetup, EpochMetrics, FitConfig, LinearEvalConfig, Method, MethodFactory, MethodOptions,
-    Quiet, fit, linear_eval,
+    BuildSetup, EpochMetrics, FitConfig, FitData, FitRun, LinearEvalConfig, Method, MethodFactory,
+    MethodOptions, Quiet, fit, linear_eval,
 };
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -209,8 +209,20 @@ impl<M: Method> Trainable for M {
         config: &FitConfig,
         device: &Device,
     ) -> Vec<EpochMetrics> {
-        fit(*self, data, None, config, None, device, &mut Quiet)
-            .unwrap()
-            .history
+        fit(
+            *self,
+            FitData {
+                train: data,
+                valid: None,
+            },
+            config,
+            FitRun {
+                device,
+                checkpoints: None,
+                progress: &mut Quiet,
+            },
+        )
+        .unwrap()
+        .history
     }
 }

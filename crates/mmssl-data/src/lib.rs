@@ -62,6 +62,12 @@ pub use neuro::*;
 #[cfg(test)]
 mod cohort_tests;
 #[cfg(test)]
+mod falff_tests;
+#[cfg(test)]
+mod loading_tests;
+#[cfg(test)]
+mod preprocess_tests;
+#[cfg(test)]
 mod synth_tests;
 #[cfg(test)]
 mod tests;

@@ -77,4 +77,6 @@ pub use scores::{Scores, softplus};
 pub use spec::{Edge, MAX_WEIGHT, ObjectiveSpec};
 
 #[cfg(test)]
+mod fused_tests;
+#[cfg(test)]
 mod tests;

@@ -13,8 +13,8 @@ use burn::tensor::Device;
 use mmssl_baselines::LinearCcaConfig;
 use mmssl_data::{PairedDataset, Subset};
 use mmssl_train::{
-    BuildSetup, Checkpoints, EpochMetrics, Features, FitConfig, LinearEvalConfig, Method,
-    OneCycleConfig, Progress, StepReport, extract_features, fit, linear_eval,
+    BuildSetup, Checkpoints, EpochMetrics, Features, FitConfig, FitData, FitRun, LinearEvalConfig,
+    Method, OneCycleConfig, Progress, StepReport, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -199,12 +199,16 @@ impl Session<'_> {
             };
             let outcome = fit(
                 initial,
-                train,
-                Some(valid),
+                FitData {
+                    train,
+                    valid: Some(valid),
+                },
                 self.train_config,
-                Some(&checkpoints),
-                device,
-                &mut log,
+                FitRun {
+                    device,
+                    checkpoints: Some(&checkpoints),
+                    progress: &mut log,
+                },
             )?;
             drop(log);
             // One line per epoch, from the checkpointed history: a run killed between an

@@ -41,7 +41,8 @@ pub fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let Some(from) = module_of(src, file) else {
             continue;
         };
-        if file.file_name().is_some_and(|n| n == "tests.rs") {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
             continue;
         }
         let text = std::fs::read_to_string(file).unwrap();

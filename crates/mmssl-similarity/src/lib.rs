@@ -70,4 +70,6 @@ pub fn pwcca(a: ndarray::ArrayView2<f64>, b: ndarray::ArrayView2<f64>) -> Result
 }
 
 #[cfg(test)]
+mod npy_tests;
+#[cfg(test)]
 mod tests;

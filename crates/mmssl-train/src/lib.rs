@@ -46,8 +46,8 @@ pub use factory::{
 #[allow(deprecated)]
 pub use fit::TrainConfig;
 pub use fit::{
-    Checkpoints, EpochMetrics, FitConfig, FitOutcome, Progress, Quiet, StepReport, epoch_order,
-    evaluate_loss, evaluate_terms, fit, on_pool,
+    Checkpoints, EpochMetrics, FitConfig, FitData, FitOutcome, FitRun, Progress, Quiet, StepReport,
+    epoch_order, evaluate_loss, evaluate_terms, fit, on_pool,
 };
 pub use linear_eval::{
     Features, LinearEvalConfig, LinearEvalResult, LinearProbe, cross_entropy, extract_features,

@@ -6,19 +6,19 @@ use mmssl_data::{
     MapItems, PairedDataset, TwoViewConfig, TwoViewMnist, embedded_mnist_test, load_batch,
 };
 use mmssl_train::{
-    BuildSetup, ContrastiveFactory, ContrastiveStep, FitConfig, Method, MethodFactory,
-    MethodOptions, Quiet, fit,
+    BuildSetup, ContrastiveFactory, ContrastiveStep, FitConfig, FitData, FitRun, Method,
+    MethodFactory, MethodOptions, Quiet, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
 
-/// An L2 penalty on each modality's representation.
+/// An L1 penalty on the representations: the mean |z| over every modality's entries.
 fn l1_of_z(step: &ContrastiveStep) -> Tensor<1> {
-    let mut terms = step
+    let all: Vec<Tensor<1>> = step
         .encoded
         .iter()
-        .map(|e| e.z.clone().powi_scalar(2).mean());
-    let first = terms.next().expect("a modality");
-    terms.fold(first, |a, b| a + b)
+        .map(|e| e.z.clone().abs().flatten(0, 1))
+        .collect();
+    Tensor::cat(all, 0).mean()
 }
 
 /// The mean of the first modality's latent embedding.
@@ -78,6 +78,19 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
         schedule: None,
         ..Default::default()
     };
-    let outcome = fit(model, &data, None, &config, None, &device, &mut Quiet).unwrap();
+    let outcome = fit(
+        model,
+        FitData {
+            train: &data,
+            valid: None,
+        },
+        &config,
+        FitRun {
+            device: &device,
+            checkpoints: None,
+            progress: &mut Quiet,
+        },
+    )
+    .unwrap();
     assert!(outcome.history[0].terms.contains_key("l1"));
 }

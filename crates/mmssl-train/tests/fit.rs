@@ -10,8 +10,8 @@ use mmssl_data::{
 };
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::{
-    Checkpoints, ContrastiveModel, EpochMetrics, FitConfig, LoaderConfig, Method, OneCycleConfig,
-    Progress, Quiet, TrainError, fit,
+    Checkpoints, ContrastiveModel, EpochMetrics, FitConfig, FitData, FitRun, LoaderConfig, Method,
+    OneCycleConfig, Progress, Quiet, TrainError, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -41,12 +41,16 @@ fn train_plainly(
 ) -> Result<mmssl_train::FitOutcome<ContrastiveModel>, TrainError> {
     fit(
         model(data, device),
-        data,
-        None,
+        FitData {
+            train: data,
+            valid: None,
+        },
         &config(epochs),
-        None,
-        device,
-        &mut Quiet,
+        FitRun {
+            device,
+            checkpoints: None,
+            progress: &mut Quiet,
+        },
     )
 }
 
@@ -148,7 +152,19 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     // A fresh seeded model trained with validation and checkpoints.
     let run = |cfg: &FitConfig, ck: &Checkpoints, progress: &mut dyn Progress| {
         let model = model(&data, &device);
-        fit(model, &data, Some(&valid), cfg, Some(ck), &device, progress)
+        fit(
+            model,
+            FitData {
+                train: &data,
+                valid: Some(&valid),
+            },
+            cfg,
+            FitRun {
+                device: &device,
+                checkpoints: Some(ck),
+                progress,
+            },
+        )
     };
     let straight = run(&cfg, &ck_a, &mut Quiet).unwrap();
 
@@ -199,12 +215,16 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     // A run without validation writes no validation terms (nor the key in metrics.jsonl).
     let plain = fit(
         model(&data, &device),
-        &data,
-        None,
+        FitData {
+            train: &data,
+            valid: None,
+        },
         &config(1),
-        None,
-        &device,
-        &mut Quiet,
+        FitRun {
+            device: &device,
+            checkpoints: None,
+            progress: &mut Quiet,
+        },
     )
     .unwrap();
     assert!(plain.history[0].valid_terms.is_empty());
@@ -224,12 +244,16 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let other = config(4);
     let err = fit(
         model(&data, &device),
-        &data,
-        Some(&valid),
+        FitData {
+            train: &data,
+            valid: Some(&valid),
+        },
         &other,
-        Some(&ck_b),
-        &device,
-        &mut Quiet,
+        FitRun {
+            device: &device,
+            checkpoints: Some(&ck_b),
+            progress: &mut Quiet,
+        },
     )
     .err()
     .unwrap();
@@ -262,12 +286,16 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
     let run = |ck: &Checkpoints, progress: &mut dyn Progress| {
         fit(
             model(&data, &device),
-            &data,
-            Some(&valid),
+            FitData {
+                train: &data,
+                valid: Some(&valid),
+            },
             &cfg,
-            Some(ck),
-            &device,
-            progress,
+            FitRun {
+                device: &device,
+                checkpoints: Some(ck),
+                progress,
+            },
         )
     };
     let straight = run(&Checkpoints::new(tmp.path().join("a")).unwrap(), &mut Quiet).unwrap();
@@ -323,12 +351,16 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
     // saved.
     let err = fit(
         model(&data, &device),
-        &data,
-        None,
+        FitData {
+            train: &data,
+            valid: None,
+        },
         &cfg,
-        None,
-        &device,
-        &mut StopAfter { after: 1, seen: 0 },
+        FitRun {
+            device: &device,
+            checkpoints: None,
+            progress: &mut StopAfter { after: 1, seen: 0 },
+        },
     )
     .err()
     .unwrap();
@@ -363,12 +395,16 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let ck = Checkpoints::new(tmp.path()).unwrap();
     let err = fit(
         model(&data, &device),
-        &data,
-        None,
+        FitData {
+            train: &data,
+            valid: None,
+        },
         &config(3),
-        Some(&ck),
-        &device,
-        &mut Quiet,
+        FitRun {
+            device: &device,
+            checkpoints: Some(&ck),
+            progress: &mut Quiet,
+        },
     )
     .err()
     .expect("NaN input must stop training");

@@ -149,6 +149,61 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// What [`fit`] trains on: the training pairs and, optionally, the validation pairs whose
+/// loss picks the best epoch.
+#[derive(Clone, Copy)]
+pub struct FitData<'a> {
+    /// The training pairs.
+    pub train: &'a dyn PairedDataset,
+    /// The validation pairs (`None`: the best epoch is the one of the lowest training loss).
+    pub valid: Option<&'a dyn PairedDataset>,
+}
+
+impl<'a> FitData<'a> {
+    /// Training on `train`, without validation.
+    pub fn new(train: &'a dyn PairedDataset) -> Self {
+        FitData { train, valid: None }
+    }
+
+    /// The same, validated on `valid` after every epoch.
+    pub fn with_valid(self, valid: &'a dyn PairedDataset) -> Self {
+        FitData {
+            valid: Some(valid),
+            ..self
+        }
+    }
+}
+
+/// Where [`fit`] runs and to whom it reports: the device, the checkpoints (`None`: nothing is
+/// saved) and the [`Progress`] that hears of each step and epoch and may ask to stop.
+pub struct FitRun<'a> {
+    /// The device the model and the batches live on.
+    pub device: &'a Device,
+    /// Where the checkpoints go, and whether to resume from them.
+    pub checkpoints: Option<&'a Checkpoints>,
+    /// The progress reports.
+    pub progress: &'a mut dyn Progress,
+}
+
+impl<'a> FitRun<'a> {
+    /// A run on `device` reporting to `progress`, without checkpoints.
+    pub fn new(device: &'a Device, progress: &'a mut dyn Progress) -> Self {
+        FitRun {
+            device,
+            checkpoints: None,
+            progress,
+        }
+    }
+
+    /// The same, saving (or resuming from) `checkpoints`.
+    pub fn with_checkpoints(self, checkpoints: &'a Checkpoints) -> Self {
+        FitRun {
+            checkpoints: Some(checkpoints),
+            ..self
+        }
+    }
+}
+
 /// The result of [`fit`].
 pub struct FitOutcome<M> {
     /// The model after the last epoch.
@@ -181,15 +236,31 @@ pub struct FitOutcome<M> {
 /// [`TrainError::Interrupted`]; resumed, the run finishes with the same weights and metrics as
 /// one that never stopped. A stop asked during an epoch's last step or its validation takes
 /// effect after that epoch's checkpoint.
+///
+/// ```no_run
+/// # use mmssl_train::{Checkpoints, FitConfig, FitData, FitRun, Method, Quiet, fit};
+/// # fn demo<M: Method>(model: M, train: &dyn mmssl_data::PairedDataset,
+/// #     valid: &dyn mmssl_data::PairedDataset, device: &burn::tensor::Device) -> mmssl_train::Result<()> {
+/// let data = FitData::new(train).with_valid(valid);
+/// let checkpoints = Checkpoints::new("run/checkpoints")?;
+/// let mut progress = Quiet;
+/// let run = FitRun::new(device, &mut progress).with_checkpoints(&checkpoints);
+/// let outcome = fit(model, data, &FitConfig::default(), run)?;
+/// println!("best epoch: {:?}", outcome.best_epoch);
+/// # Ok(()) }
+/// ```
 pub fn fit<M: Method>(
     mut model: M,
-    train: &dyn PairedDataset,
-    valid: Option<&dyn PairedDataset>,
+    data: FitData<'_>,
     config: &FitConfig,
-    checkpoints: Option<&Checkpoints>,
-    device: &Device,
-    progress: &mut dyn Progress,
+    run: FitRun<'_>,
 ) -> Result<FitOutcome<M>> {
+    let FitData { train, valid } = data;
+    let FitRun {
+        device,
+        checkpoints,
+        progress,
+    } = run;
     if config.batch_size == 0 || (config.batch_size < 2 && !config.partial_batches) {
         return Err(TrainError::InvalidSetting {
             name: "batch_size",

@@ -7,7 +7,7 @@
 //! same loop as pretraining ([`fit`]) with the same settings ([`FitConfig`]).
 
 use crate::error::{Result, TrainError};
-use crate::fit::{FitConfig, Quiet, fit};
+use crate::fit::{FitConfig, FitData, FitRun, Quiet, fit};
 use crate::method::Method;
 use crate::metrics::{accuracy, balanced_accuracy, roc_auc};
 use burn::module::Module;
@@ -258,12 +258,16 @@ pub fn linear_eval_probe(
     );
     let outcome = fit(
         probe,
-        &train_set,
-        Some(&valid_set),
+        FitData {
+            train: &train_set,
+            valid: Some(&valid_set),
+        },
         &config.training,
-        None,
-        &device,
-        &mut Quiet,
+        FitRun {
+            device: &device,
+            checkpoints: None,
+            progress: &mut Quiet,
+        },
     )?;
     let valid_losses: Vec<f64> = outcome
         .history

@@ -121,7 +121,20 @@ fn the_probe_trains_in_the_one_loop_on_every_item() {
         config.partial_batches = partial;
         let probe = LinearProbe::new(8, 2, &device, &mut item_rng(0, 0, 0));
         let mut seen = Steps(Vec::new());
-        let out = fit(probe, &set, Some(&set), &config, None, &device, &mut seen).unwrap();
+        let out = fit(
+            probe,
+            FitData {
+                train: &set,
+                valid: Some(&set),
+            },
+            &config,
+            FitRun {
+                device: &device,
+                checkpoints: None,
+                progress: &mut seen,
+            },
+        )
+        .unwrap();
         assert_eq!(seen.0, vec![steps; 2], "partial batches {partial}");
         assert!(out.best.is_some() && out.best_epoch.is_some());
     }
