@@ -20,7 +20,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use mmssl::burn;
 use mmssl::data::{Batch, ViewBatch};
 use mmssl::objectives::{Critic, CriticKind, Estimator, ObjectiveConfig, contrast};
-use mmssl::train::{ContrastiveModel, Method, RAdamConfig, on_pool};
+use mmssl::train::{ContrastiveConfig, Method, RAdamConfig, on_pool};
 use rand::{SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
@@ -143,8 +143,9 @@ fn step(a: &Args, device: &Device) -> Result<Vec<f64>, String> {
     let spec = a.objective.parse().map_err(|e| format!("{e}"))?;
     let objective = ObjectiveConfig::new(spec);
     let mut rng = StdRng::seed_from_u64(0);
-    let mut model =
-        ContrastiveModel::new(&shapes, 64, &objective, &ad, &mut rng).map_err(|e| e.to_string())?;
+    let mut model = ContrastiveConfig::new(objective)
+        .init(&shapes, &ad, &mut rng)
+        .map_err(|e| e.to_string())?;
     let views = (0..a.modalities)
         .map(|_| {
             let dist = Distribution::Uniform(0.0, 1.0);

@@ -11,7 +11,7 @@ use mmssl::protocol::{
     BuildSetup, DatasetKind, Grid, GridOptions, MethodFactory, MethodOption, MethodOptions, Phases,
     ProtocolError, Quiet, Registry, RunConfig, load_run_config, run, run_with,
 };
-use mmssl::train::ContrastiveModel;
+use mmssl::train::{ContrastiveConfig, ContrastiveModel};
 use rand::rngs::StdRng;
 use std::path::Path;
 
@@ -102,7 +102,9 @@ impl MethodFactory for SmallRr {
         rng: &mut StdRng,
     ) -> mmssl::train::Result<ContrastiveModel> {
         let objective = ObjectiveConfig::new("RR".parse()?).with_embedding_dim(16);
-        ContrastiveModel::new(s.shapes, o.count("width", 16)?, &objective, s.device, rng)
+        ContrastiveConfig::new(objective)
+            .with_latent_dim(o.count("width", 16)?)
+            .init(s.shapes, s.device, rng)
     }
 }
 

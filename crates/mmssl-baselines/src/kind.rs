@@ -8,7 +8,7 @@ use crate::deep_cca::DeepCcaConfig;
 use crate::error::{BaselineError, Result};
 use crate::hybrid::{DEFAULT_CCA_DIM, Hybrid, HybridConfig};
 use crate::mmvae::{Mmvae, MmvaeConfig, MmvaeEstimator};
-use crate::supervised::Supervised;
+use crate::supervised::{Supervised, SupervisedConfig};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
@@ -130,9 +130,11 @@ impl BaselineKind {
             ..cfg
         };
         Ok(match self {
-            BaselineKind::Supervised => {
-                Baseline::Supervised(Supervised::new(shapes, latent_dim, classes, device, rng)?)
-            }
+            BaselineKind::Supervised => Baseline::Supervised(
+                SupervisedConfig::new(classes)
+                    .with_latent_dim(latent_dim)
+                    .init(shapes, device, rng)?,
+            ),
             BaselineKind::Ae => {
                 Baseline::Hybrid(HybridConfig::ae(latent_dim).init(shapes, device, rng)?)
             }

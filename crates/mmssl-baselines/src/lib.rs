@@ -57,7 +57,7 @@ pub use kind::Baseline;
 pub use kind::{BaselineKind, BaselineOptions};
 pub use lcca::{LCCA_OPTIONS, LinearCca, LinearCcaConfig, MAX_FEATURES, dataset_matrix};
 pub use mmvae::{Laplace, Mmvae, MmvaeConfig, MmvaeEstimate, MmvaeEstimator, MmvaeFactory};
-pub use supervised::{Supervised, SupervisedFactory};
+pub use supervised::{Supervised, SupervisedConfig, SupervisedFactory};
 
 #[cfg(test)]
 mod deep_cca_tests;

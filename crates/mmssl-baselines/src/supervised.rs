@@ -24,17 +24,42 @@ pub struct Supervised {
     classifiers: Vec<Linear>,
 }
 
-impl Supervised {
-    /// A supervised model for modalities of `shapes`, `latent_dim`-dimensional `z` and
-    /// `classes` classes. Classifiers are `Linear(latent_dim, classes)` with Xavier-uniform
-    /// weights and every bias `1 / classes`.
-    pub fn new<R: Rng + ?Sized>(
+/// The settings of a [`Supervised`] model: the classes and the size of `z`;
+/// [`init`](SupervisedConfig::init) builds it for the data's item shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SupervisedConfig {
+    /// The number of classes (at least 2).
+    pub classes: usize,
+    /// The size of each modality's representation `z` (64).
+    pub latent_dim: usize,
+}
+
+impl SupervisedConfig {
+    /// A model for `classes` classes with `z` of 64.
+    pub fn new(classes: usize) -> Self {
+        SupervisedConfig {
+            classes,
+            latent_dim: 64,
+        }
+    }
+
+    /// The same with `z` of `latent_dim`.
+    pub fn with_latent_dim(self, latent_dim: usize) -> Self {
+        SupervisedConfig { latent_dim, ..self }
+    }
+
+    /// The model for modalities of `shapes`. Classifiers are `Linear(latent_dim, classes)`
+    /// with Xavier-uniform weights and every bias `1 / classes`.
+    pub fn init<R: Rng + ?Sized>(
+        &self,
         shapes: &[Vec<usize>],
-        latent_dim: usize,
-        classes: usize,
         device: &Device,
         rng: &mut R,
-    ) -> Result<Self> {
+    ) -> Result<Supervised> {
+        let SupervisedConfig {
+            classes,
+            latent_dim,
+        } = *self;
         BaselineError::check_some_modalities(shapes, "a model")?;
         if classes < 2 {
             return Err(BaselineError::InvalidSetting {
@@ -53,6 +78,26 @@ impl Supervised {
             backbone: Backbone::new(encoders)?,
             classifiers,
         })
+    }
+}
+
+impl Supervised {
+    /// A supervised model for modalities of `shapes`, `latent_dim`-dimensional `z` and
+    /// `classes` classes.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use SupervisedConfig::new(classes).with_latent_dim(d).init(shapes, device, rng)"
+    )]
+    pub fn new<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        classes: usize,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        SupervisedConfig::new(classes)
+            .with_latent_dim(latent_dim)
+            .init(shapes, device, rng)
     }
 
     /// Class logits `[B, classes]` of `modality`.
@@ -163,9 +208,11 @@ impl mmssl_train::MethodFactory for SupervisedFactory {
         rng: &mut StdRng,
     ) -> mmssl_train::Result<crate::Baseline> {
         let latent = o.count("latent_dim", 64)?;
-        Ok(crate::Baseline::Supervised(Supervised::new(
-            s.shapes, latent, s.classes, s.device, rng,
-        )?))
+        Ok(crate::Baseline::Supervised(
+            SupervisedConfig::new(s.classes)
+                .with_latent_dim(latent)
+                .init(s.shapes, s.device, rng)?,
+        ))
     }
 
     fn needs_labels(&self) -> bool {

@@ -213,7 +213,9 @@ fn mmvae_rejects_bad_settings() {
 fn supervised_classifier_init_and_label_errors() {
     let device = Device::flex();
     let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
-    let model = Supervised::new(&shapes, 64, 10, &device, &mut StdRng::seed_from_u64(0)).unwrap();
+    let model = SupervisedConfig::new(10)
+        .init(&shapes, &device, &mut StdRng::seed_from_u64(0))
+        .unwrap();
     let bias = model.classifier_bias(0);
     assert!(bias.iter().all(|&b| (b - 0.1).abs() < 1e-7));
     let mut batch = image_batch(4, &[1, 1], 1, &device);
@@ -244,7 +246,7 @@ fn supervised_classifier_init_and_label_errors() {
         })
     ));
     assert!(matches!(
-        Supervised::new(&shapes, 64, 1, &device, &mut StdRng::seed_from_u64(0)),
+        SupervisedConfig::new(1).init(&shapes, &device, &mut StdRng::seed_from_u64(0)),
         Err(BaselineError::InvalidSetting {
             name: "classes",
             ..

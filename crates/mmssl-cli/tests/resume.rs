@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use common::{TINY, arg, assert_fails, assert_ok, command, mmssl, on_run, read_json};
 use mmssl_objectives::ObjectiveConfig;
-use mmssl_train::ContrastiveModel;
+use mmssl_train::ContrastiveConfig;
 use rand::SeedableRng;
 use std::path::Path;
 use std::process::Stdio;
@@ -60,16 +60,15 @@ impl ModuleVisitor for Weights {
 /// so their bytes differ between identical runs).
 fn weights(file: &Path) -> Vec<f32> {
     let shapes = vec![vec![1, 32, 32], vec![1, 32, 32]];
-    let model = ContrastiveModel::new(
-        &shapes,
-        64,
-        &ObjectiveConfig::new("CR".parse().unwrap()),
-        &Device::flex(),
-        &mut rand::rngs::StdRng::seed_from_u64(99),
-    )
-    .unwrap()
-    .try_load_file(file)
-    .unwrap();
+    let model = ContrastiveConfig::new(ObjectiveConfig::new("CR".parse().unwrap()))
+        .init(
+            &shapes,
+            &Device::flex(),
+            &mut rand::rngs::StdRng::seed_from_u64(99),
+        )
+        .unwrap()
+        .try_load_file(file)
+        .unwrap();
     let mut w = Weights(Vec::new());
     model.visit(&mut w);
     w.0

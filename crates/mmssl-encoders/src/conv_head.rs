@@ -7,7 +7,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use mmssl_kernels::nn::{NormAct, Pointwise};
+use mmssl_kernels::nn::{NormAct, NormActConfig, Pointwise};
 use mmssl_kernels::norm::Activation;
 use rand::Rng;
 
@@ -86,10 +86,14 @@ impl ConvHeadConfig {
         let running = variant.running_variance();
         Ok(ConvHead {
             conv1: Pointwise::new(linear(c, o, false, 2f64.sqrt(), rng, device)),
-            bn1: NormAct::new(o, Activation::Relu, device).with_running(running),
+            bn1: NormActConfig::new(o, Activation::Relu)
+                .with_running(running)
+                .init(device),
             conv2: Pointwise::new(linear(o, o, false, gain2, rng, device)),
             shortcut: Pointwise::new(shortcut),
-            bn_out: NormAct::new(o, Activation::Identity, device).with_running(running),
+            bn_out: NormActConfig::new(o, Activation::Identity)
+                .with_running(running)
+                .init(device),
         })
     }
 }

@@ -9,7 +9,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
-use mmssl_kernels::nn::{Act, Conv, ConvTranspose, NormAct};
+use mmssl_kernels::nn::{Act, Conv, ConvTranspose, NormAct, NormActConfig};
 use mmssl_kernels::norm::{Activation, RunningVariance};
 use rand::Rng;
 
@@ -125,9 +125,11 @@ impl Post {
             Activation::Identity
         };
         Post {
-            norm: spec
-                .norm
-                .then(|| NormAct::new(channels, activation, device).with_running(running)),
+            norm: spec.norm.then(|| {
+                NormActConfig::new(channels, activation)
+                    .with_running(running)
+                    .init(device)
+            }),
             act: (spec.act && !spec.norm).then(|| Act::new(leaky)),
         }
     }

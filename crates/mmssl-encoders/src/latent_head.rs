@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
-use mmssl_kernels::nn::NormAct;
+use mmssl_kernels::nn::{NormAct, NormActConfig};
 use mmssl_kernels::norm::Activation;
 use rand::Rng;
 
@@ -49,7 +49,9 @@ impl LatentHeadConfig {
         let running = self.variant.running_variance();
         Ok(LatentHead {
             fc1: linear(i, o, false, 2f64.sqrt(), rng, device),
-            bn: NormAct::new(o, Activation::Relu, device).with_running(running),
+            bn: NormActConfig::new(o, Activation::Relu)
+                .with_running(running)
+                .init(device),
             fc2: linear(o, o, false, gain2, rng, device),
         })
     }

@@ -20,13 +20,13 @@
 //! ```
 //! use burn::module::Param;
 //! use burn::tensor::{Device, Distribution, Tensor};
-//! use mmssl_kernels::nn::{Conv, NormAct};
+//! use mmssl_kernels::nn::{Conv, NormActConfig};
 //! use mmssl_kernels::norm::Activation;
 //!
 //! let device = Device::flex().autodiff();
 //! let w = Tensor::<4>::random([8, 1, 4, 4], Distribution::Normal(0.0, 0.1), &device);
 //! let conv = Conv::new(Param::from_tensor(w), 2, 1);
-//! let norm = NormAct::new(8, Activation::LeakyRelu(0.2), &device);
+//! let norm = NormActConfig::new(8, Activation::LeakyRelu(0.2)).init(&device);
 //! let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Default, &device);
 //! let y = norm.forward(conv.forward(x)); // fused on flex, generic on wgpu or CUDA
 //! assert_eq!(y.dims(), [2, 8, 16, 16]);

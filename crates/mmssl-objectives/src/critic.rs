@@ -57,9 +57,22 @@ pub struct BilinearCritic {
     pub weight: Param<Tensor<2>>,
 }
 
-impl BilinearCritic {
-    /// `W = I + U(-0.01, 0.01)` of size `d`.
-    pub fn init<R: Rng + ?Sized>(d: usize, device: &Device, rng: &mut R) -> Self {
+/// The settings of a [`BilinearCritic`]: the size `d` of its square matrix `W`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BilinearCriticConfig {
+    /// The embedding size `d` (`W` is `[d, d]`).
+    pub dim: usize,
+}
+
+impl BilinearCriticConfig {
+    /// A critic over `dim`-dimensional embeddings.
+    pub fn new(dim: usize) -> Self {
+        BilinearCriticConfig { dim }
+    }
+
+    /// `W = I + U(-0.01, 0.01)`, drawn from `rng`.
+    pub fn init<R: Rng + ?Sized>(&self, device: &Device, rng: &mut R) -> BilinearCritic {
+        let d = self.dim;
         let values: Vec<f32> = (0..d * d)
             .map(|k| {
                 let eye = if k / d == k % d { 1.0 } else { 0.0 };
@@ -69,6 +82,17 @@ impl BilinearCritic {
         BilinearCritic {
             weight: Param::from_data(TensorData::new(values, [d, d]), device),
         }
+    }
+}
+
+impl BilinearCritic {
+    /// `W = I + U(-0.01, 0.01)` of size `d`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use BilinearCriticConfig::new(d).init(device, rng)"
+    )]
+    pub fn init<R: Rng + ?Sized>(d: usize, device: &Device, rng: &mut R) -> Self {
+        BilinearCriticConfig::new(d).init(device, rng)
     }
 }
 

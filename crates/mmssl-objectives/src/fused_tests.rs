@@ -63,7 +63,7 @@ fn fused_cpu_infonce_equals_the_generic_path_in_value_and_gradient() {
     ];
     let ad = Device::flex().autodiff();
     let mut rng = StdRng::seed_from_u64(42);
-    let bilinear = BilinearCritic::init(7, &ad, &mut rng);
+    let bilinear = BilinearCriticConfig::new(7).init(&ad, &mut rng);
     for (i, &(b, d, la, lt, clip, scale)) in cases.iter().enumerate() {
         let ha = Host::random(b, d, la, 100 + i as u64, scale);
         let ht = Host::random(b, d, lt, 200 + i as u64, scale);
@@ -117,7 +117,7 @@ fn shared_target_terms_equal_separate_generic_terms_in_value_and_gradient() {
     ];
     let weights = [(1.0, 1.0), (1.5, 0.7), (0.0, 2.0)];
     let ad = Device::flex().autodiff();
-    let bilinear = BilinearCritic::init(7, &ad, &mut StdRng::seed_from_u64(9));
+    let bilinear = BilinearCriticConfig::new(7).init(&ad, &mut StdRng::seed_from_u64(9));
     for (i, &(b, d, la, lt, clip, scale)) in cases.iter().enumerate() {
         let hs: Vec<Host> = (0..3)
             .map(|k| Host::random(b, d, la, 300 + 10 * i as u64 + k, scale))

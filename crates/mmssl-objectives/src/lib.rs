@@ -64,7 +64,9 @@ mod scores;
 mod spec;
 
 pub use contrast::{Contrast, Negatives};
-pub use critic::{BilinearCritic, Critic, CriticKind, DEFAULT_COSINE_TEMPERATURE};
+pub use critic::{
+    BilinearCritic, BilinearCriticConfig, Critic, CriticKind, DEFAULT_COSINE_TEMPERATURE,
+};
 pub use edge::{EdgeTerm, EmbeddingKind, edge_terms};
 pub use error::{ObjectiveError, Result};
 pub use estimator::Estimator;

@@ -1,6 +1,6 @@
 //! A whole objective: the weighted sum of its edge terms over the modalities.
 
-use crate::critic::{BilinearCritic, Critic, CriticKind};
+use crate::critic::{BilinearCritic, BilinearCriticConfig, Critic, CriticKind};
 use crate::edge::{EdgeTerm, EmbeddingKind, edge_terms};
 use crate::error::{ObjectiveError, Result};
 use crate::estimator::Estimator;
@@ -88,7 +88,7 @@ impl ObjectiveConfig {
     pub fn init<R: Rng + ?Sized>(&self, device: &Device, rng: &mut R) -> Result<Objective> {
         self.validate()?;
         let bilinear = (self.critic == CriticKind::Bilinear)
-            .then(|| BilinearCritic::init(self.embedding_dim, device, rng));
+            .then(|| BilinearCriticConfig::new(self.embedding_dim).init(device, rng));
         Ok(Objective {
             bilinear,
             config: self.clone(),

@@ -222,7 +222,7 @@ fn cosine_and_bilinear_critics_match_their_definitions() {
     );
     assert!(rel_close(scalar(loss), rl, 1e-5));
 
-    let w = BilinearCritic::init(6, &device, &mut StdRng::seed_from_u64(3));
+    let w = BilinearCriticConfig::new(6).init(&device, &mut StdRng::seed_from_u64(3));
     let wv: Vec<f64> = w
         .weight
         .val()

@@ -438,7 +438,7 @@ impl Entry for LinearCcaEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmssl_train::{BuildSetup, ContrastiveModel};
+    use mmssl_train::{BuildSetup, ContrastiveConfig, ContrastiveModel};
     use rand::rngs::StdRng;
 
     fn resolve(text: &str) -> Result<ResolvedMethod> {
@@ -572,7 +572,9 @@ mod tests {
                 rng: &mut StdRng,
             ) -> mmssl_train::Result<ContrastiveModel> {
                 let objective = mmssl_objectives::ObjectiveConfig::new("CR".parse().unwrap());
-                ContrastiveModel::new(s.shapes, 8, &objective, s.device, rng)
+                ContrastiveConfig::new(objective)
+                    .with_latent_dim(8)
+                    .init(s.shapes, s.device, rng)
             }
         }
         let mut r = Registry::builtin();

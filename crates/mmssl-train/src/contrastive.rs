@@ -17,6 +17,7 @@ use mmssl_encoders::{
 use mmssl_objectives::{ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
 use rand::Rng;
 use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 
 /// Encoders, heads and objective of a contrastive run.
 #[derive(Module, Debug)]
@@ -27,30 +28,70 @@ pub struct ContrastiveModel {
     objective: Objective,
 }
 
-impl ContrastiveModel {
-    /// A model for modalities whose items have `shapes` (`[C, 32, 32]` or `[C, 64, 64, 64]`),
-    /// with `latent_dim`-dimensional representations and `objective`.
-    pub fn new<R: Rng + ?Sized>(
-        shapes: &[Vec<usize>],
-        latent_dim: usize,
-        objective: &ObjectiveConfig,
-        device: &Device,
-        rng: &mut R,
-    ) -> Result<Self> {
-        let options = EncoderOptions::default();
-        Self::with_options(shapes, latent_dim, &options, objective, device, rng)
+/// The settings of a [`ContrastiveModel`]: the objective, the size of `z` and the encoders'
+/// width and variant; [`init`](ContrastiveConfig::init) builds the model for the data's item
+/// shapes.
+///
+/// ```
+/// use mmssl_train::ContrastiveConfig;
+/// use mmssl_objectives::ObjectiveConfig;
+/// use rand::SeedableRng;
+///
+/// let device = burn::tensor::Device::flex().autodiff();
+/// let objective = ObjectiveConfig::new("CR-XX".parse().unwrap());
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let model = ContrastiveConfig::new(objective)
+///     .with_latent_dim(32)
+///     .init(&[vec![1, 32, 32], vec![1, 32, 32]], &device, &mut rng)
+///     .unwrap();
+/// # let _ = model;
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContrastiveConfig {
+    /// The objective and its estimator settings (the heads' embedding size is its
+    /// `embedding_dim`).
+    pub objective: ObjectiveConfig,
+    /// The size of each modality's representation `z` (64).
+    #[serde(default = "default_latent_dim")]
+    pub latent_dim: usize,
+    /// The encoders' width and the variant of every part (mmssl's by default).
+    #[serde(default)]
+    pub encoder: EncoderOptions,
+}
+
+fn default_latent_dim() -> usize {
+    64
+}
+
+impl ContrastiveConfig {
+    /// The model of `objective`, `z` of 64, mmssl's encoders.
+    pub fn new(objective: ObjectiveConfig) -> Self {
+        ContrastiveConfig {
+            objective,
+            latent_dim: default_latent_dim(),
+            encoder: EncoderOptions::default(),
+        }
     }
 
-    /// [`ContrastiveModel::new`] with encoders of `options`' width and every part (encoders,
-    /// heads) in its [`Variant`].
-    pub fn with_options<R: Rng + ?Sized>(
+    /// The same with `z` of `latent_dim`.
+    pub fn with_latent_dim(self, latent_dim: usize) -> Self {
+        ContrastiveConfig { latent_dim, ..self }
+    }
+
+    /// The same with encoders (and heads) of `encoder`'s width and variant.
+    pub fn with_encoder(self, encoder: EncoderOptions) -> Self {
+        ContrastiveConfig { encoder, ..self }
+    }
+
+    /// The model for modalities whose items have `shapes` (`[C, 32, 32]` or
+    /// `[C, 64, 64, 64]`), its weights drawn from `rng`.
+    pub fn init<R: Rng + ?Sized>(
+        &self,
         shapes: &[Vec<usize>],
-        latent_dim: usize,
-        options: &EncoderOptions,
-        objective: &ObjectiveConfig,
         device: &Device,
         rng: &mut R,
-    ) -> Result<Self> {
+    ) -> Result<ContrastiveModel> {
+        let (latent_dim, options, objective) = (self.latent_dim, &self.encoder, &self.objective);
         if shapes.is_empty() {
             return Err(TrainError::NoModalities);
         }
@@ -83,6 +124,46 @@ impl ContrastiveModel {
             latent_heads,
             objective,
         })
+    }
+}
+
+impl ContrastiveModel {
+    /// A model for modalities whose items have `shapes` (`[C, 32, 32]` or `[C, 64, 64, 64]`),
+    /// with `latent_dim`-dimensional representations and `objective`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use ContrastiveConfig::new(objective).with_latent_dim(d).init(shapes, device, rng)"
+    )]
+    pub fn new<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        objective: &ObjectiveConfig,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        ContrastiveConfig::new(objective.clone())
+            .with_latent_dim(latent_dim)
+            .init(shapes, device, rng)
+    }
+
+    /// [`ContrastiveModel::new`] with encoders of `options`' width and every part (encoders,
+    /// heads) in its [`Variant`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "use ContrastiveConfig::new(objective).with_latent_dim(d).with_encoder(options).init(shapes, device, rng)"
+    )]
+    pub fn with_options<R: Rng + ?Sized>(
+        shapes: &[Vec<usize>],
+        latent_dim: usize,
+        options: &EncoderOptions,
+        objective: &ObjectiveConfig,
+        device: &Device,
+        rng: &mut R,
+    ) -> Result<Self> {
+        ContrastiveConfig::new(objective.clone())
+            .with_latent_dim(latent_dim)
+            .with_encoder(*options)
+            .init(shapes, device, rng)
     }
 
     /// The objective.
@@ -204,14 +285,10 @@ impl MethodFactory for ContrastiveFactory {
         rng: &mut StdRng,
     ) -> Result<ContrastiveModel> {
         let objective = objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
-        ContrastiveModel::with_options(
-            s.shapes,
-            o.count("latent_dim", 64)?,
-            &model_options(o)?,
-            &objective,
-            s.device,
-            rng,
-        )
+        ContrastiveConfig::new(objective)
+            .with_latent_dim(o.count("latent_dim", 64)?)
+            .with_encoder(model_options(o)?)
+            .init(s.shapes, s.device, rng)
     }
 }
 

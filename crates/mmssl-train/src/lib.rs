@@ -34,8 +34,8 @@ mod radam;
 
 pub use attribution::{Attribution, attribute};
 pub use contrastive::{
-    ContrastiveFactory, ContrastiveModel, ContrastiveStep, ExtendedFactory, ExtendedModel,
-    ExtraTerm, MODEL_OPTIONS, model_options,
+    ContrastiveConfig, ContrastiveFactory, ContrastiveModel, ContrastiveStep, ExtendedFactory,
+    ExtendedModel, ExtraTerm, MODEL_OPTIONS, model_options,
 };
 pub use encoder::{AnyEncoder, Backbone};
 pub use error::{Result, TrainError};
@@ -50,8 +50,8 @@ pub use fit::{
     epoch_order, evaluate_loss, evaluate_terms, fit, on_pool,
 };
 pub use linear_eval::{
-    Features, LinearEvalConfig, LinearEvalResult, LinearProbe, cross_entropy, extract_features,
-    linear_eval, linear_eval_probe,
+    Features, LinearEvalConfig, LinearEvalResult, LinearProbe, LinearProbeConfig, cross_entropy,
+    extract_features, linear_eval, linear_eval_probe,
 };
 pub use method::{Method, StepOutput};
 /// Loader settings of [`FitConfig::loader`] (from `mmssl-data`).

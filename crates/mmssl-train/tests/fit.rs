@@ -10,8 +10,8 @@ use mmssl_data::{
 };
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::{
-    Checkpoints, ContrastiveModel, EpochMetrics, FitConfig, FitData, FitRun, LoaderConfig, Method,
-    OneCycleConfig, Progress, Quiet, TrainError, fit,
+    Checkpoints, ContrastiveConfig, ContrastiveModel, EpochMetrics, FitConfig, FitData, FitRun,
+    LoaderConfig, Method, OneCycleConfig, Progress, Quiet, TrainError, fit,
 };
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -23,14 +23,9 @@ fn mnist(n: usize) -> Option<ImageSet> {
 fn model(data: &dyn PairedDataset, device: &Device) -> ContrastiveModel {
     let shapes: Vec<Vec<usize>> = (0..2).map(|m| data.shape(m)).collect();
     let objective = ObjectiveConfig::new("CR-XX".parse().unwrap());
-    ContrastiveModel::new(
-        &shapes,
-        64,
-        &objective,
-        device,
-        &mut StdRng::seed_from_u64(3),
-    )
-    .unwrap()
+    ContrastiveConfig::new(objective)
+        .init(&shapes, device, &mut StdRng::seed_from_u64(3))
+        .unwrap()
 }
 
 /// `epochs` epochs of training from the seeded model, without validation or checkpoints.

@@ -13,7 +13,7 @@ mod norm;
 mod pointwise;
 
 pub use conv::{Conv, ConvTranspose};
-pub use norm::{Act, NormAct};
+pub use norm::{Act, NormAct, NormActConfig};
 pub use pointwise::Pointwise;
 
 /// The spatial dimensionality of a rank-`D` tensor `[B, C, spatial...]`: 2 for `D = 4`, 3 for

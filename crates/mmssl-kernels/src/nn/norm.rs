@@ -23,15 +23,54 @@ pub struct NormAct {
     pub running: RunningVariance,
 }
 
-impl NormAct {
-    /// Batch normalisation of `channels` channels (burn's defaults: momentum 0.1, epsilon
-    /// 1e-5, `gamma = 1`, `beta = 0`) followed by `activation`.
-    pub fn new(channels: usize, activation: Activation, device: &Device) -> Self {
-        NormAct {
-            norm: BatchNormConfig::new(channels).init(device),
+/// The settings of a [`NormAct`]: the channels, the activation, and the batch variance the
+/// running variance follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormActConfig {
+    /// The channels normalised.
+    pub channels: usize,
+    /// The activation after the normalisation.
+    pub activation: Activation,
+    /// The batch variance the running variance follows in training mode (burn's biased one by
+    /// default).
+    pub running: RunningVariance,
+}
+
+impl NormActConfig {
+    /// Batch normalisation of `channels` channels followed by `activation`.
+    pub fn new(channels: usize, activation: Activation) -> Self {
+        NormActConfig {
+            channels,
             activation,
             running: RunningVariance::Biased,
         }
+    }
+
+    /// The same, its running variance following `running` in training mode.
+    pub fn with_running(self, running: RunningVariance) -> Self {
+        NormActConfig { running, ..self }
+    }
+
+    /// The layer (burn's defaults for the normalisation: momentum 0.1, epsilon 1e-5,
+    /// `gamma = 1`, `beta = 0`).
+    pub fn init(&self, device: &Device) -> NormAct {
+        NormAct {
+            norm: BatchNormConfig::new(self.channels).init(device),
+            activation: self.activation,
+            running: self.running,
+        }
+    }
+}
+
+impl NormAct {
+    /// Batch normalisation of `channels` channels (burn's defaults: momentum 0.1, epsilon
+    /// 1e-5, `gamma = 1`, `beta = 0`) followed by `activation`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use NormActConfig::new(channels, activation).init(device)"
+    )]
+    pub fn new(channels: usize, activation: Activation, device: &Device) -> Self {
+        NormActConfig::new(channels, activation).init(device)
     }
 
     /// The same layer, its running variance following `running` in training mode.

@@ -76,7 +76,7 @@ fn transposed_conv_layers_equal_burns_layers() {
 #[test]
 fn norm_act_and_act_equal_burns_layers_and_update_the_running_statistics() {
     let device = Device::flex().autodiff();
-    let layer = NormAct::new(3, Activation::LeakyRelu(0.2), &device);
+    let layer = NormActConfig::new(3, Activation::LeakyRelu(0.2)).init(&device);
     let x = random([4, 3, 5, 5], &device);
     let want = leaky_relu(layer.norm.forward(x.clone()), 0.2);
     let before = read(layer.norm.running_mean.value());

@@ -41,7 +41,8 @@ fn the_decision_is_the_evidence_for_the_second_class_or_the_own_class() {
     use burn::module::Module;
     use rand::SeedableRng;
     let d = device();
-    let probe = mmssl_train::LinearProbe::new(2, 3, &d, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let probe = mmssl_train::LinearProbeConfig::new(2, 3)
+        .init(&d, &mut rand::rngs::StdRng::seed_from_u64(1));
     let z = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2.0, 3.0, -1.0], [2, 2]), &d);
     let logits: Vec<f32> = probe
         .logits(z.clone())
@@ -61,7 +62,8 @@ fn the_decision_is_the_evidence_for_the_second_class_or_the_own_class() {
     // An item without a label has no own class.
     assert!(head.apply(z.clone(), &[Some(1), None], 3).is_err());
     // Two classes: logit 1 - logit 0, whatever the labels.
-    let two = mmssl_train::LinearProbe::new(2, 2, &d, &mut rand::rngs::StdRng::seed_from_u64(2));
+    let two = mmssl_train::LinearProbeConfig::new(2, 2)
+        .init(&d, &mut rand::rngs::StdRng::seed_from_u64(2));
     let l: Vec<f32> = two
         .logits(z.clone())
         .into_data()

@@ -21,7 +21,7 @@ mod probe;
 mod tests;
 
 use probe::FeatureSet;
-pub use probe::LinearProbe;
+pub use probe::{LinearProbe, LinearProbeConfig};
 
 /// Settings of [`linear_eval`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,7 +245,7 @@ pub fn linear_eval_probe(
     }
     let device = device.clone().autodiff();
     let mut rng = item_rng(config.training.seed, 0, u64::MAX - 1);
-    let probe = LinearProbe::new(train.dim, classes, &device, &mut rng);
+    let probe = LinearProbeConfig::new(train.dim, classes).init(&device, &mut rng);
     let (train_set, valid_set) = (
         FeatureSet {
             features: train,

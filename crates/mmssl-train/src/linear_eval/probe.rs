@@ -65,10 +65,25 @@ pub struct LinearProbe {
     linear: Linear,
 }
 
-impl LinearProbe {
+/// The settings of a [`LinearProbe`]: `Linear(dim, classes)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinearProbeConfig {
+    /// The feature size.
+    pub dim: usize,
+    /// The number of classes.
+    pub classes: usize,
+}
+
+impl LinearProbeConfig {
+    /// A probe from `dim` features to `classes` logits.
+    pub fn new(dim: usize, classes: usize) -> Self {
+        LinearProbeConfig { dim, classes }
+    }
+
     /// `Linear(dim, classes)` with Xavier-uniform weights (gain 1) drawn from `rng` and a zero
     /// bias.
-    pub fn new<R: Rng + ?Sized>(dim: usize, classes: usize, device: &Device, rng: &mut R) -> Self {
+    pub fn init<R: Rng + ?Sized>(&self, device: &Device, rng: &mut R) -> LinearProbe {
+        let LinearProbeConfig { dim, classes } = *self;
         let mut linear = LinearConfig::new(dim, classes)
             .with_initializer(Initializer::Zeros)
             .init(device);
@@ -78,6 +93,18 @@ impl LinearProbe {
             device,
         ));
         LinearProbe { linear }
+    }
+}
+
+impl LinearProbe {
+    /// `Linear(dim, classes)` with Xavier-uniform weights (gain 1) drawn from `rng` and a zero
+    /// bias.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use LinearProbeConfig::new(dim, classes).init(device, rng)"
+    )]
+    pub fn new<R: Rng + ?Sized>(dim: usize, classes: usize, device: &Device, rng: &mut R) -> Self {
+        LinearProbeConfig::new(dim, classes).init(device, rng)
     }
 
     /// Class logits `[B, classes]` of features `[B, dim]`.

@@ -119,7 +119,7 @@ fn the_probe_trains_in_the_one_loop_on_every_item() {
     config.epochs = 2;
     for (partial, steps) in [(true, 3), (false, 2)] {
         config.partial_batches = partial;
-        let probe = LinearProbe::new(8, 2, &device, &mut item_rng(0, 0, 0));
+        let probe = LinearProbeConfig::new(8, 2).init(&device, &mut item_rng(0, 0, 0));
         let mut seen = Steps(Vec::new());
         let out = fit(
             probe,
@@ -144,7 +144,7 @@ fn the_probe_trains_in_the_one_loop_on_every_item() {
 fn the_weighted_validation_loss_is_the_loss_over_every_item() {
     let device = Device::flex();
     let valid = blobs(45, 3, 2.0, 9);
-    let probe = LinearProbe::new(8, 3, &device, &mut item_rng(1, 0, 0));
+    let probe = LinearProbeConfig::new(8, 3).init(&device, &mut item_rng(1, 0, 0));
     let config = quick().training; // batches of 32: one of 32 and one of 13
     let set = FeatureSet {
         features: &valid,
@@ -159,7 +159,7 @@ fn the_weighted_validation_loss_is_the_loss_over_every_item() {
 #[test]
 fn the_probe_refuses_other_views_and_missing_labels() {
     let device = Device::flex();
-    let probe = LinearProbe::new(4, 2, &device, &mut item_rng(2, 0, 0));
+    let probe = LinearProbeConfig::new(4, 2).init(&device, &mut item_rng(2, 0, 0));
     let images = Batch {
         views: vec![ViewBatch::Images(Tensor::zeros([2, 1, 2, 2], &device))],
         labels: vec![Some(0), Some(1)],
