@@ -86,11 +86,11 @@ pub mod prelude {
     pub use crate::protocol::{
         BuildSetup, DatasetKind, Grid, GridOptions, Method, MethodFactory, MethodOption,
         MethodOptions, MethodSpec, Observer, Phases, ProtocolError, Quiet, Registry, RunConfig,
-        RunReport, run_with,
+        RunReport, Terminal, run_with,
     };
     pub use crate::rand::{self, Rng, SeedableRng, rngs::StdRng};
     pub use crate::train::{
-        AnyEncoder, Backbone, ContrastiveFactory, ContrastiveModel, ContrastiveStep,
-        ExtendedFactory, ExtraTerm, StepOutput,
+        AnyEncoder, Backbone, ContrastiveConfig, ContrastiveFactory, ContrastiveModel,
+        ContrastiveStep, ExtendedFactory, ExtraTerm, StepOutput,
     };
 }

@@ -208,3 +208,81 @@ fn a_folder_another_run_writes_is_refused() {
     config.output.overwrite = true;
     assert!(run(&config, &Device::flex(), &mut Quiet).is_ok());
 }
+
+#[test]
+fn a_refused_run_writes_nothing() {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A folder of the user's own files is refused, even with overwrite, and left as it was
+    // (it used to keep a `.lock` file of the refused run).
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    for overwrite in [false, true] {
+        let mut config = tiny("XX", &mine);
+        config.output.overwrite = overwrite;
+        let e = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::NotEmpty { foreign: true, .. }),
+            "{e}"
+        );
+        assert_eq!(names(&mine), ["notes.txt"]);
+    }
+    // Resuming a folder that does not exist is refused without making it.
+    let absent = dir.path().join("absent");
+    let mut config = tiny("XX", &absent);
+    config.output.resume = true;
+    let e = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(matches!(e, ProtocolError::NothingToResume { .. }), "{e}");
+    assert!(
+        !absent.exists(),
+        "the refused resume made {}",
+        absent.display()
+    );
+}
+
+/// The warnings a run gives.
+#[derive(Default)]
+struct Warnings(Vec<String>);
+
+impl mmssl::train::Progress for Warnings {}
+
+impl mmssl::protocol::Observer for Warnings {
+    fn warning(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+}
+
+#[test]
+fn a_resume_without_a_checkpoint_says_that_it_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let config = tiny("CR", &out);
+    let first = run(&config, &Device::flex(), &mut Quiet).unwrap();
+    std::fs::remove_dir_all(out.join("checkpoints")).unwrap();
+    let mut again = config.clone();
+    again.output.resume = true;
+    let mut heard = Warnings::default();
+    let registry = Registry::builtin();
+    let second = run_with(&again, &registry, Phases::ALL, &Device::flex(), &mut heard).unwrap();
+    assert!(
+        heard.0.iter().any(|w| w.contains("nothing to resume from")),
+        "{:?}",
+        heard.0
+    );
+    // It started over: the same run again (same seed, same numbers on the CPU), its
+    // metrics written once.
+    assert_eq!(
+        serde_json::to_value(&first.linear_eval).unwrap(),
+        serde_json::to_value(&second.linear_eval).unwrap()
+    );
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), config.training.epochs, "{lines}");
+}

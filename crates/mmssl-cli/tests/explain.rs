@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stdout};
+use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout};
 
 #[test]
 fn a_two_view_run_is_explained_as_image_grids() {
@@ -64,10 +64,27 @@ fn a_two_view_run_is_explained_as_image_grids() {
             .unwrap();
         assert!((a - b).abs() < 1e-9, "modality {m}: {a} vs {b}");
     }
-    // An earlier explanation is kept unless --overwrite.
+    // An earlier explanation is kept unless --overwrite, and the refusal names only what
+    // works (`explain` has no --resume).
+    let again = explain(&["--limit", "4", "--method", "gradient"]);
+    assert_fails(&again, &["not empty", "explain", "--overwrite"]);
+    assert!(!stderr(&again).contains("--resume"), "{}", stderr(&again));
+    // A template does not apply to image maps: refused, not ignored.
+    let garbage = dir.path().join("garbage.nii");
+    std::fs::write(&garbage, b"not a volume").unwrap();
+    let other = dir.path().join("other");
     assert_fails(
-        &explain(&["--limit", "4", "--method", "gradient"]),
-        &["not empty", "explain"],
+        &explain(&[
+            "--limit",
+            "4",
+            "--method",
+            "gradient",
+            "--template",
+            arg(&garbage),
+            "--out",
+            arg(&other),
+        ]),
+        &["template", "garbage.nii", "image run"],
     );
     assert_ok(&explain(&[
         "--limit",

@@ -123,6 +123,15 @@ pub enum ProtocolError {
         /// Whether some of it is not a run's (never removed).
         foreign: bool,
     },
+    /// `explain` into a folder holding an earlier explanation, without `overwrite`.
+    #[error(
+        "{} is not empty: it holds an earlier explanation (explain.json); pass --overwrite to \
+         replace it, or --out to write the new one elsewhere", dir.display()
+    )]
+    ExplanationExists {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// `resume` on a folder without a run.
     #[error(
         "nothing to resume in {}: it has no config.toml (a typo in the folder name? without \

@@ -93,11 +93,20 @@ impl FolderLock {
     }
 }
 
-/// The entries of `dir` other than its lock file (none if it does not exist).
+/// The entries of `dir` other than its lock file (none if it does not exist or is not a
+/// folder).
 pub fn entries(dir: &Path) -> Result<Vec<String>> {
     let read = match std::fs::read_dir(dir) {
         Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        // Missing, or under a file: nothing in it (making it is what fails, as a write).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(ProtocolError::read(dir, e)),
     };
     let mut names: Vec<String> = read
@@ -109,14 +118,13 @@ pub fn entries(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Makes `dir` ready for a new run: empty (but for its lock) it is used as it is; holding an
-/// earlier run it is refused, or with `overwrite` that run's files are removed first. Files a
-/// run does not write are never removed: with them the folder is refused even with
-/// `overwrite`.
-pub fn prepare_fresh(dir: &Path, overwrite: bool) -> Result<()> {
+/// Whether `dir` can take a new run, without touching it: empty (but for its lock) or
+/// missing, or holding an earlier run's files only when `overwrite`; returns the entries
+/// [`prepare_fresh`] would remove. A refusal ([`ProtocolError::NotEmpty`]) writes nothing.
+pub fn check_fresh(dir: &Path, overwrite: bool) -> Result<Vec<String>> {
     let found = entries(dir)?;
     if found.is_empty() {
-        return Ok(());
+        return Ok(found);
     }
     let foreign = found
         .iter()
@@ -128,7 +136,15 @@ pub fn prepare_fresh(dir: &Path, overwrite: bool) -> Result<()> {
             foreign,
         });
     }
-    for name in &found {
+    Ok(found)
+}
+
+/// Makes `dir` ready for a new run: empty (but for its lock) it is used as it is; holding an
+/// earlier run it is refused, or with `overwrite` that run's files are removed first. Files a
+/// run does not write are never removed: with them the folder is refused even with
+/// `overwrite` ([`check_fresh`]).
+pub fn prepare_fresh(dir: &Path, overwrite: bool) -> Result<()> {
+    for name in &check_fresh(dir, overwrite)? {
         let path = dir.join(name);
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)

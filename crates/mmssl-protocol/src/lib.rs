@@ -70,7 +70,9 @@ pub use error::{Cause, ProtocolError, Result};
 pub use explain::{
     AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with,
 };
-pub use folder::{FolderLock, LOCK_FILE, RUN_ARTIFACTS, prepare_fresh, utc_stamp, write_atomic};
+pub use folder::{
+    FolderLock, LOCK_FILE, RUN_ARTIFACTS, check_fresh, prepare_fresh, utc_stamp, write_atomic,
+};
 pub use grid::{Cell, Grid, GridOptions, slug};
 // The method-building interface (from `mmssl-train`): a `MethodFactory` registered under a
 // name builds its `Method` model from the options of its spec. (A doc comment on a grouped

@@ -164,11 +164,21 @@ impl Session<'_> {
         };
         let seed = self.config.seed;
         let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
-        let resume = self.config.output.resume;
-        let checkpoints = Checkpoints::new(out.join("checkpoints"))?.resume(resume);
+        let checkpoints = Checkpoints::new(out.join("checkpoints"))?;
+        // A resume continues from the last committed checkpoint; without one it starts over,
+        // and says so (a warning, which `--quiet` does not hide).
+        let resume = self.config.output.resume && checkpoints.state().exists();
+        let checkpoints = checkpoints.resume(resume);
         let mut pretrain_seconds = 0.0;
         if self.phases.pretrain {
             self.observer.phase(Phase::Pretraining);
+            if self.config.output.resume && !resume {
+                self.observer.warning(&format!(
+                    "nothing to resume from: {} holds no committed checkpoint (state.json); \
+                     pretraining starts again from the first epoch",
+                    out.join("checkpoints").display()
+                ));
+            }
             let metrics_path = out.join("metrics.jsonl");
             let file = std::fs::OpenOptions::new()
                 .create(true)

@@ -146,26 +146,6 @@ impl ContrastiveModel {
             .init(shapes, device, rng)
     }
 
-    /// [`ContrastiveModel::new`] with encoders of `options`' width and every part (encoders,
-    /// heads) in its [`Variant`].
-    #[deprecated(
-        since = "0.1.0",
-        note = "use ContrastiveConfig::new(objective).with_latent_dim(d).with_encoder(options).init(shapes, device, rng)"
-    )]
-    pub fn with_options<R: Rng + ?Sized>(
-        shapes: &[Vec<usize>],
-        latent_dim: usize,
-        options: &EncoderOptions,
-        objective: &ObjectiveConfig,
-        device: &Device,
-        rng: &mut R,
-    ) -> Result<Self> {
-        ContrastiveConfig::new(objective.clone())
-            .with_latent_dim(latent_dim)
-            .with_encoder(*options)
-            .init(shapes, device, rng)
-    }
-
     /// The objective.
     pub fn objective(&self) -> &Objective {
         &self.objective

@@ -190,6 +190,14 @@ impl Explainer<'_> {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let shapes: Vec<Vec<usize>> = (0..modalities).map(|m| data.test.shape(m)).collect();
         let space = Space::new(&grids, &shapes)?;
+        if let (false, Some(t)) = (space.is_volumes(), &self.config.template) {
+            return Err(ProtocolError::setting(
+                "template",
+                t.display(),
+                "a template is drawn under the maps of volumes; the maps of an image run are \
+                 drawn over its images",
+            ));
+        }
         let outputs = output::output_grids(&space, &sets, &items, modalities, &mut warnings)?;
         let atlas = output::load_atlas(&space, &self.config.atlas, &mut warnings)?;
         let prep = maps::Prepared::new(

@@ -475,11 +475,17 @@ pub(crate) fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
     };
     if !entries.is_empty() {
         let ours = entries.iter().any(|e| e == "explain.json");
-        if !overwrite || !ours {
+        if !ours {
             return Err(ProtocolError::NotEmpty {
                 dir: out.to_path_buf(),
                 entries,
-                foreign: !ours,
+                foreign: true,
+            });
+        }
+        if !overwrite {
+            // `explain` has no `--resume`: the way on is to replace it, or to write elsewhere.
+            return Err(ProtocolError::ExplanationExists {
+                dir: out.to_path_buf(),
             });
         }
         std::fs::remove_dir_all(out).map_err(|e| ProtocolError::write(out, e))?;

@@ -217,9 +217,34 @@ impl RunConfig {
         Self::from_table(table)
     }
 
-    /// A configuration from JSON text (nested, as [`RunConfig::to_json_string`] writes).
+    /// A configuration from JSON text, nested (as [`RunConfig::to_json_string`] writes) or
+    /// flat: the same keys and rules as TOML ([`RunConfig::from_table`]; a `null` is an absent
+    /// value).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| ProtocolError::Config(e.to_string()))
+        fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+            match v {
+                serde_json::Value::Object(map) => serde_json::Value::Object(
+                    map.into_iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k, without_nulls(v)))
+                        .collect(),
+                ),
+                serde_json::Value::Array(items) => {
+                    serde_json::Value::Array(items.into_iter().map(without_nulls).collect())
+                }
+                other => other,
+            }
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Config(e.to_string()))?;
+        if !value.is_object() {
+            return Err(ProtocolError::Config(
+                "a configuration is a JSON object (`{...}`)".into(),
+            ));
+        }
+        let table: toml::Table = serde::Deserialize::deserialize(without_nulls(value))
+            .map_err(|e: serde_json::Error| ProtocolError::Config(e.to_string()))?;
+        Self::from_table(table)
     }
 
     /// The configuration as TOML (nested; the form of a run folder's `config.toml`).

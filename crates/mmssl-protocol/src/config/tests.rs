@@ -60,6 +60,15 @@ fn flat_keys_of_the_flags_go_to_their_sections() {
     )
     .unwrap();
     assert_eq!(old.method.to_string(), "dccae;cca_dim=12");
+    // JSON takes the same flat keys, with the same rules (it refused them before).
+    let json = RunConfig::from_json_str(
+        r#"{"objective": "RR", "epochs": 3, "train-limit": 100, "seed": 7, "eval_epochs": 5,
+            "out": "r", "quiet": true, "backend": "cpu", "analysis": {"enabled": false}}"#,
+    )
+    .unwrap();
+    assert_eq!(json, c);
+    let e = RunConfig::from_json_str(r#"{"objective": "CR", "mmvae_k": 3}"#).unwrap_err();
+    assert!(e.to_string().contains("mmvae_k"), "{e}");
     let e = RunConfig::from_toml_str("objective = \"CR\"\nmmvae_k = 3\n").unwrap_err();
     assert!(
         e.to_string().contains("mmvae_k") && e.to_string().contains("mmvae"),

@@ -57,21 +57,31 @@ pub fn run_with(
     ) {
         check_init_from(from, config.method.to_string().as_str(), registry)?;
     }
+    // What refuses the folder is found before the lock, so that a refusal writes nothing
+    // (not even the folder or its lock file), and checked again once the lock is held.
+    let refusal = || -> Result<()> {
+        if phases.pretrain && config.output.resume {
+            if !out.join("config.toml").exists() {
+                return Err(ProtocolError::NothingToResume { dir: out.clone() });
+            }
+            let saved = saved_config(out, registry)?;
+            let differences = saved.identity_differences(config)?;
+            if !differences.is_empty() {
+                return Err(ProtocolError::ResumeMismatch {
+                    dir: out.clone(),
+                    differences,
+                });
+            }
+        } else if phases.pretrain {
+            crate::folder::check_fresh(out, config.output.overwrite)?;
+        }
+        Ok(())
+    };
+    refusal()?;
     // One writer per folder; the lock goes when the run ends, however it ends.
     let _lock = FolderLock::acquire(out)?;
-    if phases.pretrain && config.output.resume {
-        if !out.join("config.toml").exists() {
-            return Err(ProtocolError::NothingToResume { dir: out.clone() });
-        }
-        let saved = saved_config(out, registry)?;
-        let differences = saved.identity_differences(config)?;
-        if !differences.is_empty() {
-            return Err(ProtocolError::ResumeMismatch {
-                dir: out.clone(),
-                differences,
-            });
-        }
-    } else if phases.pretrain {
+    refusal()?;
+    if phases.pretrain && !config.output.resume {
         crate::folder::prepare_fresh(out, config.output.overwrite)?;
     }
     if phases.pretrain {

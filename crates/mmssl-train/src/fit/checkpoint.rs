@@ -113,7 +113,9 @@ impl Checkpoints {
         self.dir.join("optimizer.bpk")
     }
 
-    pub(super) fn state(&self) -> PathBuf {
+    /// The committed loop state (`state.json`): a run has a checkpoint to resume from once it
+    /// exists.
+    pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
 
