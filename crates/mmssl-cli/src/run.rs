@@ -248,12 +248,16 @@ impl RunArgs {
         ];
         let mut warnings = Vec::new();
         // Data flags the dataset does not read.
-        for (flag, given) in [
-            ("--data-dir", self.data_dir.is_some()),
-            ("--second-data-dir", self.second_data_dir.is_some()),
-            ("--manifest", self.manifest.is_some()),
+        for (flag, key, given) in [
+            ("--data-dir", "data_dir", self.data_dir.is_some()),
+            (
+                "--second-data-dir",
+                "second_data_dir",
+                self.second_data_dir.is_some(),
+            ),
+            ("--manifest", "manifest", self.manifest.is_some()),
         ] {
-            if given && !c.data.dataset.reads(flag) {
+            if given && !c.data.dataset.reads(key) {
                 warnings.push(format!(
                     "{flag} is not read by the dataset {}: ignored",
                     c.data.dataset

@@ -252,10 +252,7 @@ impl MethodFactory for ContrastiveFactory {
     }
 
     fn check(&self, o: &MethodOptions<'_>) -> Result<()> {
-        objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
-        o.count("latent_dim", 64)?;
-        model_options(o)?;
-        Ok(())
+        self.config(o).map(|_| ())
     }
 
     fn build(
@@ -264,11 +261,7 @@ impl MethodFactory for ContrastiveFactory {
         s: &BuildSetup<'_>,
         rng: &mut StdRng,
     ) -> Result<ContrastiveModel> {
-        let objective = objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
-        ContrastiveConfig::new(objective)
-            .with_latent_dim(o.count("latent_dim", 64)?)
-            .with_encoder(model_options(o)?)
-            .init(s.shapes, s.device, rng)
+        self.config(o)?.init(s.shapes, s.device, rng)
     }
 }
 
@@ -345,6 +338,16 @@ pub struct ExtendedFactory {
 }
 
 impl ContrastiveFactory {
+    /// The model's configuration from the options: the objective's (estimator, critic, ...),
+    /// `latent_dim` (64) and the encoders' (`width`, `variant`). What `check` validates and
+    /// `build` initialises.
+    pub fn config(&self, o: &MethodOptions<'_>) -> Result<ContrastiveConfig> {
+        let objective = objective_options(ObjectiveConfig::new(self.0.clone()), o)?;
+        Ok(ContrastiveConfig::new(objective)
+            .with_latent_dim(o.count("latent_dim", 64)?)
+            .with_encoder(model_options(o)?))
+    }
+
     /// This objective with the term `weight * compute(step)` added, logged as `name`.
     pub fn with_term(
         self,

@@ -33,9 +33,8 @@ impl DatasetKind {
     ];
 
     /// Whether the dataset reads the data setting `key`: `data_dir`, `second_data_dir` or
-    /// `manifest` (`--data-dir`, `--second-data-dir`, `--manifest`; `-` and `_` alike).
+    /// `manifest`.
     pub fn reads(self, key: &str) -> bool {
-        let key = key.trim_start_matches('-').replace('-', "_");
         match self {
             DatasetKind::TwoViewMnist => key == "data_dir",
             DatasetKind::MnistFashion | DatasetKind::MnistSvhn => {

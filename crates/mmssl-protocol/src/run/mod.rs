@@ -80,9 +80,11 @@ pub fn run_with(
     refusal()?;
     // One writer per folder; the lock goes when the run ends, however it ends.
     let _lock = FolderLock::acquire(out)?;
-    refusal()?;
     if phases.pretrain && !config.output.resume {
+        // Checks the folder again, now that no other run can change it, and clears it.
         crate::folder::prepare_fresh(out, config.output.overwrite)?;
+    } else {
+        refusal()?;
     }
     if phases.pretrain {
         // An unwritable folder fails now, not after the first epoch (and a run that fails
