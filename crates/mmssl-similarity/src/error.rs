@@ -108,6 +108,61 @@ pub enum SimilarityError {
         /// Number of samples.
         n: usize,
     },
+    /// A neighbourhood size larger than the set it is taken from.
+    #[error("k = {k} is too large: {what} has only {n} samples{hint}")]
+    NeighboursTooMany {
+        /// The set the neighbours are taken from (`"the training set"`).
+        what: &'static str,
+        /// The neighbourhood size asked for.
+        k: usize,
+        /// Samples available.
+        n: usize,
+        /// What to do instead, in words (may be empty).
+        hint: &'static str,
+    },
+    /// Labels that do not describe the rows they go with.
+    #[error("{set} has {rows} rows but {labels} labels")]
+    LabelCount {
+        /// `"train"` or `"test"`.
+        set: &'static str,
+        /// Rows of the features.
+        rows: usize,
+        /// Labels given.
+        labels: usize,
+    },
+    /// A label not below the number of classes.
+    #[error("{set} has label {label} at row {row}, but there are {classes} classes (0..{classes})")]
+    LabelOutOfRange {
+        /// `"train"` or `"test"`.
+        set: &'static str,
+        /// The row.
+        row: usize,
+        /// The label.
+        label: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// Two sets of features that must live in one space have different widths.
+    #[error("{a} has {d_a} columns but {b} has {d_b}: they are not in one space")]
+    WidthMismatch {
+        /// First set.
+        a: &'static str,
+        /// Its columns.
+        d_a: usize,
+        /// Second set.
+        b: &'static str,
+        /// Its columns.
+        d_b: usize,
+    },
+    /// Cross-modal retrieval with fewer than two modalities.
+    #[error(
+        "cross-modal retrieval needs at least two modalities, got {given} (there is no other \
+         modality to retrieve from)"
+    )]
+    TooFewModalities {
+        /// Modalities given.
+        given: usize,
+    },
     /// A decomposition failed (did not converge).
     #[error("linear algebra failure in {operation}: {reason}")]
     Linalg {

@@ -12,6 +12,18 @@
 //! | linear CKA | [`linear_cka`] | Kornblith et al., ICML 2019; eq. 2 of Fedorov et al. |
 //! | debiased linear CKA | [`linear_cka_debiased`] | Kornblith et al. 2019, Song et al. 2012 |
 //!
+//! and judges one representation, or two in one space, by its neighbourhoods:
+//!
+//! | evaluation | function / type | reference |
+//! | --- | --- | --- |
+//! | exact nearest neighbours (cosine, Euclidean) | [`nearest_neighbours`] | |
+//! | k-NN classification (majority, distance- or temperature-weighted votes) | [`Knn`] | Wu et al., CVPR 2018 (weighted k-NN) |
+//! | cross-modal retrieval: recall@k, median/mean rank, MRR, chance levels | [`Retrieval`] | |
+//! | the shared canonical subspace of two modalities | [`CanonicalProjection`] | Hotelling 1936 |
+//! | 2-D maps (Barnes-Hut t-SNE) | [`Tsne`] | van der Maaten, JMLR 2014 |
+//! | trustworthiness of a map | [`trustworthiness`] | Venna & Kaski, ICANN 2001 |
+//! | accuracy, balanced accuracy, ROC-AUC | [`metrics`] | |
+//!
 //! Inputs are two `f64` matrices `A` (`n x d_a`) and `B` (`n x d_b`) whose rows are the same
 //! `n` samples; columns are centred internally. Bad input (different `n`, NaN, constant
 //! matrices, CCA with `n <= d`) is a [`SimilarityError`], never a panic or a NaN.
@@ -37,20 +49,29 @@
 
 mod cca;
 mod cka;
+mod embedding;
 mod error;
+mod knn;
 pub mod linalg;
+pub mod metrics;
+mod neighbours;
 mod npy;
 mod prepare;
 mod pwcca;
 mod report;
+mod retrieval;
 mod svcca;
 
 pub use cca::{Cca, CcaResult};
 pub use cka::{linear_cka, linear_cka_debiased};
+pub use embedding::{Tsne, TsneMap, trustworthiness};
 pub use error::{Result, SimilarityError};
+pub use knn::{Knn, KnnResult, Voting};
+pub use neighbours::{Metric, Neighbours, nearest_neighbours};
 pub use npy::read_matrix;
 pub use pwcca::{Pwcca, PwccaResult};
 pub use report::{Similarity, SimilarityReport};
+pub use retrieval::{CanonicalProjection, RecallAt, Retrieval, RetrievalResult};
 pub use svcca::{Svcca, SvccaResult};
 
 /// Mean canonical correlation between `a` and `b` with the default backend
