@@ -15,7 +15,7 @@
 //! | [`encoders`] | `mmssl-encoders` | DCGAN encoders/decoders (2D and 3D from one table), projection heads |
 //! | [`objectives`] | `mmssl-objectives` | critics, estimators, edges, objective specs |
 //! | [`baselines`] | `mmssl-baselines` | supervised, AE, deep CCA family, MMVAE, linear CCA |
-//! | [`similarity`] | `mmssl-similarity` | CCA, SVCCA, PWCCA, linear CKA |
+//! | [`similarity`] | `mmssl-similarity` | CCA, SVCCA, PWCCA, linear CKA; k-NN, cross-modal retrieval, t-SNE maps, trustworthiness |
 //! | [`train`] | `mmssl-train` | the training loop, linear evaluation, metrics |
 //! | [`protocol`] | `mmssl-protocol` | run configurations, the method registry, runs, grids, results |
 //!

@@ -100,6 +100,9 @@ pub struct PhaseArgs {
     /// Compute backend, cpu, wgpu or cuda (default: the run's).
     #[arg(long)]
     pub backend: Option<BackendKind>,
+    /// An evaluation or analysis setting, `KEY=VALUE` (repeatable): `knn_k=10`, `maps=false`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -114,13 +117,10 @@ impl PhaseArgs {
             .into());
         }
         let mut config = load_run_config(&self.run)?;
-        if let Some(e) = self.eval_epochs {
-            config.evaluation.epochs = Some(e);
-        }
+        config.evaluation.epochs = self.eval_epochs.or(config.evaluation.epochs);
         config.evaluation.bn_train_mode |= self.bn_train_mode;
-        if let Some(b) = self.backend {
-            config.backend = b;
-        }
+        config.set_all(&self.settings, Some(&["evaluation", "analysis"]))?;
+        config.backend = self.backend.unwrap_or(config.backend);
         config.output.resume = true;
         run::run_config(&config, phases, self.quiet)
     }

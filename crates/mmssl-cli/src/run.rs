@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// flags' keys, e.g. `train_limit = 1000`); flags given on the command line win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Any setting, `KEY=VALUE` (repeatable), after the flags: `knn_k=10`,
+    /// `evaluation.retrieval=false`, `map_points=500` (docs/protocol.md lists them).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 /// The flags of the baselines' options: (flag, the option it sets). Which methods take an
@@ -154,7 +158,7 @@ const METHOD_FLAGS: &[(&str, &str)] = &[
 
 impl RunArgs {
     /// The quick main job of `cargo run --release`: CR-XX-CC on the embedded MNIST test split
-    /// as Two-View MNIST, 2 epochs, 10 evaluation epochs.
+    /// as Two-View MNIST, 2 epochs, 10 evaluation epochs, with the embedding maps.
     pub fn quick_demo() -> Self {
         RunArgs {
             out: Some(PathBuf::from("runs/demo")),
@@ -162,6 +166,7 @@ impl RunArgs {
             overwrite: true,
             epochs: Some(2),
             eval_epochs: Some(10),
+            settings: vec!["maps=true".into()],
             ..Default::default()
         }
     }
@@ -226,6 +231,7 @@ impl RunArgs {
             eval_epochs => c.evaluation.epochs,
         );
         c.evaluation.bn_train_mode |= self.bn_train_mode;
+        c.set_all(&self.settings, None)?;
         c.output.resume |= self.resume;
         c.output.overwrite |= self.overwrite;
         if default_out {

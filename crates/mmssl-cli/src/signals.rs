@@ -1,4 +1,3 @@
 //! Stopping a run cleanly on a signal: [`mmssl_protocol::signals`].
 
-pub use mmssl_protocol::EXIT_INTERRUPTED;
-pub use mmssl_protocol::signals::{install, requested};
+pub use mmssl_protocol::{EXIT_INTERRUPTED, signals::install, signals::requested};

@@ -36,6 +36,27 @@ pub struct ResultRow {
     pub pwcca: Option<f64>,
     /// Linear CKA.
     pub cka: Option<f64>,
+    /// k-NN test accuracy of the pretrained representation.
+    #[serde(default)]
+    pub knn_accuracy: Option<f64>,
+    /// k-NN test accuracy at random initialisation.
+    #[serde(default)]
+    pub random_init_knn_accuracy: Option<f64>,
+    /// Recall@1 of retrieval from this modality to the next one (`(m + 1) mod n`) in `z`.
+    #[serde(default)]
+    pub retrieval_r1: Option<f64>,
+    /// The same at random initialisation.
+    #[serde(default)]
+    pub random_init_retrieval_r1: Option<f64>,
+    /// Mean reciprocal rank of that retrieval.
+    #[serde(default)]
+    pub retrieval_mrr: Option<f64>,
+    /// Recall@1 of that retrieval in the shared canonical subspace.
+    #[serde(default)]
+    pub canonical_r1: Option<f64>,
+    /// Trustworthiness of the t-SNE map of this modality's test representations.
+    #[serde(default)]
+    pub map_trustworthiness: Option<f64>,
 }
 
 impl ResultRow {
@@ -49,25 +70,66 @@ impl ResultRow {
     ) -> Vec<ResultRow> {
         let sim = &eval["similarity"];
         let get = |v: &serde_json::Value| v.as_f64();
+        let n = eval["linear_eval"].as_array().map_or(0, Vec::len);
+        // Retrieval from modality `m` to the next one in `space`.
+        let retrieval = |m: usize, space: &str| {
+            eval["retrieval"].as_array().and_then(|rs| {
+                rs.iter().find(|r| {
+                    r["query"].as_u64() == Some(m as u64)
+                        && r["gallery"].as_u64() == Some(((m + 1) % n.max(1)) as u64)
+                        && r["space"] == space
+                })
+            })
+        };
+        let recall1 = |r: &serde_json::Value| {
+            r["recall_at"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["k"] == 1))
+                .and_then(|x| x["recall"].as_f64())
+        };
+        let trust = |m: usize| {
+            eval["maps"].as_array().and_then(|ms| {
+                ms.iter()
+                    .find(|x| {
+                        x["name"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with(&format!("modality {m}")))
+                    })
+                    .and_then(|x| x["trustworthiness"].as_f64())
+            })
+        };
         eval["linear_eval"]
             .as_array()
             .map(|ms| {
                 ms.iter()
-                    .map(|m| ResultRow {
-                        dataset: dataset.into(),
-                        method: method.into(),
-                        fold,
-                        seed,
-                        modality: m["modality"].as_u64().unwrap_or(0) as usize,
-                        accuracy: get(&m["pretrained"]["accuracy"]).unwrap_or(f64::NAN),
-                        balanced_accuracy: get(&m["pretrained"]["balanced_accuracy"])
-                            .unwrap_or(f64::NAN),
-                        roc_auc: get(&m["pretrained"]["roc_auc"]),
-                        random_init_accuracy: get(&m["random_init"]["accuracy"]),
-                        cca: get(&sim["cca"]),
-                        svcca: get(&sim["svcca"]),
-                        pwcca: get(&sim["pwcca"]),
-                        cka: get(&sim["cka"]),
+                    .map(|m| {
+                        let modality = m["modality"].as_u64().unwrap_or(0) as usize;
+                        let z = retrieval(modality, "z");
+                        ResultRow {
+                            dataset: dataset.into(),
+                            method: method.into(),
+                            fold,
+                            seed,
+                            modality,
+                            accuracy: get(&m["pretrained"]["accuracy"]).unwrap_or(f64::NAN),
+                            balanced_accuracy: get(&m["pretrained"]["balanced_accuracy"])
+                                .unwrap_or(f64::NAN),
+                            roc_auc: get(&m["pretrained"]["roc_auc"]),
+                            random_init_accuracy: get(&m["random_init"]["accuracy"]),
+                            cca: get(&sim["cca"]),
+                            svcca: get(&sim["svcca"]),
+                            pwcca: get(&sim["pwcca"]),
+                            cka: get(&sim["cka"]),
+                            knn_accuracy: get(&m["knn"]["pretrained"]["accuracy"]),
+                            random_init_knn_accuracy: get(&m["knn"]["random_init"]["accuracy"]),
+                            retrieval_r1: z.and_then(|r| recall1(&r["pretrained"])),
+                            random_init_retrieval_r1: z.and_then(|r| recall1(&r["random_init"])),
+                            retrieval_mrr: z
+                                .and_then(|r| r["pretrained"]["mean_reciprocal_rank"].as_f64()),
+                            canonical_r1: retrieval(modality, "canonical")
+                                .and_then(|r| recall1(&r["pretrained"])),
+                            map_trustworthiness: trust(modality),
+                        }
                     })
                     .collect()
             })
@@ -131,34 +193,68 @@ pub fn summarise(rows: &[ResultRow]) -> Vec<Summary> {
             .into_iter()
             .filter_map(|(n, v)| v.map(|(m, s)| (n, m, s)))
             .collect();
+            let per_modality = |f: &dyn Fn(&ResultRow) -> Option<f64>| -> Vec<Option<(f64, f64)>> {
+                (0..modalities).map(|m| mean_std(&of(m, f))).collect()
+            };
             Summary {
                 dataset: key.0.clone(),
                 method: key.1.clone(),
                 accuracy,
                 random_init,
                 similarity,
+                knn: per_modality(&|r| r.knn_accuracy),
+                knn_random_init: per_modality(&|r| r.random_init_knn_accuracy),
+                retrieval_r1: per_modality(&|r| r.retrieval_r1),
+                retrieval_r1_random_init: per_modality(&|r| r.random_init_retrieval_r1),
+                canonical_r1: per_modality(&|r| r.canonical_r1),
                 runs: g.iter().filter(|r| r.modality == 0).count(),
             }
         })
         .collect()
 }
 
-/// The Markdown table of the summaries.
+/// The Markdown table of the summaries: accuracy per modality and its random-init reference,
+/// the similarity of the modalities, and, when any run has them, k-NN accuracy and retrieval
+/// recall@1 (in `z`, its random-init reference, and in the canonical subspace) per modality.
 pub fn markdown(summaries: &[Summary]) -> String {
     let modalities = summaries
         .iter()
         .map(|s| s.accuracy.len())
         .max()
         .unwrap_or(0);
+    type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
+    let extra: [(&str, Pick); 5] = [
+        ("k-NN", |s| &s.knn),
+        ("k-NN random init", |s| &s.knn_random_init),
+        ("R@1 z", |s| &s.retrieval_r1),
+        ("R@1 z random init", |s| &s.retrieval_r1_random_init),
+        ("R@1 canonical", |s| &s.canonical_r1),
+    ];
+    let extra: Vec<(&str, Pick)> = extra
+        .into_iter()
+        .filter(|(_, pick)| {
+            summaries
+                .iter()
+                .any(|s| pick(s).iter().any(Option::is_some))
+        })
+        .collect();
     let mut s = String::from("| dataset | method | runs |");
     for m in 0..modalities {
         s += &format!(" accuracy m{m} | random init m{m} |");
     }
-    s += " CCA | SVCCA | PWCCA | CKA |\n|---|---|---|";
+    s += " CCA | SVCCA | PWCCA | CKA |";
+    for (name, _) in &extra {
+        for m in 0..modalities {
+            s += &format!(" {name} m{m} |");
+        }
+    }
+    s += "\n|---|---|---|";
     for _ in 0..modalities {
         s += "---|---|";
     }
-    s += "---|---|---|---|\n";
+    s += "---|---|---|---|";
+    s += &"---|".repeat(extra.len() * modalities);
+    s += "\n";
     for x in summaries {
         // A single run has no spread to show.
         let pm = |v: (f64, f64)| match x.runs {
@@ -179,6 +275,12 @@ pub fn markdown(summaries: &[Summary]) -> String {
         for name in ["CCA", "SVCCA", "PWCCA", "CKA"] {
             let v = x.similarity.iter().find(|(n, _, _)| *n == name);
             s += &format!(" {} |", v.map_or("-".into(), |&(_, m, sd)| pm((m, sd))));
+        }
+        for (_, pick) in &extra {
+            for m in 0..modalities {
+                let v = pick(x).get(m).copied().flatten();
+                s += &format!(" {} |", v.map_or("-".into(), pm));
+            }
         }
         s += "\n";
     }
@@ -210,6 +312,7 @@ pub fn aggregate(rows: &[ResultRow], out: &Path) -> Result<()> {
         let of: Vec<&Summary> = summaries.iter().filter(|s| s.dataset == d).collect();
         plots::accuracy_chart(&of, &out.join(format!("accuracy_{d}")))?;
         plots::similarity_chart(&of, &out.join(format!("similarity_{d}")))?;
+        plots::neighbours_chart(&of, &out.join(format!("neighbours_{d}")))?;
     }
     Ok(())
 }
@@ -233,6 +336,13 @@ mod tests {
             svcca: Some(0.5),
             pwcca: None,
             cka: Some(0.7),
+            knn_accuracy: None,
+            random_init_knn_accuracy: None,
+            retrieval_r1: None,
+            random_init_retrieval_r1: None,
+            retrieval_mrr: None,
+            canonical_r1: None,
+            map_trustworthiness: None,
         }
     }
 
@@ -299,5 +409,75 @@ mod tests {
         assert!(!svg.contains(">1.2<") && !svg.contains(">1.3<"));
         let png = std::fs::read(dir.path().join("accuracy_two-view-mnist.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+
+    #[test]
+    fn the_neighbourhood_columns_come_from_eval_json_into_the_tables() {
+        let eval = serde_json::json!({
+            "linear_eval": [
+                {"modality": 0, "pretrained": {"accuracy": 0.9, "balanced_accuracy": 0.9},
+                 "knn": {"pretrained": {"accuracy": 0.8}, "random_init": {"accuracy": 0.3}}},
+                {"modality": 1, "pretrained": {"accuracy": 0.7, "balanced_accuracy": 0.7},
+                 "knn": {"pretrained": {"accuracy": 0.6}, "random_init": null}}
+            ],
+            "retrieval": [
+                {"query": 0, "gallery": 1, "space": "z",
+                 "pretrained": {"recall_at": [{"k": 1, "recall": 0.5}, {"k": 5, "recall": 0.9}],
+                                "mean_reciprocal_rank": 0.6},
+                 "random_init": {"recall_at": [{"k": 1, "recall": 0.01}]}},
+                {"query": 0, "gallery": 1, "space": "canonical",
+                 "pretrained": {"recall_at": [{"k": 1, "recall": 0.55}]}},
+                {"query": 1, "gallery": 0, "space": "z",
+                 "pretrained": {"recall_at": [{"k": 1, "recall": 0.4}]}}
+            ],
+            "maps": [
+                {"name": "modality 0 (rotated)", "trustworthiness": 0.93},
+                {"name": "both modalities", "trustworthiness": 0.9}
+            ]
+        });
+        let rows = ResultRow::of_eval(&eval, "two-view-mnist", "CR", 0, 0);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].knn_accuracy, Some(0.8));
+        assert_eq!(rows[0].random_init_knn_accuracy, Some(0.3));
+        assert_eq!(rows[0].retrieval_r1, Some(0.5));
+        assert_eq!(rows[0].random_init_retrieval_r1, Some(0.01));
+        assert_eq!(rows[0].retrieval_mrr, Some(0.6));
+        assert_eq!(rows[0].canonical_r1, Some(0.55));
+        assert_eq!(rows[0].map_trustworthiness, Some(0.93));
+        assert_eq!(rows[1].random_init_knn_accuracy, None);
+        assert_eq!(rows[1].retrieval_r1, Some(0.4));
+        assert_eq!(rows[1].map_trustworthiness, None);
+        let md = markdown(&summarise(&rows));
+        assert!(
+            md.contains("| k-NN m0 | k-NN m1 | k-NN random init m0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("R@1 z m0") && md.contains("R@1 canonical m1"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.8000 | 0.6000 | 0.3000 | - |"), "{md}");
+        let dir = tempfile::tempdir().unwrap();
+        aggregate(&rows, dir.path()).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+        assert!(
+            csv.lines().next().unwrap().contains("knn_accuracy"),
+            "{csv}"
+        );
+        let mut reader = csv::Reader::from_path(dir.path().join("results.csv")).unwrap();
+        let back: Vec<ResultRow> = reader.deserialize().map(|r| r.unwrap()).collect();
+        assert_eq!(back, rows);
+        let svg =
+            std::fs::read_to_string(dir.path().join("neighbours_two-view-mnist.svg")).unwrap();
+        assert!(
+            svg.contains("k-NN m0") && svg.contains("R@1 m1 (z)"),
+            "{svg}"
+        );
+        // Runs without these numbers keep the earlier table and draw no such chart.
+        let plain = vec![row("CR", 0, 0, 0.8)];
+        assert!(!markdown(&summarise(&plain)).contains("k-NN"));
+        let dir = tempfile::tempdir().unwrap();
+        aggregate(&plain, dir.path()).unwrap();
+        assert!(!dir.path().join("neighbours_two-view-mnist.svg").exists());
     }
 }

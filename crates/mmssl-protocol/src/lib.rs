@@ -14,6 +14,11 @@
 //!   of each modality against the same model at its random initialisation, similarity of the
 //!   modalities, the run folder (`config.toml`, `run.json`, `metrics.jsonl`, `eval.json`);
 //!   progress through an [`Observer`].
+//! - Evaluations beyond the linear probe ([`neighbourhood`]): k-NN per modality, cross-modal
+//!   retrieval in `z` and in the shared canonical subspace, t-SNE maps of the test
+//!   representations with their trustworthiness, each beside the random-initialisation
+//!   reference (the numbers from [`mmssl_similarity`]: [`mmssl_similarity::Knn`],
+//!   [`mmssl_similarity::Retrieval`], [`mmssl_similarity::Tsne`]).
 //! - [`Grid`]: methods x datasets x folds x seeds, resumable, aggregated into
 //!   `results.csv`, `results.md` and figures ([`aggregate`]).
 //!
@@ -47,7 +52,9 @@ pub mod explain;
 mod folder;
 mod grid;
 pub mod interop;
+pub mod neighbourhood;
 mod observe;
+mod online;
 pub mod plots;
 mod records;
 mod registry;
@@ -78,7 +85,9 @@ pub use grid::{Cell, Grid, GridOptions, slug};
 // name builds its `Method` model from the options of its spec. (A doc comment on a grouped
 // re-export would become every item's summary.)
 pub use mmssl_train::{BuildSetup, Method, MethodFactory, MethodOption, MethodOptions};
+pub use online::OnlineEvaluation;
 pub use registry::{Registry, ResolvedMethod};
+pub use report::{KnnEval, MapRecord, RetrievalEval, RetrievalSpace};
 pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, run, run_with};
 pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};

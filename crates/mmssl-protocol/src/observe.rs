@@ -49,8 +49,12 @@ pub enum Phase {
         /// Whether it is the randomly initialised reference.
         random_init: bool,
     },
+    /// k-NN evaluation and cross-modal retrieval of the evaluated features.
+    Neighbours,
     /// Similarity of the modalities.
     Analysing,
+    /// The embedding maps of the test representations.
+    Mapping,
     /// Attribution maps (`random_init`: of the reference model); items follow as steps.
     Explaining {
         /// Whether it is the randomly initialised reference.

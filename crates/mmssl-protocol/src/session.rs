@@ -7,18 +7,19 @@ use crate::config::RunConfig;
 use crate::datasets::{Datasets, load_datasets};
 use crate::error::{ProtocolError, Result};
 use crate::folder::write_atomic;
+use crate::neighbourhood::{ModelFeatures, knn_evals, retrieval_evals};
 use crate::observe::{Observer, Phase, Phases};
-use crate::report::ModalityEval;
+use crate::online::{MetricsLog, OnlineEvaluation};
+use crate::report::{ModalityEval, RetrievalEval};
 use burn::tensor::Device;
 use mmssl_baselines::LinearCcaConfig;
 use mmssl_data::{PairedDataset, Subset};
 use mmssl_train::{
-    BuildSetup, Checkpoints, EpochMetrics, Features, FitConfig, FitData, FitRun, LinearEvalConfig,
-    Method, OneCycleConfig, Progress, StepReport, extract_features, fit, linear_eval,
+    BuildSetup, Checkpoints, Features, FitConfig, FitData, FitRun, LinearEvalConfig, Method,
+    OneCycleConfig, extract_features, fit, linear_eval,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::io::Write;
 use std::time::Instant;
 
 /// What a method's execution gives the run: the linear evaluation of each modality, the
@@ -33,6 +34,10 @@ pub(crate) struct Evaluation {
     pub(crate) pretrain_seconds: f64,
     /// Seconds spent evaluating.
     pub(crate) eval_seconds: f64,
+    /// Cross-modal retrieval (empty when not evaluated).
+    pub(crate) retrieval: Vec<RetrievalEval>,
+    /// Why an evaluation was not made, in words.
+    pub(crate) notes: Vec<String>,
 }
 
 /// The linear-evaluation epochs, the pretraining settings and the linear-evaluation settings
@@ -99,6 +104,7 @@ impl Loaded {
             check_labels("training", data.eval_train())?;
             check_labels("validation", data.eval_valid())?;
             check_labels("test", &data.test)?;
+            crate::neighbourhood::check_knn(&config.evaluation, data.eval_train().len())?;
         }
         let shapes = (0..data.train.modalities())
             .map(|m| data.train.shape(m))
@@ -193,9 +199,19 @@ impl Session<'_> {
             } else {
                 (&data.train, &data.valid)
             };
+            let online = OnlineEvaluation::new(
+                &self.config.evaluation,
+                self.config.seed,
+                data,
+                self.eval_config,
+                self.classes,
+                device,
+            )?
+            .map(|o| o.until(self.train_config.epochs));
             let mut log = MetricsLog {
                 file,
                 inner: &mut *self.observer,
+                online,
             };
             // A new run may start from another run's (or an imported) model.
             let initial = match (&self.config.training.init_from, resume) {
@@ -229,6 +245,7 @@ impl Session<'_> {
                 lines.push('\n');
             }
             write_atomic(&metrics_path, &lines)?;
+            crate::online::draw_online_curves(&outcome.history, out)?;
             pretrain_seconds = t0.elapsed().as_secs_f64();
         }
         if !self.phases.evaluate && !self.phases.analyze {
@@ -258,10 +275,12 @@ impl Session<'_> {
                 linear,
                 test_features: test_z,
                 pretrain_seconds,
-                eval_seconds: 0.0,
+                ..Default::default()
             });
         }
         let random = make()?;
+        // Each model's training and test features of each modality, for k-NN and retrieval.
+        let mut features = [ModelFeatures::default(), ModelFeatures::default()];
         for m in 0..best.modalities() {
             let mut results = Vec::new();
             for (model, random_init) in [(&best, false), (&random, true)] {
@@ -292,8 +311,11 @@ impl Session<'_> {
                     device,
                 )?);
                 if !random_init {
-                    test_z.push(te);
+                    test_z.push(te.clone());
                 }
+                let f = &mut features[usize::from(random_init)];
+                f.train.push(tr);
+                f.test.push(te);
             }
             let random_init = results.pop();
             let pretrained = results.pop().expect("two results");
@@ -301,14 +323,56 @@ impl Session<'_> {
                 modality: m,
                 pretrained,
                 random_init,
+                knn: None,
             });
         }
+        let [pretrained, random] = &features;
+        let (retrieval, notes) = self.neighbours(&mut linear, pretrained, Some(random))?;
         Ok(Evaluation {
             linear,
             test_features: test_z,
             pretrain_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
+            retrieval,
+            notes,
         })
+    }
+
+    /// k-NN evaluation of each modality (into `linear`) and cross-modal retrieval, of the
+    /// `pretrained` features beside the `random` reference's; warns of pretrained numbers at
+    /// chance.
+    fn neighbours(
+        &mut self,
+        linear: &mut [ModalityEval],
+        pretrained: &ModelFeatures,
+        random: Option<&ModelFeatures>,
+    ) -> Result<(Vec<RetrievalEval>, Vec<String>)> {
+        let settings = &self.config.evaluation;
+        if settings.knn_k == 0 && !settings.retrieval {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.observer.phase(Phase::Neighbours);
+        if let Some(knn) = knn_evals(settings, pretrained, random, self.classes)? {
+            for (m, k) in linear.iter_mut().zip(knn) {
+                for w in &k.pretrained.warnings {
+                    self.observer
+                        .warning(&format!("modality {}: {w}", m.modality));
+                }
+                m.knn = Some(k);
+            }
+        }
+        let (retrieval, notes) = retrieval_evals(settings, pretrained, random);
+        for r in &retrieval {
+            for w in &r.pretrained.warnings {
+                self.observer.warning(&format!(
+                    "retrieval {} -> {} in {}: {w}",
+                    r.query,
+                    r.gallery,
+                    r.space.describe()
+                ));
+            }
+        }
+        Ok((retrieval, notes))
     }
 
     /// Loads the best checkpoint of the model `build` makes (and, for `config.reference`, the
@@ -400,6 +464,7 @@ impl Session<'_> {
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();
+        let mut features = ModelFeatures::default();
         for m in 0..2 {
             self.observer.phase(Phase::Evaluating {
                 modality: m,
@@ -409,18 +474,24 @@ impl Session<'_> {
             let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
             let pretrained =
                 linear_eval(&tr, &va, &te, self.classes, self.eval_config, self.device)?;
-            test_z.push(te);
+            test_z.push(te.clone());
+            features.train.push(tr);
+            features.test.push(te);
             linear.push(ModalityEval {
                 modality: m,
                 pretrained,
                 random_init: None,
+                knn: None,
             });
         }
+        let (retrieval, notes) = self.neighbours(&mut linear, &features, None)?;
         Ok(Evaluation {
             linear,
             test_features: test_z,
             pretrain_seconds: fit_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
+            retrieval,
+            notes,
         })
     }
 }
@@ -525,27 +596,4 @@ fn check_labels(set: &'static str, data: &Subset) -> Result<()> {
         _ => return Ok(()),
     };
     Err(ProtocolError::Labels { set, reason })
-}
-
-/// Appends each epoch's metrics to `metrics.jsonl` as it ends, and passes everything on.
-struct MetricsLog<'a> {
-    file: std::fs::File,
-    inner: &'a mut dyn Observer,
-}
-
-impl Progress for MetricsLog<'_> {
-    fn step(&mut self, report: &StepReport<'_>) {
-        self.inner.step(report);
-    }
-
-    fn epoch(&mut self, m: &EpochMetrics) {
-        if let Ok(line) = serde_json::to_string(m) {
-            let _ = writeln!(self.file, "{line}");
-        }
-        self.inner.epoch(m);
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.inner.stop_requested()
-    }
 }

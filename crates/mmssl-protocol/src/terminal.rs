@@ -123,7 +123,11 @@ impl Progress for Terminal {
 
 impl Observer for Terminal {
     fn phase(&mut self, phase: Phase) {
-        if let (Some(bar), Phase::Evaluating { .. } | Phase::Analysing) = (&self.bar, phase) {
+        if let (
+            Some(bar),
+            Phase::Evaluating { .. } | Phase::Neighbours | Phase::Analysing | Phase::Mapping,
+        ) = (&self.bar, phase)
+        {
             bar.finish_and_clear();
         }
         if self.quiet {
@@ -144,6 +148,8 @@ impl Observer for Terminal {
                 }
             ),
             Phase::Analysing => "similarity of the modalities".to_string(),
+            Phase::Neighbours => "k-NN evaluation and cross-modal retrieval".to_string(),
+            Phase::Mapping => "embedding maps (t-SNE)".to_string(),
             Phase::Explaining { random_init } => format!(
                 "attribution maps of the {} model",
                 if random_init {

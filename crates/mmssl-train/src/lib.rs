@@ -50,8 +50,8 @@ pub use fit::{
     epoch_order, evaluate_loss, evaluate_terms, fit, on_pool,
 };
 pub use linear_eval::{
-    Features, LinearEvalConfig, LinearEvalResult, LinearProbe, LinearProbeConfig, cross_entropy,
-    extract_features, linear_eval, linear_eval_probe,
+    Features, LinearEvalConfig, LinearEvalResult, LinearProbe, LinearProbeConfig, Represent,
+    cross_entropy, extract_features, linear_eval, linear_eval_probe,
 };
 pub use method::{Method, StepOutput};
 /// Loader settings of [`FitConfig::loader`] (from `mmssl-data`).

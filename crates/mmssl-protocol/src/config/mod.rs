@@ -25,10 +25,22 @@
 //!
 //! [evaluation]
 //! bn_train_mode = false          # epochs: 50 for images, 500 for volumes when absent
+//! knn_k = 20                     # 0: no k-NN evaluation
+//! knn_metric = "cosine"          # or "euclidean"
+//! knn_voting = "majority"        # or "distance", "temperature"
+//! knn_temperature = 0.07
+//! retrieval = true               # cross-modal retrieval, in z and the canonical subspace
+//! retrieval_cca_dims = 10
+//! online_every = 0               # online evaluation every N epochs while pretraining (0: off)
+//! online_items = 1000
+//! online_probe_epochs = 10
 //!
 //! [analysis]
 //! enabled = true
 //! svcca_threshold = 0.99
+//! maps = false                   # t-SNE maps of the test representations, maps/
+//! map_points = 1000
+//! map_perplexity = 30.0
 //!
 //! [output]
 //! dir = "runs/latest"
@@ -121,6 +133,92 @@ impl RunConfig {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Sets one setting from text, as `--set KEY=VALUE` does: `key` is dotted
+    /// (`evaluation.knn_k`, `seed`) or a flat key of the flags (`knn_k`, `eval_epochs`);
+    /// `value` is a TOML value (`20`, `true`, `0.07`, `"cosine"`) or, when it does not parse as
+    /// one, a string (`cosine`). Returns the section the setting belongs to (`""` for the
+    /// top-level `seed`, `backend`, `method`). An unknown key or a value of the wrong type is
+    /// an error naming the key; the configuration is unchanged then.
+    ///
+    /// ```
+    /// use mmssl_protocol::RunConfig;
+    /// let mut c = RunConfig::default();
+    /// assert_eq!(c.set("knn_k", "5").unwrap(), "evaluation");
+    /// c.set("analysis.maps", "false").unwrap();
+    /// c.set("knn_metric", "euclidean").unwrap();
+    /// assert_eq!(c.evaluation.knn_k, 5);
+    /// assert!(!c.analysis.maps);
+    /// assert!(c.set("knn_k", "many").is_err());
+    /// assert!(c.set("evaluation.no_such_thing", "1").is_err());
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> Result<String> {
+        let flat = key.trim().replace('-', "_");
+        let (section, field) = match flat.split_once('.') {
+            Some((s, f)) => (s.to_string(), f.to_string()),
+            None => match FLAT_KEYS.iter().find(|(k, _, _)| *k == flat) {
+                Some(&(_, s, f)) => (s.to_string(), f.to_string()),
+                None => (String::new(), flat.clone()),
+            },
+        };
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut table =
+            toml::Table::try_from(&*self).map_err(|e| ProtocolError::Config(e.to_string()))?;
+        let place = match section.as_str() {
+            "" => &mut table,
+            s => match table
+                .entry(s.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ProtocolError::Config(format!(
+                        "`{key}`: `{s}` is not a section"
+                    )));
+                }
+            },
+        };
+        place.insert(field.clone(), parsed);
+        let name = match section.as_str() {
+            "" => field,
+            s => format!("{s}.{field}"),
+        };
+        *self = Self::from_table(table).map_err(|e| {
+            ProtocolError::setting(&name, value, format!("not a valid setting ({e})"))
+        })?;
+        Ok(section)
+    }
+
+    /// Applies `KEY=VALUE` settings in order ([`RunConfig::set`], the `--set` flags); with
+    /// `sections`, a key of another section is refused. All or nothing: on an error the
+    /// configuration is unchanged.
+    pub fn set_all(
+        &mut self,
+        settings: &[impl AsRef<str>],
+        sections: Option<&[&str]>,
+    ) -> Result<()> {
+        let mut changed = self.clone();
+        for kv in settings {
+            let kv = kv.as_ref();
+            let Some((key, value)) = kv.split_once('=') else {
+                return Err(ProtocolError::Config(format!(
+                    "--set {kv}: give KEY=VALUE (e.g. knn_k=10)"
+                )));
+            };
+            let section = changed.set(key, value)?;
+            if let Some(allowed) = sections.filter(|a| !a.contains(&section.as_str())) {
+                return Err(ProtocolError::Config(format!(
+                    "--set {kv}: only {} settings apply here",
+                    allowed.join(" and ")
+                )));
+            }
+        }
+        *self = changed;
         Ok(())
     }
 
@@ -325,6 +423,46 @@ impl RunConfig {
                 "evaluation.epochs",
                 0,
                 "linear evaluation needs at least 1 epoch",
+            ));
+        }
+        let e = &self.evaluation;
+        let t = e.knn_temperature;
+        if e.knn_k > 0 && e.knn_voting == Voting::Temperature && !(t.is_finite() && t > 0.0) {
+            problems.push(ProtocolError::setting(
+                "evaluation.knn_temperature",
+                t,
+                "the temperature of weighted voting must be a positive number",
+            ));
+        }
+        if e.online_every > 0 && (e.online_items < 2 || e.online_probe_epochs == 0) {
+            problems.push(ProtocolError::setting(
+                "evaluation.online_items",
+                e.online_items,
+                "the online evaluation needs at least 2 items and 1 probe epoch \
+                 (online_probe_epochs)",
+            ));
+        }
+        if e.retrieval && e.retrieval_cca_dims == 0 {
+            problems.push(ProtocolError::setting(
+                "evaluation.retrieval_cca_dims",
+                0,
+                "the canonical subspace needs at least 1 dimension",
+            ));
+        }
+        let a = &self.analysis;
+        if a.maps && a.map_points < 25 {
+            problems.push(ProtocolError::setting(
+                "analysis.map_points",
+                a.map_points,
+                "a map needs at least 25 points (its trustworthiness takes 10 neighbours of \
+                 each, fewer than half the points)",
+            ));
+        }
+        if a.maps && !(a.map_perplexity.is_finite() && a.map_perplexity > 0.0) {
+            problems.push(ProtocolError::setting(
+                "analysis.map_perplexity",
+                a.map_perplexity,
+                "a positive number",
             ));
         }
         let s = self.analysis.svcca_threshold;

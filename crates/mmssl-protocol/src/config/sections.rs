@@ -1,6 +1,7 @@
 //! The sections of a [`RunConfig`](super::RunConfig) and the kinds they name.
 
 use crate::error::{ProtocolError, Result};
+pub use mmssl_similarity::{Knn, Metric, Voting};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -59,6 +60,24 @@ impl DatasetKind {
         match self {
             DatasetKind::Oasis3 => 2,
             _ => 10,
+        }
+    }
+
+    /// The names of the modalities, for folders, figures and messages.
+    pub fn modality_names(self) -> [&'static str; 2] {
+        match self {
+            DatasetKind::Oasis3 => ["t1", "falff"],
+            DatasetKind::TwoViewMnist => ["rotated", "noisy"],
+            DatasetKind::MnistFashion => ["mnist", "fashion"],
+            DatasetKind::MnistSvhn => ["mnist", "svhn"],
+        }
+    }
+
+    /// The names of `classes` classes (OASIS-3: HC, AD; else the class number).
+    pub fn class_names(self, classes: usize) -> Vec<String> {
+        match self {
+            DatasetKind::Oasis3 => vec!["HC".into(), "AD".into()],
+            _ => (0..classes).map(|c| c.to_string()).collect(),
         }
     }
 
@@ -291,8 +310,9 @@ impl Default for TrainingConfig {
     }
 }
 
-/// Linear-evaluation settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// Evaluation settings: the linear probe, k-NN and cross-modal retrieval of the frozen
+/// representations (each beside the same encoder at its random initialisation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvaluationConfig {
     /// Linear-evaluation epochs (absent: 50 for images, 500 for volumes, the paper's).
@@ -302,6 +322,49 @@ pub struct EvaluationConfig {
     /// batch of `training.batch_size` items), as the authors' code does, instead of evaluation
     /// mode (running statistics, the default).
     pub bn_train_mode: bool,
+    /// Neighbours of the k-NN evaluation (0: no k-NN evaluation). Must not exceed the labelled
+    /// training items.
+    pub knn_k: usize,
+    /// The k-NN metric: `cosine` or `euclidean`.
+    pub knn_metric: Metric,
+    /// The k-NN vote: `majority`, `distance` (weight `1/d`) or `temperature` (weight
+    /// `exp(s / knn_temperature)`).
+    pub knn_voting: Voting,
+    /// The temperature of `knn_voting = "temperature"` (solo-learn's 0.07).
+    pub knn_temperature: f64,
+    /// Cross-modal retrieval on the test pairs, in `z` and in the shared canonical subspace.
+    pub retrieval: bool,
+    /// Dimensions of the shared canonical subspace (fitted on the training pairs) that
+    /// retrieval ranks in.
+    pub retrieval_cca_dims: usize,
+    /// Online evaluation while pretraining, every this many epochs and after the last (0: off):
+    /// a fresh linear probe and k-NN on frozen features of labelled training items, scored on
+    /// labelled validation items, and retrieval between the validation pairs; into
+    /// `metrics.jsonl` (`online`) and `online.png`/`.svg`. It never changes the pretraining.
+    pub online_every: usize,
+    /// Labelled training items (the probe's and k-NN's) and validation items (scored) of the
+    /// online evaluation, each a seeded sample when the set is larger.
+    pub online_items: usize,
+    /// Epochs of the online linear probe.
+    pub online_probe_epochs: usize,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig {
+            epochs: None,
+            bn_train_mode: false,
+            knn_k: 20,
+            knn_metric: Metric::Cosine,
+            knn_voting: Voting::Majority,
+            knn_temperature: 0.07,
+            retrieval: true,
+            retrieval_cca_dims: 10,
+            online_every: 0,
+            online_items: 1000,
+            online_probe_epochs: 10,
+        }
+    }
 }
 
 impl EvaluationConfig {
@@ -310,9 +373,19 @@ impl EvaluationConfig {
         self.epochs
             .unwrap_or(if dataset.is_volumetric() { 500 } else { 50 })
     }
+
+    /// The k-NN evaluation these settings ask for (`None` when `knn_k` is 0).
+    pub fn knn(&self) -> Option<Knn> {
+        (self.knn_k > 0).then(|| {
+            Knn::new(self.knn_k)
+                .metric(self.knn_metric)
+                .voting(self.knn_voting)
+                .temperature(self.knn_temperature)
+        })
+    }
 }
 
-/// Similarity analysis of the modalities' test-set representations.
+/// Similarity analysis of the modalities' test-set representations, and their maps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisConfig {
@@ -320,6 +393,15 @@ pub struct AnalysisConfig {
     pub enabled: bool,
     /// SVCCA keeps the singular directions that explain this fraction of the variance.
     pub svcca_threshold: f64,
+    /// Whether the analysis draws t-SNE maps of the test representations (each modality and
+    /// both together) into `maps/`, with their trustworthiness. Off by default (a map of 1000
+    /// points takes seconds); on in the demo.
+    pub maps: bool,
+    /// Test items per map (a seeded sample of the test set when it has more; the same items
+    /// for every modality).
+    pub map_points: usize,
+    /// The maps' t-SNE perplexity (lowered for small test sets).
+    pub map_perplexity: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -327,6 +409,9 @@ impl Default for AnalysisConfig {
         AnalysisConfig {
             enabled: true,
             svcca_threshold: 0.99,
+            maps: false,
+            map_points: 1000,
+            map_perplexity: 30.0,
         }
     }
 }

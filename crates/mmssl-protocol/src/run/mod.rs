@@ -13,11 +13,11 @@ use crate::registry::Registry;
 use crate::session::{Loaded, Session, settings, write_run_record};
 use burn::tensor::Device;
 use mmssl_similarity::{Similarity, SimilarityReport};
-use mmssl_train::Features;
 use std::path::Path;
 use std::time::Instant;
 
 pub use crate::observe::{Observer, Phase, Phases};
+use crate::report::MapRecord;
 pub use crate::report::{ModalityEval, RunReport};
 
 #[cfg(test)]
@@ -116,11 +116,11 @@ pub fn run_with(
         test_features: test_z,
         pretrain_seconds,
         eval_seconds,
+        retrieval,
+        mut notes,
     } = method.execute(&mut session)?;
     let t2 = Instant::now();
-    let to_nd = |f: &Features| {
-        ndarray::Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
-    };
+    let to_nd = crate::neighbourhood::to_matrix;
     let (similarity, similarity_error) =
         if phases.analyze && config.analysis.enabled && test_z.len() >= 2 {
             session.observer.phase(Phase::Analysing);
@@ -137,10 +137,28 @@ pub fn run_with(
         } else {
             (None, None)
         };
-    // Evaluation alone keeps the similarity an earlier analysis of this folder computed.
-    let similarity = match similarity {
-        None if phases.evaluate && !phases.analyze => earlier_similarity(out),
-        s => s,
+    let mut maps = Vec::new();
+    if phases.analyze && config.analysis.maps && !test_z.is_empty() {
+        session.observer.phase(Phase::Mapping);
+        let (records, map_notes) = crate::neighbourhood::embedding_maps(
+            &test_z,
+            &config.analysis,
+            config.data.dataset,
+            config.data.dataset.classes(),
+            config.seed,
+            out,
+        )?;
+        maps = records;
+        notes.extend(map_notes);
+    }
+    // Evaluation alone keeps the similarity and the maps an earlier analysis of this folder
+    // made.
+    let (similarity, maps) = match (similarity, maps) {
+        (None, maps) if phases.evaluate && !phases.analyze => {
+            let (s, m) = earlier_analysis(out);
+            (s, if maps.is_empty() { m } else { maps })
+        }
+        (s, maps) => (s, maps),
     };
     let report = RunReport {
         method: method.spec().to_string(),
@@ -149,6 +167,9 @@ pub fn run_with(
         linear_eval: linear,
         similarity,
         similarity_error,
+        retrieval,
+        maps,
+        notes,
         seconds: [pretrain_seconds, eval_seconds, t2.elapsed().as_secs_f64()],
         eval_epochs,
     };
@@ -193,13 +214,21 @@ fn analyse(
     sim.report(a.view(), b.view()).map_err(|e| e.to_string())
 }
 
-/// The similarity an earlier `eval.json` or `similarity.json` of `dir` holds, if any.
-fn earlier_similarity(dir: &Path) -> Option<SimilarityReport> {
-    ["eval.json", "similarity.json"].iter().find_map(|f| {
-        let text = std::fs::read_to_string(dir.join(f)).ok()?;
-        let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        serde_json::from_value(v["similarity"].take()).ok()?
-    })
+/// The similarity and the maps an earlier `eval.json` or `similarity.json` of `dir` holds.
+fn earlier_analysis(dir: &Path) -> (Option<SimilarityReport>, Vec<MapRecord>) {
+    let earlier = |key: &str| {
+        ["eval.json", "similarity.json"].iter().find_map(|f| {
+            let text = std::fs::read_to_string(dir.join(f)).ok()?;
+            let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some(v[key].take()).filter(|v| !v.is_null())
+        })
+    };
+    (
+        earlier("similarity").and_then(|v| serde_json::from_value(v).ok()),
+        earlier("maps")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    )
 }
 
 /// The configuration saved in `dir`, its method in canonical spelling and its data paths

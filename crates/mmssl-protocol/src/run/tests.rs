@@ -15,6 +15,9 @@ fn the_summary_prints_every_similarity_warning() {
         linear_eval: Vec::new(),
         similarity: Some(sim),
         similarity_error: None,
+        retrieval: Vec::new(),
+        maps: Vec::new(),
+        notes: Vec::new(),
         seconds: [1.0, 2.0, 0.0],
         eval_epochs: 500,
     };
@@ -39,6 +42,9 @@ fn collapsed_representations_leave_the_similarity_out_with_the_reason() {
         linear_eval: Vec::new(),
         similarity: None,
         similarity_error: Some(e),
+        retrieval: Vec::new(),
+        maps: Vec::new(),
+        notes: Vec::new(),
         seconds: [1.0, 2.0, 0.0],
         eval_epochs: 500,
     };

@@ -4,6 +4,7 @@
 //! atomically, exact resumption, and a guard that stops on a NaN or infinite loss.
 
 use crate::error::{Result, TrainError};
+use crate::linear_eval::{Frozen, Represent};
 use crate::method::Method;
 use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
@@ -102,6 +103,10 @@ pub struct EpochMetrics {
     /// up with training.
     #[serde(default)]
     pub data_wait_seconds: f64,
+    /// What [`Progress::evaluate_epoch`] measured on the model at the end of the epoch (the
+    /// online evaluation: probe and k-NN accuracy, retrieval), by name; empty when nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub online: BTreeMap<String, f64>,
 }
 
 pub use mmssl_kernels::runtime::on_pool;
@@ -128,6 +133,14 @@ pub trait Progress: Send {
     fn step(&mut self, _report: &StepReport<'_>) {}
     /// After every epoch.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// After an epoch's validation, before its checkpoint: numbers measured on the model as
+    /// the epoch leaves it, kept in the epoch's [`EpochMetrics::online`] (and so in the
+    /// checkpointed history). `model` gives frozen features only (evaluation mode, nothing of
+    /// the training state changes): the training goes on exactly as without it. The default
+    /// measures nothing.
+    fn evaluate_epoch(&mut self, _epoch: usize, _model: &dyn Represent) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
     /// Asked after every step: `true` makes [`fit`] stop once that step is done, save a
     /// checkpoint there (in the middle of an epoch if need be) and return
     /// [`TrainError::Interrupted`]; resuming from it gives the same numbers as a run that was
@@ -434,6 +447,13 @@ pub fn fit<M: Method>(
             None => (None, BTreeMap::new()),
         };
         let seconds = before + started.elapsed().as_secs_f64();
+        let online = progress.evaluate_epoch(
+            epoch,
+            &Frozen {
+                model: &model,
+                device,
+            },
+        );
         let metrics = EpochMetrics {
             epoch,
             train_loss,
@@ -447,6 +467,7 @@ pub fn fit<M: Method>(
             seconds,
             pairs_per_second: items_per_epoch as f64 / seconds.max(1e-9),
             data_wait_seconds: waited,
+            online,
         };
         let score = valid_loss.unwrap_or(train_loss);
         let improved = state.best.is_none_or(|(b, _)| score < b);

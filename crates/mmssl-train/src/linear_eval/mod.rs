@@ -146,6 +146,32 @@ pub fn extract_features<M: Method>(
     })
 }
 
+/// A model's frozen representations, as the online evaluation sees a model during training
+/// ([`crate::Progress::evaluate_epoch`]).
+pub trait Represent {
+    /// The model's modalities.
+    fn modalities(&self) -> usize;
+    /// The representations of `modality` for every item of `data` (labelled), with the
+    /// encoder in evaluation mode ([`extract_features`], batches of 256).
+    fn features(&self, data: &dyn PairedDataset, modality: usize) -> Result<Features>;
+}
+
+/// A training model seen through [`Represent`].
+pub(crate) struct Frozen<'a, M> {
+    pub(crate) model: &'a M,
+    pub(crate) device: &'a Device,
+}
+
+impl<M: Method> Represent for Frozen<'_, M> {
+    fn modalities(&self) -> usize {
+        self.model.modalities()
+    }
+
+    fn features(&self, data: &dyn PairedDataset, modality: usize) -> Result<Features> {
+        extract_features(self.model, data, modality, 256, false, self.device)
+    }
+}
+
 /// The outcome of [`linear_eval`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearEvalResult {

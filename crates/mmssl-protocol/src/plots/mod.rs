@@ -1,7 +1,7 @@
 //! Figures of an experiment, as SVG and PNG (plotters): linear-evaluation accuracy per method
 //! and modality (like Figures 4-6 of Fedorov et al. 2021) and the similarity of the modalities
 //! per method (like their Figure 7). Bars are means over folds and seeds, whiskers one
-//! standard deviation.
+//! standard deviation. And the embedding maps of a run ([`embedding_map`]).
 //!
 //! Text is drawn with the DejaVu Sans font shipped in `assets/` (Bitstream Vera licence, see
 //! `assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
@@ -12,7 +12,10 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+mod curves;
+pub use curves::{MapPoint, curves_chart, embedding_map};
+
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 pub(crate) fn register_font() {
@@ -36,6 +39,16 @@ pub struct Summary {
     pub random_init: Vec<Option<(f64, f64)>>,
     /// (name, mean, std) of CCA, SVCCA, PWCCA, CKA.
     pub similarity: Vec<(&'static str, f64, f64)>,
+    /// Per modality: (mean, std) of the k-NN test accuracy, if evaluated.
+    pub knn: Vec<Option<(f64, f64)>>,
+    /// Per modality: (mean, std) of the k-NN accuracy at random initialisation, if known.
+    pub knn_random_init: Vec<Option<(f64, f64)>>,
+    /// Per query modality: (mean, std) of retrieval recall@1 in `z` (to the next modality).
+    pub retrieval_r1: Vec<Option<(f64, f64)>>,
+    /// The same at random initialisation.
+    pub retrieval_r1_random_init: Vec<Option<(f64, f64)>>,
+    /// Per query modality: (mean, std) of recall@1 in the shared canonical subspace.
+    pub canonical_r1: Vec<Option<(f64, f64)>>,
     /// Runs aggregated.
     pub runs: usize,
 }
@@ -53,7 +66,7 @@ const COLOURS: [RGBColor; 6] = [
 ];
 
 /// Width of the legend column right of the plot.
-const LEGEND_WIDTH: u32 = 200;
+pub(crate) const LEGEND_WIDTH: u32 = 200;
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
@@ -240,6 +253,46 @@ pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
         &groups,
         &series,
         chance,
+    )
+}
+
+/// k-NN accuracy per method and modality, and cross-modal retrieval recall@1 (in `z` and in
+/// the canonical subspace), each beside its random-initialisation reference when known. Writes
+/// `stem.svg` and `stem.png`; nothing when no summary has these numbers.
+pub fn neighbours_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
+    let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
+    let modalities = summaries.iter().map(|s| s.knn.len()).max().unwrap_or(0);
+    let mut series: Vec<Series> = Vec::new();
+    type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
+    let picks: [(&str, Pick); 5] = [
+        ("k-NN m{m}", |s| &s.knn),
+        ("k-NN m{m}, random init", |s| &s.knn_random_init),
+        ("R@1 m{m} (z)", |s| &s.retrieval_r1),
+        ("R@1 m{m} (z), random init", |s| &s.retrieval_r1_random_init),
+        ("R@1 m{m} (canonical)", |s| &s.canonical_r1),
+    ];
+    for (name, pick) in picks {
+        for m in 0..modalities {
+            let values: Vec<Option<(f64, f64)>> = summaries
+                .iter()
+                .map(|s| pick(s).get(m).copied().flatten())
+                .collect();
+            if values.iter().any(Option::is_some) {
+                series.push((name.replace("{m}", &m.to_string()), values));
+            }
+        }
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    let dataset = summaries.first().map_or("", |s| s.dataset.as_str());
+    both(
+        stem,
+        &format!("k-NN and cross-modal retrieval on {dataset}"),
+        "test accuracy / recall@1",
+        &groups,
+        &series,
+        None,
     )
 }
 

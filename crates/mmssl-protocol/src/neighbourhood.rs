@@ -1,0 +1,298 @@
+//! The evaluations beyond the linear probe, on a run's frozen features: k-NN per modality,
+//! cross-modal retrieval per ordered pair of modalities (in `z` and in the shared canonical
+//! subspace), and the t-SNE maps of the test representations with their trustworthiness.
+//! The numbers come from [`mmssl_similarity`]; this module picks the sets, pairs the
+//! pretrained numbers with the random-initialisation reference, and draws the maps.
+
+use crate::config::{AnalysisConfig, DatasetKind, EvaluationConfig};
+use crate::error::{ProtocolError, Result};
+use crate::plots::{MapPoint, embedding_map};
+use crate::report::{KnnEval, MapRecord, RetrievalEval, RetrievalSpace};
+use mmssl_similarity::{
+    CanonicalProjection, Retrieval, RetrievalResult, Tsne, linalg::LinalgBackend, trustworthiness,
+};
+use mmssl_train::Features;
+use ndarray::{Array2, ArrayView2, Axis, concatenate};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use std::path::Path;
+
+/// Neighbours of the maps' trustworthiness.
+pub const MAP_TRUST_K: usize = 10;
+
+/// One model's features of each modality: the labelled training set and the test set.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFeatures {
+    /// Per modality: the features of the linear probe's training set.
+    pub train: Vec<Features>,
+    /// Per modality: the test set's.
+    pub test: Vec<Features>,
+}
+
+/// `f` as an `n x dim` `f64` matrix.
+pub fn to_matrix(f: &Features) -> Array2<f64> {
+    Array2::from_shape_fn((f.len(), f.dim), |(i, j)| f.values[i * f.dim + j] as f64)
+}
+
+/// An error naming `evaluation.knn_k` when the k-NN evaluation asks for more neighbours than
+/// the `train_items` labelled training items (checked before pretraining).
+pub fn check_knn(settings: &EvaluationConfig, train_items: usize) -> Result<()> {
+    match settings.knn().map(|k| k.check(train_items)) {
+        Some(Err(e)) => Err(ProtocolError::setting(
+            "evaluation.knn_k",
+            settings.knn_k,
+            format!("{e} (0 turns the k-NN evaluation off)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// k-NN evaluation of each modality of `pretrained` (and of `random`, the reference), with
+/// `classes` classes. `None` when `settings.knn_k` is 0. A `k` above the training items is an
+/// error naming the setting.
+pub fn knn_evals(
+    settings: &EvaluationConfig,
+    pretrained: &ModelFeatures,
+    random: Option<&ModelFeatures>,
+    classes: usize,
+) -> Result<Option<Vec<KnnEval>>> {
+    let Some(knn) = settings.knn() else {
+        return Ok(None);
+    };
+    let one = |m: &ModelFeatures, modality: usize| {
+        let (train, test) = (&m.train[modality], &m.test[modality]);
+        knn.check(train.len()).map_err(|e| {
+            ProtocolError::setting(
+                "evaluation.knn_k",
+                settings.knn_k,
+                format!("{e} (0 turns the k-NN evaluation off)"),
+            )
+        })?;
+        knn.evaluate(
+            to_matrix(train).view(),
+            &train.labels,
+            to_matrix(test).view(),
+            &test.labels,
+            classes,
+        )
+        .map_err(ProtocolError::from)
+    };
+    (0..pretrained.test.len())
+        .map(|m| {
+            Ok(KnnEval {
+                pretrained: one(pretrained, m)?,
+                random_init: random.map(|r| one(r, m)).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Retrieval from modality `a` to `b` of one model, in one space; `Err` holds why it is not
+/// defined (widths differ, too few items, constant features).
+fn retrieve(
+    m: &ModelFeatures,
+    a: usize,
+    b: usize,
+    space: RetrievalSpace,
+    dims: usize,
+) -> std::result::Result<RetrievalResult, String> {
+    let (qa, gb) = (to_matrix(&m.test[a]), to_matrix(&m.test[b]));
+    let r = Retrieval::new();
+    match space {
+        RetrievalSpace::Z => r.evaluate(qa.view(), gb.view()),
+        RetrievalSpace::Canonical => {
+            let (ta, tb) = (to_matrix(&m.train[a]), to_matrix(&m.train[b]));
+            CanonicalProjection::fit(ta.view(), tb.view(), dims, LinalgBackend::default()).and_then(
+                |p| {
+                    let (pa, pb) = (p.project_a(qa.view())?, p.project_b(gb.view())?);
+                    r.evaluate(pa.view(), pb.view())
+                },
+            )
+        }
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Cross-modal retrieval for every ordered pair of modalities, in `z` and in the canonical
+/// subspace, with the random-initialisation reference; and notes for what could not be
+/// computed (one modality; `z` of different widths; a subspace that cannot be fitted).
+pub fn retrieval_evals(
+    settings: &EvaluationConfig,
+    pretrained: &ModelFeatures,
+    random: Option<&ModelFeatures>,
+) -> (Vec<RetrievalEval>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    if !settings.retrieval {
+        return (out, notes);
+    }
+    let n = pretrained.test.len();
+    if n < 2 {
+        notes.push(format!(
+            "cross-modal retrieval not computed: {}",
+            mmssl_similarity::SimilarityError::TooFewModalities { given: n }
+        ));
+        return (out, notes);
+    }
+    for a in 0..n {
+        for b in (0..n).filter(|&b| b != a) {
+            for space in [RetrievalSpace::Z, RetrievalSpace::Canonical] {
+                let dims = settings.retrieval_cca_dims;
+                match retrieve(pretrained, a, b, space, dims) {
+                    Ok(p) => out.push(RetrievalEval {
+                        query: a,
+                        gallery: b,
+                        space,
+                        pretrained: p,
+                        random_init: random.and_then(|r| retrieve(r, a, b, space, dims).ok()),
+                    }),
+                    Err(e) => notes.push(format!(
+                        "retrieval {a} -> {b} in the {} space not computed: {e}",
+                        match space {
+                            RetrievalSpace::Z => "z",
+                            RetrievalSpace::Canonical => "canonical",
+                        }
+                    )),
+                }
+            }
+        }
+    }
+    (out, notes)
+}
+
+/// The test items a map shows: all of them, or a seeded sample of `points` (sorted).
+pub fn map_sample(n: usize, points: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    if n > points {
+        idx.shuffle(&mut StdRng::seed_from_u64(seed));
+        idx.truncate(points);
+        idx.sort_unstable();
+    }
+    idx
+}
+
+/// Draws the t-SNE maps of `test` (one `Features` per modality) into `out/maps/`: one per
+/// modality and, when the modalities' widths agree, one of both together (colour = class,
+/// marker = modality). Returns a record per map and notes for maps not drawn.
+pub fn embedding_maps(
+    test: &[Features],
+    settings: &AnalysisConfig,
+    dataset: DatasetKind,
+    classes: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<(Vec<MapRecord>, Vec<String>)> {
+    let mut records = Vec::new();
+    let mut notes = Vec::new();
+    if !settings.maps || test.is_empty() {
+        return Ok((records, notes));
+    }
+    let n = test[0].len();
+    if n < 2 * MAP_TRUST_K + 1 {
+        notes.push(format!(
+            "no embedding map: the test set has {n} items, a map needs at least {}",
+            2 * MAP_TRUST_K + 1
+        ));
+        return Ok((records, notes));
+    }
+    let sample = map_sample(n, settings.map_points, seed);
+    let mut sample_note = Vec::new();
+    if sample.len() < n {
+        sample_note.push(format!(
+            "{} of the {n} test items (a sample drawn with the run's seed, the same items for \
+             every modality)",
+            sample.len()
+        ));
+    }
+    let names = dataset.modality_names();
+    let class_names = dataset.class_names(classes);
+    let dir = out.join("maps");
+    std::fs::create_dir_all(&dir).map_err(|e| ProtocolError::write(&dir, e))?;
+    let rows: Vec<Array2<f64>> = test
+        .iter()
+        .map(|f| to_matrix(f).select(Axis(0), &sample))
+        .collect();
+    let labels: Vec<usize> = sample.iter().map(|&i| test[0].labels[i]).collect();
+    let mut maps: Vec<(String, String, Array2<f64>, Vec<usize>)> = Vec::new();
+    for (m, x) in rows.iter().enumerate() {
+        let name = names.get(m).copied().unwrap_or("modality");
+        maps.push((
+            format!("modality {m} ({name})"),
+            format!("tsne_m{m}"),
+            x.clone(),
+            vec![m; x.nrows()],
+        ));
+    }
+    if rows.len() >= 2 && rows.iter().all(|r| r.ncols() == rows[0].ncols()) {
+        let views: Vec<ArrayView2<f64>> = rows.iter().map(|r| r.view()).collect();
+        let both =
+            concatenate(Axis(0), &views).map_err(|e| ProtocolError::Config(e.to_string()))?;
+        let modality: Vec<usize> = (0..rows.len())
+            .flat_map(|m| std::iter::repeat_n(m, rows[m].nrows()))
+            .collect();
+        maps.push((
+            "both modalities".into(),
+            "tsne_joint".into(),
+            both,
+            modality,
+        ));
+    } else if rows.len() >= 2 {
+        notes.push("no joint map: the modalities' representations have different widths".into());
+    }
+    // The maps are independent: one thread each (every map itself runs on one thread, so
+    // the result does not depend on how they are scheduled).
+    let tsne = Tsne::new().perplexity(settings.map_perplexity);
+    let embedded: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = maps
+            .iter()
+            .map(|(_, _, x, _)| scope.spawn(move || tsne.embed(x.view())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a t-SNE thread does not panic"))
+            .collect()
+    });
+    for ((name, stem, x, modality), map) in maps.into_iter().zip(embedded) {
+        let map = match map {
+            Ok(map) => map,
+            Err(e) => {
+                notes.push(format!("no map of {name}: {e}"));
+                continue;
+            }
+        };
+        let trust = trustworthiness(x.view(), map.coords.view(), MAP_TRUST_K)?;
+        let points: Vec<MapPoint> = (0..x.nrows())
+            .map(|i| MapPoint {
+                x: map.coords[[i, 0]],
+                y: map.coords[[i, 1]],
+                class: labels[i % labels.len()],
+                modality: modality[i],
+            })
+            .collect();
+        let title = format!("t-SNE of z, {name}: trustworthiness {trust:.3}");
+        let modality_labels: Vec<String> = (0..rows.len())
+            .map(|m| format!("modality {m} ({})", names.get(m).copied().unwrap_or("?")))
+            .collect();
+        embedding_map(
+            &points,
+            &title,
+            &class_names,
+            &modality_labels,
+            &dir.join(&stem),
+        )?;
+        let mut map_notes = sample_note.clone();
+        map_notes.extend(map.notes);
+        records.push(MapRecord {
+            name,
+            files: vec![format!("maps/{stem}.png"), format!("maps/{stem}.svg")],
+            points: x.nrows(),
+            perplexity: map.perplexity,
+            kl_divergence: map.kl_divergence,
+            trustworthiness: trust,
+            notes: map_notes,
+        });
+    }
+    Ok((records, notes))
+}

@@ -1,0 +1,232 @@
+//! The figures of one run: the embedding maps of its test representations and the curves of
+//! its online evaluation.
+
+use super::{LEGEND_WIDTH, register_font};
+use crate::error::{ProtocolError, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One point of an embedding map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapPoint {
+    /// Map coordinates.
+    pub x: f64,
+    /// Map coordinates.
+    pub y: f64,
+    /// Class (colour).
+    pub class: usize,
+    /// Modality (marker: circle, triangle, cross).
+    pub modality: usize,
+}
+
+/// The ten colours of the classes (matplotlib's `tab10`); more classes cycle.
+const CLASS_COLOURS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Draws a modality's marker (circle, triangle, cross) at `at` on `area` (pixel coordinates,
+/// for the legend).
+fn legend_marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    at: (i32, i32),
+    modality: usize,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    match modality {
+        0 => area.draw(&Circle::new(at, 4, BLACK.filled())),
+        1 => area.draw(&TriangleMarker::new(at, 5, BLACK.filled())),
+        _ => area.draw(&Cross::new(at, 4, BLACK.stroke_width(2))),
+    }
+}
+
+fn draw_map<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    points: &[MapPoint],
+    title: &str,
+    classes: &[String],
+    modalities: &[String],
+) -> std::result::Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let (width, _) = root.dim_in_pixel();
+    let (plot, legend) = root.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let range = |f: fn(&MapPoint) -> f64| {
+        let (lo, hi) = points
+            .iter()
+            .map(f)
+            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        (lo - pad)..(hi + pad)
+    };
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(range(|p| p.x), range(|p| p.y))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("t-SNE 1")
+        .y_desc("t-SNE 2")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let colour = |p: &MapPoint| CLASS_COLOURS[p.class % CLASS_COLOURS.len()].mix(0.8);
+    let of = |m: usize| points.iter().filter(move |p| (p.modality.min(2)) == m);
+    chart
+        .draw_series(of(0).map(|p| Circle::new((p.x, p.y), 3, colour(p).filled())))
+        .map_err(err)?;
+    chart
+        .draw_series(of(1).map(|p| TriangleMarker::new((p.x, p.y), 4, colour(p).filled())))
+        .map_err(err)?;
+    chart
+        .draw_series(of(2).map(|p| Cross::new((p.x, p.y), 3, colour(p).stroke_width(2))))
+        .map_err(err)?;
+    // The legend: a swatch per class present, then a marker per modality present.
+    let text = ("sans-serif", 14).into_font().color(&BLACK);
+    let mut y = 40;
+    let present = |f: fn(&MapPoint) -> usize, i: usize| points.iter().any(|p| f(p) == i);
+    for (c, name) in classes.iter().enumerate() {
+        if !present(|p| p.class, c) {
+            continue;
+        }
+        let colour = CLASS_COLOURS[c % CLASS_COLOURS.len()];
+        legend
+            .draw(&Rectangle::new([(8, y - 6), (22, y + 6)], colour.filled()))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(
+                format!("class {name}"),
+                (30, y - 7),
+                text.clone(),
+            ))
+            .map_err(err)?;
+        y += 22;
+    }
+    y += 10;
+    for (m, name) in modalities.iter().enumerate() {
+        if !present(|p| p.modality, m) {
+            continue;
+        }
+        legend_marker(&legend, (15, y), m).map_err(err)?;
+        legend
+            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
+            .map_err(err)?;
+        y += 22;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// An embedding map: each point a marker, its colour the class (named by `classes`), its shape
+/// the modality (named by `modalities`), with a legend. Writes `stem.svg` and `stem.png`.
+pub fn embedding_map(
+    points: &[MapPoint],
+    title: &str,
+    classes: &[String],
+    modalities: &[String],
+    stem: &Path,
+) -> Result<()> {
+    register_font();
+    let size = (720 + LEGEND_WIDTH, 640);
+    macro_rules! render {
+        ($backend:ident, $extension:literal) => {{
+            let path = stem.with_extension($extension);
+            let area = $backend::new(&path, size).into_drawing_area();
+            draw_map(area, points, title, classes, modalities).map_err(|reason: String| {
+                ProtocolError::Write {
+                    path,
+                    source: reason.into(),
+                }
+            })?;
+        }};
+    }
+    render!(SVGBackend, "svg");
+    render!(BitMapBackend, "png");
+    Ok(())
+}
+
+/// Curves over pretraining: one line per named series of `(epochs trained, value)` points,
+/// values in [0, 1] (accuracies, recalls), with a legend. Writes `stem.svg` and `stem.png`.
+pub fn curves_chart(series: &[(String, Vec<(f64, f64)>)], title: &str, stem: &Path) -> Result<()> {
+    register_font();
+    let size = (720 + LEGEND_WIDTH, 480);
+    macro_rules! render {
+        ($backend:ident, $extension:literal) => {{
+            let path = stem.with_extension($extension);
+            let area = $backend::new(&path, size).into_drawing_area();
+            draw_curves(area, series, title).map_err(|reason: String| ProtocolError::Write {
+                path,
+                source: reason.into(),
+            })?;
+        }};
+    }
+    render!(SVGBackend, "svg");
+    render!(BitMapBackend, "png");
+    Ok(())
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    series: &[(String, Vec<(f64, f64)>)],
+    title: &str,
+) -> std::result::Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let (width, _) = root.dim_in_pixel();
+    let (plot, legend) = root.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let last = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(1.0f64, f64::max);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..last, 0.0..1.0)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epochs of pretraining")
+        .y_desc("accuracy / recall@1")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let text = ("sans-serif", 14).into_font().color(&BLACK);
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = CLASS_COLOURS[i % CLASS_COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(err)?;
+        let y = 40 + 22 * i as i32;
+        legend
+            .draw(&PathElement::new(
+                vec![(6, y), (24, y)],
+                colour.stroke_width(3),
+            ))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The evaluations beyond the linear probe through the public facade: k-NN, cross-modal
+//! retrieval and embedding maps in a run's report and folder, the online evaluation while
+//! pretraining (which must not change the pretraining), and the errors for what cannot work.
+#![allow(clippy::field_reassign_with_default)]
+
+use mmssl::burn::tensor::Device;
+use mmssl::protocol::{
+    Phases, ProtocolError, Quiet, Registry, RetrievalSpace, RunConfig, run, run_with,
+};
+use std::path::Path;
+
+/// A tiny run on the embedded MNIST test split: 256 training pairs, one epoch.
+fn tiny(out: &Path) -> RunConfig {
+    let mut c = RunConfig::default();
+    c.method = "CR-XX-CC;latent_dim=16".parse().unwrap();
+    c.data.train_limit = Some(256);
+    c.training.epochs = 1;
+    c.training.batch_size = 32;
+    c.training.workers = 0;
+    c.evaluation.epochs = Some(2);
+    c.output.dir = out.to_path_buf();
+    c
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        out.push((name, std::fs::read(&p).unwrap()));
+    }
+    out.sort();
+    out
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn online_evaluation_leaves_pretraining_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, online) = (dir.path().join("plain"), dir.path().join("online"));
+    let mut config = tiny(&plain);
+    config.training.epochs = 2;
+    run_with(
+        &config,
+        &Registry::builtin(),
+        Phases::PRETRAIN,
+        &Device::flex(),
+        &mut Quiet,
+    )
+    .unwrap();
+    config.output.dir = online.clone();
+    config.evaluation.online_every = 1;
+    config.evaluation.online_items = 200;
+    config.evaluation.knn_k = 5;
+    run_with(
+        &config,
+        &Registry::builtin(),
+        Phases::PRETRAIN,
+        &Device::flex(),
+        &mut Quiet,
+    )
+    .unwrap();
+    // The same weights, bit for bit: both best checkpoints' encoders (trained with the heads,
+    // so any change would show in them) exported to safetensors (a checkpoint file itself
+    // holds random parameter ids, so its bytes differ from run to run).
+    let exported = |run: &Path| {
+        let out = run.join("exported");
+        mmssl::protocol::interop::export_run(
+            run,
+            &out,
+            false,
+            false,
+            &Registry::builtin(),
+            &Device::flex(),
+            &mut Quiet,
+        )
+        .unwrap();
+        files(&out)
+    };
+    // A safetensors file as its header (parsed: the order of its keys is free) and its data.
+    let tensors = |files: Vec<(String, Vec<u8>)>| -> Vec<(String, serde_json::Value, Vec<u8>)> {
+        files
+            .into_iter()
+            .filter(|(n, _)| n.ends_with(".safetensors"))
+            .map(|(n, bytes)| {
+                let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+                let header = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+                (n, header, bytes[8 + len..].to_vec())
+            })
+            .collect()
+    };
+    let (a, b) = (tensors(exported(&plain)), tensors(exported(&online)));
+    assert!(a.len() >= 2, "both encoders exported");
+    assert_eq!(a, b, "the online evaluation changed the weights");
+    let (ma, mb) = (metrics(&plain), metrics(&online));
+    assert_eq!(ma.len(), 2);
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(x["train_loss"], y["train_loss"]);
+        assert_eq!(x["valid_loss"], y["valid_loss"]);
+        assert!(x.get("online").is_none());
+        let o = &y["online"];
+        for key in [
+            "probe_m0", "probe_m1", "knn_m0", "knn_m1", "r1_0to1", "r1_1to0",
+        ] {
+            let v = o[key].as_f64().unwrap_or(f64::NAN);
+            assert!((0.0..=1.0).contains(&v), "{key} = {o}");
+        }
+    }
+    assert!(online.join("online.png").exists() && online.join("online.svg").exists());
+    assert!(!plain.join("online.png").exists());
+}
+
+#[test]
+fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut config = tiny(&out);
+    config.evaluation.knn_k = 10;
+    config.analysis.maps = true;
+    config.analysis.map_points = 150;
+    let report = run(&config, &Device::flex(), &mut Quiet).unwrap();
+    for m in &report.linear_eval {
+        let knn = m.knn.as_ref().expect("k-NN evaluated by default");
+        assert_eq!((knn.pretrained.k, knn.pretrained.n_train), (10, 256));
+        assert_eq!(knn.pretrained.n_test, 1000);
+        assert!((0.0..=1.0).contains(&knn.pretrained.accuracy));
+        assert!(knn.random_init.is_some());
+    }
+    assert_eq!(report.retrieval.len(), 4, "{:?}", report.notes);
+    for space in [RetrievalSpace::Z, RetrievalSpace::Canonical] {
+        for (q, g) in [(0, 1), (1, 0)] {
+            let r = report
+                .retrieval
+                .iter()
+                .find(|r| r.space == space && r.query == q && r.gallery == g)
+                .unwrap();
+            assert_eq!(r.pretrained.n, 1000);
+            assert_eq!(r.pretrained.recall_at[0].chance, 0.001);
+            assert!(r.random_init.is_some());
+        }
+    }
+    let names: Vec<&str> = report.maps.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "modality 0 (rotated)",
+            "modality 1 (noisy)",
+            "both modalities"
+        ]
+    );
+    for m in &report.maps {
+        assert!(m.trustworthiness > 0.5 && m.trustworthiness <= 1.0, "{m:?}");
+        for f in &m.files {
+            let bytes = std::fs::read(out.join(f)).unwrap();
+            if f.ends_with(".png") {
+                assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+            } else {
+                let svg = String::from_utf8(bytes).unwrap();
+                assert!(svg.contains("class 7") && svg.contains("trustworthiness"));
+            }
+        }
+    }
+    assert_eq!(report.maps[2].points, 300);
+    assert!(report.maps[0].notes[0].contains("150 of the 1000 test items"));
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert!(eval["linear_eval"][0]["knn"]["random_init"]["accuracy"].is_f64());
+    assert_eq!(eval["retrieval"].as_array().unwrap().len(), 4);
+    assert_eq!(eval["maps"].as_array().unwrap().len(), 3);
+    let text = report.summary();
+    assert!(text.contains("10-NN (cosine, majority vote)"), "{text}");
+    assert!(text.contains("0 -> 1 | canonical |"), "{text}");
+    assert!(
+        text.contains("map of both modalities: 300 points"),
+        "{text}"
+    );
+}
+
+#[test]
+fn what_cannot_work_is_refused_before_pretraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut config = tiny(&out);
+    config.evaluation.knn_k = 300;
+    let err = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(
+        matches!(&err, ProtocolError::InvalidSetting { field, .. } if field == "evaluation.knn_k"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("k = 300 is too large"), "{err}");
+    assert!(!out.join("checkpoints").exists(), "nothing was pretrained");
+    let mut config = tiny(&out);
+    config.evaluation.online_every = 1;
+    config.evaluation.online_items = 4;
+    config.evaluation.knn_k = 5;
+    let err = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("online_items"), "{err}");
+    let mut config = tiny(&out);
+    config.analysis.maps = true;
+    config.analysis.map_points = 10;
+    config.evaluation.knn_voting = mmssl::similarity::Voting::Temperature;
+    config.evaluation.knn_temperature = -1.0;
+    let err = config.validate(&Registry::builtin()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("analysis.map_points") && text.contains("evaluation.knn_temperature"),
+        "every problem at once: {text}"
+    );
+}
