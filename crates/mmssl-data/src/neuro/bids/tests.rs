@@ -174,6 +174,18 @@ fn tree(root: &Path) -> Option<()> {
     Some(())
 }
 
+/// A new temporary folder holding the tree at `bids`; `None` (and a note) where the shared
+/// data is absent.
+fn temporary_tree() -> Option<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bids");
+    if tree(&root).is_none() {
+        eprintln!("skipping: ../shared/data/mri is absent");
+        return None;
+    }
+    Some((dir, root))
+}
+
 fn config() -> BidsConfig {
     BidsConfig {
         label_map: parse_label_map("CN=HC, Dementia=AD").unwrap(),
@@ -182,18 +194,17 @@ fn config() -> BidsConfig {
     }
 }
 
-fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsReport> {
+/// [`bids_to_manifest`] of `root` into `out`, without progress reports.
+pub(super) fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsReport> {
     bids_to_manifest(root, out, config, &|_, _| {})
 }
 
 #[test]
 fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let (root, out) = (dir.path().join("bids"), dir.path().join("deriv"));
-    if tree(&root).is_none() {
-        eprintln!("skipping: ../shared/data/mri is absent");
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
+    };
+    let out = dir.path().join("deriv");
     let calls = AtomicUsize::new(0);
     let report = bids_to_manifest(&root, &out, &config(), &|done, total| {
         calls.fetch_add(1, Ordering::Relaxed);
@@ -341,16 +352,15 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
 
 #[test]
 fn several_runs_are_averaged_refused_or_chosen() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bids");
-    if tree(&root).is_none() {
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
-    let mean = BidsConfig {
-        runs: RunChoice::Mean,
-        ..config()
     };
-    let report = run(&root, &dir.path().join("mean"), &mean).unwrap();
+    // The tree in `dir/NAME` with the runs of a session chosen by `runs`.
+    let with_runs = |name: &str, runs: RunChoice| {
+        let config = BidsConfig { runs, ..config() };
+        run(&root, &dir.path().join(name), &config).unwrap()
+    };
+    let report = with_runs("mean", RunChoice::Mean);
     let ses2 = &report.used[1];
     assert_eq!(ses2.bold.len(), 2);
     // The two runs are the same series: their mean is that series' map. No run entity.
@@ -363,26 +373,10 @@ fn several_runs_are_averaged_refused_or_chosen() {
     let avg = read_nifti(&ses2.falff).unwrap();
     assert_eq!(one.data(), avg.data());
 
-    let last = run(
-        &root,
-        &dir.path().join("last"),
-        &BidsConfig {
-            runs: RunChoice::Last,
-            ..config()
-        },
-    )
-    .unwrap();
+    let last = with_runs("last", RunChoice::Last);
     assert!(last.used[1].bold[0].ends_with("sub-01_ses-2_task-rest_run-2_bold.nii.gz"));
 
-    let refuse = run(
-        &root,
-        &dir.path().join("refuse"),
-        &BidsConfig {
-            runs: RunChoice::Refuse,
-            ..config()
-        },
-    )
-    .unwrap();
+    let refuse = with_runs("refuse", RunChoice::Refuse);
     let r = refuse.skipped.iter().find(|s| s.subject == "01").unwrap();
     assert!(
         r.reason.contains("2 candidates") && r.reason.contains("run-2"),
@@ -406,11 +400,9 @@ fn several_runs_are_averaged_refused_or_chosen() {
 
 #[test]
 fn malformed_trees_and_labels_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bids");
-    if tree(&root).is_none() {
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
+    };
     let out = dir.path().join("out");
     // A value of the label column that means nothing.
     let unmapped = BidsConfig {
