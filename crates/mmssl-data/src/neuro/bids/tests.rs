@@ -199,6 +199,14 @@ pub(super) fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsRe
     bids_to_manifest(root, out, config, &|_, _| {})
 }
 
+/// Asserts that [`run`] fails and that its error names every one of `needles`.
+pub(super) fn assert_refused(root: &Path, out: &Path, config: &BidsConfig, needles: &[&str]) {
+    let e = run(root, out, config).unwrap_err().to_string();
+    for needle in needles {
+        assert!(e.contains(needle), "`{needle}` missing: {e}");
+    }
+}
+
 #[test]
 fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
     let Some((dir, root)) = temporary_tree() else {
@@ -385,17 +393,16 @@ fn several_runs_are_averaged_refused_or_chosen() {
     );
 
     // Strict: the first unusable session is an error naming it.
-    let e = run(
+    let strict = BidsConfig {
+        strict: true,
+        ..config()
+    };
+    assert_refused(
         &root,
         &dir.path().join("strict"),
-        &BidsConfig {
-            strict: true,
-            ..config()
-        },
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("sub-03") && e.contains("no T1w"), "{e}");
+        &strict,
+        &["sub-03", "no T1w"],
+    );
 }
 
 #[test]
@@ -409,35 +416,23 @@ fn malformed_trees_and_labels_are_clear_errors() {
         label_map: BTreeMap::new(),
         ..config()
     };
-    let e = run(&root, &out, &unmapped).unwrap_err().to_string();
-    assert!(
-        e.contains("`CN`") && e.contains("`Dementia`") && e.contains("--label-map"),
-        "{e}"
+    assert_refused(
+        &root,
+        &out,
+        &unmapped,
+        &["`CN`", "`Dementia`", "--label-map"],
     );
     // A label or covariate column that does not exist.
-    let e = run(
-        &root,
-        &out,
-        &BidsConfig {
-            label_column: Some("dx2".into()),
-            ..config()
-        },
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("no label column `dx2`"), "{e}");
-    let e = run(
-        &root,
-        &out,
-        &BidsConfig {
-            covariates: vec!["weight".into()],
-            ..config()
-        },
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("no covariate column `weight`"),
-        "{e}"
-    );
+    let dx2 = BidsConfig {
+        label_column: Some("dx2".into()),
+        ..config()
+    };
+    assert_refused(&root, &out, &dx2, &["no label column `dx2`"]);
+    let weight = BidsConfig {
+        covariates: vec!["weight".into()],
+        ..config()
+    };
+    assert_refused(&root, &out, &weight, &["no covariate column `weight`"]);
     assert!(
         parse_label_map("CN=HC,AD")
             .unwrap_err()
@@ -456,24 +451,16 @@ fn malformed_trees_and_labels_are_clear_errors() {
         },
         ..config()
     };
-    assert!(
-        run(&root, &out, &tr)
-            .unwrap_err()
-            .to_string()
-            .contains("sidecar")
-    );
+    assert_refused(&root, &out, &tr, &["sidecar"]);
     // Not a BIDS root; no subjects.
-    assert!(
-        run(&dir.path().join("none"), &out, &config())
-            .unwrap_err()
-            .to_string()
-            .contains("not a folder")
-    );
+    assert_refused(&dir.path().join("none"), &out, &config(), &["not a folder"]);
     std::fs::create_dir_all(dir.path().join("empty")).unwrap();
-    let e = run(&dir.path().join("empty"), &out, &config())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no subject folders"), "{e}");
+    assert_refused(
+        &dir.path().join("empty"),
+        &out,
+        &config(),
+        &["no subject folders"],
+    );
     // Without the inherited sidecar the header gives the repetition time, and that is said.
     std::fs::remove_file(root.join("task-rest_bold.json")).unwrap();
     let r = run(&root, &out, &config()).unwrap();
@@ -485,16 +472,11 @@ fn malformed_trees_and_labels_are_clear_errors() {
     );
     // A file name whose entities do not parse.
     put(&root, "sub-07/anat/sub-07_acq-a-b_T1w.nii.gz", None, b"");
-    let e = run(&root, &out, &config()).unwrap_err().to_string();
-    assert!(
-        e.contains("not a BIDS file name") && e.contains("acq-a-b"),
-        "{e}"
-    );
+    assert_refused(&root, &out, &config(), &["not a BIDS file name", "acq-a-b"]);
     std::fs::remove_dir_all(root.join("sub-07")).unwrap();
     // Entities that contradict the folder.
     put(&root, "sub-08/anat/sub-09_T1w.nii.gz", None, b"");
-    let e = run(&root, &out, &config()).unwrap_err().to_string();
-    assert!(e.contains("do not match its folder"), "{e}");
+    assert_refused(&root, &out, &config(), &["do not match its folder"]);
 }
 
 #[test]
