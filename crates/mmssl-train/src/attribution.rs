@@ -109,15 +109,7 @@ pub fn attribute<const D: usize>(
             let dims = x.dims();
             let items = dims[0];
             let per = x.shape().num_elements() / items.max(1);
-            let values = x
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::Readback {
-                    what: "the input",
-                    reason: format!("{e:?}"),
-                })?;
+            let values = TrainError::read_back(x.clone(), "the input")?;
             let sigma: Vec<f64> = values
                 .chunks(per.max(1))
                 .map(|c| {
