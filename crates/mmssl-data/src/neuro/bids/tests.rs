@@ -201,10 +201,7 @@ pub(super) fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsRe
 
 /// Asserts that [`run`] fails and that its error names every one of `needles`.
 pub(super) fn assert_refused(root: &Path, out: &Path, config: &BidsConfig, needles: &[&str]) {
-    let e = run(root, out, config).unwrap_err().to_string();
-    for needle in needles {
-        assert!(e.contains(needle), "`{needle}` missing: {e}");
-    }
+    crate::tests::assert_error(run(root, out, config), needles);
 }
 
 #[test]
