@@ -4,7 +4,7 @@ mod common;
 
 use common::{
     arg, assert_contains_all, assert_fails, assert_ok, experiment, metric_lines, mmssl, on_cohort,
-    on_run, read_json, read_text, run_on_cohort, tiny,
+    on_run, read_json, read_text, run_on_cohort, tiny, write_file,
 };
 use std::path::{Path, PathBuf};
 
@@ -245,12 +245,11 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
 fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("phases");
-    let config = dir.path().join("settings.toml");
-    std::fs::write(
-        &config,
+    let config = write_file(
+        dir.path(),
+        "settings.toml",
         "objective = \"CR\"\nepochs = 1\ntrain_limit = 64\nbatch_size = 32\neval_epochs = 3\nquiet = true\nseed = 4\n",
-    )
-    .unwrap();
+    );
     // The command line's --epochs 2 overrides the file's 1.
     let res = mmssl(&[
         "pretrain",
@@ -304,13 +303,12 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
 #[test]
 fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = dir.path().join("grid.toml");
-    let out = dir.path().join("exp");
-    std::fs::write(
-        &grid,
+    let grid = write_file(
+        dir.path(),
+        "grid.toml",
         "methods = [\"XX\", \"ae\"]\nseeds = [0, 1]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
-    )
-    .unwrap();
+    );
+    let out = dir.path().join("exp");
     let res = experiment(&grid, &out, &[]);
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);

@@ -8,7 +8,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 mod common;
 
-use common::{arg, assert_contains_all, assert_fails, assert_ok, mmssl, stderr, stdout, synth};
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, mmssl, stderr, stdout, synth, write_file,
+};
 
 /// `../shared/data` beside the project, when present.
 fn shared() -> Option<PathBuf> {
@@ -440,23 +442,23 @@ fn info_errors_name_the_file_and_exit_2() {
     assert!(stderr(&out).starts_with("error: "));
     assert!(stderr(&out).contains("nope.nii.gz"), "{}", stderr(&out));
     // Unknown format.
-    let text = dir.path().join("notes.txt");
-    std::fs::write(&text, "hello, this is not a dataset\n").unwrap();
+    let text = write_file(dir.path(), "notes.txt", "hello, this is not a dataset\n");
     let out = mmssl(&["data", "info", arg(&text)]);
     assert_fails(&out, &["notes.txt", "unknown format"]);
     // Empty file.
-    let empty = dir.path().join("empty.bin");
-    std::fs::write(&empty, b"").unwrap();
+    let empty = write_file(dir.path(), "empty.bin", b"");
     let out = mmssl(&["data", "info", arg(&empty)]);
     assert_fails(&out, &["empty"]);
     // Truncated IDX (raw): the header promises more than the file holds.
-    let idx = dir.path().join("short-idx1-ubyte");
-    std::fs::write(&idx, [0, 0, 8, 1, 0, 0, 0, 100, 1, 2, 3]).unwrap();
+    let idx = write_file(
+        dir.path(),
+        "short-idx1-ubyte",
+        [0, 0, 8, 1, 0, 0, 0, 100, 1, 2, 3],
+    );
     let out = mmssl(&["data", "info", arg(&idx)]);
     assert_fails(&out, &["short-idx1-ubyte"]);
     // A bad manifest.
-    let csv = dir.path().join("cohort.csv");
-    std::fs::write(&csv, "subject,session\nA,1\n").unwrap();
+    let csv = write_file(dir.path(), "cohort.csv", "subject,session\nA,1\n");
     let out = mmssl(&["data", "info", arg(&csv)]);
     assert_fails(&out, &["cohort.csv"]);
 }
@@ -473,8 +475,7 @@ fn info_on_truncated_real_files() {
     ] {
         let bytes = std::fs::read(shared.join(src)).unwrap();
         let name = Path::new(src).file_name().unwrap();
-        let p = dir.path().join(name);
-        std::fs::write(&p, &bytes[..keep]).unwrap();
+        let p = write_file(dir.path(), name, &bytes[..keep]);
         let out = mmssl(&["data", "info", arg(&p)]);
         assert_eq!(out.status.code(), Some(2), "{src}: {}", stdout(&out));
         let err = stderr(&out);

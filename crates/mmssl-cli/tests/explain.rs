@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout, tiny};
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout, tiny, write_file};
 
 #[test]
 fn a_two_view_run_is_explained_as_image_grids() {
@@ -67,8 +67,7 @@ fn a_two_view_run_is_explained_as_image_grids() {
     assert_fails(&again, &["not empty", "explain", "--overwrite"]);
     assert!(!stderr(&again).contains("--resume"), "{}", stderr(&again));
     // A template does not apply to image maps: refused, not ignored.
-    let garbage = dir.path().join("garbage.nii");
-    std::fs::write(&garbage, b"not a volume").unwrap();
+    let garbage = write_file(dir.path(), "garbage.nii", b"not a volume");
     let other = dir.path().join("other");
     assert_fails(
         &explain(&[

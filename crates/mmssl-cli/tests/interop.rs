@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, read_json, read_text, stdout, tiny};
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, read_text, stdout, tiny, write_file};
 use mmssl_protocol::interop::StateDict;
 use std::path::{Path, PathBuf};
 
@@ -186,14 +186,8 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never");
     let original = std::fs::read(fixture("dim2d.pt")).unwrap();
-    let truncated = dir.path().join("truncated.pt");
-    std::fs::write(&truncated, &original[..original.len() / 2]).unwrap();
-    let evil = dir.path().join("evil.pt");
-    std::fs::write(
-        &evil,
-        b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.",
-    )
-    .unwrap();
+    let truncated = write_file(dir.path(), "truncated.pt", &original[..original.len() / 2]);
+    let evil = write_file(dir.path(), "evil.pt", b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.");
     let cases: Vec<(Vec<PathBuf>, Vec<&str>, Vec<&str>)> = vec![
         (vec![truncated], vec![], vec!["truncated.pt", "truncated"]),
         (vec![evil], vec![], vec!["refused", "posix.system"]),

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests of the `mmssl` binary (each test file uses some).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Proxy settings of the environment, removed so that downloads from the tests' local HTTP
@@ -67,6 +67,14 @@ pub fn read_text(path: impl AsRef<Path>) -> String {
 /// The lines of `RUN/metrics.jsonl`: one per epoch trained.
 pub fn metric_lines(run: &Path) -> usize {
     read_text(run.join("metrics.jsonl")).lines().count()
+}
+
+/// Writes `contents` to `dir/name`; returns the file's path.
+pub fn write_file(dir: &Path, name: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
 }
 
 /// A JSON file the binary wrote.
