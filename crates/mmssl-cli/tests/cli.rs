@@ -215,12 +215,7 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
     let eval: serde_json::Value = read_json(out.join("eval.json"));
     // 96 random training pairs; validation pairs one per image of the smaller side of each
     // class in a stratified twelfth (5,000 images each side); test pairs from t10k.
-    let sizes: Vec<u64> = eval["sizes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let sizes: Vec<u64> = serde_json::from_value(eval["sizes"].clone()).unwrap();
     assert_eq!(sizes[0], 96);
     assert!(sizes[1] > 4000 && sizes[1] <= 5000, "{sizes:?}");
     assert!(sizes[2] > 8000 && sizes[2] <= 10_000, "{sizes:?}");
