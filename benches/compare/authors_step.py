@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from timing import report, time_ms
+from timing import add_step_arguments, report_step, time_ms
 
 
 def load_radam():
@@ -113,13 +113,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["step"])
     p.add_argument("--fusion", required=True, type=Path, help="a checkout of github:Entodi/fusion")
-    p.add_argument("--objective", default="CR-XX-CC")
-    p.add_argument("--modalities", type=int, default=2)
-    p.add_argument("--dims", type=int, default=2)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
+    add_step_arguments(p)
     p.add_argument(
         "--optimizer",
         choices=["catalyst", "torch", "none"],
@@ -156,18 +150,8 @@ def main():
         for z in output.z.values():
             torch.softmax(z, dim=1)
 
-    report(
-        time_ms(run, args.warmup, args.reps),
-        impl="authors",
-        optimizer=args.optimizer,
-        what=args.what,
-        objective=args.objective,
-        modalities=args.modalities,
-        dims=args.dims,
-        batch=args.batch,
-        torch=torch.__version__,
-        threads=torch.get_num_threads(),
-    )
+    names = ("optimizer", "what", "objective", "modalities", "dims", "batch")
+    report_step(time_ms(run, args.warmup, args.reps), args, names, impl="authors")
 
 if __name__ == "__main__":
     main()

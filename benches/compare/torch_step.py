@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from timing import report, time_ms
+from timing import add_step_arguments, report_step, time_ms
 
 
 def encoder(dims: int) -> nn.ModuleDict:
@@ -143,16 +143,10 @@ class Model(nn.Module):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=["step", "infonce", "gemm"])
-    p.add_argument("--objective", default="CR-XX-CC")
-    p.add_argument("--modalities", type=int, default=2)
-    p.add_argument("--dims", type=int, default=2)
-    p.add_argument("--batch", type=int, default=64)
+    add_step_arguments(p)
     p.add_argument("--locations", type=int, default=64)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--shape", default=None, help="M,N,K of gemm ([M, K] x [K, N]) instead of --size")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backend", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -197,22 +191,11 @@ def main():
 
         flops = 2.0 * m * n * k
 
-    report(
-        time_ms(run, args.warmup, args.reps),
-        flops,
-        impl="pytorch",
-        what=args.what,
-        objective=args.objective,
-        modalities=args.modalities,
-        dims=args.dims,
-        batch=args.batch,
-        locations=args.locations,
-        size=args.size,
-        shape=args.shape,
-        backend=args.backend,
-        torch=torch.__version__,
-        threads=torch.get_num_threads(),
+    names = (
+        "what", "objective", "modalities", "dims", "batch", "locations", "size", "shape", "backend"
     )
+    times = time_ms(run, args.warmup, args.reps)
+    report_step(times, args, names, flops, impl="pytorch")
 
 if __name__ == "__main__":
     main()

@@ -64,12 +64,6 @@ pub fn flatten_view(view: &ViewBatch) -> Tensor<2> {
 /// Mean squared error between a reconstruction and its target (same kind and shape).
 pub fn mse(reconstruction: &ViewBatch, target: &ViewBatch) -> Result<Tensor<1>> {
     let (a, b) = (flatten_view(reconstruction), flatten_view(target));
-    if a.dims() != b.dims() {
-        return Err(BaselineError::ShapeMismatch {
-            what: "a reconstruction and its target",
-            left: a.dims().to_vec(),
-            right: b.dims().to_vec(),
-        });
-    }
+    BaselineError::check_same("a reconstruction and its target", &a.dims(), &b.dims())?;
     Ok((a - b).square().mean())
 }

@@ -211,13 +211,7 @@ impl DeepCca {
         self.check_config()?;
         let (m, o1) = h1.dim();
         let o2 = h2.ncols();
-        if h2.nrows() != m {
-            return Err(BaselineError::ShapeMismatch {
-                what: "deep CCA rows (samples) of H1 and H2",
-                left: vec![m],
-                right: vec![h2.nrows()],
-            });
-        }
+        BaselineError::check_same("deep CCA rows (samples) of H1 and H2", &[m], &[h2.nrows()])?;
         if m < 2 {
             return Err(BaselineError::TooFew {
                 what: "deep CCA (samples for a covariance)",

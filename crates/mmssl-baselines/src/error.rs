@@ -129,6 +129,19 @@ impl From<BaselineError> for mmssl_train::TrainError {
 }
 
 impl BaselineError {
+    /// [`BaselineError::ShapeMismatch`] about `what` unless the sizes `left` and `right` are
+    /// equal.
+    pub(crate) fn check_same(what: &'static str, left: &[usize], right: &[usize]) -> Result<()> {
+        if left != right {
+            return Err(BaselineError::ShapeMismatch {
+                what,
+                left: left.to_vec(),
+                right: right.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
     /// [`BaselineError::Modalities`] for `method` unless `shapes` names at least one modality.
     pub(crate) fn check_some_modalities(shapes: &[Vec<usize>], method: &'static str) -> Result<()> {
         if shapes.is_empty() {

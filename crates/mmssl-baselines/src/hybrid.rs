@@ -4,6 +4,7 @@
 use crate::decoder::{AnyDecoder, mse};
 use crate::deep_cca::{DeepCca, DeepCcaConfig};
 use crate::error::{BaselineError, Result};
+use crate::step::LossTerms;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
@@ -240,24 +241,14 @@ impl Hybrid {
     }
 }
 
-fn add(total: Option<Tensor<1>>, t: Tensor<1>) -> Option<Tensor<1>> {
-    Some(match total {
-        Some(a) => a + t,
-        None => t,
-    })
-}
-
 impl Method for Hybrid {
     fn loss(&self, batch: &Batch, rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
         let outs = self.backbone.encode_all(batch)?;
-        let mut terms = Vec::new();
-        let mut total = None;
+        let mut terms = LossTerms::default();
         if let Some(w) = self.settings.reconstruction {
             for (m, v) in batch.views.iter().enumerate() {
                 let rec = self.decoders[m].forward(outs[m].z.clone());
-                let e = mse(&rec, v)?;
-                terms.push((format!("recon[{m}]"), e.clone()));
-                total = add(total, e.mul_scalar(w));
+                terms.add_weighted(format!("recon[{m}]"), mse(&rec, v)?, w);
             }
         }
         let mut latents = Vec::new();
@@ -277,21 +268,17 @@ impl Method for Hybrid {
                 .collect();
             let o = objective.forward(&views, rng)?;
             for t in &o.terms {
-                terms.push((t.term.to_string(), t.loss.clone()));
+                terms.log(t.term.to_string(), t.loss.clone());
             }
-            total = add(total, o.total);
+            terms.add_to_total(o.total);
         }
         if let Some((cfg, w)) = self.settings.cca {
             let h0 = self.cca_heads[0].forward(outs[0].z.clone());
             let h1 = self.cca_heads[1].forward(outs[1].z.clone());
             let out = DeepCca::new(cfg).forward(h0, h1)?;
-            terms.push(("CCA[0,1]".to_string(), out.loss.clone()));
-            total = add(total, out.loss.mul_scalar(w));
+            terms.add_weighted("CCA[0,1]", out.loss, w);
         }
-        Ok(StepOutput {
-            loss: total.expect("the configuration has at least one term"),
-            terms,
-        })
+        Ok(terms.into_output())
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {

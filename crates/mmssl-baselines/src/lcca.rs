@@ -56,13 +56,8 @@ impl LinearCcaConfig {
     /// Fits CCA between `x1` (`n x d1`) and `x2` (`n x d2`), rows are samples.
     pub fn fit(&self, x1: ArrayView2<f64>, x2: ArrayView2<f64>) -> Result<LinearCca> {
         let n = x1.nrows();
-        if x2.nrows() != n {
-            return Err(BaselineError::ShapeMismatch {
-                what: "linear CCA rows (samples) of the two views",
-                left: vec![n],
-                right: vec![x2.nrows()],
-            });
-        }
+        let what = "linear CCA rows (samples) of the two views";
+        BaselineError::check_same(what, &[n], &[x2.nrows()])?;
         self.check(n, x1.ncols(), x2.ncols())?;
         let mut moments = Moments::new(x1.ncols(), x2.ncols());
         moments.add(x1.to_owned(), x2.to_owned(), 0)?;
@@ -187,13 +182,8 @@ impl LinearCca {
                 });
             }
         };
-        if x.ncols() != w.nrows() {
-            return Err(BaselineError::ShapeMismatch {
-                what: "linear CCA features (fitted, given)",
-                left: vec![w.nrows()],
-                right: vec![x.ncols()],
-            });
-        }
+        let what = "linear CCA features (fitted, given)";
+        BaselineError::check_same(what, &[w.nrows()], &[x.ncols()])?;
         Ok((&x - mean).dot(w))
     }
 

@@ -46,6 +46,7 @@ mod hybrid;
 mod kind;
 pub mod lcca;
 pub mod mmvae;
+mod step;
 mod supervised;
 
 pub use decoder::{AnyDecoder, flatten_view, mse};

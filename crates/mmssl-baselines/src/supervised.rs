@@ -1,6 +1,7 @@
 //! The supervised baseline: the encoder trained with labels (the discriminative reference).
 
 use crate::error::{BaselineError, Result};
+use crate::step::LossTerms;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -149,20 +150,14 @@ pub(crate) fn cross_entropy(logits: Tensor<2>, batch: &Batch) -> mmssl_train::Re
 impl Method for Supervised {
     fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> mmssl_train::Result<StepOutput> {
         self.backbone.check(batch)?;
-        let mut total: Option<Tensor<1>> = None;
-        let mut terms = Vec::new();
+        let mut terms = LossTerms::default();
         for m in 0..self.backbone.modalities() {
-            let ce = cross_entropy(self.logits(batch, m)?, batch)?;
-            terms.push((format!("CE[{m}]"), ce.clone()));
-            total = Some(match total {
-                Some(t) => t + ce,
-                None => ce,
-            });
+            terms.add(
+                format!("CE[{m}]"),
+                cross_entropy(self.logits(batch, m)?, batch)?,
+            );
         }
-        Ok(StepOutput {
-            loss: total.expect("at least one modality"),
-            terms,
-        })
+        Ok(terms.into_output())
     }
 
     fn represent(&self, batch: &Batch, modality: usize) -> mmssl_train::Result<Tensor<2>> {

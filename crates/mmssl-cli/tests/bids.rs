@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, read_json, run_on_cohort, stdout};
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, mmssl, read_json, run_on_cohort, stdout,
+};
 use std::path::{Path, PathBuf};
 
 fn mri() -> Option<PathBuf> {
@@ -136,15 +138,16 @@ fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
     let res = bids(&map);
     assert_ok(&res);
     let text = stdout(&res);
-    for needle in [
-        "12 sessions of 12 subjects",
-        "HC 6, AD 6, other 0, unlabelled 0; label column: group",
-        "maps computed for 12 sessions, reused for 0",
-        "1 sessions skipped:\n  sub-13 ses-1: no T1w image",
-        "next: mmssl run --dataset oasis3 --manifest",
-    ] {
-        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
-    }
+    assert_contains_all(
+        &text,
+        &[
+            "12 sessions of 12 subjects",
+            "HC 6, AD 6, other 0, unlabelled 0; label column: group",
+            "maps computed for 12 sessions, reused for 0",
+            "1 sessions skipped:\n  sub-13 ses-1: no T1w image",
+            "next: mmssl run --dataset oasis3 --manifest",
+        ],
+    );
     let manifest = deriv.join("manifest.csv");
     let info = mmssl(&["data", "info", arg(&manifest)]);
     assert_ok(&info);
@@ -255,18 +258,19 @@ fn from_fmriprep_derivatives_to_maps_on_the_template_grid() {
     ]);
     assert_ok(&res);
     let text = stdout(&res);
-    for needle in [
-        "space MNI152NLin2009cAsym, BOLD desc-preproc, anatomical preprocessed T1w inside its brain mask",
-        "confounds motion24+wm-csf (26 columns)",
-        "scrubbing frames with framewise displacement > 0.5 mm, at least 50% kept",
-        "manifest: fALFF z-scored inside the brain mask (desc-zstd)",
-        "12 sessions of 12 subjects",
-        "HC 6, AD 6",
-        "12 sessions (sub-01 ses-1, sub-02 ses-1, sub-03 ses-1, sub-04 ses-1, sub-05 ses-1, sub-06 ses-1, sub-07 ses-1, sub-08 ses-1, sub-09 ses-1, sub-10 ses-1, sub-11 ses-1, sub-12 ses-1): no anatomical image of its own: using sub-*_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz from sub-*/anat (subject level)",
-        "frames kept after censoring: sub-01 ses-1 59/64",
-    ] {
-        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
-    }
+    assert_contains_all(
+        &text,
+        &[
+            "space MNI152NLin2009cAsym, BOLD desc-preproc, anatomical preprocessed T1w inside its brain mask",
+            "confounds motion24+wm-csf (26 columns)",
+            "scrubbing frames with framewise displacement > 0.5 mm, at least 50% kept",
+            "manifest: fALFF z-scored inside the brain mask (desc-zstd)",
+            "12 sessions of 12 subjects",
+            "HC 6, AD 6",
+            "12 sessions (sub-01 ses-1, sub-02 ses-1, sub-03 ses-1, sub-04 ses-1, sub-05 ses-1, sub-06 ses-1, sub-07 ses-1, sub-08 ses-1, sub-09 ses-1, sub-10 ses-1, sub-11 ses-1, sub-12 ses-1): no anatomical image of its own: using sub-*_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz from sub-*/anat (subject level)",
+            "frames kept after censoring: sub-01 ses-1 59/64",
+        ],
+    );
     assert!(!text.contains("NO PREPROCESSING"), "{text}");
     let manifest = out.join("manifest.csv");
     let csv = std::fs::read_to_string(&manifest).unwrap();

@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, on_run, read_json, run_on_cohort};
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, experiment, metric_lines, mmssl, on_cohort,
+    on_run, read_json, read_text, run_on_cohort, tiny, write_file,
+};
 use std::path::{Path, PathBuf};
 
 #[test]
@@ -42,14 +45,8 @@ fn run_pretrains_evaluates_and_writes_the_run_directory() {
         }
     }
     assert!(eval["similarity"]["cka"].is_f64());
-    assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
-    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert_eq!(metric_lines(&out), 1);
+    let config = read_text(out.join("config.toml"));
     assert!(config.contains("method = \"XX-RR\""), "{config}");
     let run: serde_json::Value = read_json(out.join("run.json"));
     assert_eq!(run["seed"], 0);
@@ -79,18 +76,19 @@ fn methods_lists_every_method_with_its_options_and_specs_carry_them() {
     let res = mmssl(&["methods"]);
     assert_ok(&res);
     let text = String::from_utf8_lossy(&res.stdout);
-    for needle in [
-        "CR-XX-CC",
-        "estimator",
-        "critic",
-        "dccae",
-        "cca_norm",
-        "mmvae",
-        "lcca",
-        "components",
-    ] {
-        assert!(text.contains(needle), "{needle}: {text}");
-    }
+    assert_contains_all(
+        &text,
+        &[
+            "CR-XX-CC",
+            "estimator",
+            "critic",
+            "dccae",
+            "cca_norm",
+            "mmvae",
+            "lcca",
+            "components",
+        ],
+    );
     // An option the method does not take is refused with the list of those it takes.
     let res = mmssl(&["run", "--method", "XX;temperature=0.1", "--quiet"]);
     assert_fails(&res, &["temperature", "critic"]);
@@ -113,39 +111,18 @@ fn run_rejects_bad_objectives_and_missing_data_clearly() {
         arg(&o),
         "--quiet",
     ]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
-    assert!(
-        err.contains("IDX files")
-            && err.contains(&format!(
-                "mmssl data download mnist --dir {}",
-                missing.display()
-            )),
-        "{err}"
-    );
+    let fetch = format!("mmssl data download mnist --dir {}", missing.display());
+    assert_fails(&res, &["IDX files", &fetch]);
 }
 
 /// A tiny run of `--method NAME`; returns eval.json.
 fn method_run(name: &str, dir: &Path) -> serde_json::Value {
     let out = dir.join(name);
-    let res = mmssl(&[
+    let res = tiny(
         "run",
-        "--method",
-        name,
-        "--mmvae-k",
-        "2",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "64",
-        "--eval-epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+        &out,
+        &["--method", name, "--mmvae-k", "2", "--quiet"],
+    );
     assert!(
         res.status.success(),
         "{name}: {}",
@@ -204,37 +181,41 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let mnist = shared.join("mnist");
+    // `mmssl run` on MNIST paired with Fashion-MNIST into OUT, then EXTRA...
+    let fashion = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--dataset",
+            "mnist-fashion",
+            "--data-dir",
+            arg(&mnist),
+        ];
+        args.extend(["--out", arg(out), "--quiet"]);
+        args.extend_from_slice(extra);
+        mmssl(&args)
+    };
     let out = dir.path().join("mf");
-    let res = mmssl(&[
-        "run",
-        "--dataset",
-        "mnist-fashion",
-        "--data-dir",
-        arg(&shared.join("mnist")),
-        "--objective",
-        "XX",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "96",
-        "--eval-epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--out",
-        arg(&out),
-        "--quiet",
-    ]);
+    let res = fashion(
+        &out,
+        &[
+            "--objective",
+            "XX",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "96",
+            "--eval-epochs",
+            "1",
+            "--batch-size",
+            "32",
+        ],
+    );
     assert_ok(&res);
     let eval: serde_json::Value = read_json(out.join("eval.json"));
     // 96 random training pairs; validation pairs one per image of the smaller side of each
     // class in a stratified twelfth (5,000 images each side); test pairs from t10k.
-    let sizes: Vec<u64> = eval["sizes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let sizes: Vec<u64> = serde_json::from_value(eval["sizes"].clone()).unwrap();
     assert_eq!(sizes[0], 96);
     assert!(sizes[1] > 4000 && sizes[1] <= 5000, "{sizes:?}");
     assert!(sizes[2] > 8000 && sizes[2] <= 10_000, "{sizes:?}");
@@ -244,37 +225,26 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
     assert_fails(&res, &["--data-dir", "train_32x32.mat"]);
     // A missing Fashion-MNIST folder gets the exact command that fetches Fashion-MNIST.
     let missing = dir.path().join("no-fashion");
-    let res = mmssl(&[
-        "run",
-        "--dataset",
-        "mnist-fashion",
-        "--data-dir",
-        arg(&shared.join("mnist")),
-        "--second-data-dir",
-        arg(&missing),
-        "--out",
-        arg(&dir.path().join("no-fashion-run")),
-        "--quiet",
-    ]);
-    assert_eq!(res.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&res.stderr);
+    let res = fashion(
+        &dir.path().join("no-fashion-run"),
+        &["--second-data-dir", arg(&missing)],
+    );
     let fetch = format!(
         "mmssl data download fashion-mnist --dir {}",
         missing.display()
     );
-    assert!(err.contains(&fetch), "{err}");
+    assert_fails(&res, &[&fetch]);
 }
 
 #[test]
 fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("phases");
-    let config = dir.path().join("settings.toml");
-    std::fs::write(
-        &config,
+    let config = write_file(
+        dir.path(),
+        "settings.toml",
         "objective = \"CR\"\nepochs = 1\ntrain_limit = 64\nbatch_size = 32\neval_epochs = 3\nquiet = true\nseed = 4\n",
-    )
-    .unwrap();
+    );
     // The command line's --epochs 2 overrides the file's 1.
     let res = mmssl(&[
         "pretrain",
@@ -286,7 +256,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         arg(&out),
     ]);
     assert_ok(&res);
-    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let saved = read_text(out.join("config.toml"));
     assert!(
         saved.contains("method = \"CR\"") && saved.contains("epochs = 2"),
         "{saved}"
@@ -295,13 +265,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
         saved.contains("seed = 4") && !saved.contains("settings.toml"),
         "{saved}"
     );
-    assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        2
-    );
+    assert_eq!(metric_lines(&out), 2);
     assert!(out.join("checkpoints/best.bpk").exists());
     assert!(!out.join("eval.json").exists());
 
@@ -313,13 +277,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
     assert_eq!(eval["linear_eval"].as_array().unwrap().len(), 2);
     assert!(eval["similarity"].is_null());
     // linear-eval did not train again.
-    assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        2
-    );
+    assert_eq!(metric_lines(&out), 2);
 
     let res = on_run("analyze", &out, &["--quiet"]);
     assert_ok(&res);
@@ -340,29 +298,20 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
 #[test]
 fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = dir.path().join("grid.toml");
-    let out = dir.path().join("exp");
-    std::fs::write(
-        &grid,
+    let grid = write_file(
+        dir.path(),
+        "grid.toml",
         "methods = [\"XX\", \"ae\"]\nseeds = [0, 1]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
-    )
-    .unwrap();
-    let args = [
-        "experiment",
-        "--grid",
-        arg(&grid),
-        "--out",
-        arg(&out),
-        "--quiet",
-    ];
-    let res = mmssl(&args);
+    );
+    let out = dir.path().join("exp");
+    let res = experiment(&grid, &out, &[]);
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.contains("| two-view-mnist | XX | 2 |"), "{stdout}");
     assert!(stdout.contains("8 result rows"), "{stdout}");
     let run_dir = out.join("two-view-mnist/ae/fold0-seed1");
     assert!(run_dir.join("eval.json").exists());
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let csv = read_text(out.join("results.csv"));
     assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
     assert!(
         csv.lines()
@@ -379,21 +328,17 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         assert!(out.join(f).exists(), "{f}");
     }
     // A second invocation finds every run finished: nothing is trained again.
-    let before = std::fs::metadata(run_dir.join("eval.json"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let res = mmssl(&args);
+    let modified = || {
+        std::fs::metadata(run_dir.join("eval.json"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = modified();
+    let res = experiment(&grid, &out, &[]);
     assert!(res.status.success());
-    let after = std::fs::metadata(run_dir.join("eval.json"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    assert_eq!(before, after);
-    assert_eq!(
-        std::fs::read_to_string(out.join("results.csv")).unwrap(),
-        csv
-    );
+    assert_eq!(before, modified());
+    assert_eq!(read_text(out.join("results.csv")), csv);
     // A run that fails (here: deep CCA heads of size 0) does not stop the grid: the finished
     // runs are still aggregated, the failure is named and saved, and the exit code says so.
     std::fs::write(
@@ -401,13 +346,13 @@ fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
         "methods = [\"XX\", \"dccae\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\ncca_dim = 0\n",
     )
     .unwrap();
-    let res = mmssl(&args);
+    let res = experiment(&grid, &out, &[]);
     assert_fails(&res, &["1 of 2 runs failed", "dccae", "cca_dim"]);
     assert!(
         out.join("two-view-mnist/dccae/fold0-seed0/error.txt")
             .exists()
     );
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let csv = read_text(out.join("results.csv"));
     assert!(csv.contains(",XX,") && !csv.contains("dccae"), "{csv}");
 }
 
@@ -451,42 +396,29 @@ fn run_on_a_synthetic_volume_cohort() {
     // The supervised baseline trains on the labelled sessions (pretraining sessions may have
     // no diagnosis); volumes default to 500 evaluation epochs, the paper's.
     let sup = dir.path().join("sup3d");
-    let res = mmssl(&[
+    let res = on_cohort(
         "pretrain",
-        "--dataset",
-        "oasis3",
-        "--manifest",
-        report.manifest.to_str().unwrap(),
-        "--method",
-        "supervised",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--out",
-        arg(&sup),
-        "--quiet",
-    ]);
+        &report.manifest,
+        &sup,
+        &[
+            "--method",
+            "supervised",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+        ],
+    );
     assert_ok(&res);
-    let config = std::fs::read_to_string(sup.join("config.toml")).unwrap();
+    let config = read_text(sup.join("config.toml"));
     assert!(config.contains("[evaluation]\nepochs = 500"), "{config}");
     // Linear CCA on raw 64³ volumes is refused with the reason.
-    let res = mmssl(&[
-        "pretrain",
-        "--dataset",
-        "oasis3",
-        "--manifest",
-        report.manifest.to_str().unwrap(),
-        "--method",
-        "lcca",
-        "--out",
-        arg(&dir.path().join("lcca3d")),
-        "--quiet",
-    ]);
+    let lcca = dir.path().join("lcca3d");
+    let res = on_cohort("pretrain", &report.manifest, &lcca, &["--method", "lcca"]);
     assert_fails(&res, &["262144 features"]);
     // A manifest whose labelled sessions cannot be evaluated fails before pretraining: no
     // labelled session at all, or one class only (it used to print accuracy 0 or 1).
-    let text = std::fs::read_to_string(&report.manifest).unwrap();
+    let text = read_text(&report.manifest);
     let header = text.lines().next().unwrap();
     let label_col = header.split(',').position(|c| c == "label").unwrap();
     for (name, label, needle) in [
@@ -502,24 +434,8 @@ fn run_on_a_synthetic_volume_cohort() {
         let manifest = report.manifest.with_file_name(name);
         std::fs::write(&manifest, out_text).unwrap();
         let run_dir = dir.path().join(name);
-        let res = mmssl(&[
-            "run",
-            "--dataset",
-            "oasis3",
-            "--manifest",
-            arg(&manifest),
-            "--batch-size",
-            "2",
-            "--out",
-            arg(&run_dir),
-            "--quiet",
-        ]);
-        assert_eq!(res.status.code(), Some(2), "{name}");
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert!(
-            err.contains(needle) && err.contains("labelled"),
-            "{name}: {err}"
-        );
+        let res = on_cohort("run", &manifest, &run_dir, &["--batch-size", "2"]);
+        assert_fails(&res, &[needle, "labelled"]);
         assert!(
             !run_dir.join("metrics.jsonl").exists(),
             "{name}: nothing was trained"

@@ -8,7 +8,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 mod common;
 
-use common::{arg, assert_fails, assert_ok, mmssl, stderr, stdout};
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, mmssl, stderr, stdout, synth, write_file,
+};
 
 /// `../shared/data` beside the project, when present.
 fn shared() -> Option<PathBuf> {
@@ -201,22 +203,27 @@ fn download_replaces_a_present_file_with_a_wrong_checksum() {
     );
 }
 
+/// `mmssl data download NAME --dir DIR --base-url BASE --quiet`.
+fn download_cli(name: &str, dir: &Path, base: &str) -> std::process::Output {
+    mmssl(&[
+        "data",
+        "download",
+        name,
+        "--dir",
+        arg(dir),
+        "--base-url",
+        base,
+        "--quiet",
+    ])
+}
+
 #[test]
 fn cli_download_of_recompressed_mnist_reports_the_checksum_mismatch() {
     let Some(shared) = shared() else { return };
     let base = serve(shared.join("mnist"));
     let dest = tempfile::tempdir().unwrap();
     let dir = dest.path().join("mnist");
-    let out = mmssl(&[
-        "data",
-        "download",
-        "mnist",
-        "--dir",
-        arg(&dir),
-        "--base-url",
-        &base,
-        "--quiet",
-    ]);
+    let out = download_cli("mnist", &dir, &base);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     // The first file: the official MD5 against the re-gzipped copy's.
@@ -233,16 +240,7 @@ fn cli_download_404_is_an_error() {
     let served = tempfile::tempdir().unwrap();
     let base = serve(served.path().to_path_buf());
     let dest = tempfile::tempdir().unwrap();
-    let out = mmssl(&[
-        "data",
-        "download",
-        "svhn",
-        "--dir",
-        arg(dest.path()),
-        "--base-url",
-        &base,
-        "--quiet",
-    ]);
+    let out = download_cli("svhn", dest.path(), &base);
     assert_fails(&out, &["train_32x32.mat", "404"]);
 }
 
@@ -328,16 +326,17 @@ fn info_on_nifti_1_and_2() {
     let out = mmssl(&["data", "info", arg(&mri.join("bold_4d_small.nii.gz"))]);
     assert_ok(&out);
     let text = stdout(&out);
-    for s in [
-        "NIfTI-1",
-        "i16",
-        "10 x 10 x 18 x 40",
-        "tr:",
-        "scaling:",
-        "sform",
-    ] {
-        assert!(text.contains(s), "{s} missing: {text}");
-    }
+    assert_contains_all(
+        &text,
+        &[
+            "NIfTI-1",
+            "i16",
+            "10 x 10 x 18 x 40",
+            "tr:",
+            "scaling:",
+            "sform",
+        ],
+    );
 }
 
 #[test]
@@ -345,26 +344,10 @@ fn synth_cohort_then_info_on_its_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("cohort");
     // Too few subjects for the protocol's folds is refused at once, with the limit.
-    let out = mmssl(&[
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(&out_dir),
-        "--subjects",
-        "4",
-    ]);
+    let out = synth(&out_dir, &["--subjects", "4"]);
     assert_fails(&out, &["at least 12"]);
     assert!(!out_dir.join("manifest.csv").exists());
-    let out = mmssl(&[
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(&out_dir),
-        "--subjects",
-        "12",
-        "--seed",
-        "3",
-    ]);
+    let out = synth(&out_dir, &["--subjects", "12", "--seed", "3"]);
     assert_ok(&out);
     let text = stdout(&out);
     let manifest = out_dir.join("manifest.csv");
@@ -420,14 +403,7 @@ fn synth_cohort_then_info_on_its_manifest() {
 #[test]
 fn synth_cohort_with_a_missing_template_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = mmssl(&[
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(&dir.path().join("c")),
-        "--t1",
-        "/nonexistent/t1.nii.gz",
-    ]);
+    let out = synth(&dir.path().join("c"), &["--t1", "/nonexistent/t1.nii.gz"]);
     assert_fails(&out, &["/nonexistent/t1.nii.gz"]);
 }
 
@@ -435,18 +411,16 @@ fn synth_cohort_with_a_missing_template_names_it() {
 fn synth_cohort_stage_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("c");
-    let synth = |extra: &[&str]| {
-        let mut args = vec!["data", "synth-cohort", "--out", arg(&out_dir)];
-        args.extend_from_slice(extra);
-        mmssl(&args)
-    };
     // The HC range only means something on a shared stage.
-    assert_fails(&synth(&["--hc-stage", "0,0.5"]), &["--stage"]);
-    assert_fails(&synth(&["--stage", "0.5,x"]), &["`x`", "not a number"]);
-    assert_fails(&synth(&["--stage", "0.5"]), &["expected LO,HI"]);
+    assert_fails(&synth(&out_dir, &["--hc-stage", "0,0.5"]), &["--stage"]);
+    assert_fails(
+        &synth(&out_dir, &["--stage", "0.5,x"]),
+        &["`x`", "not a number"],
+    );
+    assert_fails(&synth(&out_dir, &["--stage", "0.5"]), &["expected LO,HI"]);
     // An unordered HC range is refused by name before anything is written.
     assert_fails(
-        &synth(&["--stage", "0.5,1.5", "--hc-stage", "0.5,0.1"]),
+        &synth(&out_dir, &["--stage", "0.5,1.5", "--hc-stage", "0.5,0.1"]),
         &["hc_stage", "0.5-0.1"],
     );
     assert!(!out_dir.join("manifest.csv").exists());
@@ -468,23 +442,23 @@ fn info_errors_name_the_file_and_exit_2() {
     assert!(stderr(&out).starts_with("error: "));
     assert!(stderr(&out).contains("nope.nii.gz"), "{}", stderr(&out));
     // Unknown format.
-    let text = dir.path().join("notes.txt");
-    std::fs::write(&text, "hello, this is not a dataset\n").unwrap();
+    let text = write_file(dir.path(), "notes.txt", "hello, this is not a dataset\n");
     let out = mmssl(&["data", "info", arg(&text)]);
     assert_fails(&out, &["notes.txt", "unknown format"]);
     // Empty file.
-    let empty = dir.path().join("empty.bin");
-    std::fs::write(&empty, b"").unwrap();
+    let empty = write_file(dir.path(), "empty.bin", b"");
     let out = mmssl(&["data", "info", arg(&empty)]);
     assert_fails(&out, &["empty"]);
     // Truncated IDX (raw): the header promises more than the file holds.
-    let idx = dir.path().join("short-idx1-ubyte");
-    std::fs::write(&idx, [0, 0, 8, 1, 0, 0, 0, 100, 1, 2, 3]).unwrap();
+    let idx = write_file(
+        dir.path(),
+        "short-idx1-ubyte",
+        [0, 0, 8, 1, 0, 0, 0, 100, 1, 2, 3],
+    );
     let out = mmssl(&["data", "info", arg(&idx)]);
     assert_fails(&out, &["short-idx1-ubyte"]);
     // A bad manifest.
-    let csv = dir.path().join("cohort.csv");
-    std::fs::write(&csv, "subject,session\nA,1\n").unwrap();
+    let csv = write_file(dir.path(), "cohort.csv", "subject,session\nA,1\n");
     let out = mmssl(&["data", "info", arg(&csv)]);
     assert_fails(&out, &["cohort.csv"]);
 }
@@ -501,8 +475,7 @@ fn info_on_truncated_real_files() {
     ] {
         let bytes = std::fs::read(shared.join(src)).unwrap();
         let name = Path::new(src).file_name().unwrap();
-        let p = dir.path().join(name);
-        std::fs::write(&p, &bytes[..keep]).unwrap();
+        let p = write_file(dir.path(), name, &bytes[..keep]);
         let out = mmssl(&["data", "info", arg(&p)]);
         assert_eq!(out.status.code(), Some(2), "{src}: {}", stdout(&out));
         let err = stderr(&out);

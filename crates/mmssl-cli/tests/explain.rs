@@ -4,16 +4,13 @@
 
 mod common;
 
-use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout};
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout, tiny, write_file};
 
 #[test]
 fn a_two_view_run_is_explained_as_image_grids() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = vec!["run"];
-    args.extend(TINY);
-    args.extend(["--out", arg(&run), "--quiet"]);
-    assert_ok(&mmssl(&args));
+    assert_ok(&tiny("run", &run, &["--quiet"]));
     let explain = |extra: &[&str]| {
         let mut a = vec!["explain", arg(&run), "--quiet"];
         a.extend(extra);
@@ -70,8 +67,7 @@ fn a_two_view_run_is_explained_as_image_grids() {
     assert_fails(&again, &["not empty", "explain", "--overwrite"]);
     assert!(!stderr(&again).contains("--resume"), "{}", stderr(&again));
     // A template does not apply to image maps: refused, not ignored.
-    let garbage = dir.path().join("garbage.nii");
-    std::fs::write(&garbage, b"not a volume").unwrap();
+    let garbage = write_file(dir.path(), "garbage.nii", b"not a volume");
     let other = dir.path().join("other");
     assert_fails(
         &explain(&[
@@ -127,10 +123,7 @@ fn what_cannot_be_explained_is_refused() {
     );
     // Linear CCA has no encoder to differentiate.
     let run = dir.path().join("lcca");
-    let mut args = vec!["run", "--method", "lcca"];
-    args.extend(TINY);
-    args.extend(["--out", arg(&run), "--quiet"]);
-    assert_ok(&mmssl(&args));
+    assert_ok(&tiny("run", &run, &["--method", "lcca", "--quiet"]));
     assert_fails(
         &mmssl(&["explain", arg(&run), "--quiet"]),
         &["cannot explain", "lcca"],
@@ -150,12 +143,7 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
     common::synth_cohort(&cohort, &["--atrophy", "0.8", "--falff-drop", "0.8"]);
     let run = dir.path().join("run");
     let manifest = cohort.join("manifest.csv");
-    assert_ok(&mmssl(&[
-        "run",
-        "--dataset",
-        "oasis3",
-        "--manifest",
-        arg(&manifest),
+    let extra = [
         "--objective",
         "CR-XX",
         "--epochs",
@@ -164,10 +152,8 @@ fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
         "2",
         "--eval-epochs",
         "2",
-        "--out",
-        arg(&run),
-        "--quiet",
-    ]));
+    ];
+    assert_ok(&common::on_cohort("run", &manifest, &run, &extra));
     assert_ok(&mmssl(&[
         "explain",
         arg(&run),

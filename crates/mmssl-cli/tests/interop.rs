@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TINY, arg, assert_fails, assert_ok, mmssl, read_json, stdout};
+use common::{arg, assert_fails, assert_ok, mmssl, read_json, read_text, stdout, tiny, write_file};
 use mmssl_protocol::interop::StateDict;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,7 @@ fn same_tensors(a: &StateDict, b: &StateDict) {
 
 /// The training loss of the first epoch in a run's metrics.jsonl.
 fn first_loss(run: &Path) -> f64 {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let text = read_text(run.join("metrics.jsonl"));
     let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     line["train_loss"].as_f64().unwrap()
 }
@@ -118,32 +118,15 @@ fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
     );
     // Fine-tuning starts from the imported weights (and takes the imported run's method).
     let tuned = dir.path().join("tuned");
-    let mut args = vec![
-        "run",
-        "--init-from",
-        arg(&run),
-        "--out",
-        arg(&tuned),
-        "--quiet",
-    ];
-    args.extend(TINY);
-    assert_ok(&mmssl(&args));
-    let config = std::fs::read_to_string(tuned.join("config.toml")).unwrap();
+    assert_ok(&tiny("run", &tuned, &["--init-from", arg(&run), "--quiet"]));
+    let config = read_text(tuned.join("config.toml"));
     assert!(
         config.contains("variant=authors") && config.contains("init_from"),
         "{config}"
     );
     let fresh = dir.path().join("fresh");
-    let mut args = vec![
-        "run",
-        "--method",
-        "CR-XX-CC;variant=authors",
-        "--out",
-        arg(&fresh),
-    ];
-    args.extend(TINY);
-    args.push("--quiet");
-    assert_ok(&mmssl(&args));
+    let method = ["--method", "CR-XX-CC;variant=authors", "--quiet"];
+    assert_ok(&tiny("run", &fresh, &method));
     assert_ne!(first_loss(&tuned), first_loss(&fresh));
     // Another method cannot start from it; nothing is written.
     let other = dir.path().join("other");
@@ -165,9 +148,7 @@ fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
 fn an_mmssl_run_exports_its_encoders_and_refuses_heads_the_authors_cannot_load() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = vec!["run", "--out", arg(&run), "--quiet"];
-    args.extend(TINY);
-    assert_ok(&mmssl(&args));
+    assert_ok(&tiny("run", &run, &["--quiet"]));
     let exp = dir.path().join("export");
     let res = export(&run, &exp, &["--heads"]);
     assert_fails(&res, &["shortcut bias", "variant=authors"]);
@@ -205,14 +186,8 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never");
     let original = std::fs::read(fixture("dim2d.pt")).unwrap();
-    let truncated = dir.path().join("truncated.pt");
-    std::fs::write(&truncated, &original[..original.len() / 2]).unwrap();
-    let evil = dir.path().join("evil.pt");
-    std::fs::write(
-        &evil,
-        b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.",
-    )
-    .unwrap();
+    let truncated = write_file(dir.path(), "truncated.pt", &original[..original.len() / 2]);
+    let evil = write_file(dir.path(), "evil.pt", b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.");
     let cases: Vec<(Vec<PathBuf>, Vec<&str>, Vec<&str>)> = vec![
         (vec![truncated], vec![], vec!["truncated.pt", "truncated"]),
         (vec![evil], vec![], vec!["refused", "posix.system"]),

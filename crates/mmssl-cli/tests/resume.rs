@@ -7,7 +7,9 @@ mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use common::{TINY, arg, assert_fails, assert_ok, command, mmssl, on_run, read_json};
+use common::{
+    TINY, arg, assert_contains_all, assert_fails, assert_ok, command, mmssl, on_run, read_json,
+};
 use mmssl_objectives::ObjectiveConfig;
 use mmssl_train::ContrastiveConfig;
 use rand::SeedableRng;
@@ -36,6 +38,44 @@ fn pretrain_args(out: &Path) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// Runs `mmssl ARGS` (owned strings) to completion.
+fn mmssl_owned(args: &[String]) -> std::process::Output {
+    mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Starts the pretraining of [`pretrain_args`] in `out` (resumed when it has a checkpoint),
+/// its stdout and stderr connected to `io()`.
+fn start_pretrain(out: &Path, io: fn() -> Stdio) -> std::process::Child {
+    let mut args = pretrain_args(out);
+    if out.join("checkpoints/state.json").exists() {
+        args.push("--resume".into());
+    }
+    command()
+        .args(&args)
+        .stdout(io())
+        .stderr(io())
+        .spawn()
+        .unwrap()
+}
+
+/// Resumes the run of [`pretrain_args`] in `out` to its end.
+fn resume_to_the_end(out: &Path) {
+    let mut args = pretrain_args(out);
+    args.push("--resume".into());
+    assert_ok(&mmssl_owned(&args));
+}
+
+/// Asserts that the runs in `whole` and `other` ended with the same weights, bit for bit, in
+/// their last and best checkpoints; `how` says how `other` was interrupted.
+fn assert_same_checkpoints(whole: &Path, other: &Path, how: &str) {
+    for file in ["last.bpk", "best.bpk"] {
+        let a = weights(&whole.join("checkpoints").join(file));
+        let b = weights(&other.join("checkpoints").join(file));
+        assert!(a.len() > 10_000);
+        assert!(a == b, "{file} differs after {how} and resumes");
+    }
 }
 
 fn epochs_done(out: &Path) -> usize {
@@ -94,12 +134,7 @@ fn metrics(out: &Path) -> Vec<(f64, Option<f64>, String)> {
 fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
-    assert_ok(&mmssl(
-        &pretrain_args(&whole)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    assert_ok(&mmssl_owned(&pretrain_args(&whole)));
     assert_eq!(metrics(&whole).len(), 3);
 
     // The same run, killed with SIGKILL at several moments after its first and second epochs
@@ -108,16 +143,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     let cut = dir.path().join("cut");
     let mut kills = 0;
     for (after_epochs, delay_ms) in [(1, 150), (2, 40), (2, 400)] {
-        let mut args = pretrain_args(&cut);
-        if cut.join("checkpoints/state.json").exists() {
-            args.push("--resume".into());
-        }
-        let mut child = command()
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = start_pretrain(&cut, Stdio::null);
         let start = Instant::now();
         while epochs_done(&cut) < after_epochs && start.elapsed() < Duration::from_secs(300) {
             if child.try_wait().unwrap().is_some() {
@@ -133,17 +159,10 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
         child.wait().unwrap();
     }
     assert!(kills >= 2, "the run finished before it could be killed");
-    let mut args = pretrain_args(&cut);
-    args.push("--resume".into());
-    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    resume_to_the_end(&cut);
 
     // Same weights (bit for bit), same best model, same metrics, one line per epoch.
-    for file in ["last.bpk", "best.bpk"] {
-        let a = weights(&whole.join("checkpoints").join(file));
-        let b = weights(&cut.join("checkpoints").join(file));
-        assert!(a.len() > 10_000);
-        assert!(a == b, "{file} differs after {kills} kills and resumes");
-    }
+    assert_same_checkpoints(&whole, &cut, &format!("{kills} kills"));
     assert_eq!(metrics(&whole), metrics(&cut));
     // Only the committed epoch's files are left.
     let mut names: Vec<String> = std::fs::read_dir(cut.join("checkpoints"))
@@ -162,16 +181,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
     let term = dir.path().join("term");
     let mut stops = 0;
     for (after_epochs, delay_ms) in [(1, 60), (2, 30)] {
-        let mut args = pretrain_args(&term);
-        if term.join("checkpoints/state.json").exists() {
-            args.push("--resume".into());
-        }
-        let child = command()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = start_pretrain(&term, Stdio::piped);
         let start = Instant::now();
         while epochs_done(&term) < after_epochs && start.elapsed() < Duration::from_secs(300) {
             std::thread::sleep(Duration::from_millis(5));
@@ -205,17 +215,8 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
         assert!(epochs_done(&term) >= after_epochs, "{state}");
     }
     assert!(stops >= 1, "the run finished before SIGTERM came");
-    let mut args = pretrain_args(&term);
-    args.push("--resume".into());
-    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    for file in ["last.bpk", "best.bpk"] {
-        let a = weights(&whole.join("checkpoints").join(file));
-        let b = weights(&term.join("checkpoints").join(file));
-        assert!(
-            a == b,
-            "{file} differs after {stops} stops on SIGTERM and resumes"
-        );
-    }
+    resume_to_the_end(&term);
+    assert_same_checkpoints(&whole, &term, &format!("{stops} stops on SIGTERM"));
     assert_eq!(metrics(&whole), metrics(&term));
 }
 
@@ -225,25 +226,25 @@ fn resume_refuses_other_settings_and_a_run_takes_one_method() {
     let out = dir.path().join("r");
     let mut args = pretrain_args(&out);
     args[4] = "1".into(); // one epoch
-    assert_ok(&mmssl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_ok(&mmssl_owned(&args));
     // Another training set size and another seed: refused, naming both.
     let mut other = pretrain_args(&out);
     other[6] = "672".into();
     other[10] = "4".into();
     other.push("--resume".into());
-    let res = mmssl(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    let res = mmssl_owned(&other);
     assert_fails(&res, &["cannot resume", "train_limit", "seed"]);
     // So is more epochs (the one-cycle schedule spans the whole run).
     let mut longer = args.clone();
     longer[4] = "2".into();
     longer.push("--resume".into());
-    let res = mmssl(&longer.iter().map(String::as_str).collect::<Vec<_>>());
+    let res = mmssl_owned(&longer);
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("epochs: 1 then, 2 now"), "{err}");
     // Where and how it runs may change: the same settings with other loader threads resume.
     let mut same = args.clone();
     same.extend(["--resume".into(), "--workers".into(), "0".into()]);
-    assert_ok(&mmssl(&same.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_ok(&mmssl_owned(&same));
     assert_eq!(metrics(&out).len(), 1);
 
     let res = mmssl(&["run", "--objective", "RR", "--method", "ae", "--quiet"]);
@@ -284,13 +285,14 @@ fn baselines_go_through_the_phases_with_their_settings() {
         "no warning for a CCA dimension below the batch size"
     );
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    for line in [
-        "method = \"dccae;cca_dim=4;cca_norm=frobenius;cca_top_k=2\"",
-        "schedule = \"constant\"",
-        "[evaluation]\nepochs = 50",
-    ] {
-        assert!(config.contains(line), "{line} not in {config}");
-    }
+    assert_contains_all(
+        &config,
+        &[
+            "method = \"dccae;cca_dim=4;cca_norm=frobenius;cca_top_k=2\"",
+            "schedule = \"constant\"",
+            "[evaluation]\nepochs = 50",
+        ],
+    );
     let run = read_json(out.join("run.json"));
     assert_eq!(run["train"]["lr"], 0.001);
     assert!(run["train"]["schedule"].is_null());

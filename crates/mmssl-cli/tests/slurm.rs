@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{arg, assert_fails, assert_ok, command, experiment, read_json};
+use common::{arg, assert_contains_all, assert_fails, assert_ok, command, experiment, read_json};
 use std::path::{Path, PathBuf};
 
 /// A grid of four tiny cells (two methods x two seeds) in `dir`.
@@ -59,23 +59,24 @@ fn a_dry_run_writes_the_array_the_aggregation_and_every_cells_configuration() {
     assert!(stdout.contains("dry run: nothing submitted"), "{stdout}");
     let slurm = out.join("slurm");
     let array = script(&slurm, "array-");
-    for line in [
-        "#SBATCH --array=0-3%2",
-        "#SBATCH --partition=gpu",
-        "#SBATCH --gres=gpu:1",
-        "#SBATCH --cpus-per-task=4",
-        "#SBATCH --time=02:00:00",
-        "#SBATCH --qos=long",
-        "#SBATCH --mem=8G",
-        "#SBATCH --nice=5",
-        "#SBATCH --requeue",
-        "#SBATCH --signal=B:TERM@120",
-        "scontrol requeue \"$TASK\"",
-        "experiment --grid",
-        "--cell \"$CELL\"",
-    ] {
-        assert!(array.contains(line), "{line} missing:\n{array}");
-    }
+    assert_contains_all(
+        &array,
+        &[
+            "#SBATCH --array=0-3%2",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --time=02:00:00",
+            "#SBATCH --qos=long",
+            "#SBATCH --mem=8G",
+            "#SBATCH --nice=5",
+            "#SBATCH --requeue",
+            "#SBATCH --signal=B:TERM@120",
+            "scontrol requeue \"$TASK\"",
+            "experiment --grid",
+            "--cell \"$CELL\"",
+        ],
+    );
     assert!(!array.contains("--partition=cpu"), "{array}");
     assert!(stdout.contains(&array), "the dry run prints the script");
     let aggregate = script(&slurm, "aggregate-");
@@ -198,19 +199,20 @@ fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
         String::from_utf8_lossy(&res.stdout).into_owned()
     };
     let table = status(&[]);
-    for needle in [
-        "4 cells: 1 running, 1 pending, 2 failed",
-        "squeue: answered; sacct: answered",
-        "running      1001_0  two-view-mnist XX fold 0 seed 0 [RUNNING (None)]",
-        "pending      1001_1  two-view-mnist XX fold 0 seed 1 [PENDING (Resources)]",
-        "failed       1001_2  two-view-mnist lcca fold 0 seed 0 [FAILED exit 1:0]",
-        "| error: the data folder is not readable",
-        "log: ",
-        "1001_2.out",
-        "[CANCELLED exit 0:15]",
-    ] {
-        assert!(table.contains(needle), "`{needle}` missing:\n{table}");
-    }
+    assert_contains_all(
+        &table,
+        &[
+            "4 cells: 1 running, 1 pending, 2 failed",
+            "squeue: answered; sacct: answered",
+            "running      1001_0  two-view-mnist XX fold 0 seed 0 [RUNNING (None)]",
+            "pending      1001_1  two-view-mnist XX fold 0 seed 1 [PENDING (Resources)]",
+            "failed       1001_2  two-view-mnist lcca fold 0 seed 0 [FAILED exit 1:0]",
+            "| error: the data folder is not readable",
+            "log: ",
+            "1001_2.out",
+            "[CANCELLED exit 0:15]",
+        ],
+    );
     let json: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
     assert_eq!(json["cells"][1]["state"], "pending");
     assert_eq!(json["cells"][2]["log"], arg(&log));

@@ -4,34 +4,29 @@
 
 mod common;
 
-use common::{TINY, arg, assert_fails, assert_ok, mmssl, on_run, read_json};
-use std::path::Path;
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, mmssl, on_run, read_json, read_text, stderr,
+    tiny,
+};
+use std::path::PathBuf;
 
-fn tiny(command: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![command];
-    args.extend(TINY);
-    args.extend(["--out", arg(out)]);
-    args.extend(extra);
-    mmssl(&args)
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// A temporary folder holding a tiny quiet `mmssl COMMAND` ([`tiny`]) in its `run` folder; the
+/// run's path.
+fn finished(command: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert_ok(&tiny(command, &out, &["--quiet"]));
+    (dir, out)
 }
 
 #[test]
 fn a_folder_with_a_run_is_refused_unless_resumed_or_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    assert_ok(&tiny("run", &out, &["--quiet"]));
-    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let (_dir, out) = finished("run");
+    let metrics = read_text(out.join("metrics.jsonl"));
     // A second run into the same folder used to empty metrics.jsonl and replace the weights.
     let res = tiny("run", &out, &["--quiet", "--seed", "3"]);
     assert_fails(&res, &["not empty", "--overwrite"]);
-    assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
-        metrics
-    );
+    assert_eq!(read_text(out.join("metrics.jsonl")), metrics);
     // `pretrain` over a finished run used to leave the old eval.json beside new weights.
     let res = tiny("pretrain", &out, &["--quiet", "--seed", "3"]);
     assert_eq!(res.status.code(), Some(2));
@@ -83,9 +78,7 @@ fn resume_reads_the_folders_configuration_and_a_missing_folder_is_an_error() {
 
 #[test]
 fn linear_eval_keeps_the_similarity_it_did_not_recompute() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    assert_ok(&tiny("run", &out, &["--quiet"]));
+    let (_dir, out) = finished("run");
     let before = read_json(out.join("eval.json"));
     assert!(before["similarity"]["cka"].is_f64());
     assert_ok(&on_run(
@@ -197,22 +190,21 @@ fn progress_is_printed_without_a_terminal_and_unused_flags_are_named() {
     let res = tiny("run", &out, &["--manifest", "cohort.csv"]);
     assert_ok(&res);
     let err = stderr(&res);
-    for needle in [
-        "pretraining",
-        "epoch   1: train loss",
-        "linear evaluation of modality 0 (pretrained)",
-        "linear evaluation of modality 1 (random initialisation)",
-        "--manifest is not read by the dataset two-view-mnist",
-    ] {
-        assert!(err.contains(needle), "{needle}: {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "pretraining",
+            "epoch   1: train loss",
+            "linear evaluation of modality 0 (pretrained)",
+            "linear evaluation of modality 1 (random initialisation)",
+            "--manifest is not read by the dataset two-view-mnist",
+        ],
+    );
 }
 
 #[test]
 fn a_corrupt_checkpoint_is_reported_as_a_read_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    assert_ok(&tiny("pretrain", &out, &["--quiet"]));
+    let (_dir, out) = finished("pretrain");
     std::fs::write(out.join("checkpoints/best.bpk"), b"not a checkpoint").unwrap();
     let res = on_run("linear-eval", &out, &["--quiet"]);
     let err = assert_fails(&res, &["cannot read", "best.bpk"]);

@@ -2,6 +2,7 @@
 //! z-normalisation, histogram standardisation, one augmentation draw for every modality.
 
 use super::*;
+use crate::tests::assert_error;
 use crate::volume_tests::shared_mri;
 
 #[test]
@@ -281,12 +282,7 @@ fn histogram_standardisation_undoes_intensity_scalings() {
     st.save(&p).unwrap();
     assert_eq!(HistogramStandardizer::load(&p).unwrap(), st);
     std::fs::write(&p, "{\"percentiles\": [1, 99], \"scale\": [0, 100], \"landmarks\": [5, 1], \"training_volumes\": 1}").unwrap();
-    assert!(
-        HistogramStandardizer::load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("non-decreasing")
-    );
+    assert_error(HistogramStandardizer::load(&p), &["non-decreasing"]);
     std::fs::write(&p, "not json").unwrap();
     assert!(matches!(
         HistogramStandardizer::load(&p),

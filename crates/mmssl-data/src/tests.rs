@@ -5,6 +5,17 @@ use super::*;
 use std::io::Write;
 use std::path::PathBuf;
 
+/// Asserts that `result` is an error whose message names every one of `needles`.
+pub(crate) fn assert_error<T: std::fmt::Debug, E: std::fmt::Display>(
+    result: std::result::Result<T, E>,
+    needles: &[&str],
+) {
+    let e = result.unwrap_err().to_string();
+    for needle in needles {
+        assert!(e.contains(needle), "`{needle}` missing: {e}");
+    }
+}
+
 pub(crate) fn shared(sub: &str) -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data")
@@ -133,16 +144,11 @@ fn bad_idx_files_are_errors_naming_the_file() {
     // Images and labels that disagree in count.
     let im = write(d, "im.idx", &idx_bytes(&[3, 2, 2], &[0; 12]));
     let lb = write(d, "lb.idx", &idx_bytes(&[2], &[0, 1]));
-    let e = read_idx_images(&im, &lb).unwrap_err().to_string();
-    assert!(e.contains("3 images") && e.contains("2 labels"), "{e}");
-    let e = read_idx_images(&lb, &lb).unwrap_err().to_string();
-    assert!(e.contains("expected 3 dimensions"), "{e}");
-    let missing = load_mnist_dir(d, MnistSplit::Train)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        missing.contains("official IDX files") && missing.contains("train-images-idx3-ubyte.gz"),
-        "{missing}"
+    assert_error(read_idx_images(&im, &lb), &["3 images", "2 labels"]);
+    assert_error(read_idx_images(&lb, &lb), &["expected 3 dimensions"]);
+    assert_error(
+        load_mnist_dir(d, MnistSplit::Train),
+        &["official IDX files", "train-images-idx3-ubyte.gz"],
     );
 }
 
@@ -175,26 +181,25 @@ fn bad_mat_files_are_clear_errors() {
     let d = tmp.path();
     let mut v73 = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".to_vec();
     v73.resize(600, b' ');
-    let e = read_mat(write(d, "v73.mat", &v73)).unwrap_err().to_string();
-    assert!(
-        e.contains("v7.3") && e.contains("HDF5") && e.contains("v73.mat"),
-        "{e}"
+    assert_error(
+        read_mat(write(d, "v73.mat", &v73)),
+        &["v7.3", "HDF5", "v73.mat"],
     );
-    let e = read_mat(write(d, "junk.mat", b"hello world"))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not a MATLAB v5"), "{e}");
+    assert_error(
+        read_mat(write(d, "junk.mat", b"hello world")),
+        &["not a MATLAB v5"],
+    );
     if let Some(dir) = shared("svhn-format") {
         let full = std::fs::read(dir.join("svhn_layout_raw.mat")).unwrap();
-        let e = read_mat(write(d, "cut.mat", &full[..full.len() / 2]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cut.mat") && e.contains("beyond the end"), "{e}");
+        assert_error(
+            read_mat(write(d, "cut.mat", &full[..full.len() / 2])),
+            &["cut.mat", "beyond the end"],
+        );
         let fullc = std::fs::read(dir.join("svhn_layout_compressed.mat")).unwrap();
-        let e = read_mat(write(d, "cutc.mat", &fullc[..fullc.len() - 100]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cutc.mat"), "{e}");
+        assert_error(
+            read_mat(write(d, "cutc.mat", &fullc[..fullc.len() - 100])),
+            &["cutc.mat"],
+        );
     }
 }
 

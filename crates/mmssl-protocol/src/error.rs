@@ -306,6 +306,14 @@ impl ProtocolError {
         )
     }
 
+    /// A [`ProtocolError::File`]: `path` was read but its content is wrong, for `reason`.
+    pub(crate) fn file(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        ProtocolError::File {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
     /// A [`ProtocolError::Write`] of `path`, caused by `e` (an error, kept as the source, or
     /// a message).
     pub(crate) fn write(path: &std::path::Path, e: impl Into<Cause>) -> Self {

@@ -109,15 +109,7 @@ pub fn attribute<const D: usize>(
             let dims = x.dims();
             let items = dims[0];
             let per = x.shape().num_elements() / items.max(1);
-            let values = x
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::Readback {
-                    what: "the input",
-                    reason: format!("{e:?}"),
-                })?;
+            let values = TrainError::read_back(x.clone(), "the input")?;
             let sigma: Vec<f64> = values
                 .chunks(per.max(1))
                 .map(|c| {
@@ -216,43 +208,38 @@ mod tests {
         }
     }
 
+    /// Asserts that the integrated gradients (`steps`) of `f`, the sum of `term` over an
+    /// item's values, sum per item of [`batch`] to `f(x) - f(0)` (`term(0)` is 0) to within
+    /// `tolerance`.
+    fn assert_complete(
+        f: &dyn Fn(Tensor<2>) -> Result<Tensor<1>>,
+        term: fn(f32) -> f32,
+        steps: usize,
+        tolerance: f32,
+    ) {
+        let method = Attribution::IntegratedGradients { steps };
+        let ig = values(attribute(f, batch(), &method).unwrap());
+        let x = values(batch());
+        for item in 0..2 {
+            let sum: f32 = ig[item * 3..item * 3 + 3].iter().sum();
+            let f: f32 = x[item * 3..item * 3 + 3].iter().map(|&v| term(v)).sum();
+            assert!((sum - f).abs() < tolerance, "{sum} vs {f}");
+        }
+    }
+
     #[test]
     fn integrated_gradients_are_complete() {
         // f(x) = sum x^2: the midpoint rule is exact, so the attributions sum to f(x) - f(0)
         // per item; f(x) = sum tanh(x) approximately, with 64 steps.
         let square = |x: Tensor<2>| Ok((x.clone() * x).sum_dim(1).squeeze_dim::<1>(1));
-        let ig = values(
-            attribute(
-                &square,
-                batch(),
-                &Attribution::IntegratedGradients { steps: 2 },
-            )
-            .unwrap(),
-        );
-        let x = values(batch());
-        for item in 0..2 {
-            let sum: f32 = ig[item * 3..item * 3 + 3].iter().sum();
-            let f: f32 = x[item * 3..item * 3 + 3].iter().map(|v| v * v).sum();
-            assert!((sum - f).abs() < 1e-5, "{sum} vs {f}");
-        }
+        assert_complete(&square, |v| v * v, 2, 1e-5);
         let tanh = |x: Tensor<2>| {
             Ok(burn::tensor::activation::tanh(x)
                 .sum_dim(1)
                 .squeeze_dim::<1>(1))
         };
-        let ig = values(
-            attribute(
-                &tanh,
-                batch(),
-                &Attribution::IntegratedGradients { steps: 64 },
-            )
-            .unwrap(),
-        );
-        for item in 0..2 {
-            let sum: f32 = ig[item * 3..item * 3 + 3].iter().sum();
-            let f: f32 = x[item * 3..item * 3 + 3].iter().map(|v| v.tanh()).sum();
-            assert!((sum - f).abs() < 1e-3, "{sum} vs {f}");
-        }
+        assert_complete(&tanh, f32::tanh, 64, 1e-3);
+        let x = values(batch());
         // The plain gradient of tanh is 1 - tanh^2.
         let g = values(attribute(&tanh, batch(), &Attribution::Gradient).unwrap());
         for i in 0..6 {

@@ -179,6 +179,21 @@ impl TrainError {
     pub fn method(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         TrainError::Method(Box::new(e))
     }
+
+    /// The values of `t` read back from its device as `f32`; a failure is a
+    /// [`TrainError::Readback`] of `what`.
+    pub fn read_back<const D: usize>(
+        t: burn::tensor::Tensor<D>,
+        what: &'static str,
+    ) -> Result<Vec<f32>> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| TrainError::Readback {
+                what,
+                reason: format!("{e:?}"),
+            })
+    }
 }
 
 /// Result alias of this crate.

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests of the `mmssl` binary (each test file uses some).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Proxy settings of the environment, removed so that downloads from the tests' local HTTP
@@ -51,11 +51,36 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
+/// Asserts that `text` contains every one of `needles`, showing the text otherwise.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+}
+
+/// A text file the binary wrote.
+pub fn read_text(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The lines of `RUN/metrics.jsonl`: one per epoch trained.
+pub fn metric_lines(run: &Path) -> usize {
+    read_text(run.join("metrics.jsonl")).lines().count()
+}
+
+/// Writes `contents` to `dir/name`; returns the file's path.
+pub fn write_file(dir: &Path, name: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
 /// A JSON file the binary wrote.
 pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = read_text(path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -95,6 +120,15 @@ pub const TINY: [&str; 8] = [
     "1",
 ];
 
+/// `mmssl COMMAND` of a tiny run ([`TINY`]) into `out`, then `EXTRA...`.
+pub fn tiny(command: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![command];
+    args.extend(TINY);
+    args.extend(["--out", arg(out)]);
+    args.extend(extra);
+    mmssl(&args)
+}
+
 /// `mmssl experiment --grid GRID --out OUT --quiet EXTRA...`.
 pub fn experiment(grid: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -109,15 +143,27 @@ pub fn experiment(grid: &Path, out: &Path, extra: &[&str]) -> Output {
     mmssl(&args)
 }
 
-/// `mmssl run` of CR-XX on a volume cohort: one epoch of batches of 2, two epochs of linear
-/// evaluation, into `out`.
-pub fn run_on_cohort(manifest: &Path, out: &Path) -> Output {
-    mmssl(&[
-        "run",
+/// `mmssl COMMAND --dataset oasis3 --manifest MANIFEST --out OUT --quiet EXTRA...`: a
+/// command on a volume cohort.
+pub fn on_cohort(command: &str, manifest: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        command,
         "--dataset",
         "oasis3",
         "--manifest",
         arg(manifest),
+        "--out",
+        arg(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    mmssl(&args)
+}
+
+/// `mmssl run` of CR-XX on a volume cohort: one epoch of batches of 2, two epochs of linear
+/// evaluation, into `out`.
+pub fn run_on_cohort(manifest: &Path, out: &Path) -> Output {
+    let extra = [
         "--objective",
         "CR-XX",
         "--epochs",
@@ -126,22 +172,20 @@ pub fn run_on_cohort(manifest: &Path, out: &Path) -> Output {
         "2",
         "--eval-epochs",
         "2",
-        "--out",
-        arg(out),
-        "--quiet",
-    ])
+    ];
+    on_cohort("run", manifest, out, &extra)
+}
+
+/// `mmssl data synth-cohort --out DIR EXTRA...`.
+pub fn synth(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["data", "synth-cohort", "--out", arg(dir)];
+    args.extend_from_slice(extra);
+    mmssl(&args)
 }
 
 /// `mmssl data synth-cohort --out DIR --subjects 12 EXTRA...`, which must succeed.
 pub fn synth_cohort(dir: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "data",
-        "synth-cohort",
-        "--out",
-        arg(dir),
-        "--subjects",
-        "12",
-    ];
+    let mut args = vec!["--subjects", "12"];
     args.extend(extra);
-    assert_ok(&mmssl(&args));
+    assert_ok(&synth(dir, &args));
 }

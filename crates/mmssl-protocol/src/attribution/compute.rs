@@ -133,13 +133,7 @@ pub(super) fn distinct(sets: &[&Subset]) -> Vec<(usize, usize)> {
 
 /// Reads a tensor back as `f32` values.
 fn values<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
-    Ok(t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| mmssl_train::TrainError::Readback {
-            what,
-            reason: format!("{e:?}"),
-        })?)
+    Ok(mmssl_train::TrainError::read_back(t, what)?)
 }
 
 impl Explainer<'_> {

@@ -235,10 +235,10 @@ impl Prepared {
                 Some(path) => {
                     let t = read_nifti(path)?;
                     if t.frames() != 1 {
-                        return Err(ProtocolError::File {
-                            path: path.clone(),
-                            reason: format!("a template must be 3D, it has {} frames", t.frames()),
-                        });
+                        return Err(ProtocolError::file(
+                            path,
+                            format!("a template must be 3D, it has {} frames", t.frames()),
+                        ));
                     }
                     Some(t)
                 }

@@ -349,11 +349,8 @@ impl ExplainReport {
     /// was moved or copied still resolves), else its `run`.
     pub fn read(path: &Path) -> Result<ExplainReport> {
         let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::read(path, e))?;
-        let mut r: ExplainReport =
-            serde_json::from_str(&text).map_err(|e| ProtocolError::File {
-                path: path.to_path_buf(),
-                reason: format!("not an explain.json: {e}"),
-            })?;
+        let mut r: ExplainReport = serde_json::from_str(&text)
+            .map_err(|e| ProtocolError::file(path, format!("not an explain.json: {e}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let run = if r.out.is_relative() {

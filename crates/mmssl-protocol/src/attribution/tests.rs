@@ -9,7 +9,7 @@ fn device() -> Device {
     Device::default()
 }
 
-fn values(t: Tensor<1>) -> Vec<f32> {
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -44,12 +44,7 @@ fn the_decision_is_the_evidence_for_the_second_class_or_the_own_class() {
     let probe = mmssl_train::LinearProbeConfig::new(2, 3)
         .init(&d, &mut rand::rngs::StdRng::seed_from_u64(1));
     let z = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2.0, 3.0, -1.0], [2, 2]), &d);
-    let logits: Vec<f32> = probe
-        .logits(z.clone())
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let logits = values(probe.logits(z.clone()));
     // Three classes: own logit minus the mean logit.
     let head = Head::Decision(probe.clone().freeze());
     let got = values(head.apply(z.clone(), &[Some(2), Some(0)], 3).unwrap());
@@ -64,12 +59,7 @@ fn the_decision_is_the_evidence_for_the_second_class_or_the_own_class() {
     // Two classes: logit 1 - logit 0, whatever the labels.
     let two = mmssl_train::LinearProbeConfig::new(2, 2)
         .init(&d, &mut rand::rngs::StdRng::seed_from_u64(2));
-    let l: Vec<f32> = two
-        .logits(z.clone())
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let l = values(two.logits(z.clone()));
     let got = values(Head::Decision(two).apply(z, &[None, None], 2).unwrap());
     assert!((got[0] - (l[1] - l[0])).abs() < 1e-5 && (got[1] - (l[3] - l[2])).abs() < 1e-5);
 }
@@ -152,52 +142,28 @@ fn the_common_grid_is_the_shared_one_or_centred_on_the_mean_centre() {
 #[test]
 fn settings_out_of_range_are_refused_by_name() {
     assert!(ExplainConfig::default().check().is_ok());
-    let bad = |c: ExplainConfig, field: &str| {
-        let e = c.check().unwrap_err().to_string();
+    // Each change of the defaults, and the setting its refusal names.
+    type Change = fn(&mut ExplainConfig);
+    let cases: [(Change, &str); 6] = [
+        (
+            |c| c.target = ExplainTarget::Shared { components: 0 },
+            "explain.components",
+        ),
+        (|c| c.batch_size = 0, "explain.batch_size"),
+        (|c| c.smoothing_mm = -1.0, "explain.smoothing_mm"),
+        (|c| c.limit = Some(0), "explain.limit"),
+        (|c| c.cluster_threshold = 0.0, "explain.cluster_threshold"),
+        (
+            |c| c.attribution = mmssl_train::Attribution::IntegratedGradients { steps: 0 },
+            "steps",
+        ),
+    ];
+    for (change, field) in cases {
+        let mut config = ExplainConfig::default();
+        change(&mut config);
+        let e = config.check().unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
-    };
-    bad(
-        ExplainConfig {
-            target: ExplainTarget::Shared { components: 0 },
-            ..Default::default()
-        },
-        "explain.components",
-    );
-    bad(
-        ExplainConfig {
-            batch_size: 0,
-            ..Default::default()
-        },
-        "explain.batch_size",
-    );
-    bad(
-        ExplainConfig {
-            smoothing_mm: -1.0,
-            ..Default::default()
-        },
-        "explain.smoothing_mm",
-    );
-    bad(
-        ExplainConfig {
-            limit: Some(0),
-            ..Default::default()
-        },
-        "explain.limit",
-    );
-    bad(
-        ExplainConfig {
-            cluster_threshold: 0.0,
-            ..Default::default()
-        },
-        "explain.cluster_threshold",
-    );
-    bad(
-        ExplainConfig {
-            attribution: mmssl_train::Attribution::IntegratedGradients { steps: 0 },
-            ..Default::default()
-        },
-        "steps",
-    );
+    }
     assert_eq!("valid".parse::<ExplainSet>().unwrap(), ExplainSet::Valid);
     assert!("everything".parse::<ExplainSet>().is_err());
     assert_eq!(

@@ -273,10 +273,7 @@ pub fn sources(dict: &StateDict) -> Vec<usize> {
 /// The architecture of source `s` of the `Dim` state dict `dict`, read off its tensors' shapes;
 /// `heads`: whether the heads must be there too.
 pub fn detect(dict: &StateDict, s: usize, heads: bool) -> Result<AuthorsArch> {
-    let bad = |reason: String| ProtocolError::File {
-        path: dict.path.clone(),
-        reason,
-    };
+    let bad = |reason: String| ProtocolError::file(&dict.path, reason);
     let t = &dict.tensors;
     let first_name = format!("_encoder.{s}._layers.0._layer.0.weight");
     let first = t.get(&first_name).ok_or_else(|| {
@@ -378,6 +375,12 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// `N WHAT: ` then the [`listing`] of `names`, `N` their number (`3 tensor(s) without a place:
+/// ...`), for a message.
+pub fn counted(what: &str, names: &[String]) -> String {
+    format!("{} {what}: {}", names.len(), listing(names))
 }
 
 /// Names of a state dict grouped for a message: the first few, then how many more.

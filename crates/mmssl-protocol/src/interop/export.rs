@@ -77,13 +77,13 @@ pub fn export_run(
     }
     let found = crate::folder::entries(out)?;
     if !found.is_empty() && !overwrite {
-        return Err(ProtocolError::File {
-            path: out.to_path_buf(),
-            reason: format!(
+        return Err(ProtocolError::file(
+            out,
+            format!(
                 "not empty ({}): export into a new folder, or give --overwrite",
                 found.join(", ")
             ),
-        });
+        ));
     }
     let options = {
         let spec = method.spec();

@@ -151,25 +151,25 @@ pub fn import_authors(
         let dict = read(path, &mut notes)?;
         let found = authors::sources(&dict);
         if found.is_empty() {
-            return Err(ProtocolError::File {
-                path: path.clone(),
-                reason: format!(
+            return Err(ProtocolError::file(
+                path,
+                format!(
                     "no tensor named `_encoder.<source>...`: not a state dict of the authors' \
                      Dim model (its first names: {})",
                     authors::listing(&dict.tensors.keys().cloned().collect::<Vec<_>>())
                 ),
-            });
+            ));
         }
         for s in found {
             let arch = authors::detect(&dict, s, heads)?;
             if let Some((other, _)) = sources.insert(s, (dicts.len(), arch)) {
-                return Err(ProtocolError::File {
-                    path: path.clone(),
-                    reason: format!(
+                return Err(ProtocolError::file(
+                    path,
+                    format!(
                         "source {s} is also in {}: give each modality's weights once",
                         settings.files[other].display()
                     ),
-                });
+                ));
             }
         }
         dicts.push(dict);
@@ -252,14 +252,10 @@ pub fn import_authors(
                 .cloned()
                 .collect();
             if !unexpected.is_empty() {
-                return Err(ProtocolError::File {
-                    path: dict.path.clone(),
-                    reason: format!(
-                        "{} tensor(s) that mmssl's model has no place for: {}",
-                        unexpected.len(),
-                        authors::listing(&unexpected)
-                    ),
-                });
+                return Err(ProtocolError::file(
+                    &dict.path,
+                    authors::counted("tensor(s) that mmssl's model has no place for", &unexpected),
+                ));
             }
         }
         method.load_weights(
@@ -355,20 +351,16 @@ fn take(
         out.push(pack_f32(pair.mmssl.clone(), shape, values));
     }
     if !missing.is_empty() {
-        return Err(ProtocolError::File {
-            path: dict.path.clone(),
-            reason: format!(
-                "{} tensor(s) of the authors' model are missing: {}",
-                missing.len(),
-                authors::listing(&missing)
-            ),
-        });
+        return Err(ProtocolError::file(
+            &dict.path,
+            authors::counted("tensor(s) of the authors' model are missing", &missing),
+        ));
     }
     if !wrong.is_empty() {
-        return Err(ProtocolError::File {
-            path: dict.path.clone(),
-            reason: format!("mis-shaped tensor(s): {}", wrong.join("; ")),
-        });
+        return Err(ProtocolError::file(
+            &dict.path,
+            format!("mis-shaped tensor(s): {}", wrong.join("; ")),
+        ));
     }
     Ok(out)
 }
@@ -380,9 +372,9 @@ fn check_shape(path: &Path, m: usize, arch: &AuthorsArch, shape: &[usize]) -> Re
     if shape == expected.as_slice() {
         return Ok(());
     }
-    Err(ProtocolError::File {
-        path: path.to_path_buf(),
-        reason: format!(
+    Err(ProtocolError::file(
+        path,
+        format!(
             "source {m} is a {}D encoder of {} input channel(s), for items {expected:?}; the \
              run's modality {m} has items {shape:?} (wrong architecture: {})",
             arch.dims,
@@ -393,32 +385,27 @@ fn check_shape(path: &Path, m: usize, arch: &AuthorsArch, shape: &[usize]) -> Re
                 "another number of channels"
             }
         ),
-    })
+    ))
 }
 
 fn incomplete(files: &[PathBuf], a: &Applied) -> ProtocolError {
     let mut parts = Vec::new();
     if !a.missing.is_empty() {
-        parts.push(format!(
-            "{} parameter(s) of mmssl's model not filled: {}",
-            a.missing.len(),
-            authors::listing(&a.missing)
+        parts.push(authors::counted(
+            "parameter(s) of mmssl's model not filled",
+            &a.missing,
         ));
     }
     if !a.unused.is_empty() {
-        parts.push(format!(
-            "{} tensor(s) without a place: {}",
-            a.unused.len(),
-            authors::listing(&a.unused)
-        ));
+        parts.push(authors::counted("tensor(s) without a place", &a.unused));
     }
     if !a.errors.is_empty() {
         parts.push(a.errors.join("; "));
     }
-    ProtocolError::File {
-        path: files[0].clone(),
-        reason: format!("the import is incomplete: {}", parts.join("; ")),
-    }
+    ProtocolError::file(
+        &files[0],
+        format!("the import is incomplete: {}", parts.join("; ")),
+    )
 }
 
 /// Writes the run folder: the checkpoint staged in `scratch`, the data's split and landmarks

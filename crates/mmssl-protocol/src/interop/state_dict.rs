@@ -78,7 +78,7 @@ impl StateDict {
     /// Reads `path`: `.safetensors` by its extension, anything else as a PyTorch file.
     pub fn read(path: &Path) -> Result<StateDict> {
         if !path.is_file() {
-            return Err(bad(path, "no such file"));
+            return Err(ProtocolError::file(path, "no such file"));
         }
         let is_safetensors = path
             .extension()
@@ -102,16 +102,9 @@ impl StateDict {
     }
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> ProtocolError {
-    ProtocolError::File {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 fn read_pytorch(path: &Path) -> Result<StateDict> {
     let not_pytorch = |e: &dyn std::fmt::Display| {
-        bad(
+        ProtocolError::file(
             path,
             format!("not a readable PyTorch file (torch.save) or a truncated one: {e}"),
         )
@@ -119,7 +112,7 @@ fn read_pytorch(path: &Path) -> Result<StateDict> {
     let root = PytorchReader::read_pickle_data(path, None).map_err(|e| not_pytorch(&e))?;
     check_types(path, &root, "")?;
     let PickleValue::Dict(dict) = &root else {
-        return Err(bad(
+        return Err(ProtocolError::file(
             path,
             "holds no dict of tensors (a state dict, or a checkpoint with `model_state_dict`)",
         ));
@@ -142,7 +135,7 @@ fn read_pytorch(path: &Path) -> Result<StateDict> {
             }
             if !matches!(&entries[name], PickleValue::Unsupported(t) if t == "torch.Tensor") {
                 let at = key.as_ref().map(|k| format!("{k}.")).unwrap_or_default();
-                return Err(bad(
+                return Err(ProtocolError::file(
                     path,
                     format!(
                         "`{at}{name}` is not a tensor: the file is not a state dict{}",
@@ -170,7 +163,7 @@ fn read_pytorch(path: &Path) -> Result<StateDict> {
             DType::BF16 => StoredType::Bf16,
             DType::I64 => StoredType::I64,
             other => {
-                return Err(bad(
+                return Err(ProtocolError::file(
                     path,
                     format!(
                         "`{name}` is a tensor of {other:?}: only floating-point weights (and int64 counters) are read"
@@ -205,19 +198,21 @@ fn read_pytorch(path: &Path) -> Result<StateDict> {
 /// Refuses any Python type outside [`ALLOWED_TYPES`] anywhere in the pickle.
 fn check_types(path: &Path, value: &PickleValue, at: &str) -> Result<()> {
     match value {
-        PickleValue::Unsupported(t) if !ALLOWED_TYPES.contains(&t.as_str()) => Err(bad(
-            path,
-            format!(
-                "refused: the pickle names the Python type `{t}`{}; a state dict holds only \
+        PickleValue::Unsupported(t) if !ALLOWED_TYPES.contains(&t.as_str()) => {
+            Err(ProtocolError::file(
+                path,
+                format!(
+                    "refused: the pickle names the Python type `{t}`{}; a state dict holds only \
                  tensors (mmssl never runs code from a file: save `model.state_dict()`, not \
                  the model or other objects)",
-                if at.is_empty() {
-                    String::new()
-                } else {
-                    format!(" at `{at}`")
-                }
-            ),
-        )),
+                    if at.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" at `{at}`")
+                    }
+                ),
+            ))
+        }
         PickleValue::Dict(d) => {
             let mut keys: Vec<&String> = d.keys().collect();
             keys.sort();
@@ -242,7 +237,7 @@ fn check_types(path: &Path, value: &PickleValue, at: &str) -> Result<()> {
 fn read_safetensors(path: &Path) -> Result<StateDict> {
     let bytes = std::fs::read(path).map_err(|e| ProtocolError::read(path, e))?;
     let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        bad(
+        ProtocolError::file(
             path,
             format!("not a valid safetensors file (truncated, or tensors overlapping or out of place): {e}"),
         )
@@ -257,7 +252,7 @@ fn read_safetensors(path: &Path) -> Result<StateDict> {
             Dtype::BF16 => StoredType::Bf16,
             Dtype::I64 => StoredType::I64,
             other => {
-                return Err(bad(
+                return Err(ProtocolError::file(
                     path,
                     format!(
                         "`{name}` is a tensor of {other:?}: only floating-point weights (and int64 counters) are read"

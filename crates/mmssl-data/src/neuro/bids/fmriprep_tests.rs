@@ -3,6 +3,7 @@
 //! true fALFF is known, read the way a user with an fMRIPrep output folder reads theirs.
 
 use super::maps::sidecar_of;
+use super::tests::{assert_refused, run};
 use super::*;
 use crate::formats::nifti::read_nifti;
 use crate::neuro::cohort::Manifest;
@@ -11,9 +12,14 @@ use crate::neuro::synth_fmriprep::{FmriprepSynthConfig, FmriprepSynthReport, syn
 use crate::neuro::volume::Volume;
 use crate::volume_tests::shared_template;
 
-/// Two subjects (HC, AD), two sessions each, 8 mm BOLD of 64 frames, 4 mm anatomy.
-fn study(dir: &Path) -> Option<FmriprepSynthReport> {
-    let (t1, gm) = shared_template()?;
+/// Two subjects (HC, AD), two sessions each, 8 mm BOLD of 64 frames, 4 mm anatomy, in a new
+/// temporary folder; `None` (and a note) where the shared data is absent.
+fn study() -> Option<(tempfile::TempDir, FmriprepSynthReport)> {
+    let Some((t1, gm)) = shared_template() else {
+        eprintln!("skipping: ../shared/data/mri is absent");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
     let config = FmriprepSynthConfig {
         subjects: 2,
         sessions: 2,
@@ -22,7 +28,8 @@ fn study(dir: &Path) -> Option<FmriprepSynthReport> {
         anat_spacing: 4.0,
         ..FmriprepSynthConfig::new(t1, gm)
     };
-    Some(synth_fmriprep(&config, &dir.join("study")).unwrap())
+    let report = synth_fmriprep(&config, &dir.path().join("study")).unwrap();
+    Some((dir, report))
 }
 
 /// Pearson correlation of two maps inside `mask`.
@@ -53,14 +60,10 @@ fn mask_of(series_bold: &Path) -> Vec<f32> {
 
 #[test]
 fn fmriprep_derivatives_become_standardised_falff_in_mni_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(study) = study(dir.path()) else {
-        eprintln!("skipping: ../shared/data/mri is absent");
-        return;
-    };
+    let Some((dir, study)) = study() else { return };
     let out = dir.path().join("maps");
     let config = BidsConfig::fmriprep(&study.derivatives);
-    let report = bids_to_manifest(&study.bids, &out, &config, &|_, _| {}).unwrap();
+    let report = run(&study.bids, &out, &config).unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.used.len(), 4);
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
@@ -113,8 +116,7 @@ fn fmriprep_derivatives_become_standardised_falff_in_mni_space() {
         confounds: crate::ConfoundsConfig::default(),
         ..config.clone()
     };
-    let motion =
-        bids_to_manifest(&study.bids, &dir.path().join("none"), &none, &|_, _| {}).unwrap();
+    let motion = run(&study.bids, &dir.path().join("none"), &none).unwrap();
     let dirty = read_nifti(&motion.used[0].maps[0]).unwrap();
     let r_dirty = correlation(dirty.data(), target.data(), &mask);
     // Six motion parameters, the model the motion was made of: closer still.
@@ -125,7 +127,7 @@ fn fmriprep_derivatives_become_standardised_falff_in_mni_space() {
         },
         ..config.clone()
     };
-    let m = bids_to_manifest(&study.bids, &dir.path().join("6p"), &six, &|_, _| {}).unwrap();
+    let m = run(&study.bids, &dir.path().join("6p"), &six).unwrap();
     let r_six = correlation(
         read_nifti(&m.used[0].maps[0]).unwrap().data(),
         target.data(),
@@ -178,17 +180,14 @@ fn fmriprep_derivatives_become_standardised_falff_in_mni_space() {
         assert_eq!(a, if m > 0.0 { s } else { 0.0 });
     }
     // Run again: everything reused, the regression still reported.
-    let again = bids_to_manifest(&study.bids, &out, &config, &|_, _| {}).unwrap();
+    let again = run(&study.bids, &out, &config).unwrap();
     assert_eq!(again.computed_reused(), (0, 4));
     assert_eq!(again.used[0].regression, u.regression);
 }
 
 #[test]
 fn scrubbing_smoothing_spaces_and_anatomy_are_chosen() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(study) = study(dir.path()) else {
-        return;
-    };
+    let Some((dir, study)) = study() else { return };
     let fmriprep = BidsConfig::fmriprep(&study.derivatives);
     // Scrubbing at 0.5 mm removes each jump's two frames and the first.
     let scrub = BidsConfig {
@@ -198,7 +197,7 @@ fn scrubbing_smoothing_spaces_and_anatomy_are_chosen() {
         },
         ..fmriprep.clone()
     };
-    let r = bids_to_manifest(&study.bids, &dir.path().join("scrub"), &scrub, &|_, _| {}).unwrap();
+    let r = run(&study.bids, &dir.path().join("scrub"), &scrub).unwrap();
     let series = &study.series[0];
     let table_path = series
         .bold
@@ -224,14 +223,8 @@ fn scrubbing_smoothing_spaces_and_anatomy_are_chosen() {
         smooth_fwhm: 12.0,
         ..fmriprep.clone()
     };
-    let s = bids_to_manifest(&study.bids, &dir.path().join("smooth"), &smooth, &|_, _| {}).unwrap();
-    let p = bids_to_manifest(
-        &study.bids,
-        &dir.path().join("plain"),
-        &fmriprep,
-        &|_, _| {},
-    )
-    .unwrap();
+    let s = run(&study.bids, &dir.path().join("smooth"), &smooth).unwrap();
+    let p = run(&study.bids, &dir.path().join("plain"), &fmriprep).unwrap();
     let mask = mask_of(&series.bold);
     let roughness = |path: &Path| -> f64 {
         let v = read_nifti(path).unwrap();
@@ -266,7 +259,7 @@ fn scrubbing_smoothing_spaces_and_anatomy_are_chosen() {
         .unwrap();
     }
     // The default space takes the 2009c series, without a word about the other.
-    let d = bids_to_manifest(&study.bids, &dir.path().join("d"), &fmriprep, &|_, _| {}).unwrap();
+    let d = run(&study.bids, &dir.path().join("d"), &fmriprep).unwrap();
     assert!(
         d.used[0].bold[0]
             .to_string_lossy()
@@ -277,30 +270,24 @@ fn scrubbing_smoothing_spaces_and_anatomy_are_chosen() {
         anat: AnatImage::GreyMatter,
         ..fmriprep.clone()
     };
-    let e = bids_to_manifest(&study.bids, &dir.path().join("six"), &six, &|_, _| {})
-        .unwrap_err()
-        .to_string();
     // The anatomical images exist in 2009c only: every session is skipped, naming them.
-    assert!(
-        e.contains("no grey-matter probability map in space MNI152NLin6Asym")
-            && e.contains("sub-01_space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz"),
-        "{e}"
-    );
+    let needles = [
+        "no grey-matter probability map in space MNI152NLin6Asym",
+        "sub-01_space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz",
+    ];
+    assert_refused(&study.bids, &dir.path().join("six"), &six, &needles);
 }
 
 #[test]
 fn grey_matter_desc_and_missing_files_are_handled_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(study) = study(dir.path()) else {
-        return;
-    };
+    let Some((dir, study)) = study() else { return };
     let fmriprep = BidsConfig::fmriprep(&study.derivatives);
     // The grey-matter map as the anatomical modality: the manifest names it directly.
     let gm = BidsConfig {
         anat: AnatImage::GreyMatter,
         ..fmriprep.clone()
     };
-    let r = bids_to_manifest(&study.bids, &dir.path().join("gm"), &gm, &|_, _| {}).unwrap();
+    let r = run(&study.bids, &dir.path().join("gm"), &gm).unwrap();
     assert!(
         r.used[0]
             .t1
@@ -311,15 +298,12 @@ fn grey_matter_desc_and_missing_files_are_handled_by_name() {
         desc: "smoothAROMAnonaggr".into(),
         ..fmriprep.clone()
     };
-    let e = bids_to_manifest(&study.bids, &dir.path().join("o"), &other, &|_, _| {})
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("with desc smoothAROMAnonaggr")
-            && e.contains("passed over for their space or description")
-            && e.contains("desc-preproc_bold.nii.gz"),
-        "{e}"
-    );
+    let needles = [
+        "with desc smoothAROMAnonaggr",
+        "passed over for their space or description",
+        "desc-preproc_bold.nii.gz",
+    ];
+    assert_refused(&study.bids, &dir.path().join("o"), &other, &needles);
     // The confounds table of one session gone: that session is skipped by name.
     let series = &study.series[1];
     let table = series
@@ -333,7 +317,7 @@ fn grey_matter_desc_and_missing_files_are_handled_by_name() {
         ),
     )
     .unwrap();
-    let r = bids_to_manifest(&study.bids, &dir.path().join("m"), &fmriprep, &|_, _| {}).unwrap();
+    let r = run(&study.bids, &dir.path().join("m"), &fmriprep).unwrap();
     assert_eq!(r.skipped.len(), 1);
     assert!(
         r.skipped[0].reason.contains("no confounds table")
@@ -355,15 +339,12 @@ fn grey_matter_desc_and_missing_files_are_handled_by_name() {
         confounds: crate::ConfoundsConfig::default(),
         ..fmriprep.clone()
     };
-    let r = bids_to_manifest(&study.bids, &dir.path().join("n"), &none, &|_, _| {}).unwrap();
+    let r = run(&study.bids, &dir.path().join("n"), &none).unwrap();
     assert!(r.skipped.is_empty());
     // Confounds on raw data: refused.
     let raw = BidsConfig {
         derivatives: None,
         ..fmriprep
     };
-    let e = bids_to_manifest(&study.bids, &dir.path().join("r"), &raw, &|_, _| {})
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("--derivatives"), "{e}");
+    assert_refused(&study.bids, &dir.path().join("r"), &raw, &["--derivatives"]);
 }

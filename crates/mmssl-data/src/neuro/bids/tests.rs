@@ -174,6 +174,18 @@ fn tree(root: &Path) -> Option<()> {
     Some(())
 }
 
+/// A new temporary folder holding the tree at `bids`; `None` (and a note) where the shared
+/// data is absent.
+fn temporary_tree() -> Option<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bids");
+    if tree(&root).is_none() {
+        eprintln!("skipping: ../shared/data/mri is absent");
+        return None;
+    }
+    Some((dir, root))
+}
+
 fn config() -> BidsConfig {
     BidsConfig {
         label_map: parse_label_map("CN=HC, Dementia=AD").unwrap(),
@@ -182,18 +194,22 @@ fn config() -> BidsConfig {
     }
 }
 
-fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsReport> {
+/// [`bids_to_manifest`] of `root` into `out`, without progress reports.
+pub(super) fn run(root: &Path, out: &Path, config: &BidsConfig) -> Result<BidsReport> {
     bids_to_manifest(root, out, config, &|_, _| {})
+}
+
+/// Asserts that [`run`] fails and that its error names every one of `needles`.
+pub(super) fn assert_refused(root: &Path, out: &Path, config: &BidsConfig, needles: &[&str]) {
+    crate::tests::assert_error(run(root, out, config), needles);
 }
 
 #[test]
 fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let (root, out) = (dir.path().join("bids"), dir.path().join("deriv"));
-    if tree(&root).is_none() {
-        eprintln!("skipping: ../shared/data/mri is absent");
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
+    };
+    let out = dir.path().join("deriv");
     let calls = AtomicUsize::new(0);
     let report = bids_to_manifest(&root, &out, &config(), &|done, total| {
         calls.fetch_add(1, Ordering::Relaxed);
@@ -341,16 +357,15 @@ fn a_bids_tree_becomes_falff_derivatives_and_a_manifest() {
 
 #[test]
 fn several_runs_are_averaged_refused_or_chosen() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bids");
-    if tree(&root).is_none() {
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
-    let mean = BidsConfig {
-        runs: RunChoice::Mean,
-        ..config()
     };
-    let report = run(&root, &dir.path().join("mean"), &mean).unwrap();
+    // The tree in `dir/NAME` with the runs of a session chosen by `runs`.
+    let with_runs = |name: &str, runs: RunChoice| {
+        let config = BidsConfig { runs, ..config() };
+        run(&root, &dir.path().join(name), &config).unwrap()
+    };
+    let report = with_runs("mean", RunChoice::Mean);
     let ses2 = &report.used[1];
     assert_eq!(ses2.bold.len(), 2);
     // The two runs are the same series: their mean is that series' map. No run entity.
@@ -363,26 +378,10 @@ fn several_runs_are_averaged_refused_or_chosen() {
     let avg = read_nifti(&ses2.falff).unwrap();
     assert_eq!(one.data(), avg.data());
 
-    let last = run(
-        &root,
-        &dir.path().join("last"),
-        &BidsConfig {
-            runs: RunChoice::Last,
-            ..config()
-        },
-    )
-    .unwrap();
+    let last = with_runs("last", RunChoice::Last);
     assert!(last.used[1].bold[0].ends_with("sub-01_ses-2_task-rest_run-2_bold.nii.gz"));
 
-    let refuse = run(
-        &root,
-        &dir.path().join("refuse"),
-        &BidsConfig {
-            runs: RunChoice::Refuse,
-            ..config()
-        },
-    )
-    .unwrap();
+    let refuse = with_runs("refuse", RunChoice::Refuse);
     let r = refuse.skipped.iter().find(|s| s.subject == "01").unwrap();
     assert!(
         r.reason.contains("2 candidates") && r.reason.contains("run-2"),
@@ -391,61 +390,46 @@ fn several_runs_are_averaged_refused_or_chosen() {
     );
 
     // Strict: the first unusable session is an error naming it.
-    let e = run(
+    let strict = BidsConfig {
+        strict: true,
+        ..config()
+    };
+    assert_refused(
         &root,
         &dir.path().join("strict"),
-        &BidsConfig {
-            strict: true,
-            ..config()
-        },
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("sub-03") && e.contains("no T1w"), "{e}");
+        &strict,
+        &["sub-03", "no T1w"],
+    );
 }
 
 #[test]
 fn malformed_trees_and_labels_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bids");
-    if tree(&root).is_none() {
+    let Some((dir, root)) = temporary_tree() else {
         return;
-    }
+    };
     let out = dir.path().join("out");
     // A value of the label column that means nothing.
     let unmapped = BidsConfig {
         label_map: BTreeMap::new(),
         ..config()
     };
-    let e = run(&root, &out, &unmapped).unwrap_err().to_string();
-    assert!(
-        e.contains("`CN`") && e.contains("`Dementia`") && e.contains("--label-map"),
-        "{e}"
+    assert_refused(
+        &root,
+        &out,
+        &unmapped,
+        &["`CN`", "`Dementia`", "--label-map"],
     );
     // A label or covariate column that does not exist.
-    let e = run(
-        &root,
-        &out,
-        &BidsConfig {
-            label_column: Some("dx2".into()),
-            ..config()
-        },
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("no label column `dx2`"), "{e}");
-    let e = run(
-        &root,
-        &out,
-        &BidsConfig {
-            covariates: vec!["weight".into()],
-            ..config()
-        },
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("no covariate column `weight`"),
-        "{e}"
-    );
+    let dx2 = BidsConfig {
+        label_column: Some("dx2".into()),
+        ..config()
+    };
+    assert_refused(&root, &out, &dx2, &["no label column `dx2`"]);
+    let weight = BidsConfig {
+        covariates: vec!["weight".into()],
+        ..config()
+    };
+    assert_refused(&root, &out, &weight, &["no covariate column `weight`"]);
     assert!(
         parse_label_map("CN=HC,AD")
             .unwrap_err()
@@ -464,24 +448,16 @@ fn malformed_trees_and_labels_are_clear_errors() {
         },
         ..config()
     };
-    assert!(
-        run(&root, &out, &tr)
-            .unwrap_err()
-            .to_string()
-            .contains("sidecar")
-    );
+    assert_refused(&root, &out, &tr, &["sidecar"]);
     // Not a BIDS root; no subjects.
-    assert!(
-        run(&dir.path().join("none"), &out, &config())
-            .unwrap_err()
-            .to_string()
-            .contains("not a folder")
-    );
+    assert_refused(&dir.path().join("none"), &out, &config(), &["not a folder"]);
     std::fs::create_dir_all(dir.path().join("empty")).unwrap();
-    let e = run(&dir.path().join("empty"), &out, &config())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no subject folders"), "{e}");
+    assert_refused(
+        &dir.path().join("empty"),
+        &out,
+        &config(),
+        &["no subject folders"],
+    );
     // Without the inherited sidecar the header gives the repetition time, and that is said.
     std::fs::remove_file(root.join("task-rest_bold.json")).unwrap();
     let r = run(&root, &out, &config()).unwrap();
@@ -493,16 +469,11 @@ fn malformed_trees_and_labels_are_clear_errors() {
     );
     // A file name whose entities do not parse.
     put(&root, "sub-07/anat/sub-07_acq-a-b_T1w.nii.gz", None, b"");
-    let e = run(&root, &out, &config()).unwrap_err().to_string();
-    assert!(
-        e.contains("not a BIDS file name") && e.contains("acq-a-b"),
-        "{e}"
-    );
+    assert_refused(&root, &out, &config(), &["not a BIDS file name", "acq-a-b"]);
     std::fs::remove_dir_all(root.join("sub-07")).unwrap();
     // Entities that contradict the folder.
     put(&root, "sub-08/anat/sub-09_T1w.nii.gz", None, b"");
-    let e = run(&root, &out, &config()).unwrap_err().to_string();
-    assert!(e.contains("do not match its folder"), "{e}");
+    assert_refused(&root, &out, &config(), &["do not match its folder"]);
 }
 
 #[test]
