@@ -46,28 +46,18 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 fn online_evaluation_leaves_pretraining_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
     let (plain, online) = (dir.path().join("plain"), dir.path().join("online"));
+    let pretrain = |c: &RunConfig| {
+        let registry = Registry::builtin();
+        run_with(c, &registry, Phases::PRETRAIN, &Device::flex(), &mut Quiet).unwrap()
+    };
     let mut config = tiny(&plain);
     config.training.epochs = 2;
-    run_with(
-        &config,
-        &Registry::builtin(),
-        Phases::PRETRAIN,
-        &Device::flex(),
-        &mut Quiet,
-    )
-    .unwrap();
+    pretrain(&config);
     config.output.dir = online.clone();
     config.evaluation.online_every = 1;
     config.evaluation.online_items = 200;
-    config.evaluation.knn_k = 5;
-    run_with(
-        &config,
-        &Registry::builtin(),
-        Phases::PRETRAIN,
-        &Device::flex(),
-        &mut Quiet,
-    )
-    .unwrap();
+    config.evaluation.knn_k = Some(5);
+    pretrain(&config);
     // The same weights, bit for bit: both best checkpoints' encoders (trained with the heads,
     // so any change would show in them) exported to safetensors (a checkpoint file itself
     // holds random parameter ids, so its bytes differ from run to run).
@@ -123,7 +113,7 @@ fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut config = tiny(&out);
-    config.evaluation.knn_k = 10;
+    config.evaluation.knn_k = Some(10);
     config.analysis.maps = true;
     config.analysis.map_points = 150;
     let report = run(&config, &Device::flex(), &mut Quiet).unwrap();
@@ -189,7 +179,7 @@ fn what_cannot_work_is_refused_before_pretraining() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut config = tiny(&out);
-    config.evaluation.knn_k = 300;
+    config.evaluation.knn_k = Some(300);
     let err = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
     assert!(
         matches!(&err, ProtocolError::InvalidSetting { field, .. } if field == "evaluation.knn_k"),
@@ -200,7 +190,7 @@ fn what_cannot_work_is_refused_before_pretraining() {
     let mut config = tiny(&out);
     config.evaluation.online_every = 1;
     config.evaluation.online_items = 4;
-    config.evaluation.knn_k = 5;
+    config.evaluation.knn_k = Some(5);
     let err = run(&config, &Device::flex(), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("online_items"), "{err}");
     let mut config = tiny(&out);

@@ -69,8 +69,8 @@ mod terminal;
 mod weights;
 
 pub use config::{
-    AnalysisConfig, AugmentKind, BackendKind, DataConfig, DatasetKind, EvaluationConfig,
-    OutputConfig, RunConfig, ScheduleKind, TrainingConfig, load_run_config,
+    AnalysisConfig, AugmentKind, BackendKind, DEFAULT_KNN_K, DataConfig, DatasetKind,
+    EvaluationConfig, OutputConfig, RunConfig, ScheduleKind, TrainingConfig, load_run_config,
 };
 pub use datasets::{Datasets, load_datasets, load_idx};
 pub use error::{Cause, ProtocolError, Result};

@@ -4,7 +4,7 @@
 //! The numbers come from [`mmssl_similarity`]; this module picks the sets, pairs the
 //! pretrained numbers with the random-initialisation reference, and draws the maps.
 
-use crate::config::{AnalysisConfig, DatasetKind, EvaluationConfig};
+use crate::config::{AnalysisConfig, DEFAULT_KNN_K, DatasetKind, EvaluationConfig};
 use crate::error::{ProtocolError, Result};
 use crate::plots::{MapPoint, embedding_map};
 use crate::report::{KnnEval, MapRecord, RetrievalEval, RetrievalSpace};
@@ -36,12 +36,12 @@ pub fn to_matrix(f: &Features) -> Array2<f64> {
 }
 
 /// An error naming `evaluation.knn_k` when the k-NN evaluation asks for more neighbours than
-/// the `train_items` labelled training items (checked before pretraining).
+/// the `train_items` labelled training items (checked before pretraining), or an unusable vote.
 pub fn check_knn(settings: &EvaluationConfig, train_items: usize) -> Result<()> {
-    match settings.knn().map(|k| k.check(train_items)) {
+    match settings.knn(train_items).map(|k| k.check(train_items)) {
         Some(Err(e)) => Err(ProtocolError::setting(
             "evaluation.knn_k",
-            settings.knn_k,
+            settings.knn_k.unwrap_or(DEFAULT_KNN_K),
             format!("{e} (0 turns the k-NN evaluation off)"),
         )),
         _ => Ok(()),
@@ -50,25 +50,20 @@ pub fn check_knn(settings: &EvaluationConfig, train_items: usize) -> Result<()> 
 
 /// k-NN evaluation of each modality of `pretrained` (and of `random`, the reference), with
 /// `classes` classes. `None` when `settings.knn_k` is 0. A `k` above the training items is an
-/// error naming the setting.
+/// error naming the setting ([`check_knn`]).
 pub fn knn_evals(
     settings: &EvaluationConfig,
     pretrained: &ModelFeatures,
     random: Option<&ModelFeatures>,
     classes: usize,
 ) -> Result<Option<Vec<KnnEval>>> {
-    let Some(knn) = settings.knn() else {
+    let train_items = pretrained.train.first().map_or(0, Features::len);
+    let Some(knn) = settings.knn(train_items) else {
         return Ok(None);
     };
+    check_knn(settings, train_items)?;
     let one = |m: &ModelFeatures, modality: usize| {
         let (train, test) = (&m.train[modality], &m.test[modality]);
-        knn.check(train.len()).map_err(|e| {
-            ProtocolError::setting(
-                "evaluation.knn_k",
-                settings.knn_k,
-                format!("{e} (0 turns the k-NN evaluation off)"),
-            )
-        })?;
         knn.evaluate(
             to_matrix(train).view(),
             &train.labels,

@@ -57,10 +57,10 @@ impl OnlineEvaluation {
         };
         let train = sample(data.eval_train(), 0x6f6e_6c69)?;
         let valid = sample(data.eval_valid(), 0x6e65_7631)?;
-        if settings.knn_k > train.len() {
+        if let Some(k) = settings.knn_k.filter(|&k| k > train.len()) {
             return Err(ProtocolError::setting(
                 "evaluation.knn_k",
-                settings.knn_k,
+                k,
                 format!(
                     "the online k-NN draws its neighbours from {} labelled training items \
                      (online_items = {}); give a smaller knn_k or more online_items",
@@ -105,7 +105,7 @@ impl OnlineEvaluation {
             let va = model.features(&self.valid, m)?;
             let probe = linear_eval(&tr, &va, &va, self.classes, &self.probe, &self.device)?;
             out.insert(format!("probe_m{m}"), probe.accuracy);
-            if let Some(knn) = self.settings.knn() {
+            if let Some(knn) = self.settings.knn(tr.len()) {
                 let r = knn.evaluate(
                     to_matrix(&tr).view(),
                     &tr.labels,

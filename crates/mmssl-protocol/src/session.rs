@@ -348,7 +348,7 @@ impl Session<'_> {
         random: Option<&ModelFeatures>,
     ) -> Result<(Vec<RetrievalEval>, Vec<String>)> {
         let settings = &self.config.evaluation;
-        if settings.knn_k == 0 && !settings.retrieval {
+        if settings.knn_k == Some(0) && !settings.retrieval {
             return Ok((Vec::new(), Vec::new()));
         }
         self.observer.phase(Phase::Neighbours);

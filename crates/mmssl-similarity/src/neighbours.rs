@@ -166,6 +166,22 @@ pub(crate) fn check_finite(matrix: &'static str, x: ArrayView2<f64>) -> Result<(
     Ok(())
 }
 
+/// An error unless the two named matrices have as many columns (live in one space).
+pub(crate) fn same_width(
+    (a, x): (&'static str, ArrayView2<f64>),
+    (b, y): (&'static str, ArrayView2<f64>),
+) -> Result<()> {
+    match x.ncols() == y.ncols() {
+        true => Ok(()),
+        false => Err(SimilarityError::WidthMismatch {
+            a,
+            d_a: x.ncols(),
+            b,
+            d_b: y.ncols(),
+        }),
+    }
+}
+
 /// Runs `f` on each block of query rows `[start, end)` in parallel and concatenates the
 /// per-row results in query order.
 pub(crate) fn per_block<R: Send>(
@@ -205,14 +221,7 @@ pub fn nearest_neighbours(
 ) -> Result<Neighbours> {
     check_finite("the queries", queries)?;
     check_finite("the gallery", gallery)?;
-    if queries.ncols() != gallery.ncols() {
-        return Err(SimilarityError::WidthMismatch {
-            a: "the queries",
-            d_a: queries.ncols(),
-            b: "the gallery",
-            d_b: gallery.ncols(),
-        });
-    }
+    same_width(("the queries", queries), ("the gallery", gallery))?;
     if exclude_self && queries.nrows() != gallery.nrows() {
         return Err(SimilarityError::SampleMismatch {
             n_a: queries.nrows(),

@@ -12,7 +12,7 @@
 use crate::error::{Result, SimilarityError};
 use crate::linalg::LinalgBackend;
 use crate::metrics::at_chance;
-use crate::neighbours::{Gallery, Metric, check_finite, per_block};
+use crate::neighbours::{Gallery, Metric, check_finite, per_block, same_width};
 use crate::prepare::centred_pair;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use serde::{Deserialize, Serialize};
@@ -102,14 +102,7 @@ impl Retrieval {
                 n_b: gallery.nrows(),
             });
         }
-        if queries.ncols() != gallery.ncols() {
-            return Err(SimilarityError::WidthMismatch {
-                a: "the queries",
-                d_a: queries.ncols(),
-                b: "the gallery",
-                d_b: gallery.ncols(),
-            });
-        }
+        same_width(("the queries", queries), ("the gallery", gallery))?;
         if queries.nrows() < 2 {
             return Err(SimilarityError::TooFewSamples {
                 metric: "cross-modal retrieval",
@@ -279,14 +272,10 @@ fn project(
     matrix: &'static str,
 ) -> Result<Array2<f64>> {
     check_finite(matrix, x)?;
-    if x.ncols() != mean.len() {
-        return Err(SimilarityError::WidthMismatch {
-            a: "the rows to project",
-            d_a: x.ncols(),
-            b: "the fitted representation",
-            d_b: mean.len(),
-        });
-    }
+    same_width(
+        ("the rows to project", x),
+        ("the fitted representation", w.view().reversed_axes()),
+    )?;
     Ok((&x - mean).dot(w))
 }
 

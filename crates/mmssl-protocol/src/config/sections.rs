@@ -322,9 +322,11 @@ pub struct EvaluationConfig {
     /// batch of `training.batch_size` items), as the authors' code does, instead of evaluation
     /// mode (running statistics, the default).
     pub bn_train_mode: bool,
-    /// Neighbours of the k-NN evaluation (0: no k-NN evaluation). Must not exceed the labelled
-    /// training items.
-    pub knn_k: usize,
+    /// Neighbours of the k-NN evaluation: absent, 20 (or all the labelled training items when
+    /// there are fewer); 0, no k-NN evaluation. A `k` given above the labelled training items
+    /// is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knn_k: Option<usize>,
     /// The k-NN metric: `cosine` or `euclidean`.
     pub knn_metric: Metric,
     /// The k-NN vote: `majority`, `distance` (weight `1/d`) or `temperature` (weight
@@ -354,7 +356,7 @@ impl Default for EvaluationConfig {
         EvaluationConfig {
             epochs: None,
             bn_train_mode: false,
-            knn_k: 20,
+            knn_k: None,
             knn_metric: Metric::Cosine,
             knn_voting: Voting::Majority,
             knn_temperature: 0.07,
@@ -374,16 +376,25 @@ impl EvaluationConfig {
             .unwrap_or(if dataset.is_volumetric() { 500 } else { 50 })
     }
 
-    /// The k-NN evaluation these settings ask for (`None` when `knn_k` is 0).
-    pub fn knn(&self) -> Option<Knn> {
-        (self.knn_k > 0).then(|| {
-            Knn::new(self.knn_k)
+    /// The k-NN evaluation these settings ask for with `train_items` labelled training items
+    /// (`None` when `knn_k` is 0): `knn_k`, or when absent 20 or `train_items` if fewer.
+    pub fn knn(&self, train_items: usize) -> Option<Knn> {
+        let k = match self.knn_k {
+            Some(0) => return None,
+            Some(k) => k,
+            None => DEFAULT_KNN_K.min(train_items).max(1),
+        };
+        Some({
+            Knn::new(k)
                 .metric(self.knn_metric)
                 .voting(self.knn_voting)
                 .temperature(self.knn_temperature)
         })
     }
 }
+
+/// The k-NN evaluation's neighbours when `evaluation.knn_k` is absent.
+pub const DEFAULT_KNN_K: usize = 20;
 
 /// Similarity analysis of the modalities' test-set representations, and their maps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

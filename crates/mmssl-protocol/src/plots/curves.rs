@@ -1,8 +1,8 @@
 //! The figures of one run: the embedding maps of its test representations and the curves of
 //! its online evaluation.
 
-use super::{LEGEND_WIDTH, register_font};
-use crate::error::{ProtocolError, Result};
+use super::LEGEND_WIDTH;
+use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -138,43 +138,17 @@ pub fn embedding_map(
     modalities: &[String],
     stem: &Path,
 ) -> Result<()> {
-    register_font();
-    let size = (720 + LEGEND_WIDTH, 640);
-    macro_rules! render {
-        ($backend:ident, $extension:literal) => {{
-            let path = stem.with_extension($extension);
-            let area = $backend::new(&path, size).into_drawing_area();
-            draw_map(area, points, title, classes, modalities).map_err(|reason: String| {
-                ProtocolError::Write {
-                    path,
-                    source: reason.into(),
-                }
-            })?;
-        }};
-    }
-    render!(SVGBackend, "svg");
-    render!(BitMapBackend, "png");
-    Ok(())
+    svg_and_png!(stem, (720 + LEGEND_WIDTH, 640), |area| draw_map(
+        area, points, title, classes, modalities
+    ))
 }
 
 /// Curves over pretraining: one line per named series of `(epochs trained, value)` points,
 /// values in [0, 1] (accuracies, recalls), with a legend. Writes `stem.svg` and `stem.png`.
 pub fn curves_chart(series: &[(String, Vec<(f64, f64)>)], title: &str, stem: &Path) -> Result<()> {
-    register_font();
-    let size = (720 + LEGEND_WIDTH, 480);
-    macro_rules! render {
-        ($backend:ident, $extension:literal) => {{
-            let path = stem.with_extension($extension);
-            let area = $backend::new(&path, size).into_drawing_area();
-            draw_curves(area, series, title).map_err(|reason: String| ProtocolError::Write {
-                path,
-                source: reason.into(),
-            })?;
-        }};
-    }
-    render!(SVGBackend, "svg");
-    render!(BitMapBackend, "png");
-    Ok(())
+    svg_and_png!(stem, (720 + LEGEND_WIDTH, 480), |area| draw_curves(
+        area, series, title
+    ))
 }
 
 fn draw_curves<DB: DrawingBackend>(

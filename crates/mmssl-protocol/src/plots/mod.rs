@@ -6,11 +6,32 @@
 //! Text is drawn with the DejaVu Sans font shipped in `assets/` (Bitstream Vera licence, see
 //! `assets/DejaVuSans-LICENSE.txt`), so no system font library is needed.
 
-use crate::error::{ProtocolError, Result};
+use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
+
+/// Draws one figure through the SVG and the PNG backend into `stem.svg` and `stem.png`:
+/// `svg_and_png!(stem, size, |area| draw(area, ...))`, where `draw` returns
+/// `Result<(), String>` (its message becomes the error of the file being written).
+macro_rules! svg_and_png {
+    ($stem:expr, $size:expr, |$area:ident| $draw:expr) => {{
+        $crate::plots::register_font();
+        let written = |path: std::path::PathBuf, drawn: std::result::Result<(), String>| {
+            drawn.map_err(|reason| $crate::error::ProtocolError::Write {
+                path,
+                source: reason.into(),
+            })
+        };
+        let path = $stem.with_extension("svg");
+        let $area = SVGBackend::new(&path, $size).into_drawing_area();
+        written(path.clone(), $draw)?;
+        let path = $stem.with_extension("png");
+        let $area = BitMapBackend::new(&path, $size).into_drawing_area();
+        written(path.clone(), $draw)
+    }};
+}
 
 mod curves;
 pub use curves::{MapPoint, curves_chart, embedding_map};
@@ -190,25 +211,10 @@ fn both(
     series: &[Series],
     chance: Option<f64>,
 ) -> Result<()> {
-    register_font();
     let width = (groups.len() as u32 * 110 + 200).clamp(640, 2400) + LEGEND_WIDTH;
-    let size = (width, 480);
-    // The same chart through each backend (their drawing areas have different types).
-    macro_rules! render {
-        ($backend:ident, $extension:literal) => {{
-            let path = stem.with_extension($extension);
-            let area = $backend::new(&path, size).into_drawing_area();
-            draw(area, title, y_label, groups, series, chance).map_err(|reason: String| {
-                ProtocolError::Write {
-                    path,
-                    source: reason.into(),
-                }
-            })?;
-        }};
-    }
-    render!(SVGBackend, "svg");
-    render!(BitMapBackend, "png");
-    Ok(())
+    svg_and_png!(stem, (width, 480), |area| draw(
+        area, title, y_label, groups, series, chance
+    ))
 }
 
 /// Test accuracy per method (groups) and modality (bars), with random-init accuracy of
