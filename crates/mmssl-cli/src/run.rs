@@ -157,8 +157,8 @@ const METHOD_FLAGS: &[(&str, &str)] = &[
 ];
 
 impl RunArgs {
-    /// The quick main job of `cargo run --release`: CR-XX-CC on the embedded MNIST test split
-    /// as Two-View MNIST, 2 epochs, 10 evaluation epochs, with the embedding maps.
+    /// The quick main job of `cargo run --release`: CR-XX-CC on the embedded MNIST test split as
+    /// Two-View MNIST, 2 epochs, 10 evaluation epochs, embedding maps, online evaluation.
     pub fn quick_demo() -> Self {
         RunArgs {
             out: Some(PathBuf::from("runs/demo")),
@@ -166,7 +166,7 @@ impl RunArgs {
             overwrite: true,
             epochs: Some(2),
             eval_epochs: Some(10),
-            settings: vec!["maps=true".into()],
+            settings: vec!["maps=true".into(), "online_every=1".into()],
             ..Default::default()
         }
     }

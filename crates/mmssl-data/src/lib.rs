@@ -48,6 +48,7 @@
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
+pub mod files;
 pub mod formats;
 pub mod images;
 pub mod loading;

@@ -233,7 +233,7 @@ impl Grid {
     /// Reads and checks a grid file; errors name it.
     pub fn load(path: impl AsRef<Path>, registry: &Registry) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::File {
+        let text = mmssl_data::files::read_text(path).map_err(|e| ProtocolError::File {
             path: path.to_path_buf(),
             reason: format!("cannot read it: {e}"),
         })?;

@@ -15,7 +15,20 @@ pub fn read_matrix(path: impl AsRef<Path>) -> Result<Array2<f64>> {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    // A regular file only (`/dev/zero` or a FIFO would be read without end), and no more than
+    // its size.
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail(
+            "not a regular file (a folder, a device, a FIFO or a socket)".into(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, meta.len()), &mut bytes)
+        })
+        .map_err(|e| fail(e.to_string()))?;
     // A header may claim any shape: compare it with the data before anything is allocated.
     check_claimed_size(&bytes).map_err(fail)?;
     match Array2::<f64>::read_npy(bytes.as_slice()) {

@@ -131,6 +131,38 @@ impl Retrieval {
         }))
     }
 
+    /// Retrieval between every ordered pair of `modalities` (the same items, row by row, in
+    /// one space): `(query, gallery, result)` for `0 -> 1`, `1 -> 0`, ... Fewer than two
+    /// modalities is [`SimilarityError::TooFewModalities`].
+    ///
+    /// ```
+    /// use mmssl_similarity::{Retrieval, SimilarityError};
+    /// use ndarray::array;
+    /// let a = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+    /// let b = array![[0.9, 0.1], [0.1, 0.9], [1.0, 0.8]];
+    /// let all = Retrieval::new().all_pairs(&[a.view(), b.view()]).unwrap();
+    /// assert_eq!((all[0].0, all[0].1, all[1].0, all[1].1), (0, 1, 1, 0));
+    /// let one = Retrieval::new().all_pairs(&[a.view()]).unwrap_err();
+    /// assert!(matches!(one, SimilarityError::TooFewModalities { given: 1 }));
+    /// ```
+    pub fn all_pairs(
+        &self,
+        modalities: &[ArrayView2<f64>],
+    ) -> Result<Vec<(usize, usize, RetrievalResult)>> {
+        if modalities.len() < 2 {
+            return Err(SimilarityError::TooFewModalities {
+                given: modalities.len(),
+            });
+        }
+        let mut out = Vec::new();
+        for (a, qa) in modalities.iter().enumerate() {
+            for (b, gb) in modalities.iter().enumerate().filter(|(b, _)| *b != a) {
+                out.push((a, b, self.evaluate(qa.view(), gb.view())?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Retrieves each query's match (row `i` of `gallery` for row `i` of `queries`) and
     /// summarises the ranks.
     pub fn evaluate(

@@ -6,7 +6,6 @@ use crate::{Diagnosis, Manifest, MatData};
 use flate2::read::GzDecoder;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +74,7 @@ fn dims_text(dims: &[usize]) -> String {
 /// The first `n` bytes of a file's content (decompressed when it is gzip), and whether it was
 /// compressed.
 fn peek(path: &Path, n: usize) -> Result<(Vec<u8>, bool)> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let (mut file, _) = crate::files::open_regular(path).map_err(|e| DataError::io(path, e))?;
     let mut raw = Vec::new();
     (&mut file)
         .take(2)
@@ -409,7 +408,7 @@ fn describe_nifti(path: &Path, head: &[u8], gz: bool) -> Result<Description> {
 }
 
 fn describe_manifest(path: &Path) -> Result<Description> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::files::read_bytes(path).map_err(|e| DataError::io(path, e))?;
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let m = Manifest::parse(path, &bytes, &base, false)?;
     let mut d = Description::new(path, "cohort manifest (CSV)");

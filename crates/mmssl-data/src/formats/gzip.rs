@@ -2,7 +2,6 @@
 
 use crate::error::{DataError, Result};
 use flate2::read::GzDecoder;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -12,8 +11,7 @@ pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Opens `path`, decompressing it when it starts with the gzip magic; the file's length is
 /// returned for uncompressed files (compressed ones have no length known in advance).
 pub(crate) fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let (file, len) = crate::files::open_regular(path).map_err(|e| DataError::io(path, e))?;
     let mut r = BufReader::new(file);
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut r, &mut magic).map_err(|e| DataError::io(path, e))?;

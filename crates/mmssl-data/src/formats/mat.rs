@@ -122,7 +122,7 @@ impl<'a> Cursor<'a> {
 /// Reads every numeric array of a MATLAB v5/v7 `.mat` file (other variables are skipped).
 pub fn read_mat(path: impl AsRef<Path>) -> Result<Vec<MatArray>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::files::read_bytes(path).map_err(|e| DataError::io(path, e))?;
     read_mat_bytes(path, &bytes)
 }
 

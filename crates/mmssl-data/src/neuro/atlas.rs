@@ -49,7 +49,7 @@ impl Atlas {
                 format!("an atlas holds non-negative integer labels, it has {v}"),
             ));
         }
-        let text = std::fs::read_to_string(labels).map_err(|e| DataError::io(labels, e))?;
+        let text = crate::files::read_text(labels).map_err(|e| DataError::io(labels, e))?;
         let mut names = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();

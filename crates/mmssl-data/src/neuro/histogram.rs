@@ -274,7 +274,7 @@ impl HistogramStandardizer {
     /// Reads landmarks written by [`HistogramStandardizer::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let json = crate::files::read_text(path).map_err(|e| DataError::io(path, e))?;
         HistogramStandardizer::from_json(path, &json)
     }
 }

@@ -348,7 +348,7 @@ impl ExplainReport {
     /// folder holding `explain.json` less the components of its `out` (so a run folder that
     /// was moved or copied still resolves), else its `run`.
     pub fn read(path: &Path) -> Result<ExplainReport> {
-        let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::read(path, e))?;
+        let text = mmssl_data::files::read_text(path).map_err(|e| ProtocolError::read(path, e))?;
         let mut r: ExplainReport = serde_json::from_str(&text)
             .map_err(|e| ProtocolError::file(path, format!("not an explain.json: {e}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));

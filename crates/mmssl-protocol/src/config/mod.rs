@@ -274,7 +274,7 @@ impl RunConfig {
     /// name the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::File {
+        let text = mmssl_data::files::read_text(path).map_err(|e| ProtocolError::File {
             path: path.to_path_buf(),
             reason: format!("cannot read it: {e}"),
         })?;

@@ -235,7 +235,7 @@ fn check_types(path: &Path, value: &PickleValue, at: &str) -> Result<()> {
 }
 
 fn read_safetensors(path: &Path) -> Result<StateDict> {
-    let bytes = std::fs::read(path).map_err(|e| ProtocolError::read(path, e))?;
+    let bytes = mmssl_data::files::read_bytes(path).map_err(|e| ProtocolError::read(path, e))?;
     let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
         ProtocolError::file(
             path,

@@ -478,7 +478,7 @@ pub(crate) fn sidecar(
         }
         candidates.sort();
         for (_, path) in candidates {
-            let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+            let text = crate::files::read_text(&path).map_err(|e| DataError::io(&path, e))?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| DataError::format(&path, format!("not valid JSON: {e}")))?;
             let serde_json::Value::Object(map) = value else {
@@ -519,7 +519,7 @@ impl Table {
         keys: &[&str],
         prefix: &str,
     ) -> std::result::Result<Option<Table>, TableProblem> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::files::read_bytes(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(TableProblem::Error(DataError::io(path, e))),

@@ -99,7 +99,7 @@ impl Manifest {
     /// Reads and checks a manifest (see the module docs); every referenced file must exist.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bytes = crate::files::read_bytes(path).map_err(|e| DataError::io(path, e))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         Manifest::parse(path, &bytes, &base, true)
     }

@@ -63,7 +63,7 @@ impl CohortSplit {
     /// Reads a split written by [`CohortSplit::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let json = crate::files::read_text(path).map_err(|e| DataError::io(path, e))?;
         serde_json::from_str(&json).map_err(|e| DataError::format(path, format!("bad split: {e}")))
     }
 }

@@ -177,7 +177,7 @@ impl ConfoundsTable {
     /// Reads a tab-separated table with a header row; `n/a` (and empty cells) are `NaN`. A
     /// value that is not a number, or a row of another length, is an error naming the line.
     pub fn read(path: &Path) -> Result<ConfoundsTable> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::files::read_text(path).map_err(|e| DataError::io(path, e))?;
         let mut lines = text
             .lines()
             .enumerate()
