@@ -234,14 +234,6 @@ impl RunArgs {
         c.set_all(&self.settings, None)?;
         c.output.resume |= self.resume;
         c.output.overwrite |= self.overwrite;
-        if default_out {
-            // A new folder per run: the default never lands on an earlier run.
-            c.output.dir = PathBuf::from("runs").join(format!(
-                "{}-{}",
-                mmssl_protocol::slug(&c.method.to_string()),
-                timestamp()
-            ));
-        }
         let values: [Option<String>; 8] = [
             self.mmvae_k.map(|v| v.to_string()),
             self.mmvae_estimator.clone(),
@@ -283,6 +275,17 @@ impl RunArgs {
                 ));
             }
         }
+        if default_out {
+            // A new folder per run, made at once (once the settings are known to be valid):
+            // the default never lands on an earlier run, nor on one started in the same second.
+            c.validate(&registry)?;
+            let stem = format!(
+                "{}-{}",
+                mmssl_protocol::slug(&c.method.to_string()),
+                timestamp()
+            );
+            c.output.dir = mmssl_protocol::claim_new(&PathBuf::from("runs").join(stem))?;
+        }
         Ok((c, warnings))
     }
 }
@@ -315,11 +318,7 @@ pub fn run_config(
     let dir = &config.output.dir;
     let report =
         mmssl_protocol::run_with(config, &registry, phases, &device, &mut bars).map_err(|e| {
-            crate::CliError::resumable(e, || match (phases.pretrain, phases.evaluate) {
-                (true, true) => format!("mmssl run --resume --out {}", dir.display()),
-                (true, false) => format!("mmssl pretrain --resume --out {}", dir.display()),
-                (false, _) => format!("mmssl linear-eval --run {}", dir.display()),
-            })
+            crate::CliError::resumable(e, || mmssl_protocol::continue_command(config, phases))
         })?;
     Ok((report, dir.clone()))
 }

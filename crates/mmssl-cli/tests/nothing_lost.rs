@@ -53,3 +53,180 @@ fn devices_fifos_and_folders_are_refused_as_inputs() {
         "a refused run writes nothing"
     );
 }
+
+/// Item 4: a grid cell evaluated again with other settings (`linear-eval --eval-epochs 2` where
+/// the grid says 1) is no longer taken for a finished cell of the grid: its `config.toml`
+/// records the evaluation that made its `eval.json`, and the grid names the difference.
+#[test]
+fn a_cell_evaluated_with_other_settings_is_not_mixed_into_the_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = write_file(
+        dir.path(),
+        "grid.toml",
+        "methods = [\"XX\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
+    );
+    let out = dir.path().join("exp");
+    assert_ok(&experiment(&grid, &out, &[]));
+    let cell = out.join("two-view-mnist/XX/fold0-seed0");
+    assert_ok(&on_run(
+        "linear-eval",
+        &cell,
+        &["--quiet", "--eval-epochs", "2"],
+    ));
+    assert!(read_text(cell.join("config.toml")).contains("epochs = 2"));
+    let o = experiment(&grid, &out, &[]);
+    assert_fails(&o, &["fold0-seed0", "evaluation.epochs"]);
+    // Asked to, the grid runs the cell again with its own settings.
+    assert_ok(&experiment(&grid, &out, &["--rerun-changed"]));
+    let saved = read_text(cell.join("config.toml"));
+    assert!(
+        saved.contains("epochs = 1") && !saved.contains("epochs = 2"),
+        "{saved}"
+    );
+}
+
+/// Item 5: `pretrain --resume` with other evaluation settings leaves `config.toml` describing
+/// the `eval.json` beside it, and says how to evaluate with the new settings.
+#[test]
+fn config_toml_keeps_describing_the_evaluation_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    assert_ok(&tiny("run", &run, &["--quiet"]));
+    let o = mmssl(&[
+        "pretrain",
+        "--resume",
+        "--out",
+        arg(&run),
+        "--eval-epochs",
+        "5",
+        "--quiet",
+    ]);
+    assert_ok(&o);
+    let saved = read_text(run.join("config.toml"));
+    assert!(
+        saved.contains("epochs = 1") && !saved.contains("epochs = 5"),
+        "{saved}"
+    );
+    let err = stderr(&o);
+    assert_contains_all(
+        &err,
+        &["holds results made with", "--set evaluation.epochs=5"],
+    );
+    // Evaluating with the new settings records them.
+    assert_ok(&on_run(
+        "linear-eval",
+        &run,
+        &["--quiet", "--eval-epochs", "3"],
+    ));
+    assert!(read_text(run.join("config.toml")).contains("epochs = 3"));
+}
+
+/// Item 6: a `linear-eval` stopped by SIGTERM prints the command that repeats it, its
+/// evaluation settings included (before: `mmssl linear-eval --run R`, which evaluated with the
+/// run's own settings).
+#[cfg(unix)]
+#[test]
+fn an_interrupted_evaluation_prints_the_command_that_repeats_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    assert_ok(&tiny("pretrain", &run, &["--quiet"]));
+    let mut child = command()
+        .args(["linear-eval", "--run", arg(&run), "--eval-epochs", "400"])
+        .args(["--set", "knn_k=3"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Once the evaluation of the first modality has begun, stop it.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("linear evaluation") {
+            break;
+        }
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{rest:?}");
+    let next = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("to continue: "))
+        .unwrap_or_else(|| panic!("no continuation in {rest:?}"));
+    assert_eq!(
+        next,
+        format!(
+            "mmssl linear-eval --run {} --set evaluation.epochs=400 --set evaluation.knn_k=3",
+            run.display()
+        )
+    );
+}
+
+/// Item 10: a run that fails while setting up (here a batch larger than the training set)
+/// leaves a folder that a plain rerun takes over (before: refused, "resume it", while
+/// `--resume` was refused too).
+#[test]
+fn a_run_that_never_trained_does_not_block_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    let o = mmssl(&[
+        "run",
+        "--train-limit",
+        "16",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        arg(&run),
+    ]);
+    assert_fails(&o, &["16"]);
+    assert!(
+        run.join("config.toml").exists(),
+        "the failed run left its record"
+    );
+    assert_ok(&tiny("run", &run, &["--quiet"]));
+    assert!(run.join("eval.json").exists());
+    // A folder that did train is still refused without --resume or --overwrite.
+    let o = tiny("run", &run, &["--quiet"]);
+    assert_fails(&o, &["--resume", "--overwrite"]);
+}
+
+/// Item 13: two runs started at the same moment without `--out` get two folders (before, the
+/// second was refused: `runs/CR-<time> is locked`).
+#[test]
+fn runs_started_together_without_out_get_their_own_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut args = vec!["run", "--quiet"];
+        args.extend(TINY);
+        command()
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut folders: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    for f in &folders {
+        assert!(
+            dir.path().join("runs").join(f).join("eval.json").exists(),
+            "{f}"
+        );
+    }
+}

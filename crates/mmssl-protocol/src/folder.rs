@@ -25,6 +25,17 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "explain",
 ];
 
+/// What shows that a folder's run got somewhere: a committed checkpoint or a result. A folder
+/// whose run files include none of these is the leftover of a run that failed while setting
+/// up (before its first checkpoint): a new run takes it over without `overwrite`.
+pub const RUN_RESULTS: &[&str] = &[
+    "checkpoints/state.json",
+    "eval.json",
+    "similarity.json",
+    "lcca.json",
+    "explain",
+];
+
 /// An exclusive lock on a folder, held until dropped (and released by the system when the
 /// process ends, however it ends, so a dead process leaves no stale lock).
 #[derive(Debug)]
@@ -119,8 +130,10 @@ pub fn entries(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether `dir` can take a new run, without touching it: empty (but for its lock) or
-/// missing, or holding an earlier run's files only when `overwrite`; returns the entries
-/// [`prepare_fresh`] would remove. A refusal ([`ProtocolError::NotEmpty`]) writes nothing.
+/// missing; holding only the files of a run that never trained (none of [`RUN_RESULTS`]: it
+/// failed while setting up); or holding an earlier run's files when `overwrite`. Returns the
+/// entries [`prepare_fresh`] would remove. A refusal ([`ProtocolError::NotEmpty`]) writes
+/// nothing.
 pub fn check_fresh(dir: &Path, overwrite: bool) -> Result<Vec<String>> {
     let found = entries(dir)?;
     if found.is_empty() {
@@ -129,7 +142,8 @@ pub fn check_fresh(dir: &Path, overwrite: bool) -> Result<Vec<String>> {
     let foreign = found
         .iter()
         .any(|n| !RUN_ARTIFACTS.contains(&n.as_str()) && !n.ends_with(".tmp"));
-    if !overwrite || foreign {
+    let never_trained = RUN_RESULTS.iter().all(|r| !dir.join(r).exists());
+    if foreign || !(overwrite || never_trained) {
         return Err(ProtocolError::NotEmpty {
             dir: dir.to_path_buf(),
             entries: found,
@@ -154,6 +168,31 @@ pub fn prepare_fresh(dir: &Path, overwrite: bool) -> Result<()> {
         removed.map_err(|e| ProtocolError::write(&path, e))?;
     }
     Ok(())
+}
+
+/// Makes a new, empty folder `base`, or `base-2`, `base-3`, ... when that name is taken, and
+/// returns it. The folder is created atomically, so two processes asking for the same `base`
+/// at the same moment (two runs started in the same second) get two folders.
+pub fn claim_new(base: &Path) -> Result<PathBuf> {
+    if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| ProtocolError::write(parent, e))?;
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    for k in 1usize.. {
+        let candidate = match k {
+            1 => base.to_path_buf(),
+            _ => base.with_file_name(format!("{name}-{k}")),
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ProtocolError::write(&candidate, e)),
+        }
+    }
+    unreachable!("a free name is found before usize runs out")
 }
 
 /// A sibling name for a folder moved aside: `NAME.replaced-<unix seconds>[-k]`.
@@ -213,6 +252,47 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claimed_folders_are_new_even_when_claimed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("runs").join("XX-20261207-000000");
+        let first = claim_new(&base).unwrap();
+        assert_eq!(first, base);
+        assert_eq!(
+            claim_new(&base).unwrap(),
+            dir.path().join("runs/XX-20261207-000000-2")
+        );
+        let claimed: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| claim_new(&base).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = claimed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 4, "{claimed:?}");
+    }
+
+    #[test]
+    fn a_folder_whose_run_never_trained_takes_a_new_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("config.toml"), "").unwrap();
+        std::fs::write(run.join("run.json"), "{}").unwrap();
+        assert_eq!(check_fresh(&run, false).unwrap().len(), 3);
+        prepare_fresh(&run, false).unwrap();
+        assert!(entries(&run).unwrap().is_empty());
+        // A committed checkpoint (or a result) is a run that trained: refused.
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("checkpoints/state.json"), "{}").unwrap();
+        assert!(matches!(
+            check_fresh(&run, false),
+            Err(ProtocolError::NotEmpty { .. })
+        ));
+    }
 
     #[test]
     fn a_failed_write_keeps_its_io_error_as_the_source() {

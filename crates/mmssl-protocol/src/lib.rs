@@ -78,7 +78,8 @@ pub use explain::{
     AtlasSetting, ExplainConfig, ExplainReport, ExplainSet, ExplainTarget, explain, explain_with,
 };
 pub use folder::{
-    FolderLock, LOCK_FILE, RUN_ARTIFACTS, check_fresh, prepare_fresh, utc_stamp, write_atomic,
+    FolderLock, LOCK_FILE, RUN_ARTIFACTS, RUN_RESULTS, check_fresh, claim_new, prepare_fresh,
+    utc_stamp, write_atomic,
 };
 pub use grid::{Cell, Grid, GridOptions, slug};
 // The method-building interface (from `mmssl-train`): a `MethodFactory` registered under a
@@ -88,7 +89,7 @@ pub use mmssl_train::{BuildSetup, Method, MethodFactory, MethodOption, MethodOpt
 pub use online::OnlineEvaluation;
 pub use registry::{Registry, ResolvedMethod};
 pub use report::{KnnEval, MapRecord, RetrievalEval, RetrievalSpace};
-pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, run, run_with};
+pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, continue_command, run, run_with};
 pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
 pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid_status};

@@ -64,6 +64,38 @@ impl RunConfig {
         Ok(section)
     }
 
+    /// The settings of `sections` whose value here differs from `other`'s, as `(key, value)`
+    /// in the form [`RunConfig::set`] takes (`("evaluation.epochs", "3")`), in key order. The
+    /// evaluation epochs are compared resolved (absent = the dataset's default).
+    pub fn settings_differing(
+        &self,
+        other: &RunConfig,
+        sections: &[&str],
+    ) -> Vec<(String, String)> {
+        let resolved = |c: &RunConfig| {
+            let mut c = c.clone();
+            c.evaluation.epochs = Some(c.evaluation.epochs_for(c.data.dataset));
+            toml::Table::try_from(c).unwrap_or_default()
+        };
+        let (mine, theirs) = (resolved(self), resolved(other));
+        let mut out = Vec::new();
+        for section in sections {
+            let table = |t: &toml::Table| t.get(*section).and_then(|v| v.as_table()).cloned();
+            let (Some(a), b) = (table(&mine), table(&theirs).unwrap_or_default()) else {
+                continue;
+            };
+            for (field, value) in a {
+                if b.get(&field) != Some(&value) {
+                    out.push((
+                        format!("{section}.{field}"),
+                        super::flat::scalar_text(&value),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Applies `KEY=VALUE` settings in order ([`RunConfig::set`], the `--set` flags); with
     /// `sections`, a key of another section is refused. All or nothing: on an error the
     /// configuration is unchanged.

@@ -105,7 +105,26 @@ pub fn run_with(
             "train": train_config,
             "linear_eval": eval_config,
         });
-        write_run_record(config, device, details)?;
+        // Results already beside the checkpoints keep the settings that made them in
+        // config.toml; an evaluation or analysis run now records its own when it writes them.
+        let mut record = config.clone();
+        if let Some(earlier) = results_config(out) {
+            if !phases.evaluate
+                && !config
+                    .settings_differing(&earlier, &["evaluation", "analysis"])
+                    .is_empty()
+            {
+                observer.warning(&format!(
+                    "{} holds results made with the evaluation and analysis settings of its \
+                     config.toml, which stay there; to evaluate with the new ones: {}",
+                    out.display(),
+                    continue_command(config, Phases::EVALUATE)
+                ));
+            }
+            record.evaluation = earlier.evaluation;
+            record.analysis = earlier.analysis;
+        }
+        write_run_record(&record, device, details)?;
     }
     for w in method.warnings(&train_config) {
         observer.warning(&w);
@@ -176,10 +195,72 @@ pub fn run_with(
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     if phases.evaluate {
         write_atomic(&out.join("eval.json"), &json)?;
+        let sections: &[&str] = match phases.analyze {
+            true => &["evaluation", "analysis"],
+            false => &["evaluation"],
+        };
+        record_sections(config, sections)?;
     } else if phases.analyze {
         write_atomic(&out.join("similarity.json"), &json)?;
+        record_sections(config, &["analysis"])?;
     }
     Ok(report)
+}
+
+/// The `mmssl` command that continues a run of `config` stopped during `phases` (SIGTERM,
+/// Ctrl-C): `mmssl run --resume --out DIR` or `mmssl pretrain --resume --out DIR` (a resumed
+/// run takes its settings from the folder's `config.toml`), or the phase's own command with
+/// `--backend` and every evaluation and analysis setting that differs from the folder's
+/// `config.toml` as `--set KEY=VALUE`, so that it repeats what was interrupted.
+pub fn continue_command(config: &RunConfig, phases: Phases) -> String {
+    let dir = config.output.dir.display();
+    match (phases.pretrain, phases.evaluate) {
+        (true, true) => format!("mmssl run --resume --out {dir}"),
+        (true, false) => format!("mmssl pretrain --resume --out {dir}"),
+        (false, evaluate) => {
+            let command = if evaluate { "linear-eval" } else { "analyze" };
+            let mut s = format!("mmssl {command} --run {dir}");
+            if let Ok(saved) = load_run_config(&config.output.dir) {
+                if saved.backend != config.backend {
+                    s += &format!(" --backend {}", config.backend.name());
+                }
+                for (key, value) in config.settings_differing(&saved, &["evaluation", "analysis"]) {
+                    let plain = value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+                    match plain {
+                        true => s += &format!(" --set {key}={value}"),
+                        false => s += &format!(" --set '{key}={}'", value.replace('\'', "'\\''")),
+                    }
+                }
+            }
+            s
+        }
+    }
+}
+
+/// Saves into the folder's `config.toml` the `sections` (`evaluation`, `analysis`) of
+/// `config` that produced the results just written, so that `config.toml` describes every file
+/// beside it (and a grid sees a cell evaluated with other settings).
+fn record_sections(config: &RunConfig, sections: &[&str]) -> Result<()> {
+    let out = &config.output.dir;
+    let Ok(mut saved) = load_run_config(out) else {
+        return Ok(());
+    };
+    let before = saved.clone();
+    for section in sections {
+        match *section {
+            "evaluation" => {
+                saved.evaluation = config.evaluation.clone();
+                saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
+            }
+            _ => saved.analysis = config.analysis.clone(),
+        }
+    }
+    match saved == before {
+        true => Ok(()),
+        false => saved.save(out.join("config.toml")),
+    }
 }
 
 /// Runs `f` with the method of the run configured by `config` (a run folder's saved
@@ -212,6 +293,15 @@ fn analyse(
     b: &ndarray::Array2<f64>,
 ) -> std::result::Result<SimilarityReport, String> {
     sim.report(a.view(), b.view()).map_err(|e| e.to_string())
+}
+
+/// The configuration saved in `dir` when results (`eval.json`, `similarity.json`) are there.
+fn results_config(dir: &Path) -> Option<RunConfig> {
+    ["eval.json", "similarity.json"]
+        .iter()
+        .any(|f| dir.join(f).exists())
+        .then(|| load_run_config(dir).ok())
+        .flatten()
 }
 
 /// The similarity and the maps an earlier `eval.json` or `similarity.json` of `dir` holds.

@@ -61,3 +61,25 @@ fn collapsed_representations_leave_the_similarity_out_with_the_reason() {
             .contains("zero variance")
     );
 }
+
+#[test]
+fn floats_read_back_from_json_bit_for_bit() {
+    // Issue 35 item 12: a loss written to metrics.jsonl / state.json and read back on resume
+    // came back one unit in the last place off (7.6897913932800295 as 7.689791393280029).
+    for x in [
+        7.6897913932800295_f64,
+        0.1 + 0.2,
+        1.0 / 3.0,
+        2.5e-308,
+        123456.78901234567,
+    ] {
+        let text = serde_json::to_string(&x).unwrap();
+        let back: f64 = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_bits(), x.to_bits(), "{text}");
+    }
+    let v: serde_json::Value = serde_json::from_str("{\"loss\": 7.6897913932800295}").unwrap();
+    assert_eq!(
+        v["loss"].as_f64().unwrap().to_bits(),
+        7.6897913932800295_f64.to_bits()
+    );
+}
