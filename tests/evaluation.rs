@@ -9,17 +9,11 @@ use mmssl::protocol::{
 };
 use std::path::Path;
 
-/// A tiny run on the embedded MNIST test split: 256 training pairs, one epoch.
+mod common;
+
+/// A tiny run of CR-XX-CC (16-wide `z`) into `out` ([`common::tiny`]).
 fn tiny(out: &Path) -> RunConfig {
-    let mut c = RunConfig::default();
-    c.method = "CR-XX-CC;latent_dim=16".parse().unwrap();
-    c.data.train_limit = Some(256);
-    c.training.epochs = 1;
-    c.training.batch_size = 32;
-    c.training.workers = 0;
-    c.evaluation.epochs = Some(2);
-    c.output.dir = out.to_path_buf();
-    c
+    common::tiny("CR-XX-CC;latent_dim=16", out)
 }
 
 /// Every file under `dir`, by relative path, with its bytes.

@@ -15,18 +15,8 @@ use mmssl::train::{ContrastiveConfig, ContrastiveModel};
 use rand::rngs::StdRng;
 use std::path::Path;
 
-/// A tiny run on the embedded MNIST test split: 256 training pairs, one epoch.
-fn tiny(method: &str, out: &Path) -> RunConfig {
-    let mut c = RunConfig::default();
-    c.method = method.parse().unwrap();
-    c.data.train_limit = Some(256);
-    c.training.epochs = 1;
-    c.training.batch_size = 32;
-    c.training.workers = 0;
-    c.evaluation.epochs = Some(2);
-    c.output.dir = out.to_path_buf();
-    c
-}
+mod common;
+use common::tiny;
 
 fn read(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -230,3 +230,66 @@ fn runs_started_together_without_out_get_their_own_folders() {
         );
     }
 }
+
+/// Item 1: a grid never replaces or mixes with files it did not write: the user's own
+/// `results.csv` in `--out` (before: truncated to 0 bytes by `--aggregate-only`, exit 0), or a
+/// folder holding a single run, is refused before anything is written.
+#[test]
+fn a_grid_never_replaces_or_mixes_with_files_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = write_file(
+        dir.path(),
+        "grid.toml",
+        "methods = [\"XX\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
+    );
+    let out = dir.path().join("mine");
+    std::fs::create_dir(&out).unwrap();
+    let own = write_file(&out, "results.csv", "patient,score\n1,0.5\n");
+    write_file(&out, "results.md", "# my notes\n");
+    let o = experiment(&grid, &out, &["--aggregate-only"]);
+    assert_fails(
+        &o,
+        &["not an experiment folder", "results.csv", "results.md"],
+    );
+    assert_eq!(read_text(&own), "patient,score\n1,0.5\n");
+    assert!(!out.join("cells.json").exists(), "nothing written");
+    let run = dir.path().join("run");
+    assert_ok(&tiny("run", &run, &["--quiet"]));
+    let o = experiment(&grid, &run, &[]);
+    assert_fails(&o, &["config.toml", "eval.json"]);
+    assert!(!run.join("cells.json").exists() && !run.join("two-view-mnist").exists());
+    // An experiment folder of mmssl is aggregated again as before.
+    let exp = dir.path().join("exp");
+    assert_ok(&experiment(&grid, &exp, &[]));
+    assert_ok(&experiment(&grid, &exp, &["--aggregate-only"]));
+    assert!(read_text(exp.join("results.csv")).starts_with("dataset,method"));
+}
+
+/// Item 2: `data synth-cohort` never writes over the user's own files (before: their
+/// `manifest.csv` was silently replaced); over a cohort it wrote itself it may.
+#[test]
+fn a_synthetic_cohort_is_never_written_over_the_users_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    std::fs::create_dir(&out).unwrap();
+    let own = write_file(
+        &out,
+        "manifest.csv",
+        "subject,session,t1,falff,label\nA,1,a.nii,b.nii,HC\n",
+    );
+    let o = synth(&out, &["--subjects", "12"]);
+    assert_fails(
+        &o,
+        &[
+            "study",
+            "manifest.csv",
+            "synth-cohort.json",
+            "empty or new folder",
+        ],
+    );
+    assert!(read_text(&own).contains("A,1,a.nii"));
+    let cohort = dir.path().join("cohort");
+    synth_cohort(&cohort, &[]);
+    assert!(cohort.join("synth-cohort.json").exists());
+    synth_cohort(&cohort, &["--seed", "4"]);
+}

@@ -23,6 +23,24 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// An output folder holding files mmssl cannot prove it wrote (it keeps no record of
+    /// them there), which writing would replace or mix with.
+    #[error(
+        "{} holds files mmssl did not write as {what} ({}; there is no {record}): writing here \
+         would replace or mix with them; give --out an empty or new folder",
+        dir.display(),
+        entries.join(", ")
+    )]
+    ForeignFiles {
+        /// The folder.
+        dir: PathBuf,
+        /// What would have been written (`a synthetic cohort`).
+        what: &'static str,
+        /// The record that marks a folder mmssl wrote.
+        record: &'static str,
+        /// What the folder holds.
+        entries: Vec<String>,
+    },
     /// A download failed (connection, status code such as 404, broken transfer); nothing was
     /// left at `file`.
     #[error("cannot download {file} from {url}: {message}")]

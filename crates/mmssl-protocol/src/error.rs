@@ -123,6 +123,20 @@ pub enum ProtocolError {
         /// Whether some of it is not a run's (never removed).
         foreign: bool,
     },
+    /// A grid into a folder that is not an experiment folder of mmssl (it has no grid record,
+    /// `cells.json`) but holds files a grid would replace or mix with its own.
+    #[error(
+        "{} is not an experiment folder of mmssl (it has no cells.json) and holds {}: a grid \
+         would replace them or mix its results with them; give --out an empty or new folder",
+        dir.display(),
+        files.join(", ")
+    )]
+    NotAnExperiment {
+        /// The folder.
+        dir: PathBuf,
+        /// The files a grid would replace or mix with.
+        files: Vec<String>,
+    },
     /// `explain` into a folder holding an earlier explanation, without `overwrite`.
     #[error(
         "{} is not empty: it holds an earlier explanation (explain.json); pass --overwrite to \

@@ -25,16 +25,17 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "explain",
 ];
 
-/// What shows that a folder's run got somewhere: a committed checkpoint or a result. A folder
-/// whose run files include none of these is the leftover of a run that failed while setting
-/// up (before its first checkpoint): a new run takes it over without `overwrite`.
-pub const RUN_RESULTS: &[&str] = &[
-    "checkpoints/state.json",
-    "eval.json",
-    "similarity.json",
-    "lcca.json",
-    "explain",
-];
+/// What shows that a folder's run got somewhere, beside any file in `checkpoints/` (weights,
+/// trained or imported): a result. A folder whose run files include none of these is the
+/// leftover of a run that failed while setting up (before its first checkpoint): a new run
+/// takes it over without `overwrite`.
+pub const RUN_RESULTS: &[&str] = &["eval.json", "similarity.json", "lcca.json", "explain"];
+
+/// Whether the run in `dir` got somewhere: a file in `checkpoints/` or one of [`RUN_RESULTS`].
+fn got_somewhere(dir: &Path) -> bool {
+    let weights = std::fs::read_dir(dir.join("checkpoints")).is_ok_and(|mut d| d.next().is_some());
+    weights || RUN_RESULTS.iter().any(|r| dir.join(r).exists())
+}
 
 /// An exclusive lock on a folder, held until dropped (and released by the system when the
 /// process ends, however it ends, so a dead process leaves no stale lock).
@@ -130,8 +131,9 @@ pub fn entries(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether `dir` can take a new run, without touching it: empty (but for its lock) or
-/// missing; holding only the files of a run that never trained (none of [`RUN_RESULTS`]: it
-/// failed while setting up); or holding an earlier run's files when `overwrite`. Returns the
+/// missing; holding only the files of a run that never trained (no checkpoint file and none of
+/// [`RUN_RESULTS`]: it failed while setting up); or holding an earlier run's files when
+/// `overwrite`. Returns the
 /// entries [`prepare_fresh`] would remove. A refusal ([`ProtocolError::NotEmpty`]) writes
 /// nothing.
 pub fn check_fresh(dir: &Path, overwrite: bool) -> Result<Vec<String>> {
@@ -142,8 +144,7 @@ pub fn check_fresh(dir: &Path, overwrite: bool) -> Result<Vec<String>> {
     let foreign = found
         .iter()
         .any(|n| !RUN_ARTIFACTS.contains(&n.as_str()) && !n.ends_with(".tmp"));
-    let never_trained = RUN_RESULTS.iter().all(|r| !dir.join(r).exists());
-    if foreign || !(overwrite || never_trained) {
+    if foreign || (!overwrite && got_somewhere(dir)) {
         return Err(ProtocolError::NotEmpty {
             dir: dir.to_path_buf(),
             entries: found,
@@ -285,13 +286,19 @@ mod tests {
         assert_eq!(check_fresh(&run, false).unwrap().len(), 3);
         prepare_fresh(&run, false).unwrap();
         assert!(entries(&run).unwrap().is_empty());
-        // A committed checkpoint (or a result) is a run that trained: refused.
-        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
-        std::fs::write(run.join("checkpoints/state.json"), "{}").unwrap();
-        assert!(matches!(
-            check_fresh(&run, false),
-            Err(ProtocolError::NotEmpty { .. })
-        ));
+        // Weights (trained or imported) or a result: a run that got somewhere, refused.
+        for got in ["checkpoints/best.bpk", "eval.json"] {
+            std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+            std::fs::write(run.join(got), "{}").unwrap();
+            assert!(
+                matches!(
+                    check_fresh(&run, false),
+                    Err(ProtocolError::NotEmpty { .. })
+                ),
+                "{got}"
+            );
+            std::fs::remove_file(run.join(got)).unwrap();
+        }
     }
 
     #[test]

@@ -404,6 +404,7 @@ impl Grid {
         observer: &mut dyn Observer,
     ) -> Result<Vec<Cell>> {
         let cells = self.cells(out);
+        check_experiment_folder(out)?;
         record_cells(out, &cells)?;
         // Folders made with other settings, found before anything runs.
         let mut conflicts = Vec::new();
@@ -517,6 +518,35 @@ fn cell_record(index: usize, cell: &Cell) -> CellRecord {
         seed: cell.seed,
         dir: std::path::absolute(&cell.config.output.dir)
             .unwrap_or_else(|_| cell.config.output.dir.clone()),
+    }
+}
+
+/// An experiment folder holds what grids write only: one without a grid's record
+/// (`cells.json`) that holds files an aggregation writes (`results.csv`, `results.md`, the
+/// figures) or a single run's files is refused before anything is written, naming them.
+fn check_experiment_folder(out: &Path) -> Result<()> {
+    if out.join(CELLS_FILE).exists() {
+        return Ok(());
+    }
+    let files: Vec<String> = crate::folder::entries(out)?
+        .into_iter()
+        .filter(|n| {
+            let figure = (n.ends_with(".svg") || n.ends_with(".png"))
+                && ["accuracy_", "similarity_", "neighbours_"]
+                    .iter()
+                    .any(|p| n.starts_with(p));
+            figure
+                || n == "results.csv"
+                || n == "results.md"
+                || crate::folder::RUN_ARTIFACTS.contains(&n.as_str())
+        })
+        .collect();
+    match files.is_empty() {
+        true => Ok(()),
+        false => Err(ProtocolError::NotAnExperiment {
+            dir: out.to_path_buf(),
+            files,
+        }),
     }
 }
 

@@ -251,12 +251,42 @@ fn p99(data: &[f32]) -> f64 {
     *x as f64
 }
 
-/// Writes a synthetic cohort into `out_dir` (created if needed): per session
+/// The record a synthetic cohort's folder keeps (the settings that wrote it): a folder that
+/// holds anything else but no such record is never written into.
+pub const SYNTH_RECORD: &str = "synth-cohort.json";
+
+/// Refuses an output folder that holds files but no [`SYNTH_RECORD`] (the user's own files,
+/// or another tool's, that a cohort would replace or mix with); missing or empty is fine.
+fn check_cohort_folder(out: &Path) -> Result<()> {
+    let entries: Vec<String> = match std::fs::read_dir(out) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DataError::io(out, e)),
+    };
+    if entries.is_empty() || entries.iter().any(|n| n == SYNTH_RECORD) {
+        return Ok(());
+    }
+    let mut entries = entries;
+    entries.sort();
+    Err(DataError::ForeignFiles {
+        dir: out.to_path_buf(),
+        what: "a synthetic cohort",
+        record: SYNTH_RECORD,
+        entries,
+    })
+}
+
+/// Writes a synthetic cohort into `out_dir` (created if needed; a folder holding other files
+/// than an earlier synthetic cohort's is refused, [`SYNTH_RECORD`]): per session
 /// `sub-XXXX/ses-YY_T1w.nii.gz` and `sub-XXXX/ses-YY_falff.nii.gz`, and `manifest.csv` with
 /// columns `subject, session, t1, falff, label, age, sex` (paths relative to the manifest).
 pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<SynthReport> {
     config.validate()?;
     let out_dir = out_dir.as_ref();
+    check_cohort_folder(out_dir)?;
     let t1 = read_nifti(&config.template_t1)?;
     if t1.frames() != 1 {
         return Err(DataError::format(
@@ -463,6 +493,9 @@ pub fn synth_cohort(config: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<S
         .into_inner()
         .map_err(|e| DataError::format(&manifest, e.to_string()))?;
     std::fs::write(&manifest, bytes).map_err(|e| DataError::io(&manifest, e))?;
+    let record = out_dir.join(SYNTH_RECORD);
+    let text = serde_json::to_string_pretty(config).unwrap_or_default();
+    std::fs::write(&record, text).map_err(|e| DataError::write(&record, e))?;
     Ok(SynthReport {
         manifest,
         subjects: config.subjects,

@@ -1,7 +1,7 @@
 //! The figures of one run: the embedding maps of its test representations and the curves of
 //! its online evaluation.
 
-use super::LEGEND_WIDTH;
+use super::{COLOURS, LEGEND_WIDTH};
 use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -19,20 +19,6 @@ pub struct MapPoint {
     /// Modality (marker: circle, triangle, cross).
     pub modality: usize,
 }
-
-/// The ten colours of the classes (matplotlib's `tab10`); more classes cycle.
-const CLASS_COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
 
 /// Draws a modality's marker (circle, triangle, cross) at `at` on `area` (pixel coordinates,
 /// for the legend).
@@ -82,7 +68,7 @@ fn draw_map<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
-    let colour = |p: &MapPoint| CLASS_COLOURS[p.class % CLASS_COLOURS.len()].mix(0.8);
+    let colour = |p: &MapPoint| COLOURS[p.class % COLOURS.len()].mix(0.8);
     let of = |m: usize| points.iter().filter(move |p| (p.modality.min(2)) == m);
     chart
         .draw_series(of(0).map(|p| Circle::new((p.x, p.y), 3, colour(p).filled())))
@@ -101,7 +87,7 @@ fn draw_map<DB: DrawingBackend>(
         if !present(|p| p.class, c) {
             continue;
         }
-        let colour = CLASS_COLOURS[c % CLASS_COLOURS.len()];
+        let colour = COLOURS[c % COLOURS.len()];
         legend
             .draw(&Rectangle::new([(8, y - 6), (22, y + 6)], colour.filled()))
             .map_err(err)?;
@@ -180,7 +166,7 @@ fn draw_curves<DB: DrawingBackend>(
         .map_err(err)?;
     let text = ("sans-serif", 14).into_font().color(&BLACK);
     for (i, (name, points)) in series.iter().enumerate() {
-        let colour = CLASS_COLOURS[i % CLASS_COLOURS.len()];
+        let colour = COLOURS[i % COLOURS.len()];
         chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),

@@ -77,13 +77,18 @@ pub struct Summary {
 /// One series of a grouped bar chart: its name and a (mean, std) per group.
 type Series = (String, Vec<Option<(f64, f64)>>);
 
-const COLOURS: [RGBColor; 6] = [
+/// The colours of series and classes (matplotlib's `tab10`); more cycle.
+pub(crate) const COLOURS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// Width of the legend column right of the plot.
