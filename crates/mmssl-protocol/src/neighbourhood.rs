@@ -84,30 +84,31 @@ pub fn knn_evals(
         .map(Some)
 }
 
-/// Retrieval from modality `a` to `b` of one model, in one space; `Err` holds why it is not
-/// defined (widths differ, too few items, constant features).
-fn retrieve(
+/// Retrieval between modalities `a` and `b` of one model in one space, both directions
+/// (`a -> b`, `b -> a`): the canonical subspace is fitted once for the pair. `Err` holds why it
+/// is not defined (widths differ, too few items, constant features).
+fn retrieve_pair(
     m: &ModelFeatures,
-    a: usize,
-    b: usize,
+    (a, b): (usize, usize),
     space: RetrievalSpace,
     dims: usize,
-) -> std::result::Result<RetrievalResult, String> {
-    let (qa, gb) = (to_matrix(&m.test[a]), to_matrix(&m.test[b]));
-    let r = Retrieval::new();
-    match space {
-        RetrievalSpace::Z => r.evaluate(qa.view(), gb.view()),
-        RetrievalSpace::Canonical => {
-            let (ta, tb) = (to_matrix(&m.train[a]), to_matrix(&m.train[b]));
-            CanonicalProjection::fit(ta.view(), tb.view(), dims, LinalgBackend::default()).and_then(
-                |p| {
-                    let (pa, pb) = (p.project_a(qa.view())?, p.project_b(gb.view())?);
-                    r.evaluate(pa.view(), pb.view())
-                },
-            )
-        }
+) -> std::result::Result<[RetrievalResult; 2], String> {
+    let (mut qa, mut qb) = (to_matrix(&m.test[a]), to_matrix(&m.test[b]));
+    if space == RetrievalSpace::Canonical {
+        let (ta, tb) = (to_matrix(&m.train[a]), to_matrix(&m.train[b]));
+        let p = CanonicalProjection::fit(ta.view(), tb.view(), dims, LinalgBackend::default())
+            .map_err(|e| e.to_string())?;
+        qa = p.project_a(qa.view()).map_err(|e| e.to_string())?;
+        qb = p.project_b(qb.view()).map_err(|e| e.to_string())?;
     }
-    .map_err(|e| e.to_string())
+    let r = Retrieval::new();
+    let forward = r
+        .evaluate(qa.view(), qb.view())
+        .map_err(|e| e.to_string())?;
+    let backward = r
+        .evaluate(qb.view(), qa.view())
+        .map_err(|e| e.to_string())?;
+    Ok([forward, backward])
 }
 
 /// Cross-modal retrieval for every ordered pair of modalities, in `z` and in the canonical
@@ -131,25 +132,37 @@ pub fn retrieval_evals(
         ));
         return (out, notes);
     }
+    let dims = settings.retrieval_cca_dims;
     for a in 0..n {
-        for b in (0..n).filter(|&b| b != a) {
+        for b in a + 1..n {
             for space in [RetrievalSpace::Z, RetrievalSpace::Canonical] {
-                let dims = settings.retrieval_cca_dims;
-                match retrieve(pretrained, a, b, space, dims) {
-                    Ok(p) => out.push(RetrievalEval {
-                        query: a,
-                        gallery: b,
-                        space,
-                        pretrained: p,
-                        random_init: random.and_then(|r| retrieve(r, a, b, space, dims).ok()),
-                    }),
-                    Err(e) => notes.push(format!(
-                        "retrieval {a} -> {b} in the {} space not computed: {e}",
-                        match space {
-                            RetrievalSpace::Z => "z",
-                            RetrievalSpace::Canonical => "canonical",
+                let reference = random.and_then(|r| retrieve_pair(r, (a, b), space, dims).ok());
+                let directions = [(a, b), (b, a)];
+                match retrieve_pair(pretrained, (a, b), space, dims) {
+                    Ok(results) => {
+                        for (k, ((query, gallery), pretrained)) in
+                            directions.into_iter().zip(results).enumerate()
+                        {
+                            out.push(RetrievalEval {
+                                query,
+                                gallery,
+                                space,
+                                pretrained,
+                                random_init: reference.as_ref().map(|r| r[k].clone()),
+                            });
                         }
-                    )),
+                    }
+                    Err(e) => {
+                        for (query, gallery) in directions {
+                            notes.push(format!(
+                                "retrieval {query} -> {gallery} in the {} space not computed: {e}",
+                                match space {
+                                    RetrievalSpace::Z => "z",
+                                    RetrievalSpace::Canonical => "canonical",
+                                }
+                            ));
+                        }
+                    }
                 }
             }
         }

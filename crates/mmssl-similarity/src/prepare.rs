@@ -8,18 +8,8 @@ use ndarray::{Array2, ArrayView2, Axis};
 /// A matrix whose centred Frobenius norm is below `n * eps` times its raw norm (every column
 /// constant up to rounding) is rejected as [`SimilarityError::ZeroVariance`].
 pub(crate) fn centred(matrix: &'static str, a: ArrayView2<f64>) -> Result<Array2<f64>> {
-    let (n, d) = a.dim();
-    if d == 0 {
-        return Err(SimilarityError::NoFeatures { matrix });
-    }
-    if let Some(((row, col), &value)) = a.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(SimilarityError::NonFinite {
-            matrix,
-            row,
-            col,
-            value,
-        });
-    }
+    let n = a.nrows();
+    crate::neighbours::check_finite(matrix, a)?;
     let mean = a
         .mean_axis(Axis(0))
         .expect("n >= 1 was checked by the caller");
