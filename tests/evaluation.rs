@@ -100,6 +100,83 @@ fn online_evaluation_leaves_pretraining_bit_identical() {
     }
     assert!(online.join("online.png").exists() && online.join("online.svg").exists());
     assert!(!plain.join("online.png").exists());
+    // The reference point: the same evaluation of the model before its first step. The
+    // untrained encoder retrieves its pairs worse than after two epochs.
+    assert!(!plain.join("online_start.json").exists());
+    let start: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(online.join("online_start.json")).unwrap())
+            .unwrap();
+    assert_eq!(start["epochs_trained"], 0);
+    for key in ["probe_m0", "knn_m1", "r1_0to1", "mrr_1to0"] {
+        let v = start["online"][key].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&v), "{key} = {start}");
+    }
+    let (before, after) = (&start["online"]["mrr_0to1"], &mb[1]["online"]["mrr_0to1"]);
+    assert!(before.as_f64() < after.as_f64(), "{before} -> {after}");
+    // The curves start at 0 epochs.
+    let svg = std::fs::read_to_string(online.join("online.svg")).unwrap();
+    assert!(
+        svg.contains("linear probe m0"),
+        "the legend names the curves"
+    );
+}
+
+/// Asks to stop once `after` training steps have been reported (as a SIGTERM handler would).
+struct StopAfter(usize);
+impl mmssl::train::Progress for StopAfter {
+    fn step(&mut self, _: &mmssl::train::StepReport<'_>) {
+        self.0 = self.0.saturating_sub(1);
+    }
+    fn stop_requested(&self) -> bool {
+        self.0 == 0
+    }
+}
+impl mmssl::protocol::Observer for StopAfter {}
+
+#[test]
+fn the_reference_before_training_survives_a_resume_and_is_not_measured_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
+    let mut config = tiny(&straight);
+    config.training.epochs = 2;
+    config.evaluation.online_every = 1;
+    config.evaluation.online_items = 200;
+    config.evaluation.knn_k = Some(5);
+    let registry = Registry::builtin();
+    let device = Device::flex();
+    run_with(&config, &registry, Phases::PRETRAIN, &device, &mut Quiet).unwrap();
+    // Stopped after 3 steps, then resumed: the reference is the one measured before the
+    // first step (carried in the checkpoint), not the model's after those steps.
+    config.output.dir = stopped.clone();
+    let err = run_with(
+        &config,
+        &registry,
+        Phases::PRETRAIN,
+        &device,
+        &mut StopAfter(3),
+    );
+    assert!(
+        matches!(
+            err,
+            Err(ProtocolError::Train(
+                mmssl::train::TrainError::Interrupted { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+    config.output.resume = true;
+    run_with(&config, &registry, Phases::PRETRAIN, &device, &mut Quiet).unwrap();
+    let start = |d: &Path| std::fs::read_to_string(d.join("online_start.json")).unwrap();
+    assert_eq!(start(&stopped), start(&straight));
+    // And every epoch's online numbers are those of the run never stopped.
+    let online = |d: &Path| -> Vec<serde_json::Value> {
+        metrics(d)
+            .into_iter()
+            .map(|m| m["online"].clone())
+            .collect()
+    };
+    assert_eq!(online(&stopped), online(&straight));
+    assert_eq!(online(&stopped).len(), 2);
 }
 
 #[test]
@@ -137,9 +214,15 @@ fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
         [
             "modality 0 (rotated)",
             "modality 1 (noisy)",
-            "both modalities"
+            "both modalities",
+            "modality 0 (rotated), random initialisation",
+            "modality 1 (noisy), random initialisation",
+            "both modalities, random initialisation",
         ]
     );
+    let random: Vec<bool> = report.maps.iter().map(|m| m.random_init).collect();
+    assert_eq!(random, [false, false, false, true, true, true]);
+    assert_eq!(report.maps[5].files[0], "maps/tsne_random_joint.png");
     for m in &report.maps {
         assert!(m.trustworthiness > 0.5 && m.trustworthiness <= 1.0, "{m:?}");
         for f in &m.files {
@@ -158,7 +241,8 @@ fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
         serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     assert!(eval["linear_eval"][0]["knn"]["random_init"]["accuracy"].is_f64());
     assert_eq!(eval["retrieval"].as_array().unwrap().len(), 4);
-    assert_eq!(eval["maps"].as_array().unwrap().len(), 3);
+    assert_eq!(eval["maps"].as_array().unwrap().len(), 6);
+    assert_eq!(eval["maps"][4]["random_init"], true);
     let text = report.summary();
     assert!(text.contains("10-NN (cosine, majority vote)"), "{text}");
     assert!(text.contains("0 -> 1 | canonical |"), "{text}");
@@ -166,6 +250,33 @@ fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
         text.contains("map of both modalities: 300 points"),
         "{text}"
     );
+}
+
+#[test]
+fn a_run_with_maps_and_curves_is_overwritten_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut config = tiny(&out);
+    config.training.epochs = 1;
+    config.evaluation.online_every = 1;
+    config.evaluation.online_items = 100;
+    config.evaluation.knn_k = Some(5);
+    config.analysis.maps = true;
+    config.analysis.map_points = 40;
+    run(&config, &Device::flex(), &mut Quiet).unwrap();
+    for f in ["maps", "online.png", "online.svg", "online_start.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // Its figures are the run's own: an overwrite takes them away with the rest (they were
+    // foreign files once, and the folder was refused), and nothing of them stays beside a
+    // run that draws none.
+    let mut plain = tiny(&out);
+    plain.training.epochs = 1;
+    plain.output.overwrite = true;
+    run(&plain, &Device::flex(), &mut Quiet).unwrap();
+    for f in ["maps", "online.png", "online.svg", "online_start.json"] {
+        assert!(!out.join(f).exists(), "{f} left from the run overwritten");
+    }
 }
 
 #[test]

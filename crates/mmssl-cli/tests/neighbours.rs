@@ -34,7 +34,14 @@ fn run_and_its_phases_take_evaluation_settings() {
             "map of both modalities: 60 points",
         ],
     );
-    for f in ["tsne_m0", "tsne_m1", "tsne_joint"] {
+    for f in [
+        "tsne_m0",
+        "tsne_m1",
+        "tsne_joint",
+        "tsne_random_m0",
+        "tsne_random_m1",
+        "tsne_random_joint",
+    ] {
         assert!(run.join("maps").join(format!("{f}.png")).exists(), "{f}");
     }
     let eval = read_json(run.join("eval.json"));
@@ -60,7 +67,7 @@ fn run_and_its_phases_take_evaluation_settings() {
         (knn["k"].as_u64(), knn["voting"].as_str()),
         (Some(3), Some("distance"))
     );
-    assert_eq!(eval["maps"].as_array().map(Vec::len), Some(3));
+    assert_eq!(eval["maps"].as_array().map(Vec::len), Some(6));
     // Settings that are not the evaluation's or the analysis' are refused by the phases.
     let o = on_run("linear-eval", &run, &["--set", "epochs=3"]);
     assert_fails(

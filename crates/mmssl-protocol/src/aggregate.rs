@@ -91,9 +91,10 @@ impl ResultRow {
             eval["maps"].as_array().and_then(|ms| {
                 ms.iter()
                     .find(|x| {
-                        x["name"]
-                            .as_str()
-                            .is_some_and(|s| s.starts_with(&format!("modality {m}")))
+                        x["random_init"] != true
+                            && x["name"]
+                                .as_str()
+                                .is_some_and(|s| s.starts_with(&format!("modality {m}")))
                     })
                     .and_then(|x| x["trustworthiness"].as_f64())
             })

@@ -15,6 +15,9 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "config.toml",
     "run.json",
     "metrics.jsonl",
+    "online_start.json",
+    "online.png",
+    "online.svg",
     "eval.json",
     "similarity.json",
     "lcca.json",
@@ -23,6 +26,7 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "error.txt",
     "checkpoints",
     "explain",
+    "maps",
 ];
 
 /// What shows that a folder's run got somewhere, beside any file in `checkpoints/` (weights,

@@ -181,11 +181,58 @@ pub fn map_sample(n: usize, points: usize, seed: u64) -> Vec<usize> {
     idx
 }
 
+/// One map to draw: its name, file stem, points, and the modality of each point.
+struct MapJob {
+    name: String,
+    stem: String,
+    random_init: bool,
+    x: Array2<f64>,
+    modality: Vec<usize>,
+}
+
+/// The maps of one model's sampled test rows: one per modality and, when the widths agree,
+/// one of all modalities together; notes for a joint map not drawn.
+fn map_jobs(rows: &[Array2<f64>], names: &[&str], random_init: bool) -> Result<Vec<MapJob>> {
+    let (prefix, what) = match random_init {
+        true => ("tsne_random_", ", random initialisation"),
+        false => ("tsne_", ""),
+    };
+    let mut jobs = Vec::new();
+    for (m, x) in rows.iter().enumerate() {
+        let name = names.get(m).copied().unwrap_or("modality");
+        jobs.push(MapJob {
+            name: format!("modality {m} ({name}){what}"),
+            stem: format!("{prefix}m{m}"),
+            random_init,
+            x: x.clone(),
+            modality: vec![m; x.nrows()],
+        });
+    }
+    if rows.len() >= 2 && rows.iter().all(|r| r.ncols() == rows[0].ncols()) {
+        let views: Vec<ArrayView2<f64>> = rows.iter().map(|r| r.view()).collect();
+        let both =
+            concatenate(Axis(0), &views).map_err(|e| ProtocolError::Config(e.to_string()))?;
+        jobs.push(MapJob {
+            name: format!("both modalities{what}"),
+            stem: format!("{prefix}joint"),
+            random_init,
+            x: both,
+            modality: (0..rows.len())
+                .flat_map(|m| std::iter::repeat_n(m, rows[m].nrows()))
+                .collect(),
+        });
+    }
+    Ok(jobs)
+}
+
 /// Draws the t-SNE maps of `test` (one `Features` per modality) into `out/maps/`: one per
 /// modality and, when the modalities' widths agree, one of both together (colour = class,
-/// marker = modality). Returns a record per map and notes for maps not drawn.
+/// marker = modality); and the same of `random` (the random-init encoder's test features,
+/// when given: the reference the pretrained maps are read against). Returns a record per map
+/// and notes for maps not drawn.
 pub fn embedding_maps(
     test: &[Features],
+    random: &[Features],
     settings: &AnalysisConfig,
     dataset: DatasetKind,
     classes: usize,
@@ -218,36 +265,20 @@ pub fn embedding_maps(
     let class_names = dataset.class_names(classes);
     let dir = out.join("maps");
     std::fs::create_dir_all(&dir).map_err(|e| ProtocolError::write(&dir, e))?;
-    let rows: Vec<Array2<f64>> = test
-        .iter()
-        .map(|f| to_matrix(f).select(Axis(0), &sample))
-        .collect();
+    let rows_of = |features: &[Features]| -> Vec<Array2<f64>> {
+        features
+            .iter()
+            .map(|f| to_matrix(f).select(Axis(0), &sample))
+            .collect()
+    };
+    let rows = rows_of(test);
     let labels: Vec<usize> = sample.iter().map(|&i| test[0].labels[i]).collect();
-    let mut maps: Vec<(String, String, Array2<f64>, Vec<usize>)> = Vec::new();
-    for (m, x) in rows.iter().enumerate() {
-        let name = names.get(m).copied().unwrap_or("modality");
-        maps.push((
-            format!("modality {m} ({name})"),
-            format!("tsne_m{m}"),
-            x.clone(),
-            vec![m; x.nrows()],
-        ));
-    }
-    if rows.len() >= 2 && rows.iter().all(|r| r.ncols() == rows[0].ncols()) {
-        let views: Vec<ArrayView2<f64>> = rows.iter().map(|r| r.view()).collect();
-        let both =
-            concatenate(Axis(0), &views).map_err(|e| ProtocolError::Config(e.to_string()))?;
-        let modality: Vec<usize> = (0..rows.len())
-            .flat_map(|m| std::iter::repeat_n(m, rows[m].nrows()))
-            .collect();
-        maps.push((
-            "both modalities".into(),
-            "tsne_joint".into(),
-            both,
-            modality,
-        ));
-    } else if rows.len() >= 2 {
+    let mut maps = map_jobs(&rows, &names, false)?;
+    if rows.len() >= 2 && !maps.iter().any(|j| j.stem == "tsne_joint") {
         notes.push("no joint map: the modalities' representations have different widths".into());
+    }
+    if random.len() == test.len() && random.iter().all(|f| f.len() == n) {
+        maps.extend(map_jobs(&rows_of(random), &names, true)?);
     }
     // The maps are independent: one thread each (every map itself runs on one thread, so
     // the result does not depend on how they are scheduled).
@@ -255,14 +286,21 @@ pub fn embedding_maps(
     let embedded: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = maps
             .iter()
-            .map(|(_, _, x, _)| scope.spawn(move || tsne.embed(x.view())))
+            .map(|job| scope.spawn(move || tsne.embed(job.x.view())))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a t-SNE thread does not panic"))
             .collect()
     });
-    for ((name, stem, x, modality), map) in maps.into_iter().zip(embedded) {
+    for (job, map) in maps.into_iter().zip(embedded) {
+        let MapJob {
+            name,
+            stem,
+            random_init,
+            x,
+            modality,
+        } = job;
         let map = match map {
             Ok(map) => map,
             Err(e) => {
@@ -299,6 +337,7 @@ pub fn embedding_maps(
             perplexity: map.perplexity,
             kl_divergence: map.kl_divergence,
             trustworthiness: trust,
+            random_init,
             notes: map_notes,
         });
     }

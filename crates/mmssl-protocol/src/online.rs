@@ -12,6 +12,7 @@
 use crate::config::EvaluationConfig;
 use crate::datasets::Datasets;
 use crate::error::{ProtocolError, Result};
+use crate::folder::write_atomic;
 use crate::neighbourhood::{map_sample, to_matrix};
 use crate::observe::Observer;
 use burn::tensor::Device;
@@ -168,18 +169,81 @@ impl Progress for MetricsLog<'_> {
         }
     }
 
+    fn evaluate_start(&mut self, model: &dyn Represent) -> BTreeMap<String, f64> {
+        let Some(online) = self.online.as_ref() else {
+            return BTreeMap::new();
+        };
+        match online.evaluate(model) {
+            Ok(values) => values,
+            Err(e) => {
+                self.inner.warning(&format!(
+                    "the online evaluation before training failed: {e}"
+                ));
+                BTreeMap::new()
+            }
+        }
+    }
+
     fn stop_requested(&self) -> bool {
         self.inner.stop_requested()
     }
 }
 
-/// Draws the online evaluation of `history` as curves into `out/online.svg` and `.png`: probe
-/// and k-NN accuracy per modality and retrieval recall@1 per direction, against the epochs
-/// trained. Returns whether there was anything to draw.
-pub fn draw_online_curves(history: &[EpochMetrics], out: &std::path::Path) -> Result<bool> {
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+/// The file of the online evaluation before training (the curves' points at 0 epochs).
+pub const ONLINE_START: &str = "online_start.json";
+
+/// Writes pretraining's record into `out` from the checkpointed state: `metrics.jsonl`, one
+/// line per epoch of `history` (a run killed between an epoch's checkpoint and its log line,
+/// and resumed, still logs every epoch once), `online_start.json` with the values measured
+/// `before_training` (when any), and the online curves ([`draw_online_curves`]).
+pub(crate) fn write_history(
+    before_training: &BTreeMap<String, f64>,
+    history: &[EpochMetrics],
+    out: &std::path::Path,
+) -> Result<()> {
+    let mut lines = String::new();
     for m in history {
-        for (name, &v) in &m.online {
+        lines += &serde_json::to_string(m).unwrap_or_default();
+        lines.push('\n');
+    }
+    write_atomic(&out.join("metrics.jsonl"), &lines)?;
+    let start = out.join(ONLINE_START);
+    if before_training.is_empty() {
+        if start.exists() {
+            std::fs::remove_file(&start).map_err(|e| ProtocolError::write(&start, e))?;
+        }
+    } else {
+        let record = serde_json::json!({ "epochs_trained": 0, "online": before_training });
+        let text = serde_json::to_string_pretty(&record).unwrap_or_default();
+        write_atomic(&start, &text)?;
+    }
+    if !draw_online_curves(before_training, history, out)? {
+        // No online evaluation this time: no curves left from an earlier one.
+        for ext in ["png", "svg"] {
+            let old = out.join(format!("online.{ext}"));
+            if old.exists() {
+                std::fs::remove_file(&old).map_err(|e| ProtocolError::write(&old, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Draws the online evaluation as curves into `out/online.svg` and `.png`: probe and k-NN
+/// accuracy per modality and retrieval recall@1 per direction, against the epochs trained,
+/// from the values measured `before_training` (at 0 epochs: the reference every later point
+/// is read against) and those of each epoch of `history`. Returns whether there was anything
+/// to draw.
+pub fn draw_online_curves(
+    before_training: &BTreeMap<String, f64>,
+    history: &[EpochMetrics],
+    out: &std::path::Path,
+) -> Result<bool> {
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let points = std::iter::once((0, before_training))
+        .chain(history.iter().map(|m| (m.epoch + 1, &m.online)));
+    for (trained, values) in points {
+        for (name, &v) in values {
             let label = if let Some(rest) = name.strip_prefix("probe_") {
                 format!("linear probe {rest}")
             } else if let Some(rest) = name.strip_prefix("knn_") {
@@ -190,10 +254,7 @@ pub fn draw_online_curves(history: &[EpochMetrics], out: &std::path::Path) -> Re
                 continue;
             };
             if v.is_finite() {
-                series
-                    .entry(label)
-                    .or_default()
-                    .push(((m.epoch + 1) as f64, v));
+                series.entry(label).or_default().push((trained as f64, v));
             }
         }
     }

@@ -82,6 +82,10 @@ pub struct MapRecord {
     pub kl_divergence: f64,
     /// Trustworthiness of the map with 10 neighbours (1: no false neighbour on the map).
     pub trustworthiness: f64,
+    /// Whether the map shows the random-init encoder's features (the reference beside the
+    /// pretrained encoder's maps).
+    #[serde(default)]
+    pub random_init: bool,
     /// What the reader should know (a lowered perplexity, a sampled test set), in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

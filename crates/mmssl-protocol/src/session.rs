@@ -30,6 +30,8 @@ pub(crate) struct Evaluation {
     pub(crate) linear: Vec<ModalityEval>,
     /// Test-set representations of each modality (empty when neither evaluated nor analysed).
     pub(crate) test_features: Vec<Features>,
+    /// The same of the model at its random initialisation (empty without one: linear CCA).
+    pub(crate) random_test_features: Vec<Features>,
     /// Seconds spent pretraining (0 when not pretrained here).
     pub(crate) pretrain_seconds: f64,
     /// Seconds spent evaluating.
@@ -237,15 +239,7 @@ impl Session<'_> {
                 },
             )?;
             drop(log);
-            // One line per epoch, from the checkpointed history: a run killed between an
-            // epoch's checkpoint and its log line, and resumed, still logs every epoch once.
-            let mut lines = String::new();
-            for m in &outcome.history {
-                lines += &serde_json::to_string(m).unwrap_or_default();
-                lines.push('\n');
-            }
-            write_atomic(&metrics_path, &lines)?;
-            crate::online::draw_online_curves(&outcome.history, out)?;
+            crate::online::write_history(&outcome.before_training, &outcome.history, out)?;
             pretrain_seconds = t0.elapsed().as_secs_f64();
         }
         if !self.phases.evaluate && !self.phases.analyze {
@@ -265,20 +259,22 @@ impl Session<'_> {
             true => (true, self.train_config.batch_size),
             false => (false, 256),
         };
+        let random = make()?;
         if !self.phases.evaluate {
+            let mut random_z = Vec::new();
             for m in 0..best.modalities() {
-                test_z.push(extract_features(
-                    &best, &data.test, m, batch, bn_train, device,
-                )?);
+                let f = |model: &M| extract_features(model, &data.test, m, batch, bn_train, device);
+                test_z.push(f(&best)?);
+                random_z.push(f(&random)?);
             }
             return Ok(Evaluation {
                 linear,
                 test_features: test_z,
+                random_test_features: random_z,
                 pretrain_seconds,
                 ..Default::default()
             });
         }
-        let random = make()?;
         // Each model's training and test features of each modality, for k-NN and retrieval.
         let mut features = [ModelFeatures::default(), ModelFeatures::default()];
         for m in 0..best.modalities() {
@@ -331,6 +327,7 @@ impl Session<'_> {
         Ok(Evaluation {
             linear,
             test_features: test_z,
+            random_test_features: random.test.clone(),
             pretrain_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             retrieval,
@@ -488,6 +485,7 @@ impl Session<'_> {
         Ok(Evaluation {
             linear,
             test_features: test_z,
+            random_test_features: Vec::new(),
             pretrain_seconds: fit_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             retrieval,

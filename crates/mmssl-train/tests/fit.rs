@@ -267,6 +267,17 @@ impl Progress for StopAfter {
     fn stop_requested(&self) -> bool {
         self.seen >= self.after
     }
+    // Marks which run measured the reference: only the first may.
+    fn evaluate_start(
+        &mut self,
+        model: &dyn mmssl_train::Represent,
+    ) -> std::collections::BTreeMap<String, f64> {
+        [
+            ("after".to_string(), self.after as f64),
+            ("modalities".to_string(), model.modalities() as f64),
+        ]
+        .into()
+    }
 }
 
 #[test]
@@ -335,6 +346,13 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
     }
     let resumed = run(&ck, &mut Quiet).unwrap();
     assert_eq!(comparable(&straight.history), comparable(&resumed.history));
+    // The reference before training was measured once, by the first of the stopped runs
+    // (after = 6), and carried through every resume; the straight run measured nothing.
+    assert!(straight.before_training.is_empty());
+    assert_eq!(
+        resumed.before_training,
+        [("after".to_string(), 6.0), ("modalities".to_string(), 2.0)].into()
+    );
     assert!(weights(&straight.last) == weights(&resumed.last));
     assert_eq!(straight.best_epoch, resumed.best_epoch);
     assert_eq!(

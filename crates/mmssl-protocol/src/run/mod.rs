@@ -133,6 +133,7 @@ pub fn run_with(
     let crate::session::Evaluation {
         linear,
         test_features: test_z,
+        random_test_features: random_z,
         pretrain_seconds,
         eval_seconds,
         retrieval,
@@ -161,6 +162,7 @@ pub fn run_with(
         session.observer.phase(Phase::Mapping);
         let (records, map_notes) = crate::neighbourhood::embedding_maps(
             &test_z,
+            &random_z,
             &config.analysis,
             config.data.dataset,
             config.data.dataset.classes(),

@@ -29,6 +29,9 @@ pub(super) struct LoopState {
     /// files then hold the model and optimiser after that epoch's first `step` steps.
     #[serde(default)]
     pub(super) partial: Option<PartialEpoch>,
+    /// What the progress measured before the first step ([`super::Progress::evaluate_start`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) before_training: BTreeMap<String, f64>,
 }
 
 /// An epoch stopped after some of its steps, and what it had accumulated.

@@ -4,7 +4,7 @@
 //! atomically, exact resumption, and a guard that stops on a NaN or infinite loss.
 
 use crate::error::{Result, TrainError};
-use crate::linear_eval::{Frozen, Represent};
+use crate::linear_eval::Frozen;
 use crate::method::Method;
 use crate::onecycle::{LrDriver, OneCycleConfig};
 use crate::radam::RAdamConfig;
@@ -17,9 +17,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 mod checkpoint;
+mod progress;
 
 pub use checkpoint::Checkpoints;
 use checkpoint::{LoopState, PartialEpoch, io};
+pub use progress::{Progress, Quiet, StepReport};
 
 /// The former name of [`FitConfig`] (renamed so as not to sit beside the protocol's
 /// `TrainingConfig`, the `[training]` section of a run configuration, under a near-same name).
@@ -111,50 +113,6 @@ pub struct EpochMetrics {
 
 pub use mmssl_kernels::runtime::on_pool;
 
-/// What one training step reports to [`Progress::step`].
-#[derive(Debug, Clone, Copy)]
-pub struct StepReport<'a> {
-    /// Epoch number, from 0.
-    pub epoch: usize,
-    /// Step within the epoch, from 0.
-    pub step: usize,
-    /// Steps of the epoch.
-    pub steps: usize,
-    /// The step's loss.
-    pub loss: f64,
-    /// The step's named loss terms.
-    pub terms: &'a [(String, f64)],
-}
-
-/// Receives progress from [`fit`] (progress bars, logs) and may ask it to stop. `Send`: the
-/// training steps, and so the calls, run on a thread of rayon's pool.
-pub trait Progress: Send {
-    /// After every training step.
-    fn step(&mut self, _report: &StepReport<'_>) {}
-    /// After every epoch.
-    fn epoch(&mut self, _metrics: &EpochMetrics) {}
-    /// After an epoch's validation, before its checkpoint: numbers measured on the model as
-    /// the epoch leaves it, kept in the epoch's [`EpochMetrics::online`] (and so in the
-    /// checkpointed history). `model` gives frozen features only (evaluation mode, nothing of
-    /// the training state changes): the training goes on exactly as without it. The default
-    /// measures nothing.
-    fn evaluate_epoch(&mut self, _epoch: usize, _model: &dyn Represent) -> BTreeMap<String, f64> {
-        BTreeMap::new()
-    }
-    /// Asked after every step: `true` makes [`fit`] stop once that step is done, save a
-    /// checkpoint there (in the middle of an epoch if need be) and return
-    /// [`TrainError::Interrupted`]; resuming from it gives the same numbers as a run that was
-    /// never stopped. What a handler of SIGTERM or Ctrl-C answers (`mmssl` does). The default
-    /// never stops.
-    fn stop_requested(&self) -> bool {
-        false
-    }
-}
-
-/// A [`Progress`] that reports nothing.
-pub struct Quiet;
-impl Progress for Quiet {}
-
 /// The order of the training items in `epoch`: a permutation seeded by `(seed, epoch)`.
 pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
@@ -229,6 +187,9 @@ pub struct FitOutcome<M> {
     /// on its running statistics); `None` when no epoch ran, or when a resumed run's best
     /// epoch came before the resume and its checkpoint named no best model.
     pub best: Option<M>,
+    /// What [`Progress::evaluate_start`] measured before the first step (kept across resumes;
+    /// empty when it measured nothing).
+    pub before_training: BTreeMap<String, f64>,
 }
 
 /// Trains `model` on `train`, validating on `valid` after every epoch.
@@ -315,6 +276,7 @@ pub fn fit<M: Method>(
         config: config.clone(),
         files: None,
         partial: None,
+        before_training: BTreeMap::new(),
     };
     let mut best_model: Option<M> = None;
     if let Some(ck) = checkpoints
@@ -350,6 +312,14 @@ pub fn fit<M: Method>(
         // Finish what a kill after the last commit may have left undone.
         ck.publish(&saved)?;
         state = saved;
+    }
+    if state.steps_done == 0 && state.partial.is_none() {
+        // Before the first step of a run that starts: the reference point of the online
+        // evaluation (frozen features only; the training below is the same without it).
+        state.before_training = progress.evaluate_start(&Frozen {
+            model: &model,
+            device,
+        });
     }
     let shapes: Vec<Vec<usize>> = (0..train.modalities()).map(|m| train.shape(m)).collect();
     for epoch in state.epochs_done..config.epochs {
@@ -499,6 +469,7 @@ pub fn fit<M: Method>(
         history: state.history,
         best_epoch: state.best.map(|(_, e)| e),
         best: best_model,
+        before_training: state.before_training,
     })
 }
 
