@@ -293,3 +293,117 @@ fn a_synthetic_cohort_is_never_written_over_the_users_files() {
     assert!(cohort.join("synth-cohort.json").exists());
     synth_cohort(&cohort, &["--seed", "4"]);
 }
+
+/// Item 7: a `config.toml` edited after the run started (`train_limit` 64 -> 32) no longer
+/// resumes on other data: the checkpoint keeps its own record of what defines the run, and the
+/// resume names the difference.
+#[test]
+fn a_resume_checks_the_run_against_the_checkpoints_own_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    assert_ok(&tiny("pretrain", &run, &["--quiet"]));
+    let config = run.join("config.toml");
+    let text = read_text(&config);
+    assert!(text.contains("train_limit = 64"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("train_limit = 64", "train_limit = 32"),
+    )
+    .unwrap();
+    let o = mmssl(&["pretrain", "--resume", "--out", arg(&run), "--quiet"]);
+    assert_fails(
+        &o,
+        &[
+            "its checkpoint was made with other settings",
+            "data.train_limit: 64 then, 32 now",
+        ],
+    );
+    // Put back, the run resumes (it has nothing left to do).
+    std::fs::write(&config, text).unwrap();
+    assert_ok(&mmssl(&[
+        "pretrain",
+        "--resume",
+        "--out",
+        arg(&run),
+        "--quiet",
+    ]));
+}
+
+/// Item 8: a damaged checkpoint (4 KiB of its model zeroed) is found by its checksum: a resume
+/// continues from the commit before it and says so even under `--quiet`; with no earlier
+/// commit it refuses, naming the file.
+#[test]
+fn a_damaged_checkpoint_is_never_resumed_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    let pretrain = |extra: &[&str]| {
+        let mut args = vec![
+            "pretrain",
+            "--train-limit",
+            "64",
+            "--batch-size",
+            "32",
+            "--out",
+            arg(&run),
+            "--quiet",
+        ];
+        args.extend(extra);
+        mmssl(&args)
+    };
+    let zero = |name: &str| {
+        let file = run.join("checkpoints").join(name);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid..mid + 4096].fill(0);
+        std::fs::write(&file, bytes).unwrap();
+    };
+    assert_ok(&pretrain(&["--epochs", "2"]));
+    let before = read_text(run.join("metrics.jsonl"));
+    zero("last.e0002.bpk");
+    let o = pretrain(&["--epochs", "2", "--resume"]);
+    assert_ok(&o);
+    assert_contains_all(
+        &stderr(&o),
+        &[
+            "last.e0002.bpk does not match its checksum",
+            "resuming from the one before it (after epoch 1",
+        ],
+    );
+    // Epoch 2 trained again from epoch 1: the same losses.
+    let losses = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].clone())
+            .collect()
+    };
+    assert_eq!(
+        losses(&read_text(run.join("metrics.jsonl"))),
+        losses(&before)
+    );
+    // One commit only, damaged: refused.
+    std::fs::remove_dir_all(&run).unwrap();
+    assert_ok(&pretrain(&["--epochs", "1"]));
+    zero("last.e0001.bpk");
+    let o = pretrain(&["--epochs", "1", "--resume"]);
+    assert_fails(
+        &o,
+        &[
+            "last.e0001.bpk does not match its checksum",
+            "no earlier checkpoint",
+        ],
+    );
+    // Its best model is intact and evaluates; damaged, it is refused.
+    assert_ok(&on_run(
+        "linear-eval",
+        &run,
+        &["--eval-epochs", "1", "--quiet"],
+    ));
+    zero("best.bpk");
+    let o = on_run("linear-eval", &run, &["--eval-epochs", "1", "--quiet"]);
+    assert_fails(
+        &o,
+        &[
+            "best.bpk does not match its checksum",
+            "cannot be evaluated",
+        ],
+    );
+}

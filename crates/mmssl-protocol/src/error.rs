@@ -94,6 +94,20 @@ pub enum ProtocolError {
         /// `field: then, now` for each setting that differs.
         differences: Vec<String>,
     },
+    /// `output.resume` on a run folder whose checkpoint was made with other settings than the
+    /// folder's `config.toml` (or the resume) now gives: the configuration was changed after
+    /// the run started.
+    #[error(
+        "cannot resume {dir}: its checkpoint was made with other settings ({}) than its \
+         config.toml and this resume give; the configuration was changed after the run \
+         started: restore those settings, or start a new run", differences.join("; ")
+    )]
+    CheckpointMismatch {
+        /// The run folder.
+        dir: PathBuf,
+        /// `field: then, now` for each setting that differs (then: the checkpoint's record).
+        differences: Vec<String>,
+    },
     /// A folder another run (or grid) is writing.
     #[error(
         "{} is locked by another mmssl run{}; wait for it to finish or choose another folder",

@@ -184,6 +184,10 @@ impl Progress for MetricsLog<'_> {
         }
     }
 
+    fn notice(&mut self, message: &str) {
+        self.inner.warning(message);
+    }
+
     fn stop_requested(&self) -> bool {
         self.inner.stop_requested()
     }

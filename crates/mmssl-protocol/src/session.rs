@@ -172,7 +172,8 @@ impl Session<'_> {
         };
         let seed = self.config.seed;
         let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
-        let checkpoints = Checkpoints::new(out.join("checkpoints"))?;
+        let checkpoints = Checkpoints::new(out.join("checkpoints"))?
+            .with_record(self.config.checkpoint_record()?);
         // A resume continues from the last committed checkpoint; without one it starts over,
         // and says so (a warning, which `--quiet` does not hide).
         let resume = self.config.output.resume && checkpoints.state().exists();
@@ -512,6 +513,7 @@ fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Pa
             dir: dir.to_path_buf(),
         });
     }
+    checkpoints.verify()?;
     model
         .try_load_file(&best)
         .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))

@@ -98,6 +98,7 @@ pub fn unpack_f32(tensor: &PackTensor) -> Result<Vec<f32>> {
 /// `checkpoints/best.bpk`.
 pub fn init_checkpoint(from: &Path) -> Result<PathBuf> {
     let file = if from.is_dir() {
+        mmssl_train::Checkpoints::open(from.join("checkpoints")).verify()?;
         from.join("checkpoints").join("best.bpk")
     } else {
         from.to_path_buf()

@@ -73,6 +73,19 @@ pub enum TrainError {
         /// Why.
         reason: String,
     },
+    /// A committed checkpoint whose state or files do not match their checksums (edited,
+    /// truncated or damaged on disk), with no intact earlier checkpoint to fall back to.
+    #[error(
+        "the checkpoint {} is damaged ({reason}); {fallback}", state.display()
+    )]
+    DamagedCheckpoint {
+        /// The checkpoint state file.
+        state: PathBuf,
+        /// What does not match.
+        reason: String,
+        /// What follows: why no earlier checkpoint takes its place, and what to do.
+        fallback: String,
+    },
     /// A checkpoint made with another training configuration.
     #[error("cannot resume from {}: it was started with another configuration", state.display())]
     ResumeMismatch {

@@ -5,28 +5,14 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
-use mmssl_data::{
-    ImageSet, MapItems, PairedDataset, TwoViewConfig, TwoViewMnist, embedded_mnist_test,
-};
-use mmssl_objectives::ObjectiveConfig;
+use mmssl_data::{MapItems, PairedDataset, TwoViewConfig, TwoViewMnist};
 use mmssl_train::{
-    Checkpoints, ContrastiveConfig, ContrastiveModel, EpochMetrics, FitConfig, FitData, FitRun,
-    LoaderConfig, Method, OneCycleConfig, Progress, Quiet, TrainError, fit,
+    Checkpoints, ContrastiveModel, EpochMetrics, FitConfig, FitData, FitRun, LoaderConfig, Method,
+    OneCycleConfig, Progress, Quiet, TrainError, fit,
 };
-use rand::{SeedableRng, rngs::StdRng};
 
-/// The first `n` images of the MNIST test split (shipped inside mmssl-data).
-fn mnist(n: usize) -> Option<ImageSet> {
-    Some(embedded_mnist_test().unwrap().truncate(n))
-}
-
-fn model(data: &dyn PairedDataset, device: &Device) -> ContrastiveModel {
-    let shapes: Vec<Vec<usize>> = (0..2).map(|m| data.shape(m)).collect();
-    let objective = ObjectiveConfig::new("CR-XX".parse().unwrap());
-    ContrastiveConfig::new(objective)
-        .init(&shapes, device, &mut StdRng::seed_from_u64(3))
-        .unwrap()
-}
+mod common;
+use common::*;
 
 /// `epochs` epochs of training from the seeded model, without validation or checkpoints.
 fn train_plainly(
@@ -49,52 +35,6 @@ fn train_plainly(
     )
 }
 
-fn config(epochs: usize) -> FitConfig {
-    FitConfig {
-        epochs,
-        batch_size: 16,
-        seed: 11,
-        schedule: Some(OneCycleConfig {
-            max_lr: 0.005,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn weights(m: &ContrastiveModel) -> Vec<f32> {
-    struct Collect(Vec<f32>);
-    impl burn::module::ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(
-            &mut self,
-            p: &burn::module::Param<burn::tensor::Tensor<D>>,
-        ) {
-            self.0
-                .extend(p.val().into_data().try_to_vec::<f32>().unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    m.visit(&mut c);
-    c.0
-}
-
-/// An epoch without its timings: (train loss, validation loss, terms, validation terms).
-type Comparable = (f64, Option<f64>, Vec<(String, f64)>, Vec<(String, f64)>);
-
-/// Timings differ between runs; everything else must not.
-fn comparable(h: &[EpochMetrics]) -> Vec<Comparable> {
-    h.iter()
-        .map(|m| {
-            (
-                m.train_loss,
-                m.valid_loss,
-                m.terms.clone().into_iter().collect(),
-                m.valid_terms.clone().into_iter().collect(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn loss_decreases_on_real_two_view_mnist() {
     let Some(images) = mnist(256) else { return };
@@ -109,21 +49,6 @@ fn loss_decreases_on_real_two_view_mnist() {
             .iter()
             .all(|m| m.terms.contains_key("XX[0->1]") && m.terms.contains_key("CR[1]"))
     );
-}
-
-/// 64 training pairs and 96 validation pairs (other draws) of the embedded MNIST split.
-fn train_and_valid() -> Option<(TwoViewMnist, TwoViewMnist)> {
-    let images = mnist(96)?;
-    let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
-    let valid = TwoViewMnist::new(
-        images,
-        TwoViewConfig {
-            seed: 5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    Some((data, valid))
 }
 
 struct DieAfter(usize);
@@ -334,15 +259,24 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
             assert!(tmp.path().join("b").join(&name).exists(), "{name}");
         }
         assert_eq!(state["epochs_done"], if mid_epoch { 1 } else { 2 });
-        // Only the newest checkpoint's files are kept.
-        let stamped = std::fs::read_dir(tmp.path().join("b"))
+        // Only the newest checkpoint's files and the previous commit's (the fallback of a
+        // damaged last one) are kept.
+        let mut stamped: Vec<String> = std::fs::read_dir(tmp.path().join("b"))
             .unwrap()
-            .filter(|e| {
-                let name = e.as_ref().unwrap().file_name();
-                name.to_string_lossy().starts_with("last.e")
-            })
-            .count();
-        assert_eq!(stamped, 1);
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("last.e"))
+            .collect();
+        stamped.sort();
+        let previous: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("b/state.previous.json")).unwrap(),
+        )
+        .unwrap();
+        let mut named = vec![
+            previous["files"]["last"].as_str().unwrap().to_string(),
+            state["files"]["last"].as_str().unwrap().to_string(),
+        ];
+        named.sort();
+        assert_eq!(stamped, named);
     }
     let resumed = run(&ck, &mut Quiet).unwrap();
     assert_eq!(comparable(&straight.history), comparable(&resumed.history));

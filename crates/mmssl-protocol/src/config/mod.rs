@@ -507,6 +507,21 @@ impl RunConfig {
         differences(self.pretraining_identity()?, now.pretraining_identity()?)
     }
 
+    /// What a run's checkpoints keep of the configuration that started it (its pretraining
+    /// identity, as JSON; [`mmssl_train::Checkpoints::with_record`]).
+    pub fn checkpoint_record(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self.pretraining_identity()?)
+            .map_err(|e| ProtocolError::Config(e.to_string()))
+    }
+
+    /// The settings of the pretraining identity that differ between a checkpoint's `record`
+    /// ([`RunConfig::checkpoint_record`], then) and `self` (now).
+    pub fn checkpoint_differences(&self, record: serde_json::Value) -> Result<Vec<String>> {
+        let then: toml::Table =
+            serde_json::from_value(record).map_err(|e| ProtocolError::Config(e.to_string()))?;
+        differences(then, self.pretraining_identity()?)
+    }
+
     /// The settings of the results identity ([`RunConfig::results_identity`]) that differ
     /// between `self` (then) and `now`.
     pub fn results_differences(&self, now: &RunConfig) -> Result<Vec<String>> {

@@ -75,6 +75,7 @@ pub fn export_run(
             dir: run_dir.to_path_buf(),
         });
     }
+    mmssl_train::Checkpoints::open(run_dir.join("checkpoints")).verify()?;
     let found = crate::folder::entries(out)?;
     if !found.is_empty() && !overwrite {
         return Err(ProtocolError::file(

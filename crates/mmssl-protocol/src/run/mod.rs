@@ -13,6 +13,7 @@ use crate::registry::Registry;
 use crate::session::{Loaded, Session, settings, write_run_record};
 use burn::tensor::Device;
 use mmssl_similarity::{Similarity, SimilarityReport};
+use mmssl_train::Checkpoints;
 use std::path::Path;
 use std::time::Instant;
 
@@ -71,6 +72,18 @@ pub fn run_with(
                     dir: out.clone(),
                     differences,
                 });
+            }
+            // What the checkpoint itself recorded when the run started (config.toml can be
+            // edited; the checkpoint's record is checksummed).
+            let checkpoints = Checkpoints::open(out.join("checkpoints"));
+            if let Some(record) = checkpoints.saved_record()? {
+                let differences = config.checkpoint_differences(record)?;
+                if !differences.is_empty() {
+                    return Err(ProtocolError::CheckpointMismatch {
+                        dir: out.clone(),
+                        differences,
+                    });
+                }
             }
         } else if phases.pretrain {
             crate::folder::check_fresh(out, config.output.overwrite)?;

@@ -277,14 +277,17 @@ pub fn fit<M: Method>(
         files: None,
         partial: None,
         before_training: BTreeMap::new(),
+        record: None,
+        checksum: None,
     };
     let mut best_model: Option<M> = None;
-    if let Some(ck) = checkpoints
-        && ck.resume
-        && ck.state().exists()
-    {
-        let text = std::fs::read_to_string(ck.state()).map_err(|e| io(&ck.state(), e))?;
-        let saved: LoopState = serde_json::from_str(&text).map_err(|e| io(&ck.state(), e))?;
+    // The committed state, checked against its checksums (or the one before it, when the
+    // last is damaged).
+    let saved = match checkpoints {
+        Some(ck) if ck.resume => ck.load(progress)?,
+        _ => None,
+    };
+    if let (Some(ck), Some(saved)) = (checkpoints, saved) {
         if !saved.config.same_run(config) {
             return Err(TrainError::ResumeMismatch { state: ck.state() });
         }
@@ -320,6 +323,7 @@ pub fn fit<M: Method>(
             model: &model,
             device,
         });
+        state.before_training.retain(|_, v| v.is_finite());
     }
     let shapes: Vec<Vec<usize>> = (0..train.modalities()).map(|m| train.shape(m)).collect();
     for epoch in state.epochs_done..config.epochs {
@@ -417,13 +421,14 @@ pub fn fit<M: Method>(
             None => (None, BTreeMap::new()),
         };
         let seconds = before + started.elapsed().as_secs_f64();
-        let online = progress.evaluate_epoch(
+        let mut online = progress.evaluate_epoch(
             epoch,
             &Frozen {
                 model: &model,
                 device,
             },
         );
+        online.retain(|_, v| v.is_finite());
         let metrics = EpochMetrics {
             epoch,
             train_loss,

@@ -30,8 +30,9 @@ pub trait Progress: Send {
     /// After an epoch's validation, before its checkpoint: numbers measured on the model as
     /// the epoch leaves it, kept in the epoch's [`EpochMetrics::online`] (and so in the
     /// checkpointed history). `model` gives frozen features only (evaluation mode, nothing of
-    /// the training state changes): the training goes on exactly as without it. The default
-    /// measures nothing.
+    /// the training state changes): the training goes on exactly as without it. Values that
+    /// are not finite are left out (JSON, and so the checkpoint, cannot hold them; measure
+    /// them as absent). The default measures nothing.
     fn evaluate_epoch(&mut self, _epoch: usize, _model: &dyn Represent) -> BTreeMap<String, f64> {
         BTreeMap::new()
     }
@@ -44,6 +45,11 @@ pub trait Progress: Send {
     /// training. The default measures nothing.
     fn evaluate_start(&mut self, _model: &dyn Represent) -> BTreeMap<String, f64> {
         BTreeMap::new()
+    }
+    /// Something the user must know that does not stop training: a damaged checkpoint
+    /// replaced by the one before it on resume. The default prints it to standard error.
+    fn notice(&mut self, message: &str) {
+        eprintln!("warning: {message}");
     }
     /// Asked after every step: `true` makes [`fit`](super::fit) stop once that step is done, save a
     /// checkpoint there (in the middle of an epoch if need be) and return
