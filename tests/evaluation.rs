@@ -310,3 +310,87 @@ fn what_cannot_work_is_refused_before_pretraining() {
         "every problem at once: {text}"
     );
 }
+
+/// Stops the run before its `at + 1`th linear evaluation, as a SIGTERM would.
+struct StopAtEvaluation {
+    seen: usize,
+    at: usize,
+    notes: Vec<String>,
+}
+impl mmssl::train::Progress for StopAtEvaluation {
+    fn stop_requested(&self) -> bool {
+        self.seen >= self.at
+    }
+}
+impl mmssl::protocol::Observer for StopAtEvaluation {
+    fn phase(&mut self, phase: mmssl::protocol::Phase) {
+        if matches!(phase, mmssl::protocol::Phase::Evaluating { .. }) {
+            self.seen += 1;
+        }
+    }
+    fn note(&mut self, message: &str) {
+        self.notes.push(message.to_string());
+    }
+}
+
+/// Issue 35 item 19: an evaluation stopped after some of its probes keeps them
+/// (`eval.partial.json`); the next attempt trains only the rest, and the results are those of
+/// an evaluation never stopped.
+#[test]
+fn an_interrupted_evaluation_keeps_the_probes_it_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
+    let registry = Registry::builtin();
+    let device = Device::flex();
+    let mut config = tiny(&straight);
+    config.training.epochs = 1;
+    let evaluate = |c: &RunConfig, observer: &mut StopAtEvaluation| {
+        run_with(c, &registry, Phases::EVALUATE, &device, observer)
+    };
+    for out in [&straight, &stopped] {
+        config.output.dir = out.clone();
+        run_with(&config, &registry, Phases::PRETRAIN, &device, &mut Quiet).unwrap();
+    }
+    config.output.dir = straight.clone();
+    let never = |notes| StopAtEvaluation {
+        seen: 0,
+        at: usize::MAX,
+        notes,
+    };
+    let report = evaluate(&config, &mut never(Vec::new())).unwrap();
+    // Stopped before the third of four probes: modality 0's two are kept.
+    config.output.dir = stopped.clone();
+    let mut stop = StopAtEvaluation {
+        seen: 0,
+        at: 2,
+        notes: Vec::new(),
+    };
+    let err = evaluate(&config, &mut stop).unwrap_err();
+    assert!(matches!(err, ProtocolError::Interrupted { .. }), "{err}");
+    let partial: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stopped.join("eval.partial.json")).unwrap())
+            .unwrap();
+    let kept: Vec<&String> = partial["results"].as_object().unwrap().keys().collect();
+    assert_eq!(kept, ["m0-pretrained", "m0-random-init"]);
+    let mut again = never(Vec::new());
+    let resumed = evaluate(&config, &mut again).unwrap();
+    assert_eq!(again.notes.len(), 2, "{:?}", again.notes);
+    assert!(again.notes[0].contains("modality 0 (pretrained): kept"));
+    let json = |r: &mmssl::protocol::RunReport| serde_json::to_string(&r.linear_eval).unwrap();
+    assert_eq!(json(&resumed), json(&report));
+    assert!(
+        !stopped.join("eval.partial.json").exists(),
+        "gone with eval.json"
+    );
+    // Other evaluation settings do not take the kept probes.
+    let mut stop = StopAtEvaluation {
+        seen: 0,
+        at: 2,
+        notes: Vec::new(),
+    };
+    evaluate(&config, &mut stop).unwrap_err();
+    config.evaluation.epochs = Some(3);
+    let mut other = never(Vec::new());
+    evaluate(&config, &mut other).unwrap();
+    assert!(other.notes.is_empty(), "{:?}", other.notes);
+}

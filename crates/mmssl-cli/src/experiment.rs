@@ -157,6 +157,7 @@ pub fn experiment(args: &ExperimentArgs) -> Result<String, crate::CliError> {
                 account: args.account.clone(),
                 max_parallel: args.max_parallel,
                 extra: args.sbatch_arg.clone(),
+                ..Default::default()
             },
             dry_run: args.dry_run,
             ..Default::default()

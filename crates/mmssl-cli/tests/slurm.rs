@@ -345,3 +345,141 @@ fn slurm_settings_without_slurm_and_a_missing_sbatch_are_clear_errors() {
         .unwrap();
     assert_fails(&res, &["sbatch", "is Slurm installed"]);
 }
+
+/// Issue 35 items 18, 19: the aggregation job carries every resource line that applies to it
+/// (it was given the partition only, and clusters that require an account, a QOS or a time
+/// refused it); the warning before the time limit is `signal_lead` seconds, and one not below
+/// the limit is refused.
+#[test]
+fn both_scripts_get_their_resources_and_the_signal_lead_is_the_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
+    let text = std::fs::read_to_string(&grid).unwrap();
+    let with = |slurm: &str| std::fs::write(&grid, format!("{text}[slurm]\n{slurm}")).unwrap();
+    with(
+        "partition = \"cpu\"\naccount = \"lab\"\nqos = \"short\"\ntime = \"0:10:00\"\n\
+         gpus = 1\nsignal_lead = 300\nextra = [\"--constraint=avx2\"]\n",
+    );
+    assert_ok(&experiment(
+        &grid,
+        &out,
+        &["--executor", "slurm", "--dry-run"],
+    ));
+    let slurm = out.join("slurm");
+    let aggregate = script(&slurm, "aggregate-");
+    assert_contains_all(
+        &aggregate,
+        &[
+            "#SBATCH --partition=cpu",
+            "#SBATCH --account=lab",
+            "#SBATCH --qos=short",
+            "#SBATCH --time=0:10:00",
+            "#SBATCH --constraint=avx2",
+        ],
+    );
+    assert!(!aggregate.contains("--gres"), "no GPU for the aggregation");
+    let array = script(&slurm, "array-");
+    assert_contains_all(
+        &array,
+        &[
+            "#SBATCH --signal=B:TERM@300",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --qos=short",
+        ],
+    );
+    // A lead of the whole limit (10 minutes) or more is refused, as is a limit Slurm would not
+    // read.
+    with("time = \"10\"\nsignal_lead = 600\n");
+    assert_fails(
+        &experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]),
+        &["slurm.signal_lead", "must be below the time limit (600 s)"],
+    );
+    with("time = \"ten minutes\"\nsignal_lead = 60\n");
+    assert_fails(
+        &experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]),
+        &["slurm.time", "is not a Slurm time"],
+    );
+    // The day forms count too: 1-00:00 is a day.
+    with("time = \"1-00:00\"\nsignal_lead = 3600\n");
+    assert_ok(&experiment(
+        &grid,
+        &out,
+        &["--executor", "slurm", "--dry-run"],
+    ));
+}
+
+/// Issue 35 item 17: a refused aggregation job no longer leaves the array queued and
+/// untracked. The array is cancelled (nothing of the submission stays) or, where `scancel`
+/// fails, recorded in `jobs.json` so that the next submission does not queue its cells twice.
+#[test]
+fn a_submission_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
+    let bin = dir.path().join("bin");
+    let calls = dir.path().join("calls.txt");
+    // sbatch queues the array (job 2001) and refuses the aggregation, as a site's submit
+    // filter does for a job without an account.
+    let path = stand_in(
+        &bin,
+        "sbatch",
+        &format!(
+            "echo \"sbatch $@\" >> '{calls}'\ncase \"$*\" in *aggregate-*) echo 'sbatch: error: \
+             Batch job submission failed: Invalid account' >&2; exit 1;; esac\necho 2001\n",
+            calls = calls.display()
+        ),
+    );
+    stand_in(
+        &bin,
+        "scancel",
+        &format!("echo \"scancel $@\" >> '{}'\n", calls.display()),
+    );
+    let submit = || {
+        command()
+            .env("PATH", &path)
+            .args(["experiment", "--grid", arg(&grid), "--out", arg(&out)])
+            .args(["--executor", "slurm", "--quiet"])
+            .output()
+            .unwrap()
+    };
+    let res = submit();
+    assert_fails(
+        &res,
+        &[
+            "Invalid account",
+            "job array 2001",
+            "was cancelled",
+            "nothing of this submission",
+        ],
+    );
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(log.contains("scancel 2001"), "{log}");
+    let jobs = read_json(out.join("slurm/jobs.json"));
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
+    // scancel fails too: the array stays recorded, and the error says how to finish.
+    stand_in(
+        &bin,
+        "scancel",
+        "echo 'scancel: error: access denied' >&2\nexit 1\n",
+    );
+    let res = submit();
+    assert_fails(&res, &["stays queued", "sbatch --dependency=afterany:2001"]);
+    let jobs = read_json(out.join("slurm/jobs.json"));
+    assert_eq!(jobs[0]["array_job"], "2001", "{jobs}");
+    assert_eq!(jobs[0]["cells"].as_array().map(Vec::len), Some(4));
+    // Its tasks wait in the queue: a new submission queues none of them again.
+    stand_in(
+        &bin,
+        "squeue",
+        "for i in 0 1 2 3; do echo \"2001_$i|PENDING|Priority\"; done\n",
+    );
+    stand_in(&bin, "sacct", "true\n");
+    let res = command()
+        .env("PATH", &path)
+        .args(["experiment", "--grid", arg(&grid), "--out", arg(&out)])
+        .args(["--executor", "slurm", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_ok(&res);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("0 cells to run"), "{stdout}");
+}

@@ -19,6 +19,7 @@ pub const RUN_ARTIFACTS: &[&str] = &[
     "online.png",
     "online.svg",
     "eval.json",
+    "eval.partial.json",
     "similarity.json",
     "lcca.json",
     "split.json",

@@ -48,6 +48,7 @@ mod attribution;
 mod config;
 mod datasets;
 mod error;
+mod evalcache;
 pub mod explain;
 mod folder;
 mod grid;

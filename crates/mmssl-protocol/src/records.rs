@@ -48,7 +48,9 @@ impl CellRecord {
 /// mem = "32G"
 /// time = "12:00:00"
 /// account = "lab"
+/// qos = "long"
 /// max_parallel = 20
+/// signal_lead = 300
 /// extra = ["--qos=long", "--constraint=a100"]
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +74,14 @@ pub struct SlurmResources {
     /// `--account`.
     #[serde(default)]
     pub account: Option<String>,
+    /// `--qos`.
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// Seconds before the time limit at which Slurm sends the task SIGTERM
+    /// (`--signal=B:TERM@N`; default [`DEFAULT_SIGNAL_LEAD`]): the time a run has to finish
+    /// its step and save a checkpoint. Must be below `time`.
+    #[serde(default)]
+    pub signal_lead: Option<u64>,
     /// At most this many array tasks at once (`--array=...%N`).
     #[serde(default)]
     pub max_parallel: Option<usize>,
@@ -94,6 +104,8 @@ impl SlurmResources {
             mem: pick(&self.mem, &other.mem),
             time: pick(&self.time, &other.time),
             account: pick(&self.account, &other.account),
+            qos: pick(&self.qos, &other.qos),
+            signal_lead: pick(&self.signal_lead, &other.signal_lead),
             max_parallel: pick(&self.max_parallel, &other.max_parallel),
             extra: self.extra.iter().chain(&other.extra).cloned().collect(),
         }
@@ -115,11 +127,39 @@ impl SlurmResources {
                 ));
             }
         }
+        if let Some(lead) = self.signal_lead {
+            let limit = match self.time.as_deref() {
+                Some(t) => slurm_seconds(t).ok_or_else(|| {
+                    ProtocolError::setting(
+                        "slurm.time",
+                        t,
+                        "is not a Slurm time (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)",
+                    )
+                })?,
+                None => None,
+            };
+            if lead == 0 || limit.is_some_and(|l| lead >= l) {
+                return Err(ProtocolError::setting(
+                    "slurm.signal_lead",
+                    lead,
+                    match lead {
+                        0 => "must be at least 1 second (the run needs time to save a checkpoint)"
+                            .to_string(),
+                        _ => format!(
+                            "must be below the time limit ({} s): the warning would come \
+                             before the task could work",
+                            limit.unwrap_or_default()
+                        ),
+                    },
+                ));
+            }
+        }
         let texts = [
             ("partition", self.partition.as_deref()),
             ("mem", self.mem.as_deref()),
             ("time", self.time.as_deref()),
             ("account", self.account.as_deref()),
+            ("qos", self.qos.as_deref()),
         ];
         let extra = self.extra.iter().map(|e| ("extra", Some(e.as_str())));
         for (key, value) in texts.into_iter().chain(extra) {
@@ -136,8 +176,20 @@ impl SlurmResources {
         Ok(())
     }
 
-    /// The `#SBATCH` lines of the resources.
+    /// The `#SBATCH` lines of the resources for the array's tasks.
     pub(crate) fn lines(&self) -> Vec<String> {
+        self.lines_for(true)
+    }
+
+    /// The `#SBATCH` lines of the aggregation job: every line that applies to a job without
+    /// GPUs (partition, memory, time, account, QOS and the extra lines; not the GPUs and
+    /// CPUs a training task asks for), so that a cluster which requires an account, a QOS or
+    /// a time takes it too.
+    pub(crate) fn aggregate_lines(&self) -> Vec<String> {
+        self.lines_for(false)
+    }
+
+    fn lines_for(&self, task: bool) -> Vec<String> {
         let mut lines = Vec::new();
         let mut add = |flag: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -145,11 +197,14 @@ impl SlurmResources {
             }
         };
         add("partition", self.partition.clone());
-        add("gres", self.gpus.map(|g| format!("gpu:{g}")));
-        add("cpus-per-task", self.cpus.map(|c| c.to_string()));
+        if task {
+            add("gres", self.gpus.map(|g| format!("gpu:{g}")));
+            add("cpus-per-task", self.cpus.map(|c| c.to_string()));
+        }
         add("mem", self.mem.clone());
         add("time", self.time.clone());
         add("account", self.account.clone());
+        add("qos", self.qos.clone());
         for extra in &self.extra {
             lines.push(format!("#SBATCH {extra}"));
         }
@@ -176,4 +231,38 @@ pub struct Submission {
     pub array_job: Option<String>,
     /// The aggregation job's id (`None` for a dry run).
     pub aggregate_job: Option<String>,
+}
+
+/// Seconds before the time limit at which Slurm warns a task with SIGTERM, unless
+/// [`SlurmResources::signal_lead`] says otherwise.
+pub const DEFAULT_SIGNAL_LEAD: u64 = 120;
+
+/// A Slurm `--time` value in seconds: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
+/// `D-HH:MM:SS`; `Some(None)` for no limit (`UNLIMITED`, `infinite`), `None` when it is none
+/// of these.
+pub(crate) fn slurm_seconds(time: &str) -> Option<Option<u64>> {
+    let t = time.trim();
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
+        return Some(None);
+    }
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (days, rest) = match t.split_once('-') {
+        Some((d, rest)) => (Some(number(d)?), rest),
+        None => (None, t),
+    };
+    let parts: Vec<u64> = rest.split(':').map(number).collect::<Option<_>>()?;
+    let seconds = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => d * 86400 + h * 3600,
+        (Some(d), [h, m]) => d * 86400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86400 + h * 3600 + m * 60 + s,
+        _ => return None,
+    };
+    Some(Some(seconds))
 }

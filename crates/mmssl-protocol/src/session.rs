@@ -6,6 +6,7 @@ use crate::attribution::{Encoders, ExplainConfig, ExplainReport, Explainer};
 use crate::config::RunConfig;
 use crate::datasets::{Datasets, load_datasets};
 use crate::error::{ProtocolError, Result};
+use crate::evalcache::EvalCache;
 use crate::folder::write_atomic;
 use crate::neighbourhood::{ModelFeatures, knn_evals, retrieval_evals};
 use crate::observe::{Observer, Phase, Phases};
@@ -276,6 +277,10 @@ impl Session<'_> {
                 ..Default::default()
             });
         }
+        // The probes an interrupted attempt finished on this checkpoint with these settings.
+        let settings = serde_json::to_string(self.eval_config).unwrap_or_default();
+        let key = format!("{settings}|{}", checkpoints.best_checksum()?);
+        let mut kept = EvalCache::open(out, key);
         // Each model's training and test features of each modality, for k-NN and retrieval.
         let mut features = [ModelFeatures::default(), ModelFeatures::default()];
         for m in 0..best.modalities() {
@@ -299,14 +304,26 @@ impl Session<'_> {
                 });
                 let f = |d: &Subset| extract_features(model, d, m, batch, bn_train, device);
                 let (tr, va, te) = (f(data.eval_train())?, f(data.eval_valid())?, f(&data.test)?);
-                results.push(linear_eval(
-                    &tr,
-                    &va,
-                    &te,
-                    self.classes,
-                    self.eval_config,
-                    device,
-                )?);
+                results.push(match kept.get(m, random_init) {
+                    Some(done) => {
+                        self.observer.note(&format!(
+                            "linear evaluation of modality {m} ({}): kept from an interrupted \
+                             attempt ({})",
+                            if random_init {
+                                "random-init"
+                            } else {
+                                "pretrained"
+                            },
+                            crate::evalcache::EVAL_PARTIAL
+                        ));
+                        done
+                    }
+                    None => {
+                        let r = linear_eval(&tr, &va, &te, self.classes, self.eval_config, device)?;
+                        kept.put(m, random_init, &r)?;
+                        r
+                    }
+                });
                 if !random_init {
                     test_z.push(te.clone());
                 }
@@ -325,6 +342,7 @@ impl Session<'_> {
         }
         let [pretrained, random] = &features;
         let (retrieval, notes) = self.neighbours(&mut linear, pretrained, Some(random))?;
+        kept.finish()?;
         Ok(Evaluation {
             linear,
             test_features: test_z,
@@ -517,37 +535,6 @@ fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Pa
     model
         .try_load_file(&best)
         .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))
-}
-
-/// Writes a new run folder's record: `config.toml` (the configuration that reproduces it, with
-/// its evaluation epochs and without `resume`/`overwrite`) and `run.json` (versions, backend,
-/// device, seed, method, and `details`' fields).
-pub(crate) fn write_run_record(
-    config: &RunConfig,
-    device: &Device,
-    details: serde_json::Value,
-) -> Result<()> {
-    let out = &config.output.dir;
-    let mut saved = config.clone();
-    saved.output.resume = false;
-    saved.output.overwrite = false;
-    saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
-    saved.save(out.join("config.toml"))?;
-    let mut run_info = serde_json::json!({
-        "mmssl_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": option_env!("MMSSL_GIT_REVISION"),
-        "backend": config.backend,
-        "device": format!("{device:?}"),
-        "seed": config.seed,
-        "method": config.method.to_string(),
-    });
-    if let (Some(info), serde_json::Value::Object(more)) = (run_info.as_object_mut(), details) {
-        info.extend(more);
-    }
-    write_atomic(
-        &out.join("run.json"),
-        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
-    )
 }
 
 /// Loads the data of `config` on the autodiff form of `device` and calls `f` with what its

@@ -10,15 +10,19 @@
 //! - `array-<stamp>.sbatch`: the job-array script; each task runs
 //!   `mmssl experiment --grid GRID --out EXP --cell K`, which resumes the cell from its
 //!   checkpoint when it has one (a requeued task continues where it stopped). The script
-//!   passes SIGTERM on to `mmssl` (Slurm sends it `--signal=B:TERM@120`, 120 seconds before
-//!   the time limit, and on preemption); `mmssl` finishes its step, saves a checkpoint and
+//!   passes SIGTERM on to `mmssl` (Slurm sends it `--signal=B:TERM@N`, `N` seconds before
+//!   the time limit, [`SlurmResources::signal_lead`], 120 by default; and on preemption); `mmssl` finishes its step, saves a checkpoint and
 //!   exits with [`EXIT_INTERRUPTED`], and the script then requeues its task
 //!   (`scontrol requeue`), which resumes from that checkpoint;
 //! - `aggregate-<stamp>.sbatch`: `mmssl experiment --grid GRID --out EXP --aggregate-only`,
-//!   which writes `results.csv`, `results.md` and the figures;
+//!   which writes `results.csv`, `results.md` and the figures (with every resource line that
+//!   applies to it: partition, memory, time, account, QOS, the extra lines);
 //! - `jobs.json`: every submission's job ids and cells, appended to.
 //!
-//! Then it submits both with `sbatch` (unless dry-run). Cells with `eval.json` are finished and
+//! Then it submits both with `sbatch` (unless dry-run), all or nothing: the array is recorded
+//! in `jobs.json` as soon as it is queued, and if the aggregation job is then refused, the
+//! array is cancelled (`scancel`), or, where that fails too, left recorded (so that a new
+//! submission does not queue its cells twice) with the commands that finish the submission. Cells with `eval.json` are finished and
 //! not submitted; neither are cells whose run folder is locked by a running task, nor those
 //! whose task of an earlier submission runs or waits in Slurm's queue (`squeue`). Submitting
 //! again after failures therefore submits exactly what is left.
@@ -144,7 +148,10 @@ impl Grid {
             .max_parallel
             .map(|n| format!("%{n}"))
             .unwrap_or_default();
-        let partition = resources.partition.clone();
+        let aggregate_resources = resources.aggregate_lines().join("\n");
+        let lead = resources
+            .signal_lead
+            .unwrap_or(crate::records::DEFAULT_SIGNAL_LEAD);
         let resources = resources.lines().join("\n");
         let array_script = dir.join(format!("array-{stamp}.sbatch"));
         let array_text = format!(
@@ -155,7 +162,7 @@ impl Grid {
              #SBATCH --output={logs}/%A_%a.out\n\
              #SBATCH --open-mode=append\n\
              #SBATCH --requeue\n\
-             #SBATCH --signal=B:TERM@120\n\
+             #SBATCH --signal=B:TERM@{lead}\n\
              {resources}\n\
              set -uo pipefail\n\
              CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list}) || exit 2\n\
@@ -191,15 +198,11 @@ impl Grid {
              # mmssl grid {grid}: results.csv, results.md and figures of the finished cells.\n\
              #SBATCH --job-name=mmssl-{name}-aggregate\n\
              #SBATCH --output={logs}/aggregate-%j.out\n\
-             {part}\n\
+             {aggregate_resources}\n\
              set -euo pipefail\n\
              exec {mmssl} experiment --grid {gridq} --out {out} --aggregate-only --quiet\n",
             grid = grid_file.display(),
             logs = logs.display(),
-            part = partition
-                .as_ref()
-                .map(|p| format!("#SBATCH --partition={p}"))
-                .unwrap_or_default(),
             mmssl = quote_path(&mmssl),
             gridq = quote_path(&grid_file),
             out = quote_path(&out_abs),
@@ -221,18 +224,25 @@ impl Grid {
             .sbatch
             .clone()
             .unwrap_or_else(|| PathBuf::from("sbatch"));
+        let jobs = dir.join("jobs.json");
         let mut dependency = Vec::new();
         if !submission.cells.is_empty() {
             let id = run_sbatch(&sbatch, &[], &submission.array_script)?;
             dependency = vec![format!("--dependency=afterany:{id}")];
             submission.array_job = Some(id);
+            // Recorded at once: whatever happens next, the queued cells are known.
+            record(&jobs, &submission, false)?;
         }
-        submission.aggregate_job = Some(run_sbatch(
-            &sbatch,
-            &dependency,
-            &submission.aggregate_script,
-        )?);
-        record(&dir.join("jobs.json"), &submission)?;
+        match run_sbatch(&sbatch, &dependency, &submission.aggregate_script) {
+            Ok(id) => submission.aggregate_job = Some(id),
+            Err(refused) => {
+                let Some(array) = submission.array_job.clone() else {
+                    return Err(refused);
+                };
+                return Err(undo_array(&sbatch, &array, &jobs, &submission, refused));
+            }
+        }
+        record(&jobs, &submission, submission.array_job.is_some())?;
         Ok(submission)
     }
 }
@@ -272,12 +282,79 @@ fn run_sbatch(sbatch: &Path, args: &[String], script: &Path) -> Result<String> {
     Ok(id)
 }
 
-/// Appends `submission` to the submissions recorded in `path`.
-fn record(path: &Path, submission: &Submission) -> Result<()> {
+/// The aggregation job of a submission was `refused` after its array `array` was queued:
+/// cancels the array (`scancel`, found beside `sbatch`) and removes it from `jobs`, so that
+/// nothing of the submission stays; where the cancel fails, the array stays recorded and the
+/// error says how to finish the submission by hand.
+fn undo_array(
+    sbatch: &Path,
+    array: &str,
+    jobs: &Path,
+    submission: &Submission,
+    refused: ProtocolError,
+) -> ProtocolError {
+    let scancel = match sbatch.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if dir.join("scancel").is_file() => dir.join("scancel"),
+        _ => PathBuf::from("scancel"),
+    };
+    let reason = match &refused {
+        ProtocolError::Slurm { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    let cancelled = Command::new(&scancel)
+        .arg(array)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (command, outcome) = if cancelled && forget(jobs, array).is_ok() {
+        (
+            format!("sbatch {}", submission.aggregate_script.display()),
+            format!(
+                "the job array {array} it would follow was cancelled, so nothing of this \
+                 submission is queued; fix the cause and submit again"
+            ),
+        )
+    } else {
+        (
+            format!(
+                "sbatch --dependency=afterany:{array} {}",
+                submission.aggregate_script.display()
+            ),
+            format!(
+                "the job array {array} could not be cancelled and stays queued (recorded in \
+                 {}, so a new submission does not queue its cells again); once the cause is \
+                 fixed, submit the aggregation by hand: sbatch --dependency=afterany:{array} \
+                 {}",
+                jobs.display(),
+                submission.aggregate_script.display()
+            ),
+        )
+    };
+    ProtocolError::Slurm {
+        command,
+        reason: format!("the aggregation job was refused ({reason}); {outcome}"),
+    }
+}
+
+/// Removes the submission of the job array `array` from the record `path`.
+fn forget(path: &Path, array: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| ProtocolError::read(path, e))?;
+    let mut all: Vec<Submission> =
+        serde_json::from_str(&text).map_err(|e| ProtocolError::read(path, e))?;
+    all.retain(|s| s.array_job.as_deref() != Some(array));
+    let text = serde_json::to_string_pretty(&all).map_err(|e| ProtocolError::write(path, e))?;
+    write_atomic(path, &text)
+}
+
+/// Appends `submission` to the submissions recorded in `path` or, with `update`, replaces
+/// the last one recorded (the same submission, recorded when its array was queued).
+fn record(path: &Path, submission: &Submission, update: bool) -> Result<()> {
     let mut all: Vec<Submission> = match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| ProtocolError::read(path, e))?,
         Err(_) => Vec::new(),
     };
+    if update && all.last().is_some_and(|s| s.stamp == submission.stamp) {
+        all.pop();
+    }
     all.push(submission.clone());
     let text = serde_json::to_string_pretty(&all).map_err(|e| ProtocolError::write(path, e))?;
     write_atomic(path, &text)
@@ -369,6 +446,16 @@ mod tests {
                 "#SBATCH --qos=long",
             ]
         );
+        assert_eq!(
+            o.aggregate_lines(),
+            [
+                "#SBATCH --partition=gpu",
+                "#SBATCH --mem=32G",
+                "#SBATCH --time=12:00:00",
+                "#SBATCH --account=lab",
+                "#SBATCH --qos=long",
+            ]
+        );
         assert!(SlurmResources::default().lines().is_empty());
         // Flags override the grid's keys one by one; extra lines add up.
         let flags = SlurmResources {
@@ -413,6 +500,25 @@ mod tests {
         ] {
             let e = bad.check().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn slurm_times_in_every_form() {
+        use crate::records::slurm_seconds;
+        for (text, seconds) in [
+            ("10", 600),
+            ("10:30", 630),
+            ("2:00:00", 7200),
+            ("1-0", 86400),
+            ("1-2:30", 86400 + 2 * 3600 + 1800),
+            ("0-0:1:5", 65),
+        ] {
+            assert_eq!(slurm_seconds(text), Some(Some(seconds)), "{text}");
+        }
+        assert_eq!(slurm_seconds("UNLIMITED"), Some(None));
+        for bad in ["", "ten", "1:2:3:4", "-5", "1-", "1-2:3:4:5", "5m"] {
+            assert_eq!(slurm_seconds(bad), None, "{bad}");
         }
     }
 }

@@ -432,5 +432,5 @@ fn publish(
             std::fs::copy(&from, &to).map_err(|e| ProtocolError::write(&to, e))?;
         }
     }
-    crate::session::write_run_record(config, device, serde_json::json!({ "imported": report }))
+    crate::run::write_run_record(config, device, serde_json::json!({ "imported": report }))
 }

@@ -10,7 +10,7 @@ use crate::config::{RunConfig, load_run_config};
 use crate::error::{ProtocolError, Result};
 use crate::folder::{FolderLock, write_atomic};
 use crate::registry::Registry;
-use crate::session::{Loaded, Session, settings, write_run_record};
+use crate::session::{Loaded, Session, settings};
 use burn::tensor::Device;
 use mmssl_similarity::{Similarity, SimilarityReport};
 use mmssl_train::Checkpoints;
@@ -364,4 +364,35 @@ pub(crate) fn check_init_from(from: &Path, method: &str, registry: &Registry) ->
         }
     }
     Ok(())
+}
+
+/// Writes a new run folder's record: `config.toml` (the configuration that reproduces it, with
+/// its evaluation epochs and without `resume`/`overwrite`) and `run.json` (versions, backend,
+/// device, seed, method, and `details`' fields).
+pub(crate) fn write_run_record(
+    config: &RunConfig,
+    device: &Device,
+    details: serde_json::Value,
+) -> Result<()> {
+    let out = &config.output.dir;
+    let mut saved = config.clone();
+    saved.output.resume = false;
+    saved.output.overwrite = false;
+    saved.evaluation.epochs = Some(config.evaluation.epochs_for(config.data.dataset));
+    saved.save(out.join("config.toml"))?;
+    let mut run_info = serde_json::json!({
+        "mmssl_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("MMSSL_GIT_REVISION"),
+        "backend": config.backend,
+        "device": format!("{device:?}"),
+        "seed": config.seed,
+        "method": config.method.to_string(),
+    });
+    if let (Some(info), serde_json::Value::Object(more)) = (run_info.as_object_mut(), details) {
+        info.extend(more);
+    }
+    write_atomic(
+        &out.join("run.json"),
+        &serde_json::to_string_pretty(&run_info).unwrap_or_default(),
+    )
 }

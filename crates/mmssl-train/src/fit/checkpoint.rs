@@ -216,6 +216,11 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// The SHA-256 of `best.bpk`, the model an evaluation of the run evaluates.
+    pub fn best_checksum(&self) -> Result<String> {
+        sha256_file(&self.best()).map_err(|e| io(&self.best(), e))
+    }
+
     /// The committed state before the last commit (`state.previous.json`), and its files:
     /// where a resume falls back when the last one is damaged.
     pub fn previous_state(&self) -> PathBuf {
