@@ -24,7 +24,7 @@ use std::path::PathBuf;
 struct Lines;
 impl Progress for Lines {
     fn epoch(&mut self, e: &EpochMetrics) {
-        println!("epoch {}: train loss {:.3}", e.epoch + 1, e.train_loss);
+        println!("epoch {}: train loss {:.3}", e.epoch, e.train_loss);
     }
 }
 impl Observer for Lines {}

@@ -31,7 +31,7 @@ impl Progress for Lines {
     fn epoch(&mut self, e: &EpochMetrics) {
         println!(
             "epoch {}: train loss {:.3}, validation loss {:.3}, {:.0} pairs/s",
-            e.epoch + 1,
+            e.epoch,
             e.train_loss,
             e.valid_loss.unwrap_or(f64::NAN),
             e.pairs_per_second

@@ -71,7 +71,7 @@ pub fn import(args: &ImportArgs) -> Result<ImportReport, crate::CliError> {
     }
     let (config, warnings) = args.run.to_config()?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        let _ = mmssl_protocol::print_line(&format!("warning: {w}"), true);
     }
     let device = select_device(config.backend)?;
     let mut bars = Terminal::new(args.run.quiet, config.training.batch_size);

@@ -29,7 +29,7 @@ pub mod similarity;
 
 use backend::{BackendKind, compiled, select_device};
 use clap::{Args, Parser, Subcommand};
-use mmssl_protocol::{Phases, ProtocolError, load_run_config};
+use mmssl_protocol::{Phases, ProtocolError, load_run_config, print_line};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -172,9 +172,10 @@ impl CliError {
 /// checkpoint).
 pub fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or_else(|| {
-        eprintln!(
+        let _ = print_line(
             "mmssl: no command given; running the quick demonstration (CR-XX-CC on the embedded \
-             MNIST test split as Two-View MNIST, 2 epochs). `mmssl --help` lists the commands."
+             MNIST test split as Two-View MNIST, 2 epochs). `mmssl --help` lists the commands.",
+            true,
         );
         Command::Run(Box::new(run::RunArgs::quick_demo()))
     });
@@ -184,17 +185,19 @@ pub fn run(cli: Cli) -> ExitCode {
     ) {
         signals::install();
     }
-    match execute(command) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+    // A closed output (`| head`) ends the command quietly (`print_line`).
+    let (text, stderr, code) = match execute(command) {
+        Ok(text) => (text, false, ExitCode::SUCCESS),
         Err(CliError::Interrupted { error, next }) => {
-            eprintln!("stopped: {error}\nto continue: {next}");
-            ExitCode::from(signals::EXIT_INTERRUPTED)
+            let text = format!("stopped: {error}\nto continue: {next}");
+            (text, true, ExitCode::from(signals::EXIT_INTERRUPTED))
         }
+        Err(e) => (format!("error: {e}"), true, ExitCode::from(2)),
+    };
+    match print_line(&text, stderr) {
+        Ok(()) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = print_line(&format!("error: cannot write the output: {e}"), true);
             ExitCode::from(2)
         }
     }
@@ -239,10 +242,7 @@ pub fn execute(command: Command) -> Result<String, CliError> {
         Command::Info { backend } => {
             let mut lines = vec![format!("mmssl {}", env!("CARGO_PKG_VERSION"))];
             for kind in BackendKind::ALL {
-                let state = match compiled(kind) {
-                    true => "compiled in",
-                    false => "not compiled in",
-                };
+                let state = ["not compiled in", "compiled in"][usize::from(compiled(kind))];
                 lines.push(format!("backend {:<5} {state}", kind.name()));
             }
             lines.push(format!(
@@ -254,7 +254,7 @@ pub fn execute(command: Command) -> Result<String, CliError> {
                     Ok(device) => lines.push(format!("backend {} works: {device:?}", kind.name())),
                     Err(e) => {
                         // What this build has, then why the backend asked for does not work.
-                        println!("{}", lines.join("\n"));
+                        let _ = print_line(&lines.join("\n"), false);
                         return Err(e.into());
                     }
                 }

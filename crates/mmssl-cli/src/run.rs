@@ -301,7 +301,7 @@ pub fn run_phases(
 ) -> Result<(mmssl_protocol::RunReport, PathBuf), crate::CliError> {
     let (config, warnings) = args.to_config()?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        let _ = mmssl_protocol::print_line(&format!("warning: {w}"), true);
     }
     run_config(&config, phases, args.quiet)
 }

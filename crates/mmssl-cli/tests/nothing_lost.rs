@@ -407,3 +407,25 @@ fn a_damaged_checkpoint_is_never_resumed_silently() {
         ],
     );
 }
+
+/// Item 21: a command whose output is closed before it prints (`mmssl ... | head`, the reader
+/// gone) ends quietly with exit 0 (it panicked with "Broken pipe", exit 101).
+#[test]
+fn a_closed_output_ends_a_command_quietly() {
+    for args in [&["methods"][..], &["info"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = command()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{err}"
+        );
+    }
+}

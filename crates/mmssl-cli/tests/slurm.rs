@@ -140,6 +140,17 @@ fn stand_in(bin: &Path, name: &str, body: &str) -> String {
     )
 }
 
+/// `mmssl experiment --grid GRID --out OUT EXTRA...` with `path` as the `PATH` (the
+/// stand-ins first).
+fn experiment_on(path: &str, grid: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    command()
+        .env("PATH", path)
+        .args(["experiment", "--grid", arg(grid), "--out", arg(out)])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,11 +166,7 @@ fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
             calls = calls.display()
         ),
     );
-    let run = |extra: &[&str]| {
-        let mut args = vec!["experiment", "--grid", arg(&grid), "--out", arg(&out)];
-        args.extend_from_slice(extra);
-        command().env("PATH", &path).args(&args).output().unwrap()
-    };
+    let run = |extra: &[&str]| experiment_on(&path, &grid, &out, extra);
     let res = run(&["--executor", "slurm", "--quiet"]);
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
@@ -433,14 +440,7 @@ fn a_submission_is_all_or_nothing() {
         "scancel",
         &format!("echo \"scancel $@\" >> '{}'\n", calls.display()),
     );
-    let submit = || {
-        command()
-            .env("PATH", &path)
-            .args(["experiment", "--grid", arg(&grid), "--out", arg(&out)])
-            .args(["--executor", "slurm", "--quiet"])
-            .output()
-            .unwrap()
-    };
+    let submit = || experiment_on(&path, &grid, &out, &["--executor", "slurm", "--quiet"]);
     let res = submit();
     assert_fails(
         &res,
@@ -473,13 +473,51 @@ fn a_submission_is_all_or_nothing() {
         "for i in 0 1 2 3; do echo \"2001_$i|PENDING|Priority\"; done\n",
     );
     stand_in(&bin, "sacct", "true\n");
-    let res = command()
-        .env("PATH", &path)
-        .args(["experiment", "--grid", arg(&grid), "--out", arg(&out)])
-        .args(["--executor", "slurm", "--dry-run"])
-        .output()
-        .unwrap();
+    let res = experiment_on(&path, &grid, &out, &["--executor", "slurm", "--dry-run"]);
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.contains("0 cells to run"), "{stdout}");
+}
+
+/// Issue 35 item 20: `[slurm] setup` lines prepare each task's environment (module loads, an
+/// environment's activation) and `wrapper` runs mmssl inside a container, in both scripts, and
+/// the dry run shows them.
+#[test]
+fn setup_lines_and_a_wrapper_prepare_every_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
+    let text = std::fs::read_to_string(&grid).unwrap();
+    std::fs::write(
+        &grid,
+        format!(
+            "{text}[slurm]\nsetup = [\"module load cuda/12.4\", \"source $HOME/env/bin/activate\"]\n\
+             wrapper = \"apptainer exec --nv mmssl.sif\"\n"
+        ),
+    )
+    .unwrap();
+    let res = experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]);
+    assert_ok(&res);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    for name in ["array-", "aggregate-"] {
+        let s = script(&out.join("slurm"), name);
+        let setup = s.find("module load cuda/12.4\nsource $HOME/env/bin/activate\n");
+        let run = s.find("apptainer exec --nv mmssl.sif '");
+        assert!(
+            setup.is_some() && run.is_some() && setup < run,
+            "{name}: the setup runs first, then mmssl in the container:\n{s}"
+        );
+        assert!(
+            stdout.contains("module load cuda/12.4"),
+            "the dry run shows it"
+        );
+    }
+    std::fs::write(
+        &grid,
+        format!("{text}[slurm]\nsetup = [\"module load a\\nmodule load b\"]\n"),
+    )
+    .unwrap();
+    assert_fails(
+        &experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]),
+        &["slurm.setup", "one non-empty line"],
+    );
 }

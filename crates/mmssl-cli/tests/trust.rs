@@ -206,6 +206,11 @@ fn progress_is_printed_without_a_terminal_and_unused_flags_are_named() {
 fn a_corrupt_checkpoint_is_reported_as_a_read_error() {
     let (_dir, out) = finished("pretrain");
     std::fs::write(out.join("checkpoints/best.bpk"), b"not a checkpoint").unwrap();
+    // Its checksum (in state.json) finds it first.
+    let res = on_run("linear-eval", &out, &["--quiet"]);
+    assert_fails(&res, &["best.bpk does not match its checksum"]);
+    // Without a committed state to check it against (an imported model), reading it fails.
+    std::fs::remove_file(out.join("checkpoints/state.json")).unwrap();
     let res = on_run("linear-eval", &out, &["--quiet"]);
     let err = assert_fails(&res, &["cannot read", "best.bpk"]);
     assert!(!err.contains("cannot write"), "{err}");

@@ -94,7 +94,7 @@ pub use run::{ModalityEval, Observer, Phase, Phases, RunReport, continue_command
 pub use slurm::{EXIT_INTERRUPTED, SlurmOptions, SlurmResources, Submission};
 pub use spec::{DEFAULT_METHOD, MethodSpec};
 pub use status::{CELLS_FILE, CellRecord, CellState, CellStatus, GridStatus, grid_status};
-pub use terminal::Terminal;
+pub use terminal::{Terminal, print_line};
 
 /// The baselines (`mmssl-baselines`), for methods built from them.
 pub use mmssl_baselines as baselines;

@@ -90,9 +90,9 @@ impl OnlineEvaluation {
         self
     }
 
-    /// Whether epoch `epoch` (from 0) is evaluated.
+    /// Whether epoch `epoch` (its number, from 1) is evaluated.
     pub fn due(&self, epoch: usize) -> bool {
-        (epoch + 1).is_multiple_of(self.every) || epoch + 1 == self.epochs
+        epoch.is_multiple_of(self.every) || epoch == self.epochs
     }
 
     /// Probe accuracy (`probe_m{m}`) and k-NN accuracy (`knn_m{m}`) of each modality on the
@@ -161,8 +161,7 @@ impl Progress for MetricsLog<'_> {
             Ok(values) => values,
             Err(e) => {
                 self.inner.warning(&format!(
-                    "the online evaluation after epoch {} failed: {e}",
-                    epoch + 1
+                    "the online evaluation after epoch {epoch} failed: {e}"
                 ));
                 BTreeMap::new()
             }
@@ -244,8 +243,8 @@ pub fn draw_online_curves(
     out: &std::path::Path,
 ) -> Result<bool> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let points = std::iter::once((0, before_training))
-        .chain(history.iter().map(|m| (m.epoch + 1, &m.online)));
+    let points =
+        std::iter::once((0, before_training)).chain(history.iter().map(|m| (m.epoch, &m.online)));
     for (trained, values) in points {
         for (name, &v) in values {
             let label = if let Some(rest) = name.strip_prefix("probe_") {

@@ -51,6 +51,8 @@ impl CellRecord {
 /// qos = "long"
 /// max_parallel = 20
 /// signal_lead = 300
+/// setup = ["module load cuda/12.4", "source $HOME/venvs/mmssl/bin/activate"]
+/// wrapper = "apptainer exec --nv mmssl.sif"
 /// extra = ["--qos=long", "--constraint=a100"]
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -85,6 +87,14 @@ pub struct SlurmResources {
     /// At most this many array tasks at once (`--array=...%N`).
     #[serde(default)]
     pub max_parallel: Option<usize>,
+    /// Shell lines that prepare a task's environment, run in both scripts before `mmssl`
+    /// (`module load ...`, a virtual environment's or conda's activation).
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// A command the scripts put before `mmssl` (an Apptainer/Singularity container:
+    /// `apptainer exec --nv image.sif`), as written (shell words, not quoted).
+    #[serde(default)]
+    pub wrapper: Option<String>,
     /// Further `sbatch` arguments, each a whole `#SBATCH` line's argument (e.g. `--qos=long`).
     #[serde(default)]
     pub extra: Vec<String>,
@@ -106,6 +116,8 @@ impl SlurmResources {
             account: pick(&self.account, &other.account),
             qos: pick(&self.qos, &other.qos),
             signal_lead: pick(&self.signal_lead, &other.signal_lead),
+            setup: self.setup.iter().chain(&other.setup).cloned().collect(),
+            wrapper: pick(&self.wrapper, &other.wrapper),
             max_parallel: pick(&self.max_parallel, &other.max_parallel),
             extra: self.extra.iter().chain(&other.extra).cloned().collect(),
         }
@@ -160,9 +172,11 @@ impl SlurmResources {
             ("time", self.time.as_deref()),
             ("account", self.account.as_deref()),
             ("qos", self.qos.as_deref()),
+            ("wrapper", self.wrapper.as_deref()),
         ];
         let extra = self.extra.iter().map(|e| ("extra", Some(e.as_str())));
-        for (key, value) in texts.into_iter().chain(extra) {
+        let setup = self.setup.iter().map(|e| ("setup", Some(e.as_str())));
+        for (key, value) in texts.into_iter().chain(extra).chain(setup) {
             if let Some(v) = value
                 && (v.trim().is_empty() || v.contains('\n'))
             {

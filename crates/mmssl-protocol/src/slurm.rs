@@ -19,6 +19,9 @@
 //!   applies to it: partition, memory, time, account, QOS, the extra lines);
 //! - `jobs.json`: every submission's job ids and cells, appended to.
 //!
+//! Both scripts run the `[slurm] setup` lines (module loads, an environment's activation)
+//! before `mmssl`, and put the `wrapper` command (a container's `apptainer exec ...`) before it.
+//!
 //! Then it submits both with `sbatch` (unless dry-run), all or nothing: the array is recorded
 //! in `jobs.json` as soon as it is queued, and if the aggregation job is then refused, the
 //! array is cancelled (`scancel`), or, where that fails too, left recorded (so that a new
@@ -149,6 +152,17 @@ impl Grid {
             .map(|n| format!("%{n}"))
             .unwrap_or_default();
         let aggregate_resources = resources.aggregate_lines().join("\n");
+        let setup = match resources.setup.is_empty() {
+            true => String::new(),
+            false => format!(
+                "# The task's environment ([slurm] setup).\n{}\n",
+                resources.setup.join("\n")
+            ),
+        };
+        let mmssl = match &resources.wrapper {
+            Some(w) => format!("{w} {}", quote_path(&mmssl)),
+            None => quote_path(&mmssl),
+        };
         let lead = resources
             .signal_lead
             .unwrap_or(crate::records::DEFAULT_SIGNAL_LEAD);
@@ -165,6 +179,7 @@ impl Grid {
              #SBATCH --signal=B:TERM@{lead}\n\
              {resources}\n\
              set -uo pipefail\n\
+             {setup}\
              CELL=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list}) || exit 2\n\
              TASK=\"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"\n\
              # SIGTERM (the warning before the time limit, or a preemption) goes on to mmssl,\n\
@@ -186,7 +201,6 @@ impl Grid {
             logs = logs.display(),
             list =
                 quote_path(&std::path::absolute(&list).map_err(|e| ProtocolError::read(&list, e))?),
-            mmssl = quote_path(&mmssl),
             gridq = quote_path(&grid_file),
             out = quote_path(&out_abs),
             code = EXIT_INTERRUPTED,
@@ -200,10 +214,10 @@ impl Grid {
              #SBATCH --output={logs}/aggregate-%j.out\n\
              {aggregate_resources}\n\
              set -euo pipefail\n\
+             {setup}\
              exec {mmssl} experiment --grid {gridq} --out {out} --aggregate-only --quiet\n",
             grid = grid_file.display(),
             logs = logs.display(),
-            mmssl = quote_path(&mmssl),
             gridq = quote_path(&grid_file),
             out = quote_path(&out_abs),
         );

@@ -3,8 +3,23 @@
 use crate::observe::{Observer, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmssl_train::{EpochMetrics, Progress, StepReport};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
+
+/// Writes `text` and a newline to standard output (`error: false`) or standard error. An
+/// output whose reader has gone (`mmssl experiment status EXP --json | head`) is not an
+/// error: what was wanted was read, and the command ends quietly; any other failure to write
+/// (a full disk behind a redirection) is returned.
+pub fn print_line(text: &str, error: bool) -> std::io::Result<()> {
+    let written = match error {
+        false => writeln!(std::io::stdout().lock(), "{text}"),
+        true => writeln!(std::io::stderr().lock(), "{text}"),
+    };
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
 
 /// An [`Observer`] for a terminal: a progress bar of each epoch's steps (loss, its terms,
 /// pairs per second) where stderr is a terminal, plain lines elsewhere (a log file, a cluster
@@ -50,7 +65,9 @@ impl Terminal {
     fn print(&self, line: String) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => {
+                let _ = print_line(&line, true);
+            }
         }
     }
 }
@@ -73,14 +90,15 @@ impl Progress for Terminal {
             terms,
         } = *r;
         if let Some(bar) = &self.bar {
-            if step == 0 {
+            // Steps count from 1; a resumed epoch starts further on.
+            if step == 1 || bar.length() != Some(steps as u64) {
                 self.epoch_start = Instant::now();
                 bar.set_length(steps as u64);
-                bar.set_position(0);
-                bar.set_prefix(format!("epoch {}", epoch + 1));
+                bar.set_position(step.saturating_sub(1) as u64);
+                bar.set_prefix(format!("epoch {epoch}"));
             }
-            bar.set_position(step as u64 + 1);
-            let pairs = ((step + 1) * self.batch_size) as f64;
+            bar.set_position(step as u64);
+            let pairs = (step * self.batch_size) as f64;
             let rate = pairs / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
             let mut msg = format!("loss {loss:.4}");
             for (name, v) in terms.iter().take(8) {
@@ -98,7 +116,7 @@ impl Progress for Terminal {
         let terms: Vec<String> = m.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
         self.print(format!(
             "epoch {:>3}: train loss {:.4} ({}), valid loss {}, {:.0} pairs/s, {:.1} s waiting for data",
-            m.epoch + 1,
+            m.epoch,
             m.train_loss,
             terms.join(", "),
             m.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),

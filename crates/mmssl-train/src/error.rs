@@ -38,9 +38,9 @@ pub enum TrainError {
         "non-finite loss {value} at epoch {epoch}, step {step}: {culprit}; the checkpoints of the last good epoch are kept"
     )]
     NonFinite {
-        /// Epoch (from 0).
+        /// The epoch's number (from 1).
         epoch: usize,
-        /// Step within the epoch (from 0).
+        /// The step's number within the epoch (from 1).
         step: usize,
         /// The total loss.
         value: f64,
@@ -58,7 +58,7 @@ pub enum TrainError {
         }
     )]
     Interrupted {
-        /// Epoch (from 0) of the last step done.
+        /// Number (from 1) of the epoch of the last step done.
         epoch: usize,
         /// Steps of that epoch done (from 1).
         step: usize,

@@ -165,3 +165,45 @@ fn the_record_travels_in_the_checksummed_state() {
     let record = Checkpoints::open(&dir).saved_record().unwrap();
     assert_eq!(record, Some(serde_json::json!({"data": "64 pairs"})));
 }
+
+/// Issue 35 item 15: epochs are counted from 1 in the history, the errors and the files; a
+/// state written before (no checksum, history from 0) is read with its history renumbered.
+#[test]
+fn epochs_count_from_one_and_older_states_are_renumbered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    // Stopped after 6 steps: the second epoch's second step.
+    let err = run(&dir, &mut Listener::new(6)).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            TrainError::Interrupted {
+                epoch: 2,
+                step: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("after step 2 of epoch 2"), "{err}");
+    assert!(dir.join("last.e0002s000002.bpk").exists());
+    let straight = run(&dir, &mut Listener::new(usize::MAX)).unwrap();
+    let numbers: Vec<usize> = straight.history.iter().map(|m| m.epoch).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(straight.best_epoch.is_some_and(|b| (1..=3).contains(&b)));
+    // The same state as an older mmssl wrote it: no checksums, epochs from 0.
+    let path = dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let state_mut = state.as_object_mut().unwrap();
+    state_mut.remove("checksum");
+    state_mut.remove("record");
+    state_mut["files"].as_object_mut().unwrap().remove("sha256");
+    for m in state_mut["history"].as_array_mut().unwrap() {
+        m["epoch"] = (m["epoch"].as_u64().unwrap() - 1).into();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    let old = run(&dir, &mut Listener::new(usize::MAX)).unwrap();
+    let numbers: Vec<usize> = old.history.iter().map(|m| m.epoch).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+}

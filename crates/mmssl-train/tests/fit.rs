@@ -54,7 +54,7 @@ fn loss_decreases_on_real_two_view_mnist() {
 struct DieAfter(usize);
 impl Progress for DieAfter {
     fn epoch(&mut self, m: &EpochMetrics) {
-        if m.epoch + 1 == self.0 {
+        if m.epoch == self.0 {
             panic!("simulated kill after epoch {}", m.epoch);
         }
     }
@@ -231,10 +231,11 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
     };
     let straight = run(&Checkpoints::new(tmp.path().join("a")).unwrap(), &mut Quiet).unwrap();
 
-    // Stopped after step 2 of epoch 1 (6 steps in all), then after 1 more step (epoch 1, step
-    // 3), then at the end of epoch 1 by a request during its last step, then finished.
+    // Stopped after step 2 of epoch 2 (6 steps in all), then after 1 more step (epoch 2, step
+    // 3), then at the end of epoch 2 by a request during its last step, then finished. Epochs
+    // and steps are counted from 1, in the errors as in the checkpoint files' names.
     let ck = Checkpoints::new(tmp.path().join("b")).unwrap().resume(true);
-    let stops = [(6, 1, 2, true), (1, 1, 3, true), (1, 1, 4, false)];
+    let stops = [(6, 2, 2, true), (1, 2, 3, true), (1, 2, 4, false)];
     for (after, epoch, step, mid_epoch) in stops {
         match run(&ck, &mut StopAfter { after, seen: 0 }) {
             Err(TrainError::Interrupted {
@@ -315,7 +316,7 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
         matches!(
             err,
             TrainError::Interrupted {
-                epoch: 0,
+                epoch: 1,
                 step: 1,
                 checkpoint: None
             }
@@ -329,7 +330,7 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
 fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let Some(images) = mnist(32) else { return };
     let device = Device::flex().autodiff();
-    // One value of every item of epoch 1 poisoned with NaN.
+    // One value of every item of the second epoch (its draws' index 1) poisoned with NaN.
     let pairs = TwoViewMnist::new(images, TwoViewConfig::default()).unwrap();
     let data = MapItems::new(pairs, |d: &TwoViewMnist, i, epoch| {
         let mut item = d.get(i, epoch)?;
@@ -362,7 +363,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
             culprit,
             ..
         } => {
-            assert_eq!((*epoch, *step), (1, 0));
+            assert_eq!((*epoch, *step), (2, 1), "counted from 1");
             assert!(
                 culprit.contains("CR[") || culprit.contains("XX["),
                 "{culprit}"
@@ -370,8 +371,8 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
         }
         other => panic!("expected NonFinite, got {other}"),
     }
-    assert!(err.to_string().contains("epoch 1, step 0"), "{err}");
-    // The epoch-0 checkpoint is intact and loads.
+    assert!(err.to_string().contains("epoch 2, step 1"), "{err}");
+    // The first epoch's checkpoint is intact and loads.
     let fresh = model(&data, &device);
     let loaded = fresh
         .try_load_file(ck.last())

@@ -251,8 +251,14 @@ impl Checkpoints {
             return Ok(None);
         }
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let state: LoopState =
+        let mut state: LoopState =
             serde_json::from_str(&text).map_err(|e| format!("it does not parse: {e}"))?;
+        if state.checksum.is_none() {
+            // Written before checksums, when the history counted epochs from 0.
+            for m in &mut state.history {
+                m.epoch += 1;
+            }
+        }
         if let Some(sum) = &state.checksum
             && *sum != state.own_checksum()
         {
@@ -325,7 +331,8 @@ impl Checkpoints {
         improved: bool,
     ) -> Result<()> {
         let tag = match &state.partial {
-            Some(p) => format!("e{:04}s{:06}", p.epoch, p.step),
+            // Epochs are named by their number from 1, as everywhere.
+            Some(p) => format!("e{:04}s{:06}", p.epoch + 1, p.step),
             None => format!("e{:04}", state.epochs_done),
         };
         let earlier = state.files.as_ref();

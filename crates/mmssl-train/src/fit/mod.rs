@@ -82,7 +82,8 @@ impl Default for FitConfig {
 /// What one epoch measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
-    /// Epoch number, from 0.
+    /// The epoch's number, counted from 1 (as every epoch number mmssl shows or writes:
+    /// messages, progress, `metrics.jsonl`, checkpoint file names).
     pub epoch: usize,
     /// Mean training loss.
     pub train_loss: f64,
@@ -181,7 +182,8 @@ pub struct FitOutcome<M> {
     pub last: M,
     /// Per-epoch metrics, including epochs done before a resume.
     pub history: Vec<EpochMetrics>,
-    /// Epoch with the lowest validation loss (training loss without a validation set).
+    /// Number (from 1) of the epoch with the lowest validation loss (training loss without a
+    /// validation set).
     pub best_epoch: Option<usize>,
     /// The model after that epoch, in evaluation form (`Module::valid`: no autodiff, BatchNorm
     /// on its running statistics); `None` when no epoch ran, or when a resumed run's best
@@ -366,8 +368,8 @@ pub fn fit<M: Method>(
                             .map(|(n, v)| format!("term {n} = {v}"))
                             .unwrap_or_else(|| "no single term (their sum overflowed)".into());
                         return Err(TrainError::NonFinite {
-                            epoch,
-                            step,
+                            epoch: epoch + 1,
+                            step: step + 1,
                             value,
                             culprit,
                         });
@@ -381,8 +383,8 @@ pub fn fit<M: Method>(
                     state.steps_done += 1;
                     done = step + 1;
                     progress.step(&StepReport {
-                        epoch,
-                        step,
+                        epoch: epoch + 1,
+                        step: step + 1,
                         steps: steps_per_epoch,
                         loss: value,
                         terms: &term_values,
@@ -408,7 +410,7 @@ pub fn fit<M: Method>(
                 &model,
                 &optim,
                 checkpoints,
-                epoch,
+                epoch + 1,
                 done,
             ));
         }
@@ -422,7 +424,7 @@ pub fn fit<M: Method>(
         };
         let seconds = before + started.elapsed().as_secs_f64();
         let mut online = progress.evaluate_epoch(
-            epoch,
+            epoch + 1,
             &Frozen {
                 model: &model,
                 device,
@@ -430,7 +432,7 @@ pub fn fit<M: Method>(
         );
         online.retain(|_, v| v.is_finite());
         let metrics = EpochMetrics {
-            epoch,
+            epoch: epoch + 1,
             train_loss,
             terms: term_sums
                 .into_iter()
@@ -463,7 +465,7 @@ pub fn fit<M: Method>(
             // Asked to stop during the epoch's last step or its validation: the epoch's
             // checkpoint is the place to continue from.
             return Err(TrainError::Interrupted {
-                epoch,
+                epoch: epoch + 1,
                 step: steps_per_epoch,
                 checkpoint: checkpoints.map(|c| c.dir.clone()),
             });
@@ -472,13 +474,13 @@ pub fn fit<M: Method>(
     Ok(FitOutcome {
         last: model,
         history: state.history,
-        best_epoch: state.best.map(|(_, e)| e),
+        best_epoch: state.best.map(|(_, e)| e + 1),
         best: best_model,
         before_training: state.before_training,
     })
 }
 
-/// Saves the checkpoint of an epoch stopped after `step` steps (with `checkpoints`) and
+/// Saves the checkpoint of epoch `epoch` (from 1) stopped after `step` steps (with `checkpoints`) and
 /// returns the error that says where the run stopped; a failure to save is returned instead.
 fn interrupted<M: Method>(
     state: &mut LoopState,

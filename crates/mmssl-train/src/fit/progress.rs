@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 /// What one training step reports to [`Progress::step`].
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport<'a> {
-    /// Epoch number, from 0.
+    /// The epoch's number, from 1.
     pub epoch: usize,
-    /// Step within the epoch, from 0.
+    /// The step's number within the epoch, from 1 (the steps of the epoch done with it).
     pub step: usize,
     /// Steps of the epoch.
     pub steps: usize,
@@ -29,7 +29,7 @@ pub trait Progress: Send {
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
     /// After an epoch's validation, before its checkpoint: numbers measured on the model as
     /// the epoch leaves it, kept in the epoch's [`EpochMetrics::online`] (and so in the
-    /// checkpointed history). `model` gives frozen features only (evaluation mode, nothing of
+    /// checkpointed history); `epoch` is the epoch's number, from 1. `model` gives frozen features only (evaluation mode, nothing of
     /// the training state changes): the training goes on exactly as without it. Values that
     /// are not finite are left out (JSON, and so the checkpoint, cannot hold them; measure
     /// them as absent). The default measures nothing.

@@ -184,9 +184,10 @@ pub struct LinearEvalResult {
     pub roc_auc: Option<f64>,
     /// Test cross-entropy.
     pub test_loss: f64,
-    /// The epoch chosen by validation loss.
+    /// The number (from 1) of the epoch chosen by validation loss: its loss is
+    /// `valid_losses[best_epoch - 1]`.
     pub best_epoch: usize,
-    /// Validation loss per epoch.
+    /// Validation loss per epoch, the first epoch's first.
     pub valid_losses: Vec<f64>,
 }
 

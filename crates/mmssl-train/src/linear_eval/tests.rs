@@ -52,7 +52,7 @@ fn separable_features_are_classified_well() {
     assert!(r.balanced_accuracy > 0.95);
     assert_eq!(r.valid_losses.len(), 15);
     assert!(
-        r.valid_losses[r.best_epoch]
+        r.valid_losses[r.best_epoch - 1]
             <= r.valid_losses.iter().cloned().fold(f64::INFINITY, f64::min)
     );
 }
@@ -100,10 +100,10 @@ fn bad_inputs_are_errors() {
 struct Steps(Vec<usize>);
 impl crate::fit::Progress for Steps {
     fn step(&mut self, r: &crate::fit::StepReport<'_>) {
-        if self.0.len() <= r.epoch {
-            self.0.resize(r.epoch + 1, 0);
+        if self.0.len() < r.epoch {
+            self.0.resize(r.epoch, 0);
         }
-        self.0[r.epoch] += 1;
+        self.0[r.epoch - 1] += 1;
     }
 }
 
