@@ -140,6 +140,20 @@ fn stand_in(bin: &Path, name: &str, body: &str) -> String {
     )
 }
 
+/// A stand-in `sbatch` in `dir/bin` that appends its arguments to `dir/calls.txt` (`$CALLS`)
+/// and then runs `answer` (which prints the job id or fails). Returns the stand-ins' folder,
+/// the calls file and the `PATH` with the stand-ins first.
+fn recording_sbatch(dir: &Path, answer: &str) -> (PathBuf, PathBuf, String) {
+    let bin = dir.join("bin");
+    let calls = dir.join("calls.txt");
+    let body = format!(
+        "CALLS='{}'\necho \"$@\" >> \"$CALLS\"\n{answer}",
+        calls.display()
+    );
+    let path = stand_in(&bin, "sbatch", &body);
+    (bin, calls, path)
+}
+
 /// `mmssl experiment --grid GRID --out OUT EXTRA...` with `path` as the `PATH` (the
 /// stand-ins first).
 fn experiment_on(path: &str, grid: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -156,16 +170,8 @@ fn submission_goes_through_sbatch_with_the_aggregation_after_the_array() {
     let dir = tempfile::tempdir().unwrap();
     let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
     // A stand-in sbatch: records its arguments and answers job ids 1001, 1002, ...
-    let bin = dir.path().join("bin");
-    let calls = dir.path().join("calls.txt");
-    let path = stand_in(
-        &bin,
-        "sbatch",
-        &format!(
-            "echo \"$@\" >> '{calls}'\nn=$(wc -l < '{calls}')\necho $((1000 + n))\n",
-            calls = calls.display()
-        ),
-    );
+    let (bin, calls, path) =
+        recording_sbatch(dir.path(), "n=$(wc -l < \"$CALLS\")\necho $((1000 + n))\n");
     let run = |extra: &[&str]| experiment_on(&path, &grid, &out, extra);
     let res = run(&["--executor", "slurm", "--quiet"]);
     assert_ok(&res);
@@ -422,18 +428,12 @@ fn both_scripts_get_their_resources_and_the_signal_lead_is_the_grids() {
 fn a_submission_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
-    let bin = dir.path().join("bin");
-    let calls = dir.path().join("calls.txt");
     // sbatch queues the array (job 2001) and refuses the aggregation, as a site's submit
     // filter does for a job without an account.
-    let path = stand_in(
-        &bin,
-        "sbatch",
-        &format!(
-            "echo \"sbatch $@\" >> '{calls}'\ncase \"$*\" in *aggregate-*) echo 'sbatch: error: \
-             Batch job submission failed: Invalid account' >&2; exit 1;; esac\necho 2001\n",
-            calls = calls.display()
-        ),
+    let (bin, calls, path) = recording_sbatch(
+        dir.path(),
+        "case \"$*\" in *aggregate-*) echo 'sbatch: error: Batch job submission failed: \
+         Invalid account' >&2; exit 1;; esac\necho 2001\n",
     );
     stand_in(
         &bin,

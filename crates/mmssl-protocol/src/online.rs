@@ -141,6 +141,21 @@ pub(crate) struct MetricsLog<'a> {
     pub(crate) online: Option<OnlineEvaluation>,
 }
 
+impl MetricsLog<'_> {
+    /// The online evaluation of `model` (nothing without one); a failure is a warning naming
+    /// `when`, and measures nothing.
+    fn measure(&mut self, model: &dyn Represent, when: &str) -> BTreeMap<String, f64> {
+        let Some(online) = self.online.as_ref() else {
+            return BTreeMap::new();
+        };
+        online.evaluate(model).unwrap_or_else(|e| {
+            self.inner
+                .warning(&format!("the online evaluation {when} failed: {e}"));
+            BTreeMap::new()
+        })
+    }
+}
+
 impl Progress for MetricsLog<'_> {
     fn step(&mut self, report: &StepReport<'_>) {
         self.inner.step(report);
@@ -154,33 +169,14 @@ impl Progress for MetricsLog<'_> {
     }
 
     fn evaluate_epoch(&mut self, epoch: usize, model: &dyn Represent) -> BTreeMap<String, f64> {
-        let Some(online) = self.online.as_ref().filter(|o| o.due(epoch)) else {
-            return BTreeMap::new();
-        };
-        match online.evaluate(model) {
-            Ok(values) => values,
-            Err(e) => {
-                self.inner.warning(&format!(
-                    "the online evaluation after epoch {epoch} failed: {e}"
-                ));
-                BTreeMap::new()
-            }
+        match self.online.as_ref().is_some_and(|o| o.due(epoch)) {
+            true => self.measure(model, &format!("after epoch {epoch}")),
+            false => BTreeMap::new(),
         }
     }
 
     fn evaluate_start(&mut self, model: &dyn Represent) -> BTreeMap<String, f64> {
-        let Some(online) = self.online.as_ref() else {
-            return BTreeMap::new();
-        };
-        match online.evaluate(model) {
-            Ok(values) => values,
-            Err(e) => {
-                self.inner.warning(&format!(
-                    "the online evaluation before training failed: {e}"
-                ));
-                BTreeMap::new()
-            }
-        }
+        self.measure(model, "before training")
     }
 
     fn notice(&mut self, message: &str) {
