@@ -33,6 +33,8 @@ pub struct Terminal {
     quiet: bool,
     batch_size: usize,
     epoch_start: Instant,
+    /// Steps of the epoch already done when the bar started (a resumed epoch).
+    first_step: usize,
     /// Whether the stop request was announced.
     told: std::sync::atomic::AtomicBool,
 }
@@ -58,6 +60,7 @@ impl Terminal {
             quiet,
             batch_size,
             epoch_start: Instant::now(),
+            first_step: 0,
             told: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -93,12 +96,13 @@ impl Progress for Terminal {
             // Steps count from 1; a resumed epoch starts further on.
             if step == 1 || bar.length() != Some(steps as u64) {
                 self.epoch_start = Instant::now();
+                self.first_step = step.saturating_sub(1);
                 bar.set_length(steps as u64);
                 bar.set_position(step.saturating_sub(1) as u64);
                 bar.set_prefix(format!("epoch {epoch}"));
             }
             bar.set_position(step as u64);
-            let pairs = (step * self.batch_size) as f64;
+            let pairs = (step.saturating_sub(self.first_step) * self.batch_size) as f64;
             let rate = pairs / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
             let mut msg = format!("loss {loss:.4}");
             for (name, v) in terms.iter().take(8) {
