@@ -251,7 +251,7 @@ impl Session<'_> {
             });
         }
         // Evaluate the model of the best validation loss.
-        let best = load_best(make()?, &checkpoints, out)?;
+        let (best, best_checksum) = load_best(make()?, &checkpoints, out)?;
         let t1 = Instant::now();
         let mut linear = Vec::new();
         let mut test_z = Vec::new();
@@ -279,7 +279,7 @@ impl Session<'_> {
         }
         // The probes an interrupted attempt finished on this checkpoint with these settings.
         let settings = serde_json::to_string(self.eval_config).unwrap_or_default();
-        let key = format!("{settings}|{}", checkpoints.best_checksum()?);
+        let key = format!("{settings}|{best_checksum}");
         let mut kept = EvalCache::open(out, key);
         // Each model's training and test features of each modality, for k-NN and retrieval.
         let mut features = [ModelFeatures::default(), ModelFeatures::default()];
@@ -340,13 +340,13 @@ impl Session<'_> {
                 knn: None,
             });
         }
-        let [pretrained, random] = &features;
-        let (retrieval, notes) = self.neighbours(&mut linear, pretrained, Some(random))?;
+        let [pretrained, random] = features;
+        let (retrieval, notes) = self.neighbours(&mut linear, &pretrained, Some(&random))?;
         kept.finish()?;
         Ok(Evaluation {
             linear,
             test_features: test_z,
-            random_test_features: random.test.clone(),
+            random_test_features: random.test,
             pretrain_seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
             retrieval,
@@ -409,7 +409,7 @@ impl Session<'_> {
         let make = || build(&setup, &mut StdRng::seed_from_u64(seed));
         let dir = &self.config.output.dir;
         let checkpoints = Checkpoints::new(dir.join("checkpoints"))?;
-        let best = load_best(make()?, &checkpoints, dir)?.freeze();
+        let best = load_best(make()?, &checkpoints, dir)?.0.freeze();
         let random = match config.reference {
             true => Some(make()?.freeze()),
             false => None,
@@ -522,8 +522,13 @@ fn init_mismatch(e: &dyn std::fmt::Debug) -> String {
     )
 }
 
-/// `model` with the weights of the best checkpoint of the run in `dir`.
-fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Path) -> Result<M> {
+/// `model` with the weights of the best checkpoint of the run in `dir`, checked against its
+/// checksum, and that checksum (which identifies the model evaluated).
+fn load_best<M: Method>(
+    model: M,
+    checkpoints: &Checkpoints,
+    dir: &std::path::Path,
+) -> Result<(M, String)> {
     let best = checkpoints.best();
     if !best.exists() {
         return Err(ProtocolError::NotPretrained {
@@ -531,10 +536,11 @@ fn load_best<M: Method>(model: M, checkpoints: &Checkpoints, dir: &std::path::Pa
             dir: dir.to_path_buf(),
         });
     }
-    checkpoints.verify()?;
-    model
+    let checksum = checkpoints.verify()?;
+    let model = model
         .try_load_file(&best)
-        .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))
+        .map_err(|e| ProtocolError::read(&best, format!("{e:?}")))?;
+    Ok((model, checksum))
 }
 
 /// Loads the data of `config` on the autodiff form of `device` and calls `f` with what its

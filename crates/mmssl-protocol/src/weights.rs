@@ -98,7 +98,6 @@ pub fn unpack_f32(tensor: &PackTensor) -> Result<Vec<f32>> {
 /// `checkpoints/best.bpk`.
 pub fn init_checkpoint(from: &Path) -> Result<PathBuf> {
     let file = if from.is_dir() {
-        mmssl_train::Checkpoints::open(from.join("checkpoints")).verify()?;
         from.join("checkpoints").join("best.bpk")
     } else {
         from.to_path_buf()
@@ -112,6 +111,9 @@ pub fn init_checkpoint(from: &Path) -> Result<PathBuf> {
                 from.display()
             ),
         });
+    }
+    if from.is_dir() {
+        mmssl_train::Checkpoints::open(from.join("checkpoints")).verify()?;
     }
     Ok(file)
 }

@@ -7,7 +7,6 @@ use crate::method::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The loop's own state, saved beside the checkpoints.
@@ -138,7 +137,7 @@ impl Checkpoints {
     pub fn open(dir: impl Into<PathBuf>) -> Self {
         Checkpoints {
             dir: dir.into(),
-            resume: true,
+            resume: false,
             record: None,
         }
     }
@@ -158,18 +157,16 @@ impl Checkpoints {
         self
     }
 
-    /// The record ([`Checkpoints::with_record`]) of the checkpoint a resume would continue
-    /// from: the committed one, or the one before it when the committed one is damaged.
+    /// The record ([`Checkpoints::with_record`]) of the committed state, or of the one
+    /// before it when the committed one does not match its own checksum (the record is part of
+    /// what the checksum covers; the model files are checked when a resume loads them).
     /// `None` without a checkpoint or a record. Changes nothing on disk.
     pub fn saved_record(&self) -> Result<Option<serde_json::Value>> {
-        match self.verified(&self.state()) {
-            Ok(Some(state)) => Ok(state.record),
-            Ok(None) => Ok(None),
-            Err(_) => match self.verified(&self.previous_state()) {
-                Ok(Some(state)) => Ok(state.record),
-                _ => Ok(None),
-            },
-        }
+        let state = self
+            .read_checked(&self.state())
+            .or_else(|_| self.read_checked(&self.previous_state()))
+            .unwrap_or_default();
+        Ok(state.and_then(|s| s.record))
     }
 
     /// The file of the best model.
@@ -194,8 +191,9 @@ impl Checkpoints {
 
     /// Checks the committed checkpoint before its best model is used (evaluation, export):
     /// the state against its own checksum, and `best.bpk` against the checksum of the file
-    /// it stands for. Checkpoints without a state (imported weights) have nothing to check.
-    pub fn verify(&self) -> Result<()> {
+    /// it stands for (checkpoints without a state, imported weights, have none to check).
+    /// Returns the SHA-256 of `best.bpk`, which identifies the model evaluated.
+    pub fn verify(&self) -> Result<String> {
         let damaged = |reason: String| TrainError::DamagedCheckpoint {
             state: self.state(),
             reason,
@@ -203,22 +201,15 @@ impl Checkpoints {
                        (--overwrite)"
                 .into(),
         };
-        let Some(state) = self.read_checked(&self.state()).map_err(damaged)? else {
-            return Ok(());
-        };
-        let files = state.files.as_ref();
-        if let Some(sum) = files.and_then(|f| f.best.as_ref().and_then(|b| f.sha256.get(b))) {
-            let found = sha256_file(&self.best()).map_err(|e| io(&self.best(), e))?;
-            if found != *sum {
-                return Err(damaged("best.bpk does not match its checksum".into()));
+        let state = self.read_checked(&self.state()).map_err(damaged)?;
+        let found = sha256_file(&self.best()).map_err(|e| io(&self.best(), e))?;
+        let files = state.as_ref().and_then(|s| s.files.as_ref());
+        match files.and_then(|f| f.best.as_ref().and_then(|b| f.sha256.get(b))) {
+            Some(sum) if *sum != found => {
+                Err(damaged("best.bpk does not match its checksum".into()))
             }
+            _ => Ok(found),
         }
-        Ok(())
-    }
-
-    /// The SHA-256 of `best.bpk`, the model an evaluation of the run evaluates.
-    pub fn best_checksum(&self) -> Result<String> {
-        sha256_file(&self.best()).map_err(|e| io(&self.best(), e))
     }
 
     /// The committed state before the last commit (`state.previous.json`), and its files:
@@ -303,12 +294,8 @@ impl Checkpoints {
                 });
             }
         };
-        let damaged = self.dir.join("state.damaged.json");
-        std::fs::rename(&current, &damaged).map_err(|e| io(&current, e))?;
-        let text = std::fs::read_to_string(&previous).map_err(|e| io(&previous, e))?;
-        atomic(&current, |p| {
-            std::fs::write(p, text).map_err(|e| e.to_string())
-        })?;
+        link_or_copy(&current, &self.dir.join("state.damaged.json"))?;
+        link_or_copy(&previous, &current)?;
         progress.notice(&format!(
             "the last checkpoint in {} is damaged ({why}); resuming from the one before it \
              ({}; the damaged state is kept as state.damaged.json)",
@@ -381,16 +368,13 @@ impl Checkpoints {
         }
         state.files = Some(files);
         state.record = self.record.clone();
-        state.checksum = None;
         state.checksum = Some(state.own_checksum());
         let text = serde_json::to_string_pretty(&*state).map_err(|e| io(&self.state(), e))?;
         // The committed state becomes the previous one (kept with its files), the fallback
-        // of a resume that finds the new one damaged.
+        // of a resume that finds the new one damaged: a link to it, which keeps its content
+        // when the new state replaces it below.
         if self.state().exists() {
-            let before = std::fs::read(self.state()).map_err(|e| io(&self.state(), e))?;
-            atomic(&self.previous_state(), |p| {
-                std::fs::write(p, before).map_err(|e| e.to_string())
-            })?;
+            link_or_copy(&self.state(), &self.previous_state())?;
         }
         atomic(&self.state(), |p| {
             std::fs::write(p, text).map_err(|e| e.to_string())
@@ -472,16 +456,8 @@ where
 
 /// The SHA-256 of a file's bytes, in hex.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
 }
 
