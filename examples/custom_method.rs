@@ -29,10 +29,12 @@ use mmssl::burn::tensor::{Device, Tensor};
 use mmssl::data::Batch;
 use mmssl::encoders::init::xavier_param;
 use mmssl::objectives::{Contrast, Critic};
+use mmssl::protocol::aggregate::{markdown, summarise};
 use mmssl::protocol::{
     BuildSetup, Grid, GridOptions, MethodFactory, MethodOption, MethodOptions, Phases, Quiet,
     Registry, RunConfig, run_with,
 };
+use mmssl::train::Result as TrainResult;
 use mmssl::train::{AnyEncoder, Method, StepOutput};
 use rand::rngs::StdRng;
 use std::error::Error;
@@ -47,7 +49,7 @@ struct CosineRr {
 }
 
 impl Method for CosineRr {
-    fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> mmssl::train::Result<StepOutput> {
+    fn loss(&self, batch: &Batch, _rng: &mut StdRng) -> TrainResult<StepOutput> {
         let mut embeddings = Vec::new();
         for (m, view) in batch.views.iter().enumerate() {
             let z = self.encoders[m].forward(view)?.z;
@@ -72,7 +74,7 @@ impl Method for CosineRr {
         })
     }
 
-    fn represent(&self, batch: &Batch, modality: usize) -> mmssl::train::Result<Tensor<2>> {
+    fn represent(&self, batch: &Batch, modality: usize) -> TrainResult<Tensor<2>> {
         let view = batch
             .views
             .get(modality)
@@ -104,34 +106,29 @@ impl MethodFactory for CosineRrFactory {
         ]
     }
 
-    fn check(&self, options: &MethodOptions<'_>) -> mmssl::train::Result<()> {
+    fn check(&self, options: &MethodOptions<'_>) -> TrainResult<()> {
         options.positive("temperature", 0.1)?;
         options.count("latent_dim", 64)?;
         Ok(())
     }
 
-    fn build(
-        &self,
-        options: &MethodOptions<'_>,
-        setup: &BuildSetup<'_>,
-        rng: &mut StdRng,
-    ) -> mmssl::train::Result<CosineRr> {
-        let latent = options.count("latent_dim", 64)?;
+    fn build(&self, o: &MethodOptions, s: &BuildSetup, rng: &mut StdRng) -> TrainResult<CosineRr> {
+        let latent = o.count("latent_dim", 64)?;
         let mut encoders = Vec::new();
         let mut projections = Vec::new();
-        for shape in setup.shapes {
-            encoders.push(AnyEncoder::for_shape(shape, latent, setup.device, rng)?);
+        for shape in s.shapes {
+            encoders.push(AnyEncoder::for_shape(shape, latent, s.device, rng)?);
             // Seeded Xavier weights (burn's own initialisers draw from an unseeded generator).
             let mut projection = LinearConfig::new(latent, 32)
                 .with_bias(false)
-                .init(setup.device);
-            projection.weight = xavier_param([latent, 32], latent, 32, 1.0, rng, setup.device);
+                .init(s.device);
+            projection.weight = xavier_param([latent, 32], latent, 32, 1.0, rng, s.device);
             projections.push(projection);
         }
         Ok(CosineRr {
             encoders,
             projections,
-            temperature: options.positive("temperature", 0.1)?,
+            temperature: o.positive("temperature", 0.1)?,
         })
     }
 }
@@ -159,8 +156,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     let out = std::path::Path::new("runs/example-custom-grid");
     let rows = grid.run(out, &registry, &device, GridOptions::default(), &mut Quiet)?;
-    let summaries = mmssl::protocol::aggregate::summarise(&rows);
-    println!("{}", mmssl::protocol::aggregate::markdown(&summaries));
+    println!("{}", markdown(&summarise(&rows)));
     println!("tables and figures in {}", out.display());
     Ok(())
 }

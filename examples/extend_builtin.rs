@@ -10,6 +10,7 @@
 #![allow(clippy::field_reassign_with_default)]
 
 use mmssl::prelude::*;
+use mmssl::protocol::aggregate::{markdown, summarise};
 
 // The method: a function of the built-in step (encodings, head embeddings, the objective's
 // loss), and the built-in factory with that term added.
@@ -47,8 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grid = Grid::new(methods, config).with_seeds(vec![0, 1]);
     let out = std::path::Path::new("runs/example-extend-builtin-grid");
     let rows = grid.run(out, &registry, &device, GridOptions::default(), &mut Quiet)?;
-    let summaries = mmssl::protocol::aggregate::summarise(&rows);
-    println!("{}", mmssl::protocol::aggregate::markdown(&summaries));
+    println!("{}", markdown(&summarise(&rows)));
     println!("tables and figures in {}", out.display());
     Ok(())
 }

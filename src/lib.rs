@@ -89,8 +89,10 @@ pub mod prelude {
         RunReport, Terminal, run_with,
     };
     pub use crate::rand::{self, Rng, SeedableRng, rngs::StdRng};
+    /// The result of a method's `build`, `loss` and `represent` (`mmssl::train::Result`).
+    pub use crate::train::Result as TrainResult;
     pub use crate::train::{
         AnyEncoder, Backbone, ContrastiveConfig, ContrastiveFactory, ContrastiveModel,
-        ContrastiveStep, ExtendedFactory, ExtraTerm, StepOutput,
+        ContrastiveStep, ExtendedFactory, ExtraTerm, StepOutput, TrainError,
     };
 }

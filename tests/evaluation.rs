@@ -10,6 +10,7 @@ use mmssl::protocol::{
 use std::path::Path;
 
 mod common;
+use common::scratch;
 
 /// A tiny run of CR-XX-CC (16-wide `z`) into `out` ([`common::tiny`]).
 fn tiny(out: &Path) -> RunConfig {
@@ -181,8 +182,7 @@ fn the_reference_before_training_survives_a_resume_and_is_not_measured_again() {
 
 #[test]
 fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     let mut config = tiny(&out);
     config.evaluation.knn_k = Some(10);
     config.analysis.maps = true;
@@ -254,8 +254,7 @@ fn a_run_reports_knn_retrieval_and_maps_beside_the_random_init() {
 
 #[test]
 fn a_run_with_maps_and_curves_is_overwritten_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     let mut config = tiny(&out);
     config.training.epochs = 1;
     config.evaluation.online_every = 1;
@@ -281,8 +280,7 @@ fn a_run_with_maps_and_curves_is_overwritten_whole() {
 
 #[test]
 fn what_cannot_work_is_refused_before_pretraining() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     let mut config = tiny(&out);
     config.evaluation.knn_k = Some(300);
     let err = run(&config, &Device::flex(), &mut Quiet).unwrap_err();

@@ -11,11 +11,13 @@ use mmssl::protocol::{
     BuildSetup, DatasetKind, Grid, GridOptions, MethodFactory, MethodOption, MethodOptions, Phases,
     ProtocolError, Quiet, Registry, RunConfig, load_run_config, run, run_with,
 };
+use mmssl::train::Result as TrainResult;
 use mmssl::train::{ContrastiveConfig, ContrastiveModel};
 use rand::rngs::StdRng;
 use std::path::Path;
 
 mod common;
+use common::scratch;
 use common::tiny;
 
 fn read(path: &Path) -> serde_json::Value {
@@ -24,8 +26,7 @@ fn read(path: &Path) -> serde_json::Value {
 
 #[test]
 fn a_run_from_a_config_is_reproduced_from_its_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("first");
+    let (dir, first) = scratch("first");
     let config = tiny("XX;estimator=jsd;critic=cosine(0.5);latent_dim=32", &first);
     let report = run(&config, &Device::flex(), &mut Quiet).unwrap();
     assert_eq!(
@@ -81,16 +82,16 @@ impl MethodFactory for SmallRr {
         vec![MethodOption::new("width", "latent size (default 16)")]
     }
 
-    fn check(&self, o: &MethodOptions<'_>) -> mmssl::train::Result<()> {
+    fn check(&self, o: &MethodOptions<'_>) -> TrainResult<()> {
         o.count("width", 16).map(|_| ())
     }
 
     fn build(
         &self,
-        o: &MethodOptions<'_>,
-        s: &BuildSetup<'_>,
+        o: &MethodOptions,
+        s: &BuildSetup,
         rng: &mut StdRng,
-    ) -> mmssl::train::Result<ContrastiveModel> {
+    ) -> TrainResult<ContrastiveModel> {
         let objective = ObjectiveConfig::new("RR".parse()?).with_embedding_dim(16);
         ContrastiveConfig::new(objective)
             .with_latent_dim(o.count("width", 16)?)
@@ -174,8 +175,7 @@ fn configurations_round_trip_through_toml_and_json_files() {
 
 #[test]
 fn a_folder_another_run_writes_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     // Another writer holds the folder (here this process; the lock is the system's, so a
     // dead process never leaves one behind).
     let held = mmssl::protocol::FolderLock::acquire(&out).unwrap();
@@ -252,8 +252,7 @@ impl mmssl::protocol::Observer for Warnings {
 
 #[test]
 fn a_resume_without_a_checkpoint_says_that_it_starts_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     let config = tiny("CR", &out);
     let first = run(&config, &Device::flex(), &mut Quiet).unwrap();
     std::fs::remove_dir_all(out.join("checkpoints")).unwrap();

@@ -1,6 +1,7 @@
 //! The reconstruction and CCA baselines: AE, DCCAE, CR-CCA and RR-AE, as one model with
 //! optional parts.
 
+use crate::Baseline;
 use crate::decoder::{AnyDecoder, mse};
 use crate::deep_cca::{DeepCca, DeepCcaConfig};
 use crate::error::{BaselineError, Result};
@@ -10,7 +11,8 @@ use burn::tensor::{Device, Tensor};
 use mmssl_data::Batch;
 use mmssl_encoders::{ConvHead, ConvHeadConfig, LatentHead, LatentHeadConfig};
 use mmssl_objectives::{Edge, ModalityEmbeddings, Objective, ObjectiveConfig, ObjectiveSpec};
-use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
+use mmssl_train::Result as TrainResult;
+use mmssl_train::{AnyEncoder, Backbone, BuildSetup, Method, MethodOptions, StepOutput};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -99,12 +101,10 @@ impl HybridConfig {
     }
 
     /// Builds the model for modalities whose items have `shapes`.
-    pub fn init<R: Rng + ?Sized>(
-        &self,
-        shapes: &[Vec<usize>],
-        device: &Device,
-        rng: &mut R,
-    ) -> Result<Hybrid> {
+    pub fn init<R>(&self, shapes: &[Vec<usize>], device: &Device, rng: &mut R) -> Result<Hybrid>
+    where
+        R: Rng + ?Sized,
+    {
         BaselineError::check_some_modalities(shapes, "a model")?;
         if self.reconstruction.is_none() && self.cca.is_none() && self.objective.is_none() {
             return Err(BaselineError::InvalidSetting {
@@ -384,17 +384,12 @@ impl mmssl_train::MethodFactory for HybridFactory {
         v
     }
 
-    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+    fn check(&self, o: &MethodOptions) -> TrainResult<()> {
         self.config(o).map(|_| ())
     }
 
-    fn build(
-        &self,
-        o: &mmssl_train::MethodOptions<'_>,
-        s: &mmssl_train::BuildSetup<'_>,
-        rng: &mut StdRng,
-    ) -> mmssl_train::Result<crate::Baseline> {
-        Ok(crate::Baseline::Hybrid(
+    fn build(&self, o: &MethodOptions, s: &BuildSetup, rng: &mut StdRng) -> TrainResult<Baseline> {
+        Ok(Baseline::Hybrid(
             self.config(o)?.init(s.shapes, s.device, rng)?,
         ))
     }

@@ -29,13 +29,15 @@
 //! The loss is minus the bound averaged over the batch. The representation for evaluation is
 //! the posterior location `μ`.
 
+use crate::Baseline;
 use crate::decoder::{AnyDecoder, flatten_view};
 use crate::error::{BaselineError, Result};
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::{Batch, ViewBatch};
-use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
+use mmssl_train::Result as TrainResult;
+use mmssl_train::{AnyEncoder, Backbone, BuildSetup, Method, MethodOptions, StepOutput};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -108,12 +110,10 @@ impl Default for MmvaeConfig {
 
 impl MmvaeConfig {
     /// Builds the model for modalities whose items have `shapes`.
-    pub fn init<R: Rng + ?Sized>(
-        &self,
-        shapes: &[Vec<usize>],
-        device: &Device,
-        rng: &mut R,
-    ) -> Result<Mmvae> {
+    pub fn init<R>(&self, shapes: &[Vec<usize>], device: &Device, rng: &mut R) -> Result<Mmvae>
+    where
+        R: Rng + ?Sized,
+    {
         BaselineError::check_some_modalities(shapes, "MMVAE")?;
         if self.latent_dim == 0 || self.k == 0 {
             let (name, value) = if self.latent_dim == 0 {
@@ -577,17 +577,12 @@ impl mmssl_train::MethodFactory for MmvaeFactory {
         ]
     }
 
-    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+    fn check(&self, o: &MethodOptions) -> TrainResult<()> {
         self.config(o).map(|_| ())
     }
 
-    fn build(
-        &self,
-        o: &mmssl_train::MethodOptions<'_>,
-        s: &mmssl_train::BuildSetup<'_>,
-        rng: &mut StdRng,
-    ) -> mmssl_train::Result<crate::Baseline> {
-        Ok(crate::Baseline::Mmvae(
+    fn build(&self, o: &MethodOptions, s: &BuildSetup, rng: &mut StdRng) -> TrainResult<Baseline> {
+        Ok(Baseline::Mmvae(
             self.config(o)?.init(s.shapes, s.device, rng)?,
         ))
     }

@@ -1,5 +1,6 @@
 //! The supervised baseline: the encoder trained with labels (the discriminative reference).
 
+use crate::Baseline;
 use crate::error::{BaselineError, Result};
 use crate::step::LossTerms;
 use burn::module::{Module, Param};
@@ -7,7 +8,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use mmssl_data::Batch;
 use mmssl_encoders::init::xavier_param;
-use mmssl_train::{AnyEncoder, Backbone, Method, StepOutput};
+use mmssl_train::Result as TrainResult;
+use mmssl_train::{AnyEncoder, Backbone, BuildSetup, Method, MethodOptions, StepOutput};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -51,12 +53,10 @@ impl SupervisedConfig {
 
     /// The model for modalities of `shapes`. Classifiers are `Linear(latent_dim, classes)`
     /// with Xavier-uniform weights and every bias `1 / classes`.
-    pub fn init<R: Rng + ?Sized>(
-        &self,
-        shapes: &[Vec<usize>],
-        device: &Device,
-        rng: &mut R,
-    ) -> Result<Supervised> {
+    pub fn init<R>(&self, shapes: &[Vec<usize>], device: &Device, rng: &mut R) -> Result<Supervised>
+    where
+        R: Rng + ?Sized,
+    {
         let SupervisedConfig {
             classes,
             latent_dim,
@@ -192,18 +192,13 @@ impl mmssl_train::MethodFactory for SupervisedFactory {
         vec![mmssl_train::LATENT_DIM]
     }
 
-    fn check(&self, o: &mmssl_train::MethodOptions<'_>) -> mmssl_train::Result<()> {
+    fn check(&self, o: &MethodOptions) -> TrainResult<()> {
         o.count("latent_dim", 64).map(|_| ())
     }
 
-    fn build(
-        &self,
-        o: &mmssl_train::MethodOptions<'_>,
-        s: &mmssl_train::BuildSetup<'_>,
-        rng: &mut StdRng,
-    ) -> mmssl_train::Result<crate::Baseline> {
+    fn build(&self, o: &MethodOptions, s: &BuildSetup, rng: &mut StdRng) -> TrainResult<Baseline> {
         let latent = o.count("latent_dim", 64)?;
-        Ok(crate::Baseline::Supervised(
+        Ok(Baseline::Supervised(
             SupervisedConfig::new(s.classes)
                 .with_latent_dim(latent)
                 .init(s.shapes, s.device, rng)?,

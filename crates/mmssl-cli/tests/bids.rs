@@ -3,6 +3,7 @@
 //! oasis3` trains and evaluates; skipped sessions are listed; bad input exits 2 naming it.
 
 mod common;
+use common::scratch;
 
 use common::{
     arg, assert_contains_all, assert_fails, assert_ok, mmssl, read_json, run_on_cohort, stdout,
@@ -190,8 +191,7 @@ fn from_a_bids_folder_to_a_trained_and_evaluated_model() {
 #[test]
 fn bad_bids_input_exits_2_naming_it() {
     let Some(mri) = mri() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bids");
+    let (dir, root) = scratch("bids");
     tree(&mri, &root);
     let out = dir.path().join("deriv");
     let run = |root: &Path, extra: &[&str]| {

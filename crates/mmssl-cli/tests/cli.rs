@@ -1,17 +1,17 @@
 //! End-to-end tests of the `mmssl` binary.
 
 mod common;
+use common::scratch;
 
 use common::{
     arg, assert_contains_all, assert_fails, assert_ok, experiment, metric_lines, mmssl, on_cohort,
-    on_run, read_json, read_text, run_on_cohort, tiny, write_file,
+    on_run, read_json, read_text, run_on_cohort, tiny, tiny_grid, write_file,
 };
 use std::path::{Path, PathBuf};
 
 #[test]
 fn run_pretrains_evaluates_and_writes_the_run_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (dir, out) = scratch("run");
     let o = arg(&out);
     let res = mmssl(&[
         "run",
@@ -98,8 +98,7 @@ fn methods_lists_every_method_with_its_options_and_specs_carry_them() {
 
 #[test]
 fn run_rejects_bad_objectives_and_missing_data_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = dir.path().join("run");
+    let (dir, o) = scratch("run");
     let res = mmssl(&["run", "--objective", "CR-QQ", "--out", arg(&o), "--quiet"]);
     assert_fails(&res, &["unknown edge `QQ`"]);
     let missing = dir.path().join("nowhere");
@@ -238,8 +237,7 @@ fn run_pairs_mnist_with_fashion_mnist_by_label() {
 
 #[test]
 fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("phases");
+    let (dir, out) = scratch("phases");
     let config = write_file(
         dir.path(),
         "settings.toml",
@@ -298,11 +296,7 @@ fn pretrain_then_linear_eval_then_analyze_with_a_config_file() {
 #[test]
 fn experiment_runs_a_grid_skips_finished_runs_and_aggregates() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = write_file(
-        dir.path(),
-        "grid.toml",
-        "methods = [\"XX\", \"ae\"]\nseeds = [0, 1]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
-    );
+    let grid = tiny_grid(dir.path(), "\"XX\", \"ae\"", "0, 1");
     let out = dir.path().join("exp");
     let res = experiment(&grid, &out, &[]);
     assert_ok(&res);

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 mod common;
+use common::scratch;
 
 use common::{
     arg, assert_contains_all, assert_fails, assert_ok, mmssl, stderr, stdout, synth, write_file,
@@ -341,8 +342,7 @@ fn info_on_nifti_1_and_2() {
 
 #[test]
 fn synth_cohort_then_info_on_its_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("cohort");
+    let (dir, out_dir) = scratch("cohort");
     // Too few subjects for the protocol's folds is refused at once, with the limit.
     let out = synth(&out_dir, &["--subjects", "4"]);
     assert_fails(&out, &["at least 12"]);
@@ -409,8 +409,7 @@ fn synth_cohort_with_a_missing_template_names_it() {
 
 #[test]
 fn synth_cohort_stage_flags_are_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("c");
+    let (_dir, out_dir) = scratch("c");
     // The HC range only means something on a shared stage.
     assert_fails(&synth(&out_dir, &["--hc-stage", "0,0.5"]), &["--stage"]);
     assert_fails(

@@ -3,13 +3,13 @@
 //! regions (`explain_cohort.rs`).
 
 mod common;
+use common::scratch;
 
 use common::{arg, assert_fails, assert_ok, mmssl, read_json, stderr, stdout, tiny, write_file};
 
 #[test]
 fn a_two_view_run_is_explained_as_image_grids() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+    let (dir, run) = scratch("run");
     assert_ok(&tiny("run", &run, &["--quiet"]));
     let explain = |extra: &[&str]| {
         let mut a = vec!["explain", arg(&run), "--quiet"];
@@ -138,8 +138,7 @@ fn what_cannot_be_explained_is_refused() {
 #[test]
 fn the_maps_of_a_synthetic_cohort_find_its_planted_regions() {
     use mmssl_data::{planted_recovery, planted_regions, read_nifti};
-    let dir = tempfile::tempdir().unwrap();
-    let cohort = dir.path().join("cohort");
+    let (dir, cohort) = scratch("cohort");
     common::synth_cohort(&cohort, &["--atrophy", "0.8", "--falff-drop", "0.8"]);
     let run = dir.path().join("run");
     let manifest = cohort.join("manifest.csv");

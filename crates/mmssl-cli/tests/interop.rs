@@ -4,6 +4,7 @@
 //! or foreign files are refused with exit 2 and nothing written.
 
 mod common;
+use common::scratch;
 
 use common::{arg, assert_fails, assert_ok, mmssl, read_json, read_text, stdout, tiny, write_file};
 use mmssl_protocol::interop::StateDict;
@@ -53,8 +54,7 @@ fn first_loss(run: &Path) -> f64 {
 
 #[test]
 fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("imported");
+    let (dir, run) = scratch("imported");
     let pt = fixture("dim2d.pt");
     let res = import(&[&pt], &run, &[]);
     assert_ok(&res);
@@ -146,8 +146,7 @@ fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
 
 #[test]
 fn an_mmssl_run_exports_its_encoders_and_refuses_heads_the_authors_cannot_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+    let (dir, run) = scratch("run");
     assert_ok(&tiny("run", &run, &["--quiet"]));
     let exp = dir.path().join("export");
     let res = export(&run, &exp, &["--heads"]);
@@ -183,8 +182,7 @@ fn an_mmssl_run_exports_its_encoders_and_refuses_heads_the_authors_cannot_load()
 
 #[test]
 fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("never");
+    let (dir, out) = scratch("never");
     let original = std::fs::read(fixture("dim2d.pt")).unwrap();
     let truncated = write_file(dir.path(), "truncated.pt", &original[..original.len() / 2]);
     let evil = write_file(dir.path(), "evil.pt", b"\x80\x02}q\x00X\x06\x00\x00\x00weightq\x01cposix\nsystem\nq\x02X\n\x00\x00\x00echo pwnedq\x03\x85q\x04Rq\x05s.");
@@ -333,8 +331,7 @@ fn write_safetensors(path: &Path, tensors: &[Named], double: bool) {
 
 #[test]
 fn the_authors_3d_checkpoint_becomes_a_cohort_run_and_exports_back_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let cohort = dir.path().join("cohort");
+    let (dir, cohort) = scratch("cohort");
     common::synth_cohort(&cohort, &[]);
     let manifest = cohort.join("manifest.csv");
     let run = dir.path().join("run");

@@ -6,8 +6,7 @@ use common::*;
 
 #[test]
 fn run_and_its_phases_take_evaluation_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     let o = tiny(
         "run",
         &run,
@@ -80,8 +79,7 @@ fn run_and_its_phases_take_evaluation_settings() {
 
 #[test]
 fn bad_settings_name_the_key_and_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     let o = tiny("run", &run, &["--set", "knn_metric=manhattan"]);
     assert_fails(&o, &["evaluation.knn_metric", "manhattan"]);
     let o = tiny("run", &run, &["--set", "no_such_setting=1"]);
@@ -98,22 +96,9 @@ fn bad_settings_name_the_key_and_write_nothing() {
 
 #[test]
 fn the_default_k_shrinks_to_a_small_training_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
-    let o = mmssl(&[
-        "run",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "12",
-        "--batch-size",
-        "4",
-        "--eval-epochs",
-        "1",
-        "--quiet",
-        "--out",
-        arg(&run),
-    ]);
+    let (_dir, run) = scratch("r");
+    let words = "run --epochs 1 --train-limit 12 --batch-size 4 --eval-epochs 1 --quiet --out";
+    let o = mmssl_words(words, &[arg(&run)]);
     assert_ok(&o);
     let eval = read_json(run.join("eval.json"));
     assert_eq!(eval["linear_eval"][0]["knn"]["pretrained"]["k"], 12);

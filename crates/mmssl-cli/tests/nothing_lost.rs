@@ -9,8 +9,7 @@ use common::*;
 #[cfg(unix)]
 #[test]
 fn devices_fifos_and_folders_are_refused_as_inputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let npy = dir.path().join("b.npy");
+    let (dir, npy) = scratch("b.npy");
     ndarray_npy::WriteNpyExt::write_npy(
         &ndarray::Array2::<f64>::eye(3),
         std::fs::File::create(&npy).unwrap(),
@@ -60,11 +59,7 @@ fn devices_fifos_and_folders_are_refused_as_inputs() {
 #[test]
 fn a_cell_evaluated_with_other_settings_is_not_mixed_into_the_grid() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = write_file(
-        dir.path(),
-        "grid.toml",
-        "methods = [\"XX\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
-    );
+    let grid = tiny_grid(dir.path(), "\"XX\"", "0");
     let out = dir.path().join("exp");
     assert_ok(&experiment(&grid, &out, &[]));
     let cell = out.join("two-view-mnist/XX/fold0-seed0");
@@ -89,8 +84,7 @@ fn a_cell_evaluated_with_other_settings_is_not_mixed_into_the_grid() {
 /// the `eval.json` beside it, and says how to evaluate with the new settings.
 #[test]
 fn config_toml_keeps_describing_the_evaluation_beside_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     assert_ok(&tiny("run", &run, &["--quiet"]));
     let o = mmssl(&[
         "pretrain",
@@ -128,8 +122,7 @@ fn config_toml_keeps_describing_the_evaluation_beside_it() {
 #[test]
 fn an_interrupted_evaluation_prints_the_command_that_repeats_it() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     assert_ok(&tiny("pretrain", &run, &["--quiet"]));
     let mut child = command()
         .args(["linear-eval", "--run", arg(&run), "--eval-epochs", "400"])
@@ -170,20 +163,9 @@ fn an_interrupted_evaluation_prints_the_command_that_repeats_it() {
 /// `--resume` was refused too).
 #[test]
 fn a_run_that_never_trained_does_not_block_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
-    let o = mmssl(&[
-        "run",
-        "--train-limit",
-        "16",
-        "--batch-size",
-        "32",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        arg(&run),
-    ]);
+    let (_dir, run) = scratch("r");
+    let words = "run --train-limit 16 --batch-size 32 --epochs 1 --quiet --out";
+    let o = mmssl_words(words, &[arg(&run)]);
     assert_fails(&o, &["16"]);
     assert!(
         run.join("config.toml").exists(),
@@ -237,11 +219,7 @@ fn runs_started_together_without_out_get_their_own_folders() {
 #[test]
 fn a_grid_never_replaces_or_mixes_with_files_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
-    let grid = write_file(
-        dir.path(),
-        "grid.toml",
-        "methods = [\"XX\"]\nseeds = [0]\n[settings]\nepochs = 1\ntrain_limit = 64\neval_epochs = 1\nbatch_size = 32\n",
-    );
+    let grid = tiny_grid(dir.path(), "\"XX\"", "0");
     let out = dir.path().join("mine");
     std::fs::create_dir(&out).unwrap();
     let own = write_file(&out, "results.csv", "patient,score\n1,0.5\n");
@@ -269,8 +247,7 @@ fn a_grid_never_replaces_or_mixes_with_files_it_did_not_write() {
 /// `manifest.csv` was silently replaced); over a cohort it wrote itself it may.
 #[test]
 fn a_synthetic_cohort_is_never_written_over_the_users_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("study");
+    let (dir, out) = scratch("study");
     std::fs::create_dir(&out).unwrap();
     let own = write_file(
         &out,
@@ -299,8 +276,7 @@ fn a_synthetic_cohort_is_never_written_over_the_users_files() {
 /// resume names the difference.
 #[test]
 fn a_resume_checks_the_run_against_the_checkpoints_own_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     assert_ok(&tiny("pretrain", &run, &["--quiet"]));
     let config = run.join("config.toml");
     let text = read_text(&config);
@@ -334,8 +310,7 @@ fn a_resume_checks_the_run_against_the_checkpoints_own_record() {
 /// commit it refuses, naming the file.
 #[test]
 fn a_damaged_checkpoint_is_never_resumed_silently() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("r");
+    let (_dir, run) = scratch("r");
     let pretrain = |extra: &[&str]| {
         let mut args = vec![
             "pretrain",

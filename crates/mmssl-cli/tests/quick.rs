@@ -4,6 +4,7 @@
 //! file over the defaults, warnings for flags that do not apply).
 
 mod common;
+use common::scratch;
 
 use burn::tensor::Tensor;
 use clap::Parser;
@@ -197,8 +198,7 @@ fn flags_override_the_config_file_and_the_defaults() {
     let mut d = c.clone();
     d.output.dir = RunConfig::default().output.dir;
     assert_eq!(d, RunConfig::default());
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.toml");
+    let (_dir, file) = scratch("c.toml");
     std::fs::write(
         &file,
         "epochs = 3\ntrain_limit = 100\n[training]\nbatch_size = 32\n",

@@ -4,6 +4,7 @@
 //! phases with their option flags.
 
 mod common;
+use common::scratch;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
@@ -132,8 +133,7 @@ fn metrics(out: &Path) -> Vec<(f64, Option<f64>, String)> {
 
 #[test]
 fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let whole = dir.path().join("whole");
+    let (dir, whole) = scratch("whole");
     assert_ok(&mmssl_owned(&pretrain_args(&whole)));
     assert_eq!(metrics(&whole).len(), 3);
 
@@ -236,8 +236,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result() {
 
 #[test]
 fn resume_refuses_other_settings_and_a_run_takes_one_method() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r");
+    let (_dir, out) = scratch("r");
     let mut args = pretrain_args(&out);
     args[4] = "1".into(); // one epoch
     assert_ok(&mmssl_owned(&args));

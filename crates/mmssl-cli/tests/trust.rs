@@ -3,6 +3,7 @@
 //! binary that was wrong before and checks the refusal or the correct result.
 
 mod common;
+use common::scratch;
 
 use common::{
     arg, assert_contains_all, assert_fails, assert_ok, mmssl, on_run, read_json, read_text, stderr,
@@ -13,8 +14,7 @@ use std::path::PathBuf;
 /// A temporary folder holding a tiny quiet `mmssl COMMAND` ([`tiny`]) in its `run` folder; the
 /// run's path.
 fn finished(command: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (dir, out) = scratch("run");
     assert_ok(&tiny(command, &out, &["--quiet"]));
     (dir, out)
 }
@@ -96,8 +96,7 @@ fn linear_eval_keeps_the_similarity_it_did_not_recompute() {
 
 #[test]
 fn a_grid_changed_between_runs_is_refused_or_rerun_on_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = dir.path().join("grid.toml");
+    let (dir, grid) = scratch("grid.toml");
     let out = dir.path().join("exp");
     let write = |limit: u32| {
         std::fs::write(
@@ -184,8 +183,7 @@ fn settings_that_can_only_fail_later_fail_before_pretraining() {
 
 #[test]
 fn progress_is_printed_without_a_terminal_and_unused_flags_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+    let (_dir, out) = scratch("run");
     // stderr is a pipe here, as under nohup or a cluster job: plain lines, not silence.
     let res = tiny("run", &out, &["--manifest", "cohort.csv"]);
     assert_ok(&res);

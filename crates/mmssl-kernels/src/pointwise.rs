@@ -98,16 +98,8 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32> {
                 }
                 None => false,
             };
-            let wt = Operand::transposed(w, o);
-            matmul(
-                yb,
-                (o, l, c),
-                wt,
-                Operand::rows(xb, l),
-                1.0,
-                accumulate,
-                false,
-            );
+            let (wt, xm) = (Operand::transposed(w, o), Operand::rows(xb, l));
+            matmul(yb, (o, l, c), wt, xm, 1.0, accumulate, false);
         });
     y
 }

@@ -36,6 +36,8 @@ use crate::attribution::{ExplainConfig, ExplainReport};
 use crate::error::{ProtocolError, Result};
 use crate::session::{Evaluation, Session};
 use crate::spec::MethodSpec;
+use crate::weights::{Applied, WeightsLoad};
+use burn_store::burn_pack::Tensor as PackTensor;
 use mmssl_baselines::{
     HybridFactory, LCCA_OPTIONS, LinearCcaConfig, MmvaeFactory, SupervisedFactory,
 };
@@ -64,32 +66,26 @@ pub(crate) trait Entry: Send + Sync {
     fn needs_labels(&self) -> bool {
         false
     }
-    /// The model built from `seed`, `tensors` (burn-store paths) applied to it; when every
-    /// parameter outside `partial` (path prefixes that may keep their initialisation) was filled
-    /// and every tensor used, the model saved to each of `save`. A method without a network
-    /// (linear CCA) refuses.
-    fn load_weights(
-        &self,
-        _options: &MethodOptions<'_>,
-        _setup: &BuildSetup<'_>,
-        _seed: u64,
-        _tensors: Vec<burn_store::burn_pack::Tensor>,
-        _partial: &[String],
-        _save: &[std::path::PathBuf],
-    ) -> Result<crate::weights::Applied> {
+    /// The model built as `build` says, `load.tensors` (burn-store paths) applied to it; when
+    /// every parameter outside `load.partial` (path prefixes that may keep their
+    /// initialisation) was filled and every tensor used, the model saved to each of
+    /// `load.save`. A method without a network (linear CCA) refuses.
+    fn load_weights(&self, _build: &SeededBuild<'_>, _load: WeightsLoad<'_>) -> Result<Applied> {
         Err(no_network())
     }
-    /// Every tensor of the model built from `seed` with the weights of `checkpoint`, by
+    /// Every tensor of the model built as `build` says with the weights of `checkpoint`, by
     /// burn-store path; a method without a network refuses.
-    fn weights(
-        &self,
-        _options: &MethodOptions<'_>,
-        _setup: &BuildSetup<'_>,
-        _seed: u64,
-        _checkpoint: &Path,
-    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+    fn weights(&self, _build: &SeededBuild<'_>, _checkpoint: &Path) -> Result<Vec<PackTensor>> {
         Err(no_network())
     }
+}
+
+/// A model to build: the method's options, the data's shapes and device, and the seed its
+/// parameters are drawn from.
+pub(crate) struct SeededBuild<'a> {
+    options: MethodOptions<'a>,
+    setup: &'a BuildSetup<'a>,
+    seed: u64,
 }
 
 /// The refusal of a method without network weights (linear CCA: its projections are in
@@ -137,37 +133,26 @@ impl<F: MethodFactory> Entry for Trained<F> {
             out,
         )
     }
-    fn load_weights(
-        &self,
-        options: &MethodOptions<'_>,
-        setup: &BuildSetup<'_>,
-        seed: u64,
-        tensors: Vec<burn_store::burn_pack::Tensor>,
-        partial: &[String],
-        save: &[std::path::PathBuf],
-    ) -> Result<crate::weights::Applied> {
-        use rand::SeedableRng;
-        let model = self
-            .0
-            .build(options, setup, &mut rand::rngs::StdRng::seed_from_u64(seed))?;
-        crate::weights::apply_and_save(model, tensors, partial, save)
+    fn load_weights(&self, build: &SeededBuild<'_>, load: WeightsLoad<'_>) -> Result<Applied> {
+        crate::weights::apply_and_save(self.model(build)?, load)
     }
-    fn weights(
-        &self,
-        options: &MethodOptions<'_>,
-        setup: &BuildSetup<'_>,
-        seed: u64,
-        checkpoint: &Path,
-    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
+    fn weights(&self, build: &SeededBuild<'_>, checkpoint: &Path) -> Result<Vec<PackTensor>> {
         use burn::module::Module;
         use burn_store::ModuleSnapshot;
-        use rand::SeedableRng;
         let model = self
-            .0
-            .build(options, setup, &mut rand::rngs::StdRng::seed_from_u64(seed))?
+            .model(build)?
             .try_load_file(checkpoint)
             .map_err(|e| ProtocolError::read(checkpoint, format!("{e:?}")))?;
         Ok(model.collect(None, None, true))
+    }
+}
+
+impl<F: MethodFactory> Trained<F> {
+    /// The method's model, its parameters drawn from a generator seeded with `build.seed`.
+    fn model(&self, build: &SeededBuild<'_>) -> Result<F::Model> {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(build.seed);
+        Ok(self.0.build(&build.options, build.setup, &mut rng)?)
     }
 }
 
@@ -210,25 +195,31 @@ impl ResolvedMethod {
         self.entry.execute(&self.options(), session)
     }
 
+    /// The model built from `seed` for the data of `setup`, `load` applied to it (see
+    /// [`Entry::load_weights`]).
     pub(crate) fn load_weights(
         &self,
-        setup: &mmssl_train::BuildSetup<'_>,
-        seed: u64,
-        tensors: Vec<burn_store::burn_pack::Tensor>,
-        partial: &[String],
-        save: &[std::path::PathBuf],
-    ) -> Result<crate::weights::Applied> {
-        self.entry
-            .load_weights(&self.options(), setup, seed, tensors, partial, save)
+        on: (&BuildSetup<'_>, u64),
+        load: WeightsLoad,
+    ) -> Result<Applied> {
+        self.entry.load_weights(&self.seeded(on), load)
     }
 
+    /// Every tensor of the model built from `seed` with the weights of `checkpoint`.
     pub(crate) fn weights(
         &self,
-        setup: &mmssl_train::BuildSetup<'_>,
-        seed: u64,
+        on: (&BuildSetup<'_>, u64),
         checkpoint: &Path,
-    ) -> Result<Vec<burn_store::burn_pack::Tensor>> {
-        self.entry.weights(&self.options(), setup, seed, checkpoint)
+    ) -> Result<Vec<PackTensor>> {
+        self.entry.weights(&self.seeded(on), checkpoint)
+    }
+
+    fn seeded<'a>(&'a self, (setup, seed): (&'a BuildSetup<'a>, u64)) -> SeededBuild<'a> {
+        SeededBuild {
+            options: self.options(),
+            setup,
+            seed,
+        }
     }
 
     pub(crate) fn explain(

@@ -32,14 +32,25 @@ impl Applied {
     }
 }
 
-/// Applies `tensors` to `model`; when complete (every parameter outside the `partial`
-/// prefixes filled, every tensor used, no mismatch), saves it to each of `save`.
-pub(crate) fn apply_and_save<M: Module>(
-    mut model: M,
-    tensors: Vec<PackTensor>,
-    partial: &[String],
-    save: &[PathBuf],
-) -> Result<Applied> {
+/// Tensors to apply to a model and what to do with the result.
+pub(crate) struct WeightsLoad<'a> {
+    /// The tensors, by burn-store path.
+    pub tensors: Vec<PackTensor>,
+    /// Path prefixes of the parameters that may keep their initialisation.
+    pub partial: &'a [String],
+    /// Where the model is saved when every other parameter was filled and every tensor used.
+    pub save: &'a [PathBuf],
+}
+
+/// Applies `load.tensors` to `model`; when complete (every parameter outside the
+/// `load.partial` prefixes filled, every tensor used, no mismatch), saves it to each of
+/// `load.save`.
+pub(crate) fn apply_and_save<M: Module>(mut model: M, load: WeightsLoad<'_>) -> Result<Applied> {
+    let WeightsLoad {
+        tensors,
+        partial,
+        save,
+    } = load;
     let result = model.apply(tensors, None, None, true);
     let (kept, missing): (Vec<String>, Vec<String>) = result
         .missing

@@ -100,6 +100,14 @@ pub fn arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
+/// Runs `mmssl` with the words of `line` (split at white space; no quoting), then `extra`
+/// (paths and other words that may hold spaces).
+pub fn mmssl_words(line: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<&str> = line.split_whitespace().collect();
+    args.extend_from_slice(extra);
+    mmssl(&args)
+}
+
 /// Runs `mmssl COMMAND --run RUN EXTRA...` (`linear-eval`, `analyze`).
 pub fn on_run(command: &str, run: &Path, extra: &[&str]) -> Output {
     let mut args = vec![command, "--run", arg(run)];
@@ -127,6 +135,16 @@ pub fn tiny(command: &str, out: &Path, extra: &[&str]) -> Output {
     args.extend(["--out", arg(out)]);
     args.extend(extra);
     mmssl(&args)
+}
+
+/// Writes `DIR/grid.toml`: a grid of `methods` x `seeds` (TOML arrays as written, e.g.
+/// `"\"XX\", \"ae\""` and `"0, 1"`) with one tiny epoch each.
+pub fn tiny_grid(dir: &Path, methods: &str, seeds: &str) -> PathBuf {
+    let text = format!(
+        "methods = [{methods}]\nseeds = [{seeds}]\n[settings]\nepochs = 1\ntrain_limit = 64\n\
+         eval_epochs = 1\nbatch_size = 32\n"
+    );
+    write_file(dir, "grid.toml", text)
 }
 
 /// `mmssl experiment --grid GRID --out OUT --quiet EXTRA...`.
@@ -188,4 +206,12 @@ pub fn synth_cohort(dir: &Path, extra: &[&str]) {
     let mut args = vec!["--subjects", "12"];
     args.extend(extra);
     assert_ok(&synth(dir, &args));
+}
+
+/// A new temporary folder (removed when the guard drops) and the path `name` inside it (not
+/// created).
+pub fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }

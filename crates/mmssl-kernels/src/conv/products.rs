@@ -358,16 +358,8 @@ pub(super) fn backward_group(
     if d.direct() {
         // dW += dY_g^T [O, n] x X_g [n, K]; dX_g [n, K] = dY_g [n, O] x W [O, K].
         if let Some(dw) = dw {
-            let dyt = Operand::transposed(dys, o);
-            matmul(
-                dw,
-                (o, k, n),
-                dyt,
-                Operand::rows(xs, k),
-                1.0,
-                true,
-                parallel,
-            );
+            let (dyt, xm) = (Operand::transposed(dys, o), Operand::rows(xs, k));
+            matmul(dw, (o, k, n), dyt, xm, 1.0, true, parallel);
         }
         if let Some(dxg) = dxg {
             let (dym, wm) = (Operand::rows(dys, o), Operand::rows(w, k));

@@ -33,25 +33,28 @@ pub(super) fn row(
     }
     let (scores, exps) = scratch.split_at_mut(raw.len());
     let exps = &mut exps[..raw.len()];
+    let bufs = RowBufs(raw, dloss, scores, exps);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { row_avx2(raw, dloss, scores, exps, sample, consts) };
+        return unsafe { row_avx2(bufs, sample, consts) };
     }
-    row_generic::<false>(raw, dloss, scores, exps, sample, consts)
+    row_generic::<false>(bufs, sample, consts)
 }
+
+/// One row's slices: its raw scores, their derivatives (when wanted), and room for its
+/// clipped scores and exponentials (each as long as the raw scores).
+struct RowBufs<'a>(
+    &'a [f32],
+    Option<&'a mut [f32]>,
+    &'a mut [f32],
+    &'a mut [f32],
+);
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_avx2(
-    raw: &[f32],
-    dloss: Option<&mut [f32]>,
-    scores: &mut [f32],
-    exps: &mut [f32],
-    sample: usize,
-    consts: RowConsts,
-) -> (f64, f64) {
-    row_generic::<true>(raw, dloss, scores, exps, sample, consts)
+fn row_avx2(bufs: RowBufs<'_>, sample: usize, consts: RowConsts) -> (f64, f64) {
+    row_generic::<true>(bufs, sample, consts)
 }
 
 /// Lanes of the vectorised reductions (independent partial sums / maxima).
@@ -112,14 +115,7 @@ fn exp_pass<const FMA: bool>(scores: &[f32], exps: &mut [f32], shift: f32) -> f3
 }
 
 #[inline(always)]
-fn row_generic<const FMA: bool>(
-    raw: &[f32],
-    dloss: Option<&mut [f32]>,
-    scores: &mut [f32],
-    exps: &mut [f32],
-    sample: usize,
-    consts: RowConsts,
-) -> (f64, f64) {
+fn row_generic<const FMA: bool>(bufs: RowBufs<'_>, sample: usize, consts: RowConsts) -> (f64, f64) {
     let RowConsts {
         lt,
         clip,
@@ -127,10 +123,11 @@ fn row_generic<const FMA: bool>(
         kappa,
     } = consts;
     let pos = sample * lt..(sample + 1) * lt;
-    let (n, (p0, p1)) = (raw.len(), (pos.start, pos.end));
+    let (n, (p0, p1)) = (bufs.0.len(), (pos.start, pos.end));
     if let Some(c) = clip.filter(|&c| c <= MAX_FIXED_SHIFT_CLIP) {
-        return clipped_row::<FMA>(raw, dloss, scores, exps, pos, c, consts);
+        return clipped_row::<FMA>(bufs, pos, c, consts);
     }
+    let RowBufs(raw, dloss, scores, exps) = bufs;
     // Clipped scores, sum of squares and the maximum over the negatives (every column outside
     // the sample's block), then the exponentials and their sum over the negatives.
     let (sq_a, max_a) = clip_pass::<FMA>(&raw[..p0], &mut scores[..p0], clip);
@@ -178,14 +175,12 @@ const MAX_FIXED_SHIFT_CLIP: f32 = 30.0;
 /// by the row's weight and adds the penalty's derivative.
 #[inline(always)]
 fn clipped_row<const FMA: bool>(
-    raw: &[f32],
-    dloss: Option<&mut [f32]>,
-    scores: &mut [f32],
-    exps: &mut [f32],
+    bufs: RowBufs<'_>,
     pos: std::ops::Range<usize>,
     c: f32,
     consts: RowConsts,
 ) -> (f64, f64) {
+    let RowBufs(raw, dloss, scores, exps) = bufs;
     let RowConsts {
         positives, kappa, ..
     } = consts;

@@ -470,7 +470,7 @@ impl Explainer<'_> {
                     let all = |set: &Subset| model.features(set, m, device);
                     let (tr, va, te) = (all(train)?, all(data.eval_valid())?, all(&data.test)?);
                     let (result, probe) =
-                        linear_eval_probe(&tr, &va, &te, self.classes, self.eval_config, device)?;
+                        linear_eval_probe([&tr, &va, &te], self.classes, self.eval_config, device)?;
                     accuracy.push(result.accuracy);
                     heads.push(vec![Head::Decision(probe.freeze())]);
                 }

@@ -95,7 +95,7 @@ pub fn export_run(
     let (tensors, shapes) =
         crate::session::with_setup(&config, device, observer, false, |setup, _| {
             Ok((
-                method.weights(setup, config.seed, &checkpoint)?,
+                method.weights((setup, config.seed), &checkpoint)?,
                 setup.shapes.to_vec(),
             ))
         })?;

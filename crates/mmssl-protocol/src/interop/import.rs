@@ -258,13 +258,12 @@ pub fn import_authors(
                 ));
             }
         }
-        method.load_weights(
-            setup,
-            config.seed,
+        let load = crate::weights::WeightsLoad {
             tensors,
-            &partial,
-            std::slice::from_ref(&staged),
-        )
+            partial: &partial,
+            save: std::slice::from_ref(&staged),
+        };
+        method.load_weights((setup, config.seed), load)
     });
     let applied = match result {
         Ok(a) => a,

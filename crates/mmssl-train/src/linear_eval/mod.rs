@@ -214,17 +214,15 @@ pub fn linear_eval(
     config: &LinearEvalConfig,
     device: &Device,
 ) -> Result<LinearEvalResult> {
-    Ok(linear_eval_probe(train, valid, test, classes, config, device)?.0)
+    Ok(linear_eval_probe([train, valid, test], classes, config, device)?.0)
 }
 
-/// [`linear_eval`], and the chosen classifier (the epoch of the lowest validation loss, on the
-/// autodiff device) with it: the same seed, settings and features give the same classifier,
-/// so the decision a run's linear evaluation made can be rebuilt from its run folder (e.g. to
-/// explain it).
+/// [`linear_eval`] on the features `[train, valid, test]`, and the chosen classifier (the
+/// epoch of the lowest validation loss, on the autodiff device) with it: the same seed,
+/// settings and features give the same classifier, so the decision a run's linear evaluation
+/// made can be rebuilt from its run folder (e.g. to explain it).
 pub fn linear_eval_probe(
-    train: &Features,
-    valid: &Features,
-    test: &Features,
+    [train, valid, test]: [&Features; 3],
     classes: usize,
     config: &LinearEvalConfig,
     device: &Device,
