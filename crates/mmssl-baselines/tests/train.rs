@@ -211,10 +211,7 @@ impl<M: Method> Trainable for M {
     ) -> Vec<EpochMetrics> {
         fit(
             *self,
-            FitData {
-                train: data,
-                valid: None,
-            },
+            FitData::new(data),
             config,
             FitRun {
                 device,

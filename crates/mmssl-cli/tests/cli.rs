@@ -104,11 +104,11 @@ fn run_rejects_bad_objectives_and_missing_data_clearly() {
     let missing = dir.path().join("nowhere");
     let res = mmssl(&[
         "run",
+        "--quiet",
         "--data-dir",
         arg(&missing),
         "--out",
         arg(&o),
-        "--quiet",
     ]);
     let fetch = format!("mmssl data download mnist --dir {}", missing.display());
     assert_fails(&res, &["IDX files", &fetch]);

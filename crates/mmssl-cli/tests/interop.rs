@@ -130,15 +130,15 @@ fn the_authors_checkpoint_is_evaluated_explained_exported_and_fine_tuned() {
     assert_ne!(first_loss(&tuned), first_loss(&fresh));
     // Another method cannot start from it; nothing is written.
     let other = dir.path().join("other");
+    let (from, out) = (arg(&run), arg(&other));
     let res = mmssl(&[
         "run",
-        "--init-from",
-        arg(&run),
         "--method",
         "CR-XX-CC",
+        "--init-from",
+        from,
         "--out",
-        arg(&other),
-        "--quiet",
+        out,
     ]);
     assert_fails(&res, &["--init-from", "CR-XX-CC;variant=authors"]);
     assert!(!other.exists());

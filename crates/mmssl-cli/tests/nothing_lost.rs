@@ -58,9 +58,8 @@ fn devices_fifos_and_folders_are_refused_as_inputs() {
 /// records the evaluation that made its `eval.json`, and the grid names the difference.
 #[test]
 fn a_cell_evaluated_with_other_settings_is_not_mixed_into_the_grid() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, out) = scratch("exp");
     let grid = tiny_grid(dir.path(), "\"XX\"", "0");
-    let out = dir.path().join("exp");
     assert_ok(&experiment(&grid, &out, &[]));
     let cell = out.join("two-view-mnist/XX/fold0-seed0");
     assert_ok(&on_run(
@@ -218,10 +217,9 @@ fn runs_started_together_without_out_get_their_own_folders() {
 /// folder holding a single run, is refused before anything is written.
 #[test]
 fn a_grid_never_replaces_or_mixes_with_files_it_did_not_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = tiny_grid(dir.path(), "\"XX\"", "0");
-    let out = dir.path().join("mine");
+    let (dir, out) = scratch("mine");
     std::fs::create_dir(&out).unwrap();
+    let grid = tiny_grid(dir.path(), "\"XX\"", "0");
     let own = write_file(&out, "results.csv", "patient,score\n1,0.5\n");
     write_file(&out, "results.md", "# my notes\n");
     let o = experiment(&grid, &out, &["--aggregate-only"]);

@@ -7,18 +7,22 @@
 
 mod common;
 
-use common::{arg, assert_contains_all, assert_fails, assert_ok, command, experiment, read_json};
+use common::{
+    arg, assert_contains_all, assert_fails, assert_ok, command, experiment, read_json, scratch,
+    tiny_grid,
+};
 use std::path::{Path, PathBuf};
 
 /// A grid of four tiny cells (two methods x two seeds) in `dir`.
 fn grid(dir: &Path) -> PathBuf {
-    let grid = dir.join("grid.toml");
-    std::fs::write(
-        &grid,
-        "methods = [\"XX\", \"lcca\"]\nseeds = [0, 1]\n[settings]\nepochs = 1\ntrain_limit = 64\n\
-         eval_epochs = 1\nbatch_size = 32\n",
-    )
-    .unwrap();
+    tiny_grid(dir, "\"XX\", \"lcca\"", "0, 1")
+}
+
+/// [`grid`] with the `[slurm]` section `slurm`.
+fn grid_with_slurm(dir: &Path, slurm: &str) -> PathBuf {
+    let grid = grid(dir);
+    let text = std::fs::read_to_string(&grid).unwrap();
+    std::fs::write(&grid, format!("{text}[slurm]\n{slurm}")).unwrap();
     grid
 }
 
@@ -38,15 +42,10 @@ fn script(dir: &Path, prefix: &str) -> String {
 
 #[test]
 fn a_dry_run_writes_the_array_the_aggregation_and_every_cells_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
+    let (dir, out) = scratch("exp");
     // Resources from the grid file's [slurm] section; the flags override it key by key.
-    let text = std::fs::read_to_string(&grid).unwrap();
-    std::fs::write(
-        &grid,
-        format!("{text}[slurm]\npartition = \"cpu\"\nmem = \"8G\"\nextra = [\"--nice=5\"]\n"),
-    )
-    .unwrap();
+    let slurm = "partition = \"cpu\"\nmem = \"8G\"\nextra = [\"--nice=5\"]\n";
+    let grid = grid_with_slurm(dir.path(), slurm);
     let flags = "--executor slurm --dry-run --partition gpu --gpus 1 --cpus 4 --time 02:00:00 \
                  --max-parallel 2 --sbatch-arg=--qos=long";
     let res = experiment(&grid, &out, &flags.split_whitespace().collect::<Vec<_>>());
@@ -378,8 +377,7 @@ fn both_scripts_get_their_resources_and_the_signal_lead_is_the_grids() {
         &out,
         &["--executor", "slurm", "--dry-run"],
     ));
-    let slurm = out.join("slurm");
-    let aggregate = script(&slurm, "aggregate-");
+    let aggregate = script(&out.join("slurm"), "aggregate-");
     assert_contains_all(
         &aggregate,
         &[
@@ -391,7 +389,7 @@ fn both_scripts_get_their_resources_and_the_signal_lead_is_the_grids() {
         ],
     );
     assert!(!aggregate.contains("--gres"), "no GPU for the aggregation");
-    let array = script(&slurm, "array-");
+    let array = script(&out.join("slurm"), "array-");
     assert_contains_all(
         &array,
         &[
@@ -484,17 +482,12 @@ fn a_submission_is_all_or_nothing() {
 /// the dry run shows them.
 #[test]
 fn setup_lines_and_a_wrapper_prepare_every_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grid, out) = (grid(dir.path()), dir.path().join("exp"));
-    let text = std::fs::read_to_string(&grid).unwrap();
-    std::fs::write(
-        &grid,
-        format!(
-            "{text}[slurm]\nsetup = [\"module load cuda/12.4\", \"source $HOME/env/bin/activate\"]\n\
-             wrapper = \"apptainer exec --nv mmssl.sif\"\n"
-        ),
-    )
-    .unwrap();
+    let (dir, out) = scratch("exp");
+    let grid = grid_with_slurm(
+        dir.path(),
+        "setup = [\"module load cuda/12.4\", \"source $HOME/env/bin/activate\"]\n\
+         wrapper = \"apptainer exec --nv mmssl.sif\"\n",
+    );
     let res = experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]);
     assert_ok(&res);
     let stdout = String::from_utf8_lossy(&res.stdout);
@@ -511,11 +504,7 @@ fn setup_lines_and_a_wrapper_prepare_every_task() {
             "the dry run shows it"
         );
     }
-    std::fs::write(
-        &grid,
-        format!("{text}[slurm]\nsetup = [\"module load a\\nmodule load b\"]\n"),
-    )
-    .unwrap();
+    let grid = grid_with_slurm(dir.path(), "setup = [\"module load a\\nmodule load b\"]\n");
     assert_fails(
         &experiment(&grid, &out, &["--executor", "slurm", "--dry-run"]),
         &["slurm.setup", "one non-empty line"],

@@ -343,20 +343,13 @@ fn the_authors_variant_builds_their_heads_and_running_variance() {
 fn the_width_scales_every_layer_and_the_variant_reaches_the_encoders_batch_norms() {
     use mmssl_kernels::RunningVariance;
     let device = Device::flex();
+    let (table, tap) = (dcgan::ENCODER_3D, dcgan::TAP_3D);
     let options = EncoderOptions {
         width: 4,
         variant: Variant::Authors,
     };
-    let e = DcganEncoder3d::from_table_with(
-        dcgan::ENCODER_3D,
-        dcgan::TAP_3D,
-        1,
-        16,
-        &options,
-        &device,
-        &mut rng(0),
-    )
-    .unwrap();
+    let e = DcganEncoder3d::from_table_with(table, tap, 1, 16, &options, &device, &mut rng(0));
+    let e = e.unwrap();
     let channels: Vec<usize> = e.convs.iter().map(|c| c.weight.dims()[0]).collect();
     assert_eq!(channels, vec![4, 8, 16, 32, 16]);
     assert_eq!((e.width(), e.in_channels(), e.latent_dim()), (4, 1, 16));
@@ -370,19 +363,12 @@ fn the_width_scales_every_layer_and_the_variant_reaches_the_encoders_batch_norms
     let out = e.forward(Tensor::zeros([1, 1, 64, 64, 64], &device));
     assert_eq!(out.conv.dims(), [1, 16, 512]);
     assert_eq!(out.z.dims(), [1, 16]);
+    let (table, tap) = (dcgan::ENCODER_2D, dcgan::TAP_2D);
     let zero = EncoderOptions {
         width: 0,
-        variant: Variant::Mmssl,
+        ..EncoderOptions::default()
     };
-    let r = DcganEncoder2d::from_table_with(
-        dcgan::ENCODER_2D,
-        dcgan::TAP_2D,
-        1,
-        64,
-        &zero,
-        &device,
-        &mut rng(0),
-    );
+    let r = DcganEncoder2d::from_table_with(table, tap, 1, 64, &zero, &device, &mut rng(0));
     assert!(r.is_err());
     assert_eq!("Authors".parse::<Variant>().unwrap(), Variant::Authors);
     assert!("pytorch".parse::<Variant>().is_err());

@@ -2,7 +2,7 @@
 //! standard deviation per dataset and method as a Markdown table, and figures.
 
 use crate::error::{ProtocolError, Result};
-use crate::plots;
+use crate::plots::{self, NEIGHBOUR_METRICS, Pick};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -223,15 +223,7 @@ pub fn markdown(summaries: &[Summary]) -> String {
         .map(|s| s.accuracy.len())
         .max()
         .unwrap_or(0);
-    type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
-    let extra: [(&str, Pick); 5] = [
-        ("k-NN", |s| &s.knn),
-        ("k-NN random init", |s| &s.knn_random_init),
-        ("R@1 z", |s| &s.retrieval_r1),
-        ("R@1 z random init", |s| &s.retrieval_r1_random_init),
-        ("R@1 canonical", |s| &s.canonical_r1),
-    ];
-    let extra: Vec<(&str, Pick)> = extra
+    let extra: Vec<(&str, Pick)> = NEIGHBOUR_METRICS
         .into_iter()
         .filter(|(_, pick)| {
             summaries

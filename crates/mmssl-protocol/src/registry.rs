@@ -48,6 +48,9 @@ use mmssl_train::{
 use std::path::Path;
 use std::sync::Arc;
 
+/// The report of an explanation, or why none was made.
+type Explained = Result<ExplainReport>;
+
 /// What the registry keeps per method (object-safe; the protocol's own session type stays
 /// private).
 pub(crate) trait Entry: Send + Sync {
@@ -56,13 +59,10 @@ pub(crate) trait Entry: Send + Sync {
     fn warnings(&self, options: &MethodOptions<'_>, training: &FitConfig) -> Vec<String>;
     fn execute(&self, options: &MethodOptions<'_>, session: &mut Session<'_>)
     -> Result<Evaluation>;
-    fn explain(
-        &self,
-        options: &MethodOptions<'_>,
-        session: &mut Session<'_>,
-        config: &ExplainConfig,
-        out: &Path,
-    ) -> Result<ExplainReport>;
+    /// The explanation of the run session `s` is on, with the settings and into the folder of
+    /// `to`.
+    fn explain(&self, o: &MethodOptions, s: &mut Session, to: (&ExplainConfig, &Path))
+    -> Explained;
     fn needs_labels(&self) -> bool {
         false
     }
@@ -122,16 +122,11 @@ impl<F: MethodFactory> Entry for Trained<F> {
     }
     fn explain(
         &self,
-        options: &MethodOptions<'_>,
-        session: &mut Session<'_>,
-        config: &ExplainConfig,
-        out: &Path,
-    ) -> Result<ExplainReport> {
-        session.explain(
-            |setup, rng| Ok(self.0.build(options, setup, rng)?),
-            config,
-            out,
-        )
+        o: &MethodOptions,
+        s: &mut Session,
+        how: (&ExplainConfig, &Path),
+    ) -> Explained {
+        s.explain(|setup, rng| Ok(self.0.build(o, setup, rng)?), how.0, how.1)
     }
     fn load_weights(&self, build: &SeededBuild<'_>, load: WeightsLoad<'_>) -> Result<Applied> {
         crate::weights::apply_and_save(self.model(build)?, load)
@@ -228,7 +223,7 @@ impl ResolvedMethod {
         config: &ExplainConfig,
         out: &Path,
     ) -> Result<ExplainReport> {
-        self.entry.explain(&self.options(), session, config, out)
+        self.entry.explain(&self.options(), session, (config, out))
     }
 }
 
@@ -410,13 +405,7 @@ impl Entry for LinearCcaEntry {
     fn execute(&self, o: &MethodOptions<'_>, session: &mut Session<'_>) -> Result<Evaluation> {
         session.linear_cca(&LinearCcaConfig::from_options(o)?)
     }
-    fn explain(
-        &self,
-        _: &MethodOptions<'_>,
-        _: &mut Session<'_>,
-        _: &ExplainConfig,
-        _: &Path,
-    ) -> Result<ExplainReport> {
+    fn explain(&self, _: &MethodOptions, _: &mut Session, _: (&ExplainConfig, &Path)) -> Explained {
         Err(ProtocolError::NotExplainable {
             run: "an lcca run".into(),
             reason: "linear CCA has no encoder to attribute: its projections, in lcca.json, \

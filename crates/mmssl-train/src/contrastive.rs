@@ -257,8 +257,8 @@ impl MethodFactory for ContrastiveFactory {
 
     fn build(
         &self,
-        o: &MethodOptions<'_>,
-        s: &BuildSetup<'_>,
+        o: &MethodOptions,
+        s: &BuildSetup,
         rng: &mut StdRng,
     ) -> Result<ContrastiveModel> {
         self.config(o)?.init(s.shapes, s.device, rng)
@@ -391,12 +391,7 @@ impl MethodFactory for ExtendedFactory {
         self.base.check(o)
     }
 
-    fn build(
-        &self,
-        o: &MethodOptions<'_>,
-        s: &BuildSetup<'_>,
-        rng: &mut StdRng,
-    ) -> Result<ExtendedModel> {
+    fn build(&self, o: &MethodOptions, s: &BuildSetup, rng: &mut StdRng) -> Result<ExtendedModel> {
         Ok(ExtendedModel {
             base: self.base.build(o, s, rng)?,
             terms: self.terms.clone(),

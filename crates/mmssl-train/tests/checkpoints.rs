@@ -43,7 +43,7 @@ impl Progress for Listener {
 
 /// Three epochs of 4 steps into `dir` (resuming what is there), as far as `progress` lets.
 fn run(dir: &Path, progress: &mut Listener) -> Result<FitOutcome<ContrastiveModel>, TrainError> {
-    let (data, valid) = train_and_valid().unwrap();
+    let (data, valid) = sets().unwrap();
     let device = Device::flex().autodiff();
     let ck = Checkpoints::new(dir)
         .unwrap()

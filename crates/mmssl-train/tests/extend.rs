@@ -80,16 +80,9 @@ fn an_extra_term_is_added_with_its_weight_and_logged() {
     };
     let outcome = fit(
         model,
-        FitData {
-            train: &data,
-            valid: None,
-        },
+        FitData::new(&data),
         &config,
-        FitRun {
-            device: &device,
-            checkpoints: None,
-            progress: &mut Quiet,
-        },
+        FitRun::new(&device, &mut Quiet),
     )
     .unwrap();
     assert!(outcome.history[0].terms.contains_key("l1"));

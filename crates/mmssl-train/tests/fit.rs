@@ -22,10 +22,7 @@ fn train_plainly(
 ) -> Result<mmssl_train::FitOutcome<ContrastiveModel>, TrainError> {
     fit(
         model(data, device),
-        FitData {
-            train: data,
-            valid: None,
-        },
+        FitData::new(data),
         &config(epochs),
         FitRun {
             device,
@@ -62,9 +59,7 @@ impl Progress for DieAfter {
 
 #[test]
 fn interrupted_and_resumed_run_equals_uninterrupted_run() {
-    let Some((data, valid)) = train_and_valid() else {
-        return;
-    };
+    let Some((data, valid)) = sets() else { return };
     let device = Device::flex().autodiff();
     let cfg = config(3);
     let tmp = tempfile::tempdir().unwrap();
@@ -74,10 +69,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
         let model = model(&data, &device);
         fit(
             model,
-            FitData {
-                train: &data,
-                valid: Some(&valid),
-            },
+            FitData::new(&data).with_valid(&valid),
             cfg,
             FitRun {
                 device: &device,
@@ -135,16 +127,9 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     // A run without validation writes no validation terms (nor the key in metrics.jsonl).
     let plain = fit(
         model(&data, &device),
-        FitData {
-            train: &data,
-            valid: None,
-        },
+        FitData::new(&data),
         &config(1),
-        FitRun {
-            device: &device,
-            checkpoints: None,
-            progress: &mut Quiet,
-        },
+        FitRun::new(&device, &mut Quiet),
     )
     .unwrap();
     assert!(plain.history[0].valid_terms.is_empty());
@@ -164,16 +149,9 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let other = config(4);
     let err = fit(
         model(&data, &device),
-        FitData {
-            train: &data,
-            valid: Some(&valid),
-        },
+        FitData::new(&data).with_valid(&valid),
         &other,
-        FitRun {
-            device: &device,
-            checkpoints: Some(&ck_b),
-            progress: &mut Quiet,
-        },
+        FitRun::new(&device, &mut Quiet).with_checkpoints(&ck_b),
     )
     .err()
     .unwrap();
@@ -207,20 +185,14 @@ impl Progress for StopAfter {
 
 #[test]
 fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
-    let Some((data, valid)) = train_and_valid() else {
-        return;
-    };
-    let device = Device::flex().autodiff();
+    let Some((data, valid)) = sets() else { return };
     // 4 steps per epoch, 3 epochs.
-    let cfg = config(3);
+    let (device, cfg) = (Device::flex().autodiff(), config(3));
     let tmp = tempfile::tempdir().unwrap();
     let run = |ck: &Checkpoints, progress: &mut dyn Progress| {
         fit(
             model(&data, &device),
-            FitData {
-                train: &data,
-                valid: Some(&valid),
-            },
+            FitData::new(&data).with_valid(&valid),
             &cfg,
             FitRun {
                 device: &device,
@@ -299,10 +271,7 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers() {
     // saved.
     let err = fit(
         model(&data, &device),
-        FitData {
-            train: &data,
-            valid: None,
-        },
+        FitData::new(&data),
         &cfg,
         FitRun {
             device: &device,
@@ -343,16 +312,9 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let ck = Checkpoints::new(tmp.path()).unwrap();
     let err = fit(
         model(&data, &device),
-        FitData {
-            train: &data,
-            valid: None,
-        },
+        FitData::new(&data),
         &config(3),
-        FitRun {
-            device: &device,
-            checkpoints: Some(&ck),
-            progress: &mut Quiet,
-        },
+        FitRun::new(&device, &mut Quiet).with_checkpoints(&ck),
     )
     .err()
     .expect("NaN input must stop training");

@@ -1,7 +1,7 @@
 //! The figures of one run: the embedding maps of its test representations and the curves of
 //! its online evaluation.
 
-use super::{COLOURS, LEGEND_WIDTH};
+use super::{COLOURS, LEGEND_WIDTH, LegendKey, chart_on, legend_entry};
 use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -53,13 +53,8 @@ fn draw_map<DB: DrawingBackend>(
         let pad = ((hi - lo) * 0.05).max(1e-9);
         (lo - pad)..(hi + pad)
     };
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(range(|p| p.x), range(|p| p.y))
-        .map_err(err)?;
+    let span = (range(|p| p.x), range(|p| p.y));
+    let mut chart = chart_on(&plot, (title, 20), (30, 50), span).map_err(err)?;
     chart
         .configure_mesh()
         .disable_mesh()
@@ -80,24 +75,14 @@ fn draw_map<DB: DrawingBackend>(
         .draw_series(of(2).map(|p| Cross::new((p.x, p.y), 3, colour(p).stroke_width(2))))
         .map_err(err)?;
     // The legend: a swatch per class present, then a marker per modality present.
-    let text = ("sans-serif", 14).into_font().color(&BLACK);
     let mut y = 40;
     let present = |f: fn(&MapPoint) -> usize, i: usize| points.iter().any(|p| f(p) == i);
     for (c, name) in classes.iter().enumerate() {
         if !present(|p| p.class, c) {
             continue;
         }
-        let colour = COLOURS[c % COLOURS.len()];
-        legend
-            .draw(&Rectangle::new([(8, y - 6), (22, y + 6)], colour.filled()))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(
-                format!("class {name}"),
-                (30, y - 7),
-                text.clone(),
-            ))
-            .map_err(err)?;
+        let key = LegendKey::Swatch(COLOURS[c % COLOURS.len()]);
+        legend_entry(&legend, y, key, format!("class {name}")).map_err(err)?;
         y += 22;
     }
     y += 10;
@@ -106,9 +91,7 @@ fn draw_map<DB: DrawingBackend>(
             continue;
         }
         legend_marker(&legend, (15, y), m).map_err(err)?;
-        legend
-            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
-            .map_err(err)?;
+        legend_entry(&legend, y, LegendKey::Drawn, name.clone()).map_err(err)?;
         y += 22;
     }
     root.present().map_err(err)?;
@@ -150,13 +133,7 @@ fn draw_curves<DB: DrawingBackend>(
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .fold(1.0f64, f64::max);
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..last, 0.0..1.0)
-        .map_err(err)?;
+    let mut chart = chart_on(&plot, (title, 20), (40, 50), (0.0..last, 0.0..1.0)).map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("epochs of pretraining")
@@ -164,7 +141,6 @@ fn draw_curves<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
-    let text = ("sans-serif", 14).into_font().color(&BLACK);
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         chart
@@ -177,15 +153,8 @@ fn draw_curves<DB: DrawingBackend>(
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
             .map_err(err)?;
         let y = 40 + 22 * i as i32;
-        legend
-            .draw(&PathElement::new(
-                vec![(6, y), (24, y)],
-                colour.stroke_width(3),
-            ))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
-            .map_err(err)?;
+        let key = LegendKey::Line(colour.stroke_width(3));
+        legend_entry(&legend, y, key, name.clone()).map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())

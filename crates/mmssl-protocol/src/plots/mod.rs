@@ -36,6 +36,54 @@ macro_rules! svg_and_png {
 mod curves;
 pub use curves::{MapPoint, curves_chart, embedding_map};
 
+/// The coordinates of every chart: `f64` on both axes.
+type Plane =
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>;
+
+/// A chart on `plot` titled `title` (in `caption` points), with `label_areas` pixels for the
+/// x and y labels, spanning `x` by `y`.
+fn chart_on<'a, DB: DrawingBackend>(
+    plot: &'a DrawingArea<DB, Shift>,
+    (title, caption): (&str, u32),
+    label_areas: (u32, u32),
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+) -> std::result::Result<ChartContext<'a, DB, Plane>, DrawingAreaErrorKind<DB::ErrorType>> {
+    ChartBuilder::on(plot)
+        .caption(title, ("sans-serif", caption))
+        .margin(12)
+        .x_label_area_size(label_areas.0)
+        .y_label_area_size(label_areas.1)
+        .build_cartesian_2d(x, y)
+}
+
+/// What stands left of a legend entry's label.
+enum LegendKey {
+    /// A filled square of the colour.
+    Swatch(RGBColor),
+    /// A short line in the style.
+    Line(ShapeStyle),
+    /// Nothing (the caller drew the key).
+    Drawn,
+}
+
+/// Draws a legend entry centred at height `y` of `legend`: its key at the left, then `label`.
+fn legend_entry<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    y: i32,
+    key: LegendKey,
+    label: String,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    match key {
+        LegendKey::Swatch(c) => {
+            legend.draw(&Rectangle::new([(8, y - 6), (22, y + 6)], c.filled()))?
+        }
+        LegendKey::Line(style) => legend.draw(&PathElement::new(vec![(6, y), (24, y)], style))?,
+        LegendKey::Drawn => {}
+    }
+    let text = ("sans-serif", 14).into_font().color(&BLACK);
+    legend.draw(&Text::new(label, (30, y - 7), text))
+}
+
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
@@ -108,13 +156,7 @@ fn draw<DB: DrawingBackend>(
     // The legend in its own column, so the axis ends at 1 (every index is at most 1).
     let (width, _) = root.dim_in_pixel();
     let (plot, legend) = root.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(70)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..n, 0.0..1.0)
-        .map_err(err)?;
+    let mut chart = chart_on(&plot, (title, 22), (70, 60), (0.0..n, 0.0..1.0)).map_err(err)?;
     let labels = groups.to_vec();
     chart
         .configure_mesh()
@@ -177,32 +219,15 @@ fn draw<DB: DrawingBackend>(
             .map_err(err)?;
     }
     // The legend: a swatch and a name per series, and the chance level.
-    let text = ("sans-serif", 14).into_font().color(&BLACK);
     let mut y = 50;
     for (s, (name, _)) in series.iter().enumerate() {
-        let colour = COLOURS[s % COLOURS.len()];
-        legend
-            .draw(&Rectangle::new([(8, y - 6), (22, y + 6)], colour.filled()))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(name.clone(), (30, y - 7), text.clone()))
-            .map_err(err)?;
+        let key = LegendKey::Swatch(COLOURS[s % COLOURS.len()]);
+        legend_entry(&legend, y, key, name.clone()).map_err(err)?;
         y += 24;
     }
     if let Some(level) = chance {
-        legend
-            .draw(&PathElement::new(
-                vec![(6, y), (24, y)],
-                BLACK.stroke_width(2),
-            ))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(
-                format!("chance ({level:.2})"),
-                (30, y - 7),
-                text.clone(),
-            ))
-            .map_err(err)?;
+        let key = LegendKey::Line(BLACK.stroke_width(2));
+        legend_entry(&legend, y, key, format!("chance ({level:.2})")).map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())
@@ -267,6 +292,20 @@ pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
     )
 }
 
+/// How a per-modality metric (mean and standard deviation per modality) is read from a
+/// [`Summary`].
+pub(crate) type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
+
+/// The metrics beyond the linear probe, by name: k-NN accuracy and cross-modal retrieval
+/// recall@1 (in `z` and in the canonical subspace), with their random-init references.
+pub(crate) const NEIGHBOUR_METRICS: [(&str, Pick); 5] = [
+    ("k-NN", |s| &s.knn),
+    ("k-NN random init", |s| &s.knn_random_init),
+    ("R@1 z", |s| &s.retrieval_r1),
+    ("R@1 z random init", |s| &s.retrieval_r1_random_init),
+    ("R@1 canonical", |s| &s.canonical_r1),
+];
+
 /// k-NN accuracy per method and modality, and cross-modal retrieval recall@1 (in `z` and in
 /// the canonical subspace), each beside its random-initialisation reference when known. Writes
 /// `stem.svg` and `stem.png`; nothing when no summary has these numbers.
@@ -274,22 +313,14 @@ pub fn neighbours_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
     let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
     let modalities = summaries.iter().map(|s| s.knn.len()).max().unwrap_or(0);
     let mut series: Vec<Series> = Vec::new();
-    type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
-    let picks: [(&str, Pick); 5] = [
-        ("k-NN m{m}", |s| &s.knn),
-        ("k-NN m{m}, random init", |s| &s.knn_random_init),
-        ("R@1 m{m} (z)", |s| &s.retrieval_r1),
-        ("R@1 m{m} (z), random init", |s| &s.retrieval_r1_random_init),
-        ("R@1 m{m} (canonical)", |s| &s.canonical_r1),
-    ];
-    for (name, pick) in picks {
+    for (name, pick) in NEIGHBOUR_METRICS {
         for m in 0..modalities {
             let values: Vec<Option<(f64, f64)>> = summaries
                 .iter()
                 .map(|s| pick(s).get(m).copied().flatten())
                 .collect();
             if values.iter().any(Option::is_some) {
-                series.push((name.replace("{m}", &m.to_string()), values));
+                series.push((format!("{name} m{m}"), values));
             }
         }
     }

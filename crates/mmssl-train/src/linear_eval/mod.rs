@@ -283,16 +283,9 @@ pub fn linear_eval_probe(
     );
     let outcome = fit(
         probe,
-        FitData {
-            train: &train_set,
-            valid: Some(&valid_set),
-        },
+        FitData::new(&train_set).with_valid(&valid_set),
         &config.training,
-        FitRun {
-            device: &device,
-            checkpoints: None,
-            progress: &mut Quiet,
-        },
+        FitRun::new(&device, &mut Quiet),
     )?;
     let valid_losses: Vec<f64> = outcome
         .history

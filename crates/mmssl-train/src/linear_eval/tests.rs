@@ -123,16 +123,9 @@ fn the_probe_trains_in_the_one_loop_on_every_item() {
         let mut seen = Steps(Vec::new());
         let out = fit(
             probe,
-            FitData {
-                train: &set,
-                valid: Some(&set),
-            },
+            FitData::new(&set).with_valid(&set),
             &config,
-            FitRun {
-                device: &device,
-                checkpoints: None,
-                progress: &mut seen,
-            },
+            FitRun::new(&device, &mut seen),
         )
         .unwrap();
         assert_eq!(seen.0, vec![steps; 2], "partial batches {partial}");

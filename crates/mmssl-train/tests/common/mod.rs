@@ -72,7 +72,7 @@ pub fn comparable(h: &[EpochMetrics]) -> Vec<Comparable> {
 }
 
 /// 64 training pairs and 96 validation pairs (other draws) of the embedded MNIST split.
-pub fn train_and_valid() -> Option<(TwoViewMnist, TwoViewMnist)> {
+pub fn sets() -> Option<(TwoViewMnist, TwoViewMnist)> {
     let images = mnist(96)?;
     let data = TwoViewMnist::new(images.clone().truncate(64), TwoViewConfig::default()).unwrap();
     let valid = TwoViewMnist::new(
