@@ -225,6 +225,7 @@ pub fn markdown(summaries: &[Summary]) -> String {
         .unwrap_or(0);
     let extra: Vec<(&str, Pick)> = NEIGHBOUR_METRICS
         .into_iter()
+        .map(|(name, _, pick)| (name, pick))
         .filter(|(_, pick)| {
             summaries
                 .iter()

@@ -262,14 +262,11 @@ fn matrix(path: &Path, payload: &[u8], big_endian: bool) -> Result<Option<MatArr
         .ok_or_else(|| c.err(format!("dimensions {dims:?} of `{name}` overflow")))?;
     let (ty, raw) = c.element()?;
     let data = numeric(path, &name, ty, raw, big_endian)?;
-    if data.len() != count {
-        return Err(DataError::format(
-            path,
-            format!(
-                "`{name}` declares dimensions {dims:?} ({count} values) but stores {}",
-                data.len()
-            ),
-        ));
+    let stored = data.len();
+    if stored != count {
+        let what =
+            format!("`{name}` declares dimensions {dims:?} ({count} values) but stores {stored}");
+        return Err(DataError::format(path, what));
     }
     Ok(Some(MatArray { name, dims, data }))
 }

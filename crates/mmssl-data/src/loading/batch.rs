@@ -78,13 +78,12 @@ pub fn collate(items: &[PairedItem], shapes: &[Vec<usize>], device: &Device) -> 
                     shapes.len()
                 ),
             })?;
-            if v.len() != per {
-                return Err(DataError::Mismatch {
-                    what: format!(
-                        "item {i}, modality {m}: {} values, expected {per} for shape {shape:?}",
-                        v.len()
-                    ),
-                });
+            let got = v.len();
+            if got != per {
+                let what = format!(
+                    "item {i}, modality {m}: {got} values, expected {per} for shape {shape:?}"
+                );
+                return Err(DataError::Mismatch { what });
             }
             data.extend_from_slice(v);
         }

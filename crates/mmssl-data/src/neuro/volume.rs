@@ -158,13 +158,10 @@ impl Volume {
             .ok_or_else(|| {
                 DataError::format(&source, format!("invalid volume dimensions {dims:?}"))
             })?;
-        if data.len() != n {
-            return Err(DataError::Mismatch {
-                what: format!(
-                    "{source}: {} values for dimensions {dims:?} ({n} voxels)",
-                    data.len()
-                ),
-            });
+        let got = data.len();
+        if got != n {
+            let what = format!("{source}: {got} values for dimensions {dims:?} ({n} voxels)");
+            return Err(DataError::Mismatch { what });
         }
         if affine.inverse().is_none() {
             return Err(DataError::format(

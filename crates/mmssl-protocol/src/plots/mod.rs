@@ -296,14 +296,19 @@ pub fn accuracy_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
 /// [`Summary`].
 pub(crate) type Pick = fn(&Summary) -> &Vec<Option<(f64, f64)>>;
 
-/// The metrics beyond the linear probe, by name: k-NN accuracy and cross-modal retrieval
-/// recall@1 (in `z` and in the canonical subspace), with their random-init references.
-pub(crate) const NEIGHBOUR_METRICS: [(&str, Pick); 5] = [
-    ("k-NN", |s| &s.knn),
-    ("k-NN random init", |s| &s.knn_random_init),
-    ("R@1 z", |s| &s.retrieval_r1),
-    ("R@1 z random init", |s| &s.retrieval_r1_random_init),
-    ("R@1 canonical", |s| &s.canonical_r1),
+/// The metrics beyond the linear probe: k-NN accuracy and cross-modal retrieval recall@1 (in
+/// `z` and in the canonical subspace), with their random-init references; each with its name
+/// in the Markdown table and in the chart's legend (`{m}`: the modality).
+pub(crate) const NEIGHBOUR_METRICS: [(&str, &str, Pick); 5] = [
+    ("k-NN", "k-NN m{m}", |s| &s.knn),
+    ("k-NN random init", "k-NN m{m}, random init", |s| {
+        &s.knn_random_init
+    }),
+    ("R@1 z", "R@1 m{m} (z)", |s| &s.retrieval_r1),
+    ("R@1 z random init", "R@1 m{m} (z), random init", |s| {
+        &s.retrieval_r1_random_init
+    }),
+    ("R@1 canonical", "R@1 m{m} (canonical)", |s| &s.canonical_r1),
 ];
 
 /// k-NN accuracy per method and modality, and cross-modal retrieval recall@1 (in `z` and in
@@ -313,14 +318,14 @@ pub fn neighbours_chart(summaries: &[&Summary], stem: &Path) -> Result<()> {
     let groups: Vec<String> = summaries.iter().map(|s| s.method.clone()).collect();
     let modalities = summaries.iter().map(|s| s.knn.len()).max().unwrap_or(0);
     let mut series: Vec<Series> = Vec::new();
-    for (name, pick) in NEIGHBOUR_METRICS {
+    for (_, name, pick) in NEIGHBOUR_METRICS {
         for m in 0..modalities {
             let values: Vec<Option<(f64, f64)>> = summaries
                 .iter()
                 .map(|s| pick(s).get(m).copied().flatten())
                 .collect();
             if values.iter().any(Option::is_some) {
-                series.push((format!("{name} m{m}"), values));
+                series.push((name.replace("{m}", &m.to_string()), values));
             }
         }
     }

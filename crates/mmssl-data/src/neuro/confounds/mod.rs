@@ -294,14 +294,10 @@ pub fn confound_design(
 ) -> Result<ConfoundDesign> {
     config.check()?;
     let path = &table.path;
-    if table.frames() != frames {
-        return Err(DataError::format(
-            path,
-            format!(
-                "{} rows, but the BOLD series has {frames} frames",
-                table.frames()
-            ),
-        ));
+    let rows = table.frames();
+    if rows != frames {
+        let what = format!("{rows} rows, but the BOLD series has {frames} frames");
+        return Err(DataError::format(path, what));
     }
     let mut names = Vec::new();
     let mut values = Vec::new();
