@@ -17,6 +17,16 @@ prints a Markdown table of the medians and the ratios. The implementations:
   `VolumetricMultiDim` loss and catalyst's RAdam, for the step cases. The checkout is only
   read and run; nothing of it is part of mmssl.
 
+Every run starts on a quiet machine: before it, the CPU time other processes used is sampled
+from /proc/stat over `--settle` seconds (the harness itself is idle then); above `--max-busy`
+cores the harness waits and samples again (up to `--patience` times), and a run that still
+started on a busy machine is marked `busy` in the JSON and counted in the table. The machine
+(CPU model, its vector extensions, cores, kernel, the mmssl commit, the load averages) is the
+first line of the table and a `{"machine": ...}` JSON line; each run's JSON carries the busy
+fraction and load averages before it and the peak resident memory of its process (`wait4`).
+The table gives each median with the spread of the per-run medians (min-max) and, for the step
+cases, the peak resident memory of each implementation.
+
 Raw JSON lines go to target/compare/results.jsonl (under CARGO_TARGET_DIR when it is set).
 PyTorch comes from `--python` (default: `python3`); install it with `pip install torch numpy`
 and, for `--authors`, `pip install tqdm omegaconf StrEnum` and `pip install catalyst==22.4
@@ -26,9 +36,11 @@ and, for `--authors`, `pip install tqdm omegaconf StrEnum` and `pip install cata
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +74,85 @@ SCALING = [
 
 
 def run(cmd, env):
+    """Runs `cmd`; its last JSON line, with the peak resident memory of the children this
+    process has run (MiB): called by `measured` in a process of its own, that is `cmd`'s."""
+    import resource
+
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    return r
+
+
+def measured(cmd, env):
+    """`run(cmd, env)` in a fresh Python process of its own, so that the peak resident memory
+    is this command's alone (RUSAGE_CHILDREN keeps the maximum over every child)."""
+    helper = [sys.executable, __file__, "--measure-one", json.dumps(cmd)]
+    out = subprocess.run(helper, env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_busy(seconds):
+    """Cores' worth of CPU time used on the whole machine over `seconds` (from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]  # idle + iowait
+        return sum(v) - idle, sum(v)
+
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    cores = os.cpu_count() or 1
+    return cores * (b1 - b0) / max(t1 - t0, 1)
+
+
+def settle(args):
+    """Waits until the machine is quiet (at most `--max-busy` cores busy over `--settle`
+    seconds), `--patience` tries at most; returns (busy cores, whether still busy)."""
+    busy = cpu_busy(args.settle)
+    tries = 1
+    while busy > args.max_busy and tries < args.patience:
+        time.sleep(args.settle * 2)
+        busy = cpu_busy(args.settle)
+        tries += 1
+    return busy, busy > args.max_busy
+
+
+def machine():
+    """What the figures were measured on."""
+    info = {"cpu": platform.processor() or "", "cores": os.cpu_count(), "kernel": platform.release()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["vector"] = [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if x in flags]
+                break
+    except OSError:
+        pass
+    try:
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        pass
+    info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    info["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return info
+
+
+def spread(values, fmt="{:.2f}"):
+    """`median (min-max)` of `values`."""
+    m = statistics.median(values)
+    return f"{fmt.format(m)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def main():
@@ -97,7 +184,19 @@ def main():
         default=None,
         help="only cases whose label contains this text (repeat for several)",
     )
+    p.add_argument("--settle", type=float, default=1.0, help="seconds of the quiet check before each run")
+    p.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.3,
+        help="cores other processes may use before a run (default 0.3)",
+    )
+    p.add_argument("--patience", type=int, default=10, help="quiet checks before a run starts anyway, marked busy")
+    p.add_argument("--measure-one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.measure_one is not None:
+        print(json.dumps(run(json.loads(args.measure_one), dict(os.environ))))
+        return
     try:
         thread_counts = [int(t) for t in args.threads.split(",")]
         if any(t < 1 for t in thread_counts):
@@ -129,6 +228,8 @@ def main():
     if args.only:
         cases = [c for c in cases if any(text in c[0] for text in args.only)]
     names = ["mmssl", "port"] + (["authors"] if args.authors is not None else [])
+    where = machine()
+    log.write(json.dumps({"machine": where}) + "\n")
     rows = []
     for threads in thread_counts:
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
@@ -137,6 +238,8 @@ def main():
             impls = [n for n in names if n != "authors" or case[0] == "step"]
             med = {n: [] for n in impls}
             gf = {n: [] for n in impls}
+            rss = {n: [] for n in impls}
+            busy_runs = 0
             for _ in range(args.rounds):
                 for name in impls:
                     if name == "mmssl":
@@ -144,37 +247,47 @@ def main():
                     else:
                         prefix = port if name == "port" else authors
                         cmd = prefix + case + ["--threads", str(threads)] + common + extra[name]
-                    r = run(cmd, env)
-                    r["label"] = label
-                    r["impl"] = name
-                    r["threads_asked"] = threads
+                    busy, still = settle(args)
+                    load = [round(x, 2) for x in os.getloadavg()]
+                    r = measured(cmd, env)
+                    r.update(label=label, impl=name, threads_asked=threads)
+                    r.update(busy_before=round(busy, 3), busy=still, loadavg_before=load)
+                    busy_runs += still
                     log.write(json.dumps(r) + "\n")
                     log.flush()
                     med[name].append(r["median_ms"])
                     gf[name].append(r["gflops"])
+                    rss[name].append(r["peak_rss_mib"])
             m = {n: statistics.median(v) for n, v in med.items()}
             g = {n: statistics.median(v) for n, v in gf.items()}
-            rows.append((threads, label, m, g))
+            rows.append((threads, label, m, g, med, rss, busy_runs))
             summary = ", ".join(f"{n} {v:.2f} ms" for n, v in m.items())
             print(f"{label}, {threads} thread(s): {summary}", file=sys.stderr)
 
     with_authors = args.authors is not None
+    print(
+        f"Machine: {where.get('cpu', '?')}, {where.get('cores')} cores ({', '.join(where.get('vector', []))}), "
+        f"kernel {where.get('kernel')}, mmssl {where.get('commit', '?')}, {where['date']}, "
+        f"load average before {where['loadavg']}; medians of {args.rounds} alternating runs, "
+        f"(min-max of the runs' medians)\n"
+    )
     head = "| threads | case | mmssl (ms) | port (ms) | mmssl / port |"
     rule = "|---|---|---|---|---|"
     if with_authors:
         head += " authors (ms) | mmssl / authors |"
         rule += "---|---|"
-    print(head + " GFLOP/s mmssl / PyTorch |")
-    print(rule + "---|")
-    for threads, label, m, g in rows:
-        line = f"| {threads} | {label} | {m['mmssl']:.2f} | {m['port']:.2f} | {m['mmssl'] / m['port']:.2f} |"
+    print(head + " GFLOP/s mmssl / PyTorch | peak memory (MiB) | busy runs |")
+    print(rule + "---|---|---|")
+    for threads, label, m, g, runs, rss, busy_runs in rows:
+        line = f"| {threads} | {label} | {spread(runs['mmssl'])} | {spread(runs['port'])} | {m['mmssl'] / m['port']:.2f} |"
         if with_authors:
             if "authors" in m:
-                line += f" {m['authors']:.2f} | **{m['mmssl'] / m['authors']:.2f}** |"
+                line += f" {spread(runs['authors'])} | **{m['mmssl'] / m['authors']:.2f}** |"
             else:
                 line += " - | - |"
         flops = f"{g['mmssl']:.1f} / {g['port']:.1f} ({g['mmssl'] / g['port']:.0%})" if g["mmssl"] and g["port"] else "-"
-        print(line + f" {flops} |")
+        memory = " / ".join(f"{n} {statistics.median(v):.0f}" for n, v in rss.items())
+        print(line + f" {flops} | {memory} | {busy_runs} |")
 
 
 if __name__ == "__main__":
