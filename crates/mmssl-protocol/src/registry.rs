@@ -124,9 +124,9 @@ impl<F: MethodFactory> Entry for Trained<F> {
         &self,
         o: &MethodOptions,
         s: &mut Session,
-        how: (&ExplainConfig, &Path),
+        (config, out): (&ExplainConfig, &Path),
     ) -> Explained {
-        s.explain(|setup, rng| Ok(self.0.build(o, setup, rng)?), how.0, how.1)
+        s.explain(|setup, rng| Ok(self.0.build(o, setup, rng)?), config, out)
     }
     fn load_weights(&self, build: &SeededBuild<'_>, load: WeightsLoad<'_>) -> Result<Applied> {
         crate::weights::apply_and_save(self.model(build)?, load)

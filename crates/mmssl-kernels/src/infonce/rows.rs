@@ -42,8 +42,8 @@ pub(super) fn row(
     row_generic::<false>(bufs, sample, consts)
 }
 
-/// One row's slices: its raw scores, their derivatives (when wanted), and room for its
-/// clipped scores and exponentials (each as long as the raw scores).
+/// One row's slices, in this order: its raw scores, their derivatives (when wanted), and room
+/// for its clipped scores and for their exponentials (each as long as the raw scores).
 struct RowBufs<'a>(
     &'a [f32],
     Option<&'a mut [f32]>,
@@ -122,12 +122,12 @@ fn row_generic<const FMA: bool>(bufs: RowBufs<'_>, sample: usize, consts: RowCon
         positives,
         kappa,
     } = consts;
-    let pos = sample * lt..(sample + 1) * lt;
-    let (n, (p0, p1)) = (bufs.0.len(), (pos.start, pos.end));
-    if let Some(c) = clip.filter(|&c| c <= MAX_FIXED_SHIFT_CLIP) {
-        return clipped_row::<FMA>(bufs, pos, c, consts);
-    }
     let RowBufs(raw, dloss, scores, exps) = bufs;
+    let pos = sample * lt..(sample + 1) * lt;
+    let (n, (p0, p1)) = (raw.len(), (pos.start, pos.end));
+    if let Some(c) = clip.filter(|&c| c <= MAX_FIXED_SHIFT_CLIP) {
+        return clipped_row::<FMA>(RowBufs(raw, dloss, scores, exps), pos, c, consts);
+    }
     // Clipped scores, sum of squares and the maximum over the negatives (every column outside
     // the sample's block), then the exponentials and their sum over the negatives.
     let (sq_a, max_a) = clip_pass::<FMA>(&raw[..p0], &mut scores[..p0], clip);

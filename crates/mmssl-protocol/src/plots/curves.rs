@@ -20,20 +20,6 @@ pub struct MapPoint {
     pub modality: usize,
 }
 
-/// Draws a modality's marker (circle, triangle, cross) at `at` on `area` (pixel coordinates,
-/// for the legend).
-fn legend_marker<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    at: (i32, i32),
-    modality: usize,
-) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    match modality {
-        0 => area.draw(&Circle::new(at, 4, BLACK.filled())),
-        1 => area.draw(&TriangleMarker::new(at, 5, BLACK.filled())),
-        _ => area.draw(&Cross::new(at, 4, BLACK.stroke_width(2))),
-    }
-}
-
 fn draw_map<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     points: &[MapPoint],
@@ -82,7 +68,7 @@ fn draw_map<DB: DrawingBackend>(
             continue;
         }
         let key = LegendKey::Swatch(COLOURS[c % COLOURS.len()]);
-        legend_entry(&legend, y, key, format!("class {name}")).map_err(err)?;
+        legend_entry(&legend, y, key, &format!("class {name}")).map_err(err)?;
         y += 22;
     }
     y += 10;
@@ -90,8 +76,7 @@ fn draw_map<DB: DrawingBackend>(
         if !present(|p| p.modality, m) {
             continue;
         }
-        legend_marker(&legend, (15, y), m).map_err(err)?;
-        legend_entry(&legend, y, LegendKey::Drawn, name.clone()).map_err(err)?;
+        legend_entry(&legend, y, LegendKey::Marker(m), name).map_err(err)?;
         y += 22;
     }
     root.present().map_err(err)?;
@@ -154,7 +139,7 @@ fn draw_curves<DB: DrawingBackend>(
             .map_err(err)?;
         let y = 40 + 22 * i as i32;
         let key = LegendKey::Line(colour.stroke_width(3));
-        legend_entry(&legend, y, key, name.clone()).map_err(err)?;
+        legend_entry(&legend, y, key, name).map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())

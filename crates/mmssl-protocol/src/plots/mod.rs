@@ -62,8 +62,8 @@ enum LegendKey {
     Swatch(RGBColor),
     /// A short line in the style.
     Line(ShapeStyle),
-    /// Nothing (the caller drew the key).
-    Drawn,
+    /// A modality's marker in the embedding maps: circle, triangle, cross (0, 1, later).
+    Marker(usize),
 }
 
 /// Draws a legend entry centred at height `y` of `legend`: its key at the left, then `label`.
@@ -71,14 +71,16 @@ fn legend_entry<DB: DrawingBackend>(
     legend: &DrawingArea<DB, Shift>,
     y: i32,
     key: LegendKey,
-    label: String,
+    label: &str,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     match key {
         LegendKey::Swatch(c) => {
             legend.draw(&Rectangle::new([(8, y - 6), (22, y + 6)], c.filled()))?
         }
         LegendKey::Line(style) => legend.draw(&PathElement::new(vec![(6, y), (24, y)], style))?,
-        LegendKey::Drawn => {}
+        LegendKey::Marker(0) => legend.draw(&Circle::new((15, y), 4, BLACK.filled()))?,
+        LegendKey::Marker(1) => legend.draw(&TriangleMarker::new((15, y), 5, BLACK.filled()))?,
+        LegendKey::Marker(_) => legend.draw(&Cross::new((15, y), 4, BLACK.stroke_width(2)))?,
     }
     let text = ("sans-serif", 14).into_font().color(&BLACK);
     legend.draw(&Text::new(label, (30, y - 7), text))
@@ -222,12 +224,12 @@ fn draw<DB: DrawingBackend>(
     let mut y = 50;
     for (s, (name, _)) in series.iter().enumerate() {
         let key = LegendKey::Swatch(COLOURS[s % COLOURS.len()]);
-        legend_entry(&legend, y, key, name.clone()).map_err(err)?;
+        legend_entry(&legend, y, key, name).map_err(err)?;
         y += 24;
     }
     if let Some(level) = chance {
         let key = LegendKey::Line(BLACK.stroke_width(2));
-        legend_entry(&legend, y, key, format!("chance ({level:.2})")).map_err(err)?;
+        legend_entry(&legend, y, key, &format!("chance ({level:.2})")).map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())
