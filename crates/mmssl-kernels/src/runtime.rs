@@ -2,7 +2,7 @@
 //!
 //! [`configure`] runs the first time any layer of [`crate::nn`] runs forward (and whenever a program
 //! calls it first): it sets glibc's allocator to keep freed memory for reuse. [`on_pool`] runs
-//! a closure on a thread of rayon's pool, which the training loop does for every step.
+//! a closure on a pool thread, as the training loop does for its steps and evaluation passes.
 
 use std::sync::OnceLock;
 
@@ -50,19 +50,45 @@ pub fn tune_allocator() -> bool {
     }
 }
 
-/// Runs `f` on a thread of rayon's pool when it has more than one: the CPU kernels' parallel
-/// loops then start from inside the pool, without waking a pool thread and putting the calling
-/// thread to sleep for every operation (~10% of a 2D step on two cores). The training loop runs
-/// its steps this way; so should a hand-written training loop or benchmark on the CPU. With a
-/// single pool thread `f` runs on the calling thread instead, so that a dataset which itself
-/// uses rayon cannot wait on the thread that waits for its batch. Applies [`configure`] first.
+/// Runs `f` on a thread of a rayon pool, so that the CPU kernels' parallel loops (and burn's)
+/// start from inside a pool instead of handing every operation to a pool thread and putting
+/// the calling thread to sleep until it is done. The training loop runs its steps this way, and
+/// the validation and feature passes; so should a hand-written training loop or benchmark on
+/// the CPU. Applies [`configure`] first.
+///
+/// With more than one thread in rayon's global pool, `f` runs on one of them. With a single
+/// thread it runs on a second, dedicated one-thread pool instead (built on first use, named
+/// `mmssl-step`): a dataset whose loader itself uses the global pool can then never wait on the
+/// thread that waits for its batch, and the step still runs its loops in place. Before this
+/// pool, a one-thread step ran on the calling thread and paid two thread switches per parallel
+/// operation: the 2D CR-XX-CC step of batch 64 took 118 ms instead of 85-94 ms on a 2-core
+/// AVX-512 Xeon (docs/performance.md). Called from a pool thread, `f` runs in place.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     configure();
-    if rayon::current_num_threads() > 1 {
-        rayon::scope(|_| f())
-    } else {
-        f()
+    if rayon::current_thread_index().is_some() {
+        return f();
     }
+    if rayon::current_num_threads() > 1 {
+        return rayon::scope(|_| f());
+    }
+    match step_pool() {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
+/// The one-thread pool of [`on_pool`] when rayon's global pool has a single thread, or `None`
+/// where no thread could be started (the step then runs on the calling thread).
+fn step_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "mmssl-step".into())
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 #[cfg(test)]
@@ -81,8 +107,49 @@ mod tests {
 
     #[test]
     fn on_pool_returns_the_closures_value_on_a_pool_thread() {
-        let inside = on_pool(|| rayon::current_thread_index().is_some());
-        assert_eq!(inside, rayon::current_num_threads() > 1);
+        // On a pool thread whatever the global pool's size, and one of the global pool's
+        // exactly when it has more than one thread.
+        let (inside, threads, name) = on_pool(|| {
+            let name = std::thread::current().name().map(str::to_owned);
+            (
+                rayon::current_thread_index(),
+                rayon::current_num_threads(),
+                name,
+            )
+        });
+        assert!(inside.is_some(), "not on a pool thread");
+        let global = rayon::current_num_threads();
+        if global > 1 {
+            assert_eq!(threads, global);
+        } else {
+            assert_eq!((threads, name.as_deref()), (1, Some("mmssl-step")));
+        }
         assert_eq!(on_pool(|| 6 * 7), 42);
+        // Nested: runs in place on the same thread.
+        let same = on_pool(|| {
+            let outer = std::thread::current().id();
+            on_pool(|| std::thread::current().id()) == outer
+        });
+        assert!(same);
+    }
+
+    #[test]
+    fn the_step_pool_has_one_named_thread_and_runs_loops_in_place() {
+        let pool = step_pool().expect("a thread could not be started");
+        let (threads, name, ids) = pool.install(|| {
+            use rayon::prelude::*;
+            let ids: Vec<_> = (0..64)
+                .into_par_iter()
+                .map(|_| std::thread::current().id())
+                .collect();
+            let name = std::thread::current().name().map(str::to_owned);
+            (rayon::current_num_threads(), name, ids)
+        });
+        assert_eq!((threads, name.as_deref()), (1, Some("mmssl-step")));
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "a loop left the step thread"
+        );
+        assert!(std::ptr::eq(pool, step_pool().unwrap()), "built twice");
     }
 }

@@ -542,7 +542,7 @@ pub fn evaluate_terms<M: Method>(
         });
     }
     let shapes: Vec<Vec<usize>> = (0..data.modalities()).map(|m| data.shape(m)).collect();
-    prefetch(data, plan, epoch as u64, config.loader, |batches| {
+    let sums = move |batches: &mut mmssl_data::Prefetch<'_>| {
         // Per batch: its weight (1, or its items with partial batches), the loss, the terms.
         let (mut weights, mut loss_sum) = (0.0, 0.0);
         let mut term_sums = BTreeMap::<String, f64>::new();
@@ -573,5 +573,8 @@ pub fn evaluate_terms<M: Method>(
                 .map(|(k, v)| (k, v / weights))
                 .collect(),
         ))
+    };
+    prefetch(data, plan, epoch as u64, config.loader, |batches| {
+        on_pool(move || sums(batches))
     })
 }

@@ -110,39 +110,40 @@ pub fn extract_features<M: Method>(
     // Training mode needs the autodiff device (burn's BatchNorm takes batch statistics only
     // there); with every parameter untracked no graph is recorded, so memory stays flat.
     let train_mode = batchnorm_train_mode.then(|| model.clone().no_grad());
-    let mut values = Vec::new();
-    let mut labels = Vec::with_capacity(data.len());
-    let mut dim = 0;
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(batch_size.max(1)) {
-        let z = if let Some(model) = &train_mode {
-            let batch = load_batch(data, chunk, 0, device)?;
-            model.represent(&batch, modality)?.detach()
-        } else {
-            let batch = load_batch(data, chunk, 0, &plain)?;
-            eval.represent(&batch, modality)?
-        };
-        dim = z.dims()[1];
-        values.extend(
-            z.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Readback {
-                    what: "features",
-                    reason: format!("{e:?}"),
-                })?,
-        );
-        for &i in chunk {
-            labels.push(data.label(i).ok_or_else(|| TrainError::MissingLabel {
-                item: i,
-                needed_by: "linear evaluation",
-            })?);
+    // On a pool thread, as the training steps (`on_pool`); the models move there.
+    crate::fit::on_pool(move || {
+        let (mut values, mut labels, mut dim) = (Vec::new(), Vec::with_capacity(data.len()), 0);
+        let all: Vec<usize> = (0..data.len()).collect();
+        for chunk in all.chunks(batch_size.max(1)) {
+            let z = if let Some(model) = &train_mode {
+                let batch = load_batch(data, chunk, 0, device)?;
+                model.represent(&batch, modality)?.detach()
+            } else {
+                let batch = load_batch(data, chunk, 0, &plain)?;
+                eval.represent(&batch, modality)?
+            };
+            dim = z.dims()[1];
+            values.extend(
+                z.into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| TrainError::Readback {
+                        what: "features",
+                        reason: format!("{e:?}"),
+                    })?,
+            );
+            for &i in chunk {
+                labels.push(data.label(i).ok_or_else(|| TrainError::MissingLabel {
+                    item: i,
+                    needed_by: "linear evaluation",
+                })?);
+            }
         }
-    }
-    Ok(Features {
-        values,
-        dim,
-        labels,
+        Ok(Features {
+            values,
+            dim,
+            labels,
+        })
     })
 }
 
