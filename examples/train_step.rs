@@ -223,7 +223,7 @@ fn infonce_once(anchors: &Tensor<3>, targets: &Tensor<3>, dot: Critic<'_>) {
 fn gemm(a: &Args, device: &Device) -> Vec<f64> {
     let [m, n, k] = gemm_shape(a);
     if a.backend == "cpu" {
-        use mmssl::kernels::host::{Operand, matmul};
+        use mmssl::kernels::host::{Operand, Store, matmul};
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
             .collect();
@@ -234,7 +234,7 @@ fn gemm(a: &Args, device: &Device) -> Vec<f64> {
         return time(a.warmup, a.reps, || {
             on_pool(|| {
                 let (lhs, rhs) = (Operand::rows(&x, k), Operand::rows(&y, n));
-                matmul(&mut out, (m, n, k), lhs, rhs, 1.0, false, true);
+                matmul(&mut out, (m, n, k), lhs, rhs, Store::SET.threads(true));
             });
             std::hint::black_box(&out);
         });

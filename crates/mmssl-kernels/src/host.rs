@@ -200,9 +200,45 @@ fn reach(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Opti
     (rows > 0 && cols > 0).then(|| (rows - 1) * row_stride + (cols - 1) * col_stride)
 }
 
-/// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (or `dst += ...` with `accumulate`), `dst`
-/// row-major, through the `gemm` crate (the one burn's CPU backend uses), with its own threads
-/// when `parallel`.
+/// How [`matmul`] stores its product: `dst = scale x product`, or `dst += scale x product`
+/// with `accumulate`; with `parallel`, on every thread of the current rayon pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Store {
+    /// The factor of the product.
+    pub scale: f32,
+    /// Add to the destination instead of overwriting it.
+    pub accumulate: bool,
+    /// Use every thread of the current rayon pool (else the calling thread only).
+    pub parallel: bool,
+}
+
+impl Store {
+    /// `dst = product`, on the calling thread.
+    pub const SET: Store = Store {
+        scale: 1.0,
+        accumulate: false,
+        parallel: false,
+    };
+    /// `dst += product`, on the calling thread.
+    pub const ADD: Store = Store {
+        scale: 1.0,
+        accumulate: true,
+        parallel: false,
+    };
+
+    /// The same with the product multiplied by `scale`.
+    pub const fn scaled(self, scale: f32) -> Store {
+        Store { scale, ..self }
+    }
+
+    /// The same on every thread of the current pool when `parallel`.
+    pub const fn threads(self, parallel: bool) -> Store {
+        Store { parallel, ..self }
+    }
+}
+
+/// `dst [m, n] = scale lhs [m, k] x rhs [k, n]` (or `dst += ...`, as `store` says), `dst`
+/// row-major, through the `gemm` crate (the one burn's CPU backend uses).
 ///
 /// # Panics
 /// If an operand is too short for its shape and strides.
@@ -211,20 +247,9 @@ pub fn matmul(
     (m, n, k): (usize, usize, usize),
     lhs: Operand<'_>,
     rhs: Operand<'_>,
-    scale: f32,
-    accumulate: bool,
-    parallel: bool,
+    store: Store,
 ) {
-    matmul_strided(
-        dst,
-        (n, 1),
-        (m, n, k),
-        lhs,
-        rhs,
-        scale,
-        accumulate,
-        parallel,
-    );
+    matmul_strided(dst, (n, 1), (m, n, k), lhs, rhs, store);
 }
 
 /// [`matmul`] into a destination with its own `(row, column)` strides: `dst[i * row + j *
@@ -233,17 +258,19 @@ pub fn matmul(
 /// # Panics
 /// If an operand or the destination is too short for its shape and strides, or if distinct
 /// destination elements would share a slot (a zero stride with more than one row or column).
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_strided(
     dst: &mut [f32],
     (row_stride, col_stride): (usize, usize),
     (m, n, k): (usize, usize, usize),
     lhs: Operand<'_>,
     rhs: Operand<'_>,
-    scale: f32,
-    accumulate: bool,
-    parallel: bool,
+    store: Store,
 ) {
+    let Store {
+        scale,
+        accumulate,
+        parallel,
+    } = store;
     assert!(
         reach(m, n, row_stride, col_stride).is_none_or(|last| last < dst.len()),
         "matmul: destination shorter than {m} x {n}"
@@ -376,7 +403,7 @@ impl Product<'_> {
 mod tests {
     /// `d = lhs rhs` (no scaling, no accumulation, serial).
     fn product(d: &mut [f32], dims: (usize, usize, usize), lhs: Operand<'_>, rhs: Operand<'_>) {
-        matmul(d, dims, lhs, rhs, 1.0, false, false);
+        matmul(d, dims, lhs, rhs, Store::SET);
     }
     use super::*;
 
@@ -393,11 +420,17 @@ mod tests {
         }
         let mut got = vec![0.0f32; m * n];
         let (lhs, rhs) = (Operand::rows(&a, k), Operand::transposed(&bt, k));
-        matmul(&mut got, (m, n, k), lhs, rhs, 2.0, false, true);
+        matmul(
+            &mut got,
+            (m, n, k),
+            lhs,
+            rhs,
+            Store::SET.scaled(2.0).threads(true),
+        );
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5, "{g} vs {w}");
         }
-        matmul(&mut got, (m, n, k), lhs, rhs, 2.0, true, false);
+        matmul(&mut got, (m, n, k), lhs, rhs, Store::ADD.scaled(2.0));
         for (g, w) in got.iter().zip(&want) {
             assert!((g - 2.0 * w).abs() < 1e-5, "accumulated {g} vs {}", 2.0 * w);
         }
@@ -429,9 +462,11 @@ mod tests {
                             (m, n, k),
                             lhs,
                             rhs,
-                            0.5,
-                            accumulate,
-                            parallel,
+                            Store {
+                                scale: 0.5,
+                                accumulate,
+                                parallel,
+                            },
                         )
                     });
                     d
@@ -496,9 +531,7 @@ mod tests {
             (m, n, k),
             Operand::rows(&a, k),
             Operand::rows(&b, n),
-            1.0,
-            false,
-            false,
+            Store::SET,
         );
         for i in 0..m {
             for j in 0..n {
@@ -513,7 +546,7 @@ mod tests {
         // A 2 x 2 product into a strided destination needs 4 slots; 3 are given.
         let (a, mut d) = ([1.0f32; 4], [0.0f32; 3]);
         let (lhs, rhs) = (Operand::rows(&a, 1), Operand::rows(&a, 2));
-        matmul_strided(&mut d, (1, 2), (2, 2, 1), lhs, rhs, 1.0, false, false);
+        matmul_strided(&mut d, (1, 2), (2, 2, 1), lhs, rhs, Store::SET);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! `Linear::forward` on the transposed map; values and gradients are tested against it.
 
 use crate::host::{
-    AdFlex, AdTensor, HostTensor, Operand, autodiff_primitive, matmul, plain_primitive,
+    AdFlex, AdTensor, HostTensor, Operand, Store, autodiff_primitive, matmul, plain_primitive,
     sum_in_order, zeros,
 };
 use burn::nn::Linear;
@@ -99,7 +99,16 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32> {
                 None => false,
             };
             let (wt, xm) = (Operand::transposed(w, o), Operand::rows(xb, l));
-            matmul(yb, (o, l, c), wt, xm, 1.0, accumulate, false);
+            matmul(
+                yb,
+                (o, l, c),
+                wt,
+                xm,
+                Store {
+                    accumulate,
+                    ..Store::SET
+                },
+            );
         });
     y
 }
@@ -162,7 +171,7 @@ impl<const N: usize> Backward<Flex, N> for FusedPointwise {
                 .with_min_len(samples_per_piece(d))
                 .for_each(|(dxb, dyb)| {
                     let (wm, dym) = (Operand::rows(wv, o), Operand::rows(dyb, l));
-                    matmul(dxb, (c, l, o), wm, dym, 1.0, false, false);
+                    matmul(dxb, (c, l, o), wm, dym, Store::SET);
                 });
             let dx = HostTensor::from_vec(dx, x.shape().clone());
             grads.register::<Flex>(node.id, dx.into_flex());
@@ -183,7 +192,7 @@ impl<const N: usize> Backward<Flex, N> for FusedPointwise {
                 for (xb, dyb) in xs.chunks(c * l).zip(dys.chunks(o * l)) {
                     if want_w {
                         let (xm, dyt) = (Operand::rows(xb, l), Operand::transposed(dyb, l));
-                        matmul(&mut dw, (c, o, l), xm, dyt, 1.0, true, false);
+                        matmul(&mut dw, (c, o, l), xm, dyt, Store::ADD);
                     }
                     for (acc, row) in db.iter_mut().zip(dyb.chunks(l)) {
                         *acc += row.iter().sum::<f32>() as f64;

@@ -3,7 +3,7 @@
 
 use super::unfold::Unfold;
 use super::{Dims, with_scratch};
-use crate::host::{Operand, Recycled, matmul, matmul_strided, sum_in_order, zeros};
+use crate::host::{Operand, Recycled, Store, matmul, matmul_strided, sum_in_order, zeros};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -185,7 +185,7 @@ pub(super) fn forward_group(
     if d.direct() {
         // The columns are the inputs themselves: Y^T [O, n] = W x X^T, written transposed.
         let xt = Operand::transposed(xs, k);
-        matmul_strided(yg, (1, o), (o, n, k), wm, xt, 1.0, false, parallel);
+        matmul_strided(yg, (1, o), (o, n, k), wm, xt, Store::SET.threads(parallel));
         return;
     }
     if n == 1 {
@@ -207,7 +207,7 @@ pub(super) fn forward_group(
             unfold.im2col(&xs[b * len..(b + 1) * len], cols, np, b * p);
         }
         let cm = Operand::rows(cols, np);
-        matmul(out, (o, np, k), wm, cm, 1.0, false, parallel);
+        matmul(out, (o, np, k), wm, cm, Store::SET.threads(parallel));
         for (sample, group) in regrouped_rows(n, o, p) {
             yg[sample..sample + p].copy_from_slice(&out[group..group + p]);
         }
@@ -245,9 +245,7 @@ fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &m
                     (b, o, k),
                     lhs,
                     w_t,
-                    1.0,
-                    false,
-                    ctx.parallel,
+                    Store::SET.threads(ctx.parallel),
                 );
             }
         });
@@ -304,7 +302,8 @@ pub(super) fn backward(
         wt: &wt,
         parallel: !g.spread,
     };
-    // dW partial sums, one per run of groups, added in a fixed order (deterministic).
+    // dW partial sums, one per run of groups, added in a fixed order (deterministic), each
+    // transposed ([K, O]): see `backward_group`.
     let run = |(r, slots): (usize, &mut [Option<&mut [f32]>])| -> Vec<f32> {
         let mut dw = vec![0.0f32; if want_dw { o * k } else { 0 }];
         for (j, slot) in slots.iter_mut().enumerate() {
@@ -329,12 +328,18 @@ pub(super) fn backward(
             .map(run)
             .collect()
     };
-    let dw = want_dw.then(|| sum_in_order(partials, o * k));
+    let dw = want_dw.then(|| transpose(&sum_in_order(partials, o * k), k, o));
     (dx, dw)
 }
 
-/// One group's share of the gradients: adds `dY_g cols_g^T` to `dw` and writes the group's
-/// input gradient `dxg` `[n, C, D, H, W]`.
+/// One group's share of the gradients: adds `dY_g cols_g^T` to `dw`, which holds the weight
+/// gradient transposed (`[K, O]`), and writes the group's input gradient `dxg`
+/// `[n, C, D, H, W]`.
+///
+/// The weight gradient is written transposed so that its product runs with `O` as the rows
+/// gemm vectorises over: gemm then packs `dY_g` (`O x n P` values, read across its rows) and
+/// reads the columns as they are, instead of packing the columns (`K x n P` values, 8-32 times
+/// more, also read across their rows). One transpose of `[K, O]` per convolution replaces it.
 pub(super) fn backward_group(
     ctx: &Ctx<'_>,
     dy: &[f32],
@@ -359,11 +364,11 @@ pub(super) fn backward_group(
         // dW += dY_g^T [O, n] x X_g [n, K]; dX_g [n, K] = dY_g [n, O] x W [O, K].
         if let Some(dw) = dw {
             let (dyt, xm) = (Operand::transposed(dys, o), Operand::rows(xs, k));
-            matmul(dw, (o, k, n), dyt, xm, 1.0, true, parallel);
+            matmul_strided(dw, (1, o), (o, k, n), dyt, xm, Store::ADD.threads(parallel));
         }
         if let Some(dxg) = dxg {
             let (dym, wm) = (Operand::rows(dys, o), Operand::rows(w, k));
-            matmul(dxg, (n, k, o), dym, wm, 1.0, false, parallel);
+            matmul(dxg, (n, k, o), dym, wm, Store::SET.threads(parallel));
         }
         return;
     }
@@ -399,12 +404,19 @@ pub(super) fn backward_group(
                 }
             };
             let colst = Operand::transposed(cols, np);
-            matmul(dw, (o, k, np), dym, colst, 1.0, true, parallel);
+            matmul_strided(
+                dw,
+                (1, o),
+                (o, k, np),
+                dym,
+                colst,
+                Store::ADD.threads(parallel),
+            );
         }
         if let Some(dxg) = dxg {
             // dcols [K, n P] = W^T [K, O] x dY_g, folded back onto each sample's input.
             let wt = Operand::transposed(w, k);
-            matmul(dcols, (k, np, o), wt, dym, 1.0, false, parallel);
+            matmul(dcols, (k, np, o), wt, dym, Store::SET.threads(parallel));
             for b in 0..n {
                 unfold.col2im(dcols, np, b * p, &mut dxg[b * len..(b + 1) * len]);
             }
@@ -445,16 +457,30 @@ fn backward_sample(
                         }
                         (None, None) => unreachable!("the sample is given when recomputing"),
                     };
-                    // dW [O, K] += dY_b [O, b] x cols_b^T [b, K]
+                    // dW [O, K] += dY_b [O, b] x cols_b^T [b, K], stored as [K, O]
                     let (lhs, rhs) = (Operand::rows(dyb, p), Operand::transposed(cols, ld));
-                    matmul(dw, (o, k, b), lhs, rhs, 1.0, true, parallel);
+                    matmul_strided(
+                        dw,
+                        (1, o),
+                        (o, k, b),
+                        lhs,
+                        rhs,
+                        Store::ADD.threads(parallel),
+                    );
                 }
                 if let Some(dxp) = dxp.as_deref_mut() {
                     // dcols_b^T [b, K] = dY_b^T [b, O] x W [O, K], written as [K, b].
                     let dcols = &mut dcols[..k * b];
                     let wt = ctx.wt.get_or_init(|| transpose(ctx.w, o, k));
                     let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(wt, o));
-                    matmul_strided(dcols, (1, b), (b, k, o), lhs, rhs, 1.0, false, parallel);
+                    matmul_strided(
+                        dcols,
+                        (1, b),
+                        (b, k, o),
+                        lhs,
+                        rhs,
+                        Store::SET.threads(parallel),
+                    );
                     unfold.scatter_lines(dcols, b, 0, lines, dxp);
                 }
             }

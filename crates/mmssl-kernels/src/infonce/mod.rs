@@ -26,8 +26,8 @@
 //! keep the generic path, whose operations their compilers fuse.
 
 use crate::host::{
-    AdFlex, AdTensor, HostTensor, Operand, Recycled, autodiff_primitive, matmul, plain_primitive,
-    sum_in_order, zeros,
+    AdFlex, AdTensor, HostTensor, Operand, Recycled, Store, autodiff_primitive, matmul,
+    plain_primitive, sum_in_order, zeros,
 };
 use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -183,7 +183,13 @@ impl Backward<Flex, 2> for FusedInfoNce {
                     let mut part = vec![0.0f32; m * dim];
                     let dm = Operand::rows(&d[k0..], n);
                     let tm = Operand::rows(&t[k0 * dim..], dim);
-                    matmul(&mut part, (m, dim, k1 - k0), dm, tm, scale, false, false);
+                    matmul(
+                        &mut part,
+                        (m, dim, k1 - k0),
+                        dm,
+                        tm,
+                        Store::SET.scaled(scale),
+                    );
                     part
                 })
                 .collect();
@@ -207,7 +213,7 @@ impl Backward<Flex, 2> for FusedInfoNce {
                 .enumerate()
                 .for_each(|(b, dtb)| {
                     let (at, db) = (Operand::transposed(a, dim), Operand::rows(&d[b * lt..], n));
-                    matmul(dtb, (dim, lt, m), at, db, scale, false, false);
+                    matmul(dtb, (dim, lt, m), at, db, Store::SET.scaled(scale));
                 });
             let dt = HostTensor::from_vec(dt, s.t_shape.clone()).into_flex();
             grads.register::<Flex>(node.id, dt);
@@ -260,7 +266,13 @@ fn forward(
     // Both matrices are overwritten whole: recycled buffers need no zeroing.
     let mut raw = Recycled::take(m * n);
     let (lhs, rhs) = (Operand::rows(a, dim), Operand::transposed(t, dim));
-    matmul(&mut raw, (m, n, dim), lhs, rhs, layout.scale, false, true);
+    matmul(
+        &mut raw,
+        (m, n, dim),
+        lhs,
+        rhs,
+        Store::SET.scaled(layout.scale).threads(true),
+    );
     let Layout {
         anchor_locations: la,
         target_locations: lt,
