@@ -364,7 +364,7 @@ pub(super) fn backward_group(
         // dW += dY_g^T [O, n] x X_g [n, K]; dX_g [n, K] = dY_g [n, O] x W [O, K].
         if let Some(dw) = dw {
             let (dyt, xm) = (Operand::transposed(dys, o), Operand::rows(xs, k));
-            matmul_strided(dw, (1, o), (o, k, n), dyt, xm, Store::ADD.threads(parallel));
+            add_weight_gradient(dw, (o, k, n), dyt, xm, parallel);
         }
         if let Some(dxg) = dxg {
             let (dym, wm) = (Operand::rows(dys, o), Operand::rows(w, k));
@@ -404,14 +404,7 @@ pub(super) fn backward_group(
                 }
             };
             let colst = Operand::transposed(cols, np);
-            matmul_strided(
-                dw,
-                (1, o),
-                (o, k, np),
-                dym,
-                colst,
-                Store::ADD.threads(parallel),
-            );
+            add_weight_gradient(dw, (o, k, np), dym, colst, parallel);
         }
         if let Some(dxg) = dxg {
             // dcols [K, n P] = W^T [K, O] x dY_g, folded back onto each sample's input.
@@ -422,6 +415,25 @@ pub(super) fn backward_group(
             }
         }
     });
+}
+
+/// `dwt [K, O] += (dY [O, n] x cols [n, K])^T`: the weight gradient's product, stored
+/// transposed (see [`backward_group`]).
+fn add_weight_gradient(
+    dwt: &mut [f32],
+    (o, k, n): (usize, usize, usize),
+    dy: Operand<'_>,
+    cols: Operand<'_>,
+    parallel: bool,
+) {
+    matmul_strided(
+        dwt,
+        (1, o),
+        (o, k, n),
+        dy,
+        cols,
+        Store::ADD.threads(parallel),
+    );
 }
 
 /// One sample's share of the gradients, a block of output lines at a time as in
@@ -459,28 +471,15 @@ fn backward_sample(
                     };
                     // dW [O, K] += dY_b [O, b] x cols_b^T [b, K], stored as [K, O]
                     let (lhs, rhs) = (Operand::rows(dyb, p), Operand::transposed(cols, ld));
-                    matmul_strided(
-                        dw,
-                        (1, o),
-                        (o, k, b),
-                        lhs,
-                        rhs,
-                        Store::ADD.threads(parallel),
-                    );
+                    add_weight_gradient(dw, (o, k, b), lhs, rhs, parallel);
                 }
                 if let Some(dxp) = dxp.as_deref_mut() {
                     // dcols_b^T [b, K] = dY_b^T [b, O] x W [O, K], written as [K, b].
                     let dcols = &mut dcols[..k * b];
                     let wt = ctx.wt.get_or_init(|| transpose(ctx.w, o, k));
                     let (lhs, rhs) = (Operand::transposed(dyb, p), Operand::transposed(wt, o));
-                    matmul_strided(
-                        dcols,
-                        (1, b),
-                        (b, k, o),
-                        lhs,
-                        rhs,
-                        Store::SET.threads(parallel),
-                    );
+                    let store = Store::SET.threads(parallel);
+                    matmul_strided(dcols, (1, b), (b, k, o), lhs, rhs, store);
                     unfold.scatter_lines(dcols, b, 0, lines, dxp);
                 }
             }
