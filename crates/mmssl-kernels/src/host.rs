@@ -266,11 +266,6 @@ pub fn matmul_strided(
     rhs: Operand<'_>,
     store: Store,
 ) {
-    let Store {
-        scale,
-        accumulate,
-        parallel,
-    } = store;
     assert!(
         reach(m, n, row_stride, col_stride).is_none_or(|last| last < dst.len()),
         "matmul: destination shorter than {m} x {n}"
@@ -294,10 +289,9 @@ pub fn matmul_strided(
         lhs,
         rhs,
         k,
-        scale,
-        accumulate,
+        store,
     };
-    let threads = if parallel {
+    let threads = if store.parallel {
         rayon::current_num_threads()
     } else {
         1
@@ -307,7 +301,7 @@ pub fn matmul_strided(
     let parts = threads.min(long / SPLIT_GRAIN);
     let disjoint = row_stride >= n * col_stride || col_stride >= m * row_stride;
     if parts < 2 || !disjoint || m * n * k < gemm::get_threading_threshold() {
-        let parallelism = if parallel {
+        let parallelism = if store.parallel {
             gemm::Parallelism::Rayon(0)
         } else {
             gemm::Parallelism::None
@@ -340,7 +334,8 @@ pub fn matmul_strided(
 /// Rows (or columns) of the destination below which a parallel [`matmul`] is not cut into one
 /// single-threaded product per thread. gemm's own threads split the thin products of the
 /// convolutions and InfoNCE (64 rows) badly: on a 2-core AVX-512 Xeon its two threads gave
-/// 92 GFLOP/s on 64 x 4096 x 2048, below its single thread's 105 (docs/performance.md).
+/// 71-75 GFLOP/s on 64 x 4096 x 2048, below its single thread's ~100 (docs/performance.md,
+/// item 17).
 const SPLIT_GRAIN: usize = 64;
 
 /// The operands of one [`matmul_strided`], shared by the threads that compute its blocks.
@@ -350,8 +345,8 @@ struct Product<'a> {
     lhs: Operand<'a>,
     rhs: Operand<'a>,
     k: usize,
-    scale: f32,
-    accumulate: bool,
+    /// Its scale and accumulation (its `parallel` is the caller's to act on).
+    store: Store,
 }
 
 // SAFETY: the threads write disjoint blocks of `dst` (see `matmul_strided`) and only read the
@@ -371,7 +366,13 @@ impl Product<'_> {
         parallelism: gemm::Parallelism,
     ) {
         let (rs, cs) = self.dst_strides;
-        let (lhs, rhs) = (self.lhs, self.rhs);
+        let (
+            lhs,
+            rhs,
+            Store {
+                scale, accumulate, ..
+            },
+        ) = (self.lhs, self.rhs, self.store);
         // SAFETY: the caller's contract; the offsets stay inside the checked reaches.
         unsafe {
             gemm::gemm(
@@ -381,15 +382,15 @@ impl Product<'_> {
                 self.dst.add(i0 * rs + j0 * cs),
                 cs as isize,
                 rs as isize,
-                self.accumulate,
+                accumulate,
                 lhs.data.as_ptr().add(i0 * lhs.row_stride),
                 lhs.col_stride as isize,
                 lhs.row_stride as isize,
                 rhs.data.as_ptr().add(j0 * rhs.col_stride),
                 rhs.col_stride as isize,
                 rhs.row_stride as isize,
-                if self.accumulate { 1.0 } else { 0.0 },
-                self.scale,
+                if accumulate { 1.0 } else { 0.0 },
+                scale,
                 false,
                 false,
                 false,

@@ -99,16 +99,8 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Dims) -> Vec<f32> {
                 None => false,
             };
             let (wt, xm) = (Operand::transposed(w, o), Operand::rows(xb, l));
-            matmul(
-                yb,
-                (o, l, c),
-                wt,
-                xm,
-                Store {
-                    accumulate,
-                    ..Store::SET
-                },
-            );
+            let store = if accumulate { Store::ADD } else { Store::SET };
+            matmul(yb, (o, l, c), wt, xm, store);
         });
     y
 }
