@@ -9,7 +9,8 @@
 //!   (tested against burn's). Model code calls `layer.forward(x)` and never chooses a path.
 //! - The kernels themselves: the fused convolution ([`conv`]), batch norm with its activation
 //!   ([`norm`]), the pointwise linear map ([`pointwise()`]) and InfoNCE ([`infonce`]), each a
-//!   function that returns `None` (or falls back) where it does not apply.
+//!   function that returns `None` (or falls back) where it does not apply; [`optim`]: an
+//!   Adam-family optimiser step as one parallel pass.
 //! - [`host`]: reading burn's CPU tensors in place, the matrix products, pooled buffers: what a
 //!   new fused operation needs.
 //! - [`runtime`]: the process-wide settings (allocator) applied once by the library itself, and
@@ -38,6 +39,7 @@ pub mod host;
 pub mod infonce;
 pub mod nn;
 pub mod norm;
+pub mod optim;
 mod pointwise;
 pub mod runtime;
 

@@ -16,6 +16,7 @@
 
 use burn::optim::{AdaptiveMomentumState, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
+use mmssl_kernels::optim::{Direction, MomentStep, moment_step};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +96,66 @@ impl RAdamConfig {
     }
 }
 
+impl RAdam {
+    /// The coefficients of step number `time` (from 1) at learning rate `lr`: the bias
+    /// corrections and the rectification folded into the step's scale.
+    fn moment_step(&self, lr: f64, time: usize) -> MomentStep {
+        let (b1, b2) = (self.beta_1.beta_1(), self.config.beta_2);
+        let t = time as i32;
+        let bias_1 = 1.0 - b1.powi(t);
+        let b2t = b2.powi(t);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho_t = rho_inf - 2.0 * time as f64 * b2t / (1.0 - b2t);
+        let direction = if rho_t > 5.0 {
+            let r = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                .sqrt();
+            Direction::Adaptive {
+                scale: lr * r * (1.0 - b2t).sqrt() / bias_1,
+            }
+        } else {
+            Direction::Momentum { scale: lr / bias_1 }
+        };
+        MomentStep {
+            beta_1: b1,
+            beta_2: b2,
+            weight_decay: self.config.weight_decay,
+            epsilon: self.config.epsilon,
+            direction,
+        }
+    }
+}
+
+/// One step written with burn's tensor operations, on every backend: the new parameter and
+/// moments (`moments`: the previous ones, `None` at the first step).
+fn generic_step<const D: usize>(
+    tensor: Tensor<D>,
+    mut grad: Tensor<D>,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
+    s: &MomentStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    if s.weight_decay != 0.0 {
+        grad = grad + tensor.clone().mul_scalar(s.weight_decay);
+    }
+    let (m, v) = match moments {
+        Some((m, v)) => (
+            m.mul_scalar(s.beta_1) + grad.clone().mul_scalar(1.0 - s.beta_1),
+            v.mul_scalar(s.beta_2) + grad.square().mul_scalar(1.0 - s.beta_2),
+        ),
+        None => (
+            grad.clone().mul_scalar(1.0 - s.beta_1),
+            grad.square().mul_scalar(1.0 - s.beta_2),
+        ),
+    };
+    let update = match s.direction {
+        Direction::Adaptive { scale } => {
+            m.clone().mul_scalar(scale) / (v.clone().sqrt() + s.epsilon)
+        }
+        Direction::Momentum { scale } => m.clone().mul_scalar(scale),
+    };
+    (tensor - update, m, v)
+}
+
 impl Optimizer for RAdam {
     type State<const D: usize> = RAdamState<D>;
 
@@ -102,44 +163,18 @@ impl Optimizer for RAdam {
         &self,
         lr: f64,
         tensor: Tensor<D>,
-        mut grad: Tensor<D>,
+        grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let b1 = self.beta_1.beta_1();
-        let b2 = self.config.beta_2;
-        if self.config.weight_decay != 0.0 {
-            grad = grad + tensor.clone().mul_scalar(self.config.weight_decay);
+        let time = state.as_ref().map_or(1, |s| s.time + 1);
+        let step = self.moment_step(lr, time);
+        let moments = state.as_ref().map(|s| (&s.moment_1, &s.moment_2));
+        // One parallel pass on the CPU backend, the same values to the bit as `generic_step`.
+        if let Some([p, m, v]) = moment_step(&tensor, &grad, moments, &step) {
+            return (p, Some(AdaptiveMomentumState::new(time, m, v)));
         }
-        let (time, m, v) = match state {
-            Some(s) => (
-                s.time + 1,
-                s.moment_1.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1),
-                s.moment_2.mul_scalar(b2) + grad.square().mul_scalar(1.0 - b2),
-            ),
-            None => (
-                1,
-                grad.clone().mul_scalar(1.0 - b1),
-                grad.square().mul_scalar(1.0 - b2),
-            ),
-        };
-        let t = time as i32;
-        let bias_1 = 1.0 - b1.powi(t);
-        let b2t = b2.powi(t);
-        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
-        let rho_t = rho_inf - 2.0 * time as f64 * b2t / (1.0 - b2t);
-        let update = if rho_t > 5.0 {
-            let r = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                .sqrt();
-            let scale = lr * r * (1.0 - b2t).sqrt() / bias_1;
-            m.clone().mul_scalar(scale) / (v.clone().sqrt() + self.config.epsilon)
-        } else {
-            m.clone().mul_scalar(lr / bias_1)
-        };
-        (
-            tensor - update,
-            Some(AdaptiveMomentumState::new(time, m, v)),
-        )
+        let (p, m, v) = generic_step(tensor, grad, state.map(|s| (s.moment_1, s.moment_2)), &step);
+        (p, Some(AdaptiveMomentumState::new(time, m, v)))
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -263,6 +298,67 @@ mod tests {
         let straight = train(40, None);
         let resumed = train(40, Some(17));
         assert_eq!(straight, resumed);
+    }
+
+    /// The fused CPU pass (parallel pieces, one short) and the generic tensor operations give
+    /// the same parameters and moments to the bit, through the un-rectified first steps and the
+    /// rectified later ones, with and without weight decay.
+    #[test]
+    fn fused_step_equals_the_generic_operations_to_the_bit() {
+        let device = Device::flex();
+        let n = 40_000;
+        let wave = |k: f32| -> Tensor<1> {
+            let v: Vec<f32> = (0..n).map(|i| ((i as f32 * k).sin() * 3.0)).collect();
+            Tensor::from_floats(&v[..], &device)
+        };
+        for weight_decay in [0.0, 1e-2] {
+            let config = RAdamConfig {
+                weight_decay,
+                ..RAdamConfig::default()
+            };
+            let (radam, handle) = config.build();
+            let first = radam.moment_step(3e-3, 1);
+            assert!(
+                moment_step(&wave(0.1), &wave(0.2), None, &first).is_some(),
+                "the fused pass applies to these tensors"
+            );
+            let mut fused = (wave(0.37), None::<RAdamState<1>>);
+            let mut generic = (wave(0.37), None::<(Tensor<1>, Tensor<1>)>);
+            for time in 1..=9 {
+                handle.set_beta_1(0.95 - 0.01 * time as f64);
+                let grad = wave(0.11 * time as f32);
+                let (p, state) = radam.step(3e-3, fused.0, grad.clone(), fused.1);
+                fused = (p, state);
+                let step = radam.moment_step(3e-3, time);
+                let (p, m, v) = generic_step(generic.0, grad, generic.1, &step);
+                generic = (p, Some((m, v)));
+                let bits = |t: &Tensor<1>| -> Vec<u32> {
+                    let v = t.clone().into_data().try_to_vec::<f32>().unwrap();
+                    v.iter().map(|x| x.to_bits()).collect()
+                };
+                let state = fused.1.as_ref().unwrap();
+                let (m, v) = generic.1.as_ref().unwrap();
+                assert_eq!(state.time, time);
+                assert!(bits(&fused.0) == bits(&generic.0), "parameter, step {time}");
+                assert!(
+                    bits(&state.moment_1) == bits(m),
+                    "first moment, step {time}"
+                );
+                assert!(
+                    bits(&state.moment_2) == bits(v),
+                    "second moment, step {time}"
+                );
+            }
+            let rectified = matches!(
+                radam.moment_step(3e-3, 9).direction,
+                Direction::Adaptive { .. }
+            );
+            let early = matches!(
+                radam.moment_step(3e-3, 1).direction,
+                Direction::Momentum { .. }
+            );
+            assert!(rectified && early, "both directions are exercised");
+        }
     }
 
     #[test]
