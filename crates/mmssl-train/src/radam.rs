@@ -308,7 +308,7 @@ mod tests {
         let device = Device::flex();
         let n = 40_000;
         let wave = |k: f32| -> Tensor<1> {
-            let v: Vec<f32> = (0..n).map(|i| ((i as f32 * k).sin() * 3.0)).collect();
+            let v: Vec<f32> = (0..n).map(|i| (i as f32 * k).sin() * 3.0).collect();
             Tensor::from_floats(&v[..], &device)
         };
         for weight_decay in [0.0, 1e-2] {
