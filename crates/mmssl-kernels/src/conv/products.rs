@@ -3,7 +3,7 @@
 
 use super::unfold::Unfold;
 use super::{Dims, with_scratch};
-use crate::host::{Operand, Recycled, Store, matmul, matmul_strided, sum_in_order, zeros};
+use crate::host::{Operand, Recycled, Store, matmul, matmul_strided, zeros};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -254,18 +254,48 @@ fn forward_sample(ctx: &Ctx<'_>, x: &[f32], mut kept: Option<&mut [f32]>, yg: &m
 
 /// `w` `[rows, cols]` transposed, `[cols, rows]`.
 fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    // Sixteen rows at a time: sixteen sequential reads, one contiguous run of writes.
+    transpose_sum(&[w], rows, cols)
+}
+
+/// The element-wise sum of `parts` (each `[rows, cols]`, added in the order given, as
+/// [`crate::host::sum_in_order`] adds them) transposed, `[cols, rows]`, in one pass: the weight gradient's
+/// partial sums and its transpose at the end of a convolution's backward. Spread over rayon's
+/// threads by runs of output rows above `PARALLEL_VALUES`; the values do not depend on it.
+pub(super) fn transpose_sum(parts: &[&[f32]], rows: usize, cols: usize) -> Vec<f32> {
+    // Sixteen source rows at a time: sixteen sequential reads per part, one contiguous run of
+    // writes.
     const ROWS: usize = 16;
-    let mut t = vec![0.0f32; rows * cols];
-    for r0 in (0..rows).step_by(ROWS) {
-        let r1 = (r0 + ROWS).min(rows);
-        for c in 0..cols {
-            let out = &mut t[c * rows + r0..c * rows + r1];
-            for (r, v) in (r0..r1).zip(out) {
-                *v = w[r * cols + c];
+    const PARALLEL_VALUES: usize = 1 << 16;
+    let len = rows * cols;
+    let mut t: Vec<f32> = Vec::with_capacity(len);
+    let run = |c0: usize, out: &mut [std::mem::MaybeUninit<f32>]| {
+        for r0 in (0..rows).step_by(ROWS) {
+            let r1 = (r0 + ROWS).min(rows);
+            for (i, line) in out.chunks_mut(rows).enumerate() {
+                let c = c0 + i;
+                for (r, v) in (r0..r1).zip(&mut line[r0..r1]) {
+                    let mut sum = parts[0][r * cols + c];
+                    for part in &parts[1..] {
+                        sum += part[r * cols + c];
+                    }
+                    v.write(sum);
+                }
             }
         }
+    };
+    let out = &mut t.spare_capacity_mut()[..len];
+    if parts.is_empty() {
+        out.fill(std::mem::MaybeUninit::new(0.0));
+    } else if len < PARALLEL_VALUES || rows == 0 {
+        run(0, out);
+    } else {
+        // Sixteen output rows (source columns) a piece.
+        out.par_chunks_mut(ROWS * rows)
+            .enumerate()
+            .for_each(|(i, piece)| run(i * ROWS, piece));
     }
+    // SAFETY: every one of the `len` values was written above.
+    unsafe { t.set_len(len) };
     t
 }
 
@@ -294,6 +324,11 @@ pub(super) fn backward(
     };
     let unfold = Unfold::new(d);
     let wt = std::sync::OnceLock::new();
+    if want_dx && g.size == 1 && !d.direct() {
+        // Made here, on every thread, rather than by the first sample that needs it while the
+        // other threads wait for it.
+        let _ = wt.set(transpose(w, o, k));
+    }
     let ctx = Ctx {
         x,
         w,
@@ -328,7 +363,8 @@ pub(super) fn backward(
             .map(run)
             .collect()
     };
-    let dw = want_dw.then(|| transpose(&sum_in_order(partials, o * k), k, o));
+    let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
+    let dw = want_dw.then(|| transpose_sum(&parts, k, o));
     (dx, dw)
 }
 

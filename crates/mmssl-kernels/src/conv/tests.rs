@@ -292,3 +292,34 @@ fn check_unfolding(
     });
     close(&dx, &want_dx, 1e-6, &format!("{what}: col2im"));
 }
+
+/// The weight gradient's partial sums transposed in one pass equal their sum, added in order,
+/// transposed by index, to the bit: one part and three, below and above the size that runs in
+/// parallel, with sizes that are not multiples of the sixteen-row blocks.
+#[test]
+fn transposed_sum_of_partials_matches_by_index() {
+    use super::products::transpose_sum;
+    use crate::host::sum_in_order;
+    use crate::test_util::normal_values;
+    for (rows, cols) in [(5, 3), (37, 19), (1000, 77), (4099, 33)] {
+        let parts: Vec<Vec<f32>> = (0..3)
+            .map(|s| normal_values(rows * cols, 7 + s, 0.0, 1.0))
+            .collect();
+        for used in [1, 3] {
+            let views: Vec<&[f32]> = parts[..used].iter().map(|p| &p[..]).collect();
+            let got = transpose_sum(&views, rows, cols);
+            let sum = sum_in_order(parts[..used].to_vec(), rows * cols);
+            assert_eq!(got.len(), rows * cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (g, w) = (got[c * rows + r], sum[r * cols + c]);
+                    assert!(
+                        g.to_bits() == w.to_bits(),
+                        "{rows}x{cols} ({used}) at {r},{c}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(transpose_sum(&[], 0, 4).is_empty());
+}
