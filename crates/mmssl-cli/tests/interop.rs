@@ -301,32 +301,28 @@ fn broken_foreign_or_mismatched_files_are_refused_and_nothing_is_written() {
     assert_fails(&import(&[&no_counters], &out, &[]), &["earlier run"]);
 }
 
-/// A safetensors file of `tensors`, stored as f32 or, with `double`, as f64.
+/// A safetensors file of `tensors`, stored as f32 or, with `double`, as f64, written by the
+/// `safetensors` crate (the format's reference implementation).
 fn write_safetensors(path: &Path, tensors: &[Named], double: bool) {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, shape, values) in tensors {
-        let start = data.len();
-        for v in values {
-            match double {
-                true => data.extend((*v as f64).to_le_bytes()),
-                false => data.extend(v.to_le_bytes()),
-            }
-        }
-        let dtype = if double { "F64" } else { "F32" };
-        header.insert(
+    use safetensors::{Dtype, tensor::TensorView};
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| match double {
+            true => values
+                .iter()
+                .flat_map(|v| (*v as f64).to_le_bytes())
+                .collect(),
+            false => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+        .collect();
+    let dtype = if double { Dtype::F64 } else { Dtype::F32 };
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        (
             name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
-        );
-    }
-    let mut text = serde_json::Value::Object(header).to_string();
-    while !text.len().is_multiple_of(8) {
-        text.push(' ');
-    }
-    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(text.as_bytes());
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
+            TensorView::new(dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 #[test]

@@ -13,6 +13,10 @@
 //!
 //! `b1` is read at every step from a shared cell, so a one-cycle schedule can cycle it
 //! ([`RAdamHandle::set_beta_1`]) as PyTorch's `OneCycleLR` cycles Adam's first beta.
+//!
+//! On the CPU backend each parameter's update is one parallel pass
+//! ([`mmssl_kernels::optim::moment_step`]); elsewhere burn's tensor operations. Both give the
+//! same values to the bit.
 
 use burn::optim::{AdaptiveMomentumState, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
