@@ -18,7 +18,7 @@
 //! update in training mode, burn's `batch_norm_train` and the same update) and the activation
 //! functions unchanged.
 
-use crate::host::{AdTensor, HostTensor, autodiff_primitive, zeros};
+use crate::host::{AdTensor, HostTensor, autodiff_primitive, filled};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Tensor, TensorData};
@@ -28,6 +28,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::Flex;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Fewest values a thread takes in the elementwise passes (smaller pieces cost more in
 /// scheduling than they save).
@@ -100,15 +101,19 @@ fn leaky(value: f32, reference: f32, slope: f32) -> f32 {
 /// `leaky(value[i], reference[i], slope)` for every `i`, in parallel pieces of [`GRAIN`] values
 /// written as plain loops the compiler vectorises.
 fn leaky_map(value: &[f32], reference: &[f32], slope: f32) -> Vec<f32> {
-    let mut out = zeros(value.len());
-    out.par_chunks_mut(GRAIN)
-        .zip(value.par_chunks(GRAIN).zip(reference.par_chunks(GRAIN)))
-        .for_each(|(o, (v, r))| {
-            for ((o, &v), &r) in o.iter_mut().zip(v).zip(r) {
-                *o = leaky(v, r, slope);
-            }
-        });
-    out
+    assert_eq!(value.len(), reference.len());
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(GRAIN)
+            .zip(value.par_chunks(GRAIN).zip(reference.par_chunks(GRAIN)))
+            .for_each(|(o, (v, r))| {
+                for ((o, &v), &r) in o.iter_mut().zip(v).zip(r) {
+                    o.write(leaky(v, r, slope));
+                }
+            })
+    };
+    // SAFETY: the pieces of the output cover it and are zipped with pieces of the same
+    // lengths (the three slices have `value.len()` values); every value of each is written.
+    unsafe { filled(value.len(), fill) }
 }
 
 /// Independent partial sums per lane, so that the sums below vectorise (a single running sum
@@ -350,22 +355,26 @@ impl Backward<Flex, 3> for FusedBatchNorm {
             .collect();
         let [px, pg, pb] = ops.parents;
         if let Some(node) = px {
-            let mut dx = zeros(x.len());
-            dx.par_chunks_mut(l)
-                .zip(dz.par_chunks(l))
-                .zip(x.par_chunks(l))
-                .with_min_len(GRAIN.div_ceil(l))
-                .enumerate()
-                .for_each(|(row, ((dx, dz), x))| {
-                    let c = row % channels;
-                    let (mean_dz, mean_dzx) = (sums[c].0 / n, sums[c].1 / n);
-                    let (mu, is) = (s.mean[c], s.inv_std[c]);
-                    let scale = s.gamma[c] * is;
-                    for ((o, &g), &v) in dx.iter_mut().zip(dz).zip(x) {
-                        let xh = (v - mu) * is;
-                        *o = scale * (g - mean_dz - xh * mean_dzx);
-                    }
-                });
+            let fill = |dx: &mut [MaybeUninit<f32>]| {
+                dx.par_chunks_mut(l)
+                    .zip(dz.par_chunks(l))
+                    .zip(x.par_chunks(l))
+                    .with_min_len(GRAIN.div_ceil(l))
+                    .enumerate()
+                    .for_each(|(row, ((dx, dz), x))| {
+                        let c = row % channels;
+                        let (mean_dz, mean_dzx) = (sums[c].0 / n, sums[c].1 / n);
+                        let (mu, is) = (s.mean[c], s.inv_std[c]);
+                        let scale = s.gamma[c] * is;
+                        for ((o, &g), &v) in dx.iter_mut().zip(dz).zip(x) {
+                            let xh = (v - mu) * is;
+                            o.write(scale * (g - mean_dz - xh * mean_dzx));
+                        }
+                    })
+            };
+            // SAFETY: rows of `l` values of the output, `dz` and `x` (all `x.len()` values, a
+            // multiple of `l`), zipped: every value of every row is written.
+            let dx = unsafe { filled(x.len(), fill) };
             let dx = HostTensor::from_vec(dx, s.x.shape().clone());
             grads.register::<Flex>(node.id, dx.into_flex());
         }
@@ -415,29 +424,33 @@ fn tracked(
         .iter()
         .map(|v| (1.0 / (*v as f64 + epsilon).sqrt()) as f32)
         .collect();
-    let mut y = zeros(xs.len());
-    y.par_chunks_mut(l)
-        .zip(xs.par_chunks(l))
-        .with_min_len(GRAIN.div_ceil(l.max(1)))
-        .enumerate()
-        .for_each(|(row, (y, x))| {
-            let c = row % channels;
-            let a = gs[c] * inv_std[c];
-            let b = bs[c] - mean[c] * a;
-            match slope {
-                None => {
-                    for (o, &v) in y.iter_mut().zip(x) {
-                        *o = v * a + b;
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(l)
+            .zip(xs.par_chunks(l))
+            .with_min_len(GRAIN.div_ceil(l.max(1)))
+            .enumerate()
+            .for_each(|(row, (y, x))| {
+                let c = row % channels;
+                let a = gs[c] * inv_std[c];
+                let b = bs[c] - mean[c] * a;
+                match slope {
+                    None => {
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            o.write(v * a + b);
+                        }
+                    }
+                    Some(s) => {
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            let z = v * a + b;
+                            o.write(leaky(z, z, s));
+                        }
                     }
                 }
-                Some(s) => {
-                    for (o, &v) in y.iter_mut().zip(x) {
-                        let z = v * a + b;
-                        *o = leaky(z, z, s);
-                    }
-                }
-            }
-        });
+            });
+    };
+    // SAFETY: rows of `l` values of the output and of `xs` (the same length), zipped: every
+    // value of every row is written, in either branch.
+    let y = unsafe { filled(xs.len(), fill) };
     let y = HostTensor::from_vec(y, host.shape().clone());
     let kind = FusedBatchNorm
         .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
