@@ -143,9 +143,13 @@ fn step(a: &Args, device: &Device) -> Result<Vec<f64>, String> {
     let spec = a.objective.parse().map_err(|e| format!("{e}"))?;
     let objective = ObjectiveConfig::new(spec);
     let mut rng = StdRng::seed_from_u64(0);
-    let mut model = ContrastiveConfig::new(objective)
-        .init(&shapes, &ad, &mut rng)
-        .map_err(|e| e.to_string())?;
+    // In an `Option` so that each step can hand the model to the optimiser by value, as `fit`
+    // does (a clone would keep a second reference to every parameter).
+    let mut model = Some(
+        ContrastiveConfig::new(objective)
+            .init(&shapes, &ad, &mut rng)
+            .map_err(|e| e.to_string())?,
+    );
     let views = (0..a.modalities)
         .map(|_| {
             let dist = Distribution::Uniform(0.0, 1.0);
@@ -163,15 +167,19 @@ fn step(a: &Args, device: &Device) -> Result<Vec<f64>, String> {
     let (mut optim, _) = RAdamConfig::default().init();
     let mut error = None;
     let mut body = || {
-        let out = match model.loss(&batch, &mut StdRng::seed_from_u64(1)) {
+        let m = model
+            .take()
+            .expect("the model is put back after every step");
+        let out = match m.loss(&batch, &mut StdRng::seed_from_u64(1)) {
             Ok(o) => o,
             Err(e) => {
                 error = Some(e.to_string());
+                model = Some(m);
                 return;
             }
         };
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-        model = optim.step(4e-4, model.clone(), grads);
+        let grads = GradientsParams::from_grads(out.loss.backward(), &m);
+        model = Some(optim.step(4e-4, m, grads));
         // Wait for the device (a no-op on the CPU, a sync on a GPU).
         let _ = device.sync();
     };

@@ -13,7 +13,7 @@
 
 use crate::host::{HostTensor, plain_primitive};
 use burn::tensor::Tensor;
-use burn_flex::Flex;
+use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -94,33 +94,149 @@ impl Scalars {
     }
 }
 
+/// What [`moment_step`] gives back where it does not apply: the tensors it was handed.
+#[derive(Debug)]
+pub struct Unfused<const D: usize> {
+    /// The parameter.
+    pub param: Tensor<D>,
+    /// The previous moments `(m, v)`, if any.
+    pub moments: Option<(Tensor<D>, Tensor<D>)>,
+}
+
 /// The new parameter, first moment and second moment after one [`MomentStep`], as one
 /// parallel pass on the CPU backend. `moments` are the previous `(m, v)`, `None` at the first
-/// step. `None` where it does not apply (another backend, not `f32`, shapes that differ): the
-/// caller then takes burn's generic operations.
+/// step. The parameter and the moments are updated **in place** where this holds their only
+/// reference (the optimiser's case: no new buffers, no page faults), into new tensors
+/// otherwise, so a tensor shared elsewhere is never changed. Where it does not apply (another
+/// backend, not `f32`, shapes that differ) the tensors come back in [`Unfused`] for burn's
+/// generic operations (boxed: a tensor handle is large).
 pub fn moment_step<const D: usize>(
-    param: &Tensor<D>,
+    param: Tensor<D>,
     grad: &Tensor<D>,
-    moments: Option<(&Tensor<D>, &Tensor<D>)>,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
     step: &MomentStep,
-) -> Option<[Tensor<D>; 3]> {
+) -> Result<[Tensor<D>; 3], Box<Unfused<D>>> {
     let host = |t: &Tensor<D>| HostTensor::new(&plain_primitive(t)?);
-    let (p, g) = (host(param)?, host(grad)?);
-    let previous = match moments {
-        Some((m, v)) => Some((host(m)?, host(v)?)),
-        None => None,
+    let applies = || {
+        let shape = host(&param)?.shape().clone();
+        let same = |t: &Tensor<D>| host(t).is_some_and(|h| h.shape() == &shape);
+        (same(grad) && moments.as_ref().is_none_or(|(m, v)| same(m) && same(v))).then_some(())
     };
-    let shape = p.shape().clone();
-    let same = |t: &HostTensor| t.shape() == &shape;
-    if !same(&g) || previous.as_ref().is_some_and(|(m, v)| !same(m) || !same(v)) {
+    let Some(g) = applies().and_then(|()| host(grad)) else {
+        return Err(Box::new(Unfused { param, moments }));
+    };
+    let (g, s) = (g.values(), Scalars::new(step));
+    // Checked above: each converts, and the clones taken for the checks are gone.
+    let own = |t: Tensor<D>| t.try_into_primitive::<Flex>().expect("an f32 flex tensor");
+    let mut p = own(param);
+    let mut previous = moments.map(|(m, v)| (own(m), own(v)));
+    let n = g.len();
+    let tensor = |t: FlexTensor| Tensor::from_primitive::<Flex>(t);
+    let shape = p.layout().shape().clone();
+    let new = |values: Vec<f32>| tensor(HostTensor::from_vec(values, shape.clone()).into_flex());
+    match &mut previous {
+        Some((m, v)) => {
+            if let (Some(ps), Some(ms), Some(vs)) = (whole(&mut p, n), whole(m, n), whole(v, n)) {
+                update_in_place(ps, g, ms, vs, &s);
+                let (m, v) = previous.expect("matched");
+                return Ok([tensor(p), tensor(m), tensor(v)]);
+            }
+        }
+        None => {
+            if let Some(ps) = whole(&mut p, n) {
+                let (m, v) = first_step_in_place(ps, g, &s);
+                return Ok([tensor(p), new(m), new(v)]);
+            }
+        }
+    }
+    // Shared (or not whole): new tensors for all three.
+    let view = |t: &FlexTensor| HostTensor::new(t).expect("an f32 flex tensor");
+    let (pv, mv) = (view(&p), previous.as_ref().map(|(m, v)| (view(m), view(v))));
+    let moments = mv.as_ref().map(|(m, v)| (m.values(), v.values()));
+    let [p, m, v] = update(pv.values(), g, moments, &s);
+    Ok([new(p), new(m), new(v)])
+}
+
+/// The `n` values of `t` to change in place, if `t` holds exactly them, contiguously, and is
+/// their only owner.
+fn whole(t: &mut FlexTensor, n: usize) -> Option<&mut [f32]> {
+    if t.layout().contiguous_offsets() != Some((0, n)) {
         return None;
     }
-    let moments = previous.as_ref().map(|(m, v)| (m.values(), v.values()));
-    let [p, m, v] = update(p.values(), g.values(), moments, &Scalars::new(step));
-    let tensor = |values: Vec<f32>| {
-        Tensor::from_primitive::<Flex>(HostTensor::from_vec(values, shape.clone()).into_flex())
+    t.try_storage_mut::<f32>().filter(|s| s.len() == n)
+}
+
+/// The update of one value: `(p', m', v')` from `p`, `g` and the previous moments.
+#[inline(always)]
+fn one(p: f32, g: f32, previous: Option<(f32, f32)>, s: &Scalars) -> (f32, f32, f32) {
+    let mut g = g;
+    if let Some(wd) = s.wd {
+        g += p * wd;
+    }
+    let (m, v) = match previous {
+        Some((m, v)) => (m * s.b1 + g * s.c1, v * s.b2 + (g * g) * s.c2),
+        None => (g * s.c1, (g * g) * s.c2),
     };
-    Some([tensor(p), tensor(m), tensor(v)])
+    let delta = if s.adaptive {
+        (m * s.scale) / (v.sqrt() + s.eps)
+    } else {
+        m * s.scale
+    };
+    (p - delta, m, v)
+}
+
+/// [`one`] over the parameter and both moments in place, in parallel pieces.
+fn update_in_place(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Scalars) {
+    type Mut<'a> = &'a mut [f32];
+    let piece = |((p, g), (m, v)): ((Mut, &[f32]), (Mut, Mut))| {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            (*p, *m, *v) = one(*p, g, Some((*m, *v)), s);
+        }
+    };
+    if p.len() <= PIECE {
+        return piece(((p, g), (m, v)));
+    }
+    p.par_chunks_mut(PIECE)
+        .zip(g.par_chunks(PIECE))
+        .zip(m.par_chunks_mut(PIECE).zip(v.par_chunks_mut(PIECE)))
+        .for_each(piece);
+}
+
+/// The first step: the parameter in place, the moments new.
+fn first_step_in_place(p: &mut [f32], g: &[f32], s: &Scalars) -> (Vec<f32>, Vec<f32>) {
+    let n = p.len();
+    let (mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    {
+        type Out<'a> = &'a mut [MaybeUninit<f32>];
+        let (mo, vo) = (
+            &mut m.spare_capacity_mut()[..n],
+            &mut v.spare_capacity_mut()[..n],
+        );
+        type Param<'a> = (&'a mut [f32], &'a [f32]);
+        let piece = |((p, g), (mo, vo)): (Param, (Out, Out))| {
+            for (((p, &g), mo), vo) in p.iter_mut().zip(g).zip(mo).zip(vo) {
+                let (pn, mn, vn) = one(*p, g, None, s);
+                *p = pn;
+                mo.write(mn);
+                vo.write(vn);
+            }
+        };
+        if n <= PIECE {
+            piece(((p, g), (mo, vo)));
+        } else {
+            p.par_chunks_mut(PIECE)
+                .zip(g.par_chunks(PIECE))
+                .zip(mo.par_chunks_mut(PIECE).zip(vo.par_chunks_mut(PIECE)))
+                .for_each(piece);
+        }
+    }
+    // SAFETY: the pieces cover all `n` slots of both (zipped with `p` and `g`, `n` values
+    // each), and every slot of each piece was written.
+    unsafe {
+        m.set_len(n);
+        v.set_len(n);
+    }
+    (m, v)
 }
 
 /// The pass itself on host slices: `[p', m', v']`.
@@ -162,28 +278,17 @@ fn update_piece(
     vo: &mut [MaybeUninit<f32>],
 ) {
     for i in 0..p.len() {
-        let mut gi = g[i];
-        if let Some(wd) = s.wd {
-            gi += p[i] * wd;
-        }
-        let (m, v) = match moments {
-            Some((m, v)) => (m[i] * s.b1 + gi * s.c1, v[i] * s.b2 + (gi * gi) * s.c2),
-            None => (gi * s.c1, (gi * gi) * s.c2),
-        };
-        let delta = if s.adaptive {
-            (m * s.scale) / (v.sqrt() + s.eps)
-        } else {
-            m * s.scale
-        };
-        po[i].write(p[i] - delta);
-        mo[i].write(m);
-        vo[i].write(v);
+        let (pn, mn, vn) = one(p[i], g[i], moments.map(|(m, v)| (m[i], v[i])), s);
+        po[i].write(pn);
+        mo[i].write(mn);
+        vo[i].write(vn);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::plain_primitive;
     use crate::test_util::normal_values;
     use burn::tensor::Device;
 
@@ -205,7 +310,7 @@ mod tests {
             direction: Direction::Adaptive { scale: 0.25 },
         };
         // m = 0.5 * 2 = 1, v = 0.25 * 4 = 1, p = 1 - 0.25 * 1 / 1 = 0.75.
-        let [p, m, v] = moment_step(&t(1.0), &t(2.0), None, &adaptive).unwrap();
+        let [p, m, v] = moment_step(t(1.0), &t(2.0), None, &adaptive).unwrap();
         assert_eq!([values(p), values(m), values(v)], [[0.75], [1.0], [1.0]]);
         // g = 1 + 0.5 * 2 = 2; m = 0.5 * 2 + 0.5 * 2 = 2; v = 0.75 * 4 + 0.25 * 4 = 4;
         // p = 2 - 0.25 * 2 / 2 = 1.75.
@@ -213,26 +318,25 @@ mod tests {
             weight_decay: 0.5,
             ..adaptive
         };
-        let [p, m, v] = moment_step(&t(2.0), &t(1.0), Some((&t(2.0), &t(4.0))), &decayed).unwrap();
+        let [p, m, v] = moment_step(t(2.0), &t(1.0), Some((t(2.0), t(4.0))), &decayed).unwrap();
         assert_eq!([values(p), values(m), values(v)], [[1.75], [2.0], [4.0]]);
         // Momentum: p = 1 - 0.25 * 1.
         let momentum = MomentStep {
             direction: Direction::Momentum { scale: 0.25 },
             ..adaptive
         };
-        let [p, ..] = moment_step(&t(1.0), &t(2.0), None, &momentum).unwrap();
+        let [p, ..] = moment_step(t(1.0), &t(2.0), None, &momentum).unwrap();
         assert_eq!(values(p), [0.75]);
     }
 
     /// A parameter split into many parallel pieces (with a short last one) gives the values of
-    /// a plain loop, to the bit.
+    /// a plain loop, to the bit, whether its tensors are updated in place (held only here) or
+    /// into new ones (shared: the shared copies keep their values); at the first step too.
     #[test]
-    fn parallel_pieces_match_a_loop() {
+    fn parallel_pieces_in_place_or_not_match_a_loop() {
         let device = Device::flex();
         let n = 3 * PIECE + 123;
         let r = |seed| Tensor::<1>::from_floats(&normal_values(n, seed, 0.0, 1.0)[..], &device);
-        let (p, g, m) = (r(1), r(2), r(3));
-        let v = r(4).abs();
         let step = MomentStep {
             beta_1: 0.9,
             beta_2: 0.999,
@@ -240,17 +344,47 @@ mod tests {
             epsilon: 1e-8,
             direction: Direction::Adaptive { scale: 3e-3 },
         };
-        let got = moment_step(&p, &g, Some((&m, &v)), &step)
-            .unwrap()
-            .map(values);
-        let [p, g, m, v] = [p, g, m, v].map(values);
         let s = Scalars::new(&step);
-        for i in [0, 1, PIECE - 1, PIECE, 2 * PIECE + 7, n - 1] {
+        let [p, g, m, v] = [r(1), r(2), r(3), r(4).abs()].map(values);
+        let expect = |i: usize, first: bool| {
             let gi = g[i] + p[i] * s.wd.unwrap();
-            let mi = m[i] * s.b1 + gi * s.c1;
-            let vi = v[i] * s.b2 + (gi * gi) * s.c2;
-            let pi = p[i] - (mi * s.scale) / (vi.sqrt() + s.eps);
-            assert_eq!([got[0][i], got[1][i], got[2][i]], [pi, mi, vi], "at {i}");
+            let (mi, vi) = match first {
+                true => (gi * s.c1, (gi * gi) * s.c2),
+                false => (m[i] * s.b1 + gi * s.c1, v[i] * s.b2 + (gi * gi) * s.c2),
+            };
+            [p[i] - (mi * s.scale) / (vi.sqrt() + s.eps), mi, vi]
+        };
+        let address = |t: &Tensor<1>| plain_primitive(t).unwrap().bytes().as_ptr() as usize;
+        let grad = r(2);
+        for (first, shared) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (param, moments) = (r(1), (!first).then(|| (r(3), r(4).abs())));
+            let before = [
+                address(&param),
+                moments.as_ref().map_or(0, |(m, _)| address(m)),
+            ];
+            let kept = shared.then(|| (param.clone(), moments.clone()));
+            let out = moment_step(param, &grad, moments, &step).unwrap();
+            let after = [address(&out[0]), address(&out[1])];
+            let what = format!("first step {first}, shared {shared}");
+            assert_eq!(after[0] == before[0], !shared, "{what}: parameter in place");
+            if !first {
+                assert_eq!(after[1] == before[1], !shared, "{what}: moment in place");
+            }
+            let got = out.map(values);
+            for i in [0, 1, PIECE - 1, PIECE, 2 * PIECE + 7, n - 1] {
+                let want = expect(i, first);
+                assert_eq!([got[0][i], got[1][i], got[2][i]], want, "{what}, at {i}");
+            }
+            if let Some((param, moments)) = kept {
+                assert_eq!(
+                    values(param),
+                    p,
+                    "{what}: the shared parameter is unchanged"
+                );
+                if let Some((m0, _)) = moments {
+                    assert_eq!(values(m0), m, "{what}: the shared moment is unchanged");
+                }
+            }
         }
     }
 
@@ -266,11 +400,17 @@ mod tests {
         };
         let a = Tensor::<1>::from_floats([1.0, 2.0], &device);
         let b = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device);
-        assert!(moment_step(&a, &b, None, &step).is_none());
-        assert!(moment_step(&a, &a, Some((&a, &b)), &step).is_none());
+        assert!(moment_step(a.clone(), &b, None, &step).is_err());
+        let back = moment_step(a.clone(), &a, Some((a.clone(), b.clone())), &step).unwrap_err();
+        // The tensors come back as they were.
+        assert_eq!(values(back.param), [1.0, 2.0]);
+        assert_eq!(
+            back.moments.map(|(_, v)| values(v)),
+            Some(vec![1.0, 2.0, 3.0])
+        );
         // An autodiff tensor is not a plain CPU one: the generic path takes it.
         let tracked = Tensor::<1>::from_floats([1.0, 2.0], &device.autodiff());
-        assert!(moment_step(&tracked, &tracked, None, &step).is_none());
-        assert!(moment_step(&a, &a, None, &step).is_some());
+        assert!(moment_step(tracked.clone(), &tracked, None, &step).is_err());
+        assert!(moment_step(a.clone(), &a, None, &step).is_ok());
     }
 }

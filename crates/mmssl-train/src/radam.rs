@@ -20,7 +20,7 @@
 
 use burn::optim::{AdaptiveMomentumState, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
-use mmssl_kernels::optim::{Direction, MomentStep, moment_step};
+use mmssl_kernels::optim::{Direction, MomentStep, Unfused, moment_step};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,12 +172,16 @@ impl Optimizer for RAdam {
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let time = state.as_ref().map_or(1, |s| s.time + 1);
         let step = self.moment_step(lr, time);
-        let moments = state.as_ref().map(|s| (&s.moment_1, &s.moment_2));
-        // One parallel pass on the CPU backend, the same values to the bit as `generic_step`.
-        if let Some([p, m, v]) = moment_step(&tensor, &grad, moments, &step) {
-            return (p, Some(AdaptiveMomentumState::new(time, m, v)));
-        }
-        let (p, m, v) = generic_step(tensor, grad, state.map(|s| (s.moment_1, s.moment_2)), &step);
+        let moments = state.map(|s| (s.moment_1, s.moment_2));
+        // One parallel pass on the CPU backend (in place), the same values to the bit as
+        // `generic_step`.
+        let (p, m, v) = match moment_step(tensor, &grad, moments, &step) {
+            Ok([p, m, v]) => (p, m, v),
+            Err(back) => {
+                let Unfused { param, moments } = *back;
+                generic_step(param, grad, moments, &step)
+            }
+        };
         (p, Some(AdaptiveMomentumState::new(time, m, v)))
     }
 
@@ -323,7 +327,7 @@ mod tests {
             let (radam, handle) = config.build();
             let first = radam.moment_step(3e-3, 1);
             assert!(
-                moment_step(&wave(0.1), &wave(0.2), None, &first).is_some(),
+                moment_step(wave(0.1), &wave(0.2), None, &first).is_ok(),
                 "the fused pass applies to these tensors"
             );
             let mut fused = (wave(0.37), None::<RAdamState<1>>);
