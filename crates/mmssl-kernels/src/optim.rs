@@ -12,10 +12,9 @@
 //! values **to the bit**; mmssl's RAdam tests that.
 
 use crate::host::{HostTensor, plain_primitive};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
 /// Values per parallel piece (and the size below which the pass stays on one thread).
 const PIECE: usize = 1 << 14;
@@ -106,64 +105,52 @@ pub struct Unfused<const D: usize> {
 /// The new parameter, first moment and second moment after one [`MomentStep`], as one
 /// parallel pass on the CPU backend. `moments` are the previous `(m, v)`, `None` at the first
 /// step. The parameter and the moments are updated **in place** where this holds their only
-/// reference (the optimiser's case: no new buffers, no page faults), into new tensors
-/// otherwise, so a tensor shared elsewhere is never changed. Where it does not apply (another
-/// backend, not `f32`, shapes that differ) the tensors come back in [`Unfused`] for burn's
-/// generic operations (boxed: a tensor handle is large).
+/// reference (the optimiser's case: no new buffers, no page faults), in copies otherwise, so a
+/// tensor shared elsewhere is never changed. Where it does not apply (another backend, not
+/// `f32`, shapes that differ) the tensors come back in [`Unfused`] for burn's generic
+/// operations (boxed: a tensor handle is large).
 pub fn moment_step<const D: usize>(
     param: Tensor<D>,
     grad: &Tensor<D>,
     moments: Option<(Tensor<D>, Tensor<D>)>,
     step: &MomentStep,
 ) -> Result<[Tensor<D>; 3], Box<Unfused<D>>> {
-    let host = |t: &Tensor<D>| HostTensor::new(&plain_primitive(t)?);
-    let applies = || {
-        let shape = host(&param)?.shape().clone();
-        let same = |t: &Tensor<D>| host(t).is_some_and(|h| h.shape() == &shape);
-        (same(grad) && moments.as_ref().is_none_or(|(m, v)| same(m) && same(v))).then_some(())
-    };
-    let Some(g) = applies().and_then(|()| host(grad)) else {
+    let dims = param.dims();
+    let fits = |t: &Tensor<D>| t.dims() == dims && plain_primitive(t).is_some();
+    let applies = fits(&param) && moments.as_ref().is_none_or(|(m, v)| fits(m) && fits(v));
+    let Some(g) = plain_primitive(grad).filter(|_| applies && grad.dims() == dims) else {
         return Err(Box::new(Unfused { param, moments }));
     };
-    let (g, s) = (g.values(), Scalars::new(step));
-    // Checked above: each converts, and the clones taken for the checks are gone.
-    let own = |t: Tensor<D>| t.try_into_primitive::<Flex>().expect("an f32 flex tensor");
-    let mut p = own(param);
-    let mut previous = moments.map(|(m, v)| (own(m), own(v)));
-    let n = g.len();
-    let tensor = |t: FlexTensor| Tensor::from_primitive::<Flex>(t);
-    let shape = p.layout().shape().clone();
-    let new = |values: Vec<f32>| tensor(HostTensor::from_vec(values, shape.clone()).into_flex());
-    match &mut previous {
-        Some((m, v)) => {
-            if let (Some(ps), Some(ms), Some(vs)) = (whole(&mut p, n), whole(m, n), whole(v, n)) {
-                update_in_place(ps, g, ms, vs, &s);
-                let (m, v) = previous.expect("matched");
-                return Ok([tensor(p), tensor(m), tensor(v)]);
-            }
-        }
+    let g = HostTensor::new(&g).expect("an f32 flex tensor");
+    // Checked above: each converts (and the primitives taken for the checks are gone).
+    let own = |t: Tensor<D>| whole(t.try_into_primitive::<Flex>().expect("an f32 flex tensor"));
+    let first = moments.is_none();
+    let (m, v) = match moments {
+        Some((m, v)) => (own(m), own(v)),
+        // Read as zeros by nothing: the first step ignores the previous moments.
         None => {
-            if let Some(ps) = whole(&mut p, n) {
-                let (m, v) = first_step_in_place(ps, g, &s);
-                return Ok([tensor(p), new(m), new(v)]);
-            }
+            let zeros = || whole(FlexTensor::zeros(dims.into(), DType::F32));
+            (zeros(), zeros())
         }
+    };
+    let mut out = [own(param), m, v];
+    {
+        // Copied first where shared (copy on write); in place otherwise.
+        let [p, m, v] = out.each_mut().map(|t| t.storage_mut::<f32>());
+        update(p, g.values(), m, v, first, &Scalars::new(step));
     }
-    // Shared (or not whole): new tensors for all three.
-    let view = |t: &FlexTensor| HostTensor::new(t).expect("an f32 flex tensor");
-    let (pv, mv) = (view(&p), previous.as_ref().map(|(m, v)| (view(m), view(v))));
-    let moments = mv.as_ref().map(|(m, v)| (m.values(), v.values()));
-    let [p, m, v] = update(pv.values(), g, moments, &s);
-    Ok([new(p), new(m), new(v)])
+    Ok(out.map(Tensor::from_primitive::<Flex>))
 }
 
-/// The `n` values of `t` to change in place, if `t` holds exactly them, contiguously, and is
-/// their only owner.
-fn whole(t: &mut FlexTensor, n: usize) -> Option<&mut [f32]> {
-    if t.layout().contiguous_offsets() != Some((0, n)) {
-        return None;
+/// `t` holding exactly its own values, contiguously from the start of its storage (copied into
+/// such a tensor if it is a view), so that its storage is its values.
+fn whole(t: FlexTensor) -> FlexTensor {
+    let n = t.layout().shape().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == 4 * n {
+        return t;
     }
-    t.try_storage_mut::<f32>().filter(|s| s.len() == n)
+    let h = HostTensor::new(&t).expect("an f32 flex tensor");
+    HostTensor::from_vec(h.values().to_vec(), h.shape().clone()).into_flex()
 }
 
 /// The update of one value: `(p', m', v')` from `p`, `g` and the previous moments.
@@ -185,12 +172,29 @@ fn one(p: f32, g: f32, previous: Option<(f32, f32)>, s: &Scalars) -> (f32, f32, 
     (p - delta, m, v)
 }
 
-/// [`one`] over the parameter and both moments in place, in parallel pieces.
-fn update_in_place(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Scalars) {
+/// [`one`] over the parameter and both moments in place (`first`: the moments' values are not
+/// read), in parallel pieces.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], first: bool, s: &Scalars) {
+    match first {
+        true => update_with::<true>(p, g, m, v, s),
+        false => update_with::<false>(p, g, m, v, s),
+    }
+}
+
+/// [`update`] compiled for each value of `FIRST`, so that the loop has no branch to vectorise
+/// around.
+fn update_with<const FIRST: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: &Scalars,
+) {
     type Mut<'a> = &'a mut [f32];
     let piece = |((p, g), (m, v)): ((Mut, &[f32]), (Mut, Mut))| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            (*p, *m, *v) = one(*p, g, Some((*m, *v)), s);
+            let previous = if FIRST { None } else { Some((*m, *v)) };
+            (*p, *m, *v) = one(*p, g, previous, s);
         }
     };
     if p.len() <= PIECE {
@@ -200,89 +204,6 @@ fn update_in_place(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &S
         .zip(g.par_chunks(PIECE))
         .zip(m.par_chunks_mut(PIECE).zip(v.par_chunks_mut(PIECE)))
         .for_each(piece);
-}
-
-/// The first step: the parameter in place, the moments new.
-fn first_step_in_place(p: &mut [f32], g: &[f32], s: &Scalars) -> (Vec<f32>, Vec<f32>) {
-    let n = p.len();
-    let (mut m, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    {
-        type Out<'a> = &'a mut [MaybeUninit<f32>];
-        let (mo, vo) = (
-            &mut m.spare_capacity_mut()[..n],
-            &mut v.spare_capacity_mut()[..n],
-        );
-        type Param<'a> = (&'a mut [f32], &'a [f32]);
-        let piece = |((p, g), (mo, vo)): (Param, (Out, Out))| {
-            for (((p, &g), mo), vo) in p.iter_mut().zip(g).zip(mo).zip(vo) {
-                let (pn, mn, vn) = one(*p, g, None, s);
-                *p = pn;
-                mo.write(mn);
-                vo.write(vn);
-            }
-        };
-        if n <= PIECE {
-            piece(((p, g), (mo, vo)));
-        } else {
-            p.par_chunks_mut(PIECE)
-                .zip(g.par_chunks(PIECE))
-                .zip(mo.par_chunks_mut(PIECE).zip(vo.par_chunks_mut(PIECE)))
-                .for_each(piece);
-        }
-    }
-    // SAFETY: the pieces cover all `n` slots of both (zipped with `p` and `g`, `n` values
-    // each), and every slot of each piece was written.
-    unsafe {
-        m.set_len(n);
-        v.set_len(n);
-    }
-    (m, v)
-}
-
-/// The pass itself on host slices: `[p', m', v']`.
-fn update(p: &[f32], g: &[f32], moments: Option<(&[f32], &[f32])>, s: &Scalars) -> [Vec<f32>; 3] {
-    let n = p.len();
-    let mut out: [Vec<f32>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
-    {
-        let [po, mo, vo] = out.each_mut().map(|v| &mut v.spare_capacity_mut()[..n]);
-        type Out<'a> = &'a mut [MaybeUninit<f32>];
-        let piece = |i: usize, (po, (mo, vo)): (Out, (Out, Out))| {
-            let r = i * PIECE..(i * PIECE + po.len());
-            let prev = moments.map(|(m, v)| (&m[r.clone()], &v[r.clone()]));
-            update_piece(&p[r.clone()], &g[r], prev, s, po, mo, vo);
-        };
-        if n <= PIECE {
-            piece(0, (po, (mo, vo)));
-        } else {
-            po.par_chunks_mut(PIECE)
-                .zip(mo.par_chunks_mut(PIECE).zip(vo.par_chunks_mut(PIECE)))
-                .enumerate()
-                .for_each(|(i, slices)| piece(i, slices));
-        }
-    }
-    for v in &mut out {
-        // SAFETY: `update_piece` wrote each of the first `n` values of every output.
-        unsafe { v.set_len(n) };
-    }
-    out
-}
-
-/// One piece: writes every value of `po`, `mo` and `vo` (all as long as `p`).
-fn update_piece(
-    p: &[f32],
-    g: &[f32],
-    moments: Option<(&[f32], &[f32])>,
-    s: &Scalars,
-    po: &mut [MaybeUninit<f32>],
-    mo: &mut [MaybeUninit<f32>],
-    vo: &mut [MaybeUninit<f32>],
-) {
-    for i in 0..p.len() {
-        let (pn, mn, vn) = one(p[i], g[i], moments.map(|(m, v)| (m[i], v[i])), s);
-        po[i].write(pn);
-        mo[i].write(mn);
-        vo[i].write(vn);
-    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ impl RAdamConfig {
 impl RAdam {
     /// The coefficients of step number `time` (from 1) at learning rate `lr`: the bias
     /// corrections and the rectification folded into the step's scale.
-    fn moment_step(&self, lr: f64, time: usize) -> MomentStep {
+    fn coefficients(&self, lr: f64, time: usize) -> MomentStep {
         let (b1, b2) = (self.beta_1.beta_1(), self.config.beta_2);
         let t = time as i32;
         let bias_1 = 1.0 - b1.powi(t);
@@ -171,7 +171,7 @@ impl Optimizer for RAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let time = state.as_ref().map_or(1, |s| s.time + 1);
-        let step = self.moment_step(lr, time);
+        let step = self.coefficients(lr, time);
         let moments = state.map(|s| (s.moment_1, s.moment_2));
         // One parallel pass on the CPU backend (in place), the same values to the bit as
         // `generic_step`.
@@ -325,7 +325,7 @@ mod tests {
                 ..RAdamConfig::default()
             };
             let (radam, handle) = config.build();
-            let first = radam.moment_step(3e-3, 1);
+            let first = radam.coefficients(3e-3, 1);
             assert!(
                 moment_step(wave(0.1), &wave(0.2), None, &first).is_ok(),
                 "the fused pass applies to these tensors"
@@ -337,7 +337,7 @@ mod tests {
                 let grad = wave(0.11 * time as f32);
                 let (p, state) = radam.step(3e-3, fused.0, grad.clone(), fused.1);
                 fused = (p, state);
-                let step = radam.moment_step(3e-3, time);
+                let step = radam.coefficients(3e-3, time);
                 let (p, m, v) = generic_step(generic.0, grad, generic.1, &step);
                 generic = (p, Some((m, v)));
                 let bits = |t: &Tensor<1>| -> Vec<u32> {
@@ -358,11 +358,11 @@ mod tests {
                 );
             }
             let rectified = matches!(
-                radam.moment_step(3e-3, 9).direction,
+                radam.coefficients(3e-3, 9).direction,
                 Direction::Adaptive { .. }
             );
             let early = matches!(
-                radam.moment_step(3e-3, 1).direction,
+                radam.coefficients(3e-3, 1).direction,
                 Direction::Momentum { .. }
             );
             assert!(rectified && early, "both directions are exercised");
